@@ -1,0 +1,502 @@
+"""The MetadataStore written once in portable SQL, over a tiny per-backend driver.
+
+SQLite and PostgreSQL differ only in their driver (adapters/sqlite_store.py,
+adapters/postgres_store.py): how a connection is had, how a write is serialized, the
+`FOR UPDATE` suffix, one JSON lookup, and how integrity errors are named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+import msgspec
+
+from adapters import sql_rows as rows
+from adapters.sql_schema import CREATE_MIGRATIONS_TABLE, MIGRATIONS, statements
+from registry import audit
+from registry.changes import (
+    Audit,
+    CreateModel,
+    CreateVersion,
+    Decision,
+    DeleteAlias,
+    DeleteModel,
+    DeleteVersion,
+    LoadSpec,
+    ModelFilter,
+    ModelState,
+    RememberRequest,
+    SetAlias,
+    StoredRequest,
+    UpdateModel,
+    UpdateVersion,
+    VersionFilter,
+)
+from registry.domain import (
+    EXCLUSIVE_STAGES,
+    SYSTEM_SCOPE,
+    AuditEvent,
+    Model,
+    ModelVersion,
+    Token,
+    model_scope,
+)
+from registry.errors import NotFound
+
+T = TypeVar("T")
+
+
+class SqlConn(Protocol):
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> None: ...
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[rows.Row]: ...
+
+
+class SqlDriver(Protocol):
+    dialect: str
+    for_update: str
+
+    def json_text(self, column: str) -> str:
+        """SQL for the text value of one key (a `?` parameter) of a JSON object column."""
+        ...
+
+    def reading(self) -> AbstractAsyncContextManager[SqlConn]: ...
+
+    def writing(self) -> AbstractAsyncContextManager[SqlConn]:
+        """A transaction: committed on normal exit, rolled back on an exception."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+async def _one(conn: SqlConn, sql: str, args: Sequence[Any] = ()) -> rows.Row | None:
+    found = await conn.fetch(sql, args)
+    return found[0] if found else None
+
+
+class SqlStore:
+    def __init__(self, driver: SqlDriver) -> None:
+        self.driver = driver
+
+    # --- schema ---------------------------------------------------------------------------
+
+    async def migrate(self, now: datetime) -> list[int]:
+        """Apply the migrations not yet applied; returns their numbers."""
+        applied: list[int] = []
+        async with self.driver.writing() as conn:
+            await conn.execute(CREATE_MIGRATIONS_TABLE)
+            if self.driver.dialect == "postgres":
+                await conn.execute("SELECT pg_advisory_xact_lock(7244611)")
+            done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            for number, sql in MIGRATIONS:
+                if number in done:
+                    continue
+                for statement in statements(self.driver.dialect, sql):
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+                    (number, rows.to_micros(now)),
+                )
+                applied.append(number)
+        return applied
+
+    async def close(self) -> None:
+        await self.driver.close()
+
+    # --- writes ---------------------------------------------------------------------------
+
+    async def _lock_scope(self, conn: SqlConn, scope: str) -> tuple[int, str]:
+        sql = f"SELECT seq, hash FROM audit_heads WHERE scope = ?{self.driver.for_update}"
+        head = await _one(conn, sql, (scope,))
+        if head is None:
+            await conn.execute(
+                "INSERT INTO audit_heads (scope, seq, hash) VALUES (?, 0, ?)"
+                " ON CONFLICT (scope) DO NOTHING",
+                (scope, audit.GENESIS),
+            )
+            head = await _one(conn, sql, (scope,))
+            assert head is not None
+        return int(head[0]), str(head[1])
+
+    async def _load(
+        self, conn: SqlConn, name: str, spec: LoadSpec
+    ) -> tuple[int | None, ModelState]:
+        model_row = await _one(
+            conn, f"SELECT {rows.MODEL_COLUMNS} FROM models m WHERE name = ?", (name,)
+        )
+        replay = None
+        if spec.idempotency is not None:
+            found = await _one(
+                conn,
+                "SELECT fingerprint, status, body FROM idempotency_keys"
+                " WHERE principal_id = ? AND key = ?",
+                spec.idempotency,
+            )
+            if found is not None:
+                replay = StoredRequest(found[0], found[1], found[2].encode())
+        if model_row is None:
+            return None, ModelState(model=None, versions={}, aliases={}, replay=replay)
+        model_id = int(model_row[8])
+        aliases = {
+            r[0]: int(r[1])
+            for r in await conn.fetch(
+                "SELECT alias, version FROM aliases WHERE model_id = ?", (model_id,)
+            )
+        }
+        wanted = list(spec.versions)
+        clauses, args = [], [model_id]
+        if wanted:
+            clauses.append(f"v.version IN ({', '.join('?' * len(wanted))})")
+            args += wanted
+        if spec.stage_holders:
+            clauses.append("v.stage IN (?, ?)")
+            args += [s.value for s in EXCLUSIVE_STAGES]
+        versions: dict[int, ModelVersion] = {}
+        if clauses:
+            found_rows = await conn.fetch(
+                f"SELECT {rows.VERSION_COLUMNS} FROM model_versions v"
+                f" WHERE v.model_id = ? AND ({' OR '.join(clauses)})",
+                args,
+            )
+            held = _held_by(aliases)
+            for r in found_rows:
+                versions[int(r[0])] = rows.version_from_row(name, r, held.get(int(r[0])))
+        model = rows.model_from_row(model_row, aliases)
+        return model_id, ModelState(model=model, versions=versions, aliases=aliases, replay=replay)
+
+    async def transact(
+        self, model: str, load: LoadSpec, decide: Callable[[ModelState], Decision[T]]
+    ) -> T:
+        scope = model_scope(model)
+        async with self.driver.writing() as conn:
+            head = await self._lock_scope(conn, scope)
+            model_id, state = await self._load(conn, model, load)
+            decision = decide(state)
+            if not decision.ops:
+                return decision.result
+            for op in decision.ops:
+                match op:
+                    case CreateModel(m):
+                        found = await conn.fetch(
+                            "INSERT INTO models (name, description, tags, owner, created_at,"
+                            " updated_at, revision, latest_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                            " RETURNING id",
+                            _model_values(m),
+                        )
+                        model_id = int(found[0][0])
+                    case UpdateModel(m):
+                        await conn.execute(
+                            "UPDATE models SET description = ?, tags = ?, updated_at = ?,"
+                            " revision = ?, latest_version = ? WHERE id = ?",
+                            (
+                                *_model_values(m)[1:3],
+                                rows.to_micros(m.updated_at),
+                                m.revision,
+                                m.latest_version,
+                                model_id,
+                            ),
+                        )
+                    case DeleteModel():
+                        await conn.execute(
+                            "DELETE FROM model_versions WHERE model_id = ?", (model_id,)
+                        )
+                        await conn.execute("DELETE FROM models WHERE id = ?", (model_id,))
+                    case CreateVersion(v):
+                        await conn.execute(
+                            f"INSERT INTO model_versions (model_id, {rows.VERSION_COLUMNS.replace('v.', '')})"
+                            f" VALUES (?{', ?' * 20})",
+                            (model_id, *rows.version_values(v)),
+                        )
+                    case UpdateVersion(v):
+                        await conn.execute(
+                            "UPDATE model_versions SET stage = ?, status = ?, description = ?,"
+                            " endpoint = ?, tags = ?, updated_at = ?, revision = ?"
+                            " WHERE model_id = ? AND version = ?",
+                            (
+                                v.stage.value,
+                                v.status.value,
+                                v.description,
+                                v.endpoint,
+                                rows.dumps(v.tags),
+                                rows.to_micros(v.updated_at),
+                                v.revision,
+                                model_id,
+                                v.version,
+                            ),
+                        )
+                    case DeleteVersion(number):
+                        await conn.execute(
+                            "DELETE FROM model_versions WHERE model_id = ? AND version = ?",
+                            (model_id, number),
+                        )
+                    case SetAlias(alias, number, at):
+                        await conn.execute(
+                            "INSERT INTO aliases (model_id, alias, version, updated_at)"
+                            " VALUES (?, ?, ?, ?) ON CONFLICT (model_id, alias) DO UPDATE"
+                            " SET version = excluded.version, updated_at = excluded.updated_at",
+                            (model_id, alias, number, rows.to_micros(at)),
+                        )
+                    case DeleteAlias(alias):
+                        await conn.execute(
+                            "DELETE FROM aliases WHERE model_id = ? AND alias = ?",
+                            (model_id, alias),
+                        )
+                    case Audit():
+                        head = await self._append(conn, scope, head, op)
+                    case RememberRequest():
+                        await conn.execute(
+                            "INSERT INTO idempotency_keys (principal_id, key, fingerprint, status,"
+                            " body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                            (
+                                op.principal_id,
+                                op.key,
+                                op.fingerprint,
+                                op.status,
+                                op.body.decode(),
+                                rows.to_micros(op.at),
+                            ),
+                        )
+            await conn.execute(
+                "UPDATE audit_heads SET seq = ?, hash = ? WHERE scope = ?", (*head, scope)
+            )
+        return decision.result
+
+    async def _append(
+        self, conn: SqlConn, scope: str, head: tuple[int, str], draft: Audit
+    ) -> tuple[int, str]:
+        event = audit.seal(scope, head[0], head[1], draft)
+        await conn.execute(
+            f"INSERT INTO audit_events ({rows.AUDIT_COLUMNS}) VALUES (?{', ?' * 13})",
+            rows.audit_values(event),
+        )
+        return event.seq, event.hash
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def get_model(self, name: str) -> Model:
+        async with self.driver.reading() as conn:
+            found = await _one(
+                conn, f"SELECT {rows.MODEL_COLUMNS} FROM models m WHERE name = ?", (name,)
+            )
+            if found is None:
+                raise NotFound(f"registered model {name!r} does not exist", field="name")
+            aliases = await self._aliases(conn, [int(found[8])])
+        return rows.model_from_row(found, aliases.get(int(found[8]), {}))
+
+    async def _aliases(self, conn: SqlConn, model_ids: list[int]) -> dict[int, dict[str, int]]:
+        if not model_ids:
+            return {}
+        out: dict[int, dict[str, int]] = {}
+        for r in await conn.fetch(
+            "SELECT model_id, alias, version FROM aliases WHERE model_id IN"
+            f" ({', '.join('?' * len(model_ids))}) ORDER BY alias",
+            model_ids,
+        ):
+            out.setdefault(int(r[0]), {})[r[1]] = int(r[2])
+        return out
+
+    async def list_models(self, where: ModelFilter, after: str | None, limit: int) -> list[Model]:
+        clauses, args = ["1 = 1"], []
+        if after is not None:
+            clauses.append("m.name > ?")
+            args.append(after)
+        if where.prefix:
+            clauses.append("m.name >= ? AND m.name < ?")
+            args += [where.prefix, where.prefix + "\U0010ffff"]
+        if where.tag is not None:
+            clauses.append(f"{self.driver.json_text('m.tags')} = ?")
+            args += list(where.tag)
+        if where.stage is not None:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM model_versions v WHERE v.model_id = m.id AND v.stage = ?)"
+            )
+            args.append(where.stage.value)
+        if where.alias is not None:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM aliases a WHERE a.model_id = m.id AND a.alias = ?)"
+            )
+            args.append(where.alias)
+        async with self.driver.reading() as conn:
+            found = await conn.fetch(
+                f"SELECT {rows.MODEL_COLUMNS} FROM models m WHERE {' AND '.join(clauses)}"
+                " ORDER BY m.name LIMIT ?",
+                [*args, limit],
+            )
+            aliases = await self._aliases(conn, [int(r[8]) for r in found])
+        return [rows.model_from_row(r, aliases.get(int(r[8]), {})) for r in found]
+
+    async def _model_id(self, conn: SqlConn, name: str) -> int:
+        found = await _one(conn, "SELECT id FROM models WHERE name = ?", (name,))
+        if found is None:
+            raise NotFound(f"registered model {name!r} does not exist", field="name")
+        return int(found[0])
+
+    async def _versions(
+        self, conn: SqlConn, name: str, model_id: int, where: str, args: Sequence[Any]
+    ) -> list[ModelVersion]:
+        found = await conn.fetch(
+            f"SELECT {rows.VERSION_COLUMNS} FROM model_versions v WHERE v.model_id = ? AND {where}",
+            (model_id, *args),
+        )
+        if not found:
+            return []
+        held = _held_by((await self._aliases(conn, [model_id])).get(model_id, {}))
+        return [rows.version_from_row(name, r, held.get(int(r[0]))) for r in found]
+
+    async def get_version(self, model: str, version: int) -> ModelVersion:
+        async with self.driver.reading() as conn:
+            model_id = await self._model_id(conn, model)
+            found = await self._versions(conn, model, model_id, "v.version = ?", (version,))
+        if not found:
+            raise NotFound(f"version {version} of model {model!r} does not exist", field="version")
+        return found[0]
+
+    async def list_versions(
+        self, model: str, where: VersionFilter, before: int | None, limit: int
+    ) -> list[ModelVersion]:
+        clauses, args = ["1 = 1"], []
+        if before is not None:
+            clauses.append("v.version < ?")
+            args.append(before)
+        if where.stage is not None:
+            clauses.append("v.stage = ?")
+            args.append(where.stage.value)
+        if where.tag is not None:
+            clauses.append(f"{self.driver.json_text('v.tags')} = ?")
+            args += list(where.tag)
+        if where.alias is not None:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM aliases a WHERE a.model_id = v.model_id"
+                " AND a.version = v.version AND a.alias = ?)"
+            )
+            args.append(where.alias)
+        async with self.driver.reading() as conn:
+            model_id = await self._model_id(conn, model)
+            return await self._versions(
+                conn,
+                model,
+                model_id,
+                f"{' AND '.join(clauses)} ORDER BY v.version DESC LIMIT ?",
+                [*args, limit],
+            )
+
+    async def resolve_alias(self, model: str, alias: str) -> ModelVersion:
+        async with self.driver.reading() as conn:
+            found = await _one(
+                conn,
+                "SELECT a.model_id, a.version FROM aliases a JOIN models m ON m.id = a.model_id"
+                " WHERE m.name = ? AND a.alias = ?",
+                (model, alias),
+            )
+            if found is None:
+                await self._model_id(conn, model)
+                raise NotFound(f"model {model!r} has no alias {alias!r}", field="alias")
+            versions = await self._versions(
+                conn, model, int(found[0]), "v.version = ?", (found[1],)
+            )
+        return versions[0]
+
+    # --- audit ----------------------------------------------------------------------------
+
+    async def events(
+        self, scope: str, *, version: int | None, after_seq: int, limit: int
+    ) -> list[AuditEvent]:
+        where, args = "scope = ? AND seq > ?", [scope, after_seq]
+        if version is not None:
+            where += " AND version = ?"
+            args.append(version)
+        async with self.driver.reading() as conn:
+            found = await conn.fetch(
+                f"SELECT {rows.AUDIT_COLUMNS} FROM audit_events WHERE {where} ORDER BY seq LIMIT ?",
+                [*args, limit],
+            )
+        return [rows.audit_from_row(r) for r in found]
+
+    async def last_alias_event(self, scope: str, alias: str, at: datetime) -> AuditEvent | None:
+        async with self.driver.reading() as conn:
+            found = await _one(
+                conn,
+                f"SELECT {rows.AUDIT_COLUMNS} FROM audit_events WHERE scope = ? AND alias = ?"
+                " AND at <= ? ORDER BY at DESC, seq DESC LIMIT 1",
+                (scope, alias, rows.to_micros(at)),
+            )
+        return None if found is None else rows.audit_from_row(found)
+
+    async def head(self, scope: str) -> tuple[int, str]:
+        async with self.driver.reading() as conn:
+            found = await _one(conn, "SELECT seq, hash FROM audit_heads WHERE scope = ?", (scope,))
+        return (0, audit.GENESIS) if found is None else (int(found[0]), str(found[1]))
+
+    # --- tokens ---------------------------------------------------------------------------
+
+    async def _system_event(
+        self, conn: SqlConn, now: datetime, actor: str, action: str, token: Token
+    ) -> None:
+        head = await self._lock_scope(conn, SYSTEM_SCOPE)
+        after = msgspec.Raw(rows.dumps(token).encode())
+        draft = Audit(at=now, actor=actor, action=action, model=None, after=after)
+        head = await self._append(conn, SYSTEM_SCOPE, head, draft)
+        await conn.execute(
+            "UPDATE audit_heads SET seq = ?, hash = ? WHERE scope = ?", (*head, SYSTEM_SCOPE)
+        )
+
+    async def create_token(
+        self, name: str, role: str, token_hash: str, prefix: str, created_by: str, now: datetime
+    ) -> Token:
+        async with self.driver.writing() as conn:
+            found = await conn.fetch(
+                "INSERT INTO tokens (name, role, token_hash, prefix, created_by, created_at)"
+                f" VALUES (?, ?, ?, ?, ?, ?) RETURNING {rows.TOKEN_COLUMNS}",
+                (name, role, token_hash, prefix, created_by, rows.to_micros(now)),
+            )
+            token = rows.token_from_row(found[0])
+            await self._system_event(conn, now, created_by, "token.create", token)
+        return token
+
+    async def find_token(self, token_hash: str) -> Token | None:
+        async with self.driver.reading() as conn:
+            found = await _one(
+                conn, f"SELECT {rows.TOKEN_COLUMNS} FROM tokens WHERE token_hash = ?", (token_hash,)
+            )
+        return None if found is None else rows.token_from_row(found)
+
+    async def list_tokens(self) -> list[Token]:
+        async with self.driver.reading() as conn:
+            found = await conn.fetch(f"SELECT {rows.TOKEN_COLUMNS} FROM tokens ORDER BY id")
+        return [rows.token_from_row(r) for r in found]
+
+    async def revoke_token(self, token_id: int, by: str, now: datetime) -> Token:
+        async with self.driver.writing() as conn:
+            found = await conn.fetch(
+                "UPDATE tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?"
+                f" RETURNING {rows.TOKEN_COLUMNS}",
+                (rows.to_micros(now), token_id),
+            )
+            if not found:
+                raise NotFound(f"token {token_id} does not exist", field="id")
+            token = rows.token_from_row(found[0])
+            await self._system_event(conn, now, by, "token.revoke", token)
+        return token
+
+
+def _held_by(aliases: dict[str, int]) -> dict[int, list[str]]:
+    held: dict[int, list[str]] = {}
+    for alias, number in sorted(aliases.items()):
+        held.setdefault(number, []).append(alias)
+    return held
+
+
+def _model_values(m: Model) -> tuple[Any, ...]:
+    return (
+        m.name,
+        m.description,
+        rows.dumps(m.tags),
+        m.owner,
+        rows.to_micros(m.created_at),
+        rows.to_micros(m.updated_at),
+        m.revision,
+        m.latest_version,
+    )

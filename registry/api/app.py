@@ -1,0 +1,66 @@
+"""Assemble the registry's routes; the composition root mounts them in an app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, Router, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.types import ControllerRouterHandler
+
+from registry.api.aliases import AliasController
+from registry.api.audit import AuditController
+from registry.api.context import role_guard
+from registry.api.models import ModelController
+from registry.api.schemas import Health
+from registry.api.tokens import TokenController, WhoAmIController
+from registry.api.versions import VersionController
+from registry.auth import TokenAuthority
+from registry.errors import RegistryError
+from registry.service import Registry
+
+
+@get("/livez", tags=["health"])
+async def livez() -> Health:
+    return Health("ok")
+
+
+@get("/readyz", tags=["health"])
+async def readyz(request: Request[Any, Any, Any]) -> Any:
+    registry: Registry = request.app.state.registry
+    try:
+        await registry.store.head("system")
+    except RegistryError as exc:
+        return Response(Health("unavailable", exc.message), status_code=503)
+    return Health("ok")
+
+
+def _registry(state: State) -> Registry:
+    registry: Registry = state.registry
+    return registry
+
+
+def _authority(state: State) -> TokenAuthority:
+    authority: TokenAuthority = state.authority
+    return authority
+
+
+def registry_routes() -> list[ControllerRouterHandler]:
+    api = Router(
+        path="/api/v1",
+        route_handlers=[
+            ModelController,
+            VersionController,
+            AliasController,
+            AuditController,
+            TokenController,
+            WhoAmIController,
+        ],
+        guards=[role_guard],
+        dependencies={
+            "registry": Provide(_registry, sync_to_thread=False),
+            "authority": Provide(_authority, sync_to_thread=False),
+        },
+    )
+    return [api, livez, readyz]

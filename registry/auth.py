@@ -1,0 +1,111 @@
+"""API tokens: made random, kept only as SHA-256 hashes, checked on every /api request.
+
+Tokens carry 256 bits of randomness, so a fast hash is safe to store (no password stretching
+needed) and lets a request be authenticated with one indexed lookup. A short-lived cache of
+successful lookups keeps that lookup off most requests; revoking through this process clears it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Final
+
+import msgspec
+
+from registry.domain import Principal, Role, Token
+from registry.errors import InvalidInput, PermissionDenied, Unauthenticated
+from registry.ports import TokenStore
+
+TOKEN_PREFIX: Final = "myd_"
+CACHE_TTL_S: Final = 2.0
+CACHE_MAX: Final = 1024
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def display_prefix(token: str) -> str:
+    """What may be shown of a token: enough to tell tokens apart, too little to use."""
+    return token[: len(TOKEN_PREFIX) + 6]
+
+
+def require_role(principal: Principal, needed: Role) -> None:
+    if not principal.role.allows(needed):
+        raise PermissionDenied(
+            f"this needs the {needed.value} role; token {principal.name!r} has {principal.role.value}"
+        )
+
+
+class IssuedToken(msgspec.Struct, frozen=True):
+    """A token as created: the secret is shown this once and never stored."""
+
+    token: str
+    info: Token
+
+
+class TokenAuthority:
+    def __init__(self, store: TokenStore, clock: Callable[[], datetime]) -> None:
+        self._store = store
+        self._clock = clock
+        self._cache: dict[str, tuple[float, Principal]] = {}
+
+    async def authenticate(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise Unauthenticated("missing `Authorization: Bearer <token>` header")
+        scheme, _, secret = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise Unauthenticated("the Authorization header must be `Bearer <token>`")
+        digest = hash_token(secret.strip())
+        now = time.monotonic()
+        hit = self._cache.get(digest)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        token = await self._store.find_token(digest)
+        if token is None or token.revoked_at is not None:
+            raise Unauthenticated("unknown or revoked token")
+        principal = Principal(token_id=token.id, name=token.name, role=token.role)
+        if len(self._cache) >= CACHE_MAX:
+            self._cache.clear()
+        self._cache[digest] = (now + CACHE_TTL_S, principal)
+        return principal
+
+    async def issue(self, name: str, role: Role, by: str, secret: str | None = None) -> IssuedToken:
+        secret = secret or new_token()
+        if len(secret) < 16:
+            raise InvalidInput("a token must be at least 16 characters", field="token")
+        info = await self._store.create_token(
+            name, role.value, hash_token(secret), display_prefix(secret), by, self._clock()
+        )
+        return IssuedToken(token=secret, info=info)
+
+    async def revoke(self, token_id: int, by: str) -> Token:
+        token = await self._store.revoke_token(token_id, by, self._clock())
+        self._cache.clear()
+        return token
+
+    async def list(self) -> list[Token]:
+        return await self._store.list_tokens()
+
+    async def bootstrap_admin(self, configured: str | None) -> str | None:
+        """Make sure an admin can log in. Returns a newly made secret to print once, or None.
+
+        With MODELYARD_ADMIN_TOKEN set, that token is registered (once) as an admin token.
+        Otherwise, on a store with no tokens at all, a fresh admin token is made.
+        """
+        if configured:
+            if await self._store.find_token(hash_token(configured)) is None:
+                await self.issue("bootstrap-admin", Role.ADMIN, "modelyard", secret=configured)
+            return None
+        if await self._store.list_tokens():
+            return None
+        issued = await self.issue("bootstrap-admin", Role.ADMIN, "modelyard")
+        return issued.token

@@ -1,0 +1,68 @@
+"""The Protocols the registry needs from the outside; adapters/ implements them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+from registry.changes import Decision, LoadSpec, ModelFilter, ModelState, VersionFilter
+from registry.domain import AuditEvent, Model, ModelVersion, Token
+
+T = TypeVar("T")
+
+
+class ModelWriter(Protocol):
+    async def transact(
+        self, model: str, load: LoadSpec, decide: Callable[[ModelState], Decision[T]]
+    ) -> T:
+        """Lock the model's chain, load `load`, apply `decide(state).ops` atomically.
+
+        Everything `decide` returns is committed together or not at all; writes to one model
+        are serialized (on every replica) so `decide` always sees the latest state.
+        """
+        ...
+
+
+class ModelReader(Protocol):
+    async def get_model(self, name: str) -> Model: ...
+
+    async def list_models(
+        self, where: ModelFilter, after: str | None, limit: int
+    ) -> list[Model]: ...
+
+    async def get_version(self, model: str, version: int) -> ModelVersion: ...
+
+    async def list_versions(
+        self, model: str, where: VersionFilter, before: int | None, limit: int
+    ) -> list[ModelVersion]: ...
+
+    async def resolve_alias(self, model: str, alias: str) -> ModelVersion: ...
+
+
+class AuditLog(Protocol):
+    async def events(
+        self, scope: str, *, version: int | None, after_seq: int, limit: int
+    ) -> list[AuditEvent]: ...
+
+    async def last_alias_event(self, scope: str, alias: str, at: datetime) -> AuditEvent | None: ...
+
+    async def head(self, scope: str) -> tuple[int, str]: ...
+
+
+class TokenStore(Protocol):
+    async def create_token(
+        self, name: str, role: str, token_hash: str, prefix: str, created_by: str, now: datetime
+    ) -> Token: ...
+
+    async def find_token(self, token_hash: str) -> Token | None: ...
+
+    async def list_tokens(self) -> list[Token]: ...
+
+    async def revoke_token(self, token_id: int, by: str, now: datetime) -> Token: ...
+
+
+class MetadataStore(ModelWriter, ModelReader, AuditLog, TokenStore, Protocol):
+    """Everything the registry keeps: one object per backend (SQLite, PostgreSQL)."""
+
+    async def close(self) -> None: ...

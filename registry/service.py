@@ -1,0 +1,232 @@
+"""The registry's use cases: thin glue between the pure rules and the metadata store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import msgspec
+
+from registry import audit, rules
+from registry.changes import (
+    Caller,
+    Decision,
+    LoadSpec,
+    ModelFilter,
+    ModelState,
+    VersionFilter,
+    WriteContext,
+)
+from registry.commands import AliasChange, ModelCreate, StageChange, VersionCreate
+from registry.domain import (
+    AuditEvent,
+    Model,
+    ModelVersion,
+    model_scope,
+    validate_alias,
+    validate_name,
+    validate_tag_key,
+)
+from registry.ports import MetadataStore
+
+T = TypeVar("T")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class AliasAt(msgspec.Struct, frozen=True):
+    model: str
+    alias: str
+    at: datetime
+    version: int | None
+
+
+class Registry:
+    def __init__(self, store: MetadataStore, clock: Callable[[], datetime] = utc_now) -> None:
+        self.store = store
+        self.clock = clock
+
+    async def _write(
+        self,
+        name: str,
+        caller: Caller,
+        load: LoadSpec,
+        decide: Callable[[ModelState, WriteContext], Decision[T]],
+    ) -> T:
+        def locked(state: ModelState) -> Decision[T]:
+            ctx = WriteContext(**msgspec.structs.asdict(caller), now=self.clock())
+            return decide(state, ctx)
+
+        return await self.store.transact(validate_name(name), load, locked)
+
+    # --- models ---------------------------------------------------------------------------
+
+    async def create_model(self, caller: Caller, cmd: ModelCreate) -> Model:
+        return await self._write(
+            cmd.name, caller, _idem(caller), lambda s, c: rules.create_model(s, c, cmd)
+        )
+
+    async def update_model(
+        self, caller: Caller, name: str, description: str | None, if_match: str | None
+    ) -> Model:
+        return await self._write(
+            name,
+            caller,
+            LoadSpec(),
+            lambda s, c: rules.update_model(s, c, name, description, if_match),
+        )
+
+    async def set_model_tag(
+        self, caller: Caller, name: str, key: str, value: str | None, if_match: str | None
+    ) -> Model:
+        validate_tag_key(key)
+        return await self._write(
+            name,
+            caller,
+            LoadSpec(),
+            lambda s, c: rules.set_model_tag(s, c, name, key, value, if_match),
+        )
+
+    async def delete_model(self, caller: Caller, name: str, if_match: str | None) -> None:
+        await self._write(
+            name, caller, LoadSpec(), lambda s, c: rules.delete_model(s, c, name, if_match)
+        )
+
+    async def get_model(self, name: str) -> Model:
+        return await self.store.get_model(validate_name(name))
+
+    async def list_models(self, where: ModelFilter, after: str | None, limit: int) -> list[Model]:
+        return await self.store.list_models(where, after, limit)
+
+    # --- versions -------------------------------------------------------------------------
+
+    async def create_version(self, caller: Caller, name: str, cmd: VersionCreate) -> ModelVersion:
+        return await self._write(
+            name, caller, _idem(caller), lambda s, c: rules.create_version(s, c, name, cmd)
+        )
+
+    async def update_version(
+        self,
+        caller: Caller,
+        name: str,
+        number: int,
+        description: str | None,
+        if_match: str | None,
+    ) -> ModelVersion:
+        return await self._write(
+            name,
+            caller,
+            LoadSpec(versions=(number,)),
+            lambda s, c: rules.update_version(s, c, name, number, description, if_match),
+        )
+
+    async def set_version_tag(
+        self,
+        caller: Caller,
+        name: str,
+        number: int,
+        key: str,
+        value: str | None,
+        if_match: str | None,
+    ) -> ModelVersion:
+        validate_tag_key(key)
+        return await self._write(
+            name,
+            caller,
+            LoadSpec(versions=(number,)),
+            lambda s, c: rules.set_version_tag(s, c, name, number, key, value, if_match),
+        )
+
+    async def transition_stage(
+        self, caller: Caller, name: str, number: int, cmd: StageChange, if_match: str | None
+    ) -> ModelVersion:
+        return await self._write(
+            name,
+            caller,
+            LoadSpec(versions=(number,), stage_holders=True),
+            lambda s, c: rules.transition_stage(s, c, name, number, cmd, if_match),
+        )
+
+    async def delete_version(
+        self, caller: Caller, name: str, number: int, if_match: str | None
+    ) -> None:
+        await self._write(
+            name,
+            caller,
+            LoadSpec(versions=(number,)),
+            lambda s, c: rules.delete_version(s, c, name, number, if_match),
+        )
+
+    async def get_version(self, name: str, number: int) -> ModelVersion:
+        return await self.store.get_version(validate_name(name), number)
+
+    async def list_versions(
+        self, name: str, where: VersionFilter, before: int | None, limit: int
+    ) -> list[ModelVersion]:
+        return await self.store.list_versions(validate_name(name), where, before, limit)
+
+    # --- aliases --------------------------------------------------------------------------
+
+    async def set_alias(
+        self, caller: Caller, name: str, alias: str, cmd: AliasChange, if_match: str | None
+    ) -> ModelVersion:
+        validate_alias(alias)
+        return await self._write(
+            name,
+            caller,
+            LoadSpec(versions=(cmd.version,)),
+            lambda s, c: rules.set_alias(s, c, name, alias, cmd, if_match),
+        )
+
+    async def delete_alias(
+        self, caller: Caller, name: str, alias: str, if_match: str | None
+    ) -> None:
+        validate_alias(alias)
+        await self._write(
+            name, caller, LoadSpec(), lambda s, c: rules.delete_alias(s, c, name, alias, if_match)
+        )
+
+    async def resolve_alias(self, name: str, alias: str) -> ModelVersion:
+        return await self.store.resolve_alias(validate_name(name), validate_alias(alias))
+
+    async def alias_at(self, name: str, alias: str, at: datetime) -> AliasAt:
+        """Which version the alias pointed to at time `at`, answered from the audit log."""
+        event = await self.store.last_alias_event(
+            model_scope(validate_name(name)), validate_alias(alias), at
+        )
+        version = None
+        if event is not None and event.after is not None:
+            version = msgspec.json.decode(event.after, type=rules.AliasTarget).version
+        return AliasAt(model=name, alias=alias, at=at, version=version)
+
+    # --- audit ----------------------------------------------------------------------------
+
+    async def audit_events(
+        self, name: str, version: int | None, after_seq: int, limit: int
+    ) -> list[AuditEvent]:
+        scope = model_scope(validate_name(name))
+        return await self.store.events(scope, version=version, after_seq=after_seq, limit=limit)
+
+    async def verify_chain(self, scope: str, batch: int = 1000) -> audit.ChainReport:
+        head = await self.store.head(scope)
+
+        async def walk() -> list[AuditEvent]:
+            out: list[AuditEvent] = []
+            after = 0
+            while True:
+                page = await self.store.events(scope, version=None, after_seq=after, limit=batch)
+                out += page
+                if len(page) < batch:
+                    return out
+                after = page[-1].seq
+
+        return audit.verify(scope, await walk(), head)
+
+
+def _idem(caller: Caller) -> LoadSpec:
+    if caller.idempotency_key is None:
+        return LoadSpec()
+    return LoadSpec(idempotency=(caller.principal.token_id, caller.idempotency_key))
