@@ -1,0 +1,44 @@
+# modelyard: `make help` lists every target.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export BENTOML_DO_NOT_TRACK := true
+
+.DEFAULT_GOAL := help
+.PHONY: help run test test-unit test-integration test-e2e lint format bench
+
+help: ## list the targets and what they do
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed ## start `modelyard serve` on 127.0.0.1:8000 (SQLite and files under ./.modelyard)
+	$(BIN)/modelyard serve
+
+test: $(VENV)/.installed-dev ## run the whole suite: unit, integration (SQLite + PostgreSQL), e2e
+	$(BIN)/python -m pytest
+
+test-unit: $(VENV)/.installed-dev ## run the pure unit tests only (fast, no IO)
+	$(BIN)/python -m pytest tests/unit
+
+lint: $(VENV)/.installed-dev ## ruff and mypy --strict on the packages
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(VENV)/.installed-dev ## format the code with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(VENV)/.installed-dev ## registry benchmark (SQLite and PostgreSQL): promote, set-alias, get-by-alias, paging
+	$(BIN)/python -m loadtests.registry_bench

@@ -1,0 +1,60 @@
+"""`modelyard`: run the service (`serve`, `registry`) or talk to a running registry."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from modelyard import __version__
+from modelyard.cli import client_commands
+from modelyard.settings import SettingsError, load_settings
+
+
+def _add_server(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_: str) -> None:
+    p = sub.add_parser(name, help=help_)
+    p.add_argument("--host", help="bind address (MODELYARD_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (MODELYARD_PORT, default 8000)")
+    p.add_argument("--data-dir", help="data folder (MODELYARD_DATA_DIR, default ./.modelyard)")
+    p.add_argument(
+        "--database-url",
+        help="sqlite:///PATH or postgresql://... (MODELYARD_DATABASE_URL, default SQLite in data dir)",
+    )
+    p.add_argument("--log-level", help="uvicorn log level (MODELYARD_LOG_LEVEL, default info)")
+    p.set_defaults(run=_run_server, role=name)
+
+
+def _run_server(args: argparse.Namespace) -> int:
+    from modelyard.server import run
+
+    try:
+        settings = load_settings(
+            os.environ,
+            host=args.host,
+            port=args.port,
+            data_dir=args.data_dir,
+            database_url=args.database_url,
+            log_level=args.log_level,
+        )
+    except SettingsError as exc:
+        print(f"modelyard: {exc}", file=sys.stderr)
+        return 2
+    run(settings, args.role)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelyard", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"modelyard {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_server(sub, "serve", "run registry and gateway in one process")
+    _add_server(sub, "registry", "run the registry role alone")
+    client_commands.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.run(args)
+    return code
