@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 from litestar import Request
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
+from litestar.params import FromQuery, PathParameter, QueryParameter
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from registry.auth import TokenAuthority, require_role
 from registry.changes import Caller
 from registry.domain import Principal, Role
 from registry.errors import InvalidInput
+from registry.service import Registry
+
+RegistryDep = NamedDependency[Registry]
+AuthorityDep = NamedDependency[TokenAuthority]
+Req = Request[Any, Any, Any]
+PathStr = Annotated[str, PathParameter()]
+VersionNo = Annotated[int, PathParameter(ge=1, description="version number")]
+Limit = Annotated[int, QueryParameter(ge=1, le=1000, description="page size")]
+Cursor = Annotated[str | None, QueryParameter(description="next_cursor of the previous page")]
+TagFilter = Annotated[str | None, QueryParameter(description="key=value")]
+OptionalQuery = FromQuery[str | None]
 
 REQUEST_ID_HEADER: Final = "x-request-id"
 REASON_HEADER: Final = "x-change-reason"
@@ -47,7 +60,9 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
-async def role_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+async def role_guard(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
     """Every /api route: a valid token, and a role of at least the route's `opt["role"]`
     (reader for reads, deployer for writes unless the route says more)."""
     authority: TokenAuthority = connection.app.state.authority
@@ -69,7 +84,9 @@ async def caller_of(request: Request[Any, Any, Any], reason: str | None = None) 
     fingerprint = None
     if key is not None:
         if not 0 < len(key) <= MAX_KEY:
-            raise InvalidInput(f"Idempotency-Key must be 1-{MAX_KEY} characters", field="Idempotency-Key")
+            raise InvalidInput(
+                f"Idempotency-Key must be 1-{MAX_KEY} characters", field="Idempotency-Key"
+            )
         body = await request.body()
         digest = hashlib.sha256(f"{request.method} {request.url.path}\n".encode())
         digest.update(body)

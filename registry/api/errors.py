@@ -52,16 +52,25 @@ def _status_of(exc: errors.RegistryError) -> int:
     return 500
 
 
-def registry_error(request: Request[object, object, object], exc: errors.RegistryError) -> Response[ErrorBody]:
+def registry_error(
+    request: Request[object, object, object], exc: errors.RegistryError
+) -> Response[ErrorBody]:
     status = _status_of(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return Response(ErrorBody(exc.code, exc.message, exc.field), status_code=status, headers=headers)
+    return Response(
+        ErrorBody(exc.code, exc.message, exc.field), status_code=status, headers=headers
+    )
 
 
-def validation_error(request: Request[object, object, object], exc: ValidationException) -> Response[ErrorBody]:
+def validation_error(
+    request: Request[object, object, object], exc: ValidationException
+) -> Response[ErrorBody]:
     extra = exc.extra if isinstance(exc.extra, list) else []
     if not extra:
-        return Response(ErrorBody("INVALID_PARAMETER_VALUE", f"malformed request: {exc.detail}"), status_code=400)
+        return Response(
+            ErrorBody("INVALID_PARAMETER_VALUE", f"malformed request: {exc.detail}"),
+            status_code=400,
+        )
     first = extra[0] if isinstance(extra[0], dict) else {}
     message = str(first.get("message", exc.detail))
     field = str(first.get("key") or "") or None
@@ -77,12 +86,18 @@ def validation_error(request: Request[object, object, object], exc: ValidationEx
 
 def http_error(request: Request[object, object, object], exc: HTTPException) -> Response[ErrorBody]:
     code = HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
-    return Response(ErrorBody(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+    return Response(
+        ErrorBody(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+    )
 
 
-def unexpected_error(request: Request[object, object, object], exc: Exception) -> Response[ErrorBody]:
+def unexpected_error(
+    request: Request[object, object, object], exc: Exception
+) -> Response[ErrorBody]:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return Response(ErrorBody("INTERNAL_ERROR", "internal error; see the server log"), status_code=500)
+    return Response(
+        ErrorBody("INTERNAL_ERROR", "internal error; see the server log"), status_code=500
+    )
 
 
 EXCEPTION_HANDLERS: Final = {

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from litestar import Controller, Response, delete, get, patch, post, put
+from litestar.params import FromQuery, JSONBody
 
-from litestar import Controller, Request, Response, delete, get, patch, post, put
-from litestar.params import Parameter
-
-from registry.api.context import caller_of, if_match, parse_tag_filter
+from registry.api.context import (
+    Cursor,
+    Limit,
+    OptionalQuery,
+    PathStr,
+    RegistryDep,
+    Req,
+    TagFilter,
+    caller_of,
+    if_match,
+    parse_tag_filter,
+)
 from registry.api.pagination import decode_cursor, encode_cursor
 from registry.api.schemas import ModelPage
 from registry.changes import ModelFilter
 from registry.commands import ModelCreate, ModelUpdate, TagChange
 from registry.domain import Model, Role, Stage, model_etag
-from registry.service import Registry
-
-Limit = Annotated[int, Parameter(ge=1, le=1000)]
 
 
 def model_response(model: Model, status: int = 200) -> Response[Model]:
@@ -32,44 +38,69 @@ class ModelController(Controller):
     @get("/")
     async def list_models(
         self,
-        registry: Registry,
-        prefix: str | None = None,
-        tag: Annotated[str | None, Parameter(description="key=value")] = None,
-        stage: Stage | None = None,
-        alias: str | None = None,
+        registry: RegistryDep,
+        prefix: OptionalQuery = None,
+        tag: TagFilter = None,
+        stage: FromQuery[Stage | None] = None,
+        alias: OptionalQuery = None,
         limit: Limit = 100,
-        cursor: str | None = None,
+        cursor: Cursor = None,
     ) -> ModelPage:
         after = decode_cursor("models", cursor)
         where = ModelFilter(prefix=prefix, tag=parse_tag_filter(tag), stage=stage, alias=alias)
-        items = await registry.list_models(where, str(after) if after is not None else None, limit + 1)
+        items = await registry.list_models(
+            where, str(after) if after is not None else None, limit + 1
+        )
         more = len(items) > limit
         items = items[:limit]
         return ModelPage(items, encode_cursor("models", items[-1].name) if more else None)
 
     @post("/")
-    async def create_model(self, registry: Registry, request: Request[Any, Any, Any], data: ModelCreate) -> Response[Model]:
+    async def create_model(
+        self, registry: RegistryDep, request: Req, data: JSONBody[ModelCreate]
+    ) -> Response[Model]:
         return model_response(await registry.create_model(await caller_of(request), data), 201)
 
     @get("/{name:str}")
-    async def get_model(self, registry: Registry, name: str) -> Response[Model]:
+    async def get_model(self, registry: RegistryDep, name: PathStr) -> Response[Model]:
         return model_response(await registry.get_model(name))
 
     @patch("/{name:str}")
-    async def update_model(self, registry: Registry, request: Request[Any, Any, Any], name: str, data: ModelUpdate) -> Response[Model]:
+    async def update_model(
+        self,
+        registry: RegistryDep,
+        request: Req,
+        name: PathStr,
+        data: JSONBody[ModelUpdate],
+    ) -> Response[Model]:
         caller = await caller_of(request)
-        return model_response(await registry.update_model(caller, name, data.description, if_match(request)))
+        return model_response(
+            await registry.update_model(caller, name, data.description, if_match(request))
+        )
 
     @delete("/{name:str}", opt={"role": Role.ADMIN}, status_code=204)
-    async def delete_model(self, registry: Registry, request: Request[Any, Any, Any], name: str) -> None:
+    async def delete_model(self, registry: RegistryDep, request: Req, name: PathStr) -> None:
         await registry.delete_model(await caller_of(request), name, if_match(request))
 
     @put("/{name:str}/tags/{key:str}")
-    async def set_tag(self, registry: Registry, request: Request[Any, Any, Any], name: str, key: str, data: TagChange) -> Response[Model]:
+    async def set_tag(
+        self,
+        registry: RegistryDep,
+        request: Req,
+        name: PathStr,
+        key: PathStr,
+        data: JSONBody[TagChange],
+    ) -> Response[Model]:
         caller = await caller_of(request)
-        return model_response(await registry.set_model_tag(caller, name, key, data.value, if_match(request)))
+        return model_response(
+            await registry.set_model_tag(caller, name, key, data.value, if_match(request))
+        )
 
     @delete("/{name:str}/tags/{key:str}", status_code=200)
-    async def delete_tag(self, registry: Registry, request: Request[Any, Any, Any], name: str, key: str) -> Response[Model]:
+    async def delete_tag(
+        self, registry: RegistryDep, request: Req, name: PathStr, key: PathStr
+    ) -> Response[Model]:
         caller = await caller_of(request)
-        return model_response(await registry.set_model_tag(caller, name, key, None, if_match(request)))
+        return model_response(
+            await registry.set_model_tag(caller, name, key, None, if_match(request))
+        )

@@ -34,6 +34,6 @@ class IssuedTokenBody(msgspec.Struct):
     note: str = "store this token now: it is shown only once"
 
 
-class Health(msgspec.Struct):
+class Health(msgspec.Struct, omit_defaults=True):
     status: str
     detail: str | None = None

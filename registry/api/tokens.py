@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Response, delete, get, post
+from litestar.params import JSONBody, PathParameter
 
-from registry.api.context import principal_of
+from registry.api.context import (
+    AuthorityDep,
+    Req,
+    principal_of,
+)
 from registry.api.schemas import IssuedTokenBody, TokenList
-from registry.auth import TokenAuthority
 from registry.commands import TokenCreate
 from registry.domain import Principal, Role, Token
 
@@ -19,17 +23,23 @@ class TokenController(Controller):
     opt = {"role": Role.ADMIN}
 
     @get("/")
-    async def list_tokens(self, authority: TokenAuthority) -> TokenList:
+    async def list_tokens(self, authority: AuthorityDep) -> TokenList:
         return TokenList(await authority.list())
 
     @post("/")
-    async def create_token(self, authority: TokenAuthority, request: Request[Any, Any, Any], data: TokenCreate) -> Response[IssuedTokenBody]:
+    async def create_token(
+        self, authority: AuthorityDep, request: Req, data: JSONBody[TokenCreate]
+    ) -> Response[IssuedTokenBody]:
         issued = await authority.issue(data.name, data.role, principal_of(request).name)
-        body = IssuedTokenBody(issued.token, issued.info.id, issued.info.name, issued.info.role.value)
+        body = IssuedTokenBody(
+            issued.token, issued.info.id, issued.info.name, issued.info.role.value
+        )
         return Response(body, status_code=201, headers={"Cache-Control": "no-store"})
 
     @delete("/{token_id:int}", status_code=200)
-    async def revoke_token(self, authority: TokenAuthority, request: Request[Any, Any, Any], token_id: int) -> Token:
+    async def revoke_token(
+        self, authority: AuthorityDep, request: Req, token_id: Annotated[int, PathParameter()]
+    ) -> Token:
         return await authority.revoke(token_id, principal_of(request).name)
 
 
@@ -39,5 +49,5 @@ class WhoAmIController(Controller):
     opt = {"role": Role.READER}
 
     @get("/")
-    async def whoami(self, request: Request[Any, Any, Any]) -> Principal:
+    async def whoami(self, request: Req) -> Principal:
         return principal_of(request)

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from litestar import Controller, Response, delete, get, patch, post, put
+from litestar.params import FromQuery, JSONBody
 
-from litestar import Controller, Request, Response, delete, get, patch, post, put
-from litestar.params import Parameter
-
-from registry.api.context import caller_of, if_match, parse_tag_filter
+from registry.api.context import (
+    Cursor,
+    Limit,
+    OptionalQuery,
+    PathStr,
+    RegistryDep,
+    Req,
+    TagFilter,
+    VersionNo,
+    caller_of,
+    if_match,
+    parse_tag_filter,
+)
 from registry.api.pagination import decode_cursor, encode_cursor
 from registry.api.schemas import VersionPage
 from registry.changes import VersionFilter
 from registry.commands import StageChange, TagChange, VersionCreate, VersionUpdate
 from registry.domain import ModelVersion, Role, Stage, version_etag
-from registry.service import Registry
-
-Limit = Annotated[int, Parameter(ge=1, le=1000)]
-Number = Annotated[int, Parameter(ge=1, description="version number")]
 
 
 def version_response(version: ModelVersion, status: int = 200) -> Response[ModelVersion]:
@@ -33,13 +39,13 @@ class VersionController(Controller):
     @get("/")
     async def list_versions(
         self,
-        registry: Registry,
-        name: str,
-        stage: Stage | None = None,
-        tag: Annotated[str | None, Parameter(description="key=value")] = None,
-        alias: str | None = None,
+        registry: RegistryDep,
+        name: PathStr,
+        stage: FromQuery[Stage | None] = None,
+        tag: TagFilter = None,
+        alias: OptionalQuery = None,
         limit: Limit = 100,
-        cursor: str | None = None,
+        cursor: Cursor = None,
     ) -> VersionPage:
         before = decode_cursor("versions", cursor)
         where = VersionFilter(stage=stage, tag=parse_tag_filter(tag), alias=alias)
@@ -51,33 +57,86 @@ class VersionController(Controller):
         return VersionPage(items, encode_cursor("versions", items[-1].version) if more else None)
 
     @post("/")
-    async def create_version(self, registry: Registry, request: Request[Any, Any, Any], name: str, data: VersionCreate) -> Response[ModelVersion]:
-        return version_response(await registry.create_version(await caller_of(request), name, data), 201)
+    async def create_version(
+        self,
+        registry: RegistryDep,
+        request: Req,
+        name: PathStr,
+        data: JSONBody[VersionCreate],
+    ) -> Response[ModelVersion]:
+        return version_response(
+            await registry.create_version(await caller_of(request), name, data), 201
+        )
 
     @get("/{version:int}")
-    async def get_version(self, registry: Registry, name: str, version: Number) -> Response[ModelVersion]:
+    async def get_version(
+        self, registry: RegistryDep, name: PathStr, version: VersionNo
+    ) -> Response[ModelVersion]:
         return version_response(await registry.get_version(name, version))
 
     @patch("/{version:int}")
-    async def update_version(self, registry: Registry, request: Request[Any, Any, Any], name: str, version: Number, data: VersionUpdate) -> Response[ModelVersion]:
+    async def update_version(
+        self,
+        registry: RegistryDep,
+        request: Req,
+        name: PathStr,
+        version: VersionNo,
+        data: JSONBody[VersionUpdate],
+    ) -> Response[ModelVersion]:
         caller = await caller_of(request)
-        return version_response(await registry.update_version(caller, name, version, data.description, if_match(request)))
+        return version_response(
+            await registry.update_version(
+                caller, name, version, data.description, if_match(request)
+            )
+        )
 
     @delete("/{version:int}", opt={"role": Role.ADMIN}, status_code=204)
-    async def delete_version(self, registry: Registry, request: Request[Any, Any, Any], name: str, version: Number) -> None:
+    async def delete_version(
+        self, registry: RegistryDep, request: Req, name: PathStr, version: VersionNo
+    ) -> None:
         await registry.delete_version(await caller_of(request), name, version, if_match(request))
 
     @post("/{version:int}/stage", status_code=200)
-    async def transition(self, registry: Registry, request: Request[Any, Any, Any], name: str, version: Number, data: StageChange) -> Response[ModelVersion]:
+    async def transition(
+        self,
+        registry: RegistryDep,
+        request: Req,
+        name: PathStr,
+        version: VersionNo,
+        data: JSONBody[StageChange],
+    ) -> Response[ModelVersion]:
         caller = await caller_of(request, data.reason)
-        return version_response(await registry.transition_stage(caller, name, version, data, if_match(request)))
+        return version_response(
+            await registry.transition_stage(caller, name, version, data, if_match(request))
+        )
 
     @put("/{version:int}/tags/{key:str}")
-    async def set_tag(self, registry: Registry, request: Request[Any, Any, Any], name: str, version: Number, key: str, data: TagChange) -> Response[ModelVersion]:
+    async def set_tag(
+        self,
+        registry: RegistryDep,
+        request: Req,
+        name: PathStr,
+        version: VersionNo,
+        key: PathStr,
+        data: JSONBody[TagChange],
+    ) -> Response[ModelVersion]:
         caller = await caller_of(request)
-        return version_response(await registry.set_version_tag(caller, name, version, key, data.value, if_match(request)))
+        return version_response(
+            await registry.set_version_tag(
+                caller, name, version, key, data.value, if_match(request)
+            )
+        )
 
     @delete("/{version:int}/tags/{key:str}", status_code=200)
-    async def delete_tag(self, registry: Registry, request: Request[Any, Any, Any], name: str, version: Number, key: str) -> Response[ModelVersion]:
+    async def delete_tag(
+        self,
+        registry: RegistryDep,
+        request: Req,
+        name: PathStr,
+        version: VersionNo,
+        key: PathStr,
+    ) -> Response[ModelVersion]:
         caller = await caller_of(request)
-        return version_response(await registry.set_version_tag(caller, name, version, key, None, if_match(request)))
+        return version_response(
+            await registry.set_version_tag(caller, name, version, key, None, if_match(request))
+        )

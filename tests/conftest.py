@@ -1,0 +1,50 @@
+"""Shared fixtures: real stores (SQLite file, PostgreSQL database of the test's own)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from adapters.sql_store import SqlStore
+from adapters.stores import open_metadata_store
+from modelyard.testing import fresh_postgres_database, postgres_available
+
+STORES = ["sqlite", "postgres"]
+
+
+def _require_postgres() -> None:
+    reason = postgres_available()
+    if reason is None:
+        return
+    if os.environ.get("MODELYARD_REQUIRE_POSTGRES"):
+        pytest.fail(f"PostgreSQL is required here (MODELYARD_REQUIRE_POSTGRES): {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    _require_postgres()
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(params=STORES)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'modelyard.db'}"
+        return
+    _require_postgres()
+    with fresh_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[SqlStore]:
+    opened = await open_metadata_store(store_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
