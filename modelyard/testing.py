@@ -59,6 +59,7 @@ class ModelyardProcess:
             **self.extra_env,
         }
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._close_log()
         self.log = open(self.data_dir / f"server-{self.port}.log", "ab")  # noqa: SIM115
         started = time.perf_counter()
         self.proc = subprocess.Popen(
@@ -89,6 +90,12 @@ class ModelyardProcess:
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self.log is not None:
+            self.log.close()
+            self.log = None
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -97,9 +104,7 @@ class ModelyardProcess:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill9()
-        if self.log is not None:
-            self.log.close()
-            self.log = None
+        self._close_log()
 
 
 def postgres_available(dsn: str = PG_ADMIN_DSN) -> str | None:

@@ -1,0 +1,37 @@
+"""Real modelyard processes on real stores."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from modelyard.testing import ModelyardProcess
+
+Factory = Callable[..., ModelyardProcess]
+
+
+@pytest.fixture
+def admin_token() -> str:
+    return "e2e-" + secrets.token_urlsafe(24)
+
+
+@pytest.fixture
+def server(store_url: str, tmp_path: Path, admin_token: str) -> Iterator[Factory]:
+    """Build (not start) `modelyard registry` processes on this test's store; all are stopped
+    at the end. Several built by one test share the store (replicas)."""
+    made: list[ModelyardProcess] = []
+    url = "" if store_url.startswith("sqlite") else store_url
+
+    def build(role: str = "registry") -> ModelyardProcess:
+        proc = ModelyardProcess(role, tmp_path / "data", admin_token, database_url=url)
+        made.append(proc)
+        return proc
+
+    try:
+        yield build
+    finally:
+        for proc in made:
+            proc.stop()
