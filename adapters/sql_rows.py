@@ -168,7 +168,7 @@ def audit_values(ev: AuditEvent) -> tuple[Any, ...]:
     )
 
 
-TOKEN_COLUMNS: Final = "id, name, role, prefix, created_by, created_at, revoked_at"
+TOKEN_COLUMNS: Final = "id, name, role, prefix, created_by, created_at, revoked_at"  # noqa: S105
 
 
 def token_from_row(row: Row) -> Token:

@@ -47,6 +47,7 @@ from registry.domain import (
 from registry.errors import NotFound
 
 T = TypeVar("T")
+_VERSION_INSERT_COLUMNS = rows.VERSION_COLUMNS.replace("v.", "")
 
 
 class SqlConn(Protocol):
@@ -147,7 +148,8 @@ class SqlStore:
             )
         }
         wanted = list(spec.versions)
-        clauses, args = [], [model_id]
+        clauses: list[str] = []
+        args: list[Any] = [model_id]
         if wanted:
             clauses.append(f"v.version IN ({', '.join('?' * len(wanted))})")
             args += wanted
@@ -206,7 +208,7 @@ class SqlStore:
                         await conn.execute("DELETE FROM models WHERE id = ?", (model_id,))
                     case CreateVersion(v):
                         await conn.execute(
-                            f"INSERT INTO model_versions (model_id, {rows.VERSION_COLUMNS.replace('v.', '')})"
+                            f"INSERT INTO model_versions (model_id, {_VERSION_INSERT_COLUMNS})"
                             f" VALUES (?{', ?' * 20})",
                             (model_id, *rows.version_values(v)),
                         )
@@ -299,7 +301,8 @@ class SqlStore:
         return out
 
     async def list_models(self, where: ModelFilter, after: str | None, limit: int) -> list[Model]:
-        clauses, args = ["1 = 1"], []
+        clauses: list[str] = ["1 = 1"]
+        args: list[Any] = []
         if after is not None:
             clauses.append("m.name > ?")
             args.append(after)
@@ -357,7 +360,8 @@ class SqlStore:
     async def list_versions(
         self, model: str, where: VersionFilter, before: int | None, limit: int
     ) -> list[ModelVersion]:
-        clauses, args = ["1 = 1"], []
+        clauses: list[str] = ["1 = 1"]
+        args: list[Any] = []
         if before is not None:
             clauses.append("v.version < ?")
             args.append(before)
@@ -404,7 +408,8 @@ class SqlStore:
     async def events(
         self, scope: str, *, version: int | None, after_seq: int, limit: int
     ) -> list[AuditEvent]:
-        where, args = "scope = ? AND seq > ?", [scope, after_seq]
+        where = "scope = ? AND seq > ?"
+        args: list[Any] = [scope, after_seq]
         if version is not None:
             where += " AND version = ?"
             args.append(version)

@@ -19,7 +19,9 @@ from typing import IO, Final
 
 import httpx
 
-PG_ADMIN_DSN: Final = os.environ.get("MODELYARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_DSN: Final = os.environ.get(
+    "MODELYARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 READY_TIMEOUT_S: Final = 20.0
 
 
@@ -72,7 +74,9 @@ class ModelyardProcess:
         with httpx.Client(timeout=1.0) as client:
             while time.perf_counter() < deadline:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"modelyard exited with {self.proc.returncode}: {self.output()}")
+                    raise RuntimeError(
+                        f"modelyard exited with {self.proc.returncode}: {self.output()}"
+                    )
                 try:
                     if client.get(f"{self.url}/readyz").status_code == 200:
                         return time.perf_counter() - started

@@ -20,7 +20,7 @@ from registry.domain import Principal, Role, Token
 from registry.errors import InvalidInput, PermissionDenied, Unauthenticated
 from registry.ports import TokenStore
 
-TOKEN_PREFIX: Final = "myd_"
+TOKEN_PREFIX: Final = "myd_"  # noqa: S105 (a prefix, not a secret)
 CACHE_TTL_S: Final = 2.0
 CACHE_MAX: Final = 1024
 
@@ -41,7 +41,8 @@ def display_prefix(token: str) -> str:
 def require_role(principal: Principal, needed: Role) -> None:
     if not principal.role.allows(needed):
         raise PermissionDenied(
-            f"this needs the {needed.value} role; token {principal.name!r} has {principal.role.value}"
+            f"this needs the {needed.value} role;"
+            f" token {principal.name!r} has {principal.role.value}"
         )
 
 

@@ -24,17 +24,17 @@ class _Input(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defau
     pass
 
 
-class ModelCreate(_Input):
+class ModelCreate(_Input, frozen=True):
     name: ModelName
     description: Description = ""
     tags: Tags = {}
 
 
-class ModelUpdate(_Input):
+class ModelUpdate(_Input, frozen=True):
     description: Description | None = None
 
 
-class VersionCreate(_Input):
+class VersionCreate(_Input, frozen=True):
     """A new version: an artifact (URI + digest + size) or an `endpoint`, or both."""
 
     artifact_uri: Uri | None = None
@@ -52,26 +52,26 @@ class VersionCreate(_Input):
     tags: Tags = {}
 
 
-class VersionUpdate(_Input):
+class VersionUpdate(_Input, frozen=True):
     description: Description | None = None
 
 
-class StageChange(_Input):
+class StageChange(_Input, frozen=True):
     stage: Stage
     archive_existing: bool = False
     reason: Reason | None = None
 
 
-class AliasChange(_Input):
+class AliasChange(_Input, frozen=True):
     version: Annotated[int, msgspec.Meta(ge=1)]
     reason: Reason | None = None
 
 
-class TagChange(_Input):
+class TagChange(_Input, frozen=True):
     value: TagValue
 
 
-class TokenCreate(_Input):
+class TokenCreate(_Input, frozen=True):
     name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")]
     role: Role
 

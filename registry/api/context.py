@@ -9,6 +9,7 @@ from typing import Annotated, Any, Final
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
+from litestar.enums import ScopeType
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromQuery, PathParameter, QueryParameter
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,7 +40,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
     """Take the caller's X-Request-Id (or make one), keep it in scope state, echo it back."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         rid = ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 from litestar import Request, Response
@@ -53,7 +53,7 @@ def _status_of(exc: errors.RegistryError) -> int:
 
 
 def registry_error(
-    request: Request[object, object, object], exc: errors.RegistryError
+    request: Request[Any, Any, Any], exc: errors.RegistryError
 ) -> Response[ErrorBody]:
     status = _status_of(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
@@ -63,7 +63,7 @@ def registry_error(
 
 
 def validation_error(
-    request: Request[object, object, object], exc: ValidationException
+    request: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[ErrorBody]:
     extra = exc.extra if isinstance(exc.extra, list) else []
     if not extra:
@@ -84,16 +84,14 @@ def validation_error(
     return Response(ErrorBody("INVALID_PARAMETER_VALUE", message + where, field), status_code=400)
 
 
-def http_error(request: Request[object, object, object], exc: HTTPException) -> Response[ErrorBody]:
+def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
     code = HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
     return Response(
         ErrorBody(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
     )
 
 
-def unexpected_error(
-    request: Request[object, object, object], exc: Exception
-) -> Response[ErrorBody]:
+def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return Response(
         ErrorBody("INTERNAL_ERROR", "internal error; see the server log"), status_code=500

@@ -44,7 +44,8 @@ async def test_kill_9_loses_no_acknowledged_write(server: Factory, admin_token: 
                 acked[r.json()["version"]] = body["digest"]
                 try:
                     r = await c.put(
-                        "/api/v1/models/iris/aliases/champion", json={"version": r.json()["version"]}
+                        "/api/v1/models/iris/aliases/champion",
+                        json={"version": r.json()["version"]},
                     )
                 except httpx.TransportError:
                     return

@@ -39,7 +39,9 @@ async def production(c: httpx.AsyncClient, name: str) -> list[int]:
     return [v["version"] for v in r.json()["items"]]
 
 
-async def test_64_parallel_promotions_leave_one_production(server: Factory, admin_token: str) -> None:
+async def test_64_parallel_promotions_leave_one_production(
+    server: Factory, admin_token: str
+) -> None:
     proc = server()
     proc.start()
     async with client(proc, admin_token) as c:
@@ -88,7 +90,9 @@ async def test_two_replicas_share_one_production(
     async with client(first, admin_token) as a, client(second, admin_token) as b:
         await setup_model(a, "iris", 8)
         calls = [
-            (a if i % 2 else b).post(f"/api/v1/models/iris/versions/{1 + i % 8}/stage", json=PROMOTE)
+            (a if i % 2 else b).post(
+                f"/api/v1/models/iris/versions/{1 + i % 8}/stage", json=PROMOTE
+            )
             for i in range(64)
         ]
         answers = await asyncio.gather(*calls)
@@ -96,6 +100,9 @@ async def test_two_replicas_share_one_production(
         assert len(await production(a, "iris")) == 1
         assert await production(a, "iris") == await production(b, "iris")
         created = await asyncio.gather(
-            *((a if i % 2 else b).post("/api/v1/models/iris/versions", json=VERSION) for i in range(32))
+            *(
+                (a if i % 2 else b).post("/api/v1/models/iris/versions", json=VERSION)
+                for i in range(32)
+            )
         )
         assert sorted(r.json()["version"] for r in created) == list(range(9, 41))

@@ -43,7 +43,9 @@ async def token(client: Client, role: str) -> str:
 async def model_with_versions(client: Client, n: int, name: str = "iris") -> None:
     assert (await client.post("/api/v1/models", json={"name": name})).status_code == 201
     for _ in range(n):
-        assert (await client.post(f"/api/v1/models/{name}/versions", json=VERSION)).status_code == 201
+        assert (
+            await client.post(f"/api/v1/models/{name}/versions", json=VERSION)
+        ).status_code == 201
 
 
 def error(r: Any, status: int, code: str, field: str | None = None) -> None:
@@ -79,9 +81,15 @@ async def test_roles_are_checked_on_every_write(client: Client) -> None:
     for method, path, body in writes:
         r = await client.request(method, path, json=body, headers=bearer(reader))
         error(r, 403, "PERMISSION_DENIED")
-    r = await client.post("/api/v1/models/iris/versions/1/stage", json={"stage": "Staging"}, headers=bearer(deployer))
+    r = await client.post(
+        "/api/v1/models/iris/versions/1/stage", json={"stage": "Staging"}, headers=bearer(deployer)
+    )
     assert r.status_code == 200
-    error(await client.delete("/api/v1/models/iris", headers=bearer(deployer)), 403, "PERMISSION_DENIED")
+    error(
+        await client.delete("/api/v1/models/iris", headers=bearer(deployer)),
+        403,
+        "PERMISSION_DENIED",
+    )
     error(await client.get("/api/v1/tokens", headers=bearer(deployer)), 403, "PERMISSION_DENIED")
     audit = (await client.get("/api/v1/models/iris/audit")).json()["items"]
     assert [e["action"] for e in audit][-1] == "version.stage"
@@ -109,25 +117,54 @@ async def test_revoked_and_unknown_tokens_are_refused(client: Client) -> None:
         ({"name": "x" * 200}, "name"),
     ],
 )
-async def test_bad_model_bodies_name_the_field(client: Client, body: dict[str, Any], field: str) -> None:
+async def test_bad_model_bodies_name_the_field(
+    client: Client, body: dict[str, Any], field: str
+) -> None:
     error(await client.post("/api/v1/models", json=body), 400, "INVALID_PARAMETER_VALUE", field)
     assert (await client.get("/api/v1/models")).json()["items"] == []
 
 
 async def test_bad_input_everywhere_is_a_clear_4xx(client: Client) -> None:
     await model_with_versions(client, 1)
-    r = await client.post("/api/v1/models", content=b"{not json", headers={"content-type": "application/json"})
+    r = await client.post(
+        "/api/v1/models", content=b"{not json", headers={"content-type": "application/json"}
+    )
     error(r, 400, "INVALID_PARAMETER_VALUE")
     bad_digest = {**VERSION, "digest": "md5:abc"}
-    error(await client.post("/api/v1/models/iris/versions", json=bad_digest), 400, "INVALID_PARAMETER_VALUE", "digest")
-    error(await client.post("/api/v1/models/iris/versions", json={}), 400, "INVALID_PARAMETER_VALUE", "artifact_uri")
-    error(await client.post("/api/v1/models/iris/versions/1/stage", json={"stage": "Prod"}), 400, "INVALID_PARAMETER_VALUE", "stage")
+    error(
+        await client.post("/api/v1/models/iris/versions", json=bad_digest),
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "digest",
+    )
+    error(
+        await client.post("/api/v1/models/iris/versions", json={}),
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "artifact_uri",
+    )
+    error(
+        await client.post("/api/v1/models/iris/versions/1/stage", json={"stage": "Prod"}),
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "stage",
+    )
     error(await client.get("/api/v1/models?limit=0"), 400, "INVALID_PARAMETER_VALUE", "limit")
     error(await client.get("/api/v1/models?cursor=zzz"), 400, "INVALID_PARAMETER_VALUE", "cursor")
     error(await client.get("/api/v1/models?tag=novalue"), 400, "INVALID_PARAMETER_VALUE", "tag")
-    error(await client.put("/api/v1/models/iris/aliases/latest", json={"version": 1}), 400, "INVALID_PARAMETER_VALUE", "alias")
+    error(
+        await client.put("/api/v1/models/iris/aliases/latest", json={"version": 1}),
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "alias",
+    )
     error(await client.get("/api/v1/models/bad%20name"), 400, "INVALID_PARAMETER_VALUE", "name")
-    error(await client.get("/api/v1/models/iris/versions/0"), 400, "INVALID_PARAMETER_VALUE", "version")
+    error(
+        await client.get("/api/v1/models/iris/versions/0"),
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "version",
+    )
     huge = {"name": "big", "description": "x" * 70_000}
     error(await client.post("/api/v1/models", json=huge), 413, "REQUEST_TOO_LARGE")
     error(await client.get("/api/v1/nothing-here"), 404, "ENDPOINT_NOT_FOUND")
@@ -138,20 +175,44 @@ async def test_bad_input_everywhere_is_a_clear_4xx(client: Client) -> None:
 async def test_missing_things_are_404_with_mlflow_codes(client: Client) -> None:
     await model_with_versions(client, 1)
     error(await client.get("/api/v1/models/nope"), 404, "RESOURCE_DOES_NOT_EXIST", "name")
-    error(await client.get("/api/v1/models/iris/versions/9"), 404, "RESOURCE_DOES_NOT_EXIST", "version")
-    error(await client.get("/api/v1/models/iris/aliases/champion"), 404, "RESOURCE_DOES_NOT_EXIST", "alias")
-    error(await client.put("/api/v1/models/iris/aliases/champion", json={"version": 5}), 404, "RESOURCE_DOES_NOT_EXIST", "version")
+    error(
+        await client.get("/api/v1/models/iris/versions/9"),
+        404,
+        "RESOURCE_DOES_NOT_EXIST",
+        "version",
+    )
+    error(
+        await client.get("/api/v1/models/iris/aliases/champion"),
+        404,
+        "RESOURCE_DOES_NOT_EXIST",
+        "alias",
+    )
+    error(
+        await client.put("/api/v1/models/iris/aliases/champion", json={"version": 5}),
+        404,
+        "RESOURCE_DOES_NOT_EXIST",
+        "version",
+    )
 
 
 async def test_conflicts_are_409_and_change_nothing(client: Client) -> None:
     await model_with_versions(client, 2)
-    error(await client.post("/api/v1/models", json={"name": "iris"}), 409, "RESOURCE_ALREADY_EXISTS", "name")
-    assert (await client.post("/api/v1/models/iris/versions/1/stage", json={"stage": "Production"})).status_code == 200
+    error(
+        await client.post("/api/v1/models", json={"name": "iris"}),
+        409,
+        "RESOURCE_ALREADY_EXISTS",
+        "name",
+    )
+    assert (
+        await client.post("/api/v1/models/iris/versions/1/stage", json={"stage": "Production"})
+    ).status_code == 200
     before = (await client.get("/api/v1/models/iris/audit")).json()["items"]
     r = await client.post("/api/v1/models/iris/versions/2/stage", json={"stage": "Production"})
     error(r, 409, "STAGE_OCCUPIED", "archive_existing")
     assert (await client.get("/api/v1/models/iris/audit")).json()["items"] == before
-    assert (await client.put("/api/v1/models/iris/aliases/champion", json={"version": 2})).status_code == 200
+    assert (
+        await client.put("/api/v1/models/iris/aliases/champion", json={"version": 2})
+    ).status_code == 200
     error(await client.delete("/api/v1/models/iris/versions/2"), 409, "ALIAS_IN_USE", "version")
     assert (await client.get("/api/v1/models/iris/versions/2")).status_code == 200
 
@@ -160,16 +221,30 @@ async def test_stale_if_match_is_412(client: Client) -> None:
     await model_with_versions(client, 1)
     r = await client.get("/api/v1/models/iris/versions/1")
     etag = r.headers["etag"]
-    ok = await client.post("/api/v1/models/iris/versions/1/stage", json={"stage": "Staging"}, headers={"If-Match": etag})
+    ok = await client.post(
+        "/api/v1/models/iris/versions/1/stage",
+        json={"stage": "Staging"},
+        headers={"If-Match": etag},
+    )
     assert ok.status_code == 200 and ok.headers["etag"] != etag
-    stale = await client.patch("/api/v1/models/iris/versions/1", json={"description": "x"}, headers={"If-Match": etag})
+    stale = await client.patch(
+        "/api/v1/models/iris/versions/1", json={"description": "x"}, headers={"If-Match": etag}
+    )
     error(stale, 412, "PRECONDITION_FAILED", "If-Match")
     assert (await client.get("/api/v1/models/iris/versions/1")).json()["description"] == ""
-    fresh = await client.patch("/api/v1/models/iris/versions/1", json={"description": "x"}, headers={"If-Match": ok.headers["etag"]})
+    fresh = await client.patch(
+        "/api/v1/models/iris/versions/1",
+        json={"description": "x"},
+        headers={"If-Match": ok.headers["etag"]},
+    )
     assert fresh.status_code == 200 and fresh.json()["description"] == "x"
     model_etag = (await client.get("/api/v1/models/iris")).headers["etag"]
     await client.put("/api/v1/models/iris/tags/a", json={"value": "b"})
-    r = await client.put("/api/v1/models/iris/aliases/champion", json={"version": 1}, headers={"If-Match": model_etag})
+    r = await client.put(
+        "/api/v1/models/iris/aliases/champion",
+        json={"version": 1},
+        headers={"If-Match": model_etag},
+    )
     error(r, 412, "PRECONDITION_FAILED")
 
 
@@ -177,7 +252,10 @@ async def test_idempotency_key_replays_and_refuses_reuse(client: Client) -> None
     await model_with_versions(client, 0)
     headers = {"Idempotency-Key": "create-v1-abc"}
     runs = await asyncio.gather(
-        *(client.post("/api/v1/models/iris/versions", json=VERSION, headers=headers) for _ in range(6))
+        *(
+            client.post("/api/v1/models/iris/versions", json=VERSION, headers=headers)
+            for _ in range(6)
+        )
     )
     assert {r.status_code for r in runs} == {201}
     assert len({r.text for r in runs}) == 1 and runs[0].json()["version"] == 1

@@ -41,7 +41,12 @@ async def make(registry: Registry, name: str = "iris", versions: int = 0) -> Non
 async def test_models_round_trip_and_names_are_unique(registry: Registry) -> None:
     await make(registry)
     got = await registry.get_model("iris")
-    assert (got.name, got.tags, got.owner, got.latest_version) == ("iris", {"team": "ml"}, "alice", 0)
+    assert (got.name, got.tags, got.owner, got.latest_version) == (
+        "iris",
+        {"team": "ml"},
+        "alice",
+        0,
+    )
     with pytest.raises(AlreadyExists):
         await make(registry)
     with pytest.raises(NotFound):
@@ -188,7 +193,9 @@ async def test_version_filters(registry: Registry) -> None:
 async def test_idempotency_key_replays_the_first_answer(registry: Registry) -> None:
     await make(registry)
     keyed = Caller(principal=ALICE.principal, idempotency_key="key-1", fingerprint="fp-1")
-    runs = await asyncio.gather(*(registry.create_version(keyed, "iris", ARTIFACT) for _ in range(8)))
+    runs = await asyncio.gather(
+        *(registry.create_version(keyed, "iris", ARTIFACT) for _ in range(8))
+    )
     assert {v.version for v in runs} == {1}
     assert (await registry.get_model("iris")).latest_version == 1
     other = Caller(principal=ALICE.principal, idempotency_key="key-1", fingerprint="fp-2")
@@ -214,7 +221,9 @@ async def test_audit_is_readable_per_model_and_version(registry: Registry) -> No
     assert [e.action for e in only_v2] == ["version.create", "version.stage"]
 
 
-async def test_tampering_with_the_audit_log_is_detected(registry: Registry, store: SqlStore) -> None:
+async def test_tampering_with_the_audit_log_is_detected(
+    registry: Registry, store: SqlStore
+) -> None:
     await make(registry, versions=3)
     assert (await registry.verify_chain(model_scope("iris"))).ok
     async with store.driver.writing() as conn:

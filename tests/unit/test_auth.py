@@ -59,7 +59,9 @@ async def test_issued_token_authenticates_and_only_its_hash_is_stored(tokens: Me
 @pytest.mark.parametrize(
     "header", [None, "", "Basic abc", "Bearer ", "Bearer myd_not-a-real-token-at-all"]
 )
-async def test_missing_or_unknown_tokens_are_refused(tokens: MemoryTokens, header: str | None) -> None:
+async def test_missing_or_unknown_tokens_are_refused(
+    tokens: MemoryTokens, header: str | None
+) -> None:
     with pytest.raises(Unauthenticated):
         await TokenAuthority(tokens, lambda: NOW).authenticate(header)
 
