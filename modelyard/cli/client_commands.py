@@ -1,9 +1,385 @@
-"""Client subcommands (models, versions, stage, alias, audit): filled in next."""
+"""Client subcommands: models, versions, stage, alias, audit and tokens of a running registry.
+
+Exit codes: 0 done, 1 the server answered an error (or `audit --verify` found a broken chain),
+2 a usage error or no answer from the server.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any, Final, TypeAlias
+
+from modelyard.cli import output
+from modelyard.cli.http import ApiError, Params, RegistryClient, Unreachable, path
+from modelyard.cli.output import Json
+
+DEFAULT_URL: Final = "http://127.0.0.1:8000"
+STAGES: Final = {s.lower(): s for s in ("None", "Staging", "Production", "Archived")}
+ROLES: Final = ("reader", "deployer", "admin")
+
+Sub: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    return None
+@dataclass(frozen=True)
+class Reply:
+    """A command's result: `data` is printed with --json, `text` otherwise."""
+
+    data: Any
+    text: str
+    code: int = 0
+
+
+Handler = Callable[[RegistryClient, argparse.Namespace], Reply]
+
+
+# --- argument types ---------------------------------------------------------------------
+
+
+def _stage(text: str) -> str:
+    """A stage name in any case, as its canonical spelling."""
+    if text.lower() not in STAGES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(STAGES.values())}")
+    return STAGES[text.lower()]
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _tag_filter(text: str) -> str:
+    _pair(text)
+    return text
+
+
+def _metric(text: str) -> tuple[str, float]:
+    key, value = _pair(text)
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"metric {key!r} needs a finite number, got {value!r}")
+    return key, number
+
+
+def _positive(text: str) -> int:
+    number = int(text) if text.isdigit() else 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return number
+
+
+def _timestamp(text: str) -> str:
+    """An RFC 3339 time with an offset (or Z), normalised to ISO 8601."""
+    try:
+        at: datetime | None = datetime.fromisoformat(text)
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"expected an RFC 3339 time with offset, e.g. 2024-05-01T12:00:00Z; got {text!r}"
+        )
+    return at.isoformat()
+
+
+POSITIONALS: Final[dict[str, tuple[Callable[[str], Any], str]]] = {
+    "name": (str, "model name"),
+    "version": (_positive, "version number"),
+    "alias": (str, "alias name"),
+    "id": (_positive, "token id"),
+}
+
+
+# --- running a command ------------------------------------------------------------------
+
+
+def _execute(handler: Handler, args: argparse.Namespace) -> int:
+    """Call the registry; print the reply (or the error) and give the exit code."""
+    url = args.url or os.environ.get("MODELYARD_URL") or DEFAULT_URL
+    token = (args.token or os.environ.get("MODELYARD_TOKEN") or "").strip() or None
+    try:
+        with RegistryClient(url, token) as client:
+            reply = handler(client, args)
+    except ApiError as exc:
+        _report(str(exc), "pass --token or set MODELYARD_TOKEN" if token is None else None)
+        return 1
+    except Unreachable as exc:
+        _report(str(exc), "is the registry running? check --url or MODELYARD_URL")
+        return 2
+    if not args.json:
+        print(reply.text)
+    elif reply.data is not None:
+        print(json.dumps(reply.data, indent=2))
+    return reply.code
+
+
+def _report(message: str, hint: str | None) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
+
+
+def _listing(client: RegistryClient, url: str, params: Params, follow: bool) -> Json:
+    """One page, or with `follow` every page joined into one (`next_cursor` then null)."""
+    body: Json = client.get(url, params)
+    items = list(body["items"])
+    while follow and body.get("next_cursor"):
+        body = client.get(url, {**params, "cursor": body["next_cursor"]})
+        items.extend(body["items"])
+    return {**body, "items": items}
+
+
+def _filters(args: argparse.Namespace) -> Params:
+    return {"tag": args.tag, "stage": args.stage, "alias": args.alias, "limit": args.limit}
+
+
+def _shown(data: Json) -> Reply:
+    return Reply(data, output.fields(data))
+
+
+# --- handlers ---------------------------------------------------------------------------
+
+
+def _models_list(client: RegistryClient, args: argparse.Namespace) -> Reply:
+    body = _listing(client, "/models", {"prefix": args.prefix, **_filters(args)}, args.all)
+    return Reply(body, output.page(output.MODEL_COLUMNS, body))
+
+
+def _models_create(client: RegistryClient, args: argparse.Namespace) -> Reply:
+    body = {"name": args.name, "description": args.description, "tags": dict(args.tag or [])}
+    return _shown(client.post("/models", body))
+
+
+def _models_show(client: RegistryClient, args: argparse.Namespace) -> Reply:
+    return _shown(client.get(path("models", args.name)))
+
+
+def _versions_create(client: RegistryClient, args: argparse.Namespace) -> Reply:
+    body = {
+        "artifact_uri": args.artifact_uri,
+        "digest": args.digest,
+        "size_bytes": args.size,
+        "endpoint": args.endpoint,
+        "bento_tag": args.bento_tag,
+        "run_id": args.run_id,
+        "source": args.source,
+        "description": args.description,
+        "metrics": dict(args.metric or []),
+        "params": dict(args.param or []),
+        "tags": dict(args.tag or []),
+    }
+    return _shown(client.post(path("models", args.name, "versions"), body))
+
+
+def _versions_list(client: RegistryClient, args: argparse.Namespace) -> Reply:
+    body = _listing(client, path("models", args.name, "versions"), _filters(args), args.all)
+    return Reply(body, output.page(output.VERSION_COLUMNS, body))
+
+
+def _versions_show(client: RegistryClient, args: argparse.Namespace) -> Reply:
+    return _shown(client.get(path("models", args.name, "versions", args.version)))
+
+
+def _stage_change(client: RegistryClient, args: argparse.Namespace) -> Reply:
+    body = {"stage": args.stage, "archive_existing": args.archive_existing, "reason": args.reason}
+    return _shown(client.post(path("models", args.name, "versions", args.version, "stage"), body))
+
+
+def _alias_set(client: RegistryClient, args: argparse.Namespace) -> Reply:
+    body = {"version": args.version, "reason": args.reason}
+    version = client.put(path("models", args.name, "aliases", args.alias), body)
+    return Reply(version, f"{args.name}@{args.alias} -> version {version['version']}")
+
+
+def _alias_delete(client: RegistryClient, args: argparse.Namespace) -> Reply:
+    client.delete(path("models", args.name, "aliases", args.alias))
+    return Reply(None, f"deleted alias {args.alias} of {args.name}")
+
+
+def _alias_show(client: RegistryClient, args: argparse.Namespace) -> Reply:
+    url = path("models", args.name, "aliases", args.alias)
+    if args.at is None:
+        return _shown(client.get(url))
+    found = client.get(url + "/history", {"at": args.at})
+    version = found["version"]
+    target = "was not set" if version is None else f"-> version {version}"
+    return Reply(found, f"{args.name}@{args.alias} at {found['at']} {target}")
+
+
+def _audit(client: RegistryClient, args: argparse.Namespace) -> Reply:
+    if args.verify:
+        report = client.get(path("models", args.name, "audit", "verify"))
+        return Reply(report, output.fields(report), 0 if report["ok"] else 1)
+    scope = ("models", args.name) + (("versions", args.version) if args.version else ())
+    body = _listing(client, path(*scope, "audit"), {"limit": args.limit}, args.all)
+    return Reply(body, output.page(output.AUDIT_COLUMNS, body))
+
+
+def _tokens_create(client: RegistryClient, args: argparse.Namespace) -> Reply:
+    return _shown(client.post("/tokens", {"name": args.token_name, "role": args.role}))
+
+
+def _tokens_list(client: RegistryClient, args: argparse.Namespace) -> Reply:
+    body = client.get("/tokens")
+    return Reply(body, output.page(output.TOKEN_COLUMNS, body))
+
+
+def _tokens_revoke(client: RegistryClient, args: argparse.Namespace) -> Reply:
+    token = client.delete(path("tokens", args.id))
+    return Reply(token, f"revoked token {token['id']} ({token['name']})")
+
+
+# --- parsers ----------------------------------------------------------------------------
+
+
+def _common() -> argparse.ArgumentParser:
+    """The options every client command takes."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("registry and output")
+    group.add_argument("--url", help=f"registry base URL (MODELYARD_URL, default {DEFAULT_URL})")
+    group.add_argument(
+        "--token", help="API token (MODELYARD_TOKEN; the env var keeps it out of ps)"
+    )
+    group.add_argument("--json", action="store_true", help="print the raw JSON response")
+    return parent
+
+
+def _group(sub: Sub, name: str, help_: str) -> Sub:
+    parser = sub.add_parser(name, help=help_, description=help_)
+    return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
+
+
+def _leaf(
+    sub: Sub,
+    common: argparse.ArgumentParser,
+    name: str,
+    help_: str,
+    handler: Handler,
+    *positionals: str,
+) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_, description=help_, parents=[common])
+    for arg in positionals:
+        kind, arg_help = POSITIONALS[arg]
+        parser.add_argument(arg, metavar=arg.upper(), type=kind, help=arg_help)
+    parser.set_defaults(run=partial(_execute, handler))
+    return parser
+
+
+def _add_paging(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--limit", type=_positive, help="page size (server default 100, max 1000)")
+    parser.add_argument("--all", action="store_true", help="follow next_cursor through every page")
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tag", type=_tag_filter, metavar="KEY=VALUE", help="only with this tag")
+    parser.add_argument("--stage", type=_stage, help="only with a version in this stage")
+    parser.add_argument("--alias", help="only with this alias")
+    _add_paging(parser)
+
+
+def _add_tags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tag", type=_pair, action="append", metavar="KEY=VALUE", help="repeatable"
+    )
+
+
+def _models(sub: Sub, common: argparse.ArgumentParser) -> None:
+    group = _group(sub, "models", "list, create and show registered models")
+    parser = _leaf(group, common, "list", "list models", _models_list)
+    parser.add_argument("--prefix", help="only names starting with this")
+    _add_filters(parser)
+    parser = _leaf(group, common, "create", "register a model", _models_create, "name")
+    parser.add_argument("--description", default="")
+    _add_tags(parser)
+    _leaf(group, common, "show", "a model with its tags and aliases", _models_show, "name")
+
+
+def _versions(sub: Sub, common: argparse.ArgumentParser) -> None:
+    group = _group(sub, "versions", "create, list and show model versions")
+    parser = _leaf(group, common, "create", "register a new version", _versions_create, "name")
+    parser.add_argument("--artifact-uri", metavar="URI", help="needs --digest and --size")
+    parser.add_argument("--digest", metavar="sha256:HEX")
+    parser.add_argument("--size", type=int, metavar="BYTES")
+    parser.add_argument(
+        "--endpoint", metavar="URL", help="a served endpoint (with or instead of an artifact)"
+    )
+    parser.add_argument("--bento-tag")
+    parser.add_argument("--run-id")
+    parser.add_argument("--source")
+    parser.add_argument("--description", default="")
+    _add_tags(parser)
+    parser.add_argument(
+        "--metric", type=_metric, action="append", metavar="KEY=NUMBER", help="repeatable"
+    )
+    parser.add_argument(
+        "--param", type=_pair, action="append", metavar="KEY=VALUE", help="repeatable"
+    )
+    parser = _leaf(
+        group, common, "list", "list a model's versions, newest first", _versions_list, "name"
+    )
+    _add_filters(parser)
+    _leaf(group, common, "show", "one version", _versions_show, "name", "version")
+
+
+def _stage_command(sub: Sub, common: argparse.ArgumentParser) -> None:
+    parser = _leaf(
+        sub, common, "stage", "move a version to a stage", _stage_change, "name", "version"
+    )
+    parser.add_argument("stage", metavar="STAGE", type=_stage, help=" | ".join(STAGES.values()))
+    parser.add_argument(
+        "--archive-existing", action="store_true", help="archive the stage's other versions"
+    )
+    parser.add_argument("--reason", help="recorded in the audit log")
+
+
+def _alias(sub: Sub, common: argparse.ArgumentParser) -> None:
+    group = _group(sub, "alias", "point, remove and resolve aliases")
+    parser = _leaf(
+        group, common, "set", "point an alias at a version", _alias_set, "name", "alias", "version"
+    )
+    parser.add_argument("--reason", help="recorded in the audit log")
+    _leaf(group, common, "delete", "remove an alias", _alias_delete, "name", "alias")
+    parser = _leaf(
+        group, common, "show", "the version an alias points to", _alias_show, "name", "alias"
+    )
+    parser.add_argument(
+        "--at", type=_timestamp, metavar="RFC3339", help="where it pointed at that time"
+    )
+
+
+def _audit_command(sub: Sub, common: argparse.ArgumentParser) -> None:
+    parser = _leaf(sub, common, "audit", "a model's audit log", _audit, "name")
+    parser.add_argument("--version", type=_positive, help="only events of this version")
+    _add_paging(parser)
+    parser.add_argument(
+        "--verify", action="store_true", help="check the hash chain instead of listing"
+    )
+
+
+def _tokens(sub: Sub, common: argparse.ArgumentParser) -> None:
+    group = _group(sub, "tokens", "API tokens (admin)")
+    parser = _leaf(
+        group, common, "create", "issue a token (its secret is shown once)", _tokens_create
+    )
+    parser.add_argument("token_name", metavar="NAME", help="who or what the token is for")
+    parser.add_argument("--role", required=True, type=str.lower, choices=ROLES)
+    _leaf(group, common, "list", "list tokens (secrets are never shown)", _tokens_list)
+    _leaf(group, common, "revoke", "revoke a token", _tokens_revoke, "id")
+
+
+def register(sub: Sub) -> None:
+    """Add the client commands to the `modelyard` parser."""
+    common = _common()
+    for add in (_models, _versions, _stage_command, _alias, _audit_command, _tokens):
+        add(sub, common)

@@ -53,7 +53,10 @@ def _error_of(response: httpx.Response) -> ApiError:
         body = None
     if isinstance(body, dict) and "error_code" in body:
         return ApiError(
-            response.status_code, str(body["error_code"]), str(body.get("message", "")), body.get("field")
+            response.status_code,
+            str(body["error_code"]),
+            str(body.get("message", "")),
+            body.get("field"),
         )
     text = response.text.strip()[:200] or response.reason_phrase
     return ApiError(response.status_code, f"HTTP_{response.status_code}", text)
@@ -93,7 +96,9 @@ class RegistryClient:
         try:
             return response.json()
         except ValueError:
-            raise ApiError(response.status_code, "INVALID_RESPONSE", "the body is not JSON") from None
+            raise ApiError(
+                response.status_code, "INVALID_RESPONSE", "the body is not JSON"
+            ) from None
 
     def get(self, url: str, params: Params | None = None) -> Any:
         return self.call("GET", url, params)

@@ -8,7 +8,15 @@ from typing import Any, Final
 Json = dict[str, Any]
 
 MODEL_COLUMNS: Final = ("name", "latest_version", "aliases", "tags", "owner", "updated_at")
-VERSION_COLUMNS: Final = ("version", "stage", "status", "aliases", "artifact_uri", "endpoint", "created_at")
+VERSION_COLUMNS: Final = (
+    "version",
+    "stage",
+    "status",
+    "aliases",
+    "artifact_uri",
+    "endpoint",
+    "created_at",
+)
 AUDIT_COLUMNS: Final = ("seq", "at", "actor", "action", "version", "alias", "reason")
 TOKEN_COLUMNS: Final = ("id", "name", "role", "prefix", "created_by", "created_at", "revoked_at")
 
@@ -30,7 +38,9 @@ def table(columns: Sequence[str], rows: Iterable[Json]) -> str:
     """Rows (objects) as a table with an upper-case header and left-aligned columns."""
     lines = [[c.upper() for c in columns], *([cell(row.get(c)) for c in columns] for row in rows)]
     widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in lines)
+    return "\n".join(
+        "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
 
 
 def fields(obj: Json) -> str:
