@@ -1,7 +1,7 @@
 """PostgreSQL metadata store on asyncpg.
 
 Writes to one model are serialized on every replica by `SELECT ... FOR UPDATE` on the model's
-audit-chain head; reads run in read-only repeatable-read transactions (one snapshot each).
+audit-chain head. Reads are single statements (one snapshot each, one round trip).
 """
 
 from __future__ import annotations
@@ -66,21 +66,28 @@ class PostgresDriver:
         async with self._pool.acquire() as conn, conn.transaction():
             yield _Conn(conn)
 
+    def string_agg(self, expression: str) -> str:
+        return f"string_agg({expression}, ',')"
+
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[_Conn]:
-        async with (
-            self._pool.acquire() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
+        async with self._pool.acquire() as conn:
             yield _Conn(conn)
 
     async def close(self) -> None:
         await self._pool.close()
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """No reset round trip when a connection goes back to the pool: this store leaves no
+    session state behind (transaction-scoped locks only, no SET, LISTEN or cursors)."""
+
+
 async def open_postgres(dsn: str) -> SqlStore:
     try:
-        pool = await asyncpg.create_pool(dsn, min_size=POOL_MIN, max_size=POOL_MAX)
+        pool = await asyncpg.create_pool(
+            dsn, min_size=POOL_MIN, max_size=POOL_MAX, reset=_keep_session
+        )
     except (OSError, asyncpg.PostgresError) as exc:
         raise StoreUnavailable(f"cannot reach PostgreSQL: {exc}") from exc
     return SqlStore(PostgresDriver(pool))

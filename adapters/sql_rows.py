@@ -50,7 +50,22 @@ MODEL_COLUMNS: Final = (
 )
 
 
+def _aliases_of_model(packed: str | None) -> dict[str, int]:
+    """`champion=3,challenger=4` (a string aggregate; alias names never hold `,` or `=`)."""
+    if not packed:
+        return {}
+    pairs = (item.split("=", 1) for item in packed.split(","))
+    return {alias: int(number) for alias, number in sorted(pairs)}
+
+
+def _aliases_of_version(packed: str | None) -> list[str]:
+    return sorted(packed.split(",")) if packed else []
+
+
 def model_from_row(row: Row, aliases: dict[str, int] | None = None) -> Model:
+    """A model row; its aliases come from `aliases` or else from a packed 10th column."""
+    if aliases is None:
+        aliases = _aliases_of_model(row[9]) if len(row) > 9 else {}
     return Model(
         name=row[0],
         description=row[1],
@@ -60,7 +75,7 @@ def model_from_row(row: Row, aliases: dict[str, int] | None = None) -> Model:
         updated_at=from_micros(row[5]),
         revision=row[6],
         latest_version=row[7],
-        aliases=aliases or {},
+        aliases=aliases,
     )
 
 
@@ -72,6 +87,9 @@ VERSION_COLUMNS: Final = (
 
 
 def version_from_row(model: str, row: Row, aliases: list[str] | None = None) -> ModelVersion:
+    """A version row; its aliases come from `aliases` or else from a packed 21st column."""
+    if aliases is None:
+        aliases = _aliases_of_version(row[20]) if len(row) > 20 else []
     return ModelVersion(
         model=model,
         version=row[0],
@@ -94,7 +112,7 @@ def version_from_row(model: str, row: Row, aliases: list[str] | None = None) -> 
         created_at=from_micros(row[17]),
         updated_at=from_micros(row[18]),
         revision=row[19],
-        aliases=aliases or [],
+        aliases=aliases,
     )
 
 

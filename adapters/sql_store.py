@@ -47,6 +47,8 @@ from registry.domain import (
 from registry.errors import NotFound
 
 T = TypeVar("T")
+# A scalar subquery, not a join: planners then walk the (model_id, version) key in order.
+_MODEL_ID = "(SELECT id FROM models WHERE name = ?)"
 _VERSION_INSERT_COLUMNS = rows.VERSION_COLUMNS.replace("v.", "")
 
 
@@ -64,7 +66,13 @@ class SqlDriver(Protocol):
         """SQL for the text value of one key (a `?` parameter) of a JSON object column."""
         ...
 
-    def reading(self) -> AbstractAsyncContextManager[SqlConn]: ...
+    def string_agg(self, expression: str) -> str:
+        """SQL aggregating text values with `,` (order unspecified)."""
+        ...
+
+    def reading(self) -> AbstractAsyncContextManager[SqlConn]:
+        """A connection for reads; each statement sees one consistent snapshot."""
+        ...
 
     def writing(self) -> AbstractAsyncContextManager[SqlConn]:
         """A transaction: committed on normal exit, rolled back on an exception."""
@@ -276,29 +284,37 @@ class SqlStore:
         )
         return event.seq, event.hash
 
-    # --- reads ----------------------------------------------------------------------------
+    # --- reads: each one statement, so it sees one snapshot without a transaction --------
+
+    def _model_select(self) -> str:
+        aliases = self.driver.string_agg("a.alias || '=' || a.version")
+        return (
+            f"SELECT {rows.MODEL_COLUMNS},"
+            f" (SELECT {aliases} FROM aliases a WHERE a.model_id = m.id) FROM models m"
+        )
+
+    def _version_select(self, source: str) -> str:
+        """Version columns plus their packed aliases, `FROM` the given join."""
+        aliases = self.driver.string_agg("a.alias")
+        return (
+            f"SELECT {rows.VERSION_COLUMNS}, (SELECT {aliases} FROM aliases a"
+            " WHERE a.model_id = v.model_id AND a.version = v.version)"
+            f" FROM {source}"
+        )
+
+    async def _fetch(self, sql: str, args: Sequence[Any]) -> list[rows.Row]:
+        async with self.driver.reading() as conn:
+            return await conn.fetch(sql, args)
+
+    async def _require_model(self, name: str) -> None:
+        if not await self._fetch("SELECT 1 FROM models WHERE name = ?", (name,)):
+            raise NotFound(f"registered model {name!r} does not exist", field="name")
 
     async def get_model(self, name: str) -> Model:
-        async with self.driver.reading() as conn:
-            found = await _one(
-                conn, f"SELECT {rows.MODEL_COLUMNS} FROM models m WHERE name = ?", (name,)
-            )
-            if found is None:
-                raise NotFound(f"registered model {name!r} does not exist", field="name")
-            aliases = await self._aliases(conn, [int(found[8])])
-        return rows.model_from_row(found, aliases.get(int(found[8]), {}))
-
-    async def _aliases(self, conn: SqlConn, model_ids: list[int]) -> dict[int, dict[str, int]]:
-        if not model_ids:
-            return {}
-        out: dict[int, dict[str, int]] = {}
-        for r in await conn.fetch(
-            "SELECT model_id, alias, version FROM aliases WHERE model_id IN"
-            f" ({', '.join('?' * len(model_ids))}) ORDER BY alias",
-            model_ids,
-        ):
-            out.setdefault(int(r[0]), {})[r[1]] = int(r[2])
-        return out
+        found = await self._fetch(f"{self._model_select()} WHERE m.name = ?", (name,))
+        if not found:
+            raise NotFound(f"registered model {name!r} does not exist", field="name")
+        return rows.model_from_row(found[0])
 
     async def list_models(self, where: ModelFilter, after: str | None, limit: int) -> list[Model]:
         clauses: list[str] = ["1 = 1"]
@@ -322,46 +338,28 @@ class SqlStore:
                 "EXISTS (SELECT 1 FROM aliases a WHERE a.model_id = m.id AND a.alias = ?)"
             )
             args.append(where.alias)
-        async with self.driver.reading() as conn:
-            found = await conn.fetch(
-                f"SELECT {rows.MODEL_COLUMNS} FROM models m WHERE {' AND '.join(clauses)}"
-                " ORDER BY m.name LIMIT ?",
-                [*args, limit],
-            )
-            aliases = await self._aliases(conn, [int(r[8]) for r in found])
-        return [rows.model_from_row(r, aliases.get(int(r[8]), {})) for r in found]
-
-    async def _model_id(self, conn: SqlConn, name: str) -> int:
-        found = await _one(conn, "SELECT id FROM models WHERE name = ?", (name,))
-        if found is None:
-            raise NotFound(f"registered model {name!r} does not exist", field="name")
-        return int(found[0])
-
-    async def _versions(
-        self, conn: SqlConn, name: str, model_id: int, where: str, args: Sequence[Any]
-    ) -> list[ModelVersion]:
-        found = await conn.fetch(
-            f"SELECT {rows.VERSION_COLUMNS} FROM model_versions v WHERE v.model_id = ? AND {where}",
-            (model_id, *args),
+        found = await self._fetch(
+            f"{self._model_select()} WHERE {' AND '.join(clauses)} ORDER BY m.name LIMIT ?",
+            [*args, limit],
         )
-        if not found:
-            return []
-        held = _held_by((await self._aliases(conn, [model_id])).get(model_id, {}))
-        return [rows.version_from_row(name, r, held.get(int(r[0]))) for r in found]
+        return [rows.model_from_row(r) for r in found]
 
     async def get_version(self, model: str, version: int) -> ModelVersion:
-        async with self.driver.reading() as conn:
-            model_id = await self._model_id(conn, model)
-            found = await self._versions(conn, model, model_id, "v.version = ?", (version,))
+        found = await self._fetch(
+            f"{self._version_select('model_versions v')} WHERE v.model_id = {_MODEL_ID}"
+            " AND v.version = ?",
+            (model, version),
+        )
         if not found:
+            await self._require_model(model)
             raise NotFound(f"version {version} of model {model!r} does not exist", field="version")
-        return found[0]
+        return rows.version_from_row(model, found[0])
 
     async def list_versions(
         self, model: str, where: VersionFilter, before: int | None, limit: int
     ) -> list[ModelVersion]:
-        clauses: list[str] = ["1 = 1"]
-        args: list[Any] = []
+        clauses: list[str] = [f"v.model_id = {_MODEL_ID}"]
+        args: list[Any] = [model]
         if before is not None:
             clauses.append("v.version < ?")
             args.append(before)
@@ -377,31 +375,28 @@ class SqlStore:
                 " AND a.version = v.version AND a.alias = ?)"
             )
             args.append(where.alias)
-        async with self.driver.reading() as conn:
-            model_id = await self._model_id(conn, model)
-            return await self._versions(
-                conn,
-                model,
-                model_id,
-                f"{' AND '.join(clauses)} ORDER BY v.version DESC LIMIT ?",
-                [*args, limit],
-            )
+        found = await self._fetch(
+            f"{self._version_select('model_versions v')} WHERE {' AND '.join(clauses)}"
+            " ORDER BY v.version DESC LIMIT ?",
+            [*args, limit],
+        )
+        if not found:
+            await self._require_model(model)
+        return [rows.version_from_row(model, r) for r in found]
 
     async def resolve_alias(self, model: str, alias: str) -> ModelVersion:
-        async with self.driver.reading() as conn:
-            found = await _one(
-                conn,
-                "SELECT a.model_id, a.version FROM aliases a JOIN models m ON m.id = a.model_id"
-                " WHERE m.name = ? AND a.alias = ?",
-                (model, alias),
+        found = await self._fetch(
+            self._version_select(
+                "aliases al JOIN models m ON m.id = al.model_id JOIN model_versions v"
+                " ON v.model_id = al.model_id AND v.version = al.version"
             )
-            if found is None:
-                await self._model_id(conn, model)
-                raise NotFound(f"model {model!r} has no alias {alias!r}", field="alias")
-            versions = await self._versions(
-                conn, model, int(found[0]), "v.version = ?", (found[1],)
-            )
-        return versions[0]
+            + " WHERE m.name = ? AND al.alias = ?",
+            (model, alias),
+        )
+        if not found:
+            await self._require_model(model)
+            raise NotFound(f"model {model!r} has no alias {alias!r}", field="alias")
+        return rows.version_from_row(model, found[0])
 
     # --- audit ----------------------------------------------------------------------------
 

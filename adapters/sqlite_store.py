@@ -1,8 +1,8 @@
 """SQLite metadata store (the embedded default): WAL mode, one writer thread, a few readers.
 
 sqlite3 blocks, so every statement runs on a thread of its own connection. Writes are
-serialized in-process by one lock and across processes by `BEGIN IMMEDIATE`; readers each hold
-a connection and read inside a transaction, so a read sees one consistent snapshot.
+serialized in-process by one lock and across processes by `BEGIN IMMEDIATE`. Reads are single
+statements in autocommit mode: each sees one snapshot (WAL), and costs one thread hop.
 """
 
 from __future__ import annotations
@@ -99,15 +99,14 @@ class SqliteDriver:
                 raise
             await self._writer.execute("COMMIT")
 
+    def string_agg(self, expression: str) -> str:
+        return f"group_concat({expression}, ',')"
+
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[_Conn]:
         conn = await self._readers.get()
         try:
-            await conn.execute("BEGIN")
-            try:
-                yield conn
-            finally:
-                await conn.execute("COMMIT")
+            yield conn
         finally:
             self._readers.put_nowait(conn)
 
