@@ -314,3 +314,23 @@ async def test_alias_history_answers_what_it_pointed_to(client: Client) -> None:
     assert r.json()["version"] == 1
     assert (await client.get("/api/v1/models/iris/aliases/champion")).json()["version"] == 2
     assert (await client.get("/api/v1/models/iris/aliases")).json() == {"champion": 2}
+
+
+async def test_artifact_reference_and_digest_never_change(client: Client) -> None:
+    await model_with_versions(client, 1)
+    for field, value in (("artifact_uri", "s3://other/x"), ("digest", "sha256:" + "00" * 32)):
+        r = await client.patch("/api/v1/models/iris/versions/1", json={field: value})
+        error(r, 400, "INVALID_PARAMETER_VALUE", field)
+    got = (await client.get("/api/v1/models/iris/versions/1")).json()
+    assert (got["artifact_uri"], got["digest"]) == (VERSION["artifact_uri"], DIGEST)
+
+
+async def test_admin_deletes_a_model_and_the_audit_keeps_its_history(client: Client) -> None:
+    await model_with_versions(client, 1)
+    await client.put("/api/v1/models/iris/aliases/champion", json={"version": 1})
+    assert (await client.delete("/api/v1/models/iris")).status_code == 204
+    error(await client.get("/api/v1/models/iris"), 404, "RESOURCE_DOES_NOT_EXIST")
+    events = (await client.get("/api/v1/models/iris/audit")).json()["items"]
+    assert [e["action"] for e in events][-2:] == ["alias.delete", "model.delete"]
+    assert (await client.get("/api/v1/models/iris/audit/verify")).json()["ok"] is True
+    assert (await client.post("/api/v1/models", json={"name": "iris"})).status_code == 201
