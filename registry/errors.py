@@ -68,3 +68,23 @@ class PermissionDenied(RegistryError):
 
 class StoreUnavailable(RegistryError):
     code = "STORE_UNAVAILABLE"
+
+
+class ArtifactNotFound(NotFound):
+    code = "ARTIFACT_NOT_FOUND"
+
+
+class BadArtifact(RegistryError):
+    code = "INVALID_ARTIFACT"
+
+
+class ArtifactCorrupt(RegistryError):
+    code = "ARTIFACT_CORRUPT"
+
+
+class InsufficientStorage(RegistryError):
+    code = "INSUFFICIENT_STORAGE"
+
+
+class DeployError(RegistryError):
+    code = "DEPLOY_FAILED"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Protocol, TypeVar
+
+import msgspec
 
 from registry.changes import Decision, LoadSpec, ModelFilter, ModelState, VersionFilter
 from registry.domain import AuditEvent, Model, ModelVersion, Token
@@ -66,3 +68,31 @@ class MetadataStore(ModelWriter, ModelReader, AuditLog, TokenStore, Protocol):
     """Everything the registry keeps: one object per backend (SQLite, PostgreSQL)."""
 
     async def close(self) -> None: ...
+
+
+class StoredArtifact(msgspec.Struct, frozen=True):
+    uri: str  # file://... or s3://bucket/key
+    digest: str  # sha256:<hex>
+    size_bytes: int
+
+
+class ArtifactStore(Protocol):
+    """Where version archives live. Keys are never reused, so nothing is overwritten."""
+
+    async def put(self, name: str, chunks: AsyncIterator[bytes]) -> StoredArtifact:
+        """Stream `chunks` to a new, unique key under `name`; memory stays bounded whatever
+        the size. Returns where it went with the sha256 and size computed on the way."""
+        ...
+
+    def get(self, uri: str, digest: str) -> AsyncIterator[bytes]:
+        """Stream the object back; raises ArtifactCorrupt at the end if its sha256 is not
+        `digest`, ArtifactNotFound if it is gone."""
+        ...
+
+    async def download_url(self, uri: str, expires_s: int) -> str:
+        """A link that fetches the object without a bearer token, valid for `expires_s`."""
+        ...
+
+    async def delete(self, uri: str) -> None:
+        """Remove the object (used to clean up a registration that failed half-way)."""
+        ...
