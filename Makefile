@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export BENTOML_DO_NOT_TRACK := true
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-unit test-integration test-e2e lint format bench
+.PHONY: help run test test-unit test-integration test-e2e lint format bench example
 
 help: ## list the targets and what they do
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -42,3 +42,6 @@ format: $(VENV)/.installed-dev ## format the code with ruff
 
 bench: $(VENV)/.installed-dev ## registry benchmark (SQLite and PostgreSQL): promote, set-alias, get-by-alias, paging
 	$(BIN)/python -m loadtests.registry_bench
+
+example: $(VENV)/.installed-dev ## build and export both iris bentos to .cache/bentos/
+	$(BIN)/python examples/iris/build.py --out .cache/bentos

@@ -35,3 +35,29 @@ def server(store_url: str, tmp_path: Path, admin_token: str) -> Iterator[Factory
     finally:
         for proc in made:
             proc.stop()
+
+
+@pytest.fixture(scope="session")
+def iris_bentos() -> tuple[Path, Path]:
+    """The iris example's exported bentos (v1, v2) under <repo>/.cache/bentos, built once by
+    examples/iris/build.py (which does nothing when they are newer than the example's sources)."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(repo / "examples/iris/build.py"),
+            "--out",
+            str(repo / ".cache/bentos"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"building the iris bentos failed ({done.returncode}):\n{done.stderr}")
+    v1, v2 = (Path(line) for line in done.stdout.splitlines())
+    return v1, v2
