@@ -11,44 +11,45 @@ from typing import Literal
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 
-from adapters.stores import open_metadata_store
 from gateway.api import gateway_routes
 from modelyard import __version__
+from modelyard.components import open_components
 from modelyard.settings import Settings
 from registry.api import registry_routes
 from registry.api.context import request_id_middleware
 from registry.api.errors import EXCEPTION_HANDLERS
 from registry.auth import TokenAuthority
 from registry.errors import Conflict
-from registry.service import Registry, utc_now
 
 log = logging.getLogger("modelyard")
 
 Role = Literal["serve", "registry"]
 
 
+async def _bootstrap_admin(authority: TokenAuthority, configured: str | None) -> None:
+    try:
+        secret = await authority.bootstrap_admin(configured)
+    except Conflict:  # another replica registered the same configured token first
+        return
+    if secret is not None:
+        print(
+            f"modelyard: created the first admin token (shown once, store it now):\n{secret}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def create_app(settings: Settings, role: Role = "serve") -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        store = await open_metadata_store(
-            settings.metadata_url, sqlite_synchronous=settings.sqlite_synchronous
-        )
-        app.state.registry = Registry(store, clock=utc_now)
-        app.state.authority = authority = TokenAuthority(store, clock=utc_now)
-        try:
-            secret = await authority.bootstrap_admin(settings.admin_token)
-        except Conflict:  # another replica registered the same configured token first
-            secret = None
-        if secret is not None:
-            print(
-                f"modelyard: created the first admin token (shown once, store it now):\n{secret}",
-                file=sys.stderr,
-                flush=True,
-            )
-        try:
+        async with open_components(settings, role) as parts:
+            app.state.registry = parts.registry
+            app.state.authority = parts.authority
+            app.state.artifacts = parts.artifacts
+            app.state.registration = parts.registration
+            app.state.deployments = parts.deployments
+            await _bootstrap_admin(parts.authority, settings.admin_token)
             yield
-        finally:
-            await store.close()
 
     routes = registry_routes()
     if role == "serve":

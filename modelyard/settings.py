@@ -15,6 +15,8 @@ DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8000
 DEFAULT_DATA_DIR: Final = ".modelyard"
 DEFAULT_MAX_BODY: Final = 1024 * 1024
+DEFAULT_MAX_ARTIFACT: Final = 20 * 1024**3
+DEPLOYERS: Final = ("", "local", "none")
 SQLITE_SYNC_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
 ENV_PREFIX: Final = "MODELYARD_"
 
@@ -32,10 +34,24 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_token: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY
     log_level: str = "info"
+    # artifacts: empty = files under <data_dir>/artifacts; or s3://bucket/prefix
+    artifact_url: str = ""
+    s3_endpoint_url: str | None = None  # MinIO, moto...; None = AWS
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None  # None = the standard AWS credential chain
+    s3_secret_access_key: str | None = None
+    max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT
+    public_url: str = ""  # how clients reach this server (download links); default from host:port
+    # model servers: "local" runs `bentoml serve` per served version; "" = local for `serve`
+    deployer: str = ""
 
     @property
     def metadata_url(self) -> str:
         return self.database_url or f"sqlite:///{Path(self.data_dir) / 'modelyard.db'}"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
 
 
 def load_settings(env: Mapping[str, str], **overrides: Any) -> Settings:
@@ -52,6 +68,13 @@ def load_settings(env: Mapping[str, str], **overrides: Any) -> Settings:
         raise SettingsError(f"invalid setting: {exc}") from None
     if settings.sqlite_synchronous.upper() not in SQLITE_SYNC_MODES:
         raise SettingsError(f"sqlite_synchronous must be one of {', '.join(SQLITE_SYNC_MODES)}")
+    if settings.deployer not in DEPLOYERS:
+        raise SettingsError(f"unknown deployer {settings.deployer!r}: use local or none")
+    if settings.artifact_url and not settings.artifact_url.startswith("s3://"):
+        raise SettingsError(
+            f"unknown artifact store {settings.artifact_url!r}: use s3://bucket/prefix,"
+            " or leave it empty for files under the data folder"
+        )
     scheme = settings.metadata_url.split("://", 1)[0]
     if scheme not in ("sqlite", "postgres", "postgresql"):
         raise SettingsError(

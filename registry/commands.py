@@ -52,6 +52,17 @@ class VersionCreate(_Input, frozen=True):
     tags: Tags = {}
 
 
+class VersionMeta(_Input, frozen=True):
+    """What a client says about a version whose artifact facts come from the upload itself."""
+
+    run_id: ShortText | None = None
+    source: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
+    description: Description = ""
+    metrics: Metrics = {}
+    params: Params = {}
+    tags: Tags = {}
+
+
 class VersionUpdate(_Input, frozen=True):
     description: Description | None = None
 

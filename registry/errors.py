@@ -78,6 +78,10 @@ class BadArtifact(RegistryError):
     code = "INVALID_ARTIFACT"
 
 
+class PayloadTooLarge(RegistryError):
+    code = "REQUEST_TOO_LARGE"
+
+
 class ArtifactCorrupt(RegistryError):
     code = "ARTIFACT_CORRUPT"
 

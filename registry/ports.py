@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 import msgspec
 
 from registry.changes import Decision, LoadSpec, ModelFilter, ModelState, VersionFilter
-from registry.domain import AuditEvent, Model, ModelVersion, Token
+from registry.domain import ApiSpec, AuditEvent, Model, ModelVersion, Token
 
 T = TypeVar("T")
 
@@ -96,3 +97,43 @@ class ArtifactStore(Protocol):
     async def delete(self, uri: str) -> None:
         """Remove the object (used to clean up a registration that failed half-way)."""
         ...
+
+
+class BentoInfo(msgspec.Struct, frozen=True):
+    """What a `.bento` archive declares (read from its bento.yaml)."""
+
+    tag: str  # name:version
+    service: str
+    bentoml_version: str | None
+    apis: list[ApiSpec]
+    models: list[str]
+
+
+class BentoInspector(Protocol):
+    def __call__(self, path: Path) -> BentoInfo:
+        """Read a Bento archive on disk; raises BadArtifact when it is not a usable Bento."""
+        ...
+
+
+class ServerState(msgspec.Struct, frozen=True):
+    """A model server that modelyard runs for one version (the local deployer)."""
+
+    model: str
+    version: int
+    status: str  # preparing | starting | ready | unhealthy | failed | stopped
+    endpoint: str | None = None
+    restarts: int = 0
+    detail: str | None = None
+
+
+class ModelServers(Protocol):
+    """Runs versions as model servers. `ensure` and `stop` return at once; the work (fetch,
+    import, start, wait for ready, restart after a crash) goes on in the background."""
+
+    def ensure(self, version: ModelVersion) -> None: ...
+
+    async def stop(self, model: str, version: int) -> None: ...
+
+    def states(self) -> list[ServerState]: ...
+
+    async def close(self) -> None: ...

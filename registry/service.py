@@ -48,6 +48,11 @@ class Registry:
     def __init__(self, store: MetadataStore, clock: Callable[[], datetime] = utc_now) -> None:
         self.store = store
         self.clock = clock
+        self._listeners: list[Callable[[str], None]] = []
+
+    def subscribe(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(model_name)` after every committed change to a model."""
+        self._listeners.append(listener)
 
     async def _write(
         self,
@@ -60,7 +65,10 @@ class Registry:
             ctx = WriteContext(**msgspec.structs.asdict(caller), now=self.clock())
             return decide(state, ctx)
 
-        return await self.store.transact(validate_name(name), load, locked)
+        result = await self.store.transact(validate_name(name), load, locked)
+        for listener in self._listeners:
+            listener(name)
+        return result
 
     # --- models ---------------------------------------------------------------------------
 

@@ -48,3 +48,7 @@ async def store(store_url: str) -> AsyncIterator[SqlStore]:
         yield opened
     finally:
         await opened.close()
+
+
+# A real S3 server (moto, its own process), shared by integration and e2e tests.
+from tests.s3 import moto_s3, s3_bucket  # noqa: E402, F401

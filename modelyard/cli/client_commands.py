@@ -28,6 +28,10 @@ ROLES: Final = ("reader", "deployer", "admin")
 Sub: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
+class UsageError(Exception):
+    """Arguments that argparse accepted but that do not make sense together (exit 2)."""
+
+
 @dataclass(frozen=True)
 class Reply:
     """A command's result: `data` is printed with --json, `text` otherwise."""
@@ -117,6 +121,9 @@ def _execute(handler: Handler, args: argparse.Namespace) -> int:
     except Unreachable as exc:
         _report(str(exc), "is the registry running? check --url or MODELYARD_URL")
         return 2
+    except UsageError as exc:
+        _report(str(exc), None)
+        return 2
     if not args.json:
         print(reply.text)
     elif reply.data is not None:
@@ -165,7 +172,34 @@ def _models_show(client: RegistryClient, args: argparse.Namespace) -> Reply:
     return _shown(client.get(path("models", args.name)))
 
 
+def _bento_upload(client: RegistryClient, args: argparse.Namespace) -> Reply:
+    """Stream a `.bento` archive; the server reads its tag and APIs and stores it."""
+    clashing = [flag for flag in _ARTIFACT_FLAGS if getattr(args, flag) is not None]
+    if clashing:
+        flag = clashing[0].replace("_", "-")
+        raise UsageError(f"--bento comes with its own artifact: drop --{flag}")
+    params: Params = {
+        "description": args.description or None,
+        "run_id": args.run_id,
+        "source": args.source,
+        "tag": [f"{k}={v}" for k, v in args.tag or []],
+        "metric": [f"{k}={v}" for k, v in args.metric or []],
+        "param": [f"{k}={v}" for k, v in args.param or []],
+    }
+    try:
+        source = open(args.bento, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.bento}: {exc.strerror}") from None
+    with source:
+        return _shown(client.upload(path("models", args.name, "versions", "bento"), source, params))
+
+
+_ARTIFACT_FLAGS = ("artifact_uri", "digest", "size", "endpoint", "bento_tag")
+
+
 def _versions_create(client: RegistryClient, args: argparse.Namespace) -> Reply:
+    if args.bento is not None:
+        return _bento_upload(client, args)
     body = {
         "artifact_uri": args.artifact_uri,
         "digest": args.digest,
@@ -308,6 +342,9 @@ def _models(sub: Sub, common: argparse.ArgumentParser) -> None:
 def _versions(sub: Sub, common: argparse.ArgumentParser) -> None:
     group = _group(sub, "versions", "create, list and show model versions")
     parser = _leaf(group, common, "create", "register a new version", _versions_create, "name")
+    parser.add_argument(
+        "--bento", metavar="PATH", help="a .bento archive (`bentoml export`) to upload and register"
+    )
     parser.add_argument("--artifact-uri", metavar="URI", help="needs --digest and --size")
     parser.add_argument("--digest", metavar="sha256:HEX")
     parser.add_argument("--size", type=int, metavar="BYTES")

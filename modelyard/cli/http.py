@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 from urllib.parse import quote
 
 import httpx
@@ -14,7 +14,7 @@ from modelyard import __version__
 API_PREFIX: Final = "/api/v1"
 TIMEOUT: Final = httpx.Timeout(30.0, connect=5.0)
 
-Params = Mapping[str, str | int | None]
+Params = Mapping[str, str | int | list[str] | None]
 
 
 class ApiError(Exception):
@@ -82,11 +82,22 @@ class RegistryClient:
     ) -> None:
         self._http.close()
 
-    def call(self, method: str, url: str, params: Params | None = None, body: Any = None) -> Any:
-        """Send one request; the decoded JSON body (None for an empty one) or ApiError."""
+    def call(
+        self,
+        method: str,
+        url: str,
+        params: Params | None = None,
+        body: Any = None,
+        content: BinaryIO | None = None,
+    ) -> Any:
+        """Send one request; the decoded JSON body (None for an empty one) or ApiError.
+        `content` is streamed as the raw body (a file is never read whole into memory)."""
         query = {k: v for k, v in (params or {}).items() if v is not None}
+        headers = {"Content-Type": "application/octet-stream"} if content is not None else None
         try:
-            response = self._http.request(method, url, params=query, json=body)
+            response = self._http.request(
+                method, url, params=query, json=body, content=content, headers=headers
+            )
         except (httpx.TransportError, httpx.InvalidURL) as exc:
             raise Unreachable(self.url, str(exc) or type(exc).__name__) from None
         if not response.is_success:
@@ -105,6 +116,9 @@ class RegistryClient:
 
     def post(self, url: str, body: Any) -> Any:
         return self.call("POST", url, body=body)
+
+    def upload(self, url: str, source: BinaryIO, params: Params) -> Any:
+        return self.call("POST", url, params, content=source)
 
     def put(self, url: str, body: Any) -> Any:
         return self.call("PUT", url, body=body)

@@ -11,7 +11,9 @@ from litestar.types import ControllerRouterHandler
 
 from registry.api.aliases import AliasController
 from registry.api.audit import AuditController
+from registry.api.bentos import BentoController
 from registry.api.context import role_guard
+from registry.api.deployments import DeploymentController
 from registry.api.models import ModelController
 from registry.api.schemas import Health
 from registry.api.tokens import TokenController, WhoAmIController
@@ -46,6 +48,13 @@ def _authority(state: State) -> TokenAuthority:
     return authority
 
 
+def _state(name: str) -> Provide:
+    def provide(state: State) -> Any:
+        return state[name]
+
+    return Provide(provide, sync_to_thread=False)
+
+
 def registry_routes() -> list[ControllerRouterHandler]:
     api = Router(
         path="/api/v1",
@@ -56,11 +65,16 @@ def registry_routes() -> list[ControllerRouterHandler]:
             AuditController,
             TokenController,
             WhoAmIController,
+            BentoController,
+            DeploymentController,
         ],
         guards=[role_guard],
         dependencies={
             "registry": Provide(_registry, sync_to_thread=False),
             "authority": Provide(_authority, sync_to_thread=False),
+            "registration": _state("registration"),
+            "artifacts": _state("artifacts"),
+            "deployments": _state("deployments"),
         },
     )
     return [api, livez, readyz]

@@ -80,7 +80,11 @@ def principal_of(request: Request[Any, Any, Any]) -> Principal:
     return principal
 
 
-async def caller_of(request: Request[Any, Any, Any], reason: str | None = None) -> Caller:
+async def caller_of(
+    request: Request[Any, Any, Any], reason: str | None = None, *, with_body: bool = True
+) -> Caller:
+    """The caller of a write. With an Idempotency-Key, the fingerprint covers method, path and
+    (unless `with_body` is off, for streamed uploads that hash their own body) the body."""
     key = request.headers.get("idempotency-key")
     fingerprint = None
     if key is not None:
@@ -88,9 +92,9 @@ async def caller_of(request: Request[Any, Any, Any], reason: str | None = None) 
             raise InvalidInput(
                 f"Idempotency-Key must be 1-{MAX_KEY} characters", field="Idempotency-Key"
             )
-        body = await request.body()
         digest = hashlib.sha256(f"{request.method} {request.url.path}\n".encode())
-        digest.update(body)
+        if with_body:
+            digest.update(await request.body())
         fingerprint = digest.hexdigest()
     header_reason = request.headers.get(REASON_HEADER)
     return Caller(

@@ -16,6 +16,11 @@ log = logging.getLogger("modelyard.http")
 
 STATUS: Final[dict[type[errors.RegistryError], int]] = {
     errors.InvalidInput: 400,
+    errors.BadArtifact: 422,
+    errors.PayloadTooLarge: 413,
+    errors.ArtifactCorrupt: 502,
+    errors.DeployError: 502,
+    errors.InsufficientStorage: 507,
     errors.Unauthenticated: 401,
     errors.PermissionDenied: 403,
     errors.NotFound: 404,

@@ -1,0 +1,93 @@
+"""Build the running parts from Settings (and close them again), in one place."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from adapters.bento_archive import read_bento
+from adapters.bentoml_local import LocalBentoServers
+from adapters.local_artifacts import LocalArtifactStore
+from adapters.s3_artifacts import open_s3_store
+from adapters.stores import open_metadata_store
+from modelyard.settings import Settings
+from registry.auth import TokenAuthority
+from registry.deployments import Deployments
+from registry.ports import ArtifactStore
+from registry.registration import Registration
+from registry.service import Registry, utc_now
+
+SIGNING_KEY_FILE = "signing.key"
+
+
+@dataclass
+class Components:
+    registry: Registry
+    authority: TokenAuthority
+    artifacts: ArtifactStore
+    registration: Registration
+    deployments: Deployments | None
+
+
+def signing_key(data_dir: Path) -> bytes:
+    """The key that signs local download links: made once, kept in the data folder (0600)."""
+    path = data_dir / SIGNING_KEY_FILE
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            fd = path.open("x")
+            path.chmod(0o600)
+            with fd:
+                fd.write(secrets.token_hex(32))
+    return bytes.fromhex(path.read_text().strip())
+
+
+def _local_store(settings: Settings) -> LocalArtifactStore:
+    data = Path(settings.data_dir).resolve()
+    return LocalArtifactStore(data, signing_key(data), settings.base_url)
+
+
+async def _artifact_store(settings: Settings, stack: contextlib.AsyncExitStack) -> ArtifactStore:
+    if not settings.artifact_url:
+        return _local_store(settings)
+    store = await open_s3_store(
+        settings.artifact_url,
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=settings.s3_secret_access_key,
+    )
+    stack.push_async_callback(store.close)
+    return store
+
+
+@contextlib.asynccontextmanager
+async def open_components(settings: Settings, role: str) -> AsyncIterator[Components]:
+    async with contextlib.AsyncExitStack() as stack:
+        store = await open_metadata_store(
+            settings.metadata_url, sqlite_synchronous=settings.sqlite_synchronous
+        )
+        stack.push_async_callback(store.close)
+        registry = Registry(store, clock=utc_now)
+        artifacts = await _artifact_store(settings, stack)
+        data = Path(settings.data_dir)
+        registration = Registration(
+            registry, artifacts, read_bento, data / "uploads", settings.max_artifact_bytes
+        )
+        deployer = settings.deployer or ("local" if role == "serve" else "none")
+        deployments = None
+        if deployer == "local":
+            servers = LocalBentoServers(data / "servers", artifacts)
+            deployments = Deployments(registry, servers)
+            stack.push_async_callback(deployments.close)
+            deployments.start()
+        yield Components(
+            registry=registry,
+            authority=TokenAuthority(store, clock=utc_now),
+            artifacts=artifacts,
+            registration=registration,
+            deployments=deployments,
+        )

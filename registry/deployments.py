@@ -1,0 +1,93 @@
+"""Keep the model servers in line with the registry: versions in Production or Staging that
+carry a Bento archive (and no external `endpoint`) should run; nothing else should.
+
+The reconciler wakes on every registry change and every few seconds, reads what should run
+and asks the `ModelServers` port to start or stop the difference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Final
+
+from registry.changes import ModelFilter, VersionFilter
+from registry.domain import ModelVersion, Stage
+from registry.errors import RegistryError
+from registry.ports import ModelServers, ServerState
+from registry.service import Registry
+
+log = logging.getLogger("modelyard.deployments")
+
+SERVED_STAGES: Final = (Stage.PRODUCTION, Stage.STAGING)
+RESYNC_S: Final = 5.0
+PAGE: Final = 500
+
+
+def wants_server(version: ModelVersion) -> bool:
+    return (
+        version.stage in SERVED_STAGES
+        and version.endpoint is None
+        and version.artifact_uri is not None
+        and version.format == "bento"
+    )
+
+
+class Deployments:
+    def __init__(self, registry: Registry, servers: ModelServers) -> None:
+        self.registry = registry
+        self.servers = servers
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        registry.subscribe(lambda _model: self._wake.set())
+
+    async def desired(self) -> list[ModelVersion]:
+        wanted: list[ModelVersion] = []
+        for stage in SERVED_STAGES:
+            after: str | None = None
+            while True:
+                models = await self.registry.list_models(ModelFilter(stage=stage), after, PAGE)
+                for model in models:
+                    found = await self.registry.list_versions(
+                        model.name, VersionFilter(stage=stage), None, PAGE
+                    )
+                    wanted += [v for v in found if wants_server(v)]
+                if len(models) < PAGE:
+                    break
+                after = models[-1].name
+        return wanted
+
+    async def reconcile(self) -> None:
+        wanted = {(v.model, v.version): v for v in await self.desired()}
+        running = {(s.model, s.version) for s in self.servers.states()}
+        for key in running - wanted.keys():
+            await self.servers.stop(*key)
+        for key in wanted.keys() - running:
+            try:
+                self.servers.ensure(wanted[key])
+            except RegistryError as exc:
+                log.warning("cannot serve %s v%s: %s", key[0], key[1], exc.message)
+
+    def states(self) -> list[ServerState]:
+        return self.servers.states()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.reconcile()
+            except RegistryError as exc:  # store briefly unreachable: try again on the next tick
+                log.warning("reconcile failed: %s", exc.message)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), RESYNC_S)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.servers.close()
