@@ -178,6 +178,11 @@ class LocalArtifactStore:
         signature = _sign(self._signing_key, key, expires)
         return f"{self._base_url}{LINK_PATH}{quote(key)}?expires={expires}&signature={signature}"
 
+    def signed_file(self, key: str, expires: int, signature: str) -> Path:
+        """The file a download link names, once its signature and expiry check out."""
+        verify_local_link(self._signing_key, key, expires, signature, time.time())
+        return self._root / key
+
     async def delete(self, uri: str) -> None:
         path = self._root / self._key(uri)
         await asyncio.to_thread(path.unlink, missing_ok=True)

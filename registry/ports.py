@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 import msgspec
 
@@ -77,6 +77,7 @@ class StoredArtifact(msgspec.Struct, frozen=True):
     size_bytes: int
 
 
+@runtime_checkable
 class ArtifactStore(Protocol):
     """Where version archives live. Keys are never reused, so nothing is overwritten."""
 
@@ -96,6 +97,15 @@ class ArtifactStore(Protocol):
 
     async def delete(self, uri: str) -> None:
         """Remove the object (used to clean up a registration that failed half-way)."""
+        ...
+
+
+@runtime_checkable
+class SignedFiles(Protocol):
+    """An artifact store that serves its own download links (the local one)."""
+
+    def signed_file(self, key: str, expires: int, signature: str) -> Path:
+        """The file behind a link; raises PermissionDenied for a bad or expired signature."""
         ...
 
 

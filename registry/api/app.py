@@ -11,7 +11,7 @@ from litestar.types import ControllerRouterHandler
 
 from registry.api.aliases import AliasController
 from registry.api.audit import AuditController
-from registry.api.bentos import BentoController
+from registry.api.bentos import BentoController, local_download
 from registry.api.context import role_guard
 from registry.api.deployments import DeploymentController
 from registry.api.models import ModelController
@@ -77,4 +77,9 @@ def registry_routes() -> list[ControllerRouterHandler]:
             "deployments": _state("deployments"),
         },
     )
-    return [api, livez, readyz]
+    links = Router(
+        path="/",
+        route_handlers=[local_download],
+        dependencies={"artifacts": _state("artifacts")},
+    )
+    return [api, links, livez, readyz]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from typing import Annotated, Any, Final
@@ -10,13 +11,14 @@ import msgspec
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
+from litestar.response import File
 
 from registry.api.context import PathStr, RegistryDep, Req, VersionNo, caller_of
 from registry.api.versions import version_response
 from registry.commands import VersionMeta
 from registry.domain import ModelVersion
-from registry.errors import InvalidInput
-from registry.ports import ArtifactStore
+from registry.errors import ArtifactNotFound, InvalidInput, NotFound
+from registry.ports import ArtifactStore, SignedFiles
 from registry.registration import Registration
 
 LINK_TTL_S: Final = 900
@@ -108,3 +110,20 @@ class BentoController(Controller):
             )
         url = await artifacts.download_url(found.artifact_uri, LINK_TTL_S)
         return DownloadLink(found.artifact_uri, found.digest, url, LINK_TTL_S)
+
+
+@get("/api/v1/artifacts/local/{key:path}", tags=["artifacts"])
+async def local_download(
+    artifacts: ArtifactsDep,
+    key: PathStr,
+    expires: Annotated[int, QueryParameter()],
+    signature: Annotated[str, QueryParameter()],
+) -> File:
+    """A signed download link of the local artifact store: the signature is the credential,
+    so no bearer token is needed (as with S3's presigned URLs)."""
+    if not isinstance(artifacts, SignedFiles):
+        raise NotFound("this server's artifacts are not served from local files", field="key")
+    path = artifacts.signed_file(key.lstrip("/"), expires, signature)
+    if not await asyncio.to_thread(path.is_file):
+        raise ArtifactNotFound(f"artifact {key} does not exist", field="key")
+    return File(path=path, filename=path.name, media_type="application/octet-stream")

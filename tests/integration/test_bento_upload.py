@@ -1,0 +1,192 @@
+"""Registering versions from Bento archives over REST, on the local and the S3 artifact store
+(moto in its own process): what is stored and recorded, and that failures leave nothing."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from litestar.testing import AsyncTestClient
+
+from modelyard.app import create_app
+from modelyard.settings import load_settings
+from tests.integration.bentos import write_bento
+from tests.s3 import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, s3_client
+
+ADMIN = "admin-token-for-upload-tests-0123456789"
+UPLOAD = "/api/v1/models/iris/versions/bento"
+MAX_ARTIFACT = 2_000_000
+
+Client = AsyncTestClient[Any]
+
+
+class Stores:
+    """Counts what each artifact store holds, to prove nothing is left behind."""
+
+    def __init__(self, kind: str, data: Path, endpoint: str | None, bucket: str | None) -> None:
+        self.kind, self.data, self.endpoint, self.bucket = kind, data, endpoint, bucket
+
+    async def objects(self) -> int:
+        if self.kind == "local":
+            return sum(1 for p in (self.data / "artifacts").rglob("*") if p.is_file())
+        assert self.endpoint is not None
+        async with s3_client(self.endpoint) as s3:
+            listed = await s3.list_objects_v2(Bucket=self.bucket)
+        return int(listed.get("KeyCount", 0))
+
+
+@pytest.fixture(params=["local", "s3"])
+async def env(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Client, Stores]]:
+    extra: dict[str, Any] = {}
+    endpoint = bucket = None
+    if request.param == "s3":
+        endpoint = request.getfixturevalue("moto_s3")
+        bucket = await _bucket(endpoint)
+        extra = {
+            "artifact_url": f"s3://{bucket}/team-a",
+            "s3_endpoint_url": endpoint,
+            "s3_region": S3_REGION,
+            "s3_access_key_id": S3_ACCESS_KEY,
+            "s3_secret_access_key": S3_SECRET_KEY,
+        }
+    settings = load_settings(
+        {}, data_dir=str(tmp_path), admin_token=ADMIN, max_artifact_bytes=MAX_ARTIFACT, **extra
+    )
+    async with AsyncTestClient(app=create_app(settings, "registry")) as client:
+        client.headers["Authorization"] = f"Bearer {ADMIN}"
+        assert (await client.post("/api/v1/models", json={"name": "iris"})).status_code == 201
+        yield client, Stores(request.param, tmp_path, endpoint, bucket)
+
+
+async def _bucket(endpoint: str) -> str:
+    from tests.s3 import create_bucket
+
+    return await create_bucket(endpoint)
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def upload(client: Client, data: bytes, **kw: Any) -> Any:
+    headers = {"Content-Type": "application/octet-stream", **kw.pop("headers", {})}
+    return client.post(UPLOAD, content=data, headers=headers, **kw)
+
+
+async def test_a_bento_is_stored_read_and_recorded(
+    env: tuple[Client, Stores], tmp_path: Path
+) -> None:
+    client, stores = env
+    data = write_bento(tmp_path / "iris.bento").read_bytes()
+    r = await upload(
+        client, data, params={"metric": "accuracy=0.97", "tag": "team=ml", "run_id": "r1"}
+    )
+    assert r.status_code == 201, r.text
+    v = r.json()
+    assert v["version"] == 1 and v["format"] == "bento" and v["status"] == "READY"
+    assert v["digest"] == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert v["size_bytes"] == len(data)
+    assert v["bento_tag"] == "iris_classifier:abc123"
+    assert v["apis"] == [{"name": "classify", "inputs": ["input_series"]}]
+    assert (v["metrics"], v["tags"], v["run_id"]) == ({"accuracy": 0.97}, {"team": "ml"}, "r1")
+    assert v["artifact_uri"].startswith("file://" if stores.kind == "local" else "s3://")
+    assert await stores.objects() == 1
+
+    r = await client.get("/api/v1/models/iris/versions/1/download-uri")
+    assert r.status_code == 200, r.text
+    link = r.json()
+    assert link["digest"] == v["digest"] and link["artifact_uri"] == v["artifact_uri"]
+    if stores.kind == "local":
+        url = httpx.URL(link["download_url"])
+        got = await client.get(url.raw_path.decode(), headers={"Authorization": ""})
+        assert got.status_code == 200 and got.content == data
+        forged = url.copy_set_param("signature", "0" * 64)
+        bad = await client.get(forged.raw_path.decode(), headers={"Authorization": ""})
+        assert bad.status_code == 403 and bad.json()["error_code"] == "PERMISSION_DENIED"
+    else:
+        async with httpx.AsyncClient() as plain:
+            got = await plain.get(link["download_url"])
+        assert got.status_code == 200 and got.content == data
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda p: _write(p, b"definitely not a tar"), "not a Bento archive"),
+        (lambda p: write_bento(p, models=()), "iris_clf:v1"),
+        (lambda p: write_bento(p, bento_yaml=b"service: x\n"), "not a valid Bento manifest"),
+    ],
+)
+async def test_bad_archives_are_refused_and_leave_nothing(
+    env: tuple[Client, Stores], tmp_path: Path, make: Any, match: str
+) -> None:
+    client, stores = env
+    path = make(tmp_path / "bad.bento")
+    r = await upload(client, path.read_bytes())
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["error_code"] == "INVALID_ARTIFACT" and body["field"] == "bento"
+    assert match in body["message"]
+    assert (await client.get("/api/v1/models/iris")).json()["latest_version"] == 0
+    assert await stores.objects() == 0
+    assert not list((tmp_path / "uploads").glob("*")), "spooled upload left behind"
+
+
+async def test_too_large_is_413_and_leaves_nothing(
+    env: tuple[Client, Stores], tmp_path: Path
+) -> None:
+    client, stores = env
+    big = write_bento(tmp_path / "big.bento", padding=5_000_000, compression="")
+    r = await upload(client, big.read_bytes())
+    assert r.status_code == 413 and r.json()["error_code"] == "REQUEST_TOO_LARGE"
+    assert await stores.objects() == 0
+    assert (await client.get("/api/v1/models/iris")).json()["latest_version"] == 0
+
+
+async def test_missing_model_is_404(env: tuple[Client, Stores], tmp_path: Path) -> None:
+    client, stores = env
+    data = write_bento(tmp_path / "a.bento").read_bytes()
+    r = await client.post(
+        "/api/v1/models/nope/versions/bento",
+        content=data,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert r.status_code == 404 and r.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    assert await stores.objects() == 0
+
+
+async def test_an_idempotent_retry_keeps_one_version_and_one_object(
+    env: tuple[Client, Stores], tmp_path: Path
+) -> None:
+    client, stores = env
+    data = write_bento(tmp_path / "a.bento").read_bytes()
+    key = {"Idempotency-Key": "upload-1"}
+    first = await upload(client, data, headers=key)
+    again = await upload(client, data, headers=key)
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    assert await stores.objects() == 1
+    other = write_bento(tmp_path / "b.bento", padding=10).read_bytes()
+    r = await upload(client, other, headers=key)
+    assert r.status_code == 422 and r.json()["error_code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert await stores.objects() == 1
+
+
+async def test_metadata_and_roles_are_checked(env: tuple[Client, Stores], tmp_path: Path) -> None:
+    client, _ = env
+    data = write_bento(tmp_path / "a.bento").read_bytes()
+    r = await upload(client, data, params={"metric": "accuracy=high"})
+    assert r.status_code == 400 and r.json()["field"] == "metric"
+    r = await upload(client, data, params={"tag": "novalue"})
+    assert r.status_code == 400 and r.json()["field"] == "tag"
+    made = await client.post("/api/v1/tokens", json={"name": "viewer", "role": "reader"})
+    reader = made.json()["token"]
+    r = await upload(client, data, headers={"Authorization": f"Bearer {reader}"})
+    assert r.status_code == 403
