@@ -197,11 +197,14 @@ class LocalBentoServers:
             )  # fmt: skip
         finally:
             log.close()
+        server.update(pid=server.proc.pid)
         await self._wait_ready(server, endpoint)
         server.update(status="ready", endpoint=endpoint)
         code = await server.proc.wait()
         if not server.stopping:
-            server.update(status="unhealthy", endpoint=None, detail=f"server exited with {code}")
+            server.update(
+                status="unhealthy", endpoint=None, pid=None, detail=f"server exited with {code}"
+            )
 
     async def _wait_ready(self, server: _Server, endpoint: str) -> None:
         assert server.proc is not None
@@ -236,4 +239,4 @@ class LocalBentoServers:
         with contextlib.suppress(ProcessLookupError):  # stragglers of the process group
             os.killpg(proc.pid, signal.SIGKILL)
         await proc.wait()
-        server.update(status="stopped", endpoint=None)
+        server.update(status="stopped", endpoint=None, pid=None)

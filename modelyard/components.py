@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from adapters.artifact_router import ArtifactRouter
 from adapters.bento_archive import read_bento
 from adapters.bentoml_local import LocalBentoServers
 from adapters.local_artifacts import LocalArtifactStore
@@ -51,17 +52,20 @@ def _local_store(settings: Settings) -> LocalArtifactStore:
 
 
 async def _artifact_store(settings: Settings, stack: contextlib.AsyncExitStack) -> ArtifactStore:
+    """Uploads go to S3 when `artifact_url` names a bucket, else to local files; versions
+    stored locally before a move to S3 stay readable."""
+    local = _local_store(settings)
     if not settings.artifact_url:
-        return _local_store(settings)
-    store = await open_s3_store(
+        return ArtifactRouter(local, {"file": local})
+    s3 = await open_s3_store(
         settings.artifact_url,
         endpoint_url=settings.s3_endpoint_url,
         region=settings.s3_region,
         access_key_id=settings.s3_access_key_id,
         secret_access_key=settings.s3_secret_access_key,
     )
-    stack.push_async_callback(store.close)
-    return store
+    stack.push_async_callback(s3.close)
+    return ArtifactRouter(s3, {"file": local, "s3": s3})
 
 
 @contextlib.asynccontextmanager

@@ -134,6 +134,7 @@ class ServerState(msgspec.Struct, frozen=True):
     endpoint: str | None = None
     restarts: int = 0
     detail: str | None = None
+    pid: int | None = None  # of the `bentoml serve` parent process
 
 
 class ModelServers(Protocol):
