@@ -30,7 +30,7 @@ import httpx
 import msgspec
 
 from registry.domain import ModelVersion
-from registry.errors import DeployError
+from registry.errors import DeployError, RegistryError
 from registry.ports import ArtifactStore, ServerState
 
 READY_TIMEOUT_S: Final = 120.0
@@ -130,8 +130,8 @@ class LocalBentoServers:
                     await self._prepare(server)
                 await self._run_once(server)
                 backoff = BACKOFF_START_S  # it had become ready: a later crash starts afresh
-            except DeployError as exc:
-                server.update(status="failed", endpoint=None, detail=exc.message)
+            except RegistryError as exc:  # a bad archive, a store down, a server that won't start
+                server.update(status="failed", endpoint=None, pid=None, detail=exc.message)
             if server.stopping:
                 return
             await asyncio.sleep(backoff)

@@ -161,3 +161,33 @@ async def test_register_promote_and_predict_through_real_bentoml(
         assert listed["deployer"] == "local" and [s["version"] for s in listed["items"]] == [2]
     second.stop()
     assert wait_dead(back["pid"]), "stopping modelyard left the v2 server running"
+
+
+def test_a_server_that_cannot_start_is_reported_not_orphaned(
+    iris_bentos: tuple[Path, Path], tmp_path: Path, admin_token: str, serve: list[ModelyardProcess]
+) -> None:
+    proc = ModelyardProcess("serve", tmp_path / "data", admin_token)
+    serve.append(proc)
+    proc.start()
+    with api(proc, admin_token) as c:
+        assert c.post("/models", json={"name": "iris"}).status_code == 201
+        with iris_bentos[0].open("rb") as body:
+            r = c.post(
+                "/models/iris/versions/bento",
+                content=body,
+                params={"tag": "serving.env.IRIS_FAULT_ERROR_RATE=2"},
+                headers={"Content-Type": "application/octet-stream"},
+            )
+        assert r.status_code == 201, r.text
+        assert c.post("/models/iris/versions/1/stage", json={"stage": "Staging"}).status_code == 200
+        deadline = time.monotonic() + DEPLOY_TIMEOUT_S
+        state: dict[str, Any] = {}
+        while time.monotonic() < deadline and state.get("status") != "failed":
+            state = c.get("/models/iris/versions/1/deployment").json()
+            time.sleep(0.1)
+        assert state["status"] == "failed", state
+        assert "IRIS_FAULT_ERROR_RATE" in state["detail"] and state["pid"] is None
+        assert (
+            c.post("/models/iris/versions/1/stage", json={"stage": "Archived"}).status_code == 200
+        )
+        assert gone(c, 1)

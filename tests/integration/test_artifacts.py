@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import random
 import re
@@ -16,7 +15,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import httpx
 import pytest
 
-from adapters import local_artifacts
 from adapters.local_artifacts import LINK_PATH, LocalArtifactStore, verify_local_link
 from adapters.s3_artifacts import PART_SIZE, S3ArtifactStore, open_s3_store
 from modelyard.testing import free_port
@@ -282,18 +280,9 @@ async def test_local_link_is_checked(tmp_path: Path) -> None:
     assert caught.value.field == "key"
 
 
-async def test_local_disk_full_is_insufficient_storage(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real_write = local_artifacts._Spool.write
-
-    def write_until_full(spool: Any, data: bytes | bytearray) -> None:
-        if spool.size >= 2 * local_artifacts.CHUNK_SIZE:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_write(spool, data)
-
-    monkeypatch.setattr(local_artifacts._Spool, "write", write_until_full)
-    root = tmp_path / "data"
+async def test_local_disk_full_is_insufficient_storage(tiny_disk: Path) -> None:
+    """A real full file system (a 1 MiB tmpfs), not a patched write."""
+    root = tiny_disk / "data"
     with pytest.raises(InsufficientStorage) as caught:
         await LocalArtifactStore(root, SIGNING_KEY, BASE_URL).put("iris", chunked(payload(5 << 20)))
     assert "No space left on device" in caught.value.message

@@ -15,7 +15,14 @@ from litestar.testing import AsyncTestClient
 from modelyard.app import create_app
 from modelyard.settings import load_settings
 from tests.integration.bentos import write_bento
-from tests.s3 import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, s3_client
+from tests.s3 import (
+    S3_ACCESS_KEY,
+    S3_REGION,
+    S3_SECRET_KEY,
+    create_bucket,
+    running_moto_server,
+    s3_client,
+)
 
 ADMIN = "admin-token-for-upload-tests-0123456789"
 UPLOAD = "/api/v1/models/iris/versions/bento"
@@ -47,7 +54,7 @@ async def env(
     endpoint = bucket = None
     if request.param == "s3":
         endpoint = request.getfixturevalue("moto_s3")
-        bucket = await _bucket(endpoint)
+        bucket = await create_bucket(endpoint)
         extra = {
             "artifact_url": f"s3://{bucket}/team-a",
             "s3_endpoint_url": endpoint,
@@ -62,12 +69,6 @@ async def env(
         client.headers["Authorization"] = f"Bearer {ADMIN}"
         assert (await client.post("/api/v1/models", json={"name": "iris"})).status_code == 201
         yield client, Stores(request.param, tmp_path, endpoint, bucket)
-
-
-async def _bucket(endpoint: str) -> str:
-    from tests.s3 import create_bucket
-
-    return await create_bucket(endpoint)
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -190,3 +191,43 @@ async def test_metadata_and_roles_are_checked(env: tuple[Client, Stores], tmp_pa
     reader = made.json()["token"]
     r = await upload(client, data, headers={"Authorization": f"Bearer {reader}"})
     assert r.status_code == 403
+
+
+async def test_a_full_disk_is_507_and_leaves_nothing(tiny_disk: Path, tmp_path: Path) -> None:
+    settings = load_settings({}, data_dir=str(tiny_disk / "data"), admin_token=ADMIN)
+    big = write_bento(tmp_path / "big.bento", padding=3_000_000, compression="")
+    async with AsyncTestClient(app=create_app(settings, "registry")) as client:
+        client.headers["Authorization"] = f"Bearer {ADMIN}"
+        assert (await client.post("/api/v1/models", json={"name": "iris"})).status_code == 201
+        r = await upload(client, big.read_bytes())
+        assert r.status_code == 507, r.text
+        assert r.json()["error_code"] == "INSUFFICIENT_STORAGE"
+        assert "no space" in r.json()["message"].lower()
+        assert (await client.get("/api/v1/models/iris")).json()["latest_version"] == 0
+    assert not list((tiny_disk / "data" / "uploads").glob("*"))
+
+
+async def test_an_unreachable_s3_is_503_and_registers_nothing(tmp_path: Path) -> None:
+    with running_moto_server(tmp_path / "moto.log") as endpoint:
+        bucket = await create_bucket(endpoint)
+        settings = load_settings(
+            {},
+            data_dir=str(tmp_path / "data"),
+            admin_token=ADMIN,
+            artifact_url=f"s3://{bucket}/m",
+            s3_endpoint_url=endpoint,
+            s3_region=S3_REGION,
+            s3_access_key_id=S3_ACCESS_KEY,
+            s3_secret_access_key=S3_SECRET_KEY,
+        )
+        client = AsyncTestClient(app=create_app(settings, "registry"))
+        await client.__aenter__()
+    try:  # moto is gone now
+        client.headers["Authorization"] = f"Bearer {ADMIN}"
+        assert (await client.post("/api/v1/models", json={"name": "iris"})).status_code == 201
+        r = await upload(client, write_bento(tmp_path / "a.bento").read_bytes())
+        assert r.status_code == 503, r.text
+        assert r.json()["error_code"] == "STORE_UNAVAILABLE" and endpoint in r.json()["message"]
+        assert (await client.get("/api/v1/models/iris")).json()["latest_version"] == 0
+    finally:
+        await client.__aexit__(None, None, None)
