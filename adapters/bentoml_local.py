@@ -21,7 +21,7 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -58,12 +58,14 @@ class _Server:
     version: ModelVersion
     workdir: Path
     state: ServerState
+    changed: Callable[[], None]
     proc: asyncio.subprocess.Process | None = None
     task: asyncio.Task[None] | None = None
     stopping: bool = False
 
     def update(self, **changes: object) -> None:
         self.state = msgspec.structs.replace(self.state, **changes)
+        self.changed()
 
 
 class LocalBentoServers:
@@ -82,6 +84,14 @@ class LocalBentoServers:
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.ready_timeout_s = ready_timeout_s
         self._servers: dict[tuple[str, int], _Server] = {}
+        self._listeners: list[Callable[[], None]] = []
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
 
     # --- the port ---------------------------------------------------------------------------
 
@@ -98,6 +108,7 @@ class LocalBentoServers:
             version=version,
             workdir=self.root / version.model / str(version.version),
             state=ServerState(model=version.model, version=version.version, status="preparing"),
+            changed=self._changed,
         )
         self._servers[key] = server
         server.task = asyncio.get_running_loop().create_task(self._supervise(server))
@@ -107,6 +118,7 @@ class LocalBentoServers:
         if server is None:
             return
         server.stopping = True
+        self._changed()
         await self._terminate(server)
         if server.task is not None:
             server.task.cancel()

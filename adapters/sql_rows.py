@@ -18,6 +18,7 @@ from registry.domain import (
     Token,
     VersionStatus,
 )
+from registry.traffic import TrafficPolicy
 
 Row = Sequence[Any]
 
@@ -25,6 +26,7 @@ _enc = msgspec.json.Encoder()
 _str_map = msgspec.json.Decoder(dict[str, str])
 _float_map = msgspec.json.Decoder(dict[str, float])
 _apis = msgspec.json.Decoder(list[ApiSpec])
+_traffic = msgspec.json.Decoder(TrafficPolicy)
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -46,8 +48,9 @@ def dumps(value: Any) -> str:
 
 MODEL_COLUMNS: Final = (
     "m.name, m.description, m.tags, m.owner, m.created_at, m.updated_at, m.revision,"
-    " m.latest_version, m.id"
+    " m.latest_version, m.traffic, m.id"
 )
+MODEL_ID_COLUMN: Final = 9
 
 
 def _aliases_of_model(packed: str | None) -> dict[str, int]:
@@ -63,9 +66,9 @@ def _aliases_of_version(packed: str | None) -> list[str]:
 
 
 def model_from_row(row: Row, aliases: dict[str, int] | None = None) -> Model:
-    """A model row; its aliases come from `aliases` or else from a packed 10th column."""
+    """A model row; its aliases come from `aliases` or else from a packed 11th column."""
     if aliases is None:
-        aliases = _aliases_of_model(row[9]) if len(row) > 9 else {}
+        aliases = _aliases_of_model(row[10]) if len(row) > 10 else {}
     return Model(
         name=row[0],
         description=row[1],
@@ -76,6 +79,7 @@ def model_from_row(row: Row, aliases: dict[str, int] | None = None) -> Model:
         revision=row[6],
         latest_version=row[7],
         aliases=aliases,
+        traffic=None if row[8] is None else _traffic.decode(row[8]),
     )
 
 

@@ -109,6 +109,7 @@ CREATE TABLE tokens (
 )
 """,
     ),
+    (2, "ALTER TABLE models ADD COLUMN traffic TEXT"),  # the model's TrafficPolicy (JSON)
 ]
 
 CREATE_MIGRATIONS_TABLE: Final = (

@@ -148,7 +148,7 @@ class SqlStore:
                 replay = StoredRequest(found[0], found[1], found[2].encode())
         if model_row is None:
             return None, ModelState(model=None, versions={}, aliases={}, replay=replay)
-        model_id = int(model_row[8])
+        model_id = int(model_row[rows.MODEL_ID_COLUMN])
         aliases = {
             r[0]: int(r[1])
             for r in await conn.fetch(
@@ -192,7 +192,8 @@ class SqlStore:
                     case CreateModel(m):
                         found = await conn.fetch(
                             "INSERT INTO models (name, description, tags, owner, created_at,"
-                            " updated_at, revision, latest_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                            " updated_at, revision, latest_version, traffic)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                             " RETURNING id",
                             _model_values(m),
                         )
@@ -200,12 +201,13 @@ class SqlStore:
                     case UpdateModel(m):
                         await conn.execute(
                             "UPDATE models SET description = ?, tags = ?, updated_at = ?,"
-                            " revision = ?, latest_version = ? WHERE id = ?",
+                            " revision = ?, latest_version = ?, traffic = ? WHERE id = ?",
                             (
                                 *_model_values(m)[1:3],
                                 rows.to_micros(m.updated_at),
                                 m.revision,
                                 m.latest_version,
+                                _model_values(m)[8],
                                 model_id,
                             ),
                         )
@@ -425,6 +427,10 @@ class SqlStore:
             )
         return None if found is None else rows.audit_from_row(found)
 
+    async def change_count(self) -> int:
+        found = await self._fetch("SELECT COALESCE(SUM(seq), 0) FROM audit_heads", ())
+        return int(found[0][0])
+
     async def head(self, scope: str) -> tuple[int, str]:
         async with self.driver.reading() as conn:
             found = await _one(conn, "SELECT seq, hash FROM audit_heads WHERE scope = ?", (scope,))
@@ -499,4 +505,5 @@ def _model_values(m: Model) -> tuple[Any, ...]:
         rows.to_micros(m.updated_at),
         m.revision,
         m.latest_version,
+        None if m.traffic is None else rows.dumps(m.traffic),
     )

@@ -48,6 +48,7 @@ def create_app(settings: Settings, role: Role = "serve") -> Litestar:
             app.state.artifacts = parts.artifacts
             app.state.registration = parts.registration
             app.state.deployments = parts.deployments
+            app.state.feed = parts.feed
             await _bootstrap_admin(parts.authority, settings.admin_token)
             yield
 

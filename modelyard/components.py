@@ -17,6 +17,7 @@ from adapters.stores import open_metadata_store
 from modelyard.settings import Settings
 from registry.auth import TokenAuthority
 from registry.deployments import Deployments
+from registry.feed import RouteFeed
 from registry.ports import ArtifactStore
 from registry.registration import Registration
 from registry.service import Registry, utc_now
@@ -31,6 +32,7 @@ class Components:
     artifacts: ArtifactStore
     registration: Registration
     deployments: Deployments | None
+    feed: RouteFeed
 
 
 def signing_key(data_dir: Path) -> bytes:
@@ -94,4 +96,5 @@ async def open_components(settings: Settings, role: str) -> AsyncIterator[Compon
             artifacts=artifacts,
             registration=registration,
             deployments=deployments,
+            feed=RouteFeed(registry, deployments),
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Final
 
 from registry.changes import ModelFilter, VersionFilter
@@ -40,7 +41,31 @@ class Deployments:
         self.servers = servers
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._served: dict[tuple[str, int], str] = {}
+        self.generation = 0  # grows whenever the set of ready endpoints changes
+        self._listeners: list[Callable[[], None]] = []
         registry.subscribe(lambda _model: self._wake.set())
+        servers.subscribe(self._servers_changed)
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` when a version starts or stops answering somewhere."""
+        self._listeners.append(listener)
+
+    def served(self) -> dict[tuple[str, int], str]:
+        """Endpoints of the servers that are ready now."""
+        return self._served
+
+    def _servers_changed(self) -> None:
+        ready = {
+            (s.model, s.version): s.endpoint
+            for s in self.servers.states()
+            if s.status == "ready" and s.endpoint is not None
+        }
+        if ready != self._served:
+            self._served = ready
+            self.generation += 1
+            for listener in self._listeners:
+                listener()
 
     async def desired(self) -> list[ModelVersion]:
         wanted: list[ModelVersion] = []

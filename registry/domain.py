@@ -10,6 +10,7 @@ from typing import Annotated, Final
 import msgspec
 
 from registry.errors import InvalidInput
+from registry.traffic import TrafficPolicy
 
 NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 ALIAS_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
@@ -80,6 +81,7 @@ class Model(msgspec.Struct, frozen=True):
     revision: int
     latest_version: int
     aliases: dict[str, int] = {}
+    traffic: TrafficPolicy | None = None
 
 
 class ModelVersion(msgspec.Struct, frozen=True):

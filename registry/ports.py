@@ -52,6 +52,10 @@ class AuditLog(Protocol):
 
     async def head(self, scope: str) -> tuple[int, str]: ...
 
+    async def change_count(self) -> int:
+        """The sum of every chain's length: it grows with each committed change."""
+        ...
+
 
 class TokenStore(Protocol):
     async def create_token(
@@ -142,6 +146,10 @@ class ModelServers(Protocol):
     import, start, wait for ready, restart after a crash) goes on in the background."""
 
     def ensure(self, version: ModelVersion) -> None: ...
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` whenever a server's state changes."""
+        ...
 
     async def stop(self, model: str, version: int) -> None: ...
 

@@ -43,6 +43,7 @@ from registry.errors import (
     PreconditionFailed,
     StageOccupied,
 )
+from registry.traffic import TrafficPolicy, check_policy
 
 _encoder = msgspec.json.Encoder()
 
@@ -199,6 +200,23 @@ def delete_model(
         ]
     ops += [DeleteModel(), _audit(ctx, "model.delete", name, before=model)]
     return Decision(ops=ops, result=None)
+
+
+def set_traffic(
+    state: ModelState,
+    ctx: WriteContext,
+    name: str,
+    policy: TrafficPolicy | None,
+    if_match: str | None,
+) -> Decision[Model]:
+    """Set (None: clear) how the model's traffic is split; referenced versions must exist."""
+    model = require_model(state, name)
+    if policy is not None:
+        check_policy(policy, set(state.versions))
+    if policy == model.traffic:
+        check_if_match(if_match, model_etag(model))
+        return Decision(ops=[], result=model)
+    return _model_change(state, ctx, name, if_match, "model.traffic", traffic=policy)
 
 
 # --- versions -------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from registry.domain import (
     validate_tag_key,
 )
 from registry.ports import MetadataStore
+from registry.traffic import TrafficPolicy
 
 T = TypeVar("T")
 
@@ -102,6 +103,25 @@ class Registry:
         await self._write(
             name, caller, LoadSpec(), lambda s, c: rules.delete_model(s, c, name, if_match)
         )
+
+    async def set_traffic(
+        self, caller: Caller, name: str, policy: TrafficPolicy | None, if_match: str | None
+    ) -> Model:
+        referenced: set[int] = set()
+        if policy is not None:
+            referenced |= {s.version for s in policy.splits} | {r.version for r in policy.rules}
+            if policy.shadow is not None:
+                referenced.add(policy.shadow.version)
+        return await self._write(
+            name,
+            caller,
+            LoadSpec(versions=tuple(sorted(referenced))),
+            lambda s, c: rules.set_traffic(s, c, name, policy, if_match),
+        )
+
+    async def change_count(self) -> int:
+        """Grows with every committed change anywhere in the registry."""
+        return await self.store.change_count()
 
     async def get_model(self, name: str) -> Model:
         return await self.store.get_model(validate_name(name))

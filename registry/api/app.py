@@ -17,6 +17,7 @@ from registry.api.deployments import DeploymentController
 from registry.api.models import ModelController
 from registry.api.schemas import Health
 from registry.api.tokens import TokenController, WhoAmIController
+from registry.api.traffic import TrafficController
 from registry.api.versions import VersionController
 from registry.auth import TokenAuthority
 from registry.errors import RegistryError
@@ -67,6 +68,7 @@ def registry_routes() -> list[ControllerRouterHandler]:
             WhoAmIController,
             BentoController,
             DeploymentController,
+            TrafficController,
         ],
         guards=[role_guard],
         dependencies={
@@ -75,6 +77,7 @@ def registry_routes() -> list[ControllerRouterHandler]:
             "registration": _state("registration"),
             "artifacts": _state("artifacts"),
             "deployments": _state("deployments"),
+            "feed": _state("feed"),
         },
     )
     links = Router(

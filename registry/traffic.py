@@ -1,0 +1,92 @@
+"""How a model's live traffic is split: the traffic policy and its checks. Pure."""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+import msgspec
+
+from registry.errors import InvalidInput
+
+BUCKETS: Final = 10_000  # sticky buckets: candidate iff bucket < weight * 100
+DEFAULT_DEADLINE_MS: Final = 10_000
+VERSION_HEADER: Final = "x-modelyard-version"  # pin a request to a version number...
+ALIAS_HEADER: Final = "x-modelyard-alias"  # ...or to whatever an alias points at
+
+Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
+Version = Annotated[int, msgspec.Meta(ge=1)]
+Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+HeaderName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9-]{1,64}$")]
+
+
+class _In(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    pass
+
+
+class Split(_In, frozen=True):
+    """`weight` percent of the traffic to `version`, reported under `variant`."""
+
+    version: Version
+    weight: Percent
+    variant: Name | None = None
+
+
+class StickyKey(_In, frozen=True):
+    """Where the key that keeps a user on one variant comes from (exactly one of these)."""
+
+    header: HeaderName | None = None
+    cookie: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+    json_field: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+
+
+class HeaderRule(_In, frozen=True):
+    """Requests whose header `header` equals `value` go to `version`, whatever the weights."""
+
+    header: HeaderName
+    value: Annotated[str, msgspec.Meta(max_length=256)]
+    version: Version
+
+
+class Shadow(_In, frozen=True):
+    """A sampled copy of the traffic to `version`; its answers are compared, never returned."""
+
+    version: Version
+    sample_percent: Percent = 100.0
+    tolerance: Annotated[float, msgspec.Meta(ge=0)] = 0.0  # 0: exact; else numeric |a-b|
+
+
+class TrafficPolicy(_In, frozen=True):
+    """Empty `splits` means everything to the Production version (variant `stable`)."""
+
+    splits: Annotated[list[Split], msgspec.Meta(max_length=16)] = []
+    sticky: StickyKey | None = None
+    rules: Annotated[list[HeaderRule], msgspec.Meta(max_length=32)] = []
+    shadow: Shadow | None = None
+    salt: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    deadline_ms: Annotated[int, msgspec.Meta(ge=1, le=600_000)] = DEFAULT_DEADLINE_MS
+
+
+def check_policy(policy: TrafficPolicy, known_versions: set[int]) -> TrafficPolicy:
+    """Refuse a policy the gateway could not follow; names the field."""
+    total = sum(s.weight for s in policy.splits)
+    if total > 100.0 + 1e-9:
+        raise InvalidInput(f"split weights add up to {total:g}%, over 100%", field="splits")
+    seen: set[int] = set()
+    for i, split in enumerate(policy.splits):
+        if split.version in seen:
+            raise InvalidInput(f"version {split.version} is split twice", field=f"splits[{i}]")
+        seen.add(split.version)
+    referenced = [("splits", s.version) for s in policy.splits]
+    referenced += [("rules", r.version) for r in policy.rules]
+    if policy.shadow is not None:
+        referenced.append(("shadow", policy.shadow.version))
+    for field, number in referenced:
+        if number not in known_versions:
+            raise InvalidInput(f"version {number} does not exist", field=field)
+    if policy.sticky is not None:
+        sources = [policy.sticky.header, policy.sticky.cookie, policy.sticky.json_field]
+        if sum(s is not None for s in sources) != 1:
+            raise InvalidInput(
+                "sticky needs exactly one of header, cookie, json_field", field="sticky"
+            )
+    return policy
