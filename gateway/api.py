@@ -1,5 +1,5 @@
-"""Gateway HTTP surface. For now the Open Inference Protocol health probes only: the gateway's
-routing, proxying and rollouts land with the gateway issue."""
+"""Health probes of a gateway running on its own (`modelyard gateway`); inference, OIP health
+and /metrics are answered by the gateway's own ASGI app in front of this one."""
 
 from __future__ import annotations
 
@@ -8,23 +8,14 @@ from litestar import get
 from litestar.types import ControllerRouterHandler
 
 
-class Liveness(msgspec.Struct):
-    live: bool
+class Health(msgspec.Struct):
+    status: str
 
 
-class Readiness(msgspec.Struct):
-    ready: bool
+@get("/livez", tags=["health"])
+async def livez() -> Health:
+    return Health("ok")
 
 
-@get("/v2/health/live", tags=["inference"])
-async def oip_live() -> Liveness:
-    return Liveness(live=True)
-
-
-@get("/v2/health/ready", tags=["inference"])
-async def oip_ready() -> Readiness:
-    return Readiness(ready=True)
-
-
-def gateway_routes() -> list[ControllerRouterHandler]:
-    return [oip_live, oip_ready]
+def gateway_health_routes() -> list[ControllerRouterHandler]:
+    return [livez]

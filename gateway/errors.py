@@ -1,16 +1,16 @@
 """The gateway's error tree. Only the gateway's HTTP layer maps these to status codes.
 
-    GatewayError
-    ├── BadRequest              malformed JSON, wrong OIP shape or datatype (names the field)  400
-    ├── PayloadTooLarge         request body over the limit                                     413
-    ├── UnknownModel            no route for that model, version or alias                       404
-    ├── NoHealthyUpstream       every candidate upstream is down or its breaker is open          503
-    ├── Overloaded              past the concurrency limit (load shedding)                       503
-    └── UpstreamError           talking to the model server failed
-        ├── ConnectFailed       refused or reset before anything was sent: safe to retry        502
-        ├── UpstreamTimeout     no full answer within the deadline                              504
-        └── UpstreamBroken      the connection broke after the request was sent, or the
-                                answer was not valid HTTP: not safe to retry                    502
+GatewayError
+├── BadRequest              malformed JSON, wrong OIP shape or datatype (names the field)  400
+├── PayloadTooLarge         request body over the limit                                     413
+├── UnknownModel            no route for that model, version or alias                       404
+├── NoHealthyUpstream       every candidate upstream is down or its breaker is open          503
+├── Overloaded              past the concurrency limit (load shedding)                       503
+└── UpstreamError           talking to the model server failed
+    ├── ConnectFailed       refused or reset before anything was sent: safe to retry        502
+    ├── UpstreamTimeout     no full answer within the deadline                              504
+    └── UpstreamBroken      the connection broke after the request was sent, or the
+                            answer was not valid HTTP: not safe to retry                    502
 """
 
 from __future__ import annotations

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Literal
+from typing import Any, Literal
 
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 
-from gateway.api import gateway_routes
+from gateway.api import gateway_health_routes
+from gateway.follow import HttpRoutes, InProcessRoutes, RouteSource
+from gateway.runtime import Dispatch, running_gateway
 from modelyard import __version__
 from modelyard.components import open_components
 from modelyard.settings import Settings
@@ -23,7 +26,7 @@ from registry.errors import Conflict
 
 log = logging.getLogger("modelyard")
 
-Role = Literal["serve", "registry"]
+Role = Literal["serve", "registry", "gateway"]
 
 
 async def _bootstrap_admin(authority: TokenAuthority, configured: str | None) -> None:
@@ -39,22 +42,39 @@ async def _bootstrap_admin(authority: TokenAuthority, configured: str | None) ->
         )
 
 
-def create_app(settings: Settings, role: Role = "serve") -> Litestar:
+def create_app(settings: Settings, role: Role = "serve") -> Any:
+    """`registry`: the Litestar app. `serve` and `gateway`: the gateway's hot path in front of
+    it (for `gateway` alone, the framework part only answers health probes)."""
+    dispatch = Dispatch(None)
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with open_components(settings, role) as parts:
-            app.state.registry = parts.registry
-            app.state.authority = parts.authority
-            app.state.artifacts = parts.artifacts
-            app.state.registration = parts.registration
-            app.state.deployments = parts.deployments
-            app.state.feed = parts.feed
-            await _bootstrap_admin(parts.authority, settings.admin_token)
+        async with contextlib.AsyncExitStack() as stack:
+            source: RouteSource
+            if role == "gateway":
+                source = HttpRoutes(settings.registry_url, settings.registry_token or "")
+            else:
+                parts = await stack.enter_async_context(open_components(settings, role))
+                app.state.registry = parts.registry
+                app.state.authority = parts.authority
+                app.state.artifacts = parts.artifacts
+                app.state.registration = parts.registration
+                app.state.deployments = parts.deployments
+                app.state.feed = parts.feed
+                await _bootstrap_admin(parts.authority, settings.admin_token)
+                source = InProcessRoutes(parts.feed)
+            if role != "registry":
+                dispatch.gateway = await stack.enter_async_context(
+                    running_gateway(
+                        source,
+                        max_body=settings.gateway_max_body_bytes,
+                        max_inflight=settings.gateway_max_inflight,
+                    )
+                )
             yield
+            dispatch.gateway = None
 
-    routes = registry_routes()
-    if role == "serve":
-        routes += gateway_routes()
+    routes = gateway_health_routes() if role == "gateway" else registry_routes()
     app = Litestar(
         route_handlers=routes,
         lifespan=[lifespan],
@@ -65,4 +85,7 @@ def create_app(settings: Settings, role: Role = "serve") -> Litestar:
         logging_config=None,
     )
     app.state.settings = settings
-    return app
+    if role == "registry":
+        return app
+    dispatch.api = app
+    return dispatch

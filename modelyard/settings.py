@@ -44,6 +44,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     public_url: str = ""  # how clients reach this server (download links); default from host:port
     # model servers: "local" runs `bentoml serve` per served version; "" = local for `serve`
     deployer: str = ""
+    # gateway
+    registry_url: str = "http://127.0.0.1:8000"  # where `modelyard gateway` follows routes
+    registry_token: str | None = None  # a reader token for the route feed
+    gateway_max_body_bytes: int = 16 * 1024 * 1024
+    gateway_max_inflight: int = 1024  # past this, 503 with Retry-After (load shedding)
 
     @property
     def metadata_url(self) -> str:

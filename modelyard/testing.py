@@ -78,7 +78,8 @@ class ModelyardProcess:
                         f"modelyard exited with {self.proc.returncode}: {self.output()}"
                     )
                 try:
-                    if client.get(f"{self.url}/readyz").status_code == 200:
+                    ready = "/v2/health/ready" if self.role == "gateway" else "/readyz"
+                    if client.get(f"{self.url}{ready}").status_code == 200:
                         return time.perf_counter() - started
                 except httpx.TransportError:
                     pass

@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_server(sub, "serve", "run registry and gateway in one process")
     _add_server(sub, "registry", "run the registry role alone")
+    _add_server(sub, "gateway", "run a gateway that follows a registry (MODELYARD_REGISTRY_URL)")
     client_commands.register(sub)
     return parser
 

@@ -1,0 +1,333 @@
+"""HTTP/1.1 on one upstream connection: request encoding and response parsing (httptools).
+
+Why an asyncio Protocol and not streams: bytes go from `data_received` straight into llhttp (the
+parser uvicorn uses), with no StreamReader buffer in between and a single future per request, which
+is what made the small client measured in DESIGN.md several times faster than aiohttp or httpx.
+The pool (`gateway.upstream`) decides about reuse, retries and error mapping; this module only says
+what happened on the wire:
+
+- `ConnectionLost`: the connection closed before a complete answer; `received` says whether any
+  byte of the answer had arrived, which decides whether the stale keep-alive retry is safe.
+- `InvalidResponse`: the server spoke something that is not valid HTTP/1.1.
+
+One parser serves all the answers on a connection (llhttp resets itself after each message); it
+is replaced only after an answer to HEAD, where we stop parsing at the headers because llhttp does
+not know the request method and would wait for a body that never comes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
+
+from gateway.errors import BadRequest
+
+Headers = list[tuple[bytes, bytes]]
+
+# Hop-by-hop headers (RFC 9110 7.6.1): they describe one connection and are never forwarded, in
+# either direction. `host` and `content-length` are not hop-by-hop, but the client sets them itself.
+HOP_BY_HOP = frozenset(
+    (b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade")
+)
+PROXY_PREFIX = b"proxy-"
+_SET_BY_CLIENT = HOP_BY_HOP | {b"host", b"content-length"}
+_CONNECTION_TOKENS_KEPT = frozenset((b"close", b"keep-alive"))
+
+_SP = b" "
+_HTTP11_CRLF = b" HTTP/1.1\r\n"
+_CONTENT_LENGTH = b"content-length: "
+_COLON_SP = b": "
+_CRLF = b"\r\n"
+# Lines in an encoded head besides the forwarded headers: request line, host, content-length and
+# the empty line that ends the head. Used to reject CR or LF smuggled inside a name or a value.
+_FIXED_HEAD_LINES = 4
+_FIRST_FINAL_STATUS = 200
+_SWITCHING_PROTOCOLS = 101
+
+
+def host_line(netloc: str) -> bytes:
+    """The pre-encoded `host` header line for an upstream, built once per pool."""
+    return b"host: " + netloc.encode("ascii") + _CRLF
+
+
+def _connection_tokens(values: list[bytes]) -> set[bytes]:
+    return {t.strip().lower() for v in values for t in v.split(b",")} - {b""}
+
+
+def encode_request(method: bytes, path: bytes, host: bytes, headers: Headers, body: bytes) -> bytes:
+    """Request line, headers and body as one buffer (one `b"".join`, one `transport.write`).
+
+    Hop-by-hop headers (and any header the client's `connection` header names) are dropped;
+    `host` and `content-length` are always ours. CR or LF inside a forwarded header or a space in
+    the path would let a caller smuggle a second request, so they raise `BadRequest`.
+    """
+    parts = [method, _SP, path, _HTTP11_CRLF, host, _CONTENT_LENGTH, b"%d\r\n" % len(body)]
+    connection: list[bytes] | None = None
+    kept = 0
+    for name, value in headers:
+        lower = name.lower()
+        if lower in _SET_BY_CLIENT or lower.startswith(PROXY_PREFIX):
+            if lower == b"connection":
+                connection = [*(connection or ()), value]
+            continue
+        parts += (lower, _COLON_SP, value, _CRLF)
+        kept += 1
+    if connection is not None:
+        named = _connection_tokens(connection) - _CONNECTION_TOKENS_KEPT
+        if named:
+            start = 7  # the fixed pieces before the first forwarded header
+            pairs = [parts[i : i + 4] for i in range(start, len(parts), 4)]
+            pairs = [p for p in pairs if p[0] not in named]
+            parts = parts[:start] + [piece for pair in pairs for piece in pair]
+            kept = len(pairs)
+    parts.append(_CRLF)
+    parts.append(body)
+    data = b"".join(parts)
+    head_end = len(data) - len(body)
+    lines = _FIXED_HEAD_LINES + kept
+    if (
+        data.count(b"\n", 0, head_end) != lines
+        or data.count(b"\r", 0, head_end) != lines
+        or _SP in path
+        or _SP in method
+    ):
+        raise BadRequest("request method, path or a header contains a space, CR or LF")
+    return data
+
+
+class UpstreamResponse:
+    """A complete answer: status, lower-cased end-to-end headers, the whole (de-chunked) body."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: Headers, body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def __repr__(self) -> str:
+        return f"UpstreamResponse(status={self.status}, {len(self.body)} bytes)"
+
+
+class ConnectionLost(Exception):
+    """The connection closed before a complete answer (or before the request could be written)."""
+
+    def __init__(self, cause: str, *, received: bool, sent: bool = True) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.received = received
+        self.sent = sent
+
+
+class InvalidResponse(Exception):
+    """The server's bytes are not a valid HTTP/1.1 answer to our request."""
+
+
+class _Stop(Exception):
+    """Raised inside a parser callback to stop llhttp; the reason sits on the connection."""
+
+
+class Http1Connection(asyncio.Protocol):
+    """One keep-alive connection; at most one request in flight (no pipelining).
+
+    The pool owns the fields without a leading underscore: `idle`, `idle_since`, `reused`.
+    """
+
+    __slots__ = (
+        "_body",
+        "_connection",
+        "_head_only",
+        "_headers",
+        "_headers_done",
+        "_on_lost",
+        "_parser",
+        "_received",
+        "_status",
+        "_stop",
+        "_transfer_encoding",
+        "_transport",
+        "_waiter",
+        "closed",
+        "idle",
+        "idle_since",
+        "keep_alive",
+        "lost",
+        "reused",
+    )
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, on_lost: Callable[[Http1Connection], None]
+    ) -> None:
+        self._on_lost = on_lost
+        self._parser = HttpResponseParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._waiter: asyncio.Future[UpstreamResponse] | None = None
+        self._head_only = False
+        self._received = False
+        self._stop = ""
+        self._reset_message()
+        self.closed = False
+        self.keep_alive = True
+        self.idle = False
+        self.idle_since = 0.0
+        self.reused = False
+        self.lost: asyncio.Future[None] = loop.create_future()
+
+    def _reset_message(self) -> None:
+        self._status = 0
+        self._headers: Headers = []
+        self._body: list[bytes] = []
+        self._connection: list[bytes] | None = None
+        self._transfer_encoding: bytes | None = None
+        self._headers_done = False
+
+    # -- used by the pool ---------------------------------------------------------------------
+
+    def send(self, data: bytes, *, head_only: bool) -> asyncio.Future[UpstreamResponse]:
+        """Write one request; the future resolves with the answer or fails with our errors."""
+        transport = self._transport
+        if self.closed or transport is None or transport.is_closing():
+            raise ConnectionLost(
+                "closed before the request was written", received=False, sent=False
+            )
+        waiter: asyncio.Future[UpstreamResponse] = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        self._head_only = head_only
+        self._received = False
+        transport.write(data)
+        return waiter
+
+    def finish(self) -> bool:
+        """After an answer: forget the request; True if the connection can serve another."""
+        self._waiter = None
+        return self.keep_alive and not self.closed
+
+    def close(self, *, graceful: bool) -> None:
+        self.keep_alive = False
+        if self._transport is not None and not self.closed:
+            if graceful:
+                self._transport.close()
+            else:
+                self._transport.abort()
+
+    # -- asyncio.Protocol -----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # asyncio and uvloop set it already; state it, it is the hot path
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            # Bytes while idle or after the whole answer: the stream is out of step, drop it.
+            self.close(graceful=False)
+            return
+        self._received = True
+        try:
+            self._parser.feed_data(data)
+        except HttpParserUpgrade:
+            self._fail("the server switched protocols (unexpected upgrade)")
+        except HttpParserError as exc:
+            stop, self._stop = self._stop, ""
+            if stop == "head":
+                self._parser = HttpResponseParser(self)
+            elif stop:
+                self._fail(stop)
+            else:
+                self._fail(f"invalid HTTP response: {exc}")
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too; connection_lost completes a close-delimited body
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.keep_alive = False
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            if exc is None and self._ends_at_close():
+                self._complete()
+            else:
+                cause = f"{type(exc).__name__}: {exc}" if exc else "closed by the server"
+                waiter.set_exception(ConnectionLost(cause, received=self._received))
+        if not self.lost.done():
+            self.lost.set_result(None)
+        self._on_lost(self)
+
+    # -- httptools callbacks ----------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            self._stop = "the server sent more than one answer"
+            raise _Stop
+        self._reset_message()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name in HOP_BY_HOP or name.startswith(PROXY_PREFIX):
+            if name == b"connection":
+                self._connection = [*(self._connection or ()), value]
+            elif name == b"transfer-encoding":
+                self._transfer_encoding = value
+            return
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._status = status = self._parser.get_status_code()
+        self._headers_done = True
+        if status < _FIRST_FINAL_STATUS:
+            if status == _SWITCHING_PROTOCOLS:
+                self._stop = "the server switched protocols (unexpected 101)"
+                raise _Stop
+            return  # informational (100 Continue, 103 Early Hints): skipped
+        if self._connection is not None:
+            named = _connection_tokens(self._connection) - _CONNECTION_TOKENS_KEPT
+            if named:
+                self._headers = [h for h in self._headers if h[0] not in named]
+        if self._head_only:
+            self.keep_alive = self._head_keep_alive()
+            self._complete()
+            self._stop = "head"
+            raise _Stop
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._status >= _FIRST_FINAL_STATUS:
+            self.keep_alive = self._parser.should_keep_alive()
+            self._complete()
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _complete(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(UpstreamResponse(self._status, self._headers, b"".join(self._body)))
+
+    def _fail(self, message: str) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(InvalidResponse(message))
+        self.close(graceful=False)
+
+    def _ends_at_close(self) -> bool:
+        """A final answer with neither a length nor chunked coding ends when the server closes."""
+        if not self._headers_done or self._status < _FIRST_FINAL_STATUS:
+            return False
+        coding = self._transfer_encoding
+        if coding is not None and coding.rstrip().lower().endswith(b"chunked"):
+            return False
+        return all(name != b"content-length" for name, _ in self._headers)
+
+    def _head_keep_alive(self) -> bool:
+        tokens = _connection_tokens(self._connection) if self._connection else set()
+        if b"close" in tokens:
+            return False
+        return self._parser.get_http_version() != "1.0" or b"keep-alive" in tokens

@@ -1,0 +1,399 @@
+"""The gateway's hot path as a plain ASGI app (a framework handler costs more than the proxying
+itself here): route each inference request, forward it over a pooled keep-alive connection,
+answer with headers naming model, version, variant and route revision, and measure it.
+
+    /models/{name}/{api}                 BentoML JSON passthrough (also {name}@{alias}, and
+    /models/{name}/versions/{v}/{api}    a pin by header: x-modelyard-version / -alias)
+    /v2/models/{name}[/versions/{v}]     Open Inference Protocol: metadata, /ready, /infer
+    /v2/health/live, /v2/health/ready    OIP health
+    /metrics                             Prometheus
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import msgspec
+
+from gateway import oip
+from gateway.breaker import Breaker
+from gateway.errors import (
+    BadRequest,
+    ConnectFailed,
+    GatewayError,
+    NoHealthyUpstream,
+    Overloaded,
+    PayloadTooLarge,
+    UnknownModel,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from gateway.follow import RouteFollower
+from gateway.metrics import GatewayMetrics
+from gateway.routing import STABLE, Choice, choose, shadow_target
+from gateway.shadow import ShadowCopy, ShadowQueue
+from gateway.upstream import UpstreamResponse, Upstreams
+from registry.routes import ModelRoute, RouteTable, VersionRoute
+from registry.traffic import ALIAS_HEADER, BUCKETS, VERSION_HEADER
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024
+DEFAULT_MAX_INFLIGHT: Final = 1024
+STATUS: Final[dict[type[GatewayError], int]] = {
+    BadRequest: 400,
+    PayloadTooLarge: 413,
+    UnknownModel: 404,
+    Overloaded: 503,
+    NoHealthyUpstream: 503,
+    UpstreamTimeout: 504,
+    UpstreamError: 502,
+}
+_JSON: Final = (b"content-type", b"application/json")
+_FORWARDED: Final = frozenset({b"content-type", b"accept", b"traceparent", b"tracestate"})
+_error = msgspec.json.Encoder()
+
+
+class _Error(msgspec.Struct, omit_defaults=True):
+    error_code: str
+    message: str
+    field: str | None = None
+    error: str | None = None  # OIP's own error key
+
+
+def _status(exc: GatewayError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+class Gateway:
+    def __init__(
+        self,
+        follower: RouteFollower,
+        upstreams: Upstreams,
+        metrics: GatewayMetrics,
+        shadow: ShadowQueue,
+        *,
+        max_body: int = DEFAULT_MAX_BODY,
+        max_inflight: int = DEFAULT_MAX_INFLIGHT,
+    ) -> None:
+        self.follower = follower
+        self.upstreams = upstreams
+        self.metrics = metrics
+        self.shadow = shadow
+        self.max_body = max_body
+        self.max_inflight = max_inflight
+        self.inflight = 0
+        self.breakers: dict[str, Breaker] = {}
+        metrics.breakers = lambda: {u: b.state(time.monotonic()) for u, b in self.breakers.items()}
+
+    # --- ASGI ---------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        oip_call = path.startswith("/v2/")
+        try:
+            if path == "/metrics":
+                self._sync_metrics()
+                await _reply(
+                    send,
+                    200,
+                    self.metrics.render(),
+                    (b"content-type", b"text/plain; version=0.0.4"),
+                )
+            elif oip_call:
+                await self._oip(scope, receive, send, path[4:])
+            else:
+                await self._passthrough(scope, receive, send, path[len("/models/") :])
+        except GatewayError as exc:
+            body = _Error(exc.code, exc.message, exc.field, exc.message if oip_call else None)
+            extra = [(b"retry-after", b"1")] if isinstance(exc, Overloaded) else []
+            await _reply(send, _status(exc), _error.encode(body), _JSON, *extra)
+
+    def _sync_metrics(self) -> None:
+        table = self.follower.table
+        self.metrics.route_revision = table.revision if table is not None else -1
+        self.metrics.registry_up = self.follower.registry_up
+
+    def _model(self, name: str) -> tuple[RouteTable, ModelRoute]:
+        table = self.follower.table
+        route = table.models.get(name) if table is not None else None
+        if table is None or route is None:
+            raise UnknownModel(f"no model named {name!r} is served here", field="model")
+        return table, route
+
+    # --- BentoML JSON passthrough -------------------------------------------------------------
+
+    async def _passthrough(self, scope: Scope, receive: Receive, send: Send, rest: str) -> None:
+        if scope["method"] != "POST":
+            raise UnknownModel("inference calls are POST /models/{name}/{api}", field="path")
+        parts = rest.split("/")
+        version: int | None = None
+        alias: str | None = None
+        if len(parts) == 2:
+            name, api = parts
+            if "@" in name:
+                name, alias = name.split("@", 1)
+        elif len(parts) == 4 and parts[1] == "versions":
+            name, _, number, api = parts
+            version = _version_number(number)
+        else:
+            raise UnknownModel("expected /models/{name}/{api}", field="path")
+        headers = _headers(scope)
+        version, alias = _header_pins(headers, version, alias)
+        table, route = self._model(name)
+        body = await _read_body(receive, self.max_body)
+        key = _sticky_key(route, headers, body)
+        choice = choose(route, version=version, alias=alias, key=key, headers=headers,
+                        draw=random.randrange(BUCKETS))  # fmt: skip
+        forward = [(k, v) for k, v in scope["headers"] if k in _FORWARDED]
+        answer, choice = await self._call(route, choice, b"/" + api.encode(), forward, body)
+        await self._answer(send, table, route, choice, answer.status, answer.body, answer.headers)
+        self._maybe_shadow(route, choice, b"/" + api.encode(), forward, body, answer)
+
+    # --- Open Inference Protocol ----------------------------------------------------------------
+
+    async def _oip(self, scope: Scope, receive: Receive, send: Send, rest: str) -> None:
+        if rest in ("health/live", "health/ready"):
+            await self._health(send, rest == "health/live")
+            return
+        parts = rest.split("/")
+        if len(parts) < 2 or parts[0] != "models":
+            raise UnknownModel("unknown OIP path", field="path")
+        name, tail = parts[1], parts[2:]
+        version: int | None = None
+        if len(tail) >= 2 and tail[0] == "versions":
+            version, tail = _version_number(tail[1]), tail[2:]
+        table, route = self._model(name)
+        action = tail[0] if tail else ""
+        if action == "" and scope["method"] == "GET":
+            await self._metadata(send, route, version)
+        elif action == "ready" and scope["method"] == "GET":
+            ready = (version in route.versions) if version else route.stable in route.versions
+            body = msgspec.json.encode({"name": name, "ready": ready})
+            await _reply(send, 200 if ready else 503, body, _JSON)
+        elif action == "infer" and scope["method"] == "POST":
+            await self._infer(scope, receive, send, table, route, version)
+        else:
+            raise UnknownModel(f"unknown OIP call {scope['method']} /v2/{rest}", field="path")
+
+    async def _health(self, send: Send, live: bool) -> None:
+        if live:
+            await _reply(send, 200, b'{"live":true}', _JSON)
+            return
+        table = self.follower.table
+        detail: dict[str, Any] = {
+            "ready": table is not None,
+            "revision": table.revision if table is not None else None,
+            "registry": "reachable" if self.follower.registry_up else "unreachable",
+        }
+        if self.follower.problem:
+            detail["problem"] = self.follower.problem
+            detail["serving_last_table_since"] = self.follower.since
+        await _reply(send, 200 if table is not None else 503, msgspec.json.encode(detail), _JSON)
+
+    async def _metadata(self, send: Send, route: ModelRoute, version: int | None) -> None:
+        numbers = [version] if version is not None else sorted(route.versions)
+        target = route.versions.get(version if version is not None else route.stable or -1)
+        inputs = target.apis[0].inputs if target is not None and target.apis else []
+        platform = target.protocol if target is not None else "bentoml"
+        body = oip.model_metadata(route.name, [str(n) for n in numbers], platform, inputs)
+        await _reply(send, 200, body, _JSON)
+
+    async def _infer(
+        self, scope: Scope, receive: Receive, send: Send, table: RouteTable, route: ModelRoute,
+        version: int | None,
+    ) -> None:  # fmt: skip
+        body = await _read_body(receive, self.max_body)
+        request = oip.decode_request(body)
+        headers = _headers(scope)
+        version, alias = _header_pins(headers, version, None)
+        key = _sticky_key(route, headers, None) if route.policy.sticky else None
+        choice = choose(route, version=version, alias=alias, key=key, headers=headers,
+                        draw=random.randrange(BUCKETS))  # fmt: skip
+        forward = [(k, v) for k, v in scope["headers"] if k in (b"traceparent", b"tracestate")]
+        forward.append(_JSON)
+        if choice.route.protocol == "oip":
+            path = f"/v2/models/{route.name}/infer".encode()
+            answer, choice = await self._call(route, choice, path, forward, body)
+            await self._answer(send, table, route, choice, answer.status, answer.body, [_JSON])
+            return
+        api = choice.route.apis[0] if choice.route.apis else None
+        upstream_body = oip.to_bentoml_body(request, api.inputs if api else None)
+        path = b"/" + (api.name if api else "predict").encode()
+        answer, choice = await self._call(route, choice, path, forward, upstream_body)
+        if answer.status >= 400:
+            text = answer.body.decode(errors="replace")[:1000]
+            out = oip.error_body(f"version {choice.version} answered {answer.status}: {text}")
+        else:
+            out = oip.from_bentoml_answer(
+                answer.body, model=route.name, version=str(choice.version),
+                request_id=request.id, requested=request.outputs,
+            )  # fmt: skip
+        await self._answer(send, table, route, choice, answer.status, out, [_JSON])
+
+    # --- calling upstreams ------------------------------------------------------------------------
+
+    async def _call(
+        self, route: ModelRoute, choice: Choice, path: bytes, headers: list[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> tuple[UpstreamResponse, Choice]:  # fmt: skip
+        """Forward to the chosen version; if its upstream is ejected or refuses the connection
+        (nothing was sent, so it is safe), go to the stable version instead."""
+        if self.inflight >= self.max_inflight:
+            raise Overloaded(f"over {self.max_inflight} requests in flight; retry shortly")
+        self.inflight += 1
+        started = time.perf_counter()
+        try:
+            breaker = self._breaker(choice.route.endpoint)
+            if not breaker.allow(time.monotonic()):
+                choice = self._fallback(route, choice, "its upstream is ejected")
+                breaker = self._breaker(choice.route.endpoint)
+            try:
+                answer = await self._send(route, choice.route, path, headers, body, breaker)
+            except ConnectFailed:
+                choice = self._fallback(route, choice, "its upstream refused the connection")
+                breaker = self._breaker(choice.route.endpoint)
+                answer = await self._send(route, choice.route, path, headers, body, breaker)
+        except GatewayError:
+            self.metrics.observe(route.name, str(choice.version), choice.variant,
+                                 time.perf_counter() - started, True)  # fmt: skip
+            raise
+        finally:
+            self.inflight -= 1
+        self.metrics.observe(route.name, str(choice.version), choice.variant,
+                             time.perf_counter() - started, answer.status >= 500)  # fmt: skip
+        return answer, choice
+
+    def _fallback(self, route: ModelRoute, choice: Choice, why: str) -> Choice:
+        stable = route.versions.get(route.stable) if route.stable is not None else None
+        if stable is None or choice.version == route.stable or choice.variant == "pinned":
+            raise NoHealthyUpstream(
+                f"version {choice.version} of {route.name!r} cannot serve: {why}"
+            )
+        return Choice(stable.version, STABLE, stable)
+
+    def _breaker(self, endpoint: str) -> Breaker:
+        found = self.breakers.get(endpoint)
+        if found is None:
+            found = self.breakers[endpoint] = Breaker()
+        return found
+
+    async def _send(
+        self, route: ModelRoute, target: VersionRoute, path: bytes,
+        headers: list[tuple[bytes, bytes]], body: bytes, breaker: Breaker,
+    ) -> UpstreamResponse:  # fmt: skip
+        pool = self.upstreams.pool(target.endpoint)
+        try:
+            answer = await pool.request(
+                b"POST", path, headers, body, route.policy.deadline_ms / 1000
+            )
+        except UpstreamTimeout:
+            breaker.failure(time.monotonic())
+            raise UpstreamTimeout(
+                f"version {target.version} of {route.name!r} did not answer within the model's"
+                f" {route.policy.deadline_ms} ms deadline"
+            ) from None
+        except UpstreamError:
+            breaker.failure(time.monotonic())
+            raise
+        if answer.status >= 500:
+            breaker.failure(time.monotonic())
+        else:
+            breaker.success()
+        return answer
+
+    async def _answer(
+        self, send: Send, table: RouteTable, route: ModelRoute, choice: Choice, status: int,
+        body: bytes, upstream_headers: list[tuple[bytes, bytes]],
+    ) -> None:  # fmt: skip
+        headers = [(k, v) for k, v in upstream_headers if k == b"content-type"] or [_JSON]
+        headers += [
+            (b"x-modelyard-model", route.name.encode()),
+            (b"x-modelyard-version", str(choice.version).encode()),
+            (b"x-modelyard-variant", choice.variant.encode()),
+            (b"x-modelyard-route-revision", str(table.revision).encode()),
+        ]
+        await _reply(send, status, body, *headers)
+
+    def _maybe_shadow(
+        self, route: ModelRoute, choice: Choice, path: bytes, headers: list[tuple[bytes, bytes]],
+        body: bytes, answer: UpstreamResponse,
+    ) -> None:  # fmt: skip
+        if route.policy.shadow is None or answer.status >= 400:
+            return
+        target = shadow_target(route, choice.version, random.randrange(BUCKETS))
+        if target is not None:
+            self.shadow.offer(ShadowCopy(route, target, path, headers, body, answer.body))
+
+
+# --- small helpers --------------------------------------------------------------------------------
+
+
+async def _reply(send: Send, status: int, body: bytes, *headers: tuple[bytes, bytes]) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the request body is over the {limit}-byte limit")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def _version_number(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise BadRequest(f"version must be a positive number, got {text[:20]!r}", field="version")
+    return int(text)
+
+
+def _header_pins(
+    headers: dict[str, str], version: int | None, alias: str | None
+) -> tuple[int | None, str | None]:
+    if version is None and alias is None:
+        if VERSION_HEADER in headers:
+            return _version_number(headers[VERSION_HEADER]), None
+        return None, headers.get(ALIAS_HEADER)
+    return version, alias
+
+
+def _sticky_key(route: ModelRoute, headers: dict[str, str], body: bytes | None) -> str | None:
+    sticky = route.policy.sticky
+    if sticky is None:
+        return None
+    if sticky.header is not None:
+        return headers.get(sticky.header.lower())
+    if sticky.cookie is not None:
+        for part in headers.get("cookie", "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == sticky.cookie:
+                return value
+        return None
+    if sticky.json_field is not None and body:
+        with contextlib.suppress(msgspec.DecodeError):
+            found = msgspec.json.decode(body)
+            if isinstance(found, dict) and sticky.json_field in found:
+                return str(found[sticky.json_field])
+    return None

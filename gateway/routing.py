@@ -1,0 +1,88 @@
+"""The routing decision: which version serves a request, under which variant name. Pure.
+
+Order: an explicit pin (version number or alias, from the path or a header) wins; then the
+policy's header rules; then the weighted splits; the rest goes to the stable (Production)
+version. With a sticky key, `bucket = hash(salt, key) mod 10000` and a split takes the buckets
+below its cumulative weight * 100, so raising a single canary's weight only ever moves users
+from the stable version to the canary, never back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Final, NamedTuple
+
+from gateway.errors import NoHealthyUpstream, UnknownModel
+from registry.routes import ModelRoute, VersionRoute
+from registry.traffic import BUCKETS
+
+STABLE: Final = "stable"
+CANARY: Final = "canary"
+PINNED: Final = "pinned"
+RULE: Final = "rule"
+
+
+class Choice(NamedTuple):
+    version: int
+    variant: str
+    route: VersionRoute
+
+
+def bucket(salt: str, key: str) -> int:
+    digest = hashlib.blake2b(f"{salt}\x00{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % BUCKETS
+
+
+def _served(route: ModelRoute, version: int, variant: str) -> Choice:
+    found = route.versions.get(version)
+    if found is None:
+        raise NoHealthyUpstream(f"version {version} of {route.name!r} is not being served now")
+    return Choice(version, variant, found)
+
+
+def choose(
+    route: ModelRoute,
+    *,
+    version: int | None = None,
+    alias: str | None = None,
+    key: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    draw: int = 0,
+) -> Choice:
+    """`draw` is a uniform number in [0, 10000) used when there is no sticky key."""
+    if alias is not None:
+        pinned = route.aliases.get(alias)
+        if pinned is None:
+            raise UnknownModel(f"model {route.name!r} has no alias {alias!r}", field="alias")
+        return _served(route, pinned, PINNED)
+    if version is not None:
+        return _served(route, version, PINNED)
+    policy = route.policy
+    if policy.rules and headers:
+        for rule in policy.rules:
+            if headers.get(rule.header) == rule.value and rule.version in route.versions:
+                return Choice(rule.version, RULE, route.versions[rule.version])
+    if policy.splits:
+        point = bucket(policy.salt or route.name, key) if key is not None else draw
+        upper = 0
+        for split in policy.splits:
+            if split.version == route.stable:
+                continue
+            upper += round(split.weight * (BUCKETS // 100))
+            if point < upper:
+                target = route.versions.get(split.version)
+                if target is not None:
+                    return Choice(split.version, split.variant or CANARY, target)
+                break  # its version is not served: this user stays on stable
+    if route.stable is None:
+        raise NoHealthyUpstream(f"model {route.name!r} has no Production version to serve")
+    return _served(route, route.stable, STABLE)
+
+
+def shadow_target(route: ModelRoute, chosen: int, draw: int) -> VersionRoute | None:
+    """The version a sampled copy goes to, if this request is sampled."""
+    shadow = route.policy.shadow
+    if shadow is None or shadow.version == chosen or draw >= shadow.sample_percent * 100:
+        return None
+    return route.versions.get(shadow.version)

@@ -1,0 +1,53 @@
+"""Assemble a running gateway (route follower, upstream pools, metrics, shadow queue), and the
+dispatcher that puts its hot path in front of the framework app in one process."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gateway.follow import RouteFollower, RouteSource
+from gateway.metrics import GatewayMetrics
+from gateway.proxy import Gateway, Receive, Scope, Send
+from gateway.shadow import ShadowQueue
+from gateway.upstream import Upstreams
+
+GATEWAY_PREFIXES = ("/models/", "/v2/")
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(
+    source: RouteSource, *, max_body: int, max_inflight: int
+) -> AsyncIterator[Gateway]:
+    upstreams = Upstreams()
+    metrics = GatewayMetrics()
+    shadow = ShadowQueue(upstreams, metrics)
+    follower = RouteFollower(source)
+    shadow.start()
+    await follower.start()
+    try:
+        yield Gateway(
+            follower, upstreams, metrics, shadow, max_body=max_body, max_inflight=max_inflight
+        )
+    finally:
+        await follower.close()
+        await shadow.close()
+        await upstreams.close()
+
+
+class Dispatch:
+    """Inference paths and /metrics go straight to the gateway; the rest to `api`."""
+
+    def __init__(self, api: Any) -> None:
+        self.api = api
+        self.gateway: Gateway | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gateway = self.gateway
+        if gateway is not None and scope["type"] == "http":
+            path: str = scope["path"]
+            if path.startswith(GATEWAY_PREFIXES) or path == "/metrics":
+                await gateway(scope, receive, send)
+                return
+        await self.api(scope, receive, send)

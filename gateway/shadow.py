@@ -1,0 +1,116 @@
+"""Shadow traffic: a sampled copy of a request goes to the shadow version through a bounded
+queue, after the primary answer was sent; it never delays or changes that answer. Copies that
+find the queue full are dropped and counted. The shadow's answer is compared with the
+primary's, exactly or numerically within a tolerance, and the agreement recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from typing import Any, Final, NamedTuple
+
+import msgspec
+
+from gateway.errors import GatewayError
+from gateway.metrics import GatewayMetrics
+from gateway.upstream import Upstreams
+from registry.routes import ModelRoute, VersionRoute
+
+log = logging.getLogger("modelyard.gateway.shadow")
+
+QUEUE_SIZE: Final = 1000
+WORKERS: Final = 4
+
+
+class ShadowCopy(NamedTuple):
+    route: ModelRoute
+    target: VersionRoute
+    path: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    primary: bytes  # the answer the client got
+
+
+def agree(primary: bytes, shadow: bytes, tolerance: float) -> bool:
+    """Exact byte equality, or with a tolerance, the same JSON shape with every number within
+    `tolerance` of its counterpart."""
+    if primary == shadow:
+        return True
+    if tolerance <= 0:
+        return False
+    try:
+        return _close(msgspec.json.decode(primary), msgspec.json.decode(shadow), tolerance)
+    except msgspec.DecodeError:
+        return False
+
+
+def _close(a: Any, b: Any, tol: float) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(a, b, rel_tol=0.0, abs_tol=tol)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
+    return bool(a == b)
+
+
+class ShadowQueue:
+    def __init__(
+        self, upstreams: Upstreams, metrics: GatewayMetrics, size: int = QUEUE_SIZE
+    ) -> None:
+        self.upstreams = upstreams
+        self.metrics = metrics
+        self._queue: asyncio.Queue[ShadowCopy] = asyncio.Queue(maxsize=size)
+        self._workers: list[asyncio.Task[None]] = []
+
+    def offer(self, copy: ShadowCopy) -> None:
+        try:
+            self._queue.put_nowait(copy)
+        except asyncio.QueueFull:
+            self.metrics.shadow(copy.route.name, str(copy.target.version)).dropped += 1
+
+    def start(self, workers: int = WORKERS) -> None:
+        loop = asyncio.get_running_loop()
+        self._workers = [loop.create_task(self._work()) for _ in range(workers)]
+
+    async def _work(self) -> None:
+        while True:
+            copy = await self._queue.get()
+            try:
+                await self._compare(copy)
+            finally:
+                self._queue.task_done()
+
+    async def _compare(self, copy: ShadowCopy) -> None:
+        stats = self.metrics.shadow(copy.route.name, str(copy.target.version))
+        policy = copy.route.policy
+        try:
+            answer = await self.upstreams.pool(copy.target.endpoint).request(
+                b"POST", copy.path, copy.headers, copy.body, policy.deadline_ms / 1000
+            )
+        except GatewayError as exc:
+            stats.failed += 1
+            log.debug("shadow copy to %s failed: %s", copy.target.endpoint, exc.message)
+            return
+        if answer.status >= 400:
+            stats.failed += 1
+            return
+        stats.compared += 1
+        tolerance = policy.shadow.tolerance if policy.shadow is not None else 0.0
+        if agree(copy.primary, answer.body, tolerance):
+            stats.agreed += 1
+
+    async def drain(self) -> None:
+        """Wait until every queued copy was sent and compared (tests, shutdown)."""
+        await self._queue.join()
+
+    async def close(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        for task in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,317 @@
+"""Pooled keep-alive HTTP/1.1 client for the model servers behind the gateway.
+
+Why our own: every inference call crosses this client, and DESIGN.md ("How to measure") found
+httpx (~300 req/s) and aiohttp (~1,750 req/s) far too slow for that hot path, while a small client
+on asyncio reached ~7,400 req/s through the whole proxy. The wire work sits in `gateway.http1`; this
+module owns connections:
+
+- One `UpstreamPool` per upstream base URL (`Upstreams` keeps them). Idle connections sit on a LIFO
+  stack, so the warmest connection is reused and the cold ones at the bottom age out.
+- `max_connections` counts slots: a slot is taken before connecting and freed when a connection is
+  dropped. Waiters queue in order; a released connection or a freed slot is handed to the first
+  waiter directly, so newcomers cannot overtake it.
+- Stale keep-alive: a server may close an idle connection just as we reuse it. If a reused
+  connection fails before any byte of the answer arrived, the server never read the request, so it
+  is sent once more on a fresh connection. Anything else after sending is `UpstreamBroken`.
+- The whole request (queueing, connecting, answer) runs under one `asyncio.timeout`. On timeout,
+  cancellation or any error the connection is aborted, never returned to the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from urllib.parse import urlsplit
+
+from gateway.errors import ConnectFailed, UpstreamBroken, UpstreamTimeout
+from gateway.http1 import (
+    ConnectionLost,
+    Headers,
+    Http1Connection,
+    InvalidResponse,
+    UpstreamResponse,
+    encode_request,
+    host_line,
+)
+
+__all__ = ["UpstreamPool", "UpstreamResponse", "Upstreams"]
+
+DEFAULT_MAX_CONNECTIONS = 256
+DEFAULT_CONNECT_TIMEOUT_S = 1.0
+DEFAULT_IDLE_TIMEOUT_S = 30.0
+DEFAULT_HTTP_PORT = 80
+_HEAD = b"HEAD"
+
+# What a queued request receives: a warm connection, or None for "a slot is yours, connect".
+_Handoff = asyncio.Future[Http1Connection | None]
+
+
+class UpstreamPool:
+    """Keep-alive connections to one upstream (`http://host:port`), at most `max_connections`."""
+
+    __slots__ = (
+        "_base_url",
+        "_closed",
+        "_connect_timeout_s",
+        "_conns",
+        "_host",
+        "_host_line",
+        "_idle",
+        "_idle_timeout_s",
+        "_max",
+        "_port",
+        "_reused",
+        "_slots",
+        "_waiters",
+    )
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+        idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme != "http" or not parts.hostname or parts.username or parts.password:
+            raise ValueError(f"upstream base URL must be http://host[:port], got {base_url!r}")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(f"upstream base URL must not carry a path or query: {base_url!r}")
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        self._base_url = base_url.rstrip("/")
+        self._host = parts.hostname
+        self._port = parts.port or DEFAULT_HTTP_PORT
+        self._host_line = host_line(parts.netloc)
+        self._max = max_connections
+        self._connect_timeout_s = connect_timeout_s
+        self._idle_timeout_s = idle_timeout_s
+        self._idle: list[Http1Connection] = []
+        self._conns: set[Http1Connection] = set()
+        self._waiters: deque[_Handoff] = deque()
+        self._slots = 0
+        self._reused = 0
+        self._closed = False
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open or being opened (each holds a slot)."""
+        return self._slots
+
+    @property
+    def idle_connections(self) -> int:
+        return len(self._idle)
+
+    @property
+    def reused(self) -> int:
+        """Requests sent on a connection that had served an earlier request."""
+        return self._reused
+
+    async def request(
+        self, method: bytes, path: bytes, headers: Headers, body: bytes, timeout_s: float
+    ) -> UpstreamResponse:
+        """Send one request and return the whole answer, or raise an `UpstreamError`."""
+        data = encode_request(method, path, self._host_line, headers, body)
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await self._exchange(data, method == _HEAD)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"upstream {self._base_url}: no complete answer within {timeout_s:g} s"
+            ) from None
+
+    async def close(self) -> None:
+        """Close every connection, fail queued requests, and wait until the sockets are closed."""
+        self._closed = True
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(ConnectFailed(f"upstream {self._base_url}: pool closed"))
+        for conn in self._idle:
+            conn.idle = False
+            self._slots -= 1
+        self._idle.clear()
+        conns = list(self._conns)
+        for conn in conns:
+            conn.close(graceful=False)
+        await asyncio.gather(*(conn.lost for conn in conns))
+
+    # -- one exchange -----------------------------------------------------------------------------
+
+    async def _exchange(self, data: bytes, head_only: bool) -> UpstreamResponse:
+        conn = await self._acquire()
+        while True:
+            try:
+                response = await conn.send(data, head_only=head_only)
+            except ConnectionLost as lost:
+                stale = conn.reused and not lost.received
+                self._drop(conn, keep_slot=stale)
+                if stale:  # the server closed it while idle: it never read this request
+                    conn = await self._connect()
+                    continue
+                if not lost.sent:
+                    raise ConnectFailed(
+                        f"upstream {self._base_url}: connection closed before sending ({lost})"
+                    ) from None
+                raise UpstreamBroken(
+                    f"upstream {self._base_url}: connection lost before a complete answer ({lost})"
+                ) from None
+            except InvalidResponse as exc:
+                self._drop(conn)
+                raise UpstreamBroken(f"upstream {self._base_url}: {exc}") from None
+            except BaseException:  # timeout, cancellation: the answer may still come, so drop it
+                self._drop(conn)
+                raise
+            self._release(conn)
+            return response
+
+    # -- connections and slots --------------------------------------------------------------------
+
+    async def _acquire(self) -> Http1Connection:
+        if self._closed:
+            raise ConnectFailed(f"upstream {self._base_url}: pool closed")
+        if self._idle:
+            conn = self._pop_idle()
+            if conn is not None:
+                return conn
+        if self._slots < self._max:
+            self._slots += 1
+            return await self._connect()
+        waiter: _Handoff = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            handed = await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._give_back(waiter.result())  # handed over just as we were cancelled
+            raise
+        if handed is None:
+            return await self._connect()
+        self._reused += 1
+        return handed
+
+    def _pop_idle(self) -> Http1Connection | None:
+        """The most recently used idle connection; all idle ones are closed if it has expired."""
+        conn = self._idle.pop()
+        conn.idle = False
+        if asyncio.get_running_loop().time() - conn.idle_since <= self._idle_timeout_s:
+            self._reused += 1
+            return conn
+        expired = [conn, *self._idle]  # the ones below it on the stack are older still
+        self._idle.clear()
+        for old in expired:
+            old.idle = False
+            self._drop(old)
+        return None
+
+    async def _connect(self) -> Http1Connection:
+        """Open a connection in a slot the caller already holds; the slot is freed on failure."""
+        loop = asyncio.get_running_loop()
+        conn = Http1Connection(loop, self._on_lost)
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                await loop.create_connection(lambda: conn, self._host, self._port)
+        except TimeoutError:
+            self._free_slot()
+            raise ConnectFailed(
+                f"upstream {self._base_url}: connect timed out after {self._connect_timeout_s:g} s"
+            ) from None
+        except OSError as exc:
+            self._free_slot()
+            raise ConnectFailed(f"upstream {self._base_url}: cannot connect ({exc})") from None
+        except BaseException:
+            self._free_slot()
+            raise
+        if self._closed:  # closed while we were connecting
+            self._drop(conn)
+            raise ConnectFailed(f"upstream {self._base_url}: pool closed")
+        self._conns.add(conn)
+        return conn
+
+    def _release(self, conn: Http1Connection) -> None:
+        """Return a connection after a complete answer: to a waiter, the idle stack, or closed."""
+        if not conn.finish() or self._closed:
+            self._drop(conn, graceful=True)
+            return
+        conn.reused = True
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        conn.idle = True
+        now = asyncio.get_running_loop().time()
+        conn.idle_since = now
+        idle = self._idle
+        idle.append(conn)
+        if now - idle[0].idle_since > self._idle_timeout_s:  # sweep the cold bottom of the stack
+            keep = []
+            for old in idle:
+                if now - old.idle_since <= self._idle_timeout_s:
+                    keep.append(old)
+                else:
+                    old.idle = False
+                    self._drop(old)
+            idle[:] = keep
+
+    def _give_back(self, handed: Http1Connection | None) -> None:
+        if handed is None:
+            self._free_slot()
+        else:
+            self._release(handed)
+
+    def _drop(
+        self, conn: Http1Connection, *, keep_slot: bool = False, graceful: bool = False
+    ) -> None:
+        conn.close(graceful=graceful)
+        if not keep_slot:
+            self._free_slot()
+
+    def _free_slot(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes to the waiter, who connects
+                return
+        self._slots -= 1
+
+    def _on_lost(self, conn: Http1Connection) -> None:
+        """The transport closed. A connection lost while idle leaves the stack and frees its slot;
+        one in use is dealt with by the request that holds it."""
+        self._conns.discard(conn)
+        if conn.idle:
+            conn.idle = False
+            self._idle.remove(conn)
+            self._free_slot()
+
+
+class Upstreams:
+    """One `UpstreamPool` per base URL, created on first use and shared by every request."""
+
+    __slots__ = ("_options", "_pools")
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+        idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+    ) -> None:
+        self._options = (max_connections, connect_timeout_s, idle_timeout_s)
+        self._pools: dict[str, UpstreamPool] = {}
+
+    def pool(self, base_url: str) -> UpstreamPool:
+        found = self._pools.get(base_url)
+        if found is None:
+            limit, connect_s, idle_s = self._options
+            found = UpstreamPool(
+                base_url, max_connections=limit, connect_timeout_s=connect_s, idle_timeout_s=idle_s
+            )
+            self._pools[base_url] = found
+        return found
+
+    async def close(self) -> None:
+        pools = list(self._pools.values())
+        self._pools.clear()
+        await asyncio.gather(*(p.close() for p in pools))

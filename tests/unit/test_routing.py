@@ -1,0 +1,134 @@
+"""The routing decision, the breaker and shadow agreement: pure, no IO."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from gateway.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
+from gateway.errors import NoHealthyUpstream, UnknownModel
+from gateway.routing import CANARY, PINNED, RULE, STABLE, bucket, choose, shadow_target
+from gateway.shadow import agree
+from registry.routes import ModelRoute, VersionRoute
+from registry.traffic import HeaderRule, Shadow, Split, StickyKey, TrafficPolicy
+
+
+def route(policy: TrafficPolicy | None = None, served: tuple[int, ...] = (1, 2, 3)) -> ModelRoute:
+    versions = {v: VersionRoute(v, f"http://127.0.0.1:{9000 + v}", "bentoml") for v in served}
+    return ModelRoute(
+        "iris", 1, versions, {"champion": 1, "challenger": 2}, policy or TrafficPolicy()
+    )
+
+
+def canary(weight: float, salt: str = "s") -> TrafficPolicy:
+    return TrafficPolicy(
+        splits=[Split(version=2, weight=weight)], sticky=StickyKey(header="x-user"), salt=salt
+    )
+
+
+KEYS = [f"user-{i}" for i in range(10_000)]
+
+
+def test_without_a_policy_everything_goes_to_production() -> None:
+    assert choose(route()).version == 1
+    assert choose(route()).variant == STABLE
+
+
+def test_pins_by_version_and_alias() -> None:
+    assert choose(route(canary(100)), version=3)[:2] == (3, PINNED)
+    assert choose(route(canary(100)), alias="challenger")[:2] == (2, PINNED)
+    with pytest.raises(UnknownModel):
+        choose(route(), alias="nobody")
+    with pytest.raises(NoHealthyUpstream):
+        choose(route(), version=9)
+
+
+def test_header_rules_force_a_version() -> None:
+    policy = TrafficPolicy(rules=[HeaderRule(header="x-tester", value="yes", version=3)])
+    assert choose(route(policy), headers={"x-tester": "yes"})[:2] == (3, RULE)
+    assert choose(route(policy), headers={"x-tester": "no"}).version == 1
+
+
+def test_buckets_are_stable_and_spread() -> None:
+    assert bucket("s", "alice") == bucket("s", "alice")
+    assert bucket("s", "alice") != bucket("t", "alice")
+    counts = [0] * 10
+    for key in KEYS:
+        counts[bucket("s", key) // 1000] += 1
+    assert max(counts) - min(counts) < 250  # ~1000 each
+
+
+@pytest.mark.parametrize("weight", [1.0, 5.0, 25.0, 50.0])
+def test_sticky_split_matches_the_weight(weight: float) -> None:
+    r = route(canary(weight))
+    share = sum(choose(r, key=k).version == 2 for k in KEYS) / len(KEYS)
+    assert abs(share - weight / 100) < 0.015
+    assert all(choose(r, key=k) == choose(r, key=k) for k in KEYS[:500])
+
+
+def test_raising_the_weight_only_moves_users_to_the_candidate() -> None:
+    before = {k: choose(route(canary(10)), key=k).version for k in KEYS}
+    after = {k: choose(route(canary(30)), key=k).version for k in KEYS}
+    back = [k for k in KEYS if before[k] == 2 and after[k] == 1]
+    moved = [k for k in KEYS if before[k] == 1 and after[k] == 2]
+    assert back == []
+    assert 1500 < len(moved) < 2500
+
+
+def test_random_split_without_a_key_uses_the_draw() -> None:
+    r = route(TrafficPolicy(splits=[Split(version=2, weight=20)]))
+    assert choose(r, draw=1999)[:2] == (2, CANARY)
+    assert choose(r, draw=2000)[:2] == (1, STABLE)
+
+
+def test_a_split_to_a_version_not_served_stays_on_stable() -> None:
+    assert choose(route(canary(100), served=(1,)), key="a").version == 1
+    with pytest.raises(NoHealthyUpstream):
+        choose(route(served=(2,)))
+
+
+def test_shadow_sampling() -> None:
+    r = route(TrafficPolicy(shadow=Shadow(version=3, sample_percent=10)))
+    assert shadow_target(r, 1, draw=999) is not None
+    assert shadow_target(r, 1, draw=1000) is None
+    assert shadow_target(r, 3, draw=0) is None  # never a copy to itself
+
+
+def test_breaker_ejects_then_tries_one_request() -> None:
+    b = Breaker(threshold=3, cooldown_s=5)
+    for _ in range(2):
+        b.failure(now=0)
+    assert b.state(0) == CLOSED and b.allow(0)
+    b.failure(now=1)
+    assert b.state(2) == OPEN and not b.allow(2)
+    assert b.state(6) == HALF_OPEN and b.allow(6) and not b.allow(6)
+    b.failure(now=6)
+    assert b.state(7) == OPEN
+    assert b.allow(11.5)
+    b.success()
+    assert b.state(12) == CLOSED
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "tol", "same"),
+    [
+        (b'{"p":[0,2]}', b'{"p":[0,2]}', 0.0, True),
+        (b'{"p":[0,2]}', b'{"p":[0,1]}', 0.0, False),
+        (b'{"p":[0.5]}', b'{"p":[0.51]}', 0.02, True),
+        (b'{"p":[0.5]}', b'{"p":[0.6]}', 0.02, False),
+        (b'{"p":[0.5]}', b'{"q":[0.5]}', 0.5, False),
+        (b'{"p":true}', b'{"p":1}', 0.5, False),
+        (b"not json", b"not json!", 1.0, False),
+    ],
+)
+def test_shadow_agreement(a: bytes, b: bytes, tol: float, same: bool) -> None:
+    assert agree(a, b, tol) is same
+
+
+def test_choices_are_cheap_enough_to_make_per_request() -> None:
+    """Not a timing assertion (the machine is noisy): a smoke run of the benchmark's loop."""
+    r = route(canary(25))
+    rng = random.Random(1)
+    versions = {choose(r, key=f"k{rng.randrange(10**6)}").version for _ in range(2000)}
+    assert versions == {1, 2}
