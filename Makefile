@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export BENTOML_DO_NOT_TRACK := true
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-unit test-integration test-e2e lint format bench example
+.PHONY: help run test test-unit test-integration test-e2e lint format bench bench-gateway example
 
 help: ## list the targets and what they do
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ format: $(VENV)/.installed-dev ## format the code with ruff
 
 bench: $(VENV)/.installed-dev ## registry benchmark (SQLite and PostgreSQL): promote, set-alias, get-by-alias, paging
 	$(BIN)/python -m loadtests.registry_bench
+
+bench-gateway: $(VENV)/.installed-dev ## gateway benchmark (needs wrk, nginx): vs direct and nginx, and in front of BentoML
+	$(BIN)/python -m loadtests.gateway_bench
 
 example: $(VENV)/.installed-dev ## build and export both iris bentos to .cache/bentos/
 	$(BIN)/python examples/iris/build.py --out .cache/bentos

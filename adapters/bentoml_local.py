@@ -29,6 +29,7 @@ from typing import Final
 import httpx
 import msgspec
 
+from adapters.process_tree import descendants, kill_all
 from registry.domain import ModelVersion
 from registry.errors import DeployError, RegistryError
 from registry.ports import ArtifactStore, ServerState
@@ -60,6 +61,7 @@ class _Server:
     state: ServerState
     changed: Callable[[], None]
     proc: asyncio.subprocess.Process | None = None
+    workers: tuple[int, ...] = ()  # the server's worker processes, seen once it was ready
     task: asyncio.Task[None] | None = None
     stopping: bool = False
 
@@ -211,8 +213,10 @@ class LocalBentoServers:
             log.close()
         server.update(pid=server.proc.pid)
         await self._wait_ready(server, endpoint)
+        server.workers = tuple(descendants(server.proc.pid))
         server.update(status="ready", endpoint=endpoint)
         code = await server.proc.wait()
+        kill_all(list(server.workers))  # a crashed parent leaves its workers serving: end them
         if not server.stopping:
             server.update(
                 status="unhealthy", endpoint=None, pid=None, detail=f"server exited with {code}"
@@ -250,5 +254,6 @@ class LocalBentoServers:
             await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
         with contextlib.suppress(ProcessLookupError):  # stragglers of the process group
             os.killpg(proc.pid, signal.SIGKILL)
+        kill_all(list(server.workers))  # workers live in sessions of their own
         await proc.wait()
         server.update(status="stopped", endpoint=None, pid=None)

@@ -368,6 +368,8 @@ class SqlStore:
         if where.stage is not None:
             clauses.append("v.stage = ?")
             args.append(where.stage.value)
+        if where.with_endpoint:
+            clauses.append("v.endpoint IS NOT NULL")
         if where.tag is not None:
             clauses.append(f"{self.driver.json_text('v.tags')} = ?")
             args += list(where.tag)

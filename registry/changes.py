@@ -137,6 +137,7 @@ class VersionFilter(msgspec.Struct, frozen=True):
     stage: Stage | None = None
     tag: tuple[str, str] | None = None
     alias: str | None = None
+    with_endpoint: bool = False  # only versions served by an outside endpoint
 
 
 class ModelFilter(msgspec.Struct, frozen=True):

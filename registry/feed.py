@@ -52,13 +52,12 @@ class RouteFeed:
         return RouteTable(revision=revision, models=models)
 
     async def _versions(self, name: str) -> list[ModelVersion]:
-        """The versions that may take traffic: Production, Staging, and any an alias or the
-        traffic policy names."""
+        """The versions that may take traffic: Production, Staging, any served by an outside
+        endpoint (so that it can be pinned), and any an alias or the traffic policy names."""
         found: dict[int, ModelVersion] = {}
-        for stage in EXCLUSIVE_STAGES:
-            for v in await self.registry.list_versions(
-                name, VersionFilter(stage=stage), None, PAGE
-            ):
+        wheres = [VersionFilter(stage=s) for s in EXCLUSIVE_STAGES]
+        for where in [*wheres, VersionFilter(with_endpoint=True)]:
+            for v in await self.registry.list_versions(name, where, None, PAGE):
                 found[v.version] = v
         model = await self.registry.get_model(name)
         wanted = set(model.aliases.values())

@@ -4,119 +4,38 @@ not imported here (it warns at import, and the suite turns warnings into errors)
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import subprocess
-import sys
 import tarfile
-import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
 from modelyard.testing import free_port
+from tests.e2e.bento import (
+    BENTOML,
+    READY_TIMEOUT_S,
+    V1,
+    V2,
+    BentoServer,
+    bento_env,
+    classify,
+    make_bento_home,
+    serve,
+    stop,
+)
 
 pytestmark = pytest.mark.e2e
 
-BENTOML = [sys.executable, "-m", "bentoml"]
-READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 20.0
-V1, V2 = "iris-classifier:v1", "iris-classifier:v2"
 XZ_MAGIC, GZ_MAGIC = b"\xfd7zXZ\x00", b"\x1f\x8b"
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]  # a setosa, a virginica
 
 
-@dataclass(frozen=True)
-class BentoServer:
-    url: str
-    startup_s: float
-
-
-def bento_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("IRIS_FAULT_", "BENTOML_"))}
-    return {**env, "BENTOML_HOME": str(home), "BENTOML_DO_NOT_TRACK": "true", **extra}
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the server's PID and wait; its process group is killed only if that fails."""
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    with contextlib.suppress(ProcessLookupError):  # workers the arbiter left in its group
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-def output(log_path: Path) -> str:
-    return log_path.read_text(errors="replace")[-4000:]
-
-
-@contextlib.contextmanager
-def serve(
-    home: Path, tag: str, log_dir: Path, fault_env: Mapping[str, str]
-) -> Iterator[BentoServer]:
-    """`bentoml serve TAG` on a free port; yields once GET /readyz answers 200; always stopped."""
-    port = free_port()
-    log_path = log_dir / f"serve-{tag.replace(':', '-')}-{port}.log"
-    command = [*BENTOML, "serve", tag, "--port", str(port), "--host", "127.0.0.1"]
-    url = f"http://127.0.0.1:{port}"
-    with open(log_path, "wb") as log:
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            command,
-            env=bento_env(home, **fault_env),
-            cwd=log_dir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            with httpx.Client(timeout=2.0) as client:
-                while True:
-                    if proc.poll() is not None:
-                        pytest.fail(f"{tag} exited with {proc.returncode}:\n{output(log_path)}")
-                    if time.perf_counter() - started > READY_TIMEOUT_S:
-                        pytest.fail(f"{tag} not ready in {READY_TIMEOUT_S} s:\n{output(log_path)}")
-                    try:
-                        if client.get(f"{url}/readyz").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    time.sleep(0.1)
-            yield BentoServer(url=url, startup_s=time.perf_counter() - started)
-        finally:
-            stop(proc)
-
-
-def classify(url: str, rows: object) -> tuple[httpx.Response, float]:
-    started = time.perf_counter()
-    response = httpx.post(f"{url}/classify", json={"input_series": rows}, timeout=30.0)
-    return response, time.perf_counter() - started
-
-
 @pytest.fixture(scope="module")
 def bento_home(iris_bentos: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh BentoML home holding both bentos, imported from the exported archives."""
-    home = tmp_path_factory.mktemp("bentoml-home")
-    for archive in iris_bentos:
-        subprocess.run(
-            [*BENTOML, "import", str(archive)],
-            env=bento_env(home),
-            cwd=home,
-            capture_output=True,
-            timeout=120,
-            check=True,
-        )
-    return home
+    return make_bento_home(iris_bentos, tmp_path_factory.mktemp("bentoml-home"))
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from adapters.process_tree import descendants
 from modelyard.cli.main import main as cli
 from modelyard.testing import ModelyardProcess
 from tests.s3 import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, create_bucket
@@ -116,9 +117,11 @@ async def test_register_promote_and_predict_through_real_bentoml(
         first_prediction_s = time.perf_counter() - started
         assert answer["model_version"] == "v1" and answer["predictions"] == [0, 2]
         v1_pid = ready["pid"]
+        v1_workers = descendants(v1_pid)
     print(f"\nregister + promote -> first prediction: {first_prediction_s:.2f} s")
     first.stop()
     assert wait_dead(v1_pid), "stopping modelyard left the v1 server running"
+    assert all(wait_dead(w) for w in v1_workers), "stopping modelyard left v1 workers running"
 
     # --- phase 2: the same registry moves its uploads to S3 ---------------------------------
     bucket = await create_bucket(moto_s3)
@@ -152,15 +155,20 @@ async def test_register_promote_and_predict_through_real_bentoml(
         assert wait_dead(again["pid"])
         assert c.get("/models/iris/versions/1").json()["stage"] == "Archived"
 
-        # a crashed server is noticed and started again
+        # a crashed server is noticed and started again; its orphaned workers are ended
+        workers = descendants(ready["pid"])
+        assert workers, "bentoml serve has worker processes"
         os.kill(ready["pid"], signal.SIGKILL)
         back = wait_for(c, 2, "ready", restarts=1)
         assert back["pid"] != ready["pid"]
+        assert all(wait_dead(w) for w in workers), "the crashed server's workers live on"
         assert predict(back["endpoint"])["model_version"] == "v2"
         listed = c.get("/deployments").json()
         assert listed["deployer"] == "local" and [s["version"] for s in listed["items"]] == [2]
+    last_workers = descendants(back["pid"])
     second.stop()
     assert wait_dead(back["pid"]), "stopping modelyard left the v2 server running"
+    assert all(wait_dead(w) for w in last_workers), "stopping modelyard left workers running"
 
 
 def test_a_server_that_cannot_start_is_reported_not_orphaned(
