@@ -110,6 +110,23 @@ CREATE TABLE tokens (
 """,
     ),
     (2, "ALTER TABLE models ADD COLUMN traffic TEXT"),  # the model's TrafficPolicy (JSON)
+    (
+        3,
+        """
+CREATE TABLE traffic_windows (
+    id {pk},
+    model TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    variant TEXT NOT NULL,
+    source TEXT NOT NULL,
+    received_at BIGINT NOT NULL,
+    requests BIGINT NOT NULL,
+    errors BIGINT NOT NULL,
+    latencies_ms TEXT NOT NULL
+);
+CREATE INDEX traffic_windows_model ON traffic_windows (model, received_at)
+""",
+    ),
 ]
 
 CREATE_MIGRATIONS_TABLE: Final = (

@@ -45,8 +45,10 @@ from registry.domain import (
     model_scope,
 )
 from registry.errors import NotFound
+from registry.windows import TrafficWindow, VariantTraffic
 
 T = TypeVar("T")
+_latencies = msgspec.json.Decoder(list[float])
 # A scalar subquery, not a join: planners then walk the (model_id, version) key in order.
 _MODEL_ID = "(SELECT id FROM models WHERE name = ?)"
 _VERSION_INSERT_COLUMNS = rows.VERSION_COLUMNS.replace("v.", "")
@@ -437,6 +439,37 @@ class SqlStore:
         async with self.driver.reading() as conn:
             found = await _one(conn, "SELECT seq, hash FROM audit_heads WHERE scope = ?", (scope,))
         return (0, audit.GENESIS) if found is None else (int(found[0]), str(found[1]))
+
+    # --- traffic windows --------------------------------------------------------------------
+
+    async def add_windows(self, source: str, windows: list[TrafficWindow], now: datetime) -> None:
+        async with self.driver.writing() as conn:
+            for w in windows:
+                await conn.execute(
+                    "INSERT INTO traffic_windows (model, version, variant, source, received_at,"
+                    " requests, errors, latencies_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (w.model, w.version, w.variant, source, rows.to_micros(now), w.requests,
+                     w.errors, rows.dumps(w.latencies_ms)),
+                )  # fmt: skip
+
+    async def windows(self, model: str, since: datetime) -> list[VariantTraffic]:
+        found = await self._fetch(
+            "SELECT version, variant, requests, errors, latencies_ms FROM traffic_windows"
+            " WHERE model = ? AND received_at >= ? ORDER BY id",
+            (model, rows.to_micros(since)),
+        )
+        summed: dict[tuple[int, str], tuple[int, int, list[float]]] = {}
+        for version, variant, requests, errors, latencies in found:
+            before = summed.get((int(version), variant), (0, 0, []))
+            summed[(int(version), variant)] = (
+                before[0] + int(requests),
+                before[1] + int(errors),
+                before[2] + _latencies.decode(latencies),
+            )
+        return [
+            VariantTraffic(version, variant, r, e, lat, since)
+            for (version, variant), (r, e, lat) in sorted(summed.items())
+        ]
 
     # --- tokens ---------------------------------------------------------------------------
 

@@ -47,12 +47,8 @@ class InProcessRoutes:
 class HttpRoutes:
     """A gateway of its own: long-polls `GET /api/v1/routes` on the registry."""
 
-    def __init__(self, registry_url: str, token: str) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=registry_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=httpx.Timeout(WAIT_S + 10.0, connect=2.0),
-        )
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
 
     async def next(self, after: int, wait_s: float) -> RouteTable | None:
         r = await self._client.get("/api/v1/routes", params={"after": after, "wait_s": wait_s})
@@ -62,7 +58,16 @@ class HttpRoutes:
         return _table.decode(r.content)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        return None  # the client belongs to whoever made it
+
+
+def registry_client(registry_url: str, token: str) -> httpx.AsyncClient:
+    """The one HTTP client a standalone gateway uses to talk to the registry."""
+    return httpx.AsyncClient(
+        base_url=registry_url.rstrip("/"),
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=httpx.Timeout(WAIT_S + 10.0, connect=2.0),
+    )
 
 
 class RouteFollower:

@@ -9,7 +9,7 @@ import random
 from collections.abc import Callable
 from typing import Final
 
-import msgspec
+from registry.windows import TrafficWindow
 
 LATENCY_BUCKETS_S: Final = (
     0.001,
@@ -49,17 +49,6 @@ class _Stats:
         self.buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)
         self.w_requests = self.w_errors = self.seen = 0
         self.samples: list[float] = []
-
-
-class Window(msgspec.Struct, frozen=True):
-    """One variant's traffic since the last window was taken (for rollout analysis)."""
-
-    model: str
-    version: int
-    variant: str
-    requests: int
-    errors: int
-    latencies_ms: list[float]
 
 
 class _Shadow:
@@ -107,12 +96,12 @@ class GatewayMetrics:
         s = self._shadow.get((model, version))
         return s.agreed / s.compared if s and s.compared else None
 
-    def take_windows(self) -> list[Window]:
+    def take_windows(self) -> list[TrafficWindow]:
         out = []
         for (model, version, variant), s in self._stats.items():
             if s.w_requests:
                 out.append(
-                    Window(model, int(version), variant, s.w_requests, s.w_errors, s.samples)
+                    TrafficWindow(model, int(version), variant, s.w_requests, s.w_errors, s.samples)
                 )
             s.w_requests = s.w_errors = s.seen = 0
             s.samples = []

@@ -10,6 +10,7 @@ from typing import Any
 from gateway.follow import RouteFollower, RouteSource
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import Gateway, Receive, Scope, Send
+from gateway.report import Reporter, WindowSink
 from gateway.shadow import ShadowQueue
 from gateway.upstream import Upstreams
 
@@ -18,19 +19,22 @@ GATEWAY_PREFIXES = ("/models/", "/v2/")
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    source: RouteSource, *, max_body: int, max_inflight: int
+    source: RouteSource, sink: WindowSink, *, max_body: int, max_inflight: int
 ) -> AsyncIterator[Gateway]:
     upstreams = Upstreams()
     metrics = GatewayMetrics()
     shadow = ShadowQueue(upstreams, metrics)
     follower = RouteFollower(source)
+    reporter = Reporter(metrics, sink)
     shadow.start()
     await follower.start()
+    reporter.start()
     try:
         yield Gateway(
             follower, upstreams, metrics, shadow, max_body=max_body, max_inflight=max_inflight
         )
     finally:
+        await reporter.close()
         await follower.close()
         await shadow.close()
         await upstreams.close()

@@ -40,6 +40,7 @@ DEFAULT_MAX_CONNECTIONS = 256
 DEFAULT_CONNECT_TIMEOUT_S = 1.0
 DEFAULT_IDLE_TIMEOUT_S = 30.0
 DEFAULT_HTTP_PORT = 80
+CLOSE_WAIT_S = 1.0  # how long close() waits for aborted sockets to report themselves closed
 _HEAD = b"HEAD"
 
 # What a queued request receives: a warm connection, or None for "a slot is yours, connect".
@@ -135,7 +136,8 @@ class UpstreamPool:
         conns = list(self._conns)
         for conn in conns:
             conn.close(graceful=False)
-        await asyncio.gather(*(conn.lost for conn in conns))
+        if conns:  # aborted sockets close on the next loop turn; the bound only guards bugs
+            await asyncio.wait([conn.lost for conn in conns], timeout=CLOSE_WAIT_S)
 
     # -- one exchange -----------------------------------------------------------------------------
 

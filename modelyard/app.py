@@ -13,7 +13,8 @@ from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 
 from gateway.api import gateway_health_routes
-from gateway.follow import HttpRoutes, InProcessRoutes, RouteSource
+from gateway.follow import HttpRoutes, InProcessRoutes, RouteSource, registry_client
+from gateway.report import HttpSink, InProcessSink, WindowSink
 from gateway.runtime import Dispatch, running_gateway
 from modelyard import __version__
 from modelyard.components import open_components
@@ -51,8 +52,11 @@ def create_app(settings: Settings, role: Role = "serve") -> Any:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             source: RouteSource
+            sink: WindowSink
             if role == "gateway":
-                source = HttpRoutes(settings.registry_url, settings.registry_token or "")
+                client = registry_client(settings.registry_url, settings.registry_token or "")
+                stack.push_async_callback(client.aclose)
+                source, sink = HttpRoutes(client), HttpSink(client)
             else:
                 parts = await stack.enter_async_context(open_components(settings, role))
                 app.state.registry = parts.registry
@@ -62,11 +66,12 @@ def create_app(settings: Settings, role: Role = "serve") -> Any:
                 app.state.deployments = parts.deployments
                 app.state.feed = parts.feed
                 await _bootstrap_admin(parts.authority, settings.admin_token)
-                source = InProcessRoutes(parts.feed)
+                source, sink = InProcessRoutes(parts.feed), InProcessSink(parts.registry)
             if role != "registry":
                 dispatch.gateway = await stack.enter_async_context(
                     running_gateway(
                         source,
+                        sink,
                         max_body=settings.gateway_max_body_bytes,
                         max_inflight=settings.gateway_max_inflight,
                     )

@@ -11,6 +11,7 @@ import msgspec
 
 from registry.changes import Decision, LoadSpec, ModelFilter, ModelState, VersionFilter
 from registry.domain import ApiSpec, AuditEvent, Model, ModelVersion, Token
+from registry.windows import TrafficWindow, VariantTraffic
 
 T = TypeVar("T")
 
@@ -69,7 +70,17 @@ class TokenStore(Protocol):
     async def revoke_token(self, token_id: int, by: str, now: datetime) -> Token: ...
 
 
-class MetadataStore(ModelWriter, ModelReader, AuditLog, TokenStore, Protocol):
+class WindowStore(Protocol):
+    async def add_windows(
+        self, source: str, windows: list[TrafficWindow], now: datetime
+    ) -> None: ...
+
+    async def windows(self, model: str, since: datetime) -> list[VariantTraffic]:
+        """Every window of `model` received at or after `since`, summed per version+variant."""
+        ...
+
+
+class MetadataStore(ModelWriter, ModelReader, AuditLog, TokenStore, WindowStore, Protocol):
     """Everything the registry keeps: one object per backend (SQLite, PostgreSQL)."""
 
     async def close(self) -> None: ...

@@ -30,6 +30,7 @@ from registry.domain import (
 )
 from registry.ports import MetadataStore
 from registry.traffic import TrafficPolicy
+from registry.windows import VariantTraffic, WindowReport
 
 T = TypeVar("T")
 
@@ -118,6 +119,12 @@ class Registry:
             LoadSpec(versions=tuple(sorted(referenced))),
             lambda s, c: rules.set_traffic(s, c, name, policy, if_match),
         )
+
+    async def add_windows(self, report: WindowReport) -> None:
+        await self.store.add_windows(report.source, report.windows, self.clock())
+
+    async def traffic(self, name: str, since: datetime) -> list[VariantTraffic]:
+        return await self.store.windows(validate_name(name), since)
 
     async def change_count(self) -> int:
         """Grows with every committed change anywhere in the registry."""

@@ -19,6 +19,7 @@ from registry.api.schemas import Health
 from registry.api.tokens import TokenController, WhoAmIController
 from registry.api.traffic import TrafficController
 from registry.api.versions import VersionController
+from registry.api.windows import WindowController
 from registry.auth import TokenAuthority
 from registry.errors import RegistryError
 from registry.service import Registry
@@ -69,6 +70,7 @@ def registry_routes() -> list[ControllerRouterHandler]:
             BentoController,
             DeploymentController,
             TrafficController,
+            WindowController,
         ],
         guards=[role_guard],
         dependencies={

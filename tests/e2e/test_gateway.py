@@ -8,6 +8,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,26 @@ def metric(proc: ModelyardProcess, name: str, **labels: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
+def windows_until(proc: ModelyardProcess, since: str, total: int) -> dict[str, int]:
+    """Poll the registry until the gateways' windows since `since` hold `total` requests."""
+    deadline = time.monotonic() + 30
+    counts: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        with api(proc) as c:
+            rows = c.get("/models/iris/windows", params={"since": since}).json()
+        counts = {f"{r['version']}/{r['variant']}": r["requests"] for r in rows}
+        if sum(counts.values()) >= total:
+            return counts
+        time.sleep(0.2)
+    pytest.fail(f"windows never reached {total} requests: {counts}")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
 async def test_weighted_split_over_10000_requests(yard: ModelyardProcess) -> None:
+    since = now_iso()
     took = set_traffic(yard, {"splits": [{"version": 2, "weight": 30}]})
     assert took < PROPAGATION_S, f"weight change took {took:.2f}s to reach the gateway"
     answers = await fire(yard, 10_000)
@@ -111,6 +131,8 @@ async def test_weighted_split_over_10000_requests(yard: ModelyardProcess) -> Non
     versions = Counter(r.headers["x-modelyard-version"] for r in answers)
     share = versions["2"] / 10_000
     assert abs(share - 0.30) <= 0.02, versions
+    reported = windows_until(yard, since, 10_000)  # what the rollout judge will read
+    assert reported == {"1/stable": versions["1"], "2/canary": versions["2"]}
     for r in answers[:200]:  # the header names the version that really answered
         assert r.json()["model_version"] == f"v{r.headers['x-modelyard-version']}"
         assert r.headers["x-modelyard-variant"] == (
@@ -297,8 +319,10 @@ async def test_the_gateway_serves_through_a_registry_outage(
     outage_pair: tuple[ModelyardProcess, ModelyardProcess],
 ) -> None:
     registry, gateway = outage_pair
+    since = now_iso()
     with httpx.Client(base_url=gateway.url, timeout=30) as c:
         assert c.post("/models/iris/classify", json=ROWS).json()["model_version"] == "v1"
+        assert windows_until(registry, since, 1) == {"1/stable": 1}  # reported over HTTP
         assert c.get("/v2/health/ready").json()["registry"] == "reachable"
         registry.kill9()
         deadline = time.monotonic() + 10

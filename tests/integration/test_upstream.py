@@ -210,19 +210,38 @@ async def uvicorn_server() -> AsyncIterator[str]:
 
 
 class Env:
+    """Servers and pools of one test, closed in reverse order (pools before their servers)."""
+
     def __init__(self, stack: contextlib.AsyncExitStack) -> None:
         self._stack = stack
 
     async def server(self, handler: Handler) -> RawServer:
-        return await self._stack.enter_async_context(RawServer(handler))
+        return await self._stack.enter_async_context(bounded(RawServer(handler)))
 
     async def uvicorn(self) -> str:
-        return await self._stack.enter_async_context(uvicorn_server())
+        return await self._stack.enter_async_context(bounded(uvicorn_server()))
 
     def pool(self, url: str, **options: Any) -> UpstreamPool:
         pool = UpstreamPool(url, **options)
-        self._stack.push_async_callback(pool.close)  # closed before the servers it talks to
+
+        async def close() -> None:
+            async with asyncio.timeout(EVENT_WAIT_S):  # a hung close fails the test, not the run
+                await pool.close()
+
+        self._stack.push_async_callback(close)
         return pool
+
+
+@contextlib.asynccontextmanager
+async def bounded(context: contextlib.AbstractAsyncContextManager[Any]) -> AsyncIterator[Any]:
+    """Enter `context`; a shutdown that hangs fails the test instead of stalling the run."""
+    async with contextlib.AsyncExitStack() as stack:
+        value = await stack.enter_async_context(context)
+        try:
+            yield value
+        finally:
+            async with asyncio.timeout(EVENT_WAIT_S):
+                await stack.aclose()
 
 
 @pytest.fixture
@@ -389,10 +408,12 @@ async def test_fresh_connection_closed_after_the_request_is_broken(env: Env, how
 
 async def test_idle_connections_expire(env: Env) -> None:
     server = await env.server(keep_alive)
-    pool = env.pool(server.url, idle_timeout_s=0.0)
+    pool = env.pool(server.url, idle_timeout_s=0.3)
     await get(pool)
+    await get(pool)  # at once: reused
+    await asyncio.sleep(0.4)  # time must pass for the idle connection to expire
     await get(pool)
-    assert server.accepted == 2 and pool.reused == 0 and pool.open_connections == 1
+    assert server.accepted == 2 and pool.reused == 1 and pool.open_connections == 1
 
 
 # -- answers that end the connection --------------------------------------------------------------
