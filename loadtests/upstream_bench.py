@@ -107,7 +107,7 @@ def upstream(cpu: int) -> Iterator[tuple[str, str]]:
         else:
             command = [sys.executable, "-m", "loadtests.upstream_bench", "--serve", str(port)]
             kind = "uvloop fixed-response server"
-        process = subprocess.Popen(command, preexec_fn=pin(cpu))  # noqa: PLW1509
+        process = subprocess.Popen(command, preexec_fn=pin(cpu))
         try:
             wait_accepting(port, process)
             yield f"http://{LOOPBACK}:{port}", kind
