@@ -896,8 +896,12 @@ def table(report: dict[str, Any]) -> str:
     else:
         lines += [f"in front of BentoML ({e2e['model']}, {cfg['e2e_duration_s']} s a run)", head]
         lines += _run_lines(e2e, ("direct", "gateway"), cfg["e2e_concurrencies"])
-        text = "  ".join(f"{c} {_num(v, '.1%')}" for c, v in e2e["gateway_share_p50"].items())
-        lines.append(f"gateway share of the p50: {text}")
+        for c, share in e2e["gateway_share_p50"].items():
+            added = e2e["added_p50_ms"][c]
+            lines.append(
+                f"gateway's share of the p50 at {c}: {_num(share, '.1%')}"
+                f" ({_num(added, '+.3f')} ms)"
+            )
     rules = {
         name: f"{t['what']} {t['op']} {t['limit']:g} {t['unit']}"
         for name, t in report["targets"].items()

@@ -91,7 +91,10 @@ def test_ratios_and_added_latency_are_present(run: tuple[dict[str, Any], str]) -
     assert set(ratios["added_latency_c1"]) == {"p50_ms", "p99_ms"}
     found = list(numbers(ratios))
     assert len(found) == 2 * len(CONCURRENCIES) + 2, ratios  # no None left
-    assert all(n > 0 for _, n in found), ratios
+    # Throughput ratios are positive; the added latencies are differences of two noisy figures
+    # (a p99 can come out lower through the gateway on a busy machine), so only present.
+    throughput = [n for where, n in found if where.startswith(".throughput_")]
+    assert len(throughput) == 2 * len(CONCURRENCIES) and all(n > 0 for n in throughput), ratios
 
 
 def test_targets_are_judged_and_e2e_is_skipped_when_quick(run: tuple[dict[str, Any], str]) -> None:
