@@ -38,48 +38,59 @@ _SET_BY_CLIENT = HOP_BY_HOP | {b"host", b"content-length"}
 _CONNECTION_TOKENS_KEPT = frozenset((b"close", b"keep-alive"))
 
 _SP = b" "
-_HTTP11_CRLF = b" HTTP/1.1\r\n"
-_CONTENT_LENGTH = b"content-length: "
 _COLON_SP = b": "
 _CRLF = b"\r\n"
 # Lines in an encoded head besides the forwarded headers: request line, host, content-length and
 # the empty line that ends the head. Used to reject CR or LF smuggled inside a name or a value.
 _FIXED_HEAD_LINES = 4
+_FIXED_HEAD_PIECES = 5  # method, space, path, head_middle(...), content-length value
+_P = b"p"  # a one-byte slice is a cached object: a cheap test before startswith
+_NO_NAMES: frozenset[bytes] = frozenset()
 _FIRST_FINAL_STATUS = 200
 _SWITCHING_PROTOCOLS = 101
 
 
-def host_line(netloc: str) -> bytes:
-    """The pre-encoded `host` header line for an upstream, built once per pool."""
-    return b"host: " + netloc.encode("ascii") + _CRLF
+def head_middle(netloc: str) -> bytes:
+    """What every request head to one upstream has between the path and the body length:
+    the protocol, the `host` line and the `content-length` name. Built once per pool."""
+    return b" HTTP/1.1\r\nhost: " + netloc.encode("ascii") + b"\r\ncontent-length: "
 
 
 def _connection_tokens(values: list[bytes]) -> set[bytes]:
     return {t.strip().lower() for v in values for t in v.split(b",")} - {b""}
 
 
-def encode_request(method: bytes, path: bytes, host: bytes, headers: Headers, body: bytes) -> bytes:
+def _listed_in_connection(values: list[bytes]) -> set[bytes] | frozenset[bytes]:
+    """Header names a `connection` header lists besides close/keep-alive: hop-by-hop too."""
+    if len(values) == 1 and values[0].lower() in _CONNECTION_TOKENS_KEPT:
+        return _NO_NAMES  # the usual case, kept cheap
+    return _connection_tokens(values) - _CONNECTION_TOKENS_KEPT
+
+
+def encode_request(
+    method: bytes, path: bytes, middle: bytes, headers: Headers, body: bytes
+) -> bytes:
     """Request line, headers and body as one buffer (one `b"".join`, one `transport.write`).
 
     Hop-by-hop headers (and any header the client's `connection` header names) are dropped;
     `host` and `content-length` are always ours. CR or LF inside a forwarded header or a space in
     the path would let a caller smuggle a second request, so they raise `BadRequest`.
     """
-    parts = [method, _SP, path, _HTTP11_CRLF, host, _CONTENT_LENGTH, b"%d\r\n" % len(body)]
+    parts = [method, _SP, path, middle, b"%d\r\n" % len(body)]
     connection: list[bytes] | None = None
     kept = 0
     for name, value in headers:
         lower = name.lower()
-        if lower in _SET_BY_CLIENT or lower.startswith(PROXY_PREFIX):
+        if lower in _SET_BY_CLIENT or (lower[:1] == _P and lower.startswith(PROXY_PREFIX)):
             if lower == b"connection":
                 connection = [*(connection or ()), value]
             continue
         parts += (lower, _COLON_SP, value, _CRLF)
         kept += 1
     if connection is not None:
-        named = _connection_tokens(connection) - _CONNECTION_TOKENS_KEPT
+        named = _listed_in_connection(connection)
         if named:
-            start = 7  # the fixed pieces before the first forwarded header
+            start = _FIXED_HEAD_PIECES
             pairs = [parts[i : i + 4] for i in range(start, len(parts), 4)]
             pairs = [p for p in pairs if p[0] not in named]
             parts = parts[:start] + [piece for pair in pairs for piece in pair]
@@ -127,6 +138,10 @@ class InvalidResponse(Exception):
     """The server's bytes are not a valid HTTP/1.1 answer to our request."""
 
 
+class DeadlineExceeded(Exception):
+    """The request's deadline passed before the whole answer arrived."""
+
+
 class _Stop(Exception):
     """Raised inside a parser callback to stop llhttp; the reason sits on the connection."""
 
@@ -135,19 +150,30 @@ class Http1Connection(asyncio.Protocol):
     """One keep-alive connection; at most one request in flight (no pipelining).
 
     The pool owns the fields without a leading underscore: `idle`, `idle_since`, `reused`.
+
+    Deadlines: a per-request `asyncio.timeout` costs a timer (and, on the default loop, a
+    Python-level heap entry) for every request. Here each connection keeps one timer, armed at the
+    deadline of some request; when it fires it either fails the request in flight (its deadline has
+    passed) or re-arms itself at the current request's later deadline. Back-to-back requests with
+    the same timeout therefore touch the timer about once per timeout period, not once per request.
     """
 
     __slots__ = (
         "_body",
         "_connection",
+        "_deadline",
+        "_eof",
         "_head_only",
         "_headers",
         "_headers_done",
+        "_loop",
         "_on_lost",
         "_parser",
         "_received",
         "_status",
         "_stop",
+        "_timer",
+        "_timer_at",
         "_transfer_encoding",
         "_transport",
         "_waiter",
@@ -162,13 +188,18 @@ class Http1Connection(asyncio.Protocol):
     def __init__(
         self, loop: asyncio.AbstractEventLoop, on_lost: Callable[[Http1Connection], None]
     ) -> None:
+        self._loop = loop
         self._on_lost = on_lost
         self._parser = HttpResponseParser(self)
         self._transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[UpstreamResponse] | None = None
         self._head_only = False
         self._received = False
+        self._eof = False
         self._stop = ""
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._reset_message()
         self.closed = False
         self.keep_alive = True
@@ -187,17 +218,27 @@ class Http1Connection(asyncio.Protocol):
 
     # -- used by the pool ---------------------------------------------------------------------
 
-    def send(self, data: bytes, *, head_only: bool) -> asyncio.Future[UpstreamResponse]:
-        """Write one request; the future resolves with the answer or fails with our errors."""
+    def send(
+        self, data: bytes, *, head_only: bool, deadline: float
+    ) -> asyncio.Future[UpstreamResponse]:
+        """Write one request; the future resolves with the answer or fails with our errors
+        (`DeadlineExceeded` once `loop.time()` passes `deadline`)."""
         transport = self._transport
         if self.closed or transport is None or transport.is_closing():
             raise ConnectionLost(
                 "closed before the request was written", received=False, sent=False
             )
-        waiter: asyncio.Future[UpstreamResponse] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[UpstreamResponse] = self._loop.create_future()
         self._waiter = waiter
         self._head_only = head_only
         self._received = False
+        self._deadline = deadline
+        timer = self._timer
+        if timer is None or self._timer_at > deadline:  # not armed, or armed too late
+            if timer is not None:
+                timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+            self._timer_at = deadline
         transport.write(data)
         return waiter
 
@@ -244,17 +285,21 @@ class Http1Connection(asyncio.Protocol):
                 self._fail(f"invalid HTTP response: {exc}")
 
     def eof_received(self) -> bool | None:
-        return None  # close our side too; connection_lost completes a close-delimited body
+        self._eof = True  # the server's FIN: the end of a close-delimited body
+        return None  # close our side too; connection_lost completes the answer
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.keep_alive = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            if exc is None and self._ends_at_close():
+            if self._eof and exc is None and self._ends_at_close():
                 self._complete()
             else:
-                cause = f"{type(exc).__name__}: {exc}" if exc else "closed by the server"
+                cause = f"{type(exc).__name__}: {exc}" if exc else "connection closed"
                 waiter.set_exception(ConnectionLost(cause, received=self._received))
         if not self.lost.done():
             self.lost.set_result(None)
@@ -273,7 +318,7 @@ class Http1Connection(asyncio.Protocol):
         if self._headers_done:
             return  # a trailer field after a chunked body: not merged into the headers
         name = name.lower()
-        if name in HOP_BY_HOP or name.startswith(PROXY_PREFIX):
+        if name in HOP_BY_HOP or (name[:1] == _P and name.startswith(PROXY_PREFIX)):
             if name == b"connection":
                 self._connection = [*(self._connection or ()), value]
             elif name == b"transfer-encoding":
@@ -290,7 +335,7 @@ class Http1Connection(asyncio.Protocol):
                 raise _Stop
             return  # informational (100 Continue, 103 Early Hints): skipped
         if self._connection is not None:
-            named = _connection_tokens(self._connection) - _CONNECTION_TOKENS_KEPT
+            named = _listed_in_connection(self._connection)
             if named:
                 self._headers = [h for h in self._headers if h[0] not in named]
         if self._head_only:
@@ -308,6 +353,18 @@ class Http1Connection(asyncio.Protocol):
             self._complete()
 
     # -- helpers ----------------------------------------------------------------------------------
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # idle, or answered: the next request arms the timer again
+        if self._loop.time() < self._deadline:  # a later request than the one that armed it
+            self._timer = self._loop.call_at(self._deadline, self._on_timer)
+            self._timer_at = self._deadline
+            return
+        waiter.set_exception(DeadlineExceeded())
+        self.close(graceful=False)
 
     def _complete(self) -> None:
         waiter = self._waiter

@@ -1,37 +1,39 @@
 """Pooled keep-alive HTTP/1.1 client for the model servers behind the gateway.
 
-Why our own: every inference call crosses this client, and DESIGN.md ("How to measure") found
-httpx (~300 req/s) and aiohttp (~1,750 req/s) far too slow for that hot path, while a small client
-on asyncio reached ~7,400 req/s through the whole proxy. The wire work sits in `gateway.http1`; this
-module owns connections:
+Why our own: every inference call crosses it, and DESIGN.md ("How to measure") found httpx and
+aiohttp far too slow for that hot path (`loadtests/upstream_bench.py` keeps the comparison). The
+wire work sits in `gateway.http1`; this module owns the connections:
 
 - One `UpstreamPool` per upstream base URL (`Upstreams` keeps them). Idle connections sit on a LIFO
-  stack, so the warmest connection is reused and the cold ones at the bottom age out.
-- `max_connections` counts slots: a slot is taken before connecting and freed when a connection is
-  dropped. Waiters queue in order; a released connection or a freed slot is handed to the first
-  waiter directly, so newcomers cannot overtake it.
+  stack: the warmest connection is reused, the cold ones at the bottom age out (`idle_timeout_s`).
+- `max_connections` counts slots, taken before connecting and freed when a connection is dropped.
+  Waiters queue; a released connection or a freed slot goes straight to the first waiter.
 - Stale keep-alive: a server may close an idle connection just as we reuse it. If a reused
   connection fails before any byte of the answer arrived, the server never read the request, so it
   is sent once more on a fresh connection. Anything else after sending is `UpstreamBroken`.
-- The whole request (queueing, connecting, answer) runs under one `asyncio.timeout`. On timeout,
-  cancellation or any error the connection is aborted, never returned to the pool.
+- One deadline bounds the whole request: `asyncio.timeout_at` while queueing or connecting (rare
+  once warm), the connection's re-armed timer while awaiting the answer (measured cheaper than a
+  timeout per request). On timeout, cancellation or error the connection is aborted, not reused.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Coroutine
+from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.errors import ConnectFailed, UpstreamBroken, UpstreamTimeout
 from gateway.http1 import (
     ConnectionLost,
+    DeadlineExceeded,
     Headers,
     Http1Connection,
     InvalidResponse,
     UpstreamResponse,
     encode_request,
-    host_line,
+    head_middle,
 )
 
 __all__ = ["UpstreamPool", "UpstreamResponse", "Upstreams"]
@@ -55,8 +57,8 @@ class UpstreamPool:
         "_closed",
         "_connect_timeout_s",
         "_conns",
+        "_head_middle",
         "_host",
-        "_host_line",
         "_idle",
         "_idle_timeout_s",
         "_max",
@@ -75,16 +77,21 @@ class UpstreamPool:
         idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
     ) -> None:
         parts = urlsplit(base_url)
-        if parts.scheme != "http" or not parts.hostname or parts.username or parts.password:
+        if (
+            parts.scheme != "http"
+            or not parts.hostname
+            or "@" in parts.netloc
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+        ):
             raise ValueError(f"upstream base URL must be http://host[:port], got {base_url!r}")
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ValueError(f"upstream base URL must not carry a path or query: {base_url!r}")
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         self._base_url = base_url.rstrip("/")
         self._host = parts.hostname
         self._port = parts.port or DEFAULT_HTTP_PORT
-        self._host_line = host_line(parts.netloc)
+        self._head_middle = head_middle(parts.netloc)
         self._max = max_connections
         self._connect_timeout_s = connect_timeout_s
         self._idle_timeout_s = idle_timeout_s
@@ -112,15 +119,46 @@ class UpstreamPool:
     async def request(
         self, method: bytes, path: bytes, headers: Headers, body: bytes, timeout_s: float
     ) -> UpstreamResponse:
-        """Send one request and return the whole answer, or raise an `UpstreamError`."""
-        data = encode_request(method, path, self._host_line, headers, body)
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await self._exchange(data, method == _HEAD)
-        except TimeoutError:
-            raise UpstreamTimeout(
-                f"upstream {self._base_url}: no complete answer within {timeout_s:g} s"
-            ) from None
+        """Send one request and return the whole answer, or raise an `UpstreamError`.
+
+        `timeout_s` bounds the whole request: waiting for a connection, connecting, the answer.
+        """
+        data = encode_request(method, path, self._head_middle, headers, body)
+        if timeout_s <= 0:  # a spent budget: do not make the upstream work for nothing
+            raise self._timed_out(timeout_s)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        conn = self._pop_idle(loop) if self._idle else None  # the hot path: no await before send
+        if conn is None:
+            conn = await self._before(deadline, timeout_s, self._acquire())
+        head_only = method == _HEAD
+        while True:
+            try:
+                response = await conn.send(data, head_only=head_only, deadline=deadline)
+            except DeadlineExceeded:
+                self._drop(conn)
+                raise self._timed_out(timeout_s) from None
+            except ConnectionLost as lost:
+                stale = conn.reused and not lost.received
+                self._drop(conn, keep_slot=stale)
+                if stale:  # the server closed it while idle: it never read this request
+                    conn = await self._before(deadline, timeout_s, self._connect())
+                    continue
+                if not lost.sent:
+                    raise ConnectFailed(
+                        f"upstream {self._base_url}: connection closed before sending ({lost})"
+                    ) from None
+                raise UpstreamBroken(
+                    f"upstream {self._base_url}: connection lost before a complete answer ({lost})"
+                ) from None
+            except InvalidResponse as exc:
+                self._drop(conn)
+                raise UpstreamBroken(f"upstream {self._base_url}: {exc}") from None
+            except BaseException:  # cancelled: the answer may still come, so drop the connection
+                self._drop(conn)
+                raise
+            self._release(conn)
+            return response
 
     async def close(self) -> None:
         """Close every connection, fail queued requests, and wait until the sockets are closed."""
@@ -139,44 +177,30 @@ class UpstreamPool:
         if conns:  # aborted sockets close on the next loop turn; the bound only guards bugs
             await asyncio.wait([conn.lost for conn in conns], timeout=CLOSE_WAIT_S)
 
-    # -- one exchange -----------------------------------------------------------------------------
+    # -- the slow paths: queueing and connecting, under the request's deadline -------------------
 
-    async def _exchange(self, data: bytes, head_only: bool) -> UpstreamResponse:
-        conn = await self._acquire()
-        while True:
-            try:
-                response = await conn.send(data, head_only=head_only)
-            except ConnectionLost as lost:
-                stale = conn.reused and not lost.received
-                self._drop(conn, keep_slot=stale)
-                if stale:  # the server closed it while idle: it never read this request
-                    conn = await self._connect()
-                    continue
-                if not lost.sent:
-                    raise ConnectFailed(
-                        f"upstream {self._base_url}: connection closed before sending ({lost})"
-                    ) from None
-                raise UpstreamBroken(
-                    f"upstream {self._base_url}: connection lost before a complete answer ({lost})"
-                ) from None
-            except InvalidResponse as exc:
-                self._drop(conn)
-                raise UpstreamBroken(f"upstream {self._base_url}: {exc}") from None
-            except BaseException:  # timeout, cancellation: the answer may still come, so drop it
-                self._drop(conn)
-                raise
-            self._release(conn)
-            return response
+    async def _before(
+        self, deadline: float, timeout_s: float, step: Coroutine[Any, Any, Http1Connection]
+    ) -> Http1Connection:
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await step
+        except TimeoutError:
+            raise self._timed_out(timeout_s) from None
+
+    def _timed_out(self, timeout_s: float) -> UpstreamTimeout:
+        return UpstreamTimeout(
+            f"upstream {self._base_url}: no complete answer within {timeout_s:g} s"
+        )
 
     # -- connections and slots --------------------------------------------------------------------
 
     async def _acquire(self) -> Http1Connection:
         if self._closed:
             raise ConnectFailed(f"upstream {self._base_url}: pool closed")
-        if self._idle:
-            conn = self._pop_idle()
-            if conn is not None:
-                return conn
+        conn = self._pop_idle(asyncio.get_running_loop())
+        if conn is not None:
+            return conn
         if self._slots < self._max:
             self._slots += 1
             return await self._connect()
@@ -186,26 +210,34 @@ class UpstreamPool:
             handed = await waiter
         except BaseException:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                self._give_back(waiter.result())  # handed over just as we were cancelled
+                handed = waiter.result()  # handed over just as we were cancelled: pass it on
+                if handed is None:
+                    self._free_slot()
+                else:
+                    self._release(handed)
             raise
         if handed is None:
             return await self._connect()
         self._reused += 1
         return handed
 
-    def _pop_idle(self) -> Http1Connection | None:
-        """The most recently used idle connection; all idle ones are closed if it has expired."""
-        conn = self._idle.pop()
-        conn.idle = False
-        if asyncio.get_running_loop().time() - conn.idle_since <= self._idle_timeout_s:
-            self._reused += 1
-            return conn
-        expired = [conn, *self._idle]  # the ones below it on the stack are older still
-        self._idle.clear()
-        for old in expired:
+    def _pop_idle(self, loop: asyncio.AbstractEventLoop) -> Http1Connection | None:
+        """The most recently used idle connection, after closing the expired ones. The stack is
+        ordered by age, so those are a run at the bottom: usually one comparison."""
+        idle, now, limit = self._idle, loop.time(), self._idle_timeout_s
+        cut = 0
+        while cut < len(idle) and now - idle[cut].idle_since > limit:
+            cut += 1
+        for old in idle[:cut]:
             old.idle = False
             self._drop(old)
-        return None
+        del idle[:cut]
+        if not idle:
+            return None
+        conn = idle.pop()
+        conn.idle = False
+        self._reused += 1
+        return conn
 
     async def _connect(self) -> Http1Connection:
         """Open a connection in a slot the caller already holds; the slot is freed on failure."""
@@ -243,25 +275,8 @@ class UpstreamPool:
                 waiter.set_result(conn)
                 return
         conn.idle = True
-        now = asyncio.get_running_loop().time()
-        conn.idle_since = now
-        idle = self._idle
-        idle.append(conn)
-        if now - idle[0].idle_since > self._idle_timeout_s:  # sweep the cold bottom of the stack
-            keep = []
-            for old in idle:
-                if now - old.idle_since <= self._idle_timeout_s:
-                    keep.append(old)
-                else:
-                    old.idle = False
-                    self._drop(old)
-            idle[:] = keep
-
-    def _give_back(self, handed: Http1Connection | None) -> None:
-        if handed is None:
-            self._free_slot()
-        else:
-            self._release(handed)
+        conn.idle_since = asyncio.get_running_loop().time()
+        self._idle.append(conn)
 
     def _drop(
         self, conn: Http1Connection, *, keep_slot: bool = False, graceful: bool = False

@@ -49,8 +49,8 @@ BODY = json.dumps(
             {"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}
         ],
         "parameters": {"content_type": "np"},
-        "id": "bench-0000000000",
-    }  # fmt: skip
+        "id": "bench-00000000-0000-0000-0000-000000000000",
+    }
 ).encode()  # about 200 bytes, like the DESIGN.md measurements
 ANSWER = b'{"model_name":"iris","outputs":[{"name":"y","datatype":"INT64","shape":[1],"data":[0]}]}'
 HEADERS = [(b"content-type", b"application/json"), (b"traceparent", b"00-" + b"ab" * 16 + b"-01")]
@@ -257,7 +257,7 @@ def table(loop: str, results: dict[str, dict[str, dict[str, float]]]) -> str:
             row = per_mode[mode]
             rows.append(
                 f"| {name} | {mode[1:]} | {row['req_s']:,.0f} | {row['p50_ms']:.3f} "
-                f"| {row['p99_ms']:.3f} | {base / row['req_s']:.2f}× |"
+                f"| {row['p99_ms']:.3f} | {base / row['req_s']:.2f}x |"
             )
     return "\n".join(rows)
 

@@ -273,6 +273,13 @@ def full_backlog() -> Iterator[str]:
         listener.close()
 
 
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait for a state the client reaches by itself (a FIN it reads), bounded."""
+    async with asyncio.timeout(EVENT_WAIT_S):
+        while not condition():
+            await asyncio.sleep(0.001)
+
+
 async def get(pool: UpstreamPool, path: bytes = b"/", timeout_s: float = TIMEOUT_S) -> Any:
     return await pool.request(b"GET", path, [], b"", timeout_s)
 
@@ -417,6 +424,58 @@ async def test_idle_connections_expire(env: Env) -> None:
     assert server.accepted == 2 and pool.reused == 1 and pool.open_connections == 1
 
 
+async def test_expired_connections_at_the_bottom_of_the_stack_are_closed(env: Env) -> None:
+    async def slow_path(peer: Peer) -> None:
+        while (request := await peer.read_request()) is not None:
+            if request.line.startswith(b"GET /slow"):
+                await asyncio.sleep(0.4)  # the other connection ages meanwhile
+            await peer.send(answer())
+
+    server = await env.server(slow_path)
+    pool = env.pool(server.url, idle_timeout_s=0.3)
+    await asyncio.gather(get(pool, b"/fast"), get(pool, b"/slow"))  # idle: fast, then slow
+    assert pool.idle_connections == 2
+    await get(pool)
+    assert pool.reused == 1  # the warm one, from the top
+    assert pool.idle_connections == 1 and pool.open_connections == 1
+    assert server.accepted == 2
+
+
+async def test_a_connection_the_server_closes_while_idle_leaves_the_pool(env: Env) -> None:
+    async def answer_once_then_close(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.send(answer(b"first"))
+        await peer.close()
+
+    server = await env.server(scripted(answer_once_then_close, keep_alive))
+    pool = env.pool(server.url)
+    assert (await get(pool)).body == b"first"
+    await until(lambda: pool.open_connections == 0)  # seen without sending anything
+    assert pool.idle_connections == 0
+    assert (await get(pool, b"/next")).body == b"/next"
+    assert pool.reused == 0 and server.accepted == 2
+
+
+async def test_unsolicited_bytes_on_an_idle_connection_retire_it(env: Env) -> None:
+    answered = asyncio.Event()
+
+    async def chatty(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.send(answer())
+        await answered.wait()
+        await peer.send(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")  # nobody asked
+        await peer.wait_eof()
+
+    server = await env.server(chatty)
+    pool = env.pool(server.url)
+    await get(pool)
+    assert pool.idle_connections == 1
+    answered.set()
+    await asyncio.wait_for(server.client_closed.wait(), EVENT_WAIT_S)
+    await until(lambda: pool.open_connections == 0)
+    assert pool.idle_connections == 0
+
+
 # -- answers that end the connection --------------------------------------------------------------
 
 
@@ -526,6 +585,21 @@ async def test_head_204_and_304_have_no_body_and_keep_the_connection(env: Env) -
     assert server.accepted == 1 and pool.reused == len(wires) - 1
 
 
+async def test_head_answer_with_connection_close_is_not_reused(env: Env) -> None:
+    async def head_then_close(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.send(b"HTTP/1.1 200 OK\r\nConnection: close\r\ncontent-length: 9\r\n\r\n")
+        await peer.wait_eof()
+
+    server = await env.server(head_then_close)
+    pool = env.pool(server.url)
+    for _ in range(2):
+        response = await pool.request(b"HEAD", b"/", [], b"", TIMEOUT_S)
+        assert (response.status, response.body) == (200, b"")
+        assert pool.open_connections == 0
+    assert server.accepted == 2 and pool.reused == 0
+
+
 # -- errors ---------------------------------------------------------------------------------------
 
 
@@ -562,6 +636,67 @@ async def test_no_answer_times_out_and_drops_the_connection(env: Env) -> None:
     assert 0.3 - EARLY_S <= time.monotonic() - started < 0.3 + SLACK_S
     assert pool.open_connections == 0 and pool.idle_connections == 0
     await asyncio.wait_for(server.client_closed.wait(), EVENT_WAIT_S)
+
+
+async def test_a_spent_budget_sends_nothing(env: Env) -> None:
+    server = await env.server(keep_alive)
+    pool = env.pool(server.url)
+    for budget in (0.0, -1.0):
+        with pytest.raises(UpstreamTimeout):
+            await get(pool, timeout_s=budget)
+    assert server.accepted == 0 and pool.open_connections == 0
+
+
+async def test_a_shorter_deadline_after_a_longer_one_still_fires_on_time(env: Env) -> None:
+    async def answer_first_only(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.send(answer())
+        await peer.read_request()
+        await peer.wait_eof()
+
+    pool = env.pool((await env.server(answer_first_only)).url)
+    await get(pool, timeout_s=30.0)  # arms the connection's timer 30 s out
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeout):
+        await get(pool, timeout_s=0.2)
+    assert 0.2 - EARLY_S <= time.monotonic() - started < 0.2 + SLACK_S
+    assert pool.reused == 1 and pool.open_connections == 0
+
+
+async def test_a_longer_deadline_after_a_shorter_one_is_honoured(env: Env) -> None:
+    async def second_answer_late(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.send(answer(b"quick"))
+        await peer.read_request()
+        await asyncio.sleep(0.5)  # past the first request's deadline, inside the second's
+        await peer.send(answer(b"late"))
+        await peer.wait_eof()
+
+    pool = env.pool((await env.server(second_answer_late)).url)
+    assert (await get(pool, timeout_s=0.3)).body == b"quick"
+    assert (await get(pool, timeout_s=TIMEOUT_S)).body == b"late"
+    assert pool.reused == 1 and pool.open_connections == 1
+
+
+async def test_the_deadline_covers_waiting_for_a_connection(env: Env) -> None:
+    release = asyncio.Event()
+
+    async def held(peer: Peer) -> None:
+        while await peer.read_request() is not None:
+            await release.wait()
+            await peer.send(answer())
+
+    server = await env.server(held)
+    pool = env.pool(server.url, max_connections=1)
+    holder = asyncio.create_task(get(pool))
+    await asyncio.wait_for(server.request_seen.wait(), EVENT_WAIT_S)
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeout):  # not the outer TimeoutError: the pool's own deadline
+        await asyncio.wait_for(get(pool, timeout_s=0.2), EVENT_WAIT_S)
+    assert 0.2 - EARLY_S <= time.monotonic() - started < 0.2 + SLACK_S
+    release.set()
+    assert (await holder).status == 200
+    assert len(server.requests) == 1 and pool.open_connections == 1
 
 
 @pytest.mark.parametrize(
@@ -681,14 +816,59 @@ async def test_concurrency_is_bounded_by_max_connections(env: Env) -> None:
     assert pool.reused == 200 - 16
 
 
-async def test_close_ends_in_flight_requests_and_refuses_new_ones(env: Env) -> None:
-    server = await env.server(never_answer)
+async def test_a_closed_connection_passes_its_slot_to_the_next_in_line(env: Env) -> None:
+    release = asyncio.Event()
+
+    async def close_after_answer(peer: Peer) -> None:
+        await peer.read_request()
+        await release.wait()
+        await peer.send(answer(b"bye", headers=b"Connection: close\r\n"))
+        await peer.wait_eof()
+
+    server = await env.server(close_after_answer)
+    pool = env.pool(server.url, max_connections=1)
+    first = asyncio.create_task(get(pool))
+    await asyncio.wait_for(server.request_seen.wait(), EVENT_WAIT_S)
+    second = asyncio.create_task(get(pool))  # queues: the one slot is taken
+    await asyncio.sleep(0)
+    assert server.accepted == 1 and not second.done()
+    release.set()
+    assert [(await first).body, (await second).body] == [b"bye", b"bye"]
+    assert server.accepted == 2 and pool.open_connections == 0
+
+
+async def test_closing_the_pool_never_passes_off_a_cut_body_as_complete(env: Env) -> None:
+    sent = asyncio.Event()
+
+    async def until_close(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.send(b"HTTP/1.1 200 OK\r\n\r\npartial")  # the body ends when the server closes
+        sent.set()
+        await peer.wait_eof()
+
+    server = await env.server(until_close)
     pool = env.pool(server.url)
     task = asyncio.create_task(get(pool))
-    await asyncio.wait_for(server.request_seen.wait(), EVENT_WAIT_S)
-    await pool.close()
+    await asyncio.wait_for(sent.wait(), EVENT_WAIT_S)
+    for _ in range(10):  # loop turns, not wall time: the client reads what its socket holds
+        await asyncio.sleep(0)
+    await pool.close()  # our close, not the server's: the body is cut, not complete
     with pytest.raises(UpstreamError):
         await task
+
+
+async def test_close_ends_in_flight_and_queued_requests_and_refuses_new_ones(env: Env) -> None:
+    server = await env.server(never_answer)
+    pool = env.pool(server.url, max_connections=1)
+    in_flight = asyncio.create_task(get(pool))
+    await asyncio.wait_for(server.request_seen.wait(), EVENT_WAIT_S)
+    queued = asyncio.create_task(get(pool))
+    await asyncio.sleep(0)  # one step: it finds no free slot and queues
+    await pool.close()
+    with pytest.raises(UpstreamError):
+        await in_flight
+    with pytest.raises(ConnectFailed, match="pool closed"):
+        await queued
     assert pool.open_connections == 0
     with pytest.raises(ConnectFailed, match="pool closed"):
         await get(pool)
