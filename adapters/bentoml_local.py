@@ -19,7 +19,6 @@ import ctypes
 import os
 import shutil
 import signal
-import socket
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Final
 import httpx
 import msgspec
 
+from adapters.net import free_port
 from adapters.process_tree import descendants, kill_all
 from registry.domain import ModelVersion
 from registry.errors import DeployError, RegistryError
@@ -45,13 +45,6 @@ _PR_SET_PDEATHSIG: Final = 1
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -195,7 +188,7 @@ class LocalBentoServers:
 
     async def _run_once(self, server: _Server) -> None:
         """Start the server, wait for ready, then wait for it to exit."""
-        port = _free_port()
+        port = free_port()
         endpoint = f"http://127.0.0.1:{port}"
         server.update(status="starting", endpoint=None, detail=None)
         log = (server.workdir / "server.log").open("ab")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +18,12 @@ from typing import IO, Final
 
 import httpx
 
+from adapters.net import free_port
+
 PG_ADMIN_DSN: Final = os.environ.get(
     "MODELYARD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 READY_TIMEOUT_S: Final = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass

@@ -34,24 +34,6 @@ class ModelUpdate(_Input, frozen=True):
     description: Description | None = None
 
 
-class VersionCreate(_Input, frozen=True):
-    """A new version: an artifact (URI + digest + size) or an `endpoint`, or both."""
-
-    artifact_uri: Uri | None = None
-    digest: Digest | None = None
-    size_bytes: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    format: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,32}$")] = "bento"
-    bento_tag: ShortText | None = None
-    apis: Annotated[list[ApiSpec], msgspec.Meta(max_length=100)] = []
-    endpoint: Uri | None = None
-    run_id: ShortText | None = None
-    source: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
-    description: Description = ""
-    metrics: Metrics = {}
-    params: Params = {}
-    tags: Tags = {}
-
-
 class VersionMeta(_Input, frozen=True):
     """What a client says about a version whose artifact facts come from the upload itself."""
 
@@ -61,6 +43,18 @@ class VersionMeta(_Input, frozen=True):
     metrics: Metrics = {}
     params: Params = {}
     tags: Tags = {}
+
+
+class VersionCreate(VersionMeta, frozen=True):
+    """A new version: an artifact (URI + digest + size) or an `endpoint`, or both."""
+
+    artifact_uri: Uri | None = None
+    digest: Digest | None = None
+    size_bytes: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    format: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,32}$")] = "bento"
+    bento_tag: ShortText | None = None
+    apis: Annotated[list[ApiSpec], msgspec.Meta(max_length=100)] = []
+    endpoint: Uri | None = None
 
 
 class VersionUpdate(_Input, frozen=True):
