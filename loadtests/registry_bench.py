@@ -30,13 +30,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
 import os
-import platform
 import secrets
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 import traceback
@@ -51,6 +48,7 @@ import asyncpg
 import httpx
 
 from adapters.sql_rows import to_micros
+from loadtests.benchkit import BenchError, machine, pin_threads, say, write_report
 from loadtests.light_http import LightClient, LightResponse
 from modelyard.testing import ModelyardProcess, fresh_postgres_database, postgres_available
 
@@ -81,10 +79,6 @@ VERSION_COLUMNS: Final = (
     "params", "tags", "created_by", "created_at", "updated_at", "revision",
 )
 # fmt: on
-
-
-class BenchError(RuntimeError):
-    """Something failed outright (not merely slow): the run exits non-zero."""
 
 
 @dataclass(frozen=True)
@@ -407,8 +401,7 @@ def pinned_apart(proc: ModelyardProcess) -> Iterator[None]:
     if len(cpus) < 2 or proc.proc is None:
         yield
         return
-    for task in Path(f"/proc/{proc.proc.pid}/task").iterdir():
-        os.sched_setaffinity(int(task.name), {cpus[-1]})
+    pin_threads(proc.proc.pid, {cpus[-1]})
     os.sched_setaffinity(0, set(cpus[:-1]))
     try:
         yield
@@ -452,19 +445,6 @@ def bench_store(store: str, cfg: Config, workdir: Path) -> dict[str, Any]:
 
 
 # --- report ---------------------------------------------------------------------------------
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
-    }
 
 
 def _verdict(result: dict[str, Any]) -> tuple[str, str]:
@@ -554,8 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.iterations is not None:
         cfg = Config(**{**asdict(cfg), "iterations": args.iterations})
     report = run(cfg, args.stores.split(","))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.out, report)
     print(table(report))
     print(f"\nreport: {args.out}")
     return 1 if any("error" in found for found in report["stores"].values()) else 0

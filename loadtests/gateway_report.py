@@ -1,0 +1,238 @@
+"""The gateway benchmark's figures and verdicts: the ratios of the fixed-response legs, the
+targets judged PASS/MISS, whether the run failed, and the whole report as a table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+from loadtests.benchkit import num
+
+#: What the run is judged on: a named figure, compared with `op` to `limit`.
+TARGETS: Final[dict[str, dict[str, Any]]] = {
+    "gateway_rps_c16": {
+        "what": "gateway req/s at concurrency 16",
+        "op": ">=",
+        "limit": 5000,
+        "unit": "req/s",
+    },
+    "added_p50_c1": {
+        "what": "gateway p50 - direct p50 at concurrency 1",
+        "op": "<=",
+        "limit": 0.3,
+        "unit": "ms",
+    },
+    "added_p99_c1": {
+        "what": "gateway p99 - direct p99 at concurrency 1",
+        "op": "<=",
+        "limit": 1.0,
+        "unit": "ms",
+    },
+    "e2e_share_p50_c1": {
+        "what": "gateway share of the p50 in front of BentoML, concurrency 1",
+        "op": "<",
+        "limit": 0.10,
+        "unit": "fraction",
+    },
+    "e2e_share_p50_c8": {
+        "what": "gateway share of the p50 in front of BentoML, concurrency 8",
+        "op": "<",
+        "limit": 0.10,
+        "unit": "fraction",
+    },
+    "e2e_share_cpu": {
+        "what": "gateway share of the CPU per request in front of BentoML",
+        "op": "<",
+        "limit": 0.10,
+        "unit": "fraction",
+    },
+}
+
+
+def cell(runs: dict[str, Any], path: str, conc: str, key: str) -> float | None:
+    found = (runs.get(path) or {}).get(conc)
+    return None if found is None else float(found[key])
+
+
+def ratios(runs: dict[str, Any], concurrencies: Sequence[int]) -> dict[str, Any]:
+    def share(over: str) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for c in concurrencies:
+            gw, base = cell(runs, "gateway", f"c{c}", "rps"), cell(runs, over, f"c{c}", "rps")
+            out[f"c{c}"] = None if gw is None or not base else round(gw / base, 4)
+        return out
+
+    def added(key: str) -> float | None:
+        gw, direct = cell(runs, "gateway", "c1", key), cell(runs, "direct", "c1", key)
+        return None if gw is None or direct is None else round(gw - direct, 4)
+
+    return {
+        "throughput_gateway_over_direct": share("direct"),
+        "throughput_gateway_over_nginx": share("nginx"),
+        "added_latency_c1": {"p50_ms": added("p50_ms"), "p99_ms": added("p99_ms")},
+    }
+
+
+def judge(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    runs, r, e2e = report["runs"], report["ratios"], report["e2e"]
+    shares = e2e.get("gateway_share_p50", {})
+    values: dict[str, float | None] = {
+        "gateway_rps_c16": cell(runs, "gateway", "c16", "rps"),
+        "added_p50_c1": r["added_latency_c1"]["p50_ms"],
+        "added_p99_c1": r["added_latency_c1"]["p99_ms"],
+        "e2e_share_p50_c1": shares.get("c1"),
+        "e2e_share_p50_c8": shares.get("c8"),
+        "e2e_share_cpu": e2e.get("gateway_share_cpu", {}).get("all"),
+    }
+    judged: dict[str, dict[str, Any]] = {}
+    for name, target in TARGETS.items():
+        value = values[name]
+        passed: bool | None = None
+        if value is not None:
+            limit = target["limit"]
+            passed = {">=": value >= limit, "<=": value <= limit, "<": value < limit}[target["op"]]
+        judged[name] = {**target, "value": value, "pass": passed}
+    return judged
+
+
+def failed(report: dict[str, Any]) -> bool:
+    e2e = report.get("e2e", {})
+    return (
+        "error" in report
+        or any("error" in found for found in report["runs"].values())
+        or "error" in e2e
+        or any("error" in e2e.get(path, {}) for path in ("direct", "gateway"))
+    )
+
+
+# --- the table ------------------------------------------------------------------------------
+
+E2E_PATHS: Final = ("direct", "gateway")
+VALUE_FORMAT: Final = {"req/s": ",.0f", "ms": ".3f", "fraction": ".1%"}
+
+
+def _first_line(error: str) -> str:
+    lines = [line.strip() for line in error.splitlines() if line.strip()]
+    return (lines[0] if lines else "?")[:200] + " (details on stderr and in the JSON report)"
+
+
+def _run_lines(
+    runs: dict[str, Any], paths: Sequence[str], concurrencies: Sequence[int]
+) -> list[str]:
+    """One row per concurrency and path; a path that failed gets one ERROR line at the end."""
+    lines = []
+    for c in concurrencies:
+        for path in paths:
+            r = (runs.get(path) or {}).get(f"c{c}")
+            if r is not None:
+                lines.append(
+                    f"{path:<10}{c:>5}{r['rps']:>12,.0f}{r['p50_ms']:>10.3f}{r['p99_ms']:>10.3f}"
+                )
+    for path in paths:
+        found = runs.get(path) or {}
+        if "error" in found:
+            lines.append(f"{path:<10}ERROR: {_first_line(found['error'])}")
+    return lines
+
+
+def table(report: dict[str, Any]) -> str:
+    cfg, m = report["config"], report["machine"]
+    pinning = (
+        f"wrk on CPU {m['client_cpu']}, servers on CPU {m['server_cpu']}"
+        if m["server_cpu"] is not None
+        else "not pinned (one CPU)"
+    )
+    head = f"{'path':<10}{'conc':>5}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}"
+    lines = [
+        f"{m['cpus']} CPUs, load {m['loadavg_1m_at_start']}, {pinning};"
+        f" {cfg['duration_s']} s a run, {cfg['body_bytes']}-byte POST",
+    ]
+    if "error" in report:
+        return "\n".join([*lines, f"ERROR: {_first_line(report['error'])}"])
+    lines += [head, "-" * len(head)]
+    lines += _run_lines(report["runs"], list(report["runs"]), cfg["concurrencies"])
+    r = report["ratios"]
+    lines.append("")
+    for over in ("direct", "nginx"):
+        shares = r[f"throughput_gateway_over_{over}"]
+        text = "  ".join(f"{c} {num(v, '.3f')}" for c, v in shares.items())
+        lines.append(f"gateway/{over + ' req/s:':<14}{text}")
+    added = r["added_latency_c1"]
+    lines.append(
+        f"added by the gateway at c1: p50 {num(added['p50_ms'], '+.3f')} ms,"
+        f" p99 {num(added['p99_ms'], '+.3f')} ms"
+    )
+    e2e = report["e2e"]
+    lines.append("")
+    if "skipped" in e2e:
+        lines.append(f"in front of BentoML: skipped ({e2e['skipped']})")
+    elif "error" in e2e:
+        lines.append(f"in front of BentoML: ERROR: {_first_line(e2e['error'])}")
+    else:
+        lines += e2e_lines(e2e)
+    rules = {
+        name: f"{t['what']} {t['op']} {t['limit']:g} {t['unit']}"
+        for name, t in report["targets"].items()
+    }
+    width = max(map(len, rules.values())) + 2
+    lines += ["", f"{'target':<{width}}{'value':>10}  result"]
+    for name, t in report["targets"].items():
+        verdict = "-" if t["pass"] is None else ("PASS" if t["pass"] else "MISS")
+        value = num(t["value"], VALUE_FORMAT[t["unit"]])
+        lines.append(f"{rules[name]:<{width}}{value:>10}  {verdict}")
+    return "\n".join(lines)
+
+
+def e2e_lines(e2e: dict[str, Any]) -> list[str]:
+    """The in-front-of-BentoML part of the benchmark's table."""
+    m = e2e["method"]
+    head = f"{'path':<10}{'conc':>5}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}  p50 min-max ms"
+    lines = [
+        f"in front of BentoML ({e2e['model']}): medians of {m['rounds']} interleaved rounds of"
+        f" {m['round_s']} s a path; BentoML and gateway on CPU {m['server_cpu']},"
+        f" wrk on CPU {m['client_cpu']}",
+        head,
+        "-" * len(head),
+    ]
+    for c in e2e["gateway_share_p50"]:
+        for path in E2E_PATHS:
+            r = e2e[path][c]
+            spread = r["p50_spread_ms"]
+            lines.append(
+                f"{path:<10}{c[1:]:>5}{r['rps']:>12,.0f}{r['p50_ms']:>10.3f}{r['p99_ms']:>10.3f}"
+                f"  {spread['min']:.3f}-{spread['max']:.3f}"
+            )
+    for c, share in e2e["gateway_share_p50"].items():
+        lines.append(
+            f"gateway's share of the p50 at {c}: {num(share, '.1%')}"
+            f" ({num(e2e['added_p50_ms'][c], '+.3f')} ms)"
+        )
+    cpu_head = (
+        f"{'CPU ms/request':<16}{'gateway':>9}{'BentoML':>9}{'gw share':>10}"
+        f"{'min-max':>14}{'BentoML direct':>16}{'gw idle':>9}"
+    )
+    lines += ["", cpu_head, "-" * len(cpu_head)]
+    for c in e2e["gateway_share_cpu"]:
+        f = e2e["cpu"][c]
+        spread = f["gateway_share_spread"]
+        between = "-" if spread is None else f"{spread['min']:.1%}-{spread['max']:.1%}"
+        lines.append(
+            f"{c:<16}{num(f['gateway_ms_per_request'], '.3f'):>9}"
+            f"{num(f['bentoml_ms_per_request'], '.3f'):>9}"
+            f"{num(f['gateway_share'], '.1%'):>10}{between:>14}"
+            f"{num(f['bentoml_direct_ms_per_request'], '.3f'):>16}"
+            f"{num(f['gateway_idle_cpu_fraction'], '.1%'):>9}"
+        )
+    idle = e2e["cpu"]["idle_cpu_fraction"]
+    lines.append(
+        f"with no request at all, for {idle['seconds']:.0f} s: gateway {idle['gateway']:.1%},"
+        f" BentoML {idle['bentoml']:.1%} of one core"
+    )
+    lines += [
+        "(gateway, BentoML: CPU per request over the gateway rounds; gw share: gateway /"
+        " (gateway + BentoML),",
+        " and its min-max over the rounds; BentoML direct: over the direct rounds;"
+        " gw idle: the gateway's CPU",
+        " as a share of one core while the direct rounds ran)",
+    ]
+    return lines
