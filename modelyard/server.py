@@ -7,6 +7,8 @@ import uvicorn
 from modelyard.app import Role, create_app
 from modelyard.settings import Settings
 
+KEEP_ALIVE_S = 75
+
 
 def run(settings: Settings, role: Role) -> None:
     app = create_app(settings, role)
@@ -17,6 +19,9 @@ def run(settings: Settings, role: Role) -> None:
         loop="uvloop",
         http="httptools",
         access_log=False,
+        # Longer than clients' idle timeouts (httpx: 5 s, like uvicorn's default): with equal
+        # timeouts a client may send on a connection the server is closing at that instant.
+        timeout_keep_alive=KEEP_ALIVE_S,
         log_level=settings.log_level,
         timeout_graceful_shutdown=5,
     )
