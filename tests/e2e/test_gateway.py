@@ -94,7 +94,11 @@ async def fire(
                 h = headers(i) if callable(headers) else headers
                 return await c.post("/models/iris/classify", json=ROWS, headers=h)
 
-        return await asyncio.gather(*(one(i) for i in range(n)))
+        # every task finishes before we look, so a failure cannot leak running requests
+        done = await asyncio.gather(*(one(i) for i in range(n)), return_exceptions=True)
+    failed = [repr(r) for r in done if isinstance(r, BaseException)]
+    assert not failed, f"{len(failed)} requests got no answer: {failed[:3]}"
+    return [r for r in done if isinstance(r, httpx.Response)]
 
 
 def metric(proc: ModelyardProcess, name: str, **labels: str) -> float:
