@@ -147,9 +147,9 @@ class Gateway:
             version = _version_number(number)
         else:
             raise UnknownModel("expected /models/{name}/{api}", field="path")
-        headers = _headers(scope)
-        version, alias = _header_pins(headers, version, alias)
         table, route = self._model(name)
+        headers = _headers(scope, route)
+        version, alias = _header_pins(headers, version, alias)
         body = await _read_body(receive, self.max_body)
         key = _sticky_key(route, headers, body)
         choice = choose(route, version=version, alias=alias, key=key, headers=headers,
@@ -214,7 +214,7 @@ class Gateway:
     ) -> None:  # fmt: skip
         body = await _read_body(receive, self.max_body)
         request = oip.decode_request(body)
-        headers = _headers(scope)
+        headers = _headers(scope, route)
         version, alias = _header_pins(headers, version, None)
         key = _sticky_key(route, headers, None) if route.policy.sticky else None
         choice = choose(route, version=version, alias=alias, key=key, headers=headers,
@@ -359,8 +359,20 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _headers(scope: Scope) -> dict[str, str]:
-    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+_PIN_HEADERS: Final = frozenset({VERSION_HEADER.encode(), ALIAS_HEADER.encode()})
+
+
+def _headers(scope: Scope, route: ModelRoute) -> dict[str, str]:
+    """Only the headers routing reads (pins, the policy's rules and sticky key), decoded:
+    most requests need two lookups, not every header of the request turned into text."""
+    wanted = _PIN_HEADERS
+    policy = route.policy
+    if policy.rules or policy.sticky is not None:
+        names = {r.header.lower() for r in policy.rules}
+        if policy.sticky is not None:
+            names.add((policy.sticky.header or "cookie").lower())
+        wanted = wanted | {n.encode() for n in names}
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in wanted}
 
 
 def _version_number(text: str) -> int:

@@ -50,7 +50,8 @@ def choose(
     headers: Mapping[str, str] | None = None,
     draw: int = 0,
 ) -> Choice:
-    """`draw` is a uniform number in [0, 10000) used when there is no sticky key."""
+    """`draw` is a uniform number in [0, 10000) used when there is no sticky key; `headers`
+    has lower-case names (HTTP header names are case-insensitive)."""
     if alias is not None:
         pinned = route.aliases.get(alias)
         if pinned is None:
@@ -61,7 +62,7 @@ def choose(
     policy = route.policy
     if policy.rules and headers:
         for rule in policy.rules:
-            if headers.get(rule.header) == rule.value and rule.version in route.versions:
+            if headers.get(rule.header.lower()) == rule.value and rule.version in route.versions:
                 return Choice(rule.version, RULE, route.versions[rule.version])
     if policy.splits:
         point = bucket(policy.salt or route.name, key) if key is not None else draw

@@ -20,7 +20,6 @@ from registry.api.tokens import TokenController, WhoAmIController
 from registry.api.traffic import TrafficController
 from registry.api.versions import VersionController
 from registry.api.windows import WindowController
-from registry.auth import TokenAuthority
 from registry.errors import RegistryError
 from registry.service import Registry
 
@@ -38,16 +37,6 @@ async def readyz(request: Request[Any, Any, Any]) -> Any:
     except RegistryError as exc:
         return Response(Health("unavailable", exc.message), status_code=503)
     return Health("ok")
-
-
-def _registry(state: State) -> Registry:
-    registry: Registry = state.registry
-    return registry
-
-
-def _authority(state: State) -> TokenAuthority:
-    authority: TokenAuthority = state.authority
-    return authority
 
 
 def _state(name: str) -> Provide:
@@ -74,8 +63,8 @@ def registry_routes() -> list[ControllerRouterHandler]:
         ],
         guards=[role_guard],
         dependencies={
-            "registry": Provide(_registry, sync_to_thread=False),
-            "authority": Provide(_authority, sync_to_thread=False),
+            "registry": _state("registry"),
+            "authority": _state("authority"),
             "registration": _state("registration"),
             "artifacts": _state("artifacts"),
             "deployments": _state("deployments"),

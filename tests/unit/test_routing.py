@@ -132,3 +132,8 @@ def test_choices_are_cheap_enough_to_make_per_request() -> None:
     rng = random.Random(1)
     versions = {choose(r, key=f"k{rng.randrange(10**6)}").version for _ in range(2000)}
     assert versions == {1, 2}
+
+
+def test_rule_header_names_match_in_any_case() -> None:
+    policy = TrafficPolicy(rules=[HeaderRule(header="X-Tester", value="yes", version=3)])
+    assert choose(route(policy), headers={"x-tester": "yes"})[:2] == (3, RULE)
