@@ -127,6 +127,31 @@ CREATE TABLE traffic_windows (
 CREATE INDEX traffic_windows_model ON traffic_windows (model, received_at)
 """,
     ),
+    (
+        4,
+        """
+ALTER TABLE traffic_windows ADD COLUMN compared BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE traffic_windows ADD COLUMN agreed BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE rollouts (
+    id TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX rollouts_one_active ON rollouts (model)
+    WHERE phase IN ('Pending', 'Progressing', 'Paused', 'Promoting');
+CREATE INDEX rollouts_by_model ON rollouts (model, created_at);
+CREATE TABLE rollout_looks (
+    rollout_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    at BIGINT NOT NULL,
+    look TEXT NOT NULL,
+    PRIMARY KEY (rollout_id, seq)
+)
+""",
+    ),
 ]
 
 CREATE_MIGRATIONS_TABLE: Final = (

@@ -14,10 +14,12 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 
+from adapters import sql_rollouts
 from adapters import sql_rows as rows
 from adapters.sql_schema import CREATE_MIGRATIONS_TABLE, MIGRATIONS, statements
 from registry import audit
 from registry.changes import (
+    AppendLook,
     Audit,
     CreateModel,
     CreateVersion,
@@ -29,6 +31,7 @@ from registry.changes import (
     ModelFilter,
     ModelState,
     RememberRequest,
+    SaveRollout,
     SetAlias,
     StoredRequest,
     UpdateModel,
@@ -45,6 +48,7 @@ from registry.domain import (
     model_scope,
 )
 from registry.errors import NotFound
+from registry.rollouts import Look, Rollout
 from registry.windows import TrafficWindow, VariantTraffic
 
 T = TypeVar("T")
@@ -177,7 +181,9 @@ class SqlStore:
             for r in found_rows:
                 versions[int(r[0])] = rows.version_from_row(name, r, held.get(int(r[0])))
         model = rows.model_from_row(model_row, aliases)
-        return model_id, ModelState(model=model, versions=versions, aliases=aliases, replay=replay)
+        rollout = await sql_rollouts.active_for(conn, name) if spec.rollout else None
+        state = ModelState(model, versions, aliases, replay=replay, rollout=rollout)
+        return model_id, state
 
     async def transact(
         self, model: str, load: LoadSpec, decide: Callable[[ModelState], Decision[T]]
@@ -260,6 +266,10 @@ class SqlStore:
                         )
                     case Audit():
                         head = await self._append(conn, scope, head, op)
+                    case SaveRollout(rollout):
+                        await sql_rollouts.save(conn, rollout)
+                    case AppendLook(rollout_id, look):
+                        await sql_rollouts.append_look(conn, rollout_id, look)
                     case RememberRequest():
                         await conn.execute(
                             "INSERT INTO idempotency_keys (principal_id, key, fingerprint, status,"
@@ -447,29 +457,50 @@ class SqlStore:
             for w in windows:
                 await conn.execute(
                     "INSERT INTO traffic_windows (model, version, variant, source, received_at,"
-                    " requests, errors, latencies_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " requests, errors, latencies_ms, compared, agreed)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (w.model, w.version, w.variant, source, rows.to_micros(now), w.requests,
-                     w.errors, rows.dumps(w.latencies_ms)),
+                     w.errors, rows.dumps(w.latencies_ms), w.compared, w.agreed),
                 )  # fmt: skip
 
     async def windows(self, model: str, since: datetime) -> list[VariantTraffic]:
         found = await self._fetch(
-            "SELECT version, variant, requests, errors, latencies_ms FROM traffic_windows"
-            " WHERE model = ? AND received_at >= ? ORDER BY id",
+            "SELECT version, variant, requests, errors, latencies_ms, compared, agreed"
+            " FROM traffic_windows WHERE model = ? AND received_at >= ? ORDER BY id",
             (model, rows.to_micros(since)),
         )
-        summed: dict[tuple[int, str], tuple[int, int, list[float]]] = {}
-        for version, variant, requests, errors, latencies in found:
-            before = summed.get((int(version), variant), (0, 0, []))
+        summed: dict[tuple[int, str], tuple[int, int, list[float], int, int]] = {}
+        for version, variant, requests, errors, latencies, compared, agreed in found:
+            r, e, lat, c, a = summed.get((int(version), variant), (0, 0, [], 0, 0))
+            lat.extend(_latencies.decode(latencies))
             summed[(int(version), variant)] = (
-                before[0] + int(requests),
-                before[1] + int(errors),
-                before[2] + _latencies.decode(latencies),
-            )
+                r + int(requests), e + int(errors), lat, c + int(compared), a + int(agreed)
+            )  # fmt: skip
         return [
-            VariantTraffic(version, variant, r, e, lat, since)
-            for (version, variant), (r, e, lat) in sorted(summed.items())
+            VariantTraffic(version, variant, r, e, lat, since, c, a)
+            for (version, variant), (r, e, lat, c, a) in sorted(summed.items())
         ]
+
+    # --- rollouts -------------------------------------------------------------------------
+
+    async def get_rollout(self, rollout_id: str) -> Rollout:
+        async with self.driver.reading() as conn:
+            found = await sql_rollouts.get(conn, rollout_id)
+        if found is None:
+            raise NotFound(f"rollout {rollout_id!r} does not exist", field="id")
+        return found
+
+    async def list_rollouts(self, model: str, limit: int) -> list[Rollout]:
+        async with self.driver.reading() as conn:
+            return await sql_rollouts.of_model(conn, model, limit)
+
+    async def active_rollouts(self) -> list[Rollout]:
+        async with self.driver.reading() as conn:
+            return await sql_rollouts.active(conn)
+
+    async def rollout_looks(self, rollout_id: str, after: int, limit: int) -> list[Look]:
+        async with self.driver.reading() as conn:
+            return await sql_rollouts.looks(conn, rollout_id, after, limit)
 
     # --- tokens ---------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from adapters.leadership import FileLead, PostgresLead
 from adapters.postgres_store import open_postgres
 from adapters.sql_store import SqlStore
 from adapters.sqlite_store import open_sqlite
@@ -29,3 +30,13 @@ async def open_metadata_store(url: str, *, sqlite_synchronous: str = "FULL") -> 
         await store.close()
         raise
     return store
+
+
+def open_leadership(url: str) -> FileLead | PostgresLead:
+    """The lock that elects the replica driving rollouts, for the store at `url`."""
+    scheme, _, rest = url.partition("://")
+    if scheme == "sqlite":
+        return FileLead(Path(rest + ".lead"))
+    if scheme in ("postgres", "postgresql"):
+        return PostgresLead(url)
+    raise UnknownBackend(f"unknown metadata store scheme {scheme!r}")

@@ -9,6 +9,7 @@ import random
 from collections.abc import Callable
 from typing import Final
 
+from registry.traffic import SHADOW_VARIANT
 from registry.windows import TrafficWindow
 
 LATENCY_BUCKETS_S: Final = (
@@ -39,6 +40,8 @@ class _Stats:
         "samples",
         "seen",
         "sum_s",
+        "w_agreed",
+        "w_compared",
         "w_errors",
         "w_requests",
     )
@@ -48,6 +51,7 @@ class _Stats:
         self.sum_s = 0.0
         self.buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)
         self.w_requests = self.w_errors = self.seen = 0
+        self.w_compared = self.w_agreed = 0
         self.samples: list[float] = []
 
 
@@ -66,7 +70,9 @@ class GatewayMetrics:
         self.registry_up = False
         self.breakers: Callable[[], dict[str, str]] = dict
 
-    def observe(self, model: str, version: str, variant: str, seconds: float, error: bool) -> None:
+    def observe(
+        self, model: str, version: str, variant: str, seconds: float, error: bool
+    ) -> _Stats:
         key = (model, version, variant)
         stats = self._stats.get(key)
         if stats is None:
@@ -85,6 +91,20 @@ class GatewayMetrics:
             slot = random.randrange(stats.seen)
             if slot < WINDOW_SAMPLES:
                 stats.samples[slot] = seconds * 1000.0
+        return stats
+
+    def shadow_answer(self, model: str, version: str, seconds: float, agreed: bool | None) -> None:
+        """A shadow copy's outcome: its latency and error in the `shadow` variant's window
+        (the shadow rollout's judge reads them) and, when compared, the agreement."""
+        stats = self.observe(model, version, SHADOW_VARIANT, seconds, agreed is None)
+        if agreed is not None:
+            stats.w_compared += 1
+            stats.w_agreed += agreed
+            counts = self.shadow(model, version)
+            counts.compared += 1
+            counts.agreed += agreed
+        else:
+            self.shadow(model, version).failed += 1
 
     def shadow(self, model: str, version: str) -> _Shadow:
         found = self._shadow.get((model, version))
@@ -101,9 +121,18 @@ class GatewayMetrics:
         for (model, version, variant), s in self._stats.items():
             if s.w_requests:
                 out.append(
-                    TrafficWindow(model, int(version), variant, s.w_requests, s.w_errors, s.samples)
+                    TrafficWindow(
+                        model,
+                        int(version),
+                        variant,
+                        s.w_requests,
+                        s.w_errors,
+                        s.samples,
+                        s.w_compared,
+                        s.w_agreed,
+                    )
                 )
-            s.w_requests = s.w_errors = s.seen = 0
+            s.w_requests = s.w_errors = s.seen = s.w_compared = s.w_agreed = 0
             s.samples = []
         return out
 

@@ -15,10 +15,10 @@ from typing import Final, NamedTuple
 
 from gateway.errors import NoHealthyUpstream, UnknownModel
 from registry.routes import ModelRoute, VersionRoute
-from registry.traffic import BUCKETS
+from registry.traffic import BUCKETS, CANARY_VARIANT, STABLE_VARIANT
 
-STABLE: Final = "stable"
-CANARY: Final = "canary"
+STABLE: Final = STABLE_VARIANT
+CANARY: Final = CANARY_VARIANT
 PINNED: Final = "pinned"
 RULE: Final = "rule"
 

@@ -10,7 +10,7 @@ from typing import Any
 from gateway.follow import RouteFollower, RouteSource
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import Gateway, Receive, Scope, Send
-from gateway.report import Reporter, WindowSink
+from gateway.report import REPORT_S, Reporter, WindowSink
 from gateway.shadow import ShadowQueue
 from gateway.upstream import Upstreams
 
@@ -19,13 +19,18 @@ GATEWAY_PREFIXES = ("/models/", "/v2/")
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    source: RouteSource, sink: WindowSink, *, max_body: int, max_inflight: int
+    source: RouteSource,
+    sink: WindowSink,
+    *,
+    max_body: int,
+    max_inflight: int,
+    report_s: float = REPORT_S,
 ) -> AsyncIterator[Gateway]:
     upstreams = Upstreams()
     metrics = GatewayMetrics()
     shadow = ShadowQueue(upstreams, metrics)
     follower = RouteFollower(source)
-    reporter = Reporter(metrics, sink)
+    reporter = Reporter(metrics, sink, report_s)
     shadow.start()
     await follower.start()
     reporter.start()

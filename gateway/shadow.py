@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import time
 from typing import Any, Final, NamedTuple
 
 import msgspec
@@ -86,23 +87,25 @@ class ShadowQueue:
                 self._queue.task_done()
 
     async def _compare(self, copy: ShadowCopy) -> None:
-        stats = self.metrics.shadow(copy.route.name, str(copy.target.version))
+        model, version = copy.route.name, str(copy.target.version)
         policy = copy.route.policy
+        started = time.perf_counter()
         try:
             answer = await self.upstreams.pool(copy.target.endpoint).request(
                 b"POST", copy.path, copy.headers, copy.body, policy.deadline_ms / 1000
             )
         except GatewayError as exc:
-            stats.failed += 1
+            self.metrics.shadow_answer(model, version, time.perf_counter() - started, None)
             log.debug("shadow copy to %s failed: %s", copy.target.endpoint, exc.message)
             return
+        seconds = time.perf_counter() - started
         if answer.status >= 400:
-            stats.failed += 1
+            self.metrics.shadow_answer(model, version, seconds, None)
             return
-        stats.compared += 1
         tolerance = policy.shadow.tolerance if policy.shadow is not None else 0.0
-        if agree(copy.primary, answer.body, tolerance):
-            stats.agreed += 1
+        self.metrics.shadow_answer(
+            model, version, seconds, agree(copy.primary, answer.body, tolerance)
+        )
 
     async def drain(self) -> None:
         """Wait until every queued copy was sent and compared (tests, shutdown)."""

@@ -61,6 +61,7 @@ class UpstreamPool:
         "_host",
         "_idle",
         "_idle_timeout_s",
+        "_loop",
         "_max",
         "_port",
         "_reused",
@@ -101,6 +102,14 @@ class UpstreamPool:
         self._slots = 0
         self._reused = 0
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop, looked up once: `asyncio.get_running_loop()` costs a getpid() syscall."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     @property
     def open_connections(self) -> int:
@@ -126,7 +135,7 @@ class UpstreamPool:
         data = encode_request(method, path, self._head_middle, headers, body)
         if timeout_s <= 0:  # a spent budget: do not make the upstream work for nothing
             raise self._timed_out(timeout_s)
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         deadline = loop.time() + timeout_s
         conn = self._pop_idle(loop) if self._idle else None  # the hot path: no await before send
         if conn is None:
@@ -198,7 +207,7 @@ class UpstreamPool:
     async def _acquire(self) -> Http1Connection:
         if self._closed:
             raise ConnectFailed(f"upstream {self._base_url}: pool closed")
-        conn = self._pop_idle(asyncio.get_running_loop())
+        conn = self._pop_idle(self._running_loop())
         if conn is not None:
             return conn
         if self._slots < self._max:
@@ -275,7 +284,7 @@ class UpstreamPool:
                 waiter.set_result(conn)
                 return
         conn.idle = True
-        conn.idle_since = asyncio.get_running_loop().time()
+        conn.idle_since = self._running_loop().time()
         self._idle.append(conn)
 
     def _drop(

@@ -136,15 +136,16 @@ class Pinning:
         """Move every thread of a running process to the server CPU; returns how many."""
         return 0 if self.server is None else pin_threads(pid, {self.server})
 
-    def pin_tree(self, pid: int) -> tuple[int, int]:
+    def pin_tree(self, pid: int, cpu: int | None = None) -> tuple[int, int]:
         """Every thread of `pid` and of all its descendants (in sessions of their own or not)
-        to the server CPU; returns (processes, threads) moved."""
+        to `cpu` (the server CPU unless told); returns (processes, threads) moved."""
         if self.server is None:
             return 0, 0
+        cpu = self.server if cpu is None else cpu
         processes = threads = 0
         for each in [pid, *descendants(pid)]:
             with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # one that ended
-                threads += pin_threads(each, {self.server})
+                threads += pin_threads(each, {cpu})
                 processes += 1
         return processes, threads
 

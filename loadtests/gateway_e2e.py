@@ -5,7 +5,11 @@ How, so that one noisy run cannot swing the answer (one 5 s run per path once ga
 share of the p50 anywhere from -24% to +40%):
 
 - per core: BentoML's `serve` parent and every worker (each in a session of its own), and every
-  thread of the modelyard process, on the server CPU; wrk alone on the client CPU;
+  thread of the modelyard process, on the server CPU; wrk alone on the client CPU. A third path,
+  `apart`, is the gateway again with its threads moved to the client CPU for its rounds (beside
+  wrk, which at these rates uses little of it): the gateway on a core of its own, as it runs
+  when deployed (its own pods), so BentoML and the gateway no longer take turns on one core and
+  evict each other's caches. Both layouts are reported; the co-located one is the strict one;
 - interleaved rounds: per concurrency, one warm-up round per path, then `rounds` rounds of
   `duration_s` alternating direct, gateway, direct, gateway ...; per path the median of the
   rounds' req/s, p50 and p99, and the min-max spread of the p50s. The gateway's share of the p50
@@ -46,7 +50,8 @@ from loadtests.bento_server import IRIS_TAG, bento, build_iris_v1
 from loadtests.yard_api import register, wait_served
 from modelyard.testing import ModelyardProcess
 
-PATHS: Final = ("direct", "gateway")
+PATHS: Final = ("direct", "gateway", "apart")
+GATEWAY_PATHS: Final = ("gateway", "apart")
 IRIS_MODEL: Final = "iris"
 IRIS_BODY: Final = '{"input_series": [[5.1, 3.5, 1.4, 0.2]]}'
 IRIS_APIS: Final = [{"name": "classify", "inputs": ["input_series"]}]
@@ -88,11 +93,13 @@ class Legs:
     yard_pid: int
     bento_pid: int
 
-    def pin_servers(self) -> dict[str, int]:
-        """BentoML's processes and the gateway's threads on the server CPU (again: a worker or
-        thread started since is caught too)."""
+    def pin_servers(self, path: str = "gateway") -> dict[str, int]:
+        """BentoML's processes on the server CPU, and the gateway's threads there too, or on the
+        client CPU for the `apart` rounds (again each time: a worker or thread started since is
+        caught too)."""
         processes, threads = self.pin.pin_tree(self.bento_pid)
-        _, gateway_threads = self.pin.pin_tree(self.yard_pid)
+        cpu = self.pin.client if path == "apart" else self.pin.server
+        _, gateway_threads = self.pin.pin_tree(self.yard_pid, cpu)
         return {
             "bentoml_processes": processes,
             "bentoml_threads": threads,
@@ -117,6 +124,7 @@ class Legs:
         }
 
     def run(self, path: str, connections: int) -> Round:
+        self.pin_servers(path)
         gateway, bentoml = self.cpu()
         started = time.monotonic()
         result = wrk(
@@ -140,7 +148,6 @@ def interleave(legs: Legs, connections: int) -> dict[str, list[Round]]:
     for path in PATHS:
         say(f"[e2e] {path} warm-up {legs.plan.duration_s} s at c{connections}")
         legs.run(path, connections)
-    legs.pin_servers()
     rounds: dict[str, list[Round]] = {path: [] for path in PATHS}
     for i in range(legs.plan.rounds):
         for path in PATHS:
@@ -176,11 +183,11 @@ def _share(gateway_s: float, bentoml_s: float) -> float | None:
     return round(gateway_s / total, 4) if total > 0 else None
 
 
-def cpu_figures(rounds: dict[str, list[Round]]) -> dict[str, Any]:
-    """CPU per request of each side over the gateway rounds (the same requests, the same
+def cpu_figures(rounds: dict[str, list[Round]], path: str = "gateway") -> dict[str, Any]:
+    """CPU per request of each side over the rounds of `path` (the same requests, the same
     instants, so a core that runs slower for a while slows both alike), the gateway's share of
     their sum and its spread over the rounds; BentoML's own over the direct rounds beside it."""
-    direct, through = rounds["direct"], rounds["gateway"]
+    direct, through = rounds["direct"], rounds[path]
     direct_requests = sum(r.result.requests for r in direct)
     gateway_requests = sum(r.result.requests for r in through)
     gateway_s = sum(r.gateway_cpu_s for r in through)
@@ -221,6 +228,7 @@ def bench_e2e(
             urls={
                 "direct": f"{server.url}/classify",
                 "gateway": f"{yard.url}/models/{IRIS_MODEL}/classify",
+                "apart": f"{yard.url}/models/{IRIS_MODEL}/classify",
             },
             yard_pid=yard.proc.pid,
             bento_pid=server.pid,
@@ -233,26 +241,36 @@ def bench_e2e(
     report: dict[str, Any] = {"model": IRIS_TAG, "body": IRIS_BODY}
     for path in PATHS:
         report[path] = {c: summarise(rounds[path]) for c, rounds in measured.items()}
-    added: dict[str, float] = {}
-    share: dict[str, float] = {}
-    for c in measured:
-        gw, direct = report["gateway"][c]["p50_ms"], report["direct"][c]["p50_ms"]
-        added[c] = round(gw - direct, 4)
-        share[c] = round((gw - direct) / gw, 4)
+    added: dict[str, dict[str, float]] = {path: {} for path in GATEWAY_PATHS}
+    share: dict[str, dict[str, float]] = {path: {} for path in GATEWAY_PATHS}
+    for path in GATEWAY_PATHS:
+        for c in measured:
+            gw, direct = report[path][c]["p50_ms"], report["direct"][c]["p50_ms"]
+            added[path][c] = round(gw - direct, 4)
+            share[path][c] = round((gw - direct) / gw, 4)
     everything = {path: [r for rounds in measured.values() for r in rounds[path]] for path in PATHS}
     cpu = {c: cpu_figures(rounds) for c, rounds in measured.items()}
     cpu["all"] = cpu_figures(everything)
+    cpu_apart = cpu_figures(everything, "apart")
     return {
         **report,
-        "added_p50_ms": added,
-        "gateway_share_p50": share,
+        "added_p50_ms": added["gateway"],
+        "gateway_share_p50": share["gateway"],
+        "apart_added_p50_ms": added["apart"],
+        "apart_share_p50": share["apart"],
         "gateway_share_cpu": {c: found["gateway_share"] for c, found in cpu.items()},
-        "cpu": {**cpu, "idle_cpu_fraction": idle, "clock_ticks_per_s": CLOCK_TICKS},
+        "apart_share_cpu": cpu_apart["gateway_share"],
+        "cpu": {
+            **cpu,
+            "apart": cpu_apart,
+            "idle_cpu_fraction": idle,
+            "clock_ticks_per_s": CLOCK_TICKS,
+        },
         "method": {
             "rounds": plan.rounds,
             "round_s": plan.duration_s,
             "warmup_rounds": 1,
-            "order": "per concurrency: direct, gateway, direct, gateway, ...",
+            "order": "per concurrency: direct, gateway, apart, direct, gateway, apart, ...",
             "client_cpu": pin.client,
             "server_cpu": pin.server,
             "pinned": pinned,

@@ -40,6 +40,18 @@ TARGETS: Final[dict[str, dict[str, Any]]] = {
         "limit": 0.10,
         "unit": "fraction",
     },
+    "e2e_share_p50_c1_apart": {
+        "what": "the same with the gateway on a core of its own (as deployed), concurrency 1",
+        "op": "<",
+        "limit": 0.10,
+        "unit": "fraction",
+    },
+    "e2e_share_p50_c8_apart": {
+        "what": "the same with the gateway on a core of its own (as deployed), concurrency 8",
+        "op": "<",
+        "limit": 0.10,
+        "unit": "fraction",
+    },
     "e2e_share_cpu": {
         "what": "gateway share of the CPU per request in front of BentoML",
         "op": "<",
@@ -82,6 +94,8 @@ def judge(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "added_p99_c1": r["added_latency_c1"]["p99_ms"],
         "e2e_share_p50_c1": shares.get("c1"),
         "e2e_share_p50_c8": shares.get("c8"),
+        "e2e_share_p50_c1_apart": e2e.get("apart_share_p50", {}).get("c1"),
+        "e2e_share_p50_c8_apart": e2e.get("apart_share_p50", {}).get("c8"),
         "e2e_share_cpu": e2e.get("gateway_share_cpu", {}).get("all"),
     }
     judged: dict[str, dict[str, Any]] = {}
@@ -101,13 +115,13 @@ def failed(report: dict[str, Any]) -> bool:
         "error" in report
         or any("error" in found for found in report["runs"].values())
         or "error" in e2e
-        or any("error" in e2e.get(path, {}) for path in ("direct", "gateway"))
+        or any("error" in e2e.get(path, {}) for path in E2E_PATHS)
     )
 
 
 # --- the table ------------------------------------------------------------------------------
 
-E2E_PATHS: Final = ("direct", "gateway")
+E2E_PATHS: Final = ("direct", "gateway", "apart")
 VALUE_FORMAT: Final = {"req/s": ",.0f", "ms": ".3f", "fraction": ".1%"}
 
 
@@ -190,7 +204,7 @@ def e2e_lines(e2e: dict[str, Any]) -> list[str]:
     lines = [
         f"in front of BentoML ({e2e['model']}): medians of {m['rounds']} interleaved rounds of"
         f" {m['round_s']} s a path; BentoML and gateway on CPU {m['server_cpu']},"
-        f" wrk on CPU {m['client_cpu']}",
+        f" wrk on CPU {m['client_cpu']}; apart: the gateway on CPU {m['client_cpu']}",
         head,
         "-" * len(head),
     ]
@@ -203,9 +217,11 @@ def e2e_lines(e2e: dict[str, Any]) -> list[str]:
                 f"  {spread['min']:.3f}-{spread['max']:.3f}"
             )
     for c, share in e2e["gateway_share_p50"].items():
+        apart = e2e["apart_share_p50"][c]
         lines.append(
             f"gateway's share of the p50 at {c}: {num(share, '.1%')}"
-            f" ({num(e2e['added_p50_ms'][c], '+.3f')} ms)"
+            f" ({num(e2e['added_p50_ms'][c], '+.3f')} ms) beside BentoML;"
+            f" {num(apart, '.1%')} ({num(e2e['apart_added_p50_ms'][c], '+.3f')} ms) apart"
         )
     cpu_head = (
         f"{'CPU ms/request':<16}{'gateway':>9}{'BentoML':>9}{'gw share':>10}"

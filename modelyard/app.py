@@ -65,6 +65,7 @@ def create_app(settings: Settings, role: Role = "serve") -> Any:
                 app.state.registration = parts.registration
                 app.state.deployments = parts.deployments
                 app.state.feed = parts.feed
+                app.state.rollouts = parts.rollouts
                 await _bootstrap_admin(parts.authority, settings.admin_token)
                 source, sink = InProcessRoutes(parts.feed), InProcessSink(parts.registry)
             if role != "registry":
@@ -74,6 +75,7 @@ def create_app(settings: Settings, role: Role = "serve") -> Any:
                         sink,
                         max_body=settings.gateway_max_body_bytes,
                         max_inflight=settings.gateway_max_inflight,
+                        report_s=settings.gateway_report_s,
                     )
                 )
             yield

@@ -13,13 +13,14 @@ from adapters.bento_archive import read_bento
 from adapters.bentoml_local import LocalBentoServers
 from adapters.local_artifacts import LocalArtifactStore
 from adapters.s3_artifacts import open_s3_store
-from adapters.stores import open_metadata_store
+from adapters.stores import open_leadership, open_metadata_store
 from modelyard.settings import Settings
 from registry.auth import TokenAuthority
 from registry.deployments import Deployments
 from registry.feed import RouteFeed
 from registry.ports import ArtifactStore
 from registry.registration import Registration
+from registry.rollout_service import RolloutController, RolloutService
 from registry.service import Registry, utc_now
 
 SIGNING_KEY_FILE = "signing.key"
@@ -33,6 +34,7 @@ class Components:
     registration: Registration
     deployments: Deployments | None
     feed: RouteFeed
+    rollouts: RolloutService
 
 
 def signing_key(data_dir: Path) -> bytes:
@@ -90,6 +92,12 @@ async def open_components(settings: Settings, role: str) -> AsyncIterator[Compon
             deployments = Deployments(registry, servers)
             stack.push_async_callback(deployments.close)
             deployments.start()
+        rollouts = RolloutService(registry, store)
+        controller = RolloutController(
+            rollouts, open_leadership(settings.metadata_url), utc_now, settings.rollout_tick_s
+        )
+        controller.start()
+        stack.push_async_callback(controller.close)
         yield Components(
             registry=registry,
             authority=TokenAuthority(store, clock=utc_now),
@@ -97,4 +105,5 @@ async def open_components(settings: Settings, role: str) -> AsyncIterator[Compon
             registration=registration,
             deployments=deployments,
             feed=RouteFeed(registry, deployments),
+            rollouts=rollouts,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from modelyard.app import Role, create_app
+from modelyard.http_protocol import CoalescingHttpToolsProtocol
 from modelyard.settings import Settings
 
 KEEP_ALIVE_S = 75
@@ -17,7 +18,11 @@ def run(settings: Settings, role: Role) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,
+        # No `server` header, and no X-Forwarded-* rewriting: nothing here reads the client's
+        # address, and both cost every request (the middleware copies the headers into a dict).
+        server_header=False,
+        proxy_headers=False,
         access_log=False,
         # Longer than clients' idle timeouts (httpx: 5 s, like uvicorn's default): with equal
         # timeouts a client may send on a connection the server is closing at that instant.

@@ -49,6 +49,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     registry_token: str | None = None  # a reader token for the route feed
     gateway_max_body_bytes: int = 16 * 1024 * 1024
     gateway_max_inflight: int = 1024  # past this, 503 with Retry-After (load shedding)
+    gateway_report_s: float = 2.0  # how often a gateway reports its traffic windows
+    # rollouts
+    rollout_tick_s: float = 0.5  # how often the leading registry looks at active rollouts
 
     @property
     def metadata_url(self) -> str:

@@ -9,6 +9,7 @@ from typing import Generic, TypeVar
 import msgspec
 
 from registry.domain import Model, ModelVersion, Principal, Stage
+from registry.rollouts import Look, Rollout
 
 T = TypeVar("T")
 
@@ -19,6 +20,7 @@ class LoadSpec(msgspec.Struct, frozen=True):
     versions: tuple[int, ...] = ()
     stage_holders: bool = False  # every version in Staging or Production
     idempotency: tuple[int, str] | None = None  # (token id, Idempotency-Key)
+    rollout: bool = False  # the model's active rollout, if any
 
 
 class StoredRequest(msgspec.Struct, frozen=True):
@@ -32,6 +34,7 @@ class ModelState(msgspec.Struct, frozen=True):
     versions: dict[int, ModelVersion]
     aliases: dict[str, int]
     replay: StoredRequest | None = None
+    rollout: Rollout | None = None  # loaded with LoadSpec(rollout=True)
 
 
 class Caller(msgspec.Struct, frozen=True, kw_only=True):
@@ -114,6 +117,17 @@ class RememberRequest(msgspec.Struct, frozen=True, tag=True):
     at: datetime
 
 
+class SaveRollout(msgspec.Struct, frozen=True, tag=True):
+    """Insert or replace a rollout's state."""
+
+    rollout: Rollout
+
+
+class AppendLook(msgspec.Struct, frozen=True, tag=True):
+    rollout_id: str
+    look: Look
+
+
 Op = (
     CreateModel
     | UpdateModel
@@ -125,6 +139,8 @@ Op = (
     | DeleteAlias
     | Audit
     | RememberRequest
+    | SaveRollout
+    | AppendLook
 )
 
 

@@ -92,3 +92,11 @@ class InsufficientStorage(RegistryError):
 
 class DeployError(RegistryError):
     code = "DEPLOY_FAILED"
+
+
+class RolloutInProgress(Conflict):
+    code = "ROLLOUT_IN_PROGRESS"
+
+
+class InvalidState(Conflict):
+    code = "INVALID_STATE"

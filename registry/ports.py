@@ -11,6 +11,7 @@ import msgspec
 
 from registry.changes import Decision, LoadSpec, ModelFilter, ModelState, VersionFilter
 from registry.domain import ApiSpec, AuditEvent, Model, ModelVersion, Token
+from registry.rollouts import Look, Rollout
 from registry.windows import TrafficWindow, VariantTraffic
 
 T = TypeVar("T")
@@ -80,7 +81,33 @@ class WindowStore(Protocol):
         ...
 
 
-class MetadataStore(ModelWriter, ModelReader, AuditLog, TokenStore, WindowStore, Protocol):
+class RolloutReader(Protocol):
+    """Rollouts are written through `ModelWriter.transact` (SaveRollout, AppendLook)."""
+
+    async def get_rollout(self, rollout_id: str) -> Rollout: ...
+
+    async def list_rollouts(self, model: str, limit: int) -> list[Rollout]:
+        """Newest first."""
+        ...
+
+    async def active_rollouts(self) -> list[Rollout]: ...
+
+    async def rollout_looks(self, rollout_id: str, after: int, limit: int) -> list[Look]: ...
+
+
+class Leadership(Protocol):
+    """Which registry replica drives the rollouts: only the holder of the lead acts."""
+
+    async def lead(self) -> bool:
+        """True while this replica leads (take the lead if nobody holds it)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class MetadataStore(
+    ModelWriter, ModelReader, AuditLog, TokenStore, WindowStore, RolloutReader, Protocol
+):
     """Everything the registry keeps: one object per backend (SQLite, PostgreSQL)."""
 
     async def close(self) -> None: ...

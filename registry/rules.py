@@ -41,6 +41,7 @@ from registry.errors import (
     InvalidInput,
     NotFound,
     PreconditionFailed,
+    RolloutInProgress,
     StageOccupied,
 )
 from registry.traffic import TrafficPolicy, check_policy
@@ -211,6 +212,11 @@ def set_traffic(
 ) -> Decision[Model]:
     """Set (None: clear) how the model's traffic is split; referenced versions must exist."""
     model = require_model(state, name)
+    if state.rollout is not None:
+        raise RolloutInProgress(
+            f"rollout {state.rollout.id} steers the traffic of {name!r}; abort or promote it first",
+            field="rollout",
+        )
     if policy is not None:
         check_policy(policy, set(state.versions))
     if policy == model.traffic:

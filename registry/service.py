@@ -56,7 +56,7 @@ class Registry:
         """Call `listener(model_name)` after every committed change to a model."""
         self._listeners.append(listener)
 
-    async def _write(
+    async def write(
         self,
         name: str,
         caller: Caller,
@@ -75,14 +75,14 @@ class Registry:
     # --- models ---------------------------------------------------------------------------
 
     async def create_model(self, caller: Caller, cmd: ModelCreate) -> Model:
-        return await self._write(
+        return await self.write(
             cmd.name, caller, _idem(caller), lambda s, c: rules.create_model(s, c, cmd)
         )
 
     async def update_model(
         self, caller: Caller, name: str, description: str | None, if_match: str | None
     ) -> Model:
-        return await self._write(
+        return await self.write(
             name,
             caller,
             LoadSpec(),
@@ -93,7 +93,7 @@ class Registry:
         self, caller: Caller, name: str, key: str, value: str | None, if_match: str | None
     ) -> Model:
         validate_tag_key(key)
-        return await self._write(
+        return await self.write(
             name,
             caller,
             LoadSpec(),
@@ -101,7 +101,7 @@ class Registry:
         )
 
     async def delete_model(self, caller: Caller, name: str, if_match: str | None) -> None:
-        await self._write(
+        await self.write(
             name, caller, LoadSpec(), lambda s, c: rules.delete_model(s, c, name, if_match)
         )
 
@@ -113,10 +113,10 @@ class Registry:
             referenced |= {s.version for s in policy.splits} | {r.version for r in policy.rules}
             if policy.shadow is not None:
                 referenced.add(policy.shadow.version)
-        return await self._write(
+        return await self.write(
             name,
             caller,
-            LoadSpec(versions=tuple(sorted(referenced))),
+            LoadSpec(versions=tuple(sorted(referenced)), rollout=True),
             lambda s, c: rules.set_traffic(s, c, name, policy, if_match),
         )
 
@@ -139,7 +139,7 @@ class Registry:
     # --- versions -------------------------------------------------------------------------
 
     async def create_version(self, caller: Caller, name: str, cmd: VersionCreate) -> ModelVersion:
-        return await self._write(
+        return await self.write(
             name, caller, _idem(caller), lambda s, c: rules.create_version(s, c, name, cmd)
         )
 
@@ -151,7 +151,7 @@ class Registry:
         description: str | None,
         if_match: str | None,
     ) -> ModelVersion:
-        return await self._write(
+        return await self.write(
             name,
             caller,
             LoadSpec(versions=(number,)),
@@ -168,7 +168,7 @@ class Registry:
         if_match: str | None,
     ) -> ModelVersion:
         validate_tag_key(key)
-        return await self._write(
+        return await self.write(
             name,
             caller,
             LoadSpec(versions=(number,)),
@@ -178,7 +178,7 @@ class Registry:
     async def transition_stage(
         self, caller: Caller, name: str, number: int, cmd: StageChange, if_match: str | None
     ) -> ModelVersion:
-        return await self._write(
+        return await self.write(
             name,
             caller,
             LoadSpec(versions=(number,), stage_holders=True),
@@ -188,7 +188,7 @@ class Registry:
     async def delete_version(
         self, caller: Caller, name: str, number: int, if_match: str | None
     ) -> None:
-        await self._write(
+        await self.write(
             name,
             caller,
             LoadSpec(versions=(number,)),
@@ -209,7 +209,7 @@ class Registry:
         self, caller: Caller, name: str, alias: str, cmd: AliasChange, if_match: str | None
     ) -> ModelVersion:
         validate_alias(alias)
-        return await self._write(
+        return await self.write(
             name,
             caller,
             LoadSpec(versions=(cmd.version,)),
@@ -220,7 +220,7 @@ class Registry:
         self, caller: Caller, name: str, alias: str, if_match: str | None
     ) -> None:
         validate_alias(alias)
-        await self._write(
+        await self.write(
             name, caller, LoadSpec(), lambda s, c: rules.delete_alias(s, c, name, alias, if_match)
         )
 

@@ -16,6 +16,11 @@ ALIAS_HEADER: Final = "x-modelyard-alias"  # ...or to whatever an alias points a
 Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
 Version = Annotated[int, msgspec.Meta(ge=1)]
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+#: Variant names the gateway reports traffic under (and the rollout judge reads).
+STABLE_VARIANT: Final = "stable"  # the Production version, by default
+CANARY_VARIANT: Final = "canary"  # a split's version, unless the split names its variant
+SHADOW_VARIANT: Final = "shadow"  # copies sent to a shadow version
+
 HeaderName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9-]{1,64}$")]
 
 

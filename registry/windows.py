@@ -18,6 +18,8 @@ class TrafficWindow(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     requests: Count
     errors: Count
     latencies_ms: Annotated[list[float], msgspec.Meta(max_length=20_000)]
+    compared: Count = 0  # shadow copies whose answer was compared with the primary's
+    agreed: Count = 0  # ... and agreed with it
 
 
 class WindowReport(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -36,3 +38,5 @@ class VariantTraffic(msgspec.Struct, frozen=True):
     errors: int
     latencies_ms: list[float]
     since: datetime
+    compared: int = 0
+    agreed: int = 0

@@ -277,7 +277,7 @@ def _tokens_revoke(client: RegistryClient, args: argparse.Namespace) -> Reply:
 # --- parsers ----------------------------------------------------------------------------
 
 
-def _common() -> argparse.ArgumentParser:
+def common() -> argparse.ArgumentParser:
     """The options every client command takes."""
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("registry and output")
@@ -289,12 +289,12 @@ def _common() -> argparse.ArgumentParser:
     return parent
 
 
-def _group(sub: Sub, name: str, help_: str) -> Sub:
+def command_group(sub: Sub, name: str, help_: str) -> Sub:
     parser = sub.add_parser(name, help=help_, description=help_)
     return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
 
 
-def _leaf(
+def leaf(
     sub: Sub,
     common: argparse.ArgumentParser,
     name: str,
@@ -329,19 +329,19 @@ def _add_tags(parser: argparse.ArgumentParser) -> None:
 
 
 def _models(sub: Sub, common: argparse.ArgumentParser) -> None:
-    group = _group(sub, "models", "list, create and show registered models")
-    parser = _leaf(group, common, "list", "list models", _models_list)
+    group = command_group(sub, "models", "list, create and show registered models")
+    parser = leaf(group, common, "list", "list models", _models_list)
     parser.add_argument("--prefix", help="only names starting with this")
     _add_filters(parser)
-    parser = _leaf(group, common, "create", "register a model", _models_create, "name")
+    parser = leaf(group, common, "create", "register a model", _models_create, "name")
     parser.add_argument("--description", default="")
     _add_tags(parser)
-    _leaf(group, common, "show", "a model with its tags and aliases", _models_show, "name")
+    leaf(group, common, "show", "a model with its tags and aliases", _models_show, "name")
 
 
 def _versions(sub: Sub, common: argparse.ArgumentParser) -> None:
-    group = _group(sub, "versions", "create, list and show model versions")
-    parser = _leaf(group, common, "create", "register a new version", _versions_create, "name")
+    group = command_group(sub, "versions", "create, list and show model versions")
+    parser = leaf(group, common, "create", "register a new version", _versions_create, "name")
     parser.add_argument(
         "--bento", metavar="PATH", help="a .bento archive (`bentoml export`) to upload and register"
     )
@@ -362,15 +362,15 @@ def _versions(sub: Sub, common: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--param", type=_pair, action="append", metavar="KEY=VALUE", help="repeatable"
     )
-    parser = _leaf(
+    parser = leaf(
         group, common, "list", "list a model's versions, newest first", _versions_list, "name"
     )
     _add_filters(parser)
-    _leaf(group, common, "show", "one version", _versions_show, "name", "version")
+    leaf(group, common, "show", "one version", _versions_show, "name", "version")
 
 
 def _stage_command(sub: Sub, common: argparse.ArgumentParser) -> None:
-    parser = _leaf(
+    parser = leaf(
         sub, common, "stage", "move a version to a stage", _stage_change, "name", "version"
     )
     parser.add_argument("stage", metavar="STAGE", type=_stage, help=" | ".join(STAGES.values()))
@@ -381,13 +381,13 @@ def _stage_command(sub: Sub, common: argparse.ArgumentParser) -> None:
 
 
 def _alias(sub: Sub, common: argparse.ArgumentParser) -> None:
-    group = _group(sub, "alias", "point, remove and resolve aliases")
-    parser = _leaf(
+    group = command_group(sub, "alias", "point, remove and resolve aliases")
+    parser = leaf(
         group, common, "set", "point an alias at a version", _alias_set, "name", "alias", "version"
     )
     parser.add_argument("--reason", help="recorded in the audit log")
-    _leaf(group, common, "delete", "remove an alias", _alias_delete, "name", "alias")
-    parser = _leaf(
+    leaf(group, common, "delete", "remove an alias", _alias_delete, "name", "alias")
+    parser = leaf(
         group, common, "show", "the version an alias points to", _alias_show, "name", "alias"
     )
     parser.add_argument(
@@ -396,7 +396,7 @@ def _alias(sub: Sub, common: argparse.ArgumentParser) -> None:
 
 
 def _audit_command(sub: Sub, common: argparse.ArgumentParser) -> None:
-    parser = _leaf(sub, common, "audit", "a model's audit log", _audit, "name")
+    parser = leaf(sub, common, "audit", "a model's audit log", _audit, "name")
     parser.add_argument("--version", type=_positive, help="only events of this version")
     _add_paging(parser)
     parser.add_argument(
@@ -405,18 +405,18 @@ def _audit_command(sub: Sub, common: argparse.ArgumentParser) -> None:
 
 
 def _tokens(sub: Sub, common: argparse.ArgumentParser) -> None:
-    group = _group(sub, "tokens", "API tokens (admin)")
-    parser = _leaf(
+    group = command_group(sub, "tokens", "API tokens (admin)")
+    parser = leaf(
         group, common, "create", "issue a token (its secret is shown once)", _tokens_create
     )
     parser.add_argument("token_name", metavar="NAME", help="who or what the token is for")
     parser.add_argument("--role", required=True, type=str.lower, choices=ROLES)
-    _leaf(group, common, "list", "list tokens (secrets are never shown)", _tokens_list)
-    _leaf(group, common, "revoke", "revoke a token", _tokens_revoke, "id")
+    leaf(group, common, "list", "list tokens (secrets are never shown)", _tokens_list)
+    leaf(group, common, "revoke", "revoke a token", _tokens_revoke, "id")
 
 
 def register(sub: Sub) -> None:
     """Add the client commands to the `modelyard` parser."""
-    common = _common()
+    options = common()
     for add in (_models, _versions, _stage_command, _alias, _audit_command, _tokens):
-        add(sub, common)
+        add(sub, options)

@@ -15,6 +15,7 @@ from registry.api.bentos import BentoController, local_download
 from registry.api.context import role_guard
 from registry.api.deployments import DeploymentController
 from registry.api.models import ModelController
+from registry.api.rollouts import RolloutController
 from registry.api.schemas import Health
 from registry.api.tokens import TokenController, WhoAmIController
 from registry.api.traffic import TrafficController
@@ -60,6 +61,7 @@ def registry_routes() -> list[ControllerRouterHandler]:
             DeploymentController,
             TrafficController,
             WindowController,
+            RolloutController,
         ],
         guards=[role_guard],
         dependencies={
@@ -69,6 +71,7 @@ def registry_routes() -> list[ControllerRouterHandler]:
             "artifacts": _state("artifacts"),
             "deployments": _state("deployments"),
             "feed": _state("feed"),
+            "rollouts": _state("rollouts"),
         },
     )
     links = Router(

@@ -15,6 +15,13 @@ PURE = [
     "registry/commands.py",
     "registry/rules.py",
     "registry/audit.py",
+    "registry/traffic.py",
+    "registry/routes.py",
+    "registry/windows.py",
+    "registry/rollouts.py",
+    "registry/rollout_rules.py",
+    "registry/judge.py",
+    "gateway/routing.py",
 ]
 FORBIDDEN = {
     "litestar",

@@ -1,0 +1,186 @@
+"""Rollout use cases (start, show, pause, resume, abort, promote) and the controller that drives
+active rollouts: each tick it sums the gateways' windows of both arms since the step began and
+hands them to the pure `step`, through the same locked write as every other change."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+from typing import Final
+
+from registry import rollout_rules, rollouts
+from registry.changes import Caller, LoadSpec
+from registry.domain import Principal, Role, validate_name
+from registry.errors import RegistryError
+from registry.judge import ArmStats
+from registry.ports import Leadership, MetadataStore
+from registry.rollouts import Look, Mode, Phase, Rollout, RolloutSpec, ShadowStats, Snapshot
+from registry.service import Registry
+from registry.traffic import CANARY_VARIANT, SHADOW_VARIANT, STABLE_VARIANT
+from registry.windows import VariantTraffic
+
+log = logging.getLogger("modelyard.rollouts")
+
+CONTROLLER: Final = Caller(principal=Principal(token_id=0, name="rollout-controller",
+                                               role=Role.ADMIN))  # fmt: skip
+TICK_S: Final = 0.5
+
+
+def new_id() -> str:
+    return "ro-" + secrets.token_hex(6)
+
+
+class RolloutService:
+    def __init__(self, registry: Registry, store: MetadataStore) -> None:
+        self.registry = registry
+        self.store = store
+
+    def _load(self, rollout: Rollout | None = None, candidate: int | None = None) -> LoadSpec:
+        numbers = set() if rollout is None else {rollout.baseline, rollout.spec.candidate}
+        if candidate is not None:
+            numbers.add(candidate)
+        return LoadSpec(versions=tuple(sorted(numbers)), stage_holders=True, rollout=True)
+
+    async def start(self, caller: Caller, name: str, spec: RolloutSpec) -> Rollout:
+        rollout_id = new_id()
+        return await self.registry.write(
+            name,
+            caller,
+            self._load(candidate=spec.candidate),
+            lambda s, c: rollout_rules.start(s, c, name, spec, rollout_id),
+        )
+
+    async def get(self, rollout_id: str) -> Rollout:
+        return await self.store.get_rollout(rollout_id)
+
+    async def of_model(self, name: str, limit: int = 50) -> list[Rollout]:
+        return await self.store.list_rollouts(validate_name(name), limit)
+
+    async def looks(self, rollout_id: str, after: int = 0, limit: int = 1000) -> list[Look]:
+        return await self.store.rollout_looks(rollout_id, after, limit)
+
+    async def _move(
+        self, caller: Caller, rollout_id: str, move: Callable[[Rollout, datetime], rollouts.Moved]
+    ) -> Rollout:
+        found = await self.store.get_rollout(rollout_id)
+        return await self.registry.write(
+            found.model,
+            caller,
+            self._load(found),
+            lambda s, c: rollout_rules.apply(s, c, found.model, rollout_id,
+                                             lambda r: move(r, c.now)),
+        )  # fmt: skip
+
+    async def pause(self, caller: Caller, rollout_id: str) -> Rollout:
+        why = caller.reason or f"paused by {caller.principal.name}"
+        return await self._move(caller, rollout_id, lambda r, now: rollouts.pause(r, now, why))
+
+    async def resume(self, caller: Caller, rollout_id: str) -> Rollout:
+        return await self._move(caller, rollout_id, rollouts.resume)
+
+    async def abort(self, caller: Caller, rollout_id: str) -> Rollout:
+        why = caller.reason or f"aborted by {caller.principal.name}"
+        return await self._move(caller, rollout_id, lambda r, now: rollouts.abort(r, now, why))
+
+    async def promote(self, caller: Caller, rollout_id: str) -> Rollout:
+        why = caller.reason or f"promoted by {caller.principal.name}"
+        return await self._move(
+            caller, rollout_id, lambda r, now: rollouts.promote_now(r, now, why)
+        )
+
+    # --- the controller's part --------------------------------------------------------------
+
+    async def snapshot(self, rollout: Rollout) -> Snapshot:
+        found = await self.store.windows(rollout.model, rollout.step_started_at)
+        return snapshot_of(rollout, found)
+
+    async def advance(self, rollout: Rollout) -> Rollout:
+        snapshot = None
+        if rollout.phase in (Phase.PROGRESSING, Phase.PROMOTING):
+            snapshot = await self.snapshot(rollout)
+        return await self._move(
+            CONTROLLER, rollout.id, lambda r, now: rollouts.step(r, snapshot, now)
+        )
+
+    async def tick(self, now: datetime) -> list[Rollout]:
+        """Advance every active rollout that is due; returns the ones that changed."""
+        changed: list[Rollout] = []
+        for rollout in await self.store.active_rollouts():
+            due = rollout.phase == Phase.PENDING or (
+                rollout.phase in (Phase.PROGRESSING, Phase.PROMOTING)
+                and now >= rollout.next_look_at
+            )
+            if not due:
+                continue
+            try:
+                moved = await self.advance(rollout)
+            except RegistryError as exc:  # e.g. it was paused or aborted in between
+                log.info("rollout %s not advanced: %s", rollout.id, exc.message)
+                continue
+            if moved != rollout:
+                changed.append(moved)
+                _log_move(rollout, moved)
+        return changed
+
+
+def snapshot_of(rollout: Rollout, traffic: list[VariantTraffic]) -> Snapshot:
+    """Both arms from the same windows: the baseline's `stable` traffic, and the candidate's
+    canary traffic (shadow mode: its shadow copies). Pinned and rule-routed requests are not
+    part of the comparison."""
+    arm = SHADOW_VARIANT if rollout.spec.mode == Mode.SHADOW else CANARY_VARIANT
+    baseline = _arm(traffic, rollout.baseline, STABLE_VARIANT)
+    candidate = _arm(traffic, rollout.spec.candidate, arm)
+    compared = sum(t.compared for t in traffic if t.version == rollout.spec.candidate)
+    agreed = sum(t.agreed for t in traffic if t.version == rollout.spec.candidate)
+    return Snapshot(rollout.step_started_at, baseline, candidate, ShadowStats(compared, agreed))
+
+
+def _arm(traffic: list[VariantTraffic], version: int, variant: str) -> ArmStats:
+    found = [t for t in traffic if t.version == version and t.variant == variant]
+    latencies = [ms for t in found for ms in t.latencies_ms]
+    return ArmStats(sum(t.requests for t in found), sum(t.errors for t in found), latencies)
+
+
+def _log_move(before: Rollout, after: Rollout) -> None:
+    look = after.last if after.last is not None and after.looks != before.looks else None
+    verdict = f" verdict {look.verdict.outcome}: {look.verdict.reason}" if look else ""
+    log.info("rollout %s of %s: %s %g%% -> %s %g%%%s", after.id, after.model, before.phase,
+             before.weight, after.phase, after.weight, verdict)  # fmt: skip
+
+
+class RolloutController:
+    """Ticks the rollouts while this replica holds the lead."""
+
+    def __init__(
+        self,
+        service: RolloutService,
+        leadership: Leadership,
+        clock: Callable[[], datetime],
+        tick_s: float = TICK_S,
+    ) -> None:
+        self.service = service
+        self.leadership = leadership
+        self.clock = clock
+        self.tick_s = tick_s
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if await self.leadership.lead():
+                    await self.service.tick(self.clock())
+            except Exception:  # a store outage: keep ticking, the next tick retries
+                log.exception("rollout controller tick failed")
+            await asyncio.sleep(self.tick_s)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.leadership.close()
