@@ -8,11 +8,13 @@ absolute SLO gates:
   measured in the same windows, so pooling the steps is fair). Exact, so a baseline with no
   errors at all is no special case;
 - latency: Mann-Whitney U on this step's latency samples (steps differ in load), failing only
-  when the candidate's median is also at least `latency_effect_floor` slower (a significant
-  but immaterial difference does not fail a rollout);
+  when the candidate's median is also at least `latency_effect_floor` (relative) and
+  `latency_floor_ms` (absolute) slower: a significant but immaterial difference (a bigger model
+  a few milliseconds slower) does not fail a rollout;
 - the tail: a binomial test of the share of candidate samples above the baseline's p99 against
-  the 1 % expected, failing only when that share is at least doubled: a regression of the
-  slowest requests fails even when the medians barely move;
+  the 1 % expected, failing only when that share is at least doubled (and the candidate's p99
+  is `latency_floor_ms` slower): a regression of the slowest requests fails even when the
+  medians barely move;
 - SLO gates: a one-sided binomial test of the candidate's error rate against `max_error_rate`,
   and its p99 (point estimate, from 100 samples on) against `max_p99_ms`.
 
@@ -62,6 +64,7 @@ class JudgeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_error_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
     max_p99_ms: Annotated[float, msgspec.Meta(gt=0)] | None = None
     latency_effect_floor: Annotated[float, msgspec.Meta(ge=0)] = 0.1  # median +10 % at least
+    latency_floor_ms: Annotated[float, msgspec.Meta(ge=0)] = 0.0  # and this much slower, in ms
 
 
 class Counts(msgspec.Struct, frozen=True):
@@ -162,8 +165,8 @@ def judge(
     pooled = _add(memory.finished_steps, this_step)
     checks = [
         _errors(pooled, each),
-        _latency(b_sorted, c_sorted, each, config.latency_effect_floor),
-        _tail(b_sorted, c_sorted, each),
+        _latency(b_sorted, c_sorted, each, config.latency_effect_floor, config.latency_floor_ms),
+        _tail(b_sorted, c_sorted, each, config.latency_floor_ms),
     ]
     if config.max_error_rate is not None:
         checks.append(_slo_errors(candidate, config.max_error_rate, each))
@@ -197,7 +200,9 @@ def _errors(pooled: Counts, alpha: float) -> Check:
                  alpha, detail)  # fmt: skip
 
 
-def _latency(b: Sequence[float], c: Sequence[float], alpha: float, floor: float) -> Check:
+def _latency(
+    b: Sequence[float], c: Sequence[float], alpha: float, floor: float, floor_ms: float
+) -> Check:
     if len(b) < 2 or len(c) < 2:
         return Check("latency", Outcome.PASS, None, None, None, alpha, "too few latency samples")
     b_med, c_med = quantile(b, 0.5) or 0.0, quantile(c, 0.5) or 0.0
@@ -205,16 +210,17 @@ def _latency(b: Sequence[float], c: Sequence[float], alpha: float, floor: float)
         return Check("latency", Outcome.PASS, None, 1.0, None, alpha, "identical latencies")
     u, p = mannwhitneyu(c, b, alternative="greater")
     ratio = c_med / b_med if b_med > 0 else math.inf
-    bad = p < alpha and ratio >= 1 + floor
+    bad = p < alpha and ratio >= 1 + floor and c_med - b_med >= floor_ms
     detail = (
-        f"median {c_med:.1f} ms against {b_med:.1f} ms ({ratio:.2f}x; floor {1 + floor:.2f}x;"
+        f"median {c_med:.1f} ms against {b_med:.1f} ms ({ratio:.2f}x; floors {1 + floor:.2f}x"
+        f" and +{floor_ms:g} ms;"
         f" Mann-Whitney p={p:.2g}, alpha this look {alpha:.2g})"
     )
     return Check("latency", Outcome.FAIL if bad else Outcome.PASS, float(u), float(p), None,
                  alpha, detail)  # fmt: skip
 
 
-def _tail(b: Sequence[float], c: Sequence[float], alpha: float) -> Check:
+def _tail(b: Sequence[float], c: Sequence[float], alpha: float, floor_ms: float) -> Check:
     if len(b) < MIN_FOR_P99 or len(c) < MIN_FOR_P99:
         return Check("tail", Outcome.PASS, None, None, None, alpha, "too few samples for a p99")
     edge = quantile(b, TAIL_QUANTILE) or 0.0
@@ -222,7 +228,8 @@ def _tail(b: Sequence[float], c: Sequence[float], alpha: float) -> Check:
     expected = 1 - TAIL_QUANTILE
     share = above / len(c)
     p = binomtest(above, len(c), expected, alternative="greater").pvalue
-    bad = p < alpha and share >= TAIL_FACTOR * expected
+    c_p99 = quantile(c, TAIL_QUANTILE) or 0.0
+    bad = p < alpha and share >= TAIL_FACTOR * expected and c_p99 - edge >= floor_ms
     detail = (
         f"{share:.2%} of candidate requests slower than the baseline's p99 ({edge:.1f} ms),"
         f" {expected:.0%} expected (binomial p={p:.2g}, alpha this look {alpha:.2g})"

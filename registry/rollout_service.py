@@ -14,7 +14,7 @@ from typing import Final
 from registry import rollout_rules, rollouts
 from registry.changes import Caller, LoadSpec
 from registry.domain import Principal, Role, validate_name
-from registry.errors import RegistryError
+from registry.errors import InvalidState, RegistryError
 from registry.judge import ArmStats
 from registry.ports import Leadership, MetadataStore
 from registry.rollouts import Look, Mode, Phase, Rollout, RolloutSpec, ShadowStats, Snapshot
@@ -66,6 +66,8 @@ class RolloutService:
         self, caller: Caller, rollout_id: str, move: Callable[[Rollout, datetime], rollouts.Moved]
     ) -> Rollout:
         found = await self.store.get_rollout(rollout_id)
+        if not found.active:
+            raise InvalidState(f"rollout {rollout_id} is {found.phase}: it is over", field="phase")
         return await self.registry.write(
             found.model,
             caller,

@@ -77,6 +77,7 @@ class RolloutSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_p99_ms: Annotated[float, msgspec.Meta(gt=0)] | None = None
     alpha: Annotated[float, msgspec.Meta(gt=0, lt=0.5)] = 0.01
     latency_effect_floor: Annotated[float, msgspec.Meta(ge=0, le=10)] = 0.1
+    latency_floor_ms: Annotated[float, msgspec.Meta(ge=0, le=600_000)] = 0.0
     max_inconclusive: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 10
     sticky: StickyKey | None = None
     mode: Mode = Mode.CANARY
@@ -276,6 +277,7 @@ def judge_config(spec: RolloutSpec) -> JudgeConfig:
         max_error_rate=spec.max_error_rate,
         max_p99_ms=spec.max_p99_ms,
         latency_effect_floor=spec.latency_effect_floor,
+        latency_floor_ms=spec.latency_floor_ms,
     )
 
 

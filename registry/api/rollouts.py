@@ -7,13 +7,14 @@ from typing import Annotated
 import msgspec
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from registry.api.context import PathStr, Req, caller_of
 from registry.rollout_service import RolloutService
 from registry.rollouts import Look, Rollout, RolloutSpec
 
 RolloutsDep = NamedDependency[RolloutService]
+RolloutId = Annotated[str, PathParameter(max_length=64, description="rollout id (ro-...)")]
 
 
 class RolloutView(msgspec.Struct, frozen=True):
@@ -48,25 +49,25 @@ class RolloutController(Controller):
     async def show(
         self,
         rollouts: RolloutsDep,
-        rollout_id: Annotated[str, msgspec.Meta(max_length=64)],
+        rollout_id: RolloutId,
         after: Annotated[int, QueryParameter(ge=0, description="only looks after this seq")] = 0,
     ) -> RolloutView:
         return RolloutView(await rollouts.get(rollout_id), await rollouts.looks(rollout_id, after))
 
     @post("/rollouts/{rollout_id:str}/pause", status_code=200)
-    async def pause(self, rollouts: RolloutsDep, request: Req, rollout_id: str) -> Rollout:
+    async def pause(self, rollouts: RolloutsDep, request: Req, rollout_id: RolloutId) -> Rollout:
         return await rollouts.pause(await caller_of(request), rollout_id)
 
     @post("/rollouts/{rollout_id:str}/resume", status_code=200)
-    async def resume(self, rollouts: RolloutsDep, request: Req, rollout_id: str) -> Rollout:
+    async def resume(self, rollouts: RolloutsDep, request: Req, rollout_id: RolloutId) -> Rollout:
         return await rollouts.resume(await caller_of(request), rollout_id)
 
     @post("/rollouts/{rollout_id:str}/abort", status_code=200)
-    async def abort(self, rollouts: RolloutsDep, request: Req, rollout_id: str) -> Rollout:
+    async def abort(self, rollouts: RolloutsDep, request: Req, rollout_id: RolloutId) -> Rollout:
         """Every request back to the baseline at once."""
         return await rollouts.abort(await caller_of(request), rollout_id)
 
     @post("/rollouts/{rollout_id:str}/promote", status_code=200)
-    async def promote(self, rollouts: RolloutsDep, request: Req, rollout_id: str) -> Rollout:
+    async def promote(self, rollouts: RolloutsDep, request: Req, rollout_id: RolloutId) -> Rollout:
         """Make the candidate Production now, skipping the remaining steps."""
         return await rollouts.promote(await caller_of(request), rollout_id)
