@@ -19,6 +19,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+import tests.helm
 from modelyard.cli.main import build_parser
 from modelyard.settings import Settings, load_settings
 from tests.helm import HELM_SHA256, HELM_VERSION, HelmUnavailable, ensure_helm, sha256_of
@@ -152,6 +153,15 @@ def test_fetch_replaces_a_corrupt_cache_and_is_safe_when_two_run_at_once(tmp_pat
     assert results == [bad, bad]
     assert sha256_of(bad) == HELM_SHA256
     assert sorted(p.name for p in bad.parent.iterdir()) == ["helm"]  # no temporary leftovers
+
+
+def test_a_binary_with_another_digest_is_refused_and_not_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tests.helm, "HELM_SHA256", "0" * 64)
+    with pytest.raises(HelmUnavailable, match=f"has sha256 {HELM_SHA256}, want 0000"):
+        ensure_helm(tmp_path)
+    assert list((tmp_path / HELM_VERSION).iterdir()) == []
 
 
 # --- lint and the values schema ------------------------------------------------------------------
