@@ -194,7 +194,8 @@ def test_default_values_name_what_must_be_set(helm: Path) -> None:
         ("artifacts.s3.accessKeyId=AKIAEXAMPLE", "/artifacts/s3/secretAccessKey"),
         ("gateway.autoscaling.targetCPUUtilizationPercentage=150", "targetCPUUtilization"),
         ("gateway.resources.limits.memory=lots", "/gateway/resources/limits/memory"),
-        ("models[0].name=Iris_V1", "/models/0"),
+        ("models[0].name=Iris_V1", "'Iris_V1' does not match pattern"),
+        ("models[0].image.tag=20240101", "/models/0/image/tag': got number, want string"),
         ("ingress.enabled=true", "/ingress"),
     ],
 )
