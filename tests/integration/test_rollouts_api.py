@@ -69,8 +69,9 @@ async def report(
     client: Client, version: int, variant: str, n: int, errors: int, ms: float
 ) -> None:
     rng = random.Random(version * 1000 + n)
+    latencies = [ms * rng.lognormvariate(0, 0.3) for _ in range(n - errors)]
     window = {"model": "iris", "version": version, "variant": variant, "requests": n,
-              "errors": errors, "latencies_ms": [ms * rng.lognormvariate(0, 0.3) for _ in range(n - errors)]}  # fmt: skip
+              "errors": errors, "latencies_ms": latencies}  # fmt: skip
     r = await client.post("/api/v1/windows", json={"source": "test-gw", "windows": [window]})
     assert r.status_code == 204, r.text
 
