@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export BENTOML_DO_NOT_TRACK := true
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-unit test-integration test-e2e lint format bench bench-gateway example helm-lint
+.PHONY: help run test test-unit test-integration test-e2e lint format bench bench-gateway example demo judge-sim helm-lint
 
 help: ## list the targets and what they do
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -45,6 +45,12 @@ bench: $(VENV)/.installed-dev ## registry benchmark (SQLite and PostgreSQL): pro
 
 bench-gateway: $(VENV)/.installed-dev ## gateway benchmark (needs wrk, nginx): vs direct and nginx, and in front of BentoML
 	$(BIN)/python -m loadtests.gateway_bench
+
+demo: $(VENV)/.installed ## canary of iris v2 under live traffic, promoted on its own (FAULTY=1: rolled back)
+	$(BIN)/python examples/demo.py
+
+judge-sim: $(VENV)/.installed-dev ## 1,000 simulated rollouts a scenario: false fails and power of the judge
+	$(BIN)/python -m loadtests.judge_sim
 
 example: $(VENV)/.installed-dev ## build and export both iris bentos to .cache/bentos/
 	$(BIN)/python examples/iris/build.py --out .cache/bentos
