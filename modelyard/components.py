@@ -13,11 +13,14 @@ from adapters.bento_archive import read_bento
 from adapters.bentoml_local import LocalBentoServers
 from adapters.local_artifacts import LocalArtifactStore
 from adapters.s3_artifacts import open_s3_store
+from adapters.sql_webhooks import SqlWebhooks
 from adapters.stores import open_metadata_store
+from adapters.webhook_http import HttpWebhookSender
 from modelyard.settings import Settings
 from registry.auth import TokenAuthority
 from registry.deployments import Deployments
 from registry.feed import RouteFeed
+from registry.mlflow.delivery import WebhookWorker
 from registry.ports import ArtifactStore
 from registry.registration import Registration
 from registry.service import Registry, utc_now
@@ -33,6 +36,7 @@ class Components:
     registration: Registration
     deployments: Deployments | None
     feed: RouteFeed
+    webhooks: SqlWebhooks
 
 
 def signing_key(data_dir: Path) -> bytes:
@@ -90,6 +94,13 @@ async def open_components(settings: Settings, role: str) -> AsyncIterator[Compon
             deployments = Deployments(registry, servers)
             stack.push_async_callback(deployments.close)
             deployments.start()
+        webhooks = SqlWebhooks(store.driver)
+        sender = HttpWebhookSender()
+        stack.push_async_callback(sender.close)
+        worker = WebhookWorker(webhooks, sender, utc_now)
+        registry.subscribe(worker.wake)
+        worker.start()
+        stack.push_async_callback(worker.close)
         yield Components(
             registry=registry,
             authority=TokenAuthority(store, clock=utc_now),
@@ -97,4 +108,5 @@ async def open_components(settings: Settings, role: str) -> AsyncIterator[Compon
             registration=registration,
             deployments=deployments,
             feed=RouteFeed(registry, deployments),
+            webhooks=webhooks,
         )

@@ -66,6 +66,10 @@ class DeleteModel(msgspec.Struct, frozen=True, tag=True):
     pass
 
 
+class RenameModel(msgspec.Struct, frozen=True, tag=True):
+    new_name: str
+
+
 class CreateVersion(msgspec.Struct, frozen=True, tag=True):
     version: ModelVersion
 
@@ -118,6 +122,7 @@ Op = (
     CreateModel
     | UpdateModel
     | DeleteModel
+    | RenameModel
     | CreateVersion
     | UpdateVersion
     | DeleteVersion
