@@ -15,6 +15,9 @@ PURE = [
     "registry/commands.py",
     "registry/rules.py",
     "registry/audit.py",
+    "registry/mlflow/search_filter.py",
+    "registry/mlflow/messages.py",
+    "registry/mlflow/webhooks.py",
 ]
 FORBIDDEN = {
     "litestar",
