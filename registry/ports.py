@@ -173,6 +173,7 @@ class ModelServers(Protocol):
 # --- webhooks (registry/mlflow/webhooks.py, delivered by registry/mlflow/delivery.py) -----------
 
 
+@runtime_checkable
 class WebhookStore(Protocol):
     """Subscriptions and the outbox the store fills in the same transaction as each change."""
 

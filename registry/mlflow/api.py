@@ -69,7 +69,8 @@ def mlflow_validation_error(
 
 
 def mlflow_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    code = HTTP_CODES.get(exc.status_code, "BAD_REQUEST")
+    fallback = "INTERNAL_ERROR" if exc.status_code >= 500 else "BAD_REQUEST"
+    code = HTTP_CODES.get(exc.status_code, fallback)
     return Response(
         m.ErrorBody(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
     )
