@@ -27,7 +27,7 @@ from registry.ports import WebhookOutbox, WebhookSender
 log = logging.getLogger("modelyard.webhooks")
 
 POLL_S: Final = 1.0
-LEASE_S: Final = 60.0
+LEASE_S: Final = 25.0  # > the sender timeout (10 s); a crashed worker's rows wait this long
 BATCH: Final = 32
 
 
