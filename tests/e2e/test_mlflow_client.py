@@ -11,6 +11,7 @@ from mlflow.exceptions import MlflowException, RestException
 
 from modelyard.testing import ModelyardProcess
 from tests.e2e.conftest import Factory
+from tests.webhook_receiver import webhook_receiver
 
 # MLflow deprecates registry stages (since 2.9) but still sends them; these two calls warn.
 STAGE_APIS_DEPRECATED = [
@@ -175,3 +176,20 @@ def test_parallel_promotions_leave_one_production(registry: str) -> None:
     stages = [v.current_stage for v in c.search_model_versions("name = 'iris'")]
     assert stages.count("Production") == 1, stages
     assert stages.count("Archived") == PARALLEL - 1, stages
+
+
+def test_webhooks_through_the_client(registry: str) -> None:
+    c = client(registry)
+    with webhook_receiver() as receiver:
+        hook = c.create_webhook(
+            "ci", receiver.url, events=["model_version.created"], secret="x" * 24
+        )
+        assert [w.webhook_id for w in c.list_webhooks()] == [hook.webhook_id]
+        assert c.get_webhook(hook.webhook_id).url == receiver.url
+        c.create_registered_model("iris")
+        c.create_model_version("iris", "s3://b/1")
+        (got,) = receiver.wait_for(1)
+        assert got.json["data"]["version"] == "1"
+        assert got.headers["x-mlflow-signature"].startswith("v1,")
+        c.delete_webhook(hook.webhook_id)
+        assert list(c.list_webhooks()) == []
