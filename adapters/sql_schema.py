@@ -152,6 +152,41 @@ CREATE TABLE rollout_looks (
 )
 """,
     ),
+    (
+        5,
+        """
+CREATE TABLE webhooks (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    url TEXT NOT NULL,
+    events TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE TABLE webhook_outbox (
+    id {pk},
+    webhook_id TEXT NOT NULL,
+    delivery_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_attempt_at BIGINT NOT NULL,
+    lease_until BIGINT NOT NULL,
+    delivered_at BIGINT,
+    failed_at BIGINT,
+    last_status INTEGER,
+    last_error TEXT
+);
+CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_at, id)
+    WHERE delivered_at IS NULL AND failed_at IS NULL
+""",
+    ),
 ]
 
 CREATE_MIGRATIONS_TABLE: Final = (

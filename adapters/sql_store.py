@@ -17,6 +17,7 @@ import msgspec
 from adapters import sql_rollouts
 from adapters import sql_rows as rows
 from adapters.sql_schema import CREATE_MIGRATIONS_TABLE, MIGRATIONS, statements
+from adapters.sql_webhooks import enqueue_webhooks
 from registry import audit
 from registry.changes import (
     AppendLook,
@@ -32,6 +33,7 @@ from registry.changes import (
     ModelState,
     RememberRequest,
     SaveRollout,
+    RenameModel,
     SetAlias,
     StoredRequest,
     UpdateModel,
@@ -224,6 +226,10 @@ class SqlStore:
                             "DELETE FROM model_versions WHERE model_id = ?", (model_id,)
                         )
                         await conn.execute("DELETE FROM models WHERE id = ?", (model_id,))
+                    case RenameModel(new_name):
+                        await conn.execute(
+                            "UPDATE models SET name = ? WHERE id = ?", (new_name, model_id)
+                        )
                     case CreateVersion(v):
                         await conn.execute(
                             f"INSERT INTO model_versions (model_id, {_VERSION_INSERT_COLUMNS})"
@@ -296,6 +302,7 @@ class SqlStore:
             f"INSERT INTO audit_events ({rows.AUDIT_COLUMNS}) VALUES (?{', ?' * 13})",
             rows.audit_values(event),
         )
+        await enqueue_webhooks(conn, event)  # the outbox: same transaction as the change
         return event.seq, event.hash
 
     # --- reads: each one statement, so it sees one snapshot without a transaction --------

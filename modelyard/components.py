@@ -14,10 +14,14 @@ from adapters.bentoml_local import LocalBentoServers
 from adapters.local_artifacts import LocalArtifactStore
 from adapters.s3_artifacts import open_s3_store
 from adapters.stores import open_leadership, open_metadata_store
+from adapters.sql_webhooks import SqlWebhooks
+from adapters.stores import open_metadata_store
+from adapters.webhook_http import HttpWebhookSender
 from modelyard.settings import Settings
 from registry.auth import TokenAuthority
 from registry.deployments import Deployments
 from registry.feed import RouteFeed
+from registry.mlflow.delivery import WebhookWorker
 from registry.ports import ArtifactStore
 from registry.registration import Registration
 from registry.rollout_service import RolloutController, RolloutService
@@ -35,6 +39,7 @@ class Components:
     deployments: Deployments | None
     feed: RouteFeed
     rollouts: RolloutService
+    webhooks: SqlWebhooks
 
 
 def signing_key(data_dir: Path) -> bytes:
@@ -98,6 +103,13 @@ async def open_components(settings: Settings, role: str) -> AsyncIterator[Compon
         )
         controller.start()
         stack.push_async_callback(controller.close)
+        webhooks = SqlWebhooks(store.driver)
+        sender = HttpWebhookSender()
+        stack.push_async_callback(sender.close)
+        worker = WebhookWorker(webhooks, sender, utc_now)
+        registry.subscribe(worker.wake)
+        worker.start()
+        stack.push_async_callback(worker.close)
         yield Components(
             registry=registry,
             authority=TokenAuthority(store, clock=utc_now),
@@ -106,4 +118,5 @@ async def open_components(settings: Settings, role: str) -> AsyncIterator[Compon
             deployments=deployments,
             feed=RouteFeed(registry, deployments),
             rollouts=rollouts,
+            webhooks=webhooks,
         )

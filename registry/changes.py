@@ -69,6 +69,10 @@ class DeleteModel(msgspec.Struct, frozen=True, tag=True):
     pass
 
 
+class RenameModel(msgspec.Struct, frozen=True, tag=True):
+    new_name: str
+
+
 class CreateVersion(msgspec.Struct, frozen=True, tag=True):
     version: ModelVersion
 
@@ -132,6 +136,7 @@ Op = (
     CreateModel
     | UpdateModel
     | DeleteModel
+    | RenameModel
     | CreateVersion
     | UpdateVersion
     | DeleteVersion

@@ -57,6 +57,15 @@ class VersionCreate(VersionMeta, frozen=True):
     endpoint: Uri | None = None
 
 
+class SourceVersionCreate(_Input, frozen=True):
+    """A version known only by where its files are (`source`), as MLflow clients register them."""
+
+    source: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
+    run_id: ShortText | None = None
+    description: Description = ""
+    tags: Tags = {}
+
+
 class VersionUpdate(_Input, frozen=True):
     description: Description | None = None
 
@@ -86,6 +95,7 @@ __all__ = [
     "AliasName",
     "ModelCreate",
     "ModelUpdate",
+    "SourceVersionCreate",
     "StageChange",
     "TagChange",
     "TokenCreate",

@@ -12,6 +12,7 @@ import msgspec
 from registry.changes import Decision, LoadSpec, ModelFilter, ModelState, VersionFilter
 from registry.domain import ApiSpec, AuditEvent, Model, ModelVersion, Token
 from registry.rollouts import Look, Rollout
+from registry.mlflow.webhooks import Due, Secret, Webhook
 from registry.windows import TrafficWindow, VariantTraffic
 
 T = TypeVar("T")
@@ -194,3 +195,37 @@ class ModelServers(Protocol):
     def states(self) -> list[ServerState]: ...
 
     async def close(self) -> None: ...
+
+
+# --- webhooks (registry/mlflow/webhooks.py, delivered by registry/mlflow/delivery.py) -----------
+
+
+@runtime_checkable
+class WebhookStore(Protocol):
+    """Subscriptions and the outbox the store fills in the same transaction as each change."""
+
+    async def create_webhook(self, webhook: Webhook, secret: Secret) -> Webhook: ...
+
+    async def list_webhooks(self, offset: int, limit: int) -> list[Webhook]: ...
+
+    async def get_webhook(self, webhook_id: str) -> Webhook: ...
+
+    async def delete_webhook(self, webhook_id: str) -> None: ...
+
+
+class WebhookOutbox(Protocol):
+    async def claim(self, now: datetime, lease_until: datetime, limit: int) -> list[Due]:
+        """Lease due rows (oldest first) so that no other worker posts them meanwhile."""
+        ...
+
+    async def delivered(self, row_id: int, status: int, now: datetime) -> None: ...
+
+    async def attempt_failed(
+        self, row_id: int, status: int | None, error: str, retry_at: datetime | None
+    ) -> None: ...
+
+
+class WebhookSender(Protocol):
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        """POST `body` and return the HTTP status; raise OSError when there is no answer."""
+        ...

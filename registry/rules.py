@@ -3,6 +3,7 @@ changes. Pure functions; the store applies the returned operations in one transa
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -19,12 +20,19 @@ from registry.changes import (
     ModelState,
     Op,
     RememberRequest,
+    RenameModel,
     SetAlias,
     UpdateModel,
     UpdateVersion,
     WriteContext,
 )
-from registry.commands import AliasChange, ModelCreate, StageChange, VersionCreate
+from registry.commands import (
+    AliasChange,
+    ModelCreate,
+    SourceVersionCreate,
+    StageChange,
+    VersionCreate,
+)
 from registry.domain import (
     EXCLUSIVE_STAGES,
     Model,
@@ -203,6 +211,24 @@ def delete_model(
     return Decision(ops=ops, result=None)
 
 
+def rename_model(
+    state: ModelState, ctx: WriteContext, name: str, new_name: str, if_match: str | None
+) -> Decision[Model]:
+    """Give a model a new name; its versions and aliases follow it. A taken name is refused by
+    the store's unique name (the new name's chain is not locked by this write)."""
+    model = require_model(state, name)
+    check_if_match(if_match, model_etag(model))
+    if new_name == name:
+        return Decision(ops=[], result=model)
+    renamed = replace(model, name=new_name, updated_at=ctx.now, revision=model.revision + 1)
+    ops: list[Op] = [
+        RenameModel(new_name),
+        UpdateModel(renamed),
+        _audit(ctx, "model.rename", name, before={"name": name}, after={"name": new_name}),
+    ]
+    return Decision(ops=ops, result=renamed)
+
+
 def set_traffic(
     state: ModelState,
     ctx: WriteContext,
@@ -226,6 +252,70 @@ def set_traffic(
 
 
 # --- versions -------------------------------------------------------------------------------
+
+
+def _same_request(v: ModelVersion, ctx: WriteContext, cmd: SourceVersionCreate) -> bool:
+    return (
+        v.source == cmd.source
+        and v.run_id == cmd.run_id
+        and v.description == cmd.description
+        and v.tags == cmd.tags
+        and v.created_by == ctx.principal.name
+        and v.artifact_uri is None
+        and v.endpoint is None
+    )
+
+
+def register_source_version(
+    state: ModelState,
+    ctx: WriteContext,
+    name: str,
+    cmd: SourceVersionCreate,
+    expected_latest: int,
+    repeat_after: datetime,
+) -> Decision[ModelVersion | None]:
+    """A version registered by `source` (the MLflow way). The same request from the same caller
+    again, while the model's newest version is its answer and was made after `repeat_after`,
+    gets that version back instead of a second one: clients retry a create after a 5xx or a
+    lost answer. `expected_latest` (loaded with the state) is the newest version the caller
+    saw; if another version was made since, the result is None and the caller reads again."""
+    model = require_model(state, name)
+    if model.latest_version != expected_latest:
+        return Decision(ops=[], result=None)
+    newest = state.versions.get(expected_latest)
+    if newest is not None and newest.created_at >= repeat_after and _same_request(newest, ctx, cmd):
+        return Decision(ops=[], result=newest)
+    number = model.latest_version + 1
+    version = ModelVersion(
+        model=name,
+        version=number,
+        stage=Stage.NONE,
+        status=VersionStatus.READY,
+        description=cmd.description,
+        artifact_uri=None,
+        digest=None,
+        size_bytes=None,
+        format="mlflow",
+        bento_tag=None,
+        apis=[],
+        endpoint=None,
+        run_id=cmd.run_id,
+        source=cmd.source,
+        metrics={},
+        params={},
+        tags=dict(cmd.tags),
+        created_by=ctx.principal.name,
+        created_at=ctx.now,
+        updated_at=ctx.now,
+        revision=1,
+    )
+    bumped = replace(model, latest_version=number, updated_at=ctx.now, revision=model.revision + 1)
+    ops: list[Op] = [
+        UpdateModel(bumped),
+        CreateVersion(version),
+        _audit(ctx, "version.create", name, version=number, after=version),
+    ]
+    return Decision(ops=ops, result=version)
 
 
 def create_version(
@@ -390,18 +480,39 @@ def transition_stage(
 
 
 def delete_version(
-    state: ModelState, ctx: WriteContext, name: str, number: int, if_match: str | None
+    state: ModelState,
+    ctx: WriteContext,
+    name: str,
+    number: int,
+    if_match: str | None,
+    release_aliases: bool = False,
 ) -> Decision[None]:
+    """Delete a version. An alias holding it blocks the delete, unless `release_aliases` (the
+    MLflow behaviour) deletes those aliases in the same transaction."""
     version = require_version(state, name, number)
     check_if_match(if_match, version_etag(version))
     held = sorted(alias for alias, v in state.aliases.items() if v == number)
-    if held:
+    if held and not release_aliases:
         raise AliasInUse(
             f"version {number} of {name!r} is held by alias(es) {', '.join(held)};"
             " move or delete them first",
             field="version",
         )
-    ops: list[Op] = [
+    ops: list[Op] = []
+    for alias in held:
+        ops += [
+            DeleteAlias(alias),
+            _audit(
+                ctx,
+                "alias.delete",
+                name,
+                version=number,
+                alias=alias,
+                before=AliasTarget(number),
+                after=AliasTarget(None),
+            ),
+        ]
+    ops += [
         DeleteVersion(number),
         _audit(ctx, "version.delete", name, version=number, before=version),
     ]

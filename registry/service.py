@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Final, TypeVar
 
 import msgspec
 
@@ -18,7 +18,13 @@ from registry.changes import (
     VersionFilter,
     WriteContext,
 )
-from registry.commands import AliasChange, ModelCreate, StageChange, VersionCreate
+from registry.commands import (
+    AliasChange,
+    ModelCreate,
+    SourceVersionCreate,
+    StageChange,
+    VersionCreate,
+)
 from registry.domain import (
     AuditEvent,
     Model,
@@ -28,11 +34,16 @@ from registry.domain import (
     validate_name,
     validate_tag_key,
 )
+from registry.errors import AlreadyExists, Conflict
 from registry.ports import MetadataStore
 from registry.traffic import TrafficPolicy
 from registry.windows import VariantTraffic, WindowReport
 
 T = TypeVar("T")
+
+#: How long a repeated identical source-registration returns the first version (client retries).
+REPEAT_WINDOW: Final = timedelta(minutes=10)
+_REREADS: Final = 20
 
 
 def utc_now() -> datetime:
@@ -105,6 +116,24 @@ class Registry:
             name, caller, LoadSpec(), lambda s, c: rules.delete_model(s, c, name, if_match)
         )
 
+    async def rename_model(
+        self, caller: Caller, name: str, new_name: str, if_match: str | None = None
+    ) -> Model:
+        validate_name(new_name, "new_name")
+        try:
+            return await self._write(
+                name,
+                caller,
+                LoadSpec(),
+                lambda s, c: rules.rename_model(s, c, name, new_name, if_match),
+            )
+        except Conflict as exc:
+            if type(exc) is not Conflict:  # a rule's own conflict, not the unique name
+                raise
+            raise AlreadyExists(
+                f"registered model {new_name!r} already exists", field="new_name"
+            ) from exc
+
     async def set_traffic(
         self, caller: Caller, name: str, policy: TrafficPolicy | None, if_match: str | None
     ) -> Model:
@@ -142,6 +171,25 @@ class Registry:
         return await self.write(
             name, caller, _idem(caller), lambda s, c: rules.create_version(s, c, name, cmd)
         )
+
+    async def register_source_version(
+        self, caller: Caller, name: str, cmd: SourceVersionCreate
+    ) -> ModelVersion:
+        """A version known by its `source` (the MLflow client's create). Repeating the same
+        request within REPEAT_WINDOW returns the version the first one made."""
+        for _ in range(_REREADS):
+            latest = (await self.get_model(name)).latest_version
+            found = await self._write(
+                name,
+                caller,
+                LoadSpec(versions=(latest,) if latest else ()),
+                lambda s, c, latest=latest: rules.register_source_version(  # type: ignore[misc]
+                    s, c, name, cmd, latest, c.now - REPEAT_WINDOW
+                ),
+            )
+            if found is not None:
+                return found
+        raise Conflict(f"model {name!r} changed too often to register a version; retry")
 
     async def update_version(
         self,
@@ -186,13 +234,18 @@ class Registry:
         )
 
     async def delete_version(
-        self, caller: Caller, name: str, number: int, if_match: str | None
+        self,
+        caller: Caller,
+        name: str,
+        number: int,
+        if_match: str | None,
+        release_aliases: bool = False,
     ) -> None:
         await self.write(
             name,
             caller,
             LoadSpec(versions=(number,)),
-            lambda s, c: rules.delete_version(s, c, name, number, if_match),
+            lambda s, c: rules.delete_version(s, c, name, number, if_match, release_aliases),
         )
 
     async def get_version(self, name: str, number: int) -> ModelVersion:

@@ -22,6 +22,7 @@ from registry.api.traffic import TrafficController
 from registry.api.versions import VersionController
 from registry.api.windows import WindowController
 from registry.errors import RegistryError
+from registry.mlflow.api import mlflow_router
 from registry.service import Registry
 
 
@@ -79,4 +80,4 @@ def registry_routes() -> list[ControllerRouterHandler]:
         route_handlers=[local_download],
         dependencies={"artifacts": _state("artifacts")},
     )
-    return [api, links, livez, readyz]
+    return [api, mlflow_router(), links, livez, readyz]

@@ -22,6 +22,9 @@ PURE = [
     "registry/rollout_rules.py",
     "registry/judge.py",
     "gateway/routing.py",
+    "registry/mlflow/search_filter.py",
+    "registry/mlflow/messages.py",
+    "registry/mlflow/webhooks.py",
 ]
 FORBIDDEN = {
     "litestar",
