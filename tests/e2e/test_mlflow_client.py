@@ -44,13 +44,13 @@ def test_registry_workflow(registry: str) -> None:
     made = c.create_registered_model("iris", tags={"team": "ml"}, description="flowers")
     assert made.name == "iris" and made.tags == {"team": "ml"}
     v1 = c.create_model_version("iris", "s3://bucket/iris/1", run_id="run-1", tags={"k": "1"})
+    # the client retries a create after a 5xx: the same request again makes no second version
+    again = c.create_model_version("iris", "s3://bucket/iris/1", run_id="run-1", tags={"k": "1"})
+    assert again.version == "1"
     v2 = c.create_model_version("iris", "s3://bucket/iris/2", run_id="run-2", description="two")
     v3 = c.create_model_version("iris", "s3://bucket/iris/3", run_id="run-3")
     assert (v1.version, v2.version, v3.version) == ("1", "2", "3")
     assert v1.status == "READY" and v1.current_stage == "None"
-    # the client retries a create after a 5xx: the same request again makes no second version
-    again = c.create_model_version("iris", "s3://bucket/iris/1", run_id="run-1", tags={"k": "1"})
-    assert again.version == "1"
 
     c.set_registered_model_tag("iris", "owner", "ana")
     c.set_model_version_tag("iris", "2", "validated", "yes")
