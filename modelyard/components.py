@@ -13,9 +13,8 @@ from adapters.bento_archive import read_bento
 from adapters.bentoml_local import LocalBentoServers
 from adapters.local_artifacts import LocalArtifactStore
 from adapters.s3_artifacts import open_s3_store
-from adapters.stores import open_leadership, open_metadata_store
 from adapters.sql_webhooks import SqlWebhooks
-from adapters.stores import open_metadata_store
+from adapters.stores import open_leadership, open_metadata_store
 from adapters.webhook_http import HttpWebhookSender
 from modelyard.settings import Settings
 from registry.auth import TokenAuthority

@@ -11,8 +11,8 @@ import msgspec
 
 from registry.changes import Decision, LoadSpec, ModelFilter, ModelState, VersionFilter
 from registry.domain import ApiSpec, AuditEvent, Model, ModelVersion, Token
-from registry.rollouts import Look, Rollout
 from registry.mlflow.webhooks import Due, Secret, Webhook
+from registry.rollouts import Look, Rollout
 from registry.windows import TrafficWindow, VariantTraffic
 
 T = TypeVar("T")

@@ -121,7 +121,7 @@ class Registry:
     ) -> Model:
         validate_name(new_name, "new_name")
         try:
-            return await self._write(
+            return await self.write(
                 name,
                 caller,
                 LoadSpec(),
@@ -179,7 +179,7 @@ class Registry:
         request within REPEAT_WINDOW returns the version the first one made."""
         for _ in range(_REREADS):
             latest = (await self.get_model(name)).latest_version
-            found = await self._write(
+            found = await self.write(
                 name,
                 caller,
                 LoadSpec(versions=(latest,) if latest else ()),

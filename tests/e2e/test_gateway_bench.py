@@ -28,6 +28,8 @@ TARGETS = {
     "added_p99_c1",
     "e2e_share_p50_c1",
     "e2e_share_p50_c8",
+    "e2e_share_p50_c1_apart",
+    "e2e_share_p50_c8_apart",
     "e2e_share_cpu",
 }
 
