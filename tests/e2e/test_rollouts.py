@@ -171,3 +171,32 @@ def test_a_faulty_candidate_is_rolled_back_fast(
     assert last["outcome"] == "fail"
     failed = {c["name"] for c in last["checks"] if c["outcome"] == "fail"}
     assert failed & ({"errors"} if fault == "erring" else {"latency", "tail"}), last
+
+
+@pytest.mark.parametrize(("candidate", "ends"), [("v2", "Succeeded"), ("erring", "RolledBack")])
+def test_a_shadow_candidate_is_judged_on_copies_and_never_seen(
+    yard: ModelyardProcess, servers: dict[str, Any], candidate: str, ends: str
+) -> None:
+    name = f"shadow-{candidate}"
+    model(yard, name, servers["v1"].url, servers[candidate].url)
+    with Traffic(yard, name) as traffic, api(yard) as c:
+        spec = {"candidate": 2, "mode": "shadow", **FAST_PLAN}
+        r = c.post(f"/models/{name}/rollouts", json=spec)
+        assert r.status_code == 201, r.text
+        rid, started = r.json()["id"], time.monotonic()
+        while (view := c.get(f"/rollouts/{rid}").json())["rollout"]["phase"] not in ENDED:
+            assert time.monotonic() - started < 60, view["rollout"]
+            time.sleep(0.1)
+        policy = c.get(f"/models/{name}/traffic").json()
+    rollout = view["rollout"]
+    assert rollout["phase"] == ends, rollout
+    assert "shadow" not in policy  # the copies stop when the rollout ends
+    assert {(s, v) for _, s, v in traffic.answers} == {(200, "1")}  # users only ever saw v1
+    assert stages(yard, name) == {1: "Production", 2: "Staging"}  # validated, not promoted
+    judged = [look for look in view["looks"] if look["verdict"]["outcome"] != "inconclusive"]
+    assert (
+        judged and judged[-1]["verdict"]["candidate"]["requests"] >= FAST_PLAN["min_sample_per_arm"]
+    )
+    if ends == "RolledBack":
+        failed = {c["name"] for c in judged[-1]["verdict"]["checks"] if c["outcome"] == "fail"}
+        assert "errors" in failed, judged[-1]
