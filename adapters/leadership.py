@@ -50,7 +50,11 @@ class PostgresLead:
     async def lead(self) -> bool:
         conn = self._conn
         if conn is not None and not conn.is_closed():
-            return True  # the lock lives as long as this session
+            try:  # the lock lives as long as this session: is it still there?
+                await conn.execute("SELECT 1", timeout=5)
+                return True
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                conn.terminate()
         self._conn = None
         try:
             conn = await asyncpg.connect(self._dsn, timeout=5)

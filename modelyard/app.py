@@ -66,6 +66,7 @@ def create_app(settings: Settings, role: Role = "serve") -> Any:
                 app.state.deployments = parts.deployments
                 app.state.feed = parts.feed
                 app.state.rollouts = parts.rollouts
+                app.state.rollout_controller = parts.rollout_controller
                 app.state.webhooks = parts.webhooks
                 await _bootstrap_admin(parts.authority, settings.admin_token)
                 source, sink = InProcessRoutes(parts.feed), InProcessSink(parts.registry)

@@ -38,6 +38,7 @@ class Components:
     deployments: Deployments | None
     feed: RouteFeed
     rollouts: RolloutService
+    rollout_controller: RolloutController
     webhooks: SqlWebhooks
 
 
@@ -117,5 +118,6 @@ async def open_components(settings: Settings, role: str) -> AsyncIterator[Compon
             deployments=deployments,
             feed=RouteFeed(registry, deployments),
             rollouts=rollouts,
+            rollout_controller=controller,
             webhooks=webhooks,
         )

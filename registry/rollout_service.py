@@ -168,6 +168,7 @@ class RolloutController:
         self.clock = clock
         self.tick_s = tick_s
         self._task: asyncio.Task[None] | None = None
+        self.leading = False  # as of the latest tick
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -175,7 +176,8 @@ class RolloutController:
     async def _run(self) -> None:
         while True:
             try:
-                if await self.leadership.lead():
+                self.leading = await self.leadership.lead()
+                if self.leading:
                     await self.service.tick(self.clock())
             except Exception:  # a store outage: keep ticking, the next tick retries
                 log.exception("rollout controller tick failed")

@@ -38,7 +38,10 @@ async def readyz(request: Request[Any, Any, Any]) -> Any:
         await registry.store.head("system")
     except RegistryError as exc:
         return Response(Health("unavailable", exc.message), status_code=503)
-    return Health("ok")
+    controller = request.app.state.get("rollout_controller")
+    if controller is None:
+        return Health("ok")
+    return Health("ok", rollouts="leading" if controller.leading else "standby")
 
 
 def _state(name: str) -> Provide:

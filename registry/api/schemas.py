@@ -37,3 +37,4 @@ class IssuedTokenBody(msgspec.Struct):
 class Health(msgspec.Struct, omit_defaults=True):
     status: str
     detail: str | None = None
+    rollouts: str | None = None  # "leading": this replica drives the rollouts; or "standby"
