@@ -187,6 +187,29 @@ CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_at, id)
     WHERE delivered_at IS NULL AND failed_at IS NULL
 """,
     ),
+    (
+        6,
+        """
+CREATE TABLE experiments (
+    id TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX experiments_one_running ON experiments (model) WHERE phase = 'Running';
+CREATE INDEX experiments_by_model ON experiments (model, created_at);
+CREATE TABLE experiment_outcomes (
+    experiment_id TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    n BIGINT NOT NULL,
+    total DOUBLE PRECISION NOT NULL,
+    total_sq DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (experiment_id, version)
+)
+""",
+    ),
 ]
 
 CREATE_MIGRATIONS_TABLE: Final = (

@@ -14,7 +14,7 @@ from typing import Any, Protocol, TypeVar
 
 import msgspec
 
-from adapters import sql_rollouts
+from adapters import sql_experiments, sql_rollouts
 from adapters import sql_rows as rows
 from adapters.sql_schema import CREATE_MIGRATIONS_TABLE, MIGRATIONS, statements
 from adapters.sql_webhooks import enqueue_webhooks
@@ -33,6 +33,7 @@ from registry.changes import (
     ModelState,
     RememberRequest,
     RenameModel,
+    SaveExperiment,
     SaveRollout,
     SetAlias,
     StoredRequest,
@@ -50,6 +51,7 @@ from registry.domain import (
     model_scope,
 )
 from registry.errors import NotFound
+from registry.experiments import Experiment, Tally
 from registry.rollouts import Look, Rollout
 from registry.windows import TrafficWindow, VariantTraffic
 
@@ -183,8 +185,11 @@ class SqlStore:
             for r in found_rows:
                 versions[int(r[0])] = rows.version_from_row(name, r, held.get(int(r[0])))
         model = rows.model_from_row(model_row, aliases)
-        rollout = await sql_rollouts.active_for(conn, name) if spec.rollout else None
-        state = ModelState(model, versions, aliases, replay=replay, rollout=rollout)
+        rollout = experiment = None
+        if spec.rollout:
+            rollout = await sql_rollouts.active_for(conn, name)
+            experiment = await sql_experiments.running_for(conn, name)
+        state = ModelState(model, versions, aliases, replay, rollout, experiment)
         return model_id, state
 
     async def transact(
@@ -276,6 +281,8 @@ class SqlStore:
                         await sql_rollouts.save(conn, rollout)
                     case AppendLook(rollout_id, look):
                         await sql_rollouts.append_look(conn, rollout_id, look)
+                    case SaveExperiment(experiment):
+                        await sql_experiments.save(conn, experiment)
                     case RememberRequest():
                         await conn.execute(
                             "INSERT INTO idempotency_keys (principal_id, key, fingerprint, status,"
@@ -508,6 +515,27 @@ class SqlStore:
     async def rollout_looks(self, rollout_id: str, after: int, limit: int) -> list[Look]:
         async with self.driver.reading() as conn:
             return await sql_rollouts.looks(conn, rollout_id, after, limit)
+
+    # --- experiments ----------------------------------------------------------------------
+
+    async def get_experiment(self, experiment_id: str) -> Experiment:
+        async with self.driver.reading() as conn:
+            found = await sql_experiments.get(conn, experiment_id)
+        if found is None:
+            raise NotFound(f"experiment {experiment_id!r} does not exist", field="id")
+        return found
+
+    async def list_experiments(self, model: str, limit: int) -> list[Experiment]:
+        async with self.driver.reading() as conn:
+            return await sql_experiments.of_model(conn, model, limit)
+
+    async def add_outcomes(self, experiment_id: str, tallies: list[Tally]) -> None:
+        async with self.driver.writing() as conn:
+            await sql_experiments.add(conn, experiment_id, tallies)
+
+    async def outcomes(self, experiment_id: str) -> dict[int, Tally]:
+        async with self.driver.reading() as conn:
+            return await sql_experiments.tallies(conn, experiment_id)
 
     # --- tokens ---------------------------------------------------------------------------
 

@@ -9,13 +9,14 @@ from the stable version to the canary, never back.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from typing import Final, NamedTuple
 
 from gateway.errors import NoHealthyUpstream, UnknownModel
 from registry.routes import ModelRoute, VersionRoute
-from registry.traffic import BUCKETS, CANARY_VARIANT, STABLE_VARIANT
+from registry.traffic import CANARY_VARIANT, STABLE_VARIANT, bucket, split_at
+
+__all__ = ["CANARY", "PINNED", "RULE", "STABLE", "Choice", "bucket", "choose", "shadow_target"]
 
 STABLE: Final = STABLE_VARIANT
 CANARY: Final = CANARY_VARIANT
@@ -27,11 +28,6 @@ class Choice(NamedTuple):
     version: int
     variant: str
     route: VersionRoute
-
-
-def bucket(salt: str, key: str) -> int:
-    digest = hashlib.blake2b(f"{salt}\x00{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % BUCKETS
 
 
 def _served(route: ModelRoute, version: int, variant: str) -> Choice:
@@ -66,16 +62,12 @@ def choose(
                 return Choice(rule.version, RULE, route.versions[rule.version])
     if policy.splits:
         point = bucket(policy.salt or route.name, key) if key is not None else draw
-        upper = 0
-        for split in policy.splits:
-            if split.version == route.stable:
-                continue
-            upper += round(split.weight * (BUCKETS // 100))
-            if point < upper:
-                target = route.versions.get(split.version)
-                if target is not None:
-                    return Choice(split.version, split.variant or CANARY, target)
-                break  # its version is not served: this user stays on stable
+        split = split_at(policy.splits, point, route.stable)
+        if split is not None:
+            target = route.versions.get(split.version)
+            if target is not None:
+                return Choice(split.version, split.variant or CANARY, target)
+            # its version is not served: this user stays on stable
     if route.stable is None:
         raise NoHealthyUpstream(f"model {route.name!r} has no Production version to serve")
     return _served(route, route.stable, STABLE)

@@ -67,6 +67,7 @@ def create_app(settings: Settings, role: Role = "serve") -> Any:
                 app.state.feed = parts.feed
                 app.state.rollouts = parts.rollouts
                 app.state.rollout_controller = parts.rollout_controller
+                app.state.experiments = parts.experiments
                 app.state.webhooks = parts.webhooks
                 await _bootstrap_admin(parts.authority, settings.admin_token)
                 source, sink = InProcessRoutes(parts.feed), InProcessSink(parts.registry)

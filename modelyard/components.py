@@ -19,6 +19,7 @@ from adapters.webhook_http import HttpWebhookSender
 from modelyard.settings import Settings
 from registry.auth import TokenAuthority
 from registry.deployments import Deployments
+from registry.experiment_service import ExperimentService
 from registry.feed import RouteFeed
 from registry.mlflow.delivery import WebhookWorker
 from registry.ports import ArtifactStore
@@ -39,6 +40,7 @@ class Components:
     feed: RouteFeed
     rollouts: RolloutService
     rollout_controller: RolloutController
+    experiments: ExperimentService
     webhooks: SqlWebhooks
 
 
@@ -119,5 +121,6 @@ async def open_components(settings: Settings, role: str) -> AsyncIterator[Compon
             feed=RouteFeed(registry, deployments),
             rollouts=rollouts,
             rollout_controller=controller,
+            experiments=ExperimentService(registry, store),
             webhooks=webhooks,
         )

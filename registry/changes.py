@@ -9,6 +9,7 @@ from typing import Generic, TypeVar
 import msgspec
 
 from registry.domain import Model, ModelVersion, Principal, Stage
+from registry.experiments import Experiment
 from registry.rollouts import Look, Rollout
 
 T = TypeVar("T")
@@ -20,7 +21,7 @@ class LoadSpec(msgspec.Struct, frozen=True):
     versions: tuple[int, ...] = ()
     stage_holders: bool = False  # every version in Staging or Production
     idempotency: tuple[int, str] | None = None  # (token id, Idempotency-Key)
-    rollout: bool = False  # the model's active rollout, if any
+    rollout: bool = False  # the model's active rollout and running experiment, if any
 
 
 class StoredRequest(msgspec.Struct, frozen=True):
@@ -35,6 +36,7 @@ class ModelState(msgspec.Struct, frozen=True):
     aliases: dict[str, int]
     replay: StoredRequest | None = None
     rollout: Rollout | None = None  # loaded with LoadSpec(rollout=True)
+    experiment: Experiment | None = None  # loaded with LoadSpec(rollout=True)
 
 
 class Caller(msgspec.Struct, frozen=True, kw_only=True):
@@ -127,6 +129,10 @@ class SaveRollout(msgspec.Struct, frozen=True, tag=True):
     rollout: Rollout
 
 
+class SaveExperiment(msgspec.Struct, frozen=True, tag=True):
+    experiment: Experiment
+
+
 class AppendLook(msgspec.Struct, frozen=True, tag=True):
     rollout_id: str
     look: Look
@@ -146,6 +152,7 @@ Op = (
     | RememberRequest
     | SaveRollout
     | AppendLook
+    | SaveExperiment
 )
 
 

@@ -11,6 +11,7 @@ import msgspec
 
 from registry.changes import Decision, LoadSpec, ModelFilter, ModelState, VersionFilter
 from registry.domain import ApiSpec, AuditEvent, Model, ModelVersion, Token
+from registry.experiments import Experiment, Tally
 from registry.mlflow.webhooks import Due, Secret, Webhook
 from registry.rollouts import Look, Rollout
 from registry.windows import TrafficWindow, VariantTraffic
@@ -96,6 +97,19 @@ class RolloutReader(Protocol):
     async def rollout_looks(self, rollout_id: str, after: int, limit: int) -> list[Look]: ...
 
 
+class ExperimentStore(Protocol):
+    """Experiments are started and stopped through `ModelWriter.transact` (SaveExperiment);
+    outcomes are added to each arm's running sums outside the model's lock."""
+
+    async def get_experiment(self, experiment_id: str) -> Experiment: ...
+
+    async def list_experiments(self, model: str, limit: int) -> list[Experiment]: ...
+
+    async def add_outcomes(self, experiment_id: str, tallies: list[Tally]) -> None: ...
+
+    async def outcomes(self, experiment_id: str) -> dict[int, Tally]: ...
+
+
 class Leadership(Protocol):
     """Which registry replica drives the rollouts: only the holder of the lead acts."""
 
@@ -107,7 +121,14 @@ class Leadership(Protocol):
 
 
 class MetadataStore(
-    ModelWriter, ModelReader, AuditLog, TokenStore, WindowStore, RolloutReader, Protocol
+    ModelWriter,
+    ModelReader,
+    AuditLog,
+    TokenStore,
+    WindowStore,
+    RolloutReader,
+    ExperimentStore,
+    Protocol,
 ):
     """Everything the registry keeps: one object per backend (SQLite, PostgreSQL)."""
 

@@ -34,6 +34,11 @@ def start(
     """A rollout of `spec.candidate` against the Production version; one active per model. A
     candidate still in stage None moves to Staging so that the local deployer serves it."""
     require_model(state, name)
+    if state.experiment is not None:
+        raise RolloutInProgress(
+            f"experiment {state.experiment.id} steers the traffic of {name!r}; stop it first",
+            field="model",
+        )
     if state.rollout is not None:
         raise RolloutInProgress(
             f"rollout {state.rollout.id} of {name!r} is {state.rollout.phase}; a model has one"

@@ -243,6 +243,11 @@ def set_traffic(
             f"rollout {state.rollout.id} steers the traffic of {name!r}; abort or promote it first",
             field="rollout",
         )
+    if state.experiment is not None:
+        raise RolloutInProgress(
+            f"experiment {state.experiment.id} steers the traffic of {name!r}; stop it first",
+            field="experiment",
+        )
     if policy is not None:
         check_policy(policy, set(state.versions))
     if policy == model.traffic:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Final
 
 import msgspec
@@ -69,6 +70,25 @@ class TrafficPolicy(_In, frozen=True):
     shadow: Shadow | None = None
     salt: Annotated[str, msgspec.Meta(max_length=64)] = ""
     deadline_ms: Annotated[int, msgspec.Meta(ge=1, le=600_000)] = DEFAULT_DEADLINE_MS
+
+
+def bucket(salt: str, key: str) -> int:
+    """A sticky key's bucket in [0, BUCKETS): the same for the same salt and key, everywhere."""
+    digest = hashlib.blake2b(f"{salt}\x00{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % BUCKETS
+
+
+def split_at(splits: list[Split], point: int, stable: int | None) -> Split | None:
+    """The split owning bucket `point` (splits take consecutive ranges in their order; the
+    stable version's own split, if listed, takes none), or None: the stable version."""
+    upper = 0
+    for split in splits:
+        if split.version == stable:
+            continue
+        upper += round(split.weight * (BUCKETS // 100))
+        if point < upper:
+            return split
+    return None
 
 
 def check_policy(policy: TrafficPolicy, known_versions: set[int]) -> TrafficPolicy:

@@ -14,6 +14,7 @@ from registry.api.audit import AuditController
 from registry.api.bentos import BentoController, local_download
 from registry.api.context import role_guard
 from registry.api.deployments import DeploymentController
+from registry.api.experiments import ExperimentController
 from registry.api.models import ModelController
 from registry.api.rollouts import RolloutController
 from registry.api.schemas import Health
@@ -66,6 +67,7 @@ def registry_routes() -> list[ControllerRouterHandler]:
             TrafficController,
             WindowController,
             RolloutController,
+            ExperimentController,
         ],
         guards=[role_guard],
         dependencies={
@@ -76,6 +78,7 @@ def registry_routes() -> list[ControllerRouterHandler]:
             "deployments": _state("deployments"),
             "feed": _state("feed"),
             "rollouts": _state("rollouts"),
+            "experiments": _state("experiments"),
         },
     )
     links = Router(

@@ -7,28 +7,18 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from litestar.testing import AsyncTestClient
 
-from modelyard.app import create_app
-from modelyard.settings import load_settings
-from tests.integration.test_api import ADMIN, Client, bearer, error, model_with_versions, token
+from tests.integration.test_api import Client, bearer, error, model_with_versions, token
 
 FAST = {"candidate": 2, "steps": [10, 50, 100], "interval_s": 0.3, "min_sample_per_arm": 50}
 
 
 @pytest.fixture
-async def client(store_url: str, tmp_path: Path) -> AsyncIterator[Client]:
-    settings = load_settings(
-        {}, data_dir=str(tmp_path), database_url=store_url, admin_token=ADMIN, rollout_tick_s=0.05
-    )
-    async with AsyncTestClient(app=create_app(settings, "registry")) as c:
-        c.headers.update(bearer(ADMIN))
-        yield c
+def client(steering_client: Client) -> Client:
+    return steering_client
 
 
 async def production(client: Client, versions: int = 2) -> None:

@@ -21,6 +21,8 @@ PURE = [
     "registry/rollouts.py",
     "registry/rollout_rules.py",
     "registry/judge.py",
+    "registry/experiments.py",
+    "registry/experiment_rules.py",
     "gateway/routing.py",
     "registry/mlflow/search_filter.py",
     "registry/mlflow/messages.py",

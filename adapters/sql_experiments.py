@@ -1,0 +1,77 @@
+"""Experiments in SQL: each experiment's state as one JSON document beside its phase (a
+partial unique index allows one running experiment per model), and each arm's outcomes as
+running sums (count, sum, sum of squares) that feedback increments in place."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import msgspec
+
+from adapters import sql_rows as rows
+from registry.experiments import Experiment, Phase, Tally
+
+_experiment = msgspec.json.Decoder(Experiment)
+
+
+class Conn(Protocol):
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> None: ...
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[rows.Row]: ...
+
+
+async def running_for(conn: Conn, model: str) -> Experiment | None:
+    found = await conn.fetch(
+        "SELECT state FROM experiments WHERE model = ? AND phase = ?", (model, Phase.RUNNING.value)
+    )
+    return _experiment.decode(found[0][0]) if found else None
+
+
+async def save(conn: Conn, experiment: Experiment) -> None:
+    await conn.execute(
+        "INSERT INTO experiments (id, model, phase, state, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET phase = excluded.phase,"
+        " state = excluded.state, updated_at = excluded.updated_at",
+        (
+            experiment.id,
+            experiment.model,
+            experiment.phase.value,
+            rows.dumps(experiment),
+            rows.to_micros(experiment.created_at),
+            rows.to_micros(experiment.updated_at),
+        ),
+    )
+
+
+async def get(conn: Conn, experiment_id: str) -> Experiment | None:
+    found = await conn.fetch("SELECT state FROM experiments WHERE id = ?", (experiment_id,))
+    return _experiment.decode(found[0][0]) if found else None
+
+
+async def of_model(conn: Conn, model: str, limit: int) -> list[Experiment]:
+    found = await conn.fetch(
+        "SELECT state FROM experiments WHERE model = ? ORDER BY created_at DESC, id LIMIT ?",
+        (model, limit),
+    )
+    return [_experiment.decode(r[0]) for r in found]
+
+
+async def add(conn: Conn, experiment_id: str, tallies: Sequence[Tally]) -> None:
+    for t in tallies:
+        await conn.execute(
+            "INSERT INTO experiment_outcomes (experiment_id, version, n, total, total_sq)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (experiment_id, version) DO UPDATE SET"
+            " n = experiment_outcomes.n + excluded.n,"
+            " total = experiment_outcomes.total + excluded.total,"
+            " total_sq = experiment_outcomes.total_sq + excluded.total_sq",
+            (experiment_id, t.version, t.n, t.total, t.total_sq),
+        )
+
+
+async def tallies(conn: Conn, experiment_id: str) -> dict[int, Tally]:
+    found = await conn.fetch(
+        "SELECT version, n, total, total_sq FROM experiment_outcomes WHERE experiment_id = ?",
+        (experiment_id,),
+    )
+    return {int(r[0]): Tally(int(r[0]), int(r[1]), float(r[2]), float(r[3])) for r in found}
