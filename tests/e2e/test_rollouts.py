@@ -4,6 +4,7 @@ fast, and few client requests ever reach it."""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import Counter
@@ -12,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from modelyard.testing import ModelyardProcess
+from registry import experiments
+from registry.experiments import Experiment
 from tests.e2e.bento import V1, V2, BentoServer, make_bento_home, serve
 
 pytestmark = pytest.mark.e2e
@@ -200,3 +204,40 @@ def test_a_shadow_candidate_is_judged_on_copies_and_never_seen(
     if ends == "RolledBack":
         failed = {c["name"] for c in judged[-1]["verdict"]["checks"] if c["outcome"] == "fail"}
         assert "errors" in failed, judged[-1]
+
+
+def test_an_experiment_keeps_users_on_their_arm_and_promotes_the_winner(
+    yard: ModelyardProcess, servers: dict[str, Any]
+) -> None:
+    model(yard, "ab", servers["v1"].url, servers["v2"].url)
+    spec = {"arms": [{"version": 1, "weight": 50}, {"version": 2, "weight": 50}],
+            "sticky": {"header": "x-user"}, "min_sample_per_arm": 100}  # fmt: skip
+    with api(yard) as c:
+        r = c.post("/models/ab/experiments", json=spec)
+        assert r.status_code == 201, r.text
+        found = msgspec.convert(r.json(), Experiment)
+        revision = c.get("/routes").json()["revision"]
+    deadline = time.monotonic() + 10  # until the gateway serves the experiment's policy
+    while httpx.get(f"{yard.url}/v2/health/ready").json()["revision"] < revision:
+        assert time.monotonic() < deadline, "the gateway never followed the experiment"
+        time.sleep(0.02)
+    seen: dict[str, set[str]] = {}
+    with httpx.Client(base_url=yard.url, timeout=10) as client:
+        for i in range(300):
+            key = f"user-{i % 150}"  # every user twice
+            r = client.post("/models/ab/classify", json=ROWS, headers={"x-user": key})
+            assert r.status_code == 200
+            seen.setdefault(key, set()).add(r.headers["x-modelyard-version"])
+    assert all(len(v) == 1 for v in seen.values())  # no user ever changed arm
+    assert all(v == {str(experiments.assign(found, 1, k))} for k, v in seen.items())
+    rng = random.Random(3)
+    outcomes = [{"key": k, "value": int(rng.random() < (0.6 if v == {"2"} else 0.2))}
+                for k, v in seen.items() for _ in range(4)]  # fmt: skip
+    with api(yard) as c:
+        r = c.post(f"/experiments/{found.id}/feedback", json={"outcomes": outcomes})
+        assert r.status_code == 202, r.text
+        results = c.get(f"/experiments/{found.id}").json()["results"]
+        assert results["verdict"] == "winner" and results["winner"] == 2, results
+        r = c.post(f"/experiments/{found.id}/stop", json={"promote": 2})
+        assert r.status_code == 200, r.text
+    assert stages(yard, "ab") == {1: "Archived", 2: "Production"}
