@@ -383,3 +383,46 @@ def test_usage_errors_are_exit_2(
         main(argv)
     assert exited.value.code == 2
     assert complaint in capsys.readouterr().err
+
+
+def test_a_rollout_from_the_cli(cli: Cli, server: ModelyardProcess) -> None:
+    """start, watch every verdict until the end, show the evidence; a finished rollout
+    refuses to pause with a clear error."""
+    import threading
+
+    import httpx
+
+    name = new_model(cli, versions=2)
+    assert cli("stage", name, "1", "production").code == 0
+    started = cli("rollouts", "start", name, "--candidate", "2", "--steps", "10", "50", "100",
+                  "--interval", "0.3", "--min-sample", "50", "--json")  # fmt: skip
+    assert started.code == 0, started.err
+    rollout_id = started.json()["id"]
+    stop = threading.Event()
+
+    def gateway() -> None:  # healthy traffic windows, as a gateway would report them
+        window = {"model": name, "requests": 100, "errors": 0,
+                  "latencies_ms": [20.0 + (i % 7) for i in range(100)]}  # fmt: skip
+        arms = [{**window, "version": 1, "variant": "stable"},
+                {**window, "version": 2, "variant": "canary"}]  # fmt: skip
+        with httpx.Client(headers={"Authorization": f"Bearer {ADMIN}"}) as c:
+            while not stop.wait(0.1):
+                c.post(f"{server.url}/api/v1/windows", json={"source": "gw", "windows": arms})
+
+    feeder = threading.Thread(target=gateway, daemon=True)
+    feeder.start()
+    try:
+        watched = cli("rollouts", "watch", rollout_id, "--poll", "0.2", "--timeout", "60")
+    finally:
+        stop.set()
+        feeder.join()
+    assert watched.code == 0, watched.err
+    assert "[Progressing 10%] pass" in watched.out and "Succeeded" in watched.out
+    shown = cli("rollouts", "show", rollout_id)
+    assert shown.code == 0 and f"rollout {rollout_id} of {name}: Succeeded" in shown.out
+    for check in ("errors: pass", "latency: pass", "threshold="):
+        assert check in shown.out, shown.out
+    listed = cli("rollouts", "list", name)
+    assert rollout_id in listed.out
+    late = cli("rollouts", "pause", rollout_id)
+    assert late.code == 1 and "Succeeded" in late.err
