@@ -24,6 +24,7 @@ from registry.api.windows import WindowController
 from registry.errors import RegistryError
 from registry.mlflow.api import mlflow_router
 from registry.service import Registry
+from registry.ui import console_routes
 
 
 @get("/livez", tags=["health"])
@@ -80,4 +81,4 @@ def registry_routes() -> list[ControllerRouterHandler]:
         route_handlers=[local_download],
         dependencies={"artifacts": _state("artifacts")},
     )
-    return [api, mlflow_router(), links, livez, readyz]
+    return [api, mlflow_router(), links, livez, readyz, *console_routes()]
