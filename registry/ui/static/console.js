@@ -1,6 +1,7 @@
 /* modelyard console: live refresh of the parts of a page marked data-poll, without a reload.
    Each such element is replaced by the server's fragment of it every data-every ms (default
-   1500) while the tab is visible. Forms with data-confirm ask first. No dependencies. */
+   1500) while the tab is visible. Buttons or forms with data-confirm ask first. No
+   dependencies, nothing loaded from elsewhere. */
 (function () {
   "use strict";
   var LOGIN = "/ui/login?next=";
@@ -33,6 +34,7 @@
           el.innerHTML = html;
           el.removeAttribute("data-poll-error");
           el.setAttribute("data-refreshed", String(Date.now()));
+          if (el.querySelector("[data-ended]")) hideWhileActive();
         }
       }).catch(function () {
         el.setAttribute("data-poll-error", "network");
@@ -41,6 +43,12 @@
       });
     }
     window.setInterval(tick, every);
+  }
+
+  /* A rollout that ended has nothing left to steer: hide its buttons. */
+  function hideWhileActive() {
+    var els = document.querySelectorAll("[data-while-active]");
+    for (var i = 0; i < els.length; i++) els[i].hidden = true;
   }
 
   function confirmBeforeSubmit(event) {
