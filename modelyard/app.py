@@ -25,7 +25,9 @@ from registry.api.context import request_id_middleware
 from registry.api.errors import EXCEPTION_HANDLERS
 from registry.auth import TokenAuthority
 from registry.errors import Conflict
-from registry.ui import Sessions, template_config
+from registry.ui.app import console_routes
+from registry.ui.render import template_config
+from registry.ui.sessions import Sessions
 
 log = logging.getLogger("modelyard")
 
@@ -84,7 +86,7 @@ def create_app(settings: Settings, role: Role = "serve") -> Any:
             yield
             dispatch.gateway = None
 
-    routes = gateway_health_routes() if role == "gateway" else registry_routes()
+    routes = gateway_health_routes() if role == "gateway" else registry_routes() + console_routes()
     app = Litestar(
         route_handlers=routes,
         lifespan=[lifespan],

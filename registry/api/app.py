@@ -24,7 +24,6 @@ from registry.api.windows import WindowController
 from registry.errors import RegistryError
 from registry.mlflow.api import mlflow_router
 from registry.service import Registry
-from registry.ui import console_routes
 
 
 @get("/livez", tags=["health"])
@@ -81,4 +80,4 @@ def registry_routes() -> list[ControllerRouterHandler]:
         route_handlers=[local_download],
         dependencies={"artifacts": _state("artifacts")},
     )
-    return [api, mlflow_router(), links, livez, readyz, *console_routes()]
+    return [api, mlflow_router(), links, livez, readyz]

@@ -9,7 +9,7 @@ from typing import Any
 from litestar import Controller, post
 from litestar.response import Redirect, Template
 
-from registry.api.context import caller_of
+from registry.api.context import PathStr, caller_of
 from registry.api.errors import status_of
 from registry.errors import RegistryError
 from registry.rollouts import Rollout
@@ -29,14 +29,14 @@ class ConsoleActions(Controller):
     path = "/"
 
     async def _model_action(
-        self, request: Req, name: str, which: str, exc: RegistryError
+        self, request: Req, name: PathStr, which: str, exc: RegistryError
     ) -> Template:
         message = exc.message + (f" (field `{exc.field}`)" if exc.field else "")
         form = _form_values(await request.form())
         return await render_model(request, name, status_of(exc), {which: message}, form=form)
 
     @post("/models/{name:str}/stage")
-    async def transition(self, request: Req, name: str) -> Answer:
+    async def transition(self, request: Req, name: PathStr) -> Answer:
         try:
             number, change = forms.stage_change(await request.form())
             caller = await caller_of(request, change.reason)
@@ -49,7 +49,7 @@ class ConsoleActions(Controller):
         return Redirect(f"{UI_PATH}/models/{name}", status_code=303)
 
     @post("/models/{name:str}/alias")
-    async def set_alias(self, request: Req, name: str) -> Answer:
+    async def set_alias(self, request: Req, name: PathStr) -> Answer:
         try:
             alias, change = forms.alias_change(await request.form())
             caller = await caller_of(request, change.reason)
@@ -60,7 +60,7 @@ class ConsoleActions(Controller):
         return Redirect(f"{UI_PATH}/models/{name}", status_code=303)
 
     @post("/models/{name:str}/rollouts")
-    async def start_rollout(self, request: Req, name: str) -> Answer:
+    async def start_rollout(self, request: Req, name: PathStr) -> Answer:
         try:
             spec = forms.rollout_spec(await request.form())
             reason = forms.text(await request.form(), "reason") or None
@@ -71,7 +71,7 @@ class ConsoleActions(Controller):
         return Redirect(f"{UI_PATH}/rollouts/{rollout.id}", status_code=303)
 
     @post("/rollouts/{rollout_id:str}/{verb:str}")
-    async def steer(self, request: Req, rollout_id: str, verb: str) -> Answer:
+    async def steer(self, request: Req, rollout_id: PathStr, verb: PathStr) -> Answer:
         rollouts = rollouts_of(request)
         moves = {
             "pause": rollouts.pause,

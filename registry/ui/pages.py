@@ -7,17 +7,18 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from litestar import Controller, get
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from litestar.response import Template
 
+from registry.api.context import PathStr
 from registry.rollout_service import RolloutService
 from registry.service import Registry
 from registry.ui import views
 from registry.ui.render import Req, page
 
-Query = Annotated[str | None, Parameter(query="q", max_length=128, required=False)]
-Fragment = Annotated[str | None, Parameter(query="fragment", required=False)]
-After = Annotated[str | None, Parameter(query="after", max_length=200, required=False)]
+Query = Annotated[str | None, QueryParameter(max_length=128, description="name prefix")]
+Fragment = Annotated[str | None, QueryParameter(description="`live`: only the live part")]
+After = Annotated[str | None, QueryParameter(max_length=200, description="the last name seen")]
 
 
 def registry_of(request: Req) -> Registry:
@@ -63,11 +64,13 @@ class ConsolePages(Controller):
         return page(request, _pick(fragment, "models.html", "_models_live.html"), view=view)
 
     @get("/models/{name:str}")
-    async def model(self, request: Req, name: str, fragment: Fragment = None) -> Template:
+    async def model(self, request: Req, name: PathStr, fragment: Fragment = None) -> Template:
         return await render_model(request, name, fragment=fragment)
 
     @get("/rollouts/{rollout_id:str}")
-    async def rollout(self, request: Req, rollout_id: str, fragment: Fragment = None) -> Template:
+    async def rollout(
+        self, request: Req, rollout_id: PathStr, fragment: Fragment = None
+    ) -> Template:
         return await render_rollout(request, rollout_id, fragment=fragment)
 
     @get("/gateway")

@@ -203,8 +203,9 @@ def test_a_reader_sees_no_buttons_and_a_forged_post_is_refused(
         assert started.status_code == 201, started.text
         rollout = started.json()["id"]
         wait_for(
-            lambda: c.get(f"/api/v1/rollouts/{rollout}").json()["rollout"]["phase"]
-            == "Progressing",
+            lambda: (
+                c.get(f"/api/v1/rollouts/{rollout}").json()["rollout"]["phase"] == "Progressing"
+            ),
             "the rollout's first step",
         )
         before = c.get("/api/v1/models/iris/audit").json()["items"]

@@ -21,6 +21,7 @@ PURE = [
     "registry/rollouts.py",
     "registry/rollout_rules.py",
     "registry/judge.py",
+    "registry/ui/charts.py",
     "gateway/routing.py",
     "registry/mlflow/search_filter.py",
     "registry/mlflow/messages.py",
