@@ -116,6 +116,16 @@ class GatewayMetrics:
         s = self._shadow.get((model, version))
         return s.agreed / s.compared if s and s.compared else None
 
+    def totals(self) -> list[tuple[str, str, str, int, int]]:
+        """(model, version, variant, requests, errors) since the gateway started."""
+        return [(m, v, var, s.requests, s.errors) for (m, v, var), s in self._stats.items()]
+
+    def shadow_totals(self) -> list[tuple[str, str, int, int, int, int]]:
+        """(model, version, compared, agreed, dropped, failed) of the shadow copies."""
+        return [
+            (m, v, s.compared, s.agreed, s.dropped, s.failed) for (m, v), s in self._shadow.items()
+        ]
+
     def take_windows(self) -> list[TrafficWindow]:
         out = []
         for (model, version, variant), s in self._stats.items():

@@ -16,6 +16,7 @@ from gateway.api import gateway_health_routes
 from gateway.follow import HttpRoutes, InProcessRoutes, RouteSource, registry_client
 from gateway.report import HttpSink, InProcessSink, WindowSink
 from gateway.runtime import Dispatch, running_gateway
+from gateway.status import gateway_status
 from modelyard import __version__
 from modelyard.components import open_components
 from modelyard.settings import Settings
@@ -24,6 +25,9 @@ from registry.api.context import request_id_middleware
 from registry.api.errors import EXCEPTION_HANDLERS
 from registry.auth import TokenAuthority
 from registry.errors import Conflict
+from registry.ui.app import console_routes
+from registry.ui.render import template_config
+from registry.ui.sessions import Sessions
 
 log = logging.getLogger("modelyard")
 
@@ -84,7 +88,7 @@ def create_app(settings: Settings, role: Role = "serve") -> Any:
             yield
             dispatch.gateway = None
 
-    routes = gateway_health_routes() if role == "gateway" else registry_routes()
+    routes = gateway_health_routes() if role == "gateway" else registry_routes() + console_routes()
     app = Litestar(
         route_handlers=routes,
         lifespan=[lifespan],
@@ -92,10 +96,13 @@ def create_app(settings: Settings, role: Role = "serve") -> Any:
         middleware=[request_id_middleware],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="modelyard", version=__version__, path="/schema"),
+        template_config=None if role == "gateway" else template_config(),
         logging_config=None,
     )
     app.state.settings = settings
+    app.state.ui_sessions = Sessions()
     if role == "registry":
         return app
     dispatch.api = app
+    app.state.gateway_status = lambda: dispatch.gateway and gateway_status(dispatch.gateway)
     return dispatch

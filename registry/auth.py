@@ -65,7 +65,10 @@ class TokenAuthority:
         scheme, _, secret = authorization.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise Unauthenticated("the Authorization header must be `Bearer <token>`")
-        digest = hash_token(secret.strip())
+        return await self.principal_of_hash(hash_token(secret.strip()))
+
+    async def principal_of_hash(self, digest: str) -> Principal:
+        """The principal of a token known by its SHA-256 (a console session keeps only that)."""
         now = time.monotonic()
         hit = self._cache.get(digest)
         if hit is not None and hit[0] > now:

@@ -50,7 +50,7 @@ class ErrorBody(msgspec.Struct, omit_defaults=True):
     field: str | None = None
 
 
-def _status_of(exc: errors.RegistryError) -> int:
+def status_of(exc: errors.RegistryError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS:
             return STATUS[cls]
@@ -60,7 +60,7 @@ def _status_of(exc: errors.RegistryError) -> int:
 def registry_error(
     request: Request[Any, Any, Any], exc: errors.RegistryError
 ) -> Response[ErrorBody]:
-    status = _status_of(exc)
+    status = status_of(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return Response(
         ErrorBody(exc.code, exc.message, exc.field), status_code=status, headers=headers

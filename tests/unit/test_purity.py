@@ -23,6 +23,7 @@ PURE = [
     "registry/judge.py",
     "registry/experiments.py",
     "registry/experiment_rules.py",
+    "registry/ui/charts.py",
     "gateway/routing.py",
     "registry/mlflow/search_filter.py",
     "registry/mlflow/messages.py",
