@@ -81,6 +81,7 @@ class Sample(NamedTuple):
     variant: str  # x-modelyard-variant of the answer, "" when there is none
     ms: float  # response time
     ok: bool
+    version: str = ""  # x-modelyard-version of the answer
 
 
 class Stats(msgspec.Struct, frozen=True):

@@ -32,7 +32,11 @@ PLOT_PERCENTILES: Final = (("p50_ms", "-"), ("p95_ms", "--"), ("p99_ms", ":"))
 
 
 def series_of(sample: Sample) -> str:
-    return f"{sample.name} [{sample.variant}]" if sample.variant else sample.name
+    """Request name, and the version and variant that answered: `classify [v2 canary]`."""
+    if not sample.variant:
+        return sample.name
+    version = f"v{sample.version} " if sample.version else ""
+    return f"{sample.name} [{version}{sample.variant}]"
 
 
 def summary(samples: Sequence[Sample], seconds: float) -> dict[str, Any]:
@@ -60,7 +64,8 @@ def timeline(samples: Sequence[Sample], t0: float, seconds: float) -> dict[str, 
     for name, by_index in sorted(buckets.items()):
         rows = []
         for i, chunk in sorted(by_index.items()):
-            st = stats(chunk, width)
+            covered = min(width, seconds - i * width)  # the last bucket may be cut short
+            st = stats(chunk, covered if covered > 0 else width)
             rows.append(
                 {"t": i * width, "requests": st.requests, "errors": st.errors, "rps": st.rps,
                  "p50_ms": st.p50_ms, "p95_ms": st.p95_ms, "p99_ms": st.p99_ms}
@@ -88,7 +93,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
     tl = report["timeline"]
     fig, (lat, rate) = plt.subplots(
-        2, 1, figsize=(11, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]}
+        2, 1, figsize=(13, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]}
     )
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (name, rows) in enumerate(tl["series"].items()):
@@ -105,13 +110,13 @@ def plot(report: dict[str, Any], path: Path) -> None:
         for ax in (lat, rate):
             ax.axvline(ev["t"], color="grey", linewidth=0.8, linestyle="-.")
         lat.annotate(
-            f"{ev['phase']} {ev['weight']:g}%", (ev["t"], 1), xycoords=("data", "axes fraction"),
-            rotation=90, va="top", ha="right", fontsize=8, color="dimgrey",
+            f"{ev['phase']} {ev['weight']:g}%", (ev["t"], 0.02), xycoords=("data", "axes fraction"),
+            rotation=90, va="bottom", ha="right", fontsize=8, color="dimgrey",
         )  # fmt: skip
     lat.set_yscale("log")
     lat.set_ylabel("latency, ms (client)")
     lat.grid(True, which="both", alpha=0.3)
-    lat.legend(fontsize=7, ncol=3, loc="upper left")
+    lat.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     passed = "budgets held" if report["passed"] else "BUDGET BROKEN"
     lat.set_title(
         f"{report['scenario']}: {report['config'].get('target', '')} — {passed}", fontsize=10
@@ -119,7 +124,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     rate.set_ylabel("per second")
     rate.set_xlabel(f"seconds since the start (buckets of {tl['bucket_s']:g} s)")
     rate.grid(True, alpha=0.3)
-    rate.legend(fontsize=7, ncol=3, loc="lower left")
+    rate.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -119,7 +119,8 @@ def run_locust(
     with samples_csv.open(newline="") as f:
         rows = list(csv.DictReader(f))
     samples = [
-        Sample(float(r["t"]), r["name"], r["variant"], float(r["ms"]), r["ok"] == "1") for r in rows
+        Sample(float(r["t"]), r["name"], r["variant"], float(r["ms"]), r["ok"] == "1", r["version"])
+        for r in rows
     ]
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     return Phase(samples, seconds, cpu)
@@ -272,6 +273,8 @@ def measure(setup: Setup, args: argparse.Namespace, spec: BudgetFile, work: Path
     inference = args.scenario in INFERENCE
     endpoint, bento = bento_pids(t, setup.model, setup.stable) if inference else (None, [])
     yard = [setup.yard_pid] if setup.yard_pid else []
+    if args.scenario == "canary":
+        bento = []  # two versions' servers serve it, one of them stops: no CPU per request
     metrics_before = metrics_text(t) if inference else ""
     cpu_before = benchkit.cpu_seconds([*yard, *bento])
     since = datetime.now(UTC)
@@ -316,15 +319,19 @@ def breakdown(
     p50_up = upstream_p50(t, setup.model, since)
     yard, bento, before, after = cpu
     n = len(main.samples) or 1
-    cpu_ms: dict[str, float | None] = {
-        "gateway (modelyard process)": round(1000 * benchkit.cpu_used(
-            {p: before.get(p, 0.0) for p in yard}, {p: after.get(p, 0.0) for p in yard}) / n, 3)
-        if yard else None,
-        "BentoML (server + workers)": round(1000 * benchkit.cpu_used(
-            {p: before.get(p, 0.0) for p in bento}, {p: after.get(p, 0.0) for p in bento}) / n, 3)
-        if bento else None,
+
+    def per_request(pids: list[int]) -> float | None:
+        """CPU ms per request of these processes, if all of them lived through the run (in a
+        canary the baseline's server stops when the candidate is promoted)."""
+        if not pids or any(p not in before or p not in after for p in pids):
+            return None
+        return round(1000 * sum(after[p] - before[p] for p in pids) / n, 3)
+
+    cpu_ms = {
+        "gateway (modelyard process)": per_request(yard),
+        "BentoML (server + workers)": per_request(bento),
         "locust (client)": round(1000 * main.locust_cpu_s / n, 3),
-    }  # fmt: skip
+    }
     direct = None
     if endpoint is not None and args.direct_s > 0 and args.scenario != "canary":
         say(f"direct phase: the same client on BentoML at {endpoint} for {args.direct_s:g} s")

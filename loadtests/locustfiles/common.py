@@ -26,8 +26,9 @@ IRIS_BODY: Final = b'{"input_series": [[5.1, 3.5, 1.4, 0.2]]}'
 JSON_HEADERS: Final = {"Content-Type": "application/json"}
 AUTH_HEADERS: Final = {"Authorization": f"Bearer {TOKEN}", **JSON_HEADERS}
 VARIANT_HEADER: Final = "x-modelyard-variant"
+VERSION_HEADER: Final = "x-modelyard-version"
 
-_rows: list[tuple[float, str, str, float, int]] = []
+_rows: list[tuple[float, str, str, float, int, str]] = []
 
 
 @events.request.add_listener
@@ -39,10 +40,12 @@ def _record(
     start_time: float | None = None,
     **_: Any,
 ) -> None:
-    variant = ""
+    variant = version = ""
     if response is not None and getattr(response, "headers", None) is not None:
         variant = response.headers.get(VARIANT_HEADER) or ""
-    _rows.append((start_time or 0.0, name, variant, response_time, int(exception is None)))
+        version = response.headers.get(VERSION_HEADER) or ""
+    ok = int(exception is None)
+    _rows.append((start_time or 0.0, name, variant, response_time, ok, version))
 
 
 @events.test_stop.add_listener
@@ -51,5 +54,5 @@ def _write(**_: Any) -> None:
         return
     with open(SAMPLES, "w", newline="") as out:
         writer = csv.writer(out)
-        writer.writerow(("t", "name", "variant", "ms", "ok"))
-        writer.writerows((f"{t:.6f}", n, v, f"{ms:.3f}", ok) for t, n, v, ms, ok in _rows)
+        writer.writerow(("t", "name", "variant", "ms", "ok", "version"))
+        writer.writerows((f"{t:.6f}", n, v, f"{ms:.3f}", ok, ver) for t, n, v, ms, ok, ver in _rows)
