@@ -166,12 +166,16 @@ class Verdict(msgspec.Struct, frozen=True):
             return f"BROKEN  {head} (no requests measured)"
         rel = f", {self.value / self.limit - 1:+.0%}" if self.limit and self.value else ""
         side = "over" if self.op == "<=" else "under"
-        return f"BROKEN  {head}: {abs(by):.4g}{u} {side} the budget{rel}"
+        return f"BROKEN  {head}: {_figure(abs(by))}{u} {side} the budget{rel}"
 
     def _relation(self) -> str:
         if self.passed:
             return self.op
         return ">" if self.op == "<=" else "<"
+
+
+def _figure(x: float) -> str:
+    return f"{x:.1f}" if x >= 10 else f"{x:.3g}"
 
 
 def check(samples: Sequence[Sample], budgets: Iterable[Budget], seconds: float) -> list[Verdict]:

@@ -101,15 +101,15 @@ def test_the_fault_switch_breaks_the_latency_budget_and_says_by_how_much(
     assert done.returncode == 1, output
     assert "budget(s) broken" in done.stdout, output
     found = re.search(
-        r"BROKEN  classify p50_ms: ([\d.]+) ms > 40 ms: ([\d.]+) ms over the budget, \+\d+%",
+        r"BROKEN  classify p50_ms: ([\d.]+) ms > 60 ms: ([\d.]+) ms over the budget, \+\d+%",
         done.stdout,
     )
     assert found, output
     p50, over = float(found[1]), float(found[2])
-    assert p50 >= 200 and over == pytest.approx(p50 - 40, abs=0.01), found[0]
-    assert "BROKEN  classify p99_ms" in done.stdout, output
+    assert p50 >= 200 and over == pytest.approx(p50 - 60, abs=0.1), found[0]
+    assert "BROKEN  classify p95_ms" in done.stdout, output
     report, png = report_files(tmp_path)
     assert report["passed"] is False
     p50_verdict = next(b for b in report["budgets"] if b["metric"] == "p50_ms")  # type: ignore[union-attr,attr-defined]
-    assert p50_verdict["passed"] is False and p50_verdict["over_by"] >= 160
+    assert p50_verdict["passed"] is False and p50_verdict["over_by"] >= 140
     assert png.read_bytes().startswith(PNG_SIGNATURE)

@@ -97,7 +97,7 @@ def test_errors_and_low_throughput_break_their_budgets() -> None:
     assert set(bad) == {"error_rate", "rps"}
     assert bad["error_rate"].value == pytest.approx(30 / 330, abs=1e-5)
     assert bad["rps"].value == 11.0 and bad["rps"].over_by == pytest.approx(19.0)
-    assert "11 req/s < 30 req/s: 19 req/s under the budget, -63%" in bad["rps"].describe()
+    assert "11 req/s < 30 req/s: 19.0 req/s under the budget, -63%" in bad["rps"].describe()
 
 
 def test_a_budget_reads_only_its_requests_and_variant() -> None:
