@@ -107,7 +107,6 @@ def test_the_fault_switch_breaks_the_latency_budget_and_says_by_how_much(
     assert found, output
     p50, over = float(found[1]), float(found[2])
     assert p50 >= 200 and over == pytest.approx(p50 - 60, abs=0.1), found[0]
-    assert "BROKEN  classify p95_ms" in done.stdout, output
     report, png = report_files(tmp_path)
     assert report["passed"] is False
     p50_verdict = next(b for b in report["budgets"] if b["metric"] == "p50_ms")  # type: ignore[union-attr,attr-defined]
