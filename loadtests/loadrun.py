@@ -14,9 +14,11 @@ already serves (canary uploads and stages its candidate there; registry makes it
 The load is locust, headless, as a subprocess (loadtests/locustfiles/<scenario>.py), on loopback
 only, for the scenario's bounded time; the load shape (users, requests/s each, duration) and the
 budgets come from loadtests/budgets/<scenario>.toml (see budget_check.py). After an inference
-run the same client calls BentoML directly for `--direct-s` seconds, to split the time between
-gateway and BentoML (time_split.py). The report goes to loadtests/results/<scenario>-<time>.json
-and .png (loadreport.py); the table, and every budget with by how much it broke, to stdout.
+run one more locust user calls the served version's BentoML server directly, at the same rate and
+in the same seconds (`classify direct`), to split the time between gateway and BentoML under the
+same noise (time_split.py; `--no-direct` leaves it out). The report goes to
+loadtests/results/<scenario>-<time>.json and .png (loadreport.py); the table, and every budget
+with by how much it broke, to stdout.
 
 Exit codes: 0 every budget held; 1 a budget broke; 2 the run could not be set up or run.
 """
@@ -90,11 +92,13 @@ class Phase:
 def run_locust(
     scenario: str, host: str, load: Load, seconds: float, work: Path, env: dict[str, str]
 ) -> Phase:
-    """locust headless on `host` for `seconds`; every request it made, from its recorder."""
+    """locust headless on `host` for `seconds`; every request it made, from its recorder. With
+    LOADRUN_DIRECT_HOST in `env`, one user more: the one calling BentoML directly."""
+    users = load.users + (1 if env.get("LOADRUN_DIRECT_HOST") else 0)
     samples_csv = work / f"samples-{scenario}-{time.monotonic_ns()}.csv"
     command = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILES / f"{scenario}.py"),
-        "--headless", "-u", str(load.users), "-r", str(load.users), "-t", f"{seconds:g}s",
+        "--headless", "-u", str(users), "-r", str(users), "-t", f"{seconds:g}s",
         "--host", host, "--only-summary", "--exit-code-on-error", "0", "--stop-timeout", "2",
         "--loglevel", "WARNING",
     ]  # fmt: skip
@@ -275,6 +279,8 @@ def measure(setup: Setup, args: argparse.Namespace, spec: BudgetFile, work: Path
     yard = [setup.yard_pid] if setup.yard_pid else []
     if args.scenario == "canary":
         bento = []  # two versions' servers serve it, one of them stops: no CPU per request
+    if endpoint is not None and args.scenario != "canary" and not args.no_direct:
+        env["LOADRUN_DIRECT_HOST"] = endpoint
     metrics_before = metrics_text(t) if inference else ""
     cpu_before = benchkit.cpu_seconds([*yard, *bento])
     since = datetime.now(UTC)
@@ -297,17 +303,14 @@ def measure(setup: Setup, args: argparse.Namespace, spec: BudgetFile, work: Path
         report["rollout"] = {"final": watch.rollout, "error": watch.error}
     if inference:
         cpu = (yard, bento, cpu_before, cpu_after)
-        report["breakdown"] = breakdown(
-            setup, args, main, endpoint, load, work, env, since, metrics_before, cpu
-        )
+        report["breakdown"] = breakdown(setup, main, since, metrics_before, cpu)
     report["main"] = main
     report["t0"] = t0
     return report
 
 
 def breakdown(
-    setup: Setup, args: argparse.Namespace, main: Phase, endpoint: str | None, load: Load,
-    work: Path, env: dict[str, str], since: datetime, metrics_before: str,
+    setup: Setup, main: Phase, since: datetime, metrics_before: str,
     cpu: tuple[list[int], list[int], dict[int, float], dict[int, float]],
 ) -> dict[str, Any]:  # fmt: skip
     t = setup.target
@@ -318,30 +321,25 @@ def breakdown(
     time.sleep(1.5)  # the gateway's last window reaches the registry
     p50_up = upstream_p50(t, setup.model, since)
     yard, bento, before, after = cpu
-    n = len(main.samples) or 1
+    through = [s for s in main.samples if s.name == "classify"]
+    direct_samples = [s for s in main.samples if s.name == "classify direct"]
 
-    def per_request(pids: list[int]) -> float | None:
+    def per_request(pids: list[int], requests: int) -> float | None:
         """CPU ms per request of these processes, if all of them lived through the run (in a
         canary the baseline's server stops when the candidate is promoted)."""
-        if not pids or any(p not in before or p not in after for p in pids):
+        if not pids or not requests or any(p not in before or p not in after for p in pids):
             return None
-        return round(1000 * sum(after[p] - before[p] for p in pids) / n, 3)
+        return round(1000 * sum(after[p] - before[p] for p in pids) / requests, 3)
 
     cpu_ms = {
-        "gateway (modelyard process)": per_request(yard),
-        "BentoML (server + workers)": per_request(bento),
-        "locust (client)": round(1000 * main.locust_cpu_s / n, 3),
+        "gateway (modelyard process)": per_request(yard, len(through)),
+        "BentoML (server + workers)": per_request(bento, len(through) + len(direct_samples)),
+        "locust (client)": round(1000 * main.locust_cpu_s / max(1, len(main.samples)), 3),
     }
-    direct = None
-    if endpoint is not None and args.direct_s > 0 and args.scenario != "canary":
-        say(f"direct phase: the same client on BentoML at {endpoint} for {args.direct_s:g} s")
-        d = run_locust("steady", endpoint, load, args.direct_s, work,
-                       {**env, "LOADRUN_INFER_PATH": "/classify"})  # fmt: skip
-        direct = stats([s for s in d.samples if s.name == "classify"], args.direct_s)
-    e2e = stats([s for s in main.samples if s.name == "classify"], main.seconds)
-    out = time_split.split(e2e, upstream, p50_up, direct, cpu_ms)
+    direct = stats(direct_samples, main.seconds) if direct_samples else None
+    out = time_split.split(stats(through, main.seconds), upstream, p50_up, direct, cpu_ms)
     if direct is None:
-        out["notes"].append("no direct phase (canary, --direct-s 0, or BentoML not run here)")
+        out["notes"].append("no direct calls (canary, --no-direct, or BentoML not run here)")
     return out
 
 
@@ -368,7 +366,7 @@ def write_report(
             "fault_error_rate": args.fault_error_rate,
             "faulty_candidate": args.faulty,
             "candidate": setup.candidate,
-            "direct_s": args.direct_s,
+            "direct": not args.no_direct,
         },
         "summary": loadreport.summary(main.samples, main.seconds),
         "timeline": loadreport.timeline(main.samples, t0, main.seconds),
@@ -399,7 +397,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--fault-error-rate", type=float, default=0.0)
     p.add_argument("--faulty", action="store_true", help="canary: a candidate with 30%% errors")
     p.add_argument("--rollout-at-s", type=float, default=10.0)
-    p.add_argument("--direct-s", type=float, default=10.0, help="BentoML direct phase, 0: none")
+    p.add_argument("--no-direct", action="store_true", help="no user calling BentoML directly")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
     p.add_argument("--bentos", type=Path, default=REPO / ".cache" / "bentos")
     args = p.parse_args(argv)

@@ -4,7 +4,7 @@
 - the gateway's own measurement of its upstream call, gateway -> BentoML -> gateway (its
   Prometheus histogram `modelyard_gateway_request_duration_seconds`, sum and count read before
   and after the run, so its mean is exact; its p50 from the traffic windows it reported);
-- the same client calling BentoML directly for a short phase after the run.
+- the same client calling BentoML directly (one more user, same rate, the same seconds).
 
 End-to-end minus the upstream call is the time spent in the gateway itself plus the client's
 hop to it; end-to-end minus direct is what putting the gateway in the path costs the client.
@@ -74,13 +74,13 @@ def split(
         ("  in the gateway's upstream call to BentoML (gateway metrics)", up_mean, upstream_p50_ms),
         ("  in the gateway itself + the client's hop to it (difference)",
          _minus(e2e.mean_ms, up_mean), _minus(e2e.p50_ms, upstream_p50_ms)),
-        ("client -> BentoML directly, same client (direct phase)", direct_mean, direct_p50),
+        ("client -> BentoML directly, same client, same seconds", direct_mean, direct_p50),
         ("added by putting the gateway in the path (difference)",
          _minus(e2e.mean_ms, direct_mean), _minus(e2e.p50_ms, direct_p50)),
     ]  # fmt: skip
     notes = [
-        "the direct phase runs after the gateway phase at the same rate: noise on a shared"
-        " machine moves both, compare within one run",
+        "direct calls come from one user beside the others, in the same seconds: the same"
+        " noise hits both paths",
     ]
     if up_mean is not None and e2e.mean_ms:
         notes.insert(0, f"BentoML (as the gateway sees it) is {up_mean / e2e.mean_ms:.0%} of the"

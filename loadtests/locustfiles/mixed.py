@@ -7,6 +7,6 @@ scenario's, four to one (their `weight`s), on one modelyard process.
 from __future__ import annotations
 
 from loadtests.locustfiles.registry import RegistryUser
-from loadtests.locustfiles.steady import Inference
+from loadtests.locustfiles.steady import DirectToBentoML, Inference
 
-__all__ = ["Inference", "RegistryUser"]
+__all__ = ["DirectToBentoML", "Inference", "RegistryUser"]

@@ -3,6 +3,10 @@
 
     python -m loadtests.loadrun steady      # the one command: serve, load, budgets, report
     locust -f loadtests/locustfiles/steady.py --headless -u 8 -r 8 -t 30s --host http://127.0.0.1:8000
+
+With LOADRUN_DIRECT_HOST set (loadrun.py does, to the served version's BentoML server), one
+more user sends the same requests to BentoML itself, at the same rate and in the same seconds,
+named `classify direct`: what the gateway adds is then measured under the same noise.
 """
 
 from __future__ import annotations
@@ -20,4 +24,17 @@ class Inference(FastHttpUser):
     def classify(self) -> None:
         self.client.post(
             common.INFER_PATH, data=common.IRIS_BODY, headers=common.JSON_HEADERS, name="classify"
+        )
+
+
+class DirectToBentoML(FastHttpUser):
+    fixed_count = 1
+    abstract = not common.DIRECT_HOST  # without the variable locust leaves this class out
+    host = common.DIRECT_HOST
+    wait_time = constant_throughput(common.RATE_PER_USER)
+
+    @task
+    def classify(self) -> None:
+        self.client.post(
+            "/classify", data=common.IRIS_BODY, headers=common.JSON_HEADERS, name="classify direct"
         )

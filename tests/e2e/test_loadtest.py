@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,7 +62,7 @@ def loadrun(
     return done, time.monotonic() - started
 
 
-def report_files(out: Path) -> tuple[dict[str, object], Path]:
+def report_files(out: Path) -> tuple[dict[str, Any], Path]:
     (json_path,) = out.glob("steady-*.json")
     png = json_path.with_suffix(".png")
     return json.loads(json_path.read_text()), png
@@ -70,23 +71,22 @@ def report_files(out: Path) -> tuple[dict[str, object], Path]:
 def test_the_steady_smoke_holds_its_budgets_and_writes_its_report(
     yard: Target, tmp_path: Path
 ) -> None:
-    done, wall = loadrun(yard, tmp_path, "--model", "iris", "--duration", str(SMOKE_S),
-                         "--direct-s", "3")  # fmt: skip
+    done, wall = loadrun(yard, tmp_path, "--model", "iris", "--duration", str(SMOKE_S))  # fmt: skip
     output = f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     assert done.returncode == 0, output
     assert "every budget held" in done.stdout, output
     assert wall < 60, f"the smoke took {wall:.0f} s"
     report, png = report_files(tmp_path)
     assert report["kind"] == "modelyard-loadtest/1" and report["passed"] is True
-    summary = report["summary"]["classify"]  # type: ignore[index]
+    summary = report["summary"]["classify"]
     assert summary["requests"] >= 20 * SMOKE_S and summary["errors"] == 0, summary
     assert 0 < summary["p50_ms"] <= summary["p95_ms"] <= summary["p99_ms"], summary
     budgets = report["budgets"]
-    assert {b["metric"] for b in budgets} == {"p50_ms", "p95_ms", "p99_ms", "error_rate", "rps"}  # type: ignore[union-attr,index]
-    rows = {r["what"].strip(): r for r in report["breakdown"]["rows"]}  # type: ignore[index]
+    assert {b["metric"] for b in budgets} == {"p50_ms", "p95_ms", "p99_ms", "error_rate", "rps"}
+    rows = {r["what"].strip(): r for r in report["breakdown"]["rows"]}
     assert all(r["mean_ms"] is not None and r["mean_ms"] > 0 for w, r in rows.items()
                if not w.startswith(("in the gateway itself", "added"))), rows  # fmt: skip
-    timeline = report["timeline"]["series"]  # type: ignore[index]
+    timeline = report["timeline"]["series"]
     assert any(name.startswith("classify [v1 stable]") for name in timeline), timeline
     data = png.read_bytes()
     assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000
@@ -96,7 +96,7 @@ def test_the_fault_switch_breaks_the_latency_budget_and_says_by_how_much(
     yard: Target, tmp_path: Path
 ) -> None:
     done, _ = loadrun(yard, tmp_path, "--model", "iris-slow", "--duration", "8",
-                      "--direct-s", "0")  # fmt: skip
+                      "--no-direct")  # fmt: skip
     output = f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     assert done.returncode == 1, output
     assert "budget(s) broken" in done.stdout, output
@@ -109,6 +109,6 @@ def test_the_fault_switch_breaks_the_latency_budget_and_says_by_how_much(
     assert p50 >= 200 and over == pytest.approx(p50 - 60, abs=0.1), found[0]
     report, png = report_files(tmp_path)
     assert report["passed"] is False
-    p50_verdict = next(b for b in report["budgets"] if b["metric"] == "p50_ms")  # type: ignore[union-attr,attr-defined]
+    p50_verdict = next(b for b in report["budgets"] if b["metric"] == "p50_ms")
     assert p50_verdict["passed"] is False and p50_verdict["over_by"] >= 140
     assert png.read_bytes().startswith(PNG_SIGNATURE)
