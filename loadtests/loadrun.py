@@ -338,6 +338,8 @@ def breakdown(
     }
     direct = stats(direct_samples, main.seconds) if direct_samples else None
     out = time_split.split(stats(through, main.seconds), upstream, p50_up, direct, cpu_ms)
+    if direct is not None and direct.errors:
+        out["notes"].append(f"{direct.errors} of the direct calls failed: their figure is suspect")
     if direct is None:
         out["notes"].append("no direct calls (canary, --no-direct, or BentoML not run here)")
     return out

@@ -30,11 +30,12 @@ class Inference(FastHttpUser):
 class DirectToBentoML(FastHttpUser):
     fixed_count = 1
     abstract = not common.DIRECT_HOST  # without the variable locust leaves this class out
-    host = common.DIRECT_HOST
     wait_time = constant_throughput(common.RATE_PER_USER)
 
     @task
     def classify(self) -> None:
+        # an absolute URL: locust's --host (the gateway) overrides every user's `host`
+        url = f"{common.DIRECT_HOST}/classify"
         self.client.post(
-            "/classify", data=common.IRIS_BODY, headers=common.JSON_HEADERS, name="classify direct"
+            url, data=common.IRIS_BODY, headers=common.JSON_HEADERS, name="classify direct"
         )

@@ -81,6 +81,8 @@ def test_the_steady_smoke_holds_its_budgets_and_writes_its_report(
     summary = report["summary"]["classify"]
     assert summary["requests"] >= 20 * SMOKE_S and summary["errors"] == 0, summary
     assert 0 < summary["p50_ms"] <= summary["p95_ms"] <= summary["p99_ms"], summary
+    direct = report["summary"]["classify direct"]  # one user calling BentoML itself
+    assert direct["requests"] >= 2 * SMOKE_S and direct["errors"] == 0, direct
     budgets = report["budgets"]
     assert {b["metric"] for b in budgets} == {"p50_ms", "p95_ms", "p99_ms", "error_rate", "rps"}
     rows = {r["what"].strip(): r for r in report["breakdown"]["rows"]}
