@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export BENTOML_DO_NOT_TRACK := true
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-unit test-integration test-e2e lint format bench bench-gateway example demo judge-sim helm-lint
+.PHONY: help run test test-unit test-integration test-e2e lint format bench bench-gateway loadtest example demo judge-sim helm-lint
 
 help: ## list the targets and what they do
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ bench: $(VENV)/.installed-dev ## registry benchmark (SQLite and PostgreSQL): pro
 
 bench-gateway: $(VENV)/.installed-dev ## gateway benchmark (needs wrk, nginx): vs direct and nginx, and in front of BentoML
 	$(BIN)/python -m loadtests.gateway_bench
+
+loadtest: $(VENV)/.installed-dev ## locust, 60 s of steady inference on iris through a local `modelyard serve`; budgets, JSON + PNG report
+	$(BIN)/python -m loadtests.loadrun steady
 
 demo: $(VENV)/.installed ## canary of iris v2 under live traffic, promoted on its own (FAULTY=1: rolled back)
 	$(BIN)/python examples/demo.py

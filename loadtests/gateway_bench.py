@@ -26,6 +26,8 @@ measure" says. What it measures, in one run:
    CPU per request, gateway / (gateway + BentoML).
 
 Targets are reported as PASS/MISS; a miss does not fail the run (shared machines are noisy).
+The report also carries the load tests' shared fields (loadreport.py: `kind`, `scenario`,
+`summary` per path and concurrency, `budgets` from the targets, `passed`).
 Exit codes: 0 it ran; 1 something failed outright (a non-2xx answer or a socket error counted by
 wrk, a server that did not start, a wrong answer); 2 a tool is missing. The JSON report goes to
 loadtests/results/gateway-bench.json unless `--out` says otherwise.
@@ -51,7 +53,7 @@ from typing import Any, Final
 
 import httpx
 
-from loadtests import benchkit, gateway_e2e, gateway_report
+from loadtests import benchkit, gateway_e2e, gateway_report, loadreport
 from loadtests.benchkit import (
     FIXED_LOCATION,
     PACKAGES,
@@ -309,6 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     report = run(Config.quick() if args.quick else Config.full(), tools)
+    report.update(loadreport.bench_fields(report))  # the load tests' report shape too
     benchkit.write_report(args.out, report)
     print(gateway_report.table(report))
     print(f"\nreport: {args.out}")

@@ -1,0 +1,447 @@
+"""Load tests with latency budgets: one command per scenario.
+
+    python -m loadtests.loadrun steady                 # `make loadtest`
+    python -m loadtests.loadrun canary [--faulty]      # a rollout of iris v2 started mid-run
+    python -m loadtests.loadrun registry               # reads, promotions, alias moves
+    python -m loadtests.loadrun mixed                  # inference and registry traffic at once
+    python -m loadtests.loadrun steady --fault-latency-ms 200   # the example's fault switch on
+
+Without `--host` it starts `modelyard serve` (SQLite and files in a temporary folder) with the
+iris example (model `iris`, v1 in Production; its bentos built once into .cache/bentos), and
+stops it at the end. With `--host URL --token T` it loads a running modelyard whose `--model`
+already serves (canary uploads and stages its candidate there; registry makes its own model).
+
+The load is locust, headless, as a subprocess (loadtests/locustfiles/<scenario>.py), on loopback
+only, for the scenario's bounded time; the load shape (users, requests/s each, duration) and the
+budgets come from loadtests/budgets/<scenario>.toml (see budget_check.py). After an inference
+run one more locust user calls the served version's BentoML server directly, at the same rate and
+in the same seconds (`classify direct`), to split the time between gateway and BentoML under the
+same noise (time_split.py; `--no-direct` leaves it out). The report goes to
+loadtests/results/<scenario>-<time>.json and .png (loadreport.py); the table, and every budget
+with by how much it broke, to stdout.
+
+Exit codes: 0 every budget held; 1 a budget broke; 2 the run could not be set up or run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import resource
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+import msgspec
+
+from adapters.process_tree import descendants
+from loadtests import benchkit, loadreport, time_split
+from loadtests.budget_check import (
+    BudgetFile,
+    BudgetFileError,
+    Load,
+    Sample,
+    broken,
+    check,
+    parse_budgets,
+    stats,
+)
+from loadtests.yard_setup import REPO, SetupError, Target, build_bentos, fault_tags
+from modelyard.testing import ModelyardProcess
+
+SCENARIOS: Final = ("steady", "canary", "registry", "mixed")
+INFERENCE: Final = frozenset({"steady", "canary", "mixed"})
+LOCUSTFILES: Final = REPO / "loadtests" / "locustfiles"
+BUDGETS: Final = REPO / "loadtests" / "budgets"
+RESULTS: Final = REPO / "loadtests" / "results"
+REGISTRY_MODEL: Final = "loadtest-registry"
+REGISTRY_VERSIONS: Final = 5
+#: The canary's plan: quick steps so that a one-minute run sees the whole rollout.
+ROLLOUT_PLAN: Final = {"steps": [10, 50, 100], "interval_s": 3, "min_sample_per_arm": 30,
+                       "max_inconclusive": 60, "latency_floor_ms": 25}  # fmt: skip
+TERMINAL: Final = frozenset({"Succeeded", "RolledBack", "Aborted"})
+SERVE_ENV: Final = {"MODELYARD_GATEWAY_REPORT_S": "1", "MODELYARD_ROLLOUT_TICK_S": "0.5"}
+LOCUST_GRACE_S: Final = 60.0  # locust's start and stop, beyond its run time
+
+
+def say(text: str) -> None:
+    print(f"[loadrun {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+# --- locust as a subprocess -----------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    samples: list[Sample]
+    seconds: float
+    locust_cpu_s: float
+
+
+def run_locust(
+    scenario: str, host: str, load: Load, seconds: float, work: Path, env: dict[str, str]
+) -> Phase:
+    """locust headless on `host` for `seconds`; every request it made, from its recorder. With
+    LOADRUN_DIRECT_HOST in `env`, one user more: the one calling BentoML directly."""
+    users = load.users + (1 if env.get("LOADRUN_DIRECT_HOST") else 0)
+    samples_csv = work / f"samples-{scenario}-{time.monotonic_ns()}.csv"
+    command = [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILES / f"{scenario}.py"),
+        "--headless", "-u", str(users), "-r", str(users), "-t", f"{seconds:g}s",
+        "--host", host, "--only-summary", "--exit-code-on-error", "0", "--stop-timeout", "2",
+        "--loglevel", "WARNING",
+    ]  # fmt: skip
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        "LOADRUN_SAMPLES": str(samples_csv),
+        "LOADRUN_RATE_PER_USER": f"{load.rate_per_user:g}",
+        **env,
+    }
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    try:
+        done = subprocess.run(
+            command, env=full_env, cwd=REPO, capture_output=True, text=True,
+            timeout=seconds + LOCUST_GRACE_S, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        raise SetupError(f"locust did not stop within {seconds + LOCUST_GRACE_S:g} s") from exc
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0 or not samples_csv.exists():
+        raise SetupError(f"locust failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    with samples_csv.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    samples = [
+        Sample(float(r["t"]), r["name"], r["variant"], float(r["ms"]), r["ok"] == "1", r["version"])
+        for r in rows
+    ]
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return Phase(samples, seconds, cpu)
+
+
+# --- the rollout, started mid-run and watched -----------------------------------------------
+
+
+class RolloutWatch(threading.Thread):
+    """Starts a rollout of `candidate` `at_s` seconds after `start()`, then records every change
+    of phase or weight (epoch time) until the rollout ends or `stopping` is set."""
+
+    def __init__(self, target: Target, model: str, candidate: int, at_s: float) -> None:
+        super().__init__(daemon=True)
+        self.target, self.model, self.candidate, self.at_s = target, model, candidate, at_s
+        self.events: list[dict[str, Any]] = []
+        self.error: str | None = None
+        self.rollout: dict[str, Any] | None = None
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except (httpx.HTTPError, SetupError) as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def _run(self) -> None:
+        if self.stopping.wait(self.at_s):
+            return
+        with self.target.api() as api:
+            r = api.post(f"/models/{self.model}/rollouts",
+                         json={"candidate": self.candidate, **ROLLOUT_PLAN})  # fmt: skip
+            if r.status_code != 201:
+                raise SetupError(f"starting the rollout answered {r.status_code}: {r.text[:300]}")
+            rollout_id, last = r.json()["id"], None
+            say(f"started rollout {rollout_id} of v{self.candidate}")
+            while not self.stopping.is_set():
+                ro = api.get(f"/rollouts/{rollout_id}").json()["rollout"]
+                now = (ro["phase"], ro["weight"])
+                if now != last:
+                    last = now
+                    event = {"phase": ro["phase"], "weight": ro["weight"]}
+                    self.events.append({"epoch": time.time(), **event, "reason": ro.get("reason")})
+                    say(f"rollout {ro['phase']}: v{self.candidate} at {ro['weight']:g}%")
+                self.rollout = ro
+                if ro["phase"] in TERMINAL:
+                    return
+                self.stopping.wait(0.25)
+
+
+# --- the target -----------------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    target: Target
+    model: str
+    stable: int = 0
+    candidate: int | None = None
+    yard_pid: int | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def local_yard(args: argparse.Namespace) -> Iterator[Setup]:
+    """`modelyard serve` in a temporary folder with the iris example served; always stopped."""
+    v1, _ = build_bentos(args.bentos)
+    token = "load-" + secrets.token_urlsafe(24)
+    with tempfile.TemporaryDirectory(prefix="modelyard-load-") as tmp:
+        yard = ModelyardProcess("serve", Path(tmp), token, extra_env=SERVE_ENV)
+        try:
+            say(f"started modelyard serve in {yard.start(timeout=60):.1f} s at {yard.url}")
+            target = Target(yard.url, token)
+            setup = Setup(target, args.model, yard_pid=yard.proc.pid if yard.proc else None)
+            if args.scenario in INFERENCE:
+                faults = fault_tags(args.fault_latency_ms, args.fault_error_rate)
+                setup.stable = target.serve_iris(args.model, v1, faults)
+                say(f"{args.model} v{setup.stable} uploaded and promoted {faults or ''}")
+            yield setup
+        except (httpx.HTTPError, RuntimeError, TimeoutError) as exc:
+            if isinstance(exc, SetupError):
+                raise
+            raise SetupError(f"{exc}\n--- modelyard log (tail) ---\n{yard.output()}") from exc
+        finally:
+            yard.stop()
+
+
+def prepare(setup: Setup, args: argparse.Namespace) -> None:
+    """What every target needs for the scenario, local or not: the served version, the
+    candidate (staged, its server ready, before the load starts) and the registry model."""
+    t = setup.target
+    if args.scenario in INFERENCE:
+        setup.stable = setup.stable or t.stable_version(setup.model)
+        t.wait_served(setup.model, setup.stable)
+    if args.scenario == "canary":
+        _, v2 = build_bentos(args.bentos)
+        tags = fault_tags(error_rate=0.3) if args.faulty else {}
+        setup.candidate = t.upload(setup.model, v2, tags)
+        with t.api() as api:
+            r = api.post(f"/models/{setup.model}/versions/{setup.candidate}/stage",
+                         json={"stage": "Staging"})  # fmt: skip
+            if not r.is_success:
+                raise SetupError(f"staging v{setup.candidate}: {r.status_code} {r.text[:300]}")
+        wait_server_ready(t, setup.model, setup.candidate)
+        say(f"candidate v{setup.candidate} staged and ready{' (30% errors)' if tags else ''}")
+    if args.scenario in ("registry", "mixed"):
+        t.registry_model(REGISTRY_MODEL, REGISTRY_VERSIONS)
+
+
+def wait_server_ready(target: Target, model: str, version: int, within_s: float = 120) -> None:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        found = target.server_of(model, version)
+        if found is None or found.get("status") == "ready":
+            return  # not run by a local deployer here: nothing to wait for
+        time.sleep(0.3)
+    raise SetupError(f"the server of {model} v{version} was not ready within {within_s:g} s")
+
+
+# --- one run --------------------------------------------------------------------------------
+
+
+def bento_pids(target: Target, model: str, version: int) -> tuple[str | None, list[int]]:
+    server = target.server_of(model, version)
+    if server is None or server.get("endpoint") is None:
+        return None, []
+    pid = server.get("pid")
+    return server["endpoint"], [pid, *descendants(pid)] if pid else []
+
+
+def metrics_text(target: Target) -> str:
+    return httpx.get(f"{target.url}/metrics", timeout=10).text
+
+
+def upstream_p50(target: Target, model: str, since: datetime) -> float | None:
+    """The gateway's p50 of its upstream calls since `since`, from its reported windows (the
+    variant with the most requests)."""
+    with target.api() as api:
+        r = api.get(f"/models/{model}/windows", params={"since": since.isoformat()})
+    found = r.json() if r.status_code == 200 else []
+    best = max(found, key=lambda w: w["requests"], default=None)
+    return round(best["p50_ms"], 3) if best and best["p50_ms"] is not None else None
+
+
+def measure(setup: Setup, args: argparse.Namespace, spec: BudgetFile, work: Path) -> dict[str, Any]:
+    t, load = setup.target, spec.load
+    env = {"LOADRUN_MODEL": setup.model, "LOADRUN_TOKEN": t.token,
+           "LOADRUN_REGISTRY_MODEL": REGISTRY_MODEL,
+           "LOADRUN_REGISTRY_VERSIONS": str(REGISTRY_VERSIONS)}  # fmt: skip
+    inference = args.scenario in INFERENCE
+    endpoint, bento = bento_pids(t, setup.model, setup.stable) if inference else (None, [])
+    yard = [setup.yard_pid] if setup.yard_pid else []
+    if args.scenario == "canary":
+        bento = []  # two versions' servers serve it, one of them stops: no CPU per request
+    if endpoint is not None and args.scenario != "canary" and not args.no_direct:
+        env["LOADRUN_DIRECT_HOST"] = endpoint
+    metrics_before = metrics_text(t) if inference else ""
+    cpu_before = benchkit.cpu_seconds([*yard, *bento])
+    since = datetime.now(UTC)
+    watch = None
+    if args.scenario == "canary" and setup.candidate is not None:
+        watch = RolloutWatch(t, setup.model, setup.candidate, args.rollout_at_s)
+        watch.start()
+    say(f"{args.scenario}: {load.users} users x {load.rate_per_user:g} req/s for"
+        f" {load.duration_s:g} s against {t.url}")  # fmt: skip
+    main = run_locust(args.scenario, t.url, load, load.duration_s, work, env)
+    cpu_after = benchkit.cpu_seconds([*yard, *bento])
+    if watch is not None:
+        watch.stopping.set()
+        watch.join(timeout=10)
+    report: dict[str, Any] = {"events": [], "breakdown": {}}
+    t0 = min((s.t for s in main.samples), default=time.time())
+    if watch is not None:
+        report["events"] = [{**{k: v for k, v in e.items() if k != "epoch"},
+                             "t": round(e["epoch"] - t0, 2)} for e in watch.events]  # fmt: skip
+        report["rollout"] = {"final": watch.rollout, "error": watch.error}
+    if inference:
+        cpu = (yard, bento, cpu_before, cpu_after)
+        report["breakdown"] = breakdown(setup, main, since, metrics_before, cpu)
+    report["main"] = main
+    report["t0"] = t0
+    return report
+
+
+def breakdown(
+    setup: Setup, main: Phase, since: datetime, metrics_before: str,
+    cpu: tuple[list[int], list[int], dict[int, float], dict[int, float]],
+) -> dict[str, Any]:  # fmt: skip
+    t = setup.target
+    upstream = time_split.totals_delta(
+        time_split.histogram_totals(metrics_before, setup.model),
+        time_split.histogram_totals(metrics_text(t), setup.model),
+    )
+    time.sleep(1.5)  # the gateway's last window reaches the registry
+    p50_up = upstream_p50(t, setup.model, since)
+    yard, bento, before, after = cpu
+    through = [s for s in main.samples if s.name == "classify"]
+    direct_samples = [s for s in main.samples if s.name == "classify direct"]
+
+    def per_request(pids: list[int], requests: int) -> float | None:
+        """CPU ms per request of these processes, if all of them lived through the run (in a
+        canary the baseline's server stops when the candidate is promoted)."""
+        if not pids or not requests or any(p not in before or p not in after for p in pids):
+            return None
+        return round(1000 * sum(after[p] - before[p] for p in pids) / requests, 3)
+
+    cpu_ms = {
+        "gateway (modelyard process)": per_request(yard, len(through)),
+        "BentoML (server + workers)": per_request(bento, len(through) + len(direct_samples)),
+        "locust (client)": round(1000 * main.locust_cpu_s / max(1, len(main.samples)), 3),
+    }
+    direct = stats(direct_samples, main.seconds) if direct_samples else None
+    out = time_split.split(stats(through, main.seconds), upstream, p50_up, direct, cpu_ms)
+    if direct is not None and direct.errors:
+        out["notes"].append(f"{direct.errors} of the direct calls failed: their figure is suspect")
+    if direct is None:
+        out["notes"].append("no direct calls (canary, --no-direct, or BentoML not run here)")
+    return out
+
+
+def write_report(
+    args: argparse.Namespace, spec: BudgetFile, setup: Setup, measured: dict[str, Any]
+) -> tuple[dict[str, Any], Path, Path]:
+    main: Phase = measured.pop("main")
+    t0: float = measured.pop("t0")
+    verdicts = check(main.samples, spec.budget, main.seconds)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    out_json = args.out_dir / f"{args.scenario}-{stamp}.json"
+    out_png = out_json.with_suffix(".png")
+    report: dict[str, Any] = {
+        "kind": loadreport.KIND,
+        "scenario": args.scenario,
+        "started_at": datetime.fromtimestamp(t0, UTC).isoformat(),
+        "machine": benchkit.machine(),
+        "config": {
+            "target": f"{setup.model} v{setup.stable}" if setup.stable else REGISTRY_MODEL,
+            "host": setup.target.url,
+            "load": msgspec.to_builtins(spec.load),
+            "budgets_file": str(args.budgets),
+            "fault_latency_ms": args.fault_latency_ms,
+            "fault_error_rate": args.fault_error_rate,
+            "faulty_candidate": args.faulty,
+            "candidate": setup.candidate,
+            "direct": not args.no_direct,
+        },
+        "summary": loadreport.summary(main.samples, main.seconds),
+        "timeline": loadreport.timeline(main.samples, t0, main.seconds),
+        **measured,
+        "budgets": loadreport.verdicts_json(verdicts),
+        "passed": not broken(verdicts),
+        "files": {"json": str(out_json), "png": str(out_png)},
+    }
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    benchkit.write_report(out_json, report)
+    loadreport.plot(report, out_png)
+    return report, out_json, out_png
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m loadtests.loadrun",
+                                description=(__doc__ or "").splitlines()[0])  # fmt: skip
+    p.add_argument("scenario", choices=SCENARIOS)
+    p.add_argument("--host", help="a running modelyard (default: start one here)")
+    p.add_argument("--token", default=os.environ.get("MODELYARD_TOKEN", ""))
+    p.add_argument("--model", default="iris")
+    p.add_argument("--budgets", type=Path, help="default: loadtests/budgets/<scenario>.toml")
+    p.add_argument("--duration", type=float, help="seconds of load (default: the budget file's)")
+    p.add_argument("--users", type=int)
+    p.add_argument("--rate-per-user", type=float)
+    p.add_argument("--fault-latency-ms", type=float, default=0.0,
+                   help="started here: the served version with IRIS_FAULT_LATENCY_MS")  # fmt: skip
+    p.add_argument("--fault-error-rate", type=float, default=0.0)
+    p.add_argument("--faulty", action="store_true", help="canary: a candidate with 30%% errors")
+    p.add_argument("--rollout-at-s", type=float, default=10.0)
+    p.add_argument("--no-direct", action="store_true", help="no user calling BentoML directly")
+    p.add_argument("--out-dir", type=Path, default=RESULTS)
+    p.add_argument("--bentos", type=Path, default=REPO / ".cache" / "bentos")
+    args = p.parse_args(argv)
+    args.budgets = args.budgets or BUDGETS / f"{args.scenario}.toml"
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        spec = parse_budgets(args.budgets.read_text(), str(args.budgets))
+    except (OSError, BudgetFileError) as exc:
+        say(f"SETUP FAILED: {exc}")
+        return 2
+    load = msgspec.structs.replace(
+        spec.load, **{k: v for k, v in (("users", args.users), ("duration_s", args.duration),
+                                        ("rate_per_user", args.rate_per_user)) if v is not None},
+    )  # fmt: skip
+    spec = msgspec.structs.replace(spec, load=load)
+    try:
+        with tempfile.TemporaryDirectory(prefix="modelyard-loadrun-") as tmp:
+            if args.host:
+                setup = Setup(Target(args.host.rstrip("/"), args.token), args.model)
+                prepare(setup, args)
+                measured = measure(setup, args, spec, Path(tmp))
+            else:
+                with local_yard(args) as setup:
+                    prepare(setup, args)
+                    measured = measure(setup, args, spec, Path(tmp))
+            report, out_json, out_png = write_report(args, spec, setup, measured)
+    except (SetupError, httpx.HTTPError, OSError) as exc:
+        say(f"SETUP FAILED: {exc}")
+        return 2
+    print(loadreport.table(report))
+    print(f"\nreport: {out_json}\nplot:   {out_png}")
+    bad = [v["message"] for v in report["budgets"] if not v["passed"]]
+    if bad:
+        print(f"\n{len(bad)} budget(s) broken:\n" + "\n".join(f"  {m}" for m in bad))
+        return 1
+    print("\nevery budget held")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
