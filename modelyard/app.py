@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 
+from adapters.telemetry import Tracing, setup_tracing
 from gateway.api import gateway_health_routes
 from gateway.follow import HttpRoutes, InProcessRoutes, RouteSource, registry_client
 from gateway.report import HttpSink, InProcessSink, WindowSink
@@ -43,14 +45,28 @@ async def _bootstrap_admin(authority: TokenAuthority, configured: str | None) ->
         )
 
 
-def create_app(settings: Settings, role: Role = "serve") -> Any:
+def create_app(
+    settings: Settings,
+    role: Role = "serve",
+    *,
+    env: Mapping[str, str] | None = None,
+    tracing: Tracing | None = None,
+) -> Any:
     """`registry`: the Litestar app. `serve` and `gateway`: the gateway's hot path in front of
-    it (for `gateway` alone, the framework part only answers health probes)."""
+    it (for `gateway` alone, the framework part only answers health probes).
+
+    Tracing comes from `settings.tracing` and the `OTEL_*` variables of `env` (the process
+    environment, read here once); tests hand in a `tracing` of their own (in-memory spans)."""
     dispatch = Dispatch(None)
+    if tracing is None:
+        tracing = setup_tracing(role, os.environ if env is None else env, settings.tracing)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
+            if tracing is not None:  # last out: flushes the spans of everything below
+                stack.callback(tracing.shutdown)
+            app.state.tracing = tracing
             source: RouteSource
             sink: WindowSink
             if role == "gateway":
@@ -58,7 +74,7 @@ def create_app(settings: Settings, role: Role = "serve") -> Any:
                 stack.push_async_callback(client.aclose)
                 source, sink = HttpRoutes(client), HttpSink(client)
             else:
-                parts = await stack.enter_async_context(open_components(settings, role))
+                parts = await stack.enter_async_context(open_components(settings, role, tracing))
                 app.state.registry = parts.registry
                 app.state.authority = parts.authority
                 app.state.artifacts = parts.artifacts
@@ -77,6 +93,7 @@ def create_app(settings: Settings, role: Role = "serve") -> Any:
                         max_body=settings.gateway_max_body_bytes,
                         max_inflight=settings.gateway_max_inflight,
                         report_s=settings.gateway_report_s,
+                        tracing=tracing,
                     )
                 )
             yield

@@ -15,6 +15,7 @@ from adapters.local_artifacts import LocalArtifactStore
 from adapters.s3_artifacts import open_s3_store
 from adapters.sql_webhooks import SqlWebhooks
 from adapters.stores import open_leadership, open_metadata_store
+from adapters.telemetry import Tracing
 from adapters.webhook_http import HttpWebhookSender
 from modelyard.settings import Settings
 from registry.auth import TokenAuthority
@@ -77,7 +78,9 @@ async def _artifact_store(settings: Settings, stack: contextlib.AsyncExitStack) 
 
 
 @contextlib.asynccontextmanager
-async def open_components(settings: Settings, role: str) -> AsyncIterator[Components]:
+async def open_components(
+    settings: Settings, role: str, tracing: Tracing | None = None
+) -> AsyncIterator[Components]:
     async with contextlib.AsyncExitStack() as stack:
         store = await open_metadata_store(
             settings.metadata_url, sqlite_synchronous=settings.sqlite_synchronous
