@@ -59,10 +59,11 @@ STATUS: Final = "http.response.status_code"
 class _Request:
     """What the spans of one request share: the SERVER span and the upstream attempts."""
 
-    __slots__ = ("attempts", "span")
+    __slots__ = ("attempts", "recording", "span")
 
     def __init__(self, span: Span) -> None:
         self.span = span
+        self.recording = span.is_recording()  # sampled
         self.attempts = 0
 
 
@@ -127,14 +128,19 @@ class TracedGateway(Gateway):
             await super().__call__(scope, receive, send)
             return
         method: str = scope["method"]
+        # No attributes before the sampler decides: an unsampled request builds no dict.
         span = self.tracer.start_span(
-            span_name(method, path),
-            context=self._parent(scope),
-            kind=SpanKind.SERVER,
-            attributes={"http.request.method": method, "url.path": path},
+            span_name(method, path), context=self._parent(scope), kind=SpanKind.SERVER
         )
         request = _Request(span)
         token = _current.set(request)
+        if not request.recording:  # not sampled: only the trace context travels on
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                _current.reset(token)
+            return
+        span.set_attributes({"http.request.method": method, "url.path": path})
         status = 0
 
         async def send_traced(message: dict[str, object]) -> None:
@@ -164,7 +170,7 @@ class TracedGateway(Gateway):
         body: bytes, upstream_headers: list[tuple[bytes, bytes]],
     ) -> None:  # fmt: skip
         request = _current.get()
-        if request is not None:
+        if request is not None and request.recording:
             request.span.set_attributes(
                 {
                     MODEL: route.name,
@@ -178,7 +184,7 @@ class TracedGateway(Gateway):
     def _fallback(self, route: ModelRoute, choice: Choice, why: str) -> Choice:
         chosen = super()._fallback(route, choice, why)  # raises when there is none
         request = _current.get()
-        if request is not None:
+        if request is not None and request.recording:
             request.span.set_attribute(FALLBACK, why)
             request.span.add_event(
                 "fallback",
@@ -192,11 +198,13 @@ class TracedGateway(Gateway):
         headers: list[tuple[bytes, bytes]], body: bytes, breaker: Breaker,
     ) -> UpstreamResponse:  # fmt: skip
         request = _current.get()
-        parent = set_span_in_context(request.span) if request is not None else None
-        retry = False
-        if request is not None:
-            retry = request.attempts > 0
-            request.attempts += 1
+        if request is None or not request.recording:  # unsampled: no CLIENT span of its own
+            if request is not None:
+                headers = _inject(self.tracing, request.span, headers)
+            return await super()._send(route, target, path, headers, body, breaker)
+        parent = set_span_in_context(request.span)
+        retry = request.attempts > 0
+        request.attempts += 1
         span = self.tracer.start_span(
             f"POST {path.decode(errors='replace')}",
             context=parent,
