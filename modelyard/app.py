@@ -13,6 +13,7 @@ from typing import Any, Literal
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 
+from adapters.registry_tracing import tracing_middleware
 from adapters.telemetry import Tracing, setup_tracing
 from gateway.api import gateway_health_routes
 from gateway.follow import HttpRoutes, InProcessRoutes, RouteSource, registry_client
@@ -24,6 +25,7 @@ from modelyard.settings import Settings
 from registry.api import registry_routes
 from registry.api.context import request_id_middleware
 from registry.api.errors import EXCEPTION_HANDLERS
+from registry.api.metrics import RegistryMetrics, metrics_middleware
 from registry.auth import TokenAuthority
 from registry.errors import Conflict
 
@@ -60,6 +62,7 @@ def create_app(
     dispatch = Dispatch(None)
     if tracing is None:
         tracing = setup_tracing(role, os.environ if env is None else env, settings.tracing)
+    registry_metrics = RegistryMetrics()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -74,7 +77,9 @@ def create_app(
                 stack.push_async_callback(client.aclose)
                 source, sink = HttpRoutes(client), HttpSink(client)
             else:
-                parts = await stack.enter_async_context(open_components(settings, role, tracing))
+                parts = await stack.enter_async_context(
+                    open_components(settings, role, tracing, registry_metrics)
+                )
                 app.state.registry = parts.registry
                 app.state.authority = parts.authority
                 app.state.artifacts = parts.artifacts
@@ -96,20 +101,28 @@ def create_app(
                         tracing=tracing,
                     )
                 )
+                if role == "serve":  # one /metrics: the gateway's, then the registry's
+                    dispatch.gateway.metrics.extra = registry_metrics.render
             yield
             dispatch.gateway = None
 
     routes = gateway_health_routes() if role == "gateway" else registry_routes()
+    middleware: list[Any] = [request_id_middleware]
+    if role != "gateway":
+        middleware.append(metrics_middleware(registry_metrics))
+        if tracing is not None:
+            middleware.append(tracing_middleware(tracing))
     app = Litestar(
         route_handlers=routes,
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[request_id_middleware],
+        middleware=middleware,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="modelyard", version=__version__, path="/schema"),
         logging_config=None,
     )
     app.state.settings = settings
+    app.state.registry_metrics = registry_metrics
     if role == "registry":
         return app
     dispatch.api = app

@@ -14,6 +14,7 @@ from registry.api.audit import AuditController
 from registry.api.bentos import BentoController, local_download
 from registry.api.context import role_guard
 from registry.api.deployments import DeploymentController
+from registry.api.metrics import registry_metrics
 from registry.api.models import ModelController
 from registry.api.rollouts import RolloutController
 from registry.api.schemas import Health
@@ -80,4 +81,4 @@ def registry_routes() -> list[ControllerRouterHandler]:
         route_handlers=[local_download],
         dependencies={"artifacts": _state("artifacts")},
     )
-    return [api, mlflow_router(), links, livez, readyz]
+    return [api, mlflow_router(), links, livez, readyz, registry_metrics]
