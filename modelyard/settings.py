@@ -84,6 +84,12 @@ def load_settings(env: Mapping[str, str], **overrides: Any) -> Settings:
         raise SettingsError(f"sqlite_synchronous must be one of {', '.join(SQLITE_SYNC_MODES)}")
     if settings.tracing not in TRACING_MODES:
         raise SettingsError(f"unknown tracing mode {settings.tracing!r}: use auto, on or off")
+    from adapters.telemetry import TelemetryError, tracing_wanted  # (the SDK: only here)
+
+    try:  # an unknown OTEL_TRACES_EXPORTER is refused now, not when the app starts
+        tracing_wanted(settings.tracing, env)
+    except TelemetryError as exc:
+        raise SettingsError(str(exc)) from None
     if settings.log_format not in LOG_FORMATS:
         raise SettingsError(f"unknown log format {settings.log_format!r}: use text or json")
     if settings.deployer not in DEPLOYERS:

@@ -10,10 +10,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
 from opentelemetry.trace import use_span
+from opentelemetry.trace.propagation import set_span_in_context
 
 from adapters.json_logs import REQUEST_ID, JsonFormatter
 from adapters.telemetry import TelemetryError, setup_tracing, tracing_wanted
-from gateway.traced import span_name
+from gateway.traced import _inject, span_name
 from modelyard.settings import SettingsError, load_settings
 
 
@@ -41,6 +42,8 @@ def test_unknown_exporter_or_mode_is_a_startup_error() -> None:
         tracing_wanted("maybe", {})
     with pytest.raises(SettingsError, match="tracing"):
         load_settings({"MODELYARD_TRACING": "sometimes"})
+    with pytest.raises(SettingsError, match="OTEL_TRACES_EXPORTER"):
+        load_settings({"OTEL_TRACES_EXPORTER": "jaeger"})  # refused before the app is built
     with pytest.raises(SettingsError, match="log format"):
         load_settings({"MODELYARD_LOG_FORMAT": "xml"})
 
@@ -108,3 +111,23 @@ def test_json_log_line_carries_trace_span_request_model_and_version() -> None:
     assert (line["request_id"], line["model"], line["version"]) == ("req-7", "iris", 2)
     plain = json.loads(JsonFormatter().format(record))
     assert "trace_id" not in plain and "request_id" not in plain
+
+
+@pytest.mark.parametrize("sampled", [True, False])
+def test_injected_headers_are_the_propagators(sampled: bool) -> None:
+    tracing = setup_tracing(
+        "gateway", {"OTEL_TRACES_SAMPLER_ARG": "1" if sampled else "0"}, "on",
+        processor=SimpleSpanProcessor(InMemorySpanExporter()),
+    )  # fmt: skip
+    assert tracing is not None
+    incoming = {"traceparent": f"00-{'ab' * 16}-{'cd' * 8}-{'01' if sampled else '00'}",
+                "tracestate": "vendor=x,other=y"}  # fmt: skip
+    span = tracing.tracer("t").start_span("s", context=tracing.propagator.extract(incoming))
+    expected: dict[str, str] = {}
+    tracing.propagator.inject(expected, context=set_span_in_context(span))
+    caller = [(b"traceparent", b"00-old"), (b"content-type", b"application/json")]
+    got = _inject(span, caller)
+    assert got[0] == (b"content-type", b"application/json")
+    assert {k.decode(): v.decode() for k, v in got[1:]} == expected
+    assert expected["traceparent"].endswith("-01" if sampled else "-00")
+    tracing.shutdown()
