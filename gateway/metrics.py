@@ -69,6 +69,7 @@ class GatewayMetrics:
         self.route_revision = -1
         self.registry_up = False
         self.breakers: Callable[[], dict[str, str]] = dict
+        self.extra: Callable[[], bytes] = bytes  # more families for the same /metrics (serve)
 
     def observe(
         self, model: str, version: str, variant: str, seconds: float, error: bool
@@ -191,7 +192,7 @@ class GatewayMetrics:
             "# TYPE modelyard_gateway_registry_up gauge",
             f"modelyard_gateway_registry_up {int(self.registry_up)}",
         ]
-        return ("\n".join(lines) + "\n").encode()
+        return ("\n".join(lines) + "\n").encode() + self.extra()
 
 
 def _shadow_lines(shadow: dict[tuple[str, str], _Shadow]) -> list[str]:

@@ -332,7 +332,12 @@ class Gateway:
             return
         target = shadow_target(route, choice.version, random.randrange(BUCKETS))
         if target is not None:
-            self.shadow.offer(ShadowCopy(route, target, path, headers, body, answer.body))
+            origin = self._shadow_origin()
+            self.shadow.offer(ShadowCopy(route, target, path, headers, body, answer.body, origin))
+
+    def _shadow_origin(self) -> object | None:
+        """What a shadow copy's trace links to: nothing here (`TracedGateway` overrides it)."""
+        return None
 
 
 # --- small helpers --------------------------------------------------------------------------------

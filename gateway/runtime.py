@@ -7,11 +7,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from adapters.telemetry import Tracing
 from gateway.follow import RouteFollower, RouteSource
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import Gateway, Receive, Scope, Send
 from gateway.report import REPORT_S, Reporter, WindowSink
 from gateway.shadow import ShadowQueue
+from gateway.traced import TracedGateway, TracedShadowQueue
 from gateway.upstream import Upstreams
 
 GATEWAY_PREFIXES = ("/models/", "/v2/")
@@ -25,19 +27,31 @@ async def running_gateway(
     max_body: int,
     max_inflight: int,
     report_s: float = REPORT_S,
+    tracing: Tracing | None = None,
 ) -> AsyncIterator[Gateway]:
+    """With `tracing`, the traced classes (gateway.traced); without, the plain ones."""
     upstreams = Upstreams()
     metrics = GatewayMetrics()
-    shadow = ShadowQueue(upstreams, metrics)
+    shadow = (
+        ShadowQueue(upstreams, metrics)
+        if tracing is None
+        else TracedShadowQueue(upstreams, metrics, tracing)
+    )
     follower = RouteFollower(source)
     reporter = Reporter(metrics, sink, report_s)
     shadow.start()
     await follower.start()
     reporter.start()
     try:
-        yield Gateway(
-            follower, upstreams, metrics, shadow, max_body=max_body, max_inflight=max_inflight
-        )
+        if tracing is None:
+            yield Gateway(
+                follower, upstreams, metrics, shadow, max_body=max_body, max_inflight=max_inflight
+            )
+        else:
+            yield TracedGateway(
+                follower, upstreams, metrics, shadow,
+                tracing=tracing, max_body=max_body, max_inflight=max_inflight,
+            )  # fmt: skip
     finally:
         await reporter.close()
         await follower.close()

@@ -32,6 +32,7 @@ class ShadowCopy(NamedTuple):
     headers: list[tuple[bytes, bytes]]
     body: bytes
     primary: bytes  # the answer the client got
+    origin: object | None = None  # the primary request's span context, when tracing
 
 
 def agree(primary: bytes, shadow: bytes, tolerance: float) -> bool:
@@ -86,7 +87,8 @@ class ShadowQueue:
             finally:
                 self._queue.task_done()
 
-    async def _compare(self, copy: ShadowCopy) -> None:
+    async def _compare(self, copy: ShadowCopy) -> bool | None:
+        """Send the copy and compare; returns the agreement (None: no comparable answer)."""
         model, version = copy.route.name, str(copy.target.version)
         policy = copy.route.policy
         started = time.perf_counter()
@@ -97,15 +99,15 @@ class ShadowQueue:
         except GatewayError as exc:
             self.metrics.shadow_answer(model, version, time.perf_counter() - started, None)
             log.debug("shadow copy to %s failed: %s", copy.target.endpoint, exc.message)
-            return
+            return None
         seconds = time.perf_counter() - started
         if answer.status >= 400:
             self.metrics.shadow_answer(model, version, seconds, None)
-            return
+            return None
         tolerance = policy.shadow.tolerance if policy.shadow is not None else 0.0
-        self.metrics.shadow_answer(
-            model, version, seconds, agree(copy.primary, answer.body, tolerance)
-        )
+        agreed = agree(copy.primary, answer.body, tolerance)
+        self.metrics.shadow_answer(model, version, seconds, agreed)
+        return agreed
 
     async def drain(self) -> None:
         """Wait until every queued copy was sent and compared (tests, shutdown)."""

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 
+from adapters.registry_tracing import tracing_middleware
+from adapters.telemetry import Tracing, setup_tracing
 from gateway.api import gateway_health_routes
 from gateway.follow import HttpRoutes, InProcessRoutes, RouteSource, registry_client
 from gateway.report import HttpSink, InProcessSink, WindowSink
@@ -23,6 +26,7 @@ from modelyard.settings import Settings
 from registry.api import registry_routes
 from registry.api.context import request_id_middleware
 from registry.api.errors import EXCEPTION_HANDLERS
+from registry.api.metrics import RegistryMetrics, metrics_middleware
 from registry.auth import TokenAuthority
 from registry.errors import Conflict
 from registry.ui.app import console_routes
@@ -47,14 +51,29 @@ async def _bootstrap_admin(authority: TokenAuthority, configured: str | None) ->
         )
 
 
-def create_app(settings: Settings, role: Role = "serve") -> Any:
+def create_app(
+    settings: Settings,
+    role: Role = "serve",
+    *,
+    env: Mapping[str, str] | None = None,
+    tracing: Tracing | None = None,
+) -> Any:
     """`registry`: the Litestar app. `serve` and `gateway`: the gateway's hot path in front of
-    it (for `gateway` alone, the framework part only answers health probes)."""
+    it (for `gateway` alone, the framework part only answers health probes).
+
+    Tracing comes from `settings.tracing` and the `OTEL_*` variables of `env` (the process
+    environment, read here once); tests hand in a `tracing` of their own (in-memory spans)."""
     dispatch = Dispatch(None)
+    if tracing is None:
+        tracing = setup_tracing(role, os.environ if env is None else env, settings.tracing)
+    registry_metrics = RegistryMetrics()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
+            if tracing is not None:  # last out: flushes the spans of everything below
+                stack.callback(tracing.shutdown)
+            app.state.tracing = tracing
             source: RouteSource
             sink: WindowSink
             if role == "gateway":
@@ -62,7 +81,9 @@ def create_app(settings: Settings, role: Role = "serve") -> Any:
                 stack.push_async_callback(client.aclose)
                 source, sink = HttpRoutes(client), HttpSink(client)
             else:
-                parts = await stack.enter_async_context(open_components(settings, role))
+                parts = await stack.enter_async_context(
+                    open_components(settings, role, tracing, registry_metrics)
+                )
                 app.state.registry = parts.registry
                 app.state.authority = parts.authority
                 app.state.artifacts = parts.artifacts
@@ -83,17 +104,25 @@ def create_app(settings: Settings, role: Role = "serve") -> Any:
                         max_body=settings.gateway_max_body_bytes,
                         max_inflight=settings.gateway_max_inflight,
                         report_s=settings.gateway_report_s,
+                        tracing=tracing,
                     )
                 )
+                if role == "serve":  # one /metrics: the gateway's, then the registry's
+                    dispatch.gateway.metrics.extra = registry_metrics.render
             yield
             dispatch.gateway = None
 
     routes = gateway_health_routes() if role == "gateway" else registry_routes() + console_routes()
+    middleware: list[Any] = [request_id_middleware]
+    if role != "gateway":
+        middleware.append(metrics_middleware(registry_metrics))
+        if tracing is not None:
+            middleware.append(tracing_middleware(tracing))
     app = Litestar(
         route_handlers=routes,
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[request_id_middleware],
+        middleware=middleware,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="modelyard", version=__version__, path="/schema"),
         template_config=None if role == "gateway" else template_config(),
@@ -101,6 +130,7 @@ def create_app(settings: Settings, role: Role = "serve") -> Any:
     )
     app.state.settings = settings
     app.state.ui_sessions = Sessions()
+    app.state.registry_metrics = registry_metrics
     if role == "registry":
         return app
     dispatch.api = app

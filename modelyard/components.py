@@ -7,16 +7,21 @@ import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from adapters.artifact_router import ArtifactRouter
 from adapters.bento_archive import read_bento
 from adapters.bentoml_local import LocalBentoServers
 from adapters.local_artifacts import LocalArtifactStore
+from adapters.registry_tracing import TracedRolloutObserver, TracedStore
 from adapters.s3_artifacts import open_s3_store
+from adapters.sql_store import SqlStore
 from adapters.sql_webhooks import SqlWebhooks
 from adapters.stores import open_leadership, open_metadata_store
+from adapters.telemetry import Tracing
 from adapters.webhook_http import HttpWebhookSender
 from modelyard.settings import Settings
+from registry.api.metrics import RegistryMetrics
 from registry.auth import TokenAuthority
 from registry.deployments import Deployments
 from registry.experiment_service import ExperimentService
@@ -24,7 +29,7 @@ from registry.feed import RouteFeed
 from registry.mlflow.delivery import WebhookWorker
 from registry.ports import ArtifactStore
 from registry.registration import Registration
-from registry.rollout_service import RolloutController, RolloutService
+from registry.rollout_service import RolloutController, RolloutObserver, RolloutService
 from registry.service import Registry, utc_now
 
 SIGNING_KEY_FILE = "signing.key"
@@ -80,12 +85,24 @@ async def _artifact_store(settings: Settings, stack: contextlib.AsyncExitStack) 
 
 
 @contextlib.asynccontextmanager
-async def open_components(settings: Settings, role: str) -> AsyncIterator[Components]:
+async def open_components(
+    settings: Settings,
+    role: str,
+    tracing: Tracing | None = None,
+    metrics: RegistryMetrics | None = None,
+) -> AsyncIterator[Components]:
+    metrics = RegistryMetrics() if metrics is None else metrics
     async with contextlib.AsyncExitStack() as stack:
-        store = await open_metadata_store(
+        raw = await open_metadata_store(
             settings.metadata_url, sqlite_synchronous=settings.sqlite_synchronous
         )
-        stack.push_async_callback(store.close)
+        stack.push_async_callback(raw.close)
+        store = raw
+        observer: RolloutObserver = metrics
+        if tracing is not None:  # spans around store operations, the controller's ticks
+            system = "sqlite" if settings.metadata_url.startswith("sqlite") else "postgresql"
+            store = cast(SqlStore, TracedStore(raw, tracing, system))
+            observer = TracedRolloutObserver(metrics, tracing)
         registry = Registry(store, clock=utc_now)
         artifacts = await _artifact_store(settings, stack)
         data = Path(settings.data_dir)
@@ -99,13 +116,13 @@ async def open_components(settings: Settings, role: str) -> AsyncIterator[Compon
             deployments = Deployments(registry, servers)
             stack.push_async_callback(deployments.close)
             deployments.start()
-        rollouts = RolloutService(registry, store)
+        rollouts = RolloutService(registry, store, observer)
         controller = RolloutController(
             rollouts, open_leadership(settings.metadata_url), utc_now, settings.rollout_tick_s
         )
         controller.start()
         stack.push_async_callback(controller.close)
-        webhooks = SqlWebhooks(store.driver)
+        webhooks = SqlWebhooks(raw.driver)
         sender = HttpWebhookSender()
         stack.push_async_callback(sender.close)
         worker = WebhookWorker(webhooks, sender, utc_now)

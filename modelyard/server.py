@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import uvicorn
 
+from adapters.json_logs import configure_logging
 from modelyard.app import Role, create_app
 from modelyard.http_protocol import CoalescingHttpToolsProtocol
 from modelyard.settings import Settings
@@ -12,6 +15,10 @@ KEEP_ALIVE_S = 75
 
 
 def run(settings: Settings, role: Role) -> None:
+    extra: dict[str, Any] = {}
+    if settings.log_format == "json":  # every logger, uvicorn's too, through one JSON handler
+        configure_logging(settings.log_level, settings.log_format)
+        extra["log_config"] = None
     app = create_app(settings, role)
     uvicorn.run(
         app,
@@ -23,10 +30,12 @@ def run(settings: Settings, role: Role) -> None:
         # address, and both cost every request (the middleware copies the headers into a dict).
         server_header=False,
         proxy_headers=False,
-        access_log=False,
+        # Off by default: it costs every request on the hot path (MODELYARD_ACCESS_LOG=true).
+        access_log=settings.access_log,
         # Longer than clients' idle timeouts (httpx: 5 s, like uvicorn's default): with equal
         # timeouts a client may send on a connection the server is closing at that instant.
         timeout_keep_alive=KEEP_ALIVE_S,
         log_level=settings.log_level,
         timeout_graceful_shutdown=5,
+        **extra,
     )

@@ -18,6 +18,8 @@ DEFAULT_MAX_BODY: Final = 1024 * 1024
 DEFAULT_MAX_ARTIFACT: Final = 20 * 1024**3
 DEPLOYERS: Final = ("", "local", "none")
 SQLITE_SYNC_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
+TRACING_MODES: Final = ("auto", "on", "off")  # adapters/telemetry.py says what auto means
+LOG_FORMATS: Final = ("text", "json")
 ENV_PREFIX: Final = "MODELYARD_"
 
 
@@ -34,6 +36,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     admin_token: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY
     log_level: str = "info"
+    log_format: str = "text"  # "json": one JSON object a line, with trace and span ids
+    access_log: bool = False  # one line per request (the gateway's hot path included)
+    # tracing: "auto" = on when an OTLP endpoint or OTEL_TRACES_EXPORTER is set (OTEL_* vars)
+    tracing: str = "auto"
     # artifacts: empty = files under <data_dir>/artifacts; or s3://bucket/prefix
     artifact_url: str = ""
     s3_endpoint_url: str | None = None  # MinIO, moto...; None = AWS
@@ -76,6 +82,16 @@ def load_settings(env: Mapping[str, str], **overrides: Any) -> Settings:
         raise SettingsError(f"invalid setting: {exc}") from None
     if settings.sqlite_synchronous.upper() not in SQLITE_SYNC_MODES:
         raise SettingsError(f"sqlite_synchronous must be one of {', '.join(SQLITE_SYNC_MODES)}")
+    if settings.tracing not in TRACING_MODES:
+        raise SettingsError(f"unknown tracing mode {settings.tracing!r}: use auto, on or off")
+    from adapters.telemetry import TelemetryError, tracing_wanted  # (the SDK: only here)
+
+    try:  # an unknown OTEL_TRACES_EXPORTER is refused now, not when the app starts
+        tracing_wanted(settings.tracing, env)
+    except TelemetryError as exc:
+        raise SettingsError(str(exc)) from None
+    if settings.log_format not in LOG_FORMATS:
+        raise SettingsError(f"unknown log format {settings.log_format!r}: use text or json")
     if settings.deployer not in DEPLOYERS:
         raise SettingsError(f"unknown deployer {settings.deployer!r}: use local or none")
     if settings.artifact_url and not settings.artifact_url.startswith("s3://"):

@@ -5,11 +5,12 @@ hands them to the pure `step`, through the same locked write as every other chan
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Callable
 from datetime import datetime
-from typing import Final
+from typing import Final, Protocol
 
 from registry import rollout_rules, rollouts
 from registry.changes import Caller, LoadSpec
@@ -29,14 +30,44 @@ CONTROLLER: Final = Caller(principal=Principal(token_id=0, name="rollout-control
 TICK_S: Final = 0.5
 
 
+class RolloutObserver(Protocol):
+    """What metrics and tracing learn from the controller (adapters implement it)."""
+
+    def active(self, rollouts: list[Rollout]) -> None:
+        """The active rollouts as this tick found them (phase and weight gauges)."""
+        ...
+
+    def tick(self) -> contextlib.AbstractContextManager[None]:
+        """Around a tick that advances at least one rollout (the tick's span)."""
+        ...
+
+    def moved(self, before: Rollout, after: Rollout) -> None:
+        """A rollout changed: a new verdict, a new phase or weight."""
+        ...
+
+
+class _Unobserved:
+    def active(self, rollouts: list[Rollout]) -> None:
+        pass
+
+    def tick(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def moved(self, before: Rollout, after: Rollout) -> None:
+        pass
+
+
 def new_id() -> str:
     return "ro-" + secrets.token_hex(6)
 
 
 class RolloutService:
-    def __init__(self, registry: Registry, store: MetadataStore) -> None:
+    def __init__(
+        self, registry: Registry, store: MetadataStore, observer: RolloutObserver | None = None
+    ) -> None:
         self.registry = registry
         self.store = store
+        self.observer: RolloutObserver = observer or _Unobserved()
 
     def _load(self, rollout: Rollout | None = None, candidate: int | None = None) -> LoadSpec:
         numbers = set() if rollout is None else {rollout.baseline, rollout.spec.candidate}
@@ -110,21 +141,29 @@ class RolloutService:
     async def tick(self, now: datetime) -> list[Rollout]:
         """Advance every active rollout that is due; returns the ones that changed."""
         changed: list[Rollout] = []
-        for rollout in await self.store.active_rollouts():
-            due = rollout.phase == Phase.PENDING or (
-                rollout.phase in (Phase.PROGRESSING, Phase.PROMOTING)
-                and now >= rollout.next_look_at
-            )
-            if not due:
-                continue
-            try:
-                moved = await self.advance(rollout)
-            except RegistryError as exc:  # e.g. it was paused or aborted in between
-                log.info("rollout %s not advanced: %s", rollout.id, exc.message)
-                continue
-            if moved != rollout:
-                changed.append(moved)
-                _log_move(rollout, moved)
+        active = await self.store.active_rollouts()
+        due = [
+            r
+            for r in active
+            if r.phase == Phase.PENDING
+            or (r.phase in (Phase.PROGRESSING, Phase.PROMOTING) and now >= r.next_look_at)
+        ]
+        if due:
+            with self.observer.tick():
+                for rollout in due:
+                    try:
+                        moved = await self.advance(rollout)
+                    except RegistryError as exc:  # e.g. it was paused or aborted in between
+                        log.info("rollout %s not advanced: %s", rollout.id, exc.message)
+                        continue
+                    if moved != rollout:
+                        changed.append(moved)
+                        _log_move(rollout, moved)
+                        self.observer.moved(rollout, moved)
+        if changed:
+            now_by_id = {r.id: r for r in changed}
+            active = [now_by_id.get(r.id, r) for r in active]
+        self.observer.active([r for r in active if r.active])
         return changed
 
 

@@ -15,6 +15,7 @@ from registry.api.bentos import BentoController, local_download
 from registry.api.context import role_guard
 from registry.api.deployments import DeploymentController
 from registry.api.experiments import ExperimentController
+from registry.api.metrics import registry_metrics
 from registry.api.models import ModelController
 from registry.api.rollouts import RolloutController
 from registry.api.schemas import Health
@@ -86,4 +87,4 @@ def registry_routes() -> list[ControllerRouterHandler]:
         route_handlers=[local_download],
         dependencies={"artifacts": _state("artifacts")},
     )
-    return [api, mlflow_router(), links, livez, readyz]
+    return [api, mlflow_router(), links, livez, readyz, registry_metrics]

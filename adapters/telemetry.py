@@ -1,0 +1,150 @@
+"""OpenTelemetry tracing, set up in one place from the standard `OTEL_*` variables.
+
+When is tracing on? `MODELYARD_TRACING` decides: `on`, `off`, or `auto` (the default), which
+means on exactly when an exporter is configured the standard way: `OTEL_EXPORTER_OTLP_ENDPOINT`
+or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set, or `OTEL_TRACES_EXPORTER` names an exporter other
+than `none`. `OTEL_SDK_DISABLED=true` turns it off whatever the rest says. So a plain
+`modelyard serve` (and the test suite) runs with tracing off, and the hot path then builds no
+span, attaches no context and pays no branch (the gateway picks its traced class at start).
+
+What the SDK reads itself (its own env handling, not re-implemented here): the exporter's
+endpoint, headers, timeout and compression (`OTEL_EXPORTER_OTLP_*`), the batch processor
+(`OTEL_BSP_*`), resource attributes (`OTEL_RESOURCE_ATTRIBUTES`, `OTEL_SERVICE_NAME`) and, when
+`OTEL_TRACES_SAMPLER` is set, the sampler. Defaults of ours:
+
+- service name `modelyard-<role>` (`modelyard-serve`, `modelyard-registry`, `modelyard-gateway`)
+  unless `OTEL_SERVICE_NAME` (or `service.name` in `OTEL_RESOURCE_ATTRIBUTES`) names one;
+- sampler parent-based trace-id ratio, the ratio from `OTEL_TRACES_SAMPLER_ARG` (default 1.0):
+  an incoming sampled `traceparent` is always followed;
+- exporter OTLP over HTTP/protobuf (`OTEL_TRACES_EXPORTER=otlp`, the default), or `console`.
+
+An unknown exporter or mode is a start-up error (`TelemetryError`), never a silent default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+)
+from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio, Sampler
+from opentelemetry.trace import Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+__all__ = ["TRACING_MODES", "TelemetryError", "Tracing", "setup_tracing", "tracing_wanted"]
+
+TRACING_MODES: Final = ("auto", "on", "off")
+EXPORTERS: Final = ("otlp", "console", "none")
+ENDPOINT_VARIABLES: Final = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+SERVICE_PREFIX: Final = "modelyard-"
+DEFAULT_RATIO: Final = 1.0
+_SDK_SAMPLER_ENV: Final = "OTEL_TRACES_SAMPLER"
+
+
+class TelemetryError(ValueError):
+    """The tracing settings are wrong; modelyard refuses to start rather than guess."""
+
+
+@dataclass(frozen=True)
+class Tracing:
+    """A running tracer provider and what the instrumented code needs from it."""
+
+    provider: TracerProvider
+    propagator: TextMapPropagator
+
+    def tracer(self, name: str) -> Tracer:
+        return self.provider.get_tracer(name)
+
+    def shutdown(self) -> None:
+        """Flush what is still queued and stop the exporter (bounded by the SDK's timeouts)."""
+        self.provider.shutdown()
+
+
+def _exporter_name(env: Mapping[str, str]) -> str:
+    names = [n.strip() for n in env.get("OTEL_TRACES_EXPORTER", "otlp").split(",") if n.strip()]
+    if len(names) > 1:
+        raise TelemetryError("OTEL_TRACES_EXPORTER: modelyard supports one exporter at a time")
+    name = names[0].lower() if names else "otlp"
+    if name not in EXPORTERS:
+        raise TelemetryError(
+            f"unknown OTEL_TRACES_EXPORTER {name!r}: use {', '.join(EXPORTERS)}"
+            " (OTLP is sent over HTTP/protobuf)"
+        )
+    return name
+
+
+def tracing_wanted(mode: str, env: Mapping[str, str]) -> bool:
+    """Whether tracing should run, by `mode` (auto|on|off) and the standard variables."""
+    if mode not in TRACING_MODES:
+        raise TelemetryError(f"unknown tracing mode {mode!r}: use {', '.join(TRACING_MODES)}")
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true" or mode == "off":
+        return False
+    exporter = _exporter_name(env)  # checked even when `on`: a typo is a start-up error
+    if mode == "on":
+        return True
+    configured = any(env.get(name) for name in ENDPOINT_VARIABLES)
+    return configured or ("OTEL_TRACES_EXPORTER" in env and exporter != "none")
+
+
+def _sampler(env: Mapping[str, str]) -> Sampler | None:
+    """None lets the SDK read OTEL_TRACES_SAMPLER (and its _ARG) itself."""
+    if env.get(_SDK_SAMPLER_ENV):
+        return None
+    raw = env.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
+    try:
+        ratio = float(raw) if raw else DEFAULT_RATIO
+    except ValueError:
+        raise TelemetryError(f"OTEL_TRACES_SAMPLER_ARG must be a number, got {raw!r}") from None
+    if not 0.0 <= ratio <= 1.0:
+        raise TelemetryError(f"OTEL_TRACES_SAMPLER_ARG must be within [0, 1], got {ratio:g}")
+    return ParentBasedTraceIdRatio(ratio)
+
+
+def _default_processor(env: Mapping[str, str]) -> SpanProcessor | None:
+    name = _exporter_name(env)
+    exporter: SpanExporter
+    if name == "none":
+        return None
+    if name == "console":
+        exporter = ConsoleSpanExporter()
+    else:  # imported here: it pulls in `requests`, which only exporting processes need
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exporter = OTLPSpanExporter()
+    return BatchSpanProcessor(exporter)
+
+
+def setup_tracing(
+    role: str,
+    env: Mapping[str, str],
+    mode: str = "auto",
+    *,
+    processor: SpanProcessor | None = None,
+) -> Tracing | None:
+    """A tracer provider for `role`, or None when tracing is off. Tests hand in `processor`
+    (a SimpleSpanProcessor over an in-memory exporter); that turns tracing on by itself.
+
+    The provider is not made the global one: the instrumented code is handed its tracer, so
+    several apps in one process (tests) keep their spans apart."""
+    if processor is None and not tracing_wanted(mode, env):
+        return None
+    attributes = {}
+    if not env.get("OTEL_SERVICE_NAME") and "service.name=" not in env.get(
+        "OTEL_RESOURCE_ATTRIBUTES", ""
+    ):
+        attributes[SERVICE_NAME] = SERVICE_PREFIX + role
+    # Resource.create merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME (which win).
+    resource = Resource.create(attributes)
+    provider = TracerProvider(sampler=_sampler(env), resource=resource)
+    chosen = processor if processor is not None else _default_processor(env)
+    if chosen is not None:
+        provider.add_span_processor(chosen)
+    return Tracing(provider, TraceContextTextMapPropagator())

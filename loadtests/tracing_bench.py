@@ -1,0 +1,238 @@
+"""The cost of tracing: gateway throughput with tracing off, sampled at 1 % and at 100 %, side
+by side in one run.
+
+    python -m loadtests.tracing_bench            # 5 rounds of 5 s a mode and concurrency
+    python -m loadtests.tracing_bench --quick    # 2 rounds of 2 s: a smoke run
+    python -m loadtests.tracing_bench --out /tmp/tracing-bench.json
+
+Three `modelyard serve` processes (threads pinned to the server CPU) route model `bench` to the
+fixed-response nginx upstream of loadtests/gateway_bench.py; wrk (pinned to the other CPU)
+POSTs a 200-byte body. The modes differ only in their environment:
+
+- off:  `MODELYARD_TRACING=off` (the plain gateway: no span objects at all);
+- 1 %:  `OTEL_EXPORTER_OTLP_ENDPOINT` set (tracing on) and `OTEL_TRACES_SAMPLER_ARG=0.01`;
+- 100 %: the same with `OTEL_TRACES_SAMPLER_ARG=1.0`.
+
+Sampled spans really are exported: OTLP/HTTP protobuf through the SDK's batch processor to a
+receiver in this process that reads each body and answers 200 without decoding it (so the
+export cost is the real one and the receiver's is small). Rounds are interleaved (every mode
+once per round, in turn) so that the machine's noise hits the modes alike; the report gives
+each mode's median req/s over the rounds, its spread (min-max), and the ratio to `off`.
+Needs wrk and nginx (`apt-get install -y wrk nginx-light`); exit 2 when they are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import statistics
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+
+from loadtests import benchkit
+from loadtests.benchkit import (
+    FIXED_LOCATION,
+    PACKAGES,
+    BenchError,
+    Pinning,
+    Server,
+    Tools,
+    find_tools,
+    lua_script,
+    nginx,
+    say,
+    wrk,
+)
+from loadtests.gateway_bench import FIXED_RESPONSE, GATEWAY_PATH, MODEL, make_body
+from loadtests.yard_api import register, wait_served
+from modelyard.testing import ModelyardProcess
+
+DEFAULT_OUT: Final = Path(__file__).parent / "results" / "tracing-bench.json"
+MODES: Final = ("off", "1%", "100%")
+
+
+@dataclass(frozen=True)
+class Config:
+    rounds: int
+    duration_s: int
+    warmup_s: int
+    concurrencies: tuple[int, ...]
+
+    @classmethod
+    def full(cls) -> Config:
+        return cls(rounds=5, duration_s=5, warmup_s=2, concurrencies=(1, 16))
+
+    @classmethod
+    def quick(cls) -> Config:
+        return cls(rounds=2, duration_s=2, warmup_s=1, concurrencies=(1, 16))
+
+
+@contextmanager
+def sink() -> Iterator[tuple[str, list[int]]]:
+    """A no-op OTLP/HTTP receiver: reads each export, answers 200 (an empty protobuf answer
+    is a valid ExportTraceServiceResponse). Yields its base URL and the bytes received."""
+    received = [0, 0]  # exports, bytes
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            size = int(self.headers.get("content-length", "0"))
+            self.rfile.read(size)
+            received[0] += 1
+            received[1] += size
+            self.send_response(200)
+            self.send_header("content-type", "application/x-protobuf")
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def mode_env(mode: str, otlp_url: str) -> dict[str, str]:
+    if mode == "off":
+        return {"MODELYARD_TRACING": "off"}
+    ratio = {"1%": "0.01", "100%": "1.0"}[mode]
+    return {
+        "MODELYARD_TRACING": "auto",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_url,
+        "OTEL_TRACES_SAMPLER_ARG": ratio,
+    }
+
+
+@contextmanager
+def gateway(
+    workdir: Path, pin: Pinning, upstream: Server, env: dict[str, str]
+) -> Iterator[ModelyardProcess]:
+    token = "bench-" + secrets.token_urlsafe(24)
+    proc = ModelyardProcess(
+        "serve", workdir, token, extra_env={"MODELYARD_DEPLOYER": "none", **env}
+    )
+    try:
+        try:
+            proc.start()
+            version = register(proc, MODEL, {"endpoint": upstream.url})
+            answer = wait_served(proc.url + GATEWAY_PATH, make_body(), version)
+            if answer.text != FIXED_RESPONSE:
+                raise BenchError(f"the gateway answered {answer.text[:200]!r}")
+            assert proc.proc is not None
+            pin.pin_threads(proc.proc.pid)
+        except (BenchError, httpx.HTTPError, RuntimeError, TimeoutError) as exc:
+            raise BenchError(f"{exc}\n--- gateway log (tail) ---\n{proc.output()}") from exc
+        yield proc
+    finally:
+        proc.stop()
+
+
+def summarize(rps: dict[str, list[float]]) -> dict[str, Any]:
+    off = statistics.median(rps["off"])
+    out: dict[str, Any] = {}
+    for mode, values in rps.items():
+        median = statistics.median(values)
+        out[mode] = {
+            "rps_median": round(median, 1),
+            "rps_min": round(min(values), 1),
+            "rps_max": round(max(values), 1),
+            "ratio_to_off": round(median / off, 3) if off else None,
+            "rounds": [round(v, 1) for v in values],
+        }
+    return out
+
+
+def run(cfg: Config, tools: Tools) -> dict[str, Any]:
+    pin = Pinning.choose(tools.taskset)
+    report: dict[str, Any] = {
+        "machine": {**benchkit.machine(), "client_cpu": pin.client, "server_cpu": pin.server},
+        "config": asdict(cfg),
+        "results": {},
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="modelyard-tracing-bench-") as tmp,
+        ExitStack() as stack,
+    ):
+        work = Path(tmp)
+        otlp_url, received = stack.enter_context(sink())
+        upstream = stack.enter_context(
+            nginx(tools, pin, work / "upstream", FIXED_LOCATION.format(body=FIXED_RESPONSE))
+        )
+        targets: dict[str, str] = {}
+        for i, mode in enumerate(MODES):
+            say(f"[{mode}] starting modelyard serve")
+            yard = stack.enter_context(
+                gateway(work / f"yard{i}", pin, upstream, mode_env(mode, otlp_url))
+            )
+            targets[mode] = yard.url + GATEWAY_PATH
+        script = lua_script(work / "post.lua", make_body())
+        for url in targets.values():  # warm-up
+            wrk(tools, pin, url, script, max(cfg.concurrencies), cfg.warmup_s, 1)
+        for connections in cfg.concurrencies:
+            rps: dict[str, list[float]] = {mode: [] for mode in MODES}
+            for round_ in range(cfg.rounds):
+                for mode, url in targets.items():
+                    result = wrk(tools, pin, url, script, connections, cfg.duration_s, 1)
+                    rps[mode].append(result.rps)
+                    say(f"[{mode}] c{connections} round {round_ + 1}: {result.rps:,.0f} req/s")
+            report["results"][f"c{connections}"] = summarize(rps)
+        report["exported"] = {"requests": received[0], "bytes": received[1]}
+    return report
+
+
+def table(report: dict[str, Any]) -> str:
+    lines = [
+        "| concurrency | tracing | req/s (median) | min-max | vs off |",
+        "|---|---|---|---|---|",
+    ]
+    for level, modes in report["results"].items():
+        for mode, r in modes.items():
+            lines.append(
+                f"| {level} | {mode} | {r['rps_median']:,.0f} |"
+                f" {r['rps_min']:,.0f}-{r['rps_max']:,.0f} | {r['ratio_to_off']:.2f} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtests.tracing_bench")
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 2 s (smoke test)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON report path")
+    args = parser.parse_args(argv)
+    tools = find_tools()
+    if isinstance(tools, list):
+        packages = " ".join(PACKAGES[name] for name in tools)
+        say(f"missing: {', '.join(tools)}. Install with: apt-get install -y {packages}")
+        return 2
+    try:
+        report = run(Config.quick() if args.quick else Config.full(), tools)
+    except BenchError as exc:
+        say(f"FAILED: {exc}")
+        return 1
+    benchkit.write_report(args.out, report)
+    print(table(report))
+    print(f"\nspans exported: {report['exported']['requests']} requests,"
+          f" {report['exported']['bytes']:,} bytes")  # fmt: skip
+    print(f"report: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

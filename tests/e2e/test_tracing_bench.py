@@ -1,0 +1,44 @@
+"""Smoke test of the tracing-cost benchmark: a `--quick` run measures the three modes side by
+side at both concurrencies, gives ratios to `off`, and really exports spans. Timings are not
+judged (a shared machine is too noisy). Skipped, with the install command, without wrk/nginx."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+MODES = {"off", "1%", "100%"}
+
+
+def test_quick_run_measures_every_mode_and_exports_spans(tmp_path: Path) -> None:
+    out = tmp_path / "tracing-bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtests.tracing_bench", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if done.returncode == 2:
+        pytest.skip(done.stderr.strip())
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    report: dict[str, Any] = json.loads(out.read_text())
+    assert set(report["results"]) == {"c1", "c16"}
+    for level, modes in report["results"].items():
+        assert set(modes) == MODES, level
+        for mode, cell in modes.items():
+            assert len(cell["rounds"]) == 2 and all(r > 0 for r in cell["rounds"]), (level, mode)
+            assert cell["rps_min"] <= cell["rps_median"] <= cell["rps_max"]
+            assert cell["ratio_to_off"] > 0
+        assert modes["off"]["ratio_to_off"] == 1.0
+    assert report["exported"]["requests"] > 0 and report["exported"]["bytes"] > 0
+    assert "| c16 | 100% |" in done.stdout

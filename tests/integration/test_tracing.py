@@ -1,0 +1,192 @@
+"""Tracing in-process: `modelyard serve` built by create_app with an in-memory exporter, in
+front of two small upstreams that echo the `traceparent` they receive. Every inference
+response's version header matches its span's `model.version`; an incoming `traceparent` is
+honoured; the upstream gets the CLIENT span's; a shadow copy is its own trace, linked."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+from adapters.telemetry import setup_tracing
+from modelyard.app import create_app
+from modelyard.settings import load_settings
+
+ADMIN = "tracing-admin-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {ADMIN}"}
+ROWS = {"input_series": [[5.1, 3.5, 1.4, 0.2]]}
+
+
+@contextmanager
+def echo_upstream(version: int) -> Iterator[str]:
+    """A keep-alive HTTP/1.1 server (its own thread) answering
+    `{"model_version": "vN", "traceparent": <the one it received>}`."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            body = json.dumps(
+                {"model_version": f"v{version}", "traceparent": self.headers.get("traceparent")}
+            ).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+async def traced(tmp_path: Path) -> AsyncIterator[tuple[Any, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    tracing = setup_tracing("serve", {}, "off", processor=SimpleSpanProcessor(exporter))
+    settings = load_settings(
+        {}, data_dir=str(tmp_path), admin_token=ADMIN, deployer="none", gateway_report_s=0.2
+    )
+    with echo_upstream(1) as v1, echo_upstream(2) as v2:
+        async with AsyncTestClient(app=create_app(settings, "serve", tracing=tracing)) as c:
+            assert (await c.post("/api/v1/models", json={"name": "iris"}, headers=AUTH)).is_success
+            for url in (v1, v2):
+                body = {"endpoint": url, "apis": [{"name": "classify", "inputs": ["x"]}]}
+                r = await c.post("/api/v1/models/iris/versions", json=body, headers=AUTH)
+                assert r.status_code == 201, r.text
+            r = await c.post(
+                "/api/v1/models/iris/versions/1/stage", json={"stage": "Production"}, headers=AUTH
+            )
+            assert r.is_success, r.text
+            await set_traffic(c, {})  # and wait until the gateway serves it
+            yield c, exporter
+
+
+async def set_traffic(client: Any, policy: dict[str, Any]) -> None:
+    r = await client.put("/api/v1/models/iris/traffic", json=policy, headers=AUTH)
+    assert r.status_code == 200, r.text
+    revision = (await client.get("/api/v1/routes", headers=AUTH)).json()["revision"]
+    deadline = time.monotonic() + 10
+    while (await client.get("/v2/health/ready")).json().get("revision") != revision:
+        assert time.monotonic() < deadline, "the gateway never took the new routes"
+        await asyncio.sleep(0.01)
+
+
+def spans_of(exporter: InMemorySpanExporter, trace_id: int) -> list[ReadableSpan]:
+    return [
+        s
+        for s in exporter.get_finished_spans()
+        if s.context is not None and s.context.trace_id == trace_id
+    ]
+
+
+def wait_spans(
+    exporter: InMemorySpanExporter, found: Callable[[list[ReadableSpan]], bool]
+) -> list[ReadableSpan]:
+    deadline = time.monotonic() + 10
+    while True:
+        spans = list(exporter.get_finished_spans())
+        if found(spans):
+            return spans
+        assert time.monotonic() < deadline, [s.name for s in spans]
+        time.sleep(0.02)
+
+
+async def test_every_version_header_matches_its_span(
+    traced: tuple[Any, InMemorySpanExporter],
+) -> None:
+    client, exporter = traced
+    await set_traffic(client, {"splits": [{"version": 2, "weight": 50}]})
+    exporter.clear()
+    answers = []
+    for i in range(200):
+        trace_id, parent_id = secrets.randbits(128) or 1, secrets.randbits(64) or 1
+        traceparent = f"00-{trace_id:032x}-{parent_id:016x}-01"
+        path = "/models/iris/classify" if i % 2 else "/v2/models/iris/infer"
+        body = ROWS if i % 2 else {"inputs": [{"name": "x", "shape": [4], "datatype": "FP64",
+                                                "data": [5.1, 3.5, 1.4, 0.2]}]}  # fmt: skip
+        r = await client.post(path, json=body, headers={"traceparent": traceparent})
+        assert r.status_code == 200, r.text
+        answers.append((trace_id, parent_id, r))
+    versions = {r.headers["x-modelyard-version"] for _, _, r in answers}
+    assert versions == {"1", "2"}  # both arms were seen, so the check below means something
+    for trace_id, parent_id, r in answers:
+        spans = spans_of(exporter, trace_id)
+        servers = [s for s in spans if s.kind == SpanKind.SERVER]
+        clients = [s for s in spans if s.kind == SpanKind.CLIENT]
+        assert len(servers) == 1 and len(clients) == 1, [s.name for s in spans]
+        server, upstream = servers[0], clients[0]
+        attrs = dict(server.attributes or {})
+        assert attrs["model.version"] == r.headers["x-modelyard-version"]
+        assert attrs["modelyard.variant"] == r.headers["x-modelyard-variant"]
+        assert attrs["modelyard.route.revision"] == int(r.headers["x-modelyard-route-revision"])
+        assert attrs["model.name"] == "iris" and attrs["http.response.status_code"] == 200
+        # the caller's traceparent is honoured: the server span is its child
+        assert server.parent is not None and server.parent.span_id == parent_id
+        assert upstream.parent is not None and upstream.parent.span_id == server.context.span_id
+        assert dict(upstream.attributes or {})["model.version"] == attrs["model.version"]
+    # the upstream received the CLIENT span's traceparent, not the caller's
+    passthrough = next(r for _, _, r in answers if r.request.url.path.startswith("/models/"))
+    sent = passthrough.json()["traceparent"]
+    _, sent_trace, sent_parent, flags = sent.split("-")
+    spans = spans_of(exporter, int(sent_trace, 16))
+    upstream = next(s for s in spans if s.kind == SpanKind.CLIENT)
+    assert int(sent_parent, 16) == upstream.context.span_id and flags == "01"
+
+
+async def test_a_request_without_traceparent_starts_a_trace(
+    traced: tuple[Any, InMemorySpanExporter],
+) -> None:
+    client, exporter = traced
+    exporter.clear()
+    r = await client.post("/models/iris/classify", json=ROWS)
+    assert r.status_code == 200
+    _, trace, parent, _ = r.json()["traceparent"].split("-")
+    spans = spans_of(exporter, int(trace, 16))
+    server = next(s for s in spans if s.kind == SpanKind.SERVER)
+    assert server.parent is None and server.name == "POST /models/{name}/{api}"
+    assert int(parent, 16) == next(s for s in spans if s.kind == SpanKind.CLIENT).context.span_id
+
+
+async def test_a_shadow_copy_is_a_linked_trace_of_its_own(
+    traced: tuple[Any, InMemorySpanExporter],
+) -> None:
+    client, exporter = traced
+    await set_traffic(client, {"shadow": {"version": 2, "sample_percent": 100}})
+    exporter.clear()
+    r = await client.post("/models/iris/classify", json=ROWS)
+    assert r.status_code == 200 and r.headers["x-modelyard-version"] == "1"
+    spans = wait_spans(exporter, lambda s: any(x.name.startswith("shadow ") for x in s))
+    primary = next(s for s in spans if s.kind == SpanKind.SERVER and s.name.startswith("POST"))
+    shadow = next(s for s in spans if s.name.startswith("shadow "))
+    assert shadow.context.trace_id != primary.context.trace_id and shadow.parent is None
+    assert [link.context.span_id for link in shadow.links] == [primary.context.span_id]
+    attrs = dict(shadow.attributes or {})
+    assert attrs["model.version"] == "2" and attrs["modelyard.variant"] == "shadow"
+    assert attrs["modelyard.shadow.agreed"] is False  # v2 answers "v2"
