@@ -6,7 +6,8 @@ Per inference request:
 - a SERVER span (`POST /models/{name}/{api}`, `POST /v2/models/{name}/infer`, ...), the child
   of an incoming W3C `traceparent` when there is one, with the model, the version that answered
   (`model.version`, the same text as the `x-modelyard-version` header), the variant, the route
-  revision, the fallback taken (`modelyard.fallback`), the upstream attempts and the status;
+  revision, the rollout or experiment steering the model (`modelyard.rollout.id`), the
+  fallback taken (`modelyard.fallback`), the upstream attempts and the status;
 - a CLIENT span per upstream call, its child, with the upstream, version, status, the breaker's
   state after the call and whether it was a retry; its `traceparent` replaces the caller's in
   the forwarded headers, so BentoML's own server span becomes the CLIENT span's child;
@@ -49,6 +50,7 @@ MODEL: Final = "model.name"
 VERSION: Final = "model.version"
 VARIANT: Final = "modelyard.variant"
 REVISION: Final = "modelyard.route.revision"
+ROLLOUT: Final = "modelyard.rollout.id"  # the rollout or experiment steering the model, if any
 FALLBACK: Final = "modelyard.fallback"
 ATTEMPTS: Final = "modelyard.upstream.attempts"
 RETRY: Final = "modelyard.retry"
@@ -186,6 +188,8 @@ class TracedGateway(Gateway):
                     REVISION: table.revision,
                 }
             )
+            if route.policy.steered_by:
+                request.span.set_attribute(ROLLOUT, route.policy.steered_by)
         await super()._answer(send, table, route, choice, status, body, upstream_headers)
 
     def _fallback(self, route: ModelRoute, choice: Choice, why: str) -> Choice:
@@ -269,6 +273,7 @@ class TracedShadowQueue(ShadowQueue):
                 VERSION: str(copy.target.version),
                 VARIANT: SHADOW_VARIANT,
                 "server.address": copy.target.endpoint,
+                **({ROLLOUT: copy.route.policy.steered_by} if copy.route.policy.steered_by else {}),
             },
         )
         try:

@@ -66,7 +66,7 @@ def stop(
         raise InvalidInput(f"version {promote} is not an arm of this experiment", field="promote")
     why = ctx.reason or (f"stopped; version {promote} promoted" if promote else "stopped")
     stopped = replace(current, phase=Phase.STOPPED, winner=promote, reason=why, updated_at=ctx.now)
-    policy = replace(model.traffic or TrafficPolicy(), splits=[])
+    policy = replace(model.traffic or TrafficPolicy(), splits=[], steered_by="")
     ops: list[Op] = [SaveExperiment(stopped)]
     ops += _model_change(state, ctx, name, None, "model.traffic", traffic=policy).ops
     if promote is not None and state.versions[promote].stage != Stage.PRODUCTION:

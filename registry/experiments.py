@@ -148,7 +148,7 @@ def policy(experiment: Experiment, base: TrafficPolicy, production: int | None) 
     splits = [Split(version=a.version, weight=a.weight, variant=variant(a.version))
               for a in experiment.spec.arms if a.version != production]  # fmt: skip
     return msgspec.structs.replace(base, splits=splits, sticky=experiment.spec.sticky,
-                                   salt=experiment.salt)  # fmt: skip
+                                   salt=experiment.salt, steered_by=experiment.id)  # fmt: skip
 
 
 def assign(experiment: Experiment, production: int | None, key: str) -> int:

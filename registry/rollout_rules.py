@@ -128,9 +128,10 @@ def _carry_out(
         case Promote():
             change = StageChange(Stage.PRODUCTION, archive_existing=True)
             moved = transition_stage(state, ctx, name, rollout.spec.candidate, change, None)
-            state, more = _traffic(state, ctx, name, replace(policy, splits=[]))
+            state, more = _traffic(state, ctx, name, replace(policy, splits=[], steered_by=""))
             return state, moved.ops + more
-    return _traffic(state, ctx, name, policy)
+    steered = rollout.id if policy.splits or policy.shadow is not None else ""
+    return _traffic(state, ctx, name, replace(policy, steered_by=steered))
 
 
 def _traffic(

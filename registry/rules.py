@@ -250,6 +250,10 @@ def set_traffic(
         )
     if policy is not None:
         check_policy(policy, set(state.versions))
+        if policy.steered_by:
+            raise InvalidInput(
+                "steered_by is set by rollouts and experiments, not by hand", field="steered_by"
+            )
     if policy == model.traffic:
         check_if_match(if_match, model_etag(model))
         return Decision(ops=[], result=model)

@@ -70,6 +70,9 @@ class TrafficPolicy(_In, frozen=True):
     shadow: Shadow | None = None
     salt: Annotated[str, msgspec.Meta(max_length=64)] = ""
     deadline_ms: Annotated[int, msgspec.Meta(ge=1, le=600_000)] = DEFAULT_DEADLINE_MS
+    #: The rollout (`ro-…`) or experiment (`ex-…`) that set this policy; empty when a person
+    #: did. Set by the registry only; the gateway puts it on its spans.
+    steered_by: Annotated[str, msgspec.Meta(max_length=64)] = ""
 
 
 def bucket(salt: str, key: str) -> int:

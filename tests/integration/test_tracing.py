@@ -91,11 +91,7 @@ async def traced(tmp_path: Path) -> AsyncIterator[tuple[Any, InMemorySpanExporte
 async def set_traffic(client: Any, policy: dict[str, Any]) -> None:
     r = await client.put("/api/v1/models/iris/traffic", json=policy, headers=AUTH)
     assert r.status_code == 200, r.text
-    revision = (await client.get("/api/v1/routes", headers=AUTH)).json()["revision"]
-    deadline = time.monotonic() + 10
-    while (await client.get("/v2/health/ready")).json().get("revision") != revision:
-        assert time.monotonic() < deadline, "the gateway never took the new routes"
-        await asyncio.sleep(0.01)
+    await wait_routes_served(client)
 
 
 def spans_of(exporter: InMemorySpanExporter, trace_id: int) -> list[ReadableSpan]:
@@ -147,6 +143,7 @@ async def test_every_version_header_matches_its_span(
         assert attrs["modelyard.variant"] == r.headers["x-modelyard-variant"]
         assert attrs["modelyard.route.revision"] == int(r.headers["x-modelyard-route-revision"])
         assert attrs["model.name"] == "iris" and attrs["http.response.status_code"] == 200
+        assert "modelyard.rollout.id" not in attrs  # a split set by hand: no rollout steers it
         # the caller's traceparent is honoured: the server span is its child
         assert server.parent is not None and server.parent.span_id == parent_id
         assert upstream.parent is not None and upstream.parent.span_id == server.context.span_id
@@ -190,3 +187,60 @@ async def test_a_shadow_copy_is_a_linked_trace_of_its_own(
     attrs = dict(shadow.attributes or {})
     assert attrs["model.version"] == "2" and attrs["modelyard.variant"] == "shadow"
     assert attrs["modelyard.shadow.agreed"] is False  # v2 answers "v2"
+
+
+async def test_spans_name_the_rollout_that_steers_the_model(
+    traced: tuple[Any, InMemorySpanExporter],
+) -> None:
+    client, exporter = traced
+    spec = {"candidate": 2, "steps": [50], "interval_s": 600, "min_sample_per_arm": 1000}
+    r = await client.post("/api/v1/models/iris/rollouts", json=spec, headers=AUTH)
+    assert r.status_code == 201, r.text
+    rollout_id = r.json()["id"]
+    deadline = time.monotonic() + 10
+    while True:  # the controller's first tick sets the canary's weight
+        policy = (await client.get("/api/v1/models/iris/traffic", headers=AUTH)).json()
+        if policy.get("splits"):
+            break
+        assert time.monotonic() < deadline, policy
+        await asyncio.sleep(0.05)
+    assert policy["steered_by"] == rollout_id
+    await wait_routes_served(client)
+    exporter.clear()
+    variants = set()
+    for _ in range(40):
+        r = await client.post("/models/iris/classify", json=ROWS)
+        assert r.status_code == 200
+        variants.add(r.headers["x-modelyard-variant"])
+    servers = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
+    assert len(servers) == 40 and variants == {"stable", "canary"}
+    assert {dict(s.attributes or {})["modelyard.rollout.id"] for s in servers} == {rollout_id}
+    # a person cannot forge the field, and after the abort the spans no longer name it
+    forged = await client.put(
+        "/api/v1/models/iris/traffic", json={"steered_by": "ro-forged"}, headers=AUTH
+    )
+    assert forged.status_code == 409  # the rollout still steers the model
+    r = await client.post(f"/api/v1/rollouts/{rollout_id}/abort", headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert (await client.get("/api/v1/models/iris/traffic", headers=AUTH)).json().get(
+        "steered_by", ""
+    ) == ""
+    forged = await client.put(
+        "/api/v1/models/iris/traffic", json={"steered_by": "ro-forged"}, headers=AUTH
+    )
+    assert forged.status_code == 400 and forged.json()["field"] == "steered_by", forged.text
+    await wait_routes_served(client)
+    exporter.clear()
+    r = await client.post("/models/iris/classify", json=ROWS)
+    assert r.status_code == 200
+    (server,) = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
+    assert "modelyard.rollout.id" not in dict(server.attributes or {})
+
+
+async def wait_routes_served(client: Any) -> None:
+    """Wait until the gateway serves the registry's current routes."""
+    revision = (await client.get("/api/v1/routes", headers=AUTH)).json()["revision"]
+    deadline = time.monotonic() + 10
+    while (await client.get("/v2/health/ready")).json().get("revision") != revision:
+        assert time.monotonic() < deadline, "the gateway never took the new routes"
+        await asyncio.sleep(0.01)
