@@ -15,7 +15,7 @@ import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 
@@ -43,6 +43,16 @@ from registry.traffic import ALIAS_HEADER, BUCKETS, VERSION_HEADER
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]  # names in lower case, as HTTP servers hand them over
+
+
+class Reply(NamedTuple):
+    """A whole answer; the server adds `content-length`."""
+
+    status: int
+    headers: Headers
+    body: bytes
+
 
 DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024
 DEFAULT_MAX_INFLIGHT: Final = 1024
@@ -95,28 +105,33 @@ class Gateway:
         self.breakers: dict[str, Breaker] = {}
         metrics.breakers = lambda: {u: b.state(time.monotonic()) for u, b in self.breakers.items()}
 
-    # --- ASGI ---------------------------------------------------------------------------------
+    # --- the transport-neutral entry, and ASGI on top of it -----------------------------------
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"]
-        oip_call = path.startswith("/v2/")
+    async def handle(self, method: str, path: str, headers: Headers, body: bytes) -> Reply:
+        """Answer one request whose whole body has been read (and held to `max_body`). The
+        fast HTTP server (modelyard.fast_http) calls this directly; `__call__` is ASGI."""
         try:
             if path == "/metrics":
                 self._sync_metrics()
-                await _reply(
-                    send,
-                    200,
-                    self.metrics.render(),
-                    (b"content-type", b"text/plain; version=0.0.4"),
-                )
-            elif oip_call:
-                await self._oip(scope, receive, send, path[4:])
-            else:
-                await self._passthrough(scope, receive, send, path[len("/models/") :])
+                return Reply(200, [(b"content-type", b"text/plain; version=0.0.4")],
+                             self.metrics.render())  # fmt: skip
+            if path.startswith("/v2/"):
+                return await self._oip(method, headers, body, path[4:])
+            return await self._passthrough(method, headers, body, path[len("/models/") :])
         except GatewayError as exc:
-            body = _Error(exc.code, exc.message, exc.field, exc.message if oip_call else None)
-            extra = [(b"retry-after", b"1")] if isinstance(exc, Overloaded) else []
-            await _reply(send, _status(exc), _error.encode(body), _JSON, *extra)
+            return error_reply(exc, path.startswith("/v2/"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        try:
+            body = await _read_body(receive, self.max_body)
+        except PayloadTooLarge as exc:
+            reply = error_reply(exc, path.startswith("/v2/"))
+        else:
+            reply = await self.handle(scope["method"], path, scope["headers"], body)
+        headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": reply.body})
 
     def _sync_metrics(self) -> None:
         table = self.follower.table
@@ -132,8 +147,8 @@ class Gateway:
 
     # --- BentoML JSON passthrough -------------------------------------------------------------
 
-    async def _passthrough(self, scope: Scope, receive: Receive, send: Send, rest: str) -> None:
-        if scope["method"] != "POST":
+    async def _passthrough(self, method: str, raw: Headers, body: bytes, rest: str) -> Reply:
+        if method != "POST":
             raise UnknownModel("inference calls are POST /models/{name}/{api}", field="path")
         parts = rest.split("/")
         version: int | None = None
@@ -148,23 +163,22 @@ class Gateway:
         else:
             raise UnknownModel("expected /models/{name}/{api}", field="path")
         table, route = self._model(name)
-        headers = _headers(scope, route)
+        headers = _headers(raw, route)
         version, alias = _header_pins(headers, version, alias)
-        body = await _read_body(receive, self.max_body)
         key = _sticky_key(route, headers, body)
         choice = choose(route, version=version, alias=alias, key=key, headers=headers,
                         draw=random.randrange(BUCKETS))  # fmt: skip
-        forward = [(k, v) for k, v in scope["headers"] if k in _FORWARDED]
+        forward = [(k, v) for k, v in raw if k in _FORWARDED]
         answer, choice = await self._call(route, choice, b"/" + api.encode(), forward, body)
-        await self._answer(send, table, route, choice, answer.status, answer.body, answer.headers)
+        reply = self._answer(table, route, choice, answer.status, answer.body, answer.headers)
         self._maybe_shadow(route, choice, b"/" + api.encode(), forward, body, answer)
+        return reply
 
     # --- Open Inference Protocol ----------------------------------------------------------------
 
-    async def _oip(self, scope: Scope, receive: Receive, send: Send, rest: str) -> None:
+    async def _oip(self, method: str, raw: Headers, body: bytes, rest: str) -> Reply:
         if rest in ("health/live", "health/ready"):
-            await self._health(send, rest == "health/live")
-            return
+            return self._health(rest == "health/live")
         parts = rest.split("/")
         if len(parts) < 2 or parts[0] != "models":
             raise UnknownModel("unknown OIP path", field="path")
@@ -174,21 +188,19 @@ class Gateway:
             version, tail = _version_number(tail[1]), tail[2:]
         table, route = self._model(name)
         action = tail[0] if tail else ""
-        if action == "" and scope["method"] == "GET":
-            await self._metadata(send, route, version)
-        elif action == "ready" and scope["method"] == "GET":
+        if action == "" and method == "GET":
+            return self._metadata(route, version)
+        if action == "ready" and method == "GET":
             ready = (version in route.versions) if version else route.stable in route.versions
-            body = msgspec.json.encode({"name": name, "ready": ready})
-            await _reply(send, 200 if ready else 503, body, _JSON)
-        elif action == "infer" and scope["method"] == "POST":
-            await self._infer(scope, receive, send, table, route, version)
-        else:
-            raise UnknownModel(f"unknown OIP call {scope['method']} /v2/{rest}", field="path")
+            answer = msgspec.json.encode({"name": name, "ready": ready})
+            return Reply(200 if ready else 503, [_JSON], answer)
+        if action == "infer" and method == "POST":
+            return await self._infer(raw, body, table, route, version)
+        raise UnknownModel(f"unknown OIP call {method} /v2/{rest}", field="path")
 
-    async def _health(self, send: Send, live: bool) -> None:
+    def _health(self, live: bool) -> Reply:
         if live:
-            await _reply(send, 200, b'{"live":true}', _JSON)
-            return
+            return Reply(200, [_JSON], b'{"live":true}')
         table = self.follower.table
         detail: dict[str, Any] = {
             "ready": table is not None,
@@ -198,34 +210,31 @@ class Gateway:
         if self.follower.problem:
             detail["problem"] = self.follower.problem
             detail["serving_last_table_since"] = self.follower.since
-        await _reply(send, 200 if table is not None else 503, msgspec.json.encode(detail), _JSON)
+        return Reply(200 if table is not None else 503, [_JSON], msgspec.json.encode(detail))
 
-    async def _metadata(self, send: Send, route: ModelRoute, version: int | None) -> None:
+    def _metadata(self, route: ModelRoute, version: int | None) -> Reply:
         numbers = [version] if version is not None else sorted(route.versions)
         target = route.versions.get(version if version is not None else route.stable or -1)
         inputs = target.apis[0].inputs if target is not None and target.apis else []
         platform = target.protocol if target is not None else "bentoml"
         body = oip.model_metadata(route.name, [str(n) for n in numbers], platform, inputs)
-        await _reply(send, 200, body, _JSON)
+        return Reply(200, [_JSON], body)
 
     async def _infer(
-        self, scope: Scope, receive: Receive, send: Send, table: RouteTable, route: ModelRoute,
-        version: int | None,
-    ) -> None:  # fmt: skip
-        body = await _read_body(receive, self.max_body)
+        self, raw: Headers, body: bytes, table: RouteTable, route: ModelRoute, version: int | None
+    ) -> Reply:
         request = oip.decode_request(body)
-        headers = _headers(scope, route)
+        headers = _headers(raw, route)
         version, alias = _header_pins(headers, version, None)
         key = _sticky_key(route, headers, None) if route.policy.sticky else None
         choice = choose(route, version=version, alias=alias, key=key, headers=headers,
                         draw=random.randrange(BUCKETS))  # fmt: skip
-        forward = [(k, v) for k, v in scope["headers"] if k in (b"traceparent", b"tracestate")]
+        forward = [(k, v) for k, v in raw if k in (b"traceparent", b"tracestate")]
         forward.append(_JSON)
         if choice.route.protocol == "oip":
             path = f"/v2/models/{route.name}/infer".encode()
             answer, choice = await self._call(route, choice, path, forward, body)
-            await self._answer(send, table, route, choice, answer.status, answer.body, [_JSON])
-            return
+            return self._answer(table, route, choice, answer.status, answer.body, [_JSON])
         api = choice.route.apis[0] if choice.route.apis else None
         upstream_body = oip.to_bentoml_body(request, api.inputs if api else None)
         path = b"/" + (api.name if api else "predict").encode()
@@ -238,7 +247,7 @@ class Gateway:
                 answer.body, model=route.name, version=str(choice.version),
                 request_id=request.id, requested=request.outputs,
             )  # fmt: skip
-        await self._answer(send, table, route, choice, answer.status, out, [_JSON])
+        return self._answer(table, route, choice, answer.status, out, [_JSON])
 
     # --- calling upstreams ------------------------------------------------------------------------
 
@@ -311,10 +320,10 @@ class Gateway:
             breaker.success()
         return answer
 
-    async def _answer(
-        self, send: Send, table: RouteTable, route: ModelRoute, choice: Choice, status: int,
-        body: bytes, upstream_headers: list[tuple[bytes, bytes]],
-    ) -> None:  # fmt: skip
+    def _answer(
+        self, table: RouteTable, route: ModelRoute, choice: Choice, status: int, body: bytes,
+        upstream_headers: Headers,
+    ) -> Reply:  # fmt: skip
         headers = [(k, v) for k, v in upstream_headers if k == b"content-type"] or [_JSON]
         headers += [
             (b"x-modelyard-model", route.name.encode()),
@@ -322,7 +331,7 @@ class Gateway:
             (b"x-modelyard-variant", choice.variant.encode()),
             (b"x-modelyard-route-revision", str(table.revision).encode()),
         ]
-        await _reply(send, status, body, *headers)
+        return Reply(status, headers, body)
 
     def _maybe_shadow(
         self, route: ModelRoute, choice: Choice, path: bytes, headers: list[tuple[bytes, bytes]],
@@ -343,10 +352,11 @@ class Gateway:
 # --- small helpers --------------------------------------------------------------------------------
 
 
-async def _reply(send: Send, status: int, body: bytes, *headers: tuple[bytes, bytes]) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())]})  # fmt: skip
-    await send({"type": "http.response.body", "body": body})
+def error_reply(exc: GatewayError, oip_call: bool) -> Reply:
+    """A JSON error naming the code and the field (and OIP's own `error` key on /v2/)."""
+    body = _Error(exc.code, exc.message, exc.field, exc.message if oip_call else None)
+    extra = [(b"retry-after", b"1")] if isinstance(exc, Overloaded) else []
+    return Reply(_status(exc), [_JSON, *extra], _error.encode(body))
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:
@@ -367,7 +377,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
 _PIN_HEADERS: Final = frozenset({VERSION_HEADER.encode(), ALIAS_HEADER.encode()})
 
 
-def _headers(scope: Scope, route: ModelRoute) -> dict[str, str]:
+def _headers(raw: Headers, route: ModelRoute) -> dict[str, str]:
     """Only the headers routing reads (pins, the policy's rules and sticky key), decoded:
     most requests need two lookups, not every header of the request turned into text."""
     wanted = _PIN_HEADERS
@@ -377,7 +387,7 @@ def _headers(scope: Scope, route: ModelRoute) -> dict[str, str]:
         if policy.sticky is not None:
             names.add((policy.sticky.header or "cookie").lower())
         wanted = wanted | {n.encode() for n in names}
-    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in wanted}
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in raw if k in wanted}
 
 
 def _version_number(text: str) -> int:

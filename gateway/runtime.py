@@ -17,6 +17,7 @@ from gateway.traced import TracedGateway, TracedShadowQueue
 from gateway.upstream import Upstreams
 
 GATEWAY_PREFIXES = ("/models/", "/v2/")
+_FAST_METHODS = frozenset({"GET", "POST"})
 
 
 @contextlib.asynccontextmanager
@@ -60,11 +61,17 @@ async def running_gateway(
 
 
 class Dispatch:
-    """Inference paths and /metrics go straight to the gateway; the rest to `api`."""
+    """Inference paths and /metrics go straight to the gateway; the rest to `api`. Both as
+    ASGI, and for the fast HTTP server (`handler_for`: the gateway, for the paths it serves)."""
 
     def __init__(self, api: Any) -> None:
         self.api = api
         self.gateway: Gateway | None = None
+
+    def handler_for(self, method: str, path: str) -> Gateway | None:
+        if method in _FAST_METHODS and (path.startswith(GATEWAY_PREFIXES) or path == "/metrics"):
+            return self.gateway
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gateway = self.gateway

@@ -33,7 +33,7 @@ from gateway.breaker import Breaker
 from gateway.errors import GatewayError
 from gateway.follow import RouteFollower
 from gateway.metrics import GatewayMetrics
-from gateway.proxy import Gateway, Receive, Scope, Send
+from gateway.proxy import Gateway, Headers, Reply
 from gateway.routing import Choice
 from gateway.shadow import ShadowCopy, ShadowQueue
 from gateway.upstream import UpstreamResponse, Upstreams
@@ -87,9 +87,6 @@ def span_name(method: str, path: str) -> str:
     return f"{method} /models/{{name}}/{{api}}"
 
 
-Headers = list[tuple[bytes, bytes]]
-
-
 def _inject(span: Span, headers: Headers) -> Headers:
     """`headers` with the caller's trace headers replaced by `span`'s. The same bytes as
     `TraceContextTextMapPropagator.inject` (a unit test checks), formatted directly: it runs
@@ -123,43 +120,35 @@ class TracedGateway(Gateway):
         self.tracing = tracing
         self.tracer: Tracer = tracing.tracer(TRACER_NAME)
 
-    def _parent(self, scope: Scope) -> Context | None:
+    def _parent(self, headers: Headers) -> Context | None:
         carrier: dict[str, str] | None = None
-        for name, value in scope["headers"]:
+        for name, value in headers:
             if name in _TRACE_HEADERS:
                 carrier = carrier or {}
                 carrier[name.decode()] = value.decode("latin-1")
         return self.tracing.propagator.extract(carrier) if carrier else None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"]
+    async def handle(self, method: str, path: str, headers: Headers, body: bytes) -> Reply:
         if path == "/metrics" or path.startswith(_UNTRACED):  # probes and scrapes: no spans
-            await super().__call__(scope, receive, send)
-            return
-        method: str = scope["method"]
+            return await super().handle(method, path, headers, body)
         # No attributes before the sampler decides: an unsampled request builds no dict.
         span = self.tracer.start_span(
-            span_name(method, path), context=self._parent(scope), kind=SpanKind.SERVER
+            span_name(method, path), context=self._parent(headers), kind=SpanKind.SERVER
         )
         request = _Request(span)
         token = _current.set(request)
         if not request.recording:  # not sampled: only the trace context travels on
             try:
-                await super().__call__(scope, receive, send)
+                return await super().handle(method, path, headers, body)
             finally:
                 _current.reset(token)
-            return
+                span.end()
         span.set_attributes({"http.request.method": method, "url.path": path})
         status = 0
-
-        async def send_traced(message: dict[str, object]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])  # type: ignore[call-overload]
-            await send(message)
-
         try:
-            await super().__call__(scope, receive, send_traced)
+            reply = await super().handle(method, path, headers, body)
+            status = reply.status
+            return reply
         except BaseException as exc:
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
@@ -174,10 +163,10 @@ class TracedGateway(Gateway):
                     span.set_status(Status(StatusCode.ERROR))
             span.end()
 
-    async def _answer(
-        self, send: Send, table: RouteTable, route: ModelRoute, choice: Choice, status: int,
-        body: bytes, upstream_headers: list[tuple[bytes, bytes]],
-    ) -> None:  # fmt: skip
+    def _answer(
+        self, table: RouteTable, route: ModelRoute, choice: Choice, status: int, body: bytes,
+        upstream_headers: Headers,
+    ) -> Reply:  # fmt: skip
         request = _current.get()
         if request is not None and request.recording:
             request.span.set_attributes(
@@ -190,7 +179,7 @@ class TracedGateway(Gateway):
             )
             if route.policy.steered_by:
                 request.span.set_attribute(ROLLOUT, route.policy.steered_by)
-        await super()._answer(send, table, route, choice, status, body, upstream_headers)
+        return super()._answer(table, route, choice, status, body, upstream_headers)
 
     def _fallback(self, route: ModelRoute, choice: Choice, why: str) -> Choice:
         chosen = super()._fallback(route, choice, why)  # raises when there is none

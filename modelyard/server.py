@@ -7,7 +7,9 @@ from typing import Any
 import uvicorn
 
 from adapters.json_logs import configure_logging
+from gateway.runtime import Dispatch
 from modelyard.app import Role, create_app
+from modelyard.fast_http import protocol_class
 from modelyard.http_protocol import CoalescingHttpToolsProtocol
 from modelyard.settings import Settings
 
@@ -20,12 +22,14 @@ def run(settings: Settings, role: Role) -> None:
         configure_logging(settings.log_level, settings.log_format)
         extra["log_config"] = None
     app = create_app(settings, role)
+    # With a gateway, its paths are answered by our own HTTP/1.1 protocol, the rest by uvicorn's.
+    protocol = protocol_class(app) if isinstance(app, Dispatch) else CoalescingHttpToolsProtocol
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http=CoalescingHttpToolsProtocol,
+        http=protocol,
         # No `server` header, and no X-Forwarded-* rewriting: nothing here reads the client's
         # address, and both cost every request (the middleware copies the headers into a dict).
         server_header=False,
