@@ -10,6 +10,11 @@ share of the p50 anywhere from -24% to +40%):
   wrk, which at these rates uses little of it): the gateway on a core of its own, as it runs
   when deployed (its own pods), so BentoML and the gateway no longer take turns on one core and
   evict each other's caches. Both layouts are reported; the co-located one is the strict one;
+- a peer for scale: nginx (one worker, keep-alive pool) as the proxy in front of the same
+  BentoML, on the server CPU like the co-located gateway, measured the same way (its share of
+  the p50 and of the CPU). What a proxy written in C costs there shows how much of the
+  gateway's share is any extra hop on one shared core (kernel wakeups and context switches)
+  rather than the gateway's own code;
 - interleaved rounds: per concurrency, one warm-up round per path, then `rounds` rounds of
   `duration_s` alternating direct, gateway, direct, gateway ...; per path the median of the
   rounds' req/s, p50 and p99, and the min-max spread of the p50s. The gateway's share of the p50
@@ -36,6 +41,8 @@ from typing import Any, Final
 from adapters.process_tree import descendants
 from loadtests.benchkit import (
     CLOCK_TICKS,
+    PROXY_LOCATION,
+    PROXY_UPSTREAM,
     BenchError,
     Pinning,
     Tools,
@@ -43,6 +50,7 @@ from loadtests.benchkit import (
     cpu_seconds,
     cpu_used,
     lua_script,
+    nginx,
     say,
     wrk,
 )
@@ -50,8 +58,9 @@ from loadtests.bento_server import IRIS_TAG, bento, build_iris_v1
 from loadtests.yard_api import register, wait_served
 from modelyard.testing import ModelyardProcess
 
-PATHS: Final = ("direct", "gateway", "apart")
+PATHS: Final = ("direct", "gateway", "apart", "nginx")
 GATEWAY_PATHS: Final = ("gateway", "apart")
+PROXY_PATHS: Final = (*GATEWAY_PATHS, "nginx")
 IRIS_MODEL: Final = "iris"
 IRIS_BODY: Final = '{"input_series": [[5.1, 3.5, 1.4, 0.2]]}'
 IRIS_APIS: Final = [{"name": "classify", "inputs": ["input_series"]}]
@@ -72,13 +81,13 @@ class Plan:
 class Round:
     result: WrkResult
     wall_s: float
-    gateway_cpu_s: float  # the modelyard process (and any child of it)
+    proxy_cpu_s: float  # the proxy of the path (modelyard, or nginx and its worker)
     bentoml_cpu_s: float  # `bentoml serve` and all its workers
 
     def record(self) -> dict[str, float | int]:
         return {
             **self.result.summary(),
-            "gateway_cpu_s": round(self.gateway_cpu_s, 3),
+            "proxy_cpu_s": round(self.proxy_cpu_s, 3),
             "bentoml_cpu_s": round(self.bentoml_cpu_s, 3),
         }
 
@@ -92,6 +101,10 @@ class Legs:
     urls: dict[str, str]
     yard_pid: int
     bento_pid: int
+    nginx_pid: int
+
+    def proxy_pid(self, path: str) -> int:
+        return self.nginx_pid if path == "nginx" else self.yard_pid
 
     def pin_servers(self, path: str = "gateway") -> dict[str, int]:
         """BentoML's processes on the server CPU, and the gateway's threads there too, or on the
@@ -100,15 +113,19 @@ class Legs:
         processes, threads = self.pin.pin_tree(self.bento_pid)
         cpu = self.pin.client if path == "apart" else self.pin.server
         _, gateway_threads = self.pin.pin_tree(self.yard_pid, cpu)
+        self.pin.pin_tree(self.nginx_pid)
         return {
             "bentoml_processes": processes,
             "bentoml_threads": threads,
             "gateway_threads": gateway_threads,
         }
 
-    def cpu(self) -> tuple[dict[int, float], dict[int, float]]:
-        gateway = cpu_seconds([self.yard_pid, *descendants(self.yard_pid)])
-        return gateway, cpu_seconds([self.bento_pid, *descendants(self.bento_pid)])
+    def cpu(self, path: str = "gateway") -> tuple[dict[int, float], dict[int, float]]:
+        proxy = self.proxy_pid(path)
+        return (
+            cpu_seconds([proxy, *descendants(proxy)]),
+            cpu_seconds([self.bento_pid, *descendants(self.bento_pid)]),
+        )
 
     def idle(self, seconds: float) -> dict[str, float]:
         """Each side's CPU, as a share of one core, while no request is sent."""
@@ -125,7 +142,7 @@ class Legs:
 
     def run(self, path: str, connections: int) -> Round:
         self.pin_servers(path)
-        gateway, bentoml = self.cpu()
+        gateway, bentoml = self.cpu(path)
         started = time.monotonic()
         result = wrk(
             self.tools,
@@ -137,7 +154,7 @@ class Legs:
             self.plan.threads,
         )
         wall_s = time.monotonic() - started
-        gateway_after, bentoml_after = self.cpu()
+        gateway_after, bentoml_after = self.cpu(path)
         return Round(
             result, wall_s, cpu_used(gateway, gateway_after), cpu_used(bentoml, bentoml_after)
         )
@@ -190,9 +207,9 @@ def cpu_figures(rounds: dict[str, list[Round]], path: str = "gateway") -> dict[s
     direct, through = rounds["direct"], rounds[path]
     direct_requests = sum(r.result.requests for r in direct)
     gateway_requests = sum(r.result.requests for r in through)
-    gateway_s = sum(r.gateway_cpu_s for r in through)
+    gateway_s = sum(r.proxy_cpu_s for r in through)
     bentoml_s = sum(r.bentoml_cpu_s for r in through)
-    shares = [s for r in through if (s := _share(r.gateway_cpu_s, r.bentoml_cpu_s)) is not None]
+    shares = [s for r in through if (s := _share(r.proxy_cpu_s, r.bentoml_cpu_s)) is not None]
     return {
         "gateway_ms_per_request": _per_request_ms(gateway_s, gateway_requests),
         "bentoml_ms_per_request": _per_request_ms(bentoml_s, gateway_requests),
@@ -200,7 +217,7 @@ def cpu_figures(rounds: dict[str, list[Round]], path: str = "gateway") -> dict[s
             sum(r.bentoml_cpu_s for r in direct), direct_requests
         ),
         "gateway_idle_cpu_fraction": round(
-            sum(r.gateway_cpu_s for r in direct) / sum(r.wall_s for r in direct), 4
+            sum(r.proxy_cpu_s for r in direct) / sum(r.wall_s for r in direct), 4
         ),
         "gateway_share": _share(gateway_s, bentoml_s),
         "gateway_share_spread": {"min": min(shares), "max": max(shares)} if shares else None,
@@ -215,8 +232,12 @@ def bench_e2e(
     archive = build_iris_v1()
     if yard.proc is None:
         raise BenchError("the modelyard process is not running")
-    with bento(pin, archive, workdir) as server:
-        say(f"[e2e] {IRIS_TAG} ready at {server.url}")
+    with (
+        bento(pin, archive, workdir) as server,
+        nginx(tools, pin, workdir / "nginx", PROXY_LOCATION,
+              PROXY_UPSTREAM.format(port=server.url.rsplit(":", 1)[1])) as proxy,
+    ):  # fmt: skip
+        say(f"[e2e] {IRIS_TAG} ready at {server.url}, nginx in front of it at {proxy.url}")
         apis = {"endpoint": server.url, "apis": IRIS_APIS}
         version = register(yard, IRIS_MODEL, apis)
         wait_served(f"{yard.url}/models/{IRIS_MODEL}/classify", IRIS_BODY, version)
@@ -229,9 +250,11 @@ def bench_e2e(
                 "direct": f"{server.url}/classify",
                 "gateway": f"{yard.url}/models/{IRIS_MODEL}/classify",
                 "apart": f"{yard.url}/models/{IRIS_MODEL}/classify",
+                "nginx": f"{proxy.url}/classify",
             },
             yard_pid=yard.proc.pid,
             bento_pid=server.pid,
+            nginx_pid=proxy.pid,
         )
         pinned = legs.pin_servers()
         say(f"[e2e] pinned to CPU {pin.server}: {pinned}")
@@ -241,9 +264,9 @@ def bench_e2e(
     report: dict[str, Any] = {"model": IRIS_TAG, "body": IRIS_BODY}
     for path in PATHS:
         report[path] = {c: summarise(rounds[path]) for c, rounds in measured.items()}
-    added: dict[str, dict[str, float]] = {path: {} for path in GATEWAY_PATHS}
-    share: dict[str, dict[str, float]] = {path: {} for path in GATEWAY_PATHS}
-    for path in GATEWAY_PATHS:
+    added: dict[str, dict[str, float]] = {path: {} for path in PROXY_PATHS}
+    share: dict[str, dict[str, float]] = {path: {} for path in PROXY_PATHS}
+    for path in PROXY_PATHS:
         for c in measured:
             gw, direct = report[path][c]["p50_ms"], report["direct"][c]["p50_ms"]
             added[path][c] = round(gw - direct, 4)
@@ -252,6 +275,7 @@ def bench_e2e(
     cpu = {c: cpu_figures(rounds) for c, rounds in measured.items()}
     cpu["all"] = cpu_figures(everything)
     cpu_apart = cpu_figures(everything, "apart")
+    cpu_nginx = cpu_figures(everything, "nginx")
     return {
         **report,
         "added_p50_ms": added["gateway"],
@@ -260,9 +284,13 @@ def bench_e2e(
         "apart_share_p50": share["apart"],
         "gateway_share_cpu": {c: found["gateway_share"] for c, found in cpu.items()},
         "apart_share_cpu": cpu_apart["gateway_share"],
+        "nginx_added_p50_ms": added["nginx"],
+        "nginx_share_p50": share["nginx"],
+        "nginx_share_cpu": cpu_nginx["gateway_share"],
         "cpu": {
             **cpu,
             "apart": cpu_apart,
+            "nginx": cpu_nginx,
             "idle_cpu_fraction": idle,
             "clock_ticks_per_s": CLOCK_TICKS,
         },
@@ -270,7 +298,7 @@ def bench_e2e(
             "rounds": plan.rounds,
             "round_s": plan.duration_s,
             "warmup_rounds": 1,
-            "order": "per concurrency: direct, gateway, apart, direct, gateway, apart, ...",
+            "order": "per concurrency: direct, gateway, apart, nginx, direct, gateway, ...",
             "client_cpu": pin.client,
             "server_cpu": pin.server,
             "pinned": pinned,

@@ -121,7 +121,7 @@ def failed(report: dict[str, Any]) -> bool:
 
 # --- the table ------------------------------------------------------------------------------
 
-E2E_PATHS: Final = ("direct", "gateway", "apart")
+E2E_PATHS: Final = ("direct", "gateway", "apart", "nginx")
 VALUE_FORMAT: Final = {"req/s": ",.0f", "ms": ".3f", "fraction": ".1%"}
 
 
@@ -204,7 +204,8 @@ def e2e_lines(e2e: dict[str, Any]) -> list[str]:
     lines = [
         f"in front of BentoML ({e2e['model']}): medians of {m['rounds']} interleaved rounds of"
         f" {m['round_s']} s a path; BentoML and gateway on CPU {m['server_cpu']},"
-        f" wrk on CPU {m['client_cpu']}; apart: the gateway on CPU {m['client_cpu']}",
+        f" wrk on CPU {m['client_cpu']}; apart: the gateway on CPU {m['client_cpu']};"
+        f" nginx: nginx as the proxy, on CPU {m['server_cpu']}",
         head,
         "-" * len(head),
     ]
@@ -221,14 +222,16 @@ def e2e_lines(e2e: dict[str, Any]) -> list[str]:
         lines.append(
             f"gateway's share of the p50 at {c}: {num(share, '.1%')}"
             f" ({num(e2e['added_p50_ms'][c], '+.3f')} ms) beside BentoML;"
-            f" {num(apart, '.1%')} ({num(e2e['apart_added_p50_ms'][c], '+.3f')} ms) apart"
+            f" {num(apart, '.1%')} ({num(e2e['apart_added_p50_ms'][c], '+.3f')} ms) apart;"
+            f" nginx's beside BentoML {num(e2e['nginx_share_p50'][c], '.1%')}"
+            f" ({num(e2e['nginx_added_p50_ms'][c], '+.3f')} ms)"
         )
     cpu_head = (
         f"{'CPU ms/request':<16}{'gateway':>9}{'BentoML':>9}{'gw share':>10}"
         f"{'min-max':>14}{'BentoML direct':>16}{'gw idle':>9}"
     )
     lines += ["", cpu_head, "-" * len(cpu_head)]
-    for c in e2e["gateway_share_cpu"]:
+    for c in [*e2e["gateway_share_cpu"], "nginx"]:
         f = e2e["cpu"][c]
         spread = f["gateway_share_spread"]
         between = "-" if spread is None else f"{spread['min']:.1%}-{spread['max']:.1%}"
@@ -245,8 +248,8 @@ def e2e_lines(e2e: dict[str, Any]) -> list[str]:
         f" BentoML {idle['bentoml']:.1%} of one core"
     )
     lines += [
-        "(gateway, BentoML: CPU per request over the gateway rounds; gw share: gateway /"
-        " (gateway + BentoML),",
+        "(gateway, BentoML: CPU per request over the gateway rounds (row nginx: over the nginx"
+        " rounds, nginx in the gateway column); gw share: gateway / (gateway + BentoML),",
         " and its min-max over the rounds; BentoML direct: over the direct rounds;"
         " gw idle: the gateway's CPU",
         " as a share of one core while the direct rounds ran)",
