@@ -210,6 +210,12 @@ CREATE TABLE experiment_outcomes (
 )
 """,
     ),
+    (
+        7,
+        """
+CREATE INDEX traffic_windows_received ON traffic_windows (received_at)
+""",
+    ),
 ]
 
 CREATE_MIGRATIONS_TABLE: Final = (

@@ -477,6 +477,14 @@ class SqlStore:
                      w.errors, rows.dumps(w.latencies_ms), w.compared, w.agreed),
                 )  # fmt: skip
 
+    async def prune_windows(self, before: datetime) -> int:
+        async with self.driver.writing() as conn:
+            gone = await conn.fetch(
+                "DELETE FROM traffic_windows WHERE received_at < ? RETURNING id",
+                (rows.to_micros(before),),
+            )
+        return len(gone)
+
     async def windows(self, model: str, since: datetime) -> list[VariantTraffic]:
         found = await self._fetch(
             "SELECT version, variant, requests, errors, latencies_ms, compared, agreed"

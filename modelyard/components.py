@@ -6,6 +6,7 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import cast
 
@@ -118,8 +119,9 @@ async def open_components(
             deployments.start()
         rollouts = RolloutService(registry, store, observer)
         controller = RolloutController(
-            rollouts, open_leadership(settings.metadata_url), utc_now, settings.rollout_tick_s
-        )
+            rollouts, open_leadership(settings.metadata_url), utc_now, settings.rollout_tick_s,
+            keep_windows=timedelta(hours=settings.windows_retention_h),
+        )  # fmt: skip
         controller.start()
         stack.push_async_callback(controller.close)
         webhooks = SqlWebhooks(raw.driver)

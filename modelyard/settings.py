@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 
@@ -58,6 +58,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gateway_report_s: float = 2.0  # how often a gateway reports its traffic windows
     # rollouts
     rollout_tick_s: float = 0.5  # how often the leading registry looks at active rollouts
+    # traffic windows are kept this long (and as long as an active rollout reads them)
+    windows_retention_h: Annotated[float, msgspec.Meta(ge=0)] = 168.0
 
     @property
     def metadata_url(self) -> str:

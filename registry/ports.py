@@ -82,6 +82,10 @@ class WindowStore(Protocol):
         """Every window of `model` received at or after `since`, summed per version+variant."""
         ...
 
+    async def prune_windows(self, before: datetime) -> int:
+        """Delete the windows received before `before`; how many went."""
+        ...
+
 
 class RolloutReader(Protocol):
     """Rollouts are written through `ModelWriter.transact` (SaveRollout, AppendLook)."""

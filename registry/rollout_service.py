@@ -9,7 +9,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final, Protocol
 
 from registry import rollout_rules, rollouts
@@ -21,13 +21,15 @@ from registry.ports import Leadership, MetadataStore
 from registry.rollouts import Look, Mode, Phase, Rollout, RolloutSpec, ShadowStats, Snapshot
 from registry.service import Registry
 from registry.traffic import CANARY_VARIANT, SHADOW_VARIANT, STABLE_VARIANT
-from registry.windows import VariantTraffic
+from registry.windows import VariantTraffic, prune_cutoff
 
 log = logging.getLogger("modelyard.rollouts")
 
 CONTROLLER: Final = Caller(principal=Principal(token_id=0, name="rollout-controller",
                                                role=Role.ADMIN))  # fmt: skip
 TICK_S: Final = 0.5
+KEEP_WINDOWS: Final = timedelta(days=7)  # traffic windows older than this are deleted...
+PRUNE_EVERY_S: Final = 60.0  # ...this often, by the leading replica
 
 
 class RolloutObserver(Protocol):
@@ -138,6 +140,12 @@ class RolloutService:
             CONTROLLER, rollout.id, lambda r, now: rollouts.step(r, snapshot, now)
         )
 
+    async def prune_windows(self, now: datetime, keep: timedelta) -> int:
+        """Delete traffic windows older than `keep`, except what an active rollout still reads."""
+        active = await self.store.active_rollouts()
+        cutoff = prune_cutoff(now, keep, [r.step_started_at for r in active])
+        return await self.store.prune_windows(cutoff)
+
     async def tick(self, now: datetime) -> list[Rollout]:
         """Advance every active rollout that is due; returns the ones that changed."""
         changed: list[Rollout] = []
@@ -193,7 +201,8 @@ def _log_move(before: Rollout, after: Rollout) -> None:
 
 
 class RolloutController:
-    """Ticks the rollouts while this replica holds the lead."""
+    """Ticks the rollouts while this replica holds the lead, and (every `PRUNE_EVERY_S`)
+    deletes traffic windows older than `keep_windows`: one replica does it, like the ticks."""
 
     def __init__(
         self,
@@ -201,12 +210,15 @@ class RolloutController:
         leadership: Leadership,
         clock: Callable[[], datetime],
         tick_s: float = TICK_S,
+        keep_windows: timedelta = KEEP_WINDOWS,
     ) -> None:
         self.service = service
         self.leadership = leadership
         self.clock = clock
         self.tick_s = tick_s
+        self.keep_windows = keep_windows
         self._task: asyncio.Task[None] | None = None
+        self._pruned_at: datetime | None = None
         self.leading = False  # as of the latest tick
 
     def start(self) -> None:
@@ -217,7 +229,15 @@ class RolloutController:
             try:
                 self.leading = await self.leadership.lead()
                 if self.leading:
-                    await self.service.tick(self.clock())
+                    now = self.clock()
+                    await self.service.tick(now)
+                    last = self._pruned_at
+                    if last is None or (now - last).total_seconds() >= PRUNE_EVERY_S:
+                        self._pruned_at = now
+                        gone = await self.service.prune_windows(now, self.keep_windows)
+                        if gone:
+                            log.info("deleted %d traffic windows older than %s", gone,
+                                     self.keep_windows)  # fmt: skip
             except Exception:  # a store outage: keep ticking, the next tick retries
                 log.exception("rollout controller tick failed")
             await asyncio.sleep(self.tick_s)

@@ -3,7 +3,7 @@ rollout judge compares candidate and baseline windows taken over the same period
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import msgspec
@@ -20,6 +20,12 @@ class TrafficWindow(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     latencies_ms: Annotated[list[float], msgspec.Meta(max_length=20_000)]
     compared: Count = 0  # shadow copies whose answer was compared with the primary's
     agreed: Count = 0  # ... and agreed with it
+
+
+def prune_cutoff(now: datetime, keep: timedelta, steps_started: list[datetime]) -> datetime:
+    """Windows received before this may go: older than `keep`, and older than the start of
+    every active rollout's current step (its judge still reads from there)."""
+    return min([now - keep, *steps_started])
 
 
 class WindowReport(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

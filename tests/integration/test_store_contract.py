@@ -20,7 +20,10 @@ from registry.errors import (
     NotFound,
     StageOccupied,
 )
+from registry.rollout_service import RolloutService
+from registry.rollouts import RolloutSpec
 from registry.service import Registry
+from registry.windows import TrafficWindow
 
 ALICE = Caller(principal=Principal(1, "alice", Role.DEPLOYER), request_id="req-1")
 DIGEST = "sha256:" + "cd" * 32
@@ -241,3 +244,29 @@ async def test_migrations_apply_once(store_url: str) -> None:
         assert await first.migrate(datetime.now(UTC)) == []
     finally:
         await first.close()
+
+
+async def test_old_traffic_windows_are_pruned_but_not_what_a_rollout_reads(
+    store: SqlStore, registry: Registry
+) -> None:
+    """Retention: windows older than the cutoff go; an active rollout's current step keeps
+    its windows however old they are."""
+    await make(registry, versions=2)
+    await registry.transition_stage(ALICE, "iris", 1, StageChange(Stage.PRODUCTION), None)
+    rollouts = RolloutService(registry, store)
+    rollout = await rollouts.start(ALICE, "iris", RolloutSpec(candidate=2, steps=[50]))
+    started = rollout.step_started_at
+    day = timedelta(days=1)
+    window = TrafficWindow("iris", 1, "stable", 10, 1, [1.0, 2.0])
+    for age in (30 * day, 10 * day, day, timedelta(0)):
+        await store.add_windows("gw-1", [window], started - age)
+    await store.add_windows("gw-1", [window], started + timedelta(seconds=1))
+    # keep 2 days, 40 days after the rollout began: its step still reads from `started`
+    assert await rollouts.prune_windows(started + 40 * day, keep=2 * day) == 3
+    (kept,) = await store.windows("iris", started - 365 * day)
+    assert (kept.requests, kept.errors, kept.latencies_ms) == (20, 2, [1.0, 2.0] * 2)
+    # the rollout is over: only the retention period counts
+    await rollouts.abort(ALICE, rollout.id)
+    assert await rollouts.prune_windows(started + 40 * day, keep=2 * day) == 2
+    assert await store.windows("iris", started - 365 * day) == []
+    assert await store.prune_windows(started + 365 * day) == 0
