@@ -60,10 +60,15 @@ class PostgresLead:
             conn = await asyncpg.connect(self._dsn, timeout=5)
         except (OSError, asyncpg.PostgresError, TimeoutError):
             return False
-        if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._key):
+        try:
+            locked = await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._key)
+        except BaseException:  # cancelled (the registry is stopping) or failed: never leak it
+            conn.terminate()
+            raise
+        if locked:
             self._conn = conn
             return True
-        await conn.close()
+        conn.terminate()  # not ours: drop the session at once (a close could be cancelled)
         return False
 
     async def close(self) -> None:
