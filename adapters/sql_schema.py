@@ -216,6 +216,19 @@ CREATE TABLE experiment_outcomes (
 CREATE INDEX traffic_windows_received ON traffic_windows (received_at)
 """,
     ),
+    (
+        8,
+        """
+CREATE TABLE ui_sessions (
+    id_hash TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    idle_until BIGINT NOT NULL,
+    flash TEXT
+)
+""",
+    ),
 ]
 
 CREATE_MIGRATIONS_TABLE: Final = (

@@ -95,6 +95,7 @@ def create_app(
                 app.state.rollout_controller = parts.rollout_controller
                 app.state.experiments = parts.experiments
                 app.state.webhooks = parts.webhooks
+                app.state.ui_sessions = Sessions(parts.sessions)
                 await _bootstrap_admin(parts.authority, settings.admin_token)
                 source, sink = InProcessRoutes(parts.feed), InProcessSink(parts.registry)
             if role != "registry":
@@ -134,7 +135,6 @@ def create_app(
         logging_config=None,
     )
     app.state.settings = settings
-    app.state.ui_sessions = Sessions()
     app.state.registry_metrics = registry_metrics
     if role == "registry":
         return app

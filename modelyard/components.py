@@ -16,6 +16,7 @@ from adapters.bentoml_local import LocalBentoServers
 from adapters.local_artifacts import LocalArtifactStore
 from adapters.registry_tracing import TracedRolloutObserver, TracedStore
 from adapters.s3_artifacts import open_s3_store
+from adapters.sql_sessions import SqlSessions
 from adapters.sql_store import SqlStore
 from adapters.sql_webhooks import SqlWebhooks
 from adapters.stores import open_leadership, open_metadata_store
@@ -48,6 +49,7 @@ class Components:
     rollout_controller: RolloutController
     experiments: ExperimentService
     webhooks: SqlWebhooks
+    sessions: SqlSessions
 
 
 def signing_key(data_dir: Path) -> bytes:
@@ -142,4 +144,5 @@ async def open_components(
             rollout_controller=controller,
             experiments=ExperimentService(registry, store),
             webhooks=webhooks,
+            sessions=SqlSessions(raw.driver),
         )

@@ -45,7 +45,7 @@ class ConsoleActions(Controller):
             )
         except RegistryError as exc:
             return await self._model_action(request, name, "stage", exc)
-        flash(request, f"Version {version.version} of {name} is now in {version.stage}.")
+        await flash(request, f"Version {version.version} of {name} is now in {version.stage}.")
         return Redirect(f"{UI_PATH}/models/{name}", status_code=303)
 
     @post("/models/{name:str}/alias")
@@ -56,7 +56,7 @@ class ConsoleActions(Controller):
             version = await registry_of(request).set_alias(caller, name, alias, change, None)
         except RegistryError as exc:
             return await self._model_action(request, name, "alias", exc)
-        flash(request, f"Alias {alias} of {name} now points to version {version.version}.")
+        await flash(request, f"Alias {alias} of {name} now points to version {version.version}.")
         return Redirect(f"{UI_PATH}/models/{name}", status_code=303)
 
     @post("/models/{name:str}/rollouts")
@@ -67,7 +67,7 @@ class ConsoleActions(Controller):
             rollout = await rollouts_of(request).start(await caller_of(request, reason), name, spec)
         except RegistryError as exc:
             return await self._model_action(request, name, "rollout", exc)
-        flash(request, f"Rollout of version {spec.candidate} started.")
+        await flash(request, f"Rollout of version {spec.candidate} started.")
         return Redirect(f"{UI_PATH}/rollouts/{rollout.id}", status_code=303)
 
     @post("/rollouts/{rollout_id:str}/{verb:str}")
@@ -89,7 +89,7 @@ class ConsoleActions(Controller):
             moved: Rollout = await move(await caller_of(request, reason), rollout_id)
         except RegistryError as exc:
             return await render_rollout(request, rollout_id, status_of(exc), {"steer": exc.message})
-        flash(
+        await flash(
             request, f"Rollout {rollout_id}: {verb} done, now {moved.phase} at {moved.weight:g} %."
         )
         return Redirect(f"{UI_PATH}/rollouts/{rollout_id}", status_code=303)

@@ -60,14 +60,14 @@ async def login(request: Req) -> LoginAnswer:
     except Unauthenticated as exc:
         return page(request, "login.html", 401, next=target, errors={"token": exc.message})
     sessions = sessions_of(request)
-    sessions.drop(request.cookies.get(COOKIE))
-    session = sessions.create(hash_token(secret))
+    await sessions.drop(request.cookies.get(COOKIE))
+    session = await sessions.create(hash_token(secret))
     return Redirect(target, status_code=303, cookies=[_cookie(request, session.id)])
 
 
 @post("/logout")
 async def logout(request: Req) -> Redirect:
-    sessions_of(request).drop(session_of(request).id)
+    await sessions_of(request).drop(session_of(request).id)
     return Redirect(f"{UI_PATH}/login", status_code=303, cookies=[_cookie(request, "", 0)])
 
 

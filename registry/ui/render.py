@@ -19,7 +19,7 @@ from litestar.template import TemplateConfig
 from registry.api.errors import status_of
 from registry.domain import Role
 from registry.errors import RegistryError
-from registry.ui.security import POLL_HEADER, UI_PATH, LoginRequired
+from registry.ui.security import POLL_HEADER, UI_PATH, LoginRequired, sessions_of
 from registry.ui.sessions import Session
 
 log = logging.getLogger("modelyard.ui")
@@ -73,7 +73,7 @@ def page(request: Req, name: str, status: int = 200, **context: Any) -> Template
             "principal": principal,
             "can_write": principal is not None and principal.role.allows(Role.DEPLOYER),
             "csrf": session.csrf if session else "",
-            "flash": session.take_flash() if session and not is_poll(request) else None,
+            "flash": request.state.get("flash"),
             "errors": {},
             "path": request.url.path,
             **context,
@@ -83,10 +83,10 @@ def page(request: Req, name: str, status: int = 200, **context: Any) -> Template
     )
 
 
-def flash(request: Req, message: str) -> None:
+async def flash(request: Req, message: str) -> None:
     session: Session | None = request.state.get("ui_session")
     if session is not None:
-        session.flash = message
+        await sessions_of(request).flash(session, message)
 
 
 def error_page(request: Req, status: int, title: str, message: str) -> Response[Any]:

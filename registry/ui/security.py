@@ -55,18 +55,20 @@ async def ui_guard(connection: Conn, handler: BaseRouteHandler) -> None:
     if handler.opt.get("public"):
         return
     sessions = sessions_of(connection)
-    session = sessions.get(connection.cookies.get(COOKIE))
+    session = await sessions.get(connection.cookies.get(COOKIE))
     if session is None:
         raise LoginRequired
     authority: TokenAuthority = connection.app.state.authority
     try:
         principal = await authority.principal_of_hash(session.token_hash)
     except Unauthenticated:
-        sessions.drop(session.id)
+        await sessions.drop(session.id)
         raise LoginRequired from None
     connection.state.principal = principal
     connection.state.ui_session = session
     method = connection.scope.get("method")
+    if method == "GET" and POLL_HEADER not in connection.headers:  # a page shows the flash
+        connection.state.flash = await sessions.take_flash(session)
     if method not in READ_METHODS:
         check_origin(connection)
         await check_csrf(connection, session)

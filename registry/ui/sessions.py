@@ -3,58 +3,82 @@ cookie) maps to the SHA-256 of the token that logged in, a CSRF token and an exp
 itself is never stored, and the principal is looked up again on every request, so a revoked
 token ends its sessions within the authority's cache time.
 
-Sessions live in this process's memory: a restart logs everyone out, and several registry
-replicas behind one address need sticky sessions (or each asks for a login of its own)."""
+Sessions live in the metadata store (behind `SessionStore`), keyed by the SHA-256 of the id, so
+that every registry replica knows every session (the Helm chart runs two behind one Service)
+and a restart logs nobody out; a copy of the database holds no usable session id. Expiry is on
+the wall clock, which the replicas share.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 SESSION_TTL_S: Final = 8 * 3600.0  # a working day, then log in again
 IDLE_TTL_S: Final = 3600.0  # an hour without a request ends the session
-MAX_SESSIONS: Final = 10_000
+TOUCH_EVERY_S: Final = 60.0  # the idle deadline is moved (a write) at most this often
 
 
 @dataclass
 class Session:
-    id: str
+    id: str  # what the cookie holds; the store has only its hash
     token_hash: str
     csrf: str
-    expires_at: float  # absolute limit (monotonic seconds)
+    expires_at: float  # absolute limit (epoch seconds)
     idle_until: float
     flash: str | None = None  # a one-time message for the next page
 
     def csrf_ok(self, offered: str | None) -> bool:
         return offered is not None and hmac.compare_digest(offered.encode(), self.csrf.encode())
 
-    def take_flash(self) -> str | None:
-        flash, self.flash = self.flash, None
-        return flash
+
+@dataclass(frozen=True)
+class StoredSession:
+    id_hash: str
+    token_hash: str
+    csrf: str
+    expires_at: float
+    idle_until: float
+    flash: str | None
+
+
+class SessionStore(Protocol):
+    async def put_session(self, session: StoredSession) -> None:
+        """Insert, or replace the one with the same `id_hash`."""
+        ...
+
+    async def get_session(self, id_hash: str) -> StoredSession | None: ...
+
+    async def drop_session(self, id_hash: str) -> None: ...
+
+    async def drop_expired_sessions(self, now: float) -> int: ...
+
+
+def id_hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
 
 
 class Sessions:
     def __init__(
         self,
+        store: SessionStore,
         ttl_s: float = SESSION_TTL_S,
         idle_s: float = IDLE_TTL_S,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._store = store
         self._ttl_s = ttl_s
         self._idle_s = idle_s
         self._clock = clock
-        self._by_id: dict[str, Session] = {}
 
-    def create(self, token_hash: str) -> Session:
+    async def create(self, token_hash: str) -> Session:
         now = self._clock()
-        if len(self._by_id) >= MAX_SESSIONS:
-            self._sweep(now)
-            while len(self._by_id) >= MAX_SESSIONS:  # still full: the oldest go first
-                del self._by_id[next(iter(self._by_id))]
+        await self._store.drop_expired_sessions(now)  # logins are rare: sweep here
         session = Session(
             id=secrets.token_urlsafe(32),
             token_hash=token_hash,
@@ -62,29 +86,43 @@ class Sessions:
             expires_at=now + self._ttl_s,
             idle_until=now + self._idle_s,
         )
-        self._by_id[session.id] = session
+        await self.save(session)
         return session
 
-    def get(self, session_id: str | None) -> Session | None:
+    async def get(self, session_id: str | None) -> Session | None:
         if not session_id:
             return None
-        session = self._by_id.get(session_id)
-        if session is None:
+        stored = await self._store.get_session(id_hash(session_id))
+        if stored is None:
             return None
         now = self._clock()
-        if now >= session.expires_at or now >= session.idle_until:
-            del self._by_id[session_id]
+        if now >= stored.expires_at or now >= stored.idle_until:
+            await self._store.drop_session(stored.id_hash)
             return None
-        session.idle_until = now + self._idle_s
+        session = Session(session_id, stored.token_hash, stored.csrf, stored.expires_at,
+                          stored.idle_until, stored.flash)  # fmt: skip
+        if now + self._idle_s - stored.idle_until >= TOUCH_EVERY_S:  # a request keeps it alive
+            session.idle_until = now + self._idle_s
+            await self.save(session)
         return session
 
-    def drop(self, session_id: str | None) -> None:
+    async def save(self, session: Session) -> None:
+        await self._store.put_session(
+            StoredSession(id_hash(session.id), session.token_hash, session.csrf,
+                          session.expires_at, session.idle_until, session.flash)
+        )  # fmt: skip
+
+    async def flash(self, session: Session, message: str) -> None:
+        """Keep `message` for the session's next page (after a redirect, on any replica)."""
+        session.flash = message
+        await self.save(session)
+
+    async def take_flash(self, session: Session) -> str | None:
+        message, session.flash = session.flash, None
+        if message is not None:
+            await self.save(session)
+        return message
+
+    async def drop(self, session_id: str | None) -> None:
         if session_id:
-            self._by_id.pop(session_id, None)
-
-    def __len__(self) -> int:
-        return len(self._by_id)
-
-    def _sweep(self, now: float) -> None:
-        for sid in [s.id for s in self._by_id.values() if now >= min(s.expires_at, s.idle_until)]:
-            del self._by_id[sid]
+            await self._store.drop_session(id_hash(session_id))

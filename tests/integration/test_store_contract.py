@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from adapters.sql_sessions import SqlSessions
 from adapters.sql_store import SqlStore
 from adapters.stores import open_metadata_store
 from registry.changes import Caller, ModelFilter, VersionFilter
@@ -23,6 +24,7 @@ from registry.errors import (
 from registry.rollout_service import RolloutService
 from registry.rollouts import RolloutSpec
 from registry.service import Registry
+from registry.ui.sessions import Sessions
 from registry.windows import TrafficWindow
 
 ALICE = Caller(principal=Principal(1, "alice", Role.DEPLOYER), request_id="req-1")
@@ -270,3 +272,26 @@ async def test_old_traffic_windows_are_pruned_but_not_what_a_rollout_reads(
     assert await rollouts.prune_windows(started + 40 * day, keep=2 * day) == 2
     assert await store.windows("iris", started - 365 * day) == []
     assert await store.prune_windows(started + 365 * day) == 0
+
+
+async def test_console_sessions_are_shared_by_replicas_and_expire(store: SqlStore) -> None:
+    now = [1_800_000_000.0]
+    one, two = (  # two registry replicas over one database
+        Sessions(SqlSessions(store.driver), ttl_s=1000, idle_s=100, clock=lambda: now[0])
+        for _ in range(2)
+    )
+    session = await one.create("token-hash")
+    seen = await two.get(session.id)
+    assert seen is not None and (seen.token_hash, seen.csrf) == ("token-hash", session.csrf)
+    await two.flash(seen, "promoted")  # set by an action on one replica...
+    page = await one.get(session.id)  # ...shown by the next page on the other
+    assert page is not None and await one.take_flash(page) == "promoted"
+    again = await two.get(session.id)
+    assert again is not None and again.flash is None
+    now[0] += 101  # idle too long
+    assert await two.get(session.id) is None and await one.get(session.id) is None
+    kept, dropped = await one.create("a"), await one.create("b")
+    await two.drop(dropped.id)  # logging out on one replica ends it everywhere
+    assert await one.get(dropped.id) is None and await one.get(kept.id) is not None
+    now[0] += 2000
+    assert await SqlSessions(store.driver).drop_expired_sessions(now[0]) == 1

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from registry.judge import ArmSummary, JudgeMemory, Outcome, Verdict
 from registry.rollouts import Look, Phase, Rollout, RolloutSpec
 from registry.ui.charts import HEIGHT, LEFT, error_chart, latency_chart, nice_max, weight_changes
-from registry.ui.sessions import Sessions
+from registry.ui.sessions import Sessions, StoredSession
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -65,24 +65,54 @@ def test_charts_plot_each_arm_at_each_look() -> None:
     assert error_chart(rollout(10), []).points == 0
 
 
-def test_sessions_expire_when_idle_or_old() -> None:
+class MemorySessions:
+    """The SessionStore Protocol over a dict (the SQL one is tested on both stores)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, StoredSession] = {}
+
+    async def put_session(self, session: StoredSession) -> None:
+        self.rows[session.id_hash] = session
+
+    async def get_session(self, id_hash: str) -> StoredSession | None:
+        return self.rows.get(id_hash)
+
+    async def drop_session(self, id_hash: str) -> None:
+        self.rows.pop(id_hash, None)
+
+    async def drop_expired_sessions(self, now: float) -> int:
+        gone = [k for k, s in self.rows.items() if now >= min(s.expires_at, s.idle_until)]
+        for key in gone:
+            del self.rows[key]
+        return len(gone)
+
+
+async def test_sessions_expire_when_idle_or_old() -> None:
     now = [0.0]
-    sessions = Sessions(ttl_s=100, idle_s=10, clock=lambda: now[0])
-    session = sessions.create("hash")
+    store = MemorySessions()
+    sessions = Sessions(store, ttl_s=1000, idle_s=100, clock=lambda: now[0])
+    session = await sessions.create("hash")
     assert session.csrf_ok(session.csrf) and not session.csrf_ok("x") and not session.csrf_ok(None)
-    now[0] = 9
-    assert sessions.get(session.id) is session  # a request keeps it alive
-    now[0] = 18
-    assert sessions.get(session.id) is session
-    now[0] = 29
-    assert sessions.get(session.id) is None and len(sessions) == 0
-    old = sessions.create("hash")
-    for t in range(30, 130, 5):
+    assert session.id not in str(store.rows)  # only its hash is stored
+    now[0] = 90
+    seen = await sessions.get(session.id)
+    assert seen is not None and (seen.token_hash, seen.csrf) == ("hash", session.csrf)
+    assert seen.idle_until == 190  # a request keeps it alive...
+    now[0] = 180
+    assert (await sessions.get(session.id)) is not None
+    now[0] = 290
+    assert await sessions.get(session.id) is None and store.rows == {}  # ...idle: gone
+    old = await sessions.create("hash")
+    for t in range(300, 1400, 60):  # a request a minute: only the absolute limit ends it
         now[0] = t
-        assert sessions.get(old.id) is (old if t < 129 else None)
-    assert sessions.get(None) is None and sessions.get("nope") is None
-    fresh = sessions.create("hash")
-    fresh.flash = "done"
-    assert fresh.take_flash() == "done" and fresh.take_flash() is None
-    sessions.drop(fresh.id)
-    assert sessions.get(fresh.id) is None
+        assert (await sessions.get(old.id) is not None) is (t < 1300)
+    assert await sessions.get(None) is None and await sessions.get("nope") is None
+    fresh = await sessions.create("hash")
+    await sessions.flash(fresh, "done")
+    again = await sessions.get(fresh.id)  # as the next request (maybe on another replica) sees it
+    assert again is not None
+    assert await sessions.take_flash(again) == "done" and await sessions.take_flash(again) is None
+    reread = await sessions.get(fresh.id)
+    assert reread is not None and reread.flash is None
+    await sessions.drop(fresh.id)
+    assert await sessions.get(fresh.id) is None
