@@ -52,7 +52,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     deployer: str = ""
     # gateway
     registry_url: str = "http://127.0.0.1:8000"  # where `modelyard gateway` follows routes
-    registry_token: str | None = None  # a reader token for the route feed
+    registry_token: str | None = None  # a deployer token: reads routes, reports windows
     gateway_max_body_bytes: int = 16 * 1024 * 1024
     gateway_max_inflight: int = 1024  # past this, 503 with Retry-After (load shedding)
     gateway_report_s: float = 2.0  # how often a gateway reports its traffic windows
