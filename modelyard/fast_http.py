@@ -106,7 +106,8 @@ class FastHttpProtocol(asyncio.Protocol):
         self.queue: deque[_Request] = deque()
         self.busy = False
         self.closing = False
-        self.paused = False
+        self.paused = False  # reading paused: too many pipelined requests queued
+        self.writing_paused = False  # the transport's buffer is full: the client is not reading
         self.last_active = 0.0
         self.idle_timer: asyncio.TimerHandle | None = None
         self.handing_over = False  # the connection goes to uvicorn once nothing is owed here
@@ -139,6 +140,23 @@ class FastHttpProtocol(asyncio.Protocol):
             self._forward(data[upgrade.args[0] :])
         except httptools.HttpParserError:
             self._bad_request()
+
+    def pause_writing(self) -> None:
+        """The client is not reading its answers: stop reading and answering its requests
+        until it does (without this, answers would pile up in memory without bound)."""
+        self.writing_paused = True
+        if self.transport is not None and not self.paused:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if not self.busy and self.queue:
+            self._start(self.queue.popleft())
+        if not self.paused:
+            transport.resume_reading()
 
     def shutdown(self) -> None:
         """uvicorn's graceful shutdown: close now if idle, else after what is owed."""
@@ -279,10 +297,13 @@ class FastHttpProtocol(asyncio.Protocol):
             transport.close()
             return
         if self.queue:
+            if self.writing_paused:  # answered again once the client reads (resume_writing)
+                return
             self._start(self.queue.popleft())
             if self.paused and len(self.queue) < MAX_PIPELINED // 2:
-                transport.resume_reading()
                 self.paused = False
+                if not self.writing_paused:
+                    transport.resume_reading()
             return
         self.last_active = self.loop.time()
         if self.handing_over:
@@ -347,9 +368,9 @@ class FastHttpProtocol(asyncio.Protocol):
         self.transport.set_protocol(successor)
         self.successor = successor
         forwarded, self.forwarded = self.forwarded, []
-        if self.paused:
+        if self.paused or self.writing_paused:  # uvicorn's protocol keeps its own flow control
             self.transport.resume_reading()
-            self.paused = False
+            self.paused = self.writing_paused = False
         for data in forwarded:
             successor.data_received(data)
         if self.closing:

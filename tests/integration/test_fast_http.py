@@ -18,6 +18,7 @@ from gateway.proxy import Headers, Reply
 from modelyard.fast_http import protocol_class
 
 MAX_BODY = 1024
+BIG = 1024 * 1024
 JSON = (b"content-type", b"application/json")
 
 
@@ -36,6 +37,8 @@ class Handler:
             await self.release.wait()
         if path == "/fast/boom":
             raise RuntimeError("handler bug")
+        if path == "/fast/big":
+            return Reply(200, [JSON], b"%08d" % len(self.calls) + b"x" * BIG)
         tag = dict(headers).get(b"x-tag", b"")
         return Reply(200, [JSON, (b"x-via", b"fast")], b"%s %s %s %s" % (
             method.encode(), path.encode(), tag, body))  # fmt: skip
@@ -298,3 +301,20 @@ async def test_paths_the_fast_path_does_not_take_go_to_uvicorn(path: str) -> Non
         c.writer.write(post(path, b"b"))
         a = await c.answer()
         assert a.headers[b"x-via"] == b"asgi" and s.handler.calls == []
+
+
+async def test_a_client_that_does_not_read_stops_being_read() -> None:
+    """Flow control: answers pile up in the socket buffers, the transport pauses writing, and
+    the server stops reading (and answering) more requests until the client reads again."""
+    async with serving() as s, connect(s.port) as c:
+        c.writer.write(post("/fast/big", b"") * 200)
+        settled, last = 0, -1
+        while settled < 20:  # until the server has stopped taking requests for 0.5 s
+            await asyncio.sleep(0.025)
+            settled = settled + 1 if len(s.handler.calls) == last else 0
+            last = len(s.handler.calls)
+        assert last < 60, f"{last} answers of 1 MiB taken while the client read nothing"
+        for i in range(200):  # reading again: everything is answered, in order
+            a = await c.answer()
+            assert a.status == 200 and a.body[:8] == b"%08d" % (i + 1)
+        assert len(s.handler.calls) == 200
