@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,14 +34,36 @@ class BentoServer:
 
     def crash(self) -> None:
         """SIGKILL to the server and all its processes, as if its machine were lost; returns
-        once they are gone (a request racing the kill may still be reset mid-flight)."""
-        pids = [self.pid, *descendants(self.pid)]
+        once they are gone and its port refuses connections (a request racing the kill may
+        still be reset mid-flight)."""
+        # Freeze the tree first: killed one by one, a worker's supervisor could fork a
+        # replacement between two kills. Stopped processes fork nothing; list again until no
+        # new one appears, then kill them all.
+        pids: list[int] = []
+        while new := [p for p in [self.pid, *descendants(self.pid)] if p not in pids]:
+            kill_all(new, signal.SIGSTOP)
+            pids += new
         kill_all(pids)
         deadline = time.monotonic() + STOP_TIMEOUT_S
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
         while any(alive(p) for p in pids):
             assert time.monotonic() < deadline, f"processes {pids} survived SIGKILL"
+            time.sleep(0.01)
+        # Seen here: with every process gone, the port still accepted connections for a moment
+        # (the listening socket outlived them, not in any process's table: `ss` showed no
+        # listener) and reset them once the request was sent, which no client can tell from a
+        # server that crashed while answering. A lost machine refuses: wait for that.
+        port = int(self.url.rsplit(":", 1)[1])
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    pass
+            except ConnectionRefusedError:
+                return
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"port {port} still accepts after the crash"
             time.sleep(0.01)
 
 
