@@ -34,7 +34,7 @@ from gateway.errors import (
 )
 from gateway.follow import RouteFollower
 from gateway.metrics import GatewayMetrics
-from gateway.routing import STABLE, Choice, choose, shadow_target
+from gateway.routing import STABLE, Choice, choose, next_draw, shadow_target
 from gateway.shadow import ShadowCopy, ShadowQueue
 from gateway.upstream import UpstreamResponse, Upstreams
 from registry.routes import ModelRoute, RouteTable, VersionRoute
@@ -103,6 +103,7 @@ class Gateway:
         self.max_inflight = max_inflight
         self.inflight = 0
         self.breakers: dict[str, Breaker] = {}
+        self._draws: dict[str, int] = {}  # per model: the last split draw (routing.next_draw)
         metrics.breakers = lambda: {u: b.state(time.monotonic()) for u, b in self.breakers.items()}
 
     # --- the transport-neutral entry, and ASGI on top of it -----------------------------------
@@ -132,6 +133,14 @@ class Gateway:
         headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.body})
+
+    def _draw(self, name: str) -> int:
+        """The model's next split draw; each model's sequence starts at a random bucket, so
+        gateway replicas do not move in step."""
+        last = self._draws.get(name)
+        draw = next_draw(last) if last is not None else random.randrange(BUCKETS)
+        self._draws[name] = draw
+        return draw
 
     def _sync_metrics(self) -> None:
         table = self.follower.table
@@ -167,7 +176,7 @@ class Gateway:
         version, alias = _header_pins(headers, version, alias)
         key = _sticky_key(route, headers, body)
         choice = choose(route, version=version, alias=alias, key=key, headers=headers,
-                        draw=random.randrange(BUCKETS))  # fmt: skip
+                        draw=self._draw(route.name))  # fmt: skip
         forward = [(k, v) for k, v in raw if k in _FORWARDED]
         answer, choice = await self._call(route, choice, b"/" + api.encode(), forward, body)
         reply = self._answer(table, route, choice, answer.status, answer.body, answer.headers)
@@ -228,7 +237,7 @@ class Gateway:
         version, alias = _header_pins(headers, version, None)
         key = _sticky_key(route, headers, None) if route.policy.sticky else None
         choice = choose(route, version=version, alias=alias, key=key, headers=headers,
-                        draw=random.randrange(BUCKETS))  # fmt: skip
+                        draw=self._draw(route.name))  # fmt: skip
         forward = [(k, v) for k, v in raw if k in (b"traceparent", b"tracestate")]
         forward.append(_JSON)
         if choice.route.protocol == "oip":

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import pytest
 
 from gateway.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 from gateway.errors import NoHealthyUpstream, UnknownModel
-from gateway.routing import CANARY, PINNED, RULE, STABLE, bucket, choose, shadow_target
+from gateway.routing import (
+    CANARY,
+    PINNED,
+    RULE,
+    STABLE,
+    bucket,
+    choose,
+    next_draw,
+    shadow_target,
+)
 from gateway.shadow import agree
 from registry.routes import ModelRoute, VersionRoute
-from registry.traffic import HeaderRule, Shadow, Split, StickyKey, TrafficPolicy
+from registry.traffic import BUCKETS, HeaderRule, Shadow, Split, StickyKey, TrafficPolicy
 
 
 def route(policy: TrafficPolicy | None = None, served: tuple[int, ...] = (1, 2, 3)) -> ModelRoute:
@@ -80,6 +90,33 @@ def test_random_split_without_a_key_uses_the_draw() -> None:
     r = route(TrafficPolicy(splits=[Split(version=2, weight=20)]))
     assert choose(r, draw=1999)[:2] == (2, CANARY)
     assert choose(r, draw=2000)[:2] == (1, STABLE)
+
+
+def test_draws_visit_every_bucket_once_per_cycle() -> None:
+    draws, draw = [], 4321
+    for _ in range(BUCKETS):
+        draw = next_draw(draw)
+        draws.append(draw)
+    assert sorted(draws) == list(range(BUCKETS))
+
+
+@pytest.mark.parametrize("weights", [(1,), (10,), (25,), (50,), (10, 30)])
+def test_any_run_of_draws_splits_within_three_requests_of_the_weights(
+    weights: tuple[float, ...],
+) -> None:
+    """Random draws would stray by sqrt(n * w): +-7 requests at one sigma for 10 % of 500."""
+    splits = [Split(version=2 + i, weight=w) for i, w in enumerate(weights)]
+    r = route(TrafficPolicy(splits=splits), served=(1, *range(2, 2 + len(weights))))
+    for start in range(0, BUCKETS, 997):
+        served, draw = [], start
+        for _ in range(3000):
+            draw = next_draw(draw)
+            served.append(choose(r, draw=draw).version)
+        for n in (40, 500, 3000):
+            for at in range(0, len(served) - n + 1, 97):
+                window = Counter(served[at : at + n])
+                for split in splits:
+                    assert abs(window[split.version] - n * split.weight / 100) <= 3, (start, at)
 
 
 def test_a_split_to_a_version_not_served_stays_on_stable() -> None:
