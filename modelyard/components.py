@@ -28,7 +28,7 @@ from registry.auth import TokenAuthority
 from registry.deployments import Deployments
 from registry.experiment_service import ExperimentService
 from registry.feed import RouteFeed
-from registry.mlflow.delivery import WebhookWorker
+from registry.mlflow.delivery import WebhookWorker, lease_for
 from registry.ports import ArtifactStore
 from registry.registration import Registration
 from registry.rollout_service import RolloutController, RolloutObserver, RolloutService
@@ -127,9 +127,10 @@ async def open_components(
         controller.start()
         stack.push_async_callback(controller.close)
         webhooks = SqlWebhooks(raw.driver)
-        sender = HttpWebhookSender()
+        sender = HttpWebhookSender(settings.webhook_timeout_s)
         stack.push_async_callback(sender.close)
-        worker = WebhookWorker(webhooks, sender, utc_now)
+        worker = WebhookWorker(webhooks, sender, utc_now,
+                               lease_s=lease_for(settings.webhook_timeout_s))  # fmt: skip
         registry.subscribe(worker.wake)
         worker.start()
         stack.push_async_callback(worker.close)

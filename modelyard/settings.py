@@ -60,6 +60,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rollout_tick_s: float = 0.5  # how often the leading registry looks at active rollouts
     # traffic windows are kept this long (and as long as an active rollout reads them)
     windows_retention_h: Annotated[float, msgspec.Meta(ge=0)] = 168.0
+    # a webhook receiver gets this long to answer; a crashed worker's rows wait 2.5 times it
+    webhook_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
 
     @property
     def metadata_url(self) -> str:

@@ -27,8 +27,14 @@ from registry.ports import WebhookOutbox, WebhookSender
 log = logging.getLogger("modelyard.webhooks")
 
 POLL_S: Final = 1.0
-LEASE_S: Final = 25.0  # > the sender timeout (10 s); a crashed worker's rows wait this long
+LEASE_S: Final = 25.0  # a crashed worker's rows wait this long (see `lease_for`)
 BATCH: Final = 32
+
+
+def lease_for(sender_timeout_s: float) -> float:
+    """A claim's lease: well past the sender's timeout, so a live worker's rows are never
+    claimed twice, and no longer than that, so a crashed worker's rows wait no more."""
+    return 2.5 * sender_timeout_s
 
 
 class WebhookWorker:
@@ -39,9 +45,10 @@ class WebhookWorker:
         clock: Callable[[], datetime],
         poll_s: float = POLL_S,
         max_attempts: int = MAX_ATTEMPTS,
+        lease_s: float = LEASE_S,
     ) -> None:
         self.outbox, self.sender, self.clock = outbox, sender, clock
-        self.poll_s, self.max_attempts = poll_s, max_attempts
+        self.poll_s, self.max_attempts, self.lease_s = poll_s, max_attempts, lease_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -75,7 +82,7 @@ class WebhookWorker:
     async def run_once(self) -> int:
         """Claim and post one batch; returns how many rows it tried."""
         now = self.clock()
-        due = await self.outbox.claim(now, now + timedelta(seconds=LEASE_S), BATCH)
+        due = await self.outbox.claim(now, now + timedelta(seconds=self.lease_s), BATCH)
         if due:
             await asyncio.gather(*(self._deliver(d) for d in due))
         return len(due)

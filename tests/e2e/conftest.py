@@ -25,8 +25,10 @@ def server(store_url: str, tmp_path: Path, admin_token: str) -> Iterator[Factory
     made: list[ModelyardProcess] = []
     url = "" if store_url.startswith("sqlite") else store_url
 
-    def build(role: str = "registry") -> ModelyardProcess:
-        proc = ModelyardProcess(role, tmp_path / "data", admin_token, database_url=url)
+    def build(role: str = "registry", **env: str) -> ModelyardProcess:
+        proc = ModelyardProcess(
+            role, tmp_path / "data", admin_token, database_url=url, extra_env=env
+        )
         made.append(proc)
         return proc
 

@@ -19,7 +19,8 @@ CHANGES = 20
 def test_kill_9_between_commit_and_delivery_loses_no_event(
     server: Factory, admin_token: str
 ) -> None:
-    proc = server()
+    # a 2 s receiver timeout: rows leased by the killed worker wait 5 s, not the default 25 s
+    proc = server(MODELYARD_WEBHOOK_TIMEOUT_S="2")
     proc.start()
     with (
         webhook_receiver() as receiver,

@@ -14,7 +14,7 @@ from registry import audit, rules
 from registry.changes import Audit, ModelState, WriteContext
 from registry.commands import AliasChange, ModelCreate, SourceVersionCreate, StageChange
 from registry.domain import AuditEvent, Principal, Role
-from registry.mlflow.delivery import WebhookWorker
+from registry.mlflow.delivery import LEASE_S, WebhookWorker, lease_for
 from registry.mlflow.webhooks import (
     MAX_ATTEMPTS,
     Due,
@@ -132,8 +132,10 @@ class FakeOutbox:
         self.rows = {r.id: r for r in rows}
         self.done: dict[int, int] = {}
         self.failed: list[tuple[int, int | None, datetime | None]] = []
+        self.leases: list[timedelta] = []
 
     async def claim(self, now: datetime, lease_until: datetime, limit: int) -> list[Due]:
+        self.leases.append(lease_until - now)
         due = list(self.rows.values())[:limit]
         self.rows.clear()
         return due
@@ -181,6 +183,15 @@ async def test_worker_records_each_outcome() -> None:
     assert failed[5] == (500, None), "the last attempt gives up"
     assert all(h["X-MLflow-Signature"].startswith("v1,") for _, h in sender.sent)
     assert await worker.run_once() == 0
+
+
+async def test_the_lease_outlasts_the_sender_timeout() -> None:
+    outbox = FakeOutbox([Due(1, "a", "http://ok", Secret("s"), b"{}", 0)])
+    worker = WebhookWorker(outbox, FakeSender({"http://ok": 200}), clock=lambda: NOW,
+                           lease_s=lease_for(2.0))  # fmt: skip
+    assert await worker.run_once() == 1
+    assert outbox.leases == [timedelta(seconds=5)]
+    assert lease_for(10.0) == LEASE_S  # the default sender timeout, the default lease
 
 
 async def test_worker_loop_wakes_on_commit_and_stops() -> None:

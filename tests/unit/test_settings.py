@@ -28,6 +28,7 @@ def test_unknown_backend_is_a_startup_error() -> None:
     [
         ({"MODELYARD_PORT": "eighty"}, "port"),
         ({"MODELYARD_SQLITE_SYNCHRONOUS": "sometimes"}, "sqlite_synchronous"),
+        ({"MODELYARD_WEBHOOK_TIMEOUT_S": "0"}, "webhook_timeout_s"),
     ],
 )
 def test_bad_values_are_refused(env: dict[str, str], match: str) -> None:
