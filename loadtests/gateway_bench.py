@@ -3,7 +3,7 @@
 Run it from the repository root (or with `make bench-gateway`):
 
     python -m loadtests.gateway_bench            # the full run (about three minutes)
-    python -m loadtests.gateway_bench --quick    # 2 s a measurement, no BentoML: a smoke run
+    python -m loadtests.gateway_bench --quick    # 1 s a measurement, no BentoML: a smoke run
     python -m loadtests.gateway_bench --out /tmp/gateway-bench.json
 
 It needs `wrk` and `nginx` from Debian (`apt-get install -y wrk nginx-light`) and installs
@@ -111,7 +111,7 @@ class Config:
     @classmethod
     def quick(cls) -> Config:
         return cls(
-            duration_s=2,
+            duration_s=1,
             warmup_s=1,
             concurrencies=(1, 16, 64),
             threads=1,
@@ -295,7 +295,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m loadtests.gateway_bench",
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
-    parser.add_argument("--quick", action="store_true", help="2 s runs, no BentoML (smoke test)")
+    parser.add_argument("--quick", action="store_true", help="1 s runs, no BentoML (smoke test)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON report path")
     return parser.parse_args(argv)
 

@@ -2,7 +2,7 @@
 by side in one run.
 
     python -m loadtests.tracing_bench            # 5 rounds of 5 s a mode and concurrency
-    python -m loadtests.tracing_bench --quick    # 2 rounds of 2 s: a smoke run
+    python -m loadtests.tracing_bench --quick    # 2 rounds of 1 s: a smoke run
     python -m loadtests.tracing_bench --out /tmp/tracing-bench.json
 
 Three `modelyard serve` processes (threads pinned to the server CPU) route model `bench` to the
@@ -72,7 +72,7 @@ class Config:
 
     @classmethod
     def quick(cls) -> Config:
-        return cls(rounds=2, duration_s=2, warmup_s=1, concurrencies=(1, 16))
+        return cls(rounds=2, duration_s=1, warmup_s=1, concurrencies=(1, 16))
 
 
 @contextmanager
@@ -213,7 +213,7 @@ def table(report: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtests.tracing_bench")
-    parser.add_argument("--quick", action="store_true", help="2 rounds of 2 s (smoke test)")
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 1 s (smoke test)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON report path")
     args = parser.parse_args(argv)
     tools = find_tools()

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,36 +97,57 @@ def serve(
     home: Path, tag: str, log_dir: Path, fault_env: Mapping[str, str]
 ) -> Iterator[BentoServer]:
     """`bentoml serve TAG` on a free port; yields once GET /readyz answers 200; always stopped."""
-    port = free_port()
-    log_path = log_dir / f"serve-{tag.replace(':', '-')}-{port}.log"
-    command = [*BENTOML, "serve", tag, "--port", str(port), "--host", "127.0.0.1"]
-    url = f"http://127.0.0.1:{port}"
-    with open(log_path, "wb") as log:
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            command,
-            env=bento_env(home, **fault_env),
-            cwd=log_dir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            with httpx.Client(timeout=2.0) as client:
-                while True:
-                    if proc.poll() is not None:
-                        pytest.fail(f"{tag} exited with {proc.returncode}:\n{output(log_path)}")
-                    if time.perf_counter() - started > READY_TIMEOUT_S:
-                        pytest.fail(f"{tag} not ready in {READY_TIMEOUT_S} s:\n{output(log_path)}")
-                    try:
-                        if client.get(f"{url}/readyz").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    time.sleep(0.1)
-            yield BentoServer(url=url, startup_s=time.perf_counter() - started, pid=proc.pid)
-        finally:
+    with serve_many(home, log_dir, [(tag, fault_env)]) as (server,):
+        yield server
+
+
+@contextlib.contextmanager
+def serve_many(
+    home: Path, log_dir: Path, specs: Sequence[tuple[str, Mapping[str, str]]]
+) -> Iterator[list[BentoServer]]:
+    """Several `bentoml serve` at once, each `(tag, fault_env)` on a free port: all are started
+    before any is waited for (each spends seconds importing), yielded once every one answers
+    GET /readyz with 200, and all stopped at the end."""
+    started = time.perf_counter()
+    procs: list[tuple[subprocess.Popen[bytes], str, str, Path]] = []
+    try:
+        for tag, fault_env in specs:
+            port = free_port()
+            log_path = log_dir / f"serve-{tag.replace(':', '-')}-{port}.log"
+            command = [*BENTOML, "serve", tag, "--port", str(port), "--host", "127.0.0.1"]
+            with open(log_path, "wb") as log:  # the child keeps its own copy of the handle
+                proc = subprocess.Popen(
+                    command,
+                    env=bento_env(home, **fault_env),
+                    cwd=log_dir,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            procs.append((proc, tag, f"http://127.0.0.1:{port}", log_path))
+        servers = [_ready(proc, tag, url, log_path, started) for proc, tag, url, log_path in procs]
+        yield servers
+    finally:
+        for proc, *_ in procs:
             stop(proc)
+
+
+def _ready(
+    proc: subprocess.Popen[bytes], tag: str, url: str, log_path: Path, started: float
+) -> BentoServer:
+    with httpx.Client(timeout=2.0) as client:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"{tag} exited with {proc.returncode}:\n{output(log_path)}")
+            if time.perf_counter() - started > READY_TIMEOUT_S:
+                pytest.fail(f"{tag} not ready in {READY_TIMEOUT_S} s:\n{output(log_path)}")
+            try:
+                if client.get(f"{url}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+    return BentoServer(url=url, startup_s=time.perf_counter() - started, pid=proc.pid)
 
 
 def classify(url: str, rows: object) -> tuple[httpx.Response, float]:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from modelyard.testing import ModelyardProcess
-from tests.e2e.bento import V1, V2, BentoServer, make_bento_home, serve
+from tests.e2e.bento import V1, V2, BentoServer, make_bento_home, serve, serve_many
 
 pytestmark = pytest.mark.e2e
 
@@ -33,11 +33,8 @@ def servers(
 ) -> Iterator[dict[str, BentoServer]]:
     home = make_bento_home(iris_bentos, tmp_path_factory.mktemp("home"))
     logs = tmp_path_factory.mktemp("logs")
-    with (
-        serve(home, V1, logs, {}) as v1,
-        serve(home, V2, logs, {}) as v2,
-        serve(home, V2, logs, {"IRIS_FAULT_LATENCY_MS": "400"}) as slow,
-    ):
+    specs = [(V1, {}), (V2, {}), (V2, {"IRIS_FAULT_LATENCY_MS": "400"})]
+    with serve_many(home, logs, specs) as (v1, v2, slow):
         yield {"v1": v1, "v2": v2, "slow": slow, "home": home, "logs": logs}  # type: ignore[dict-item]
 
 

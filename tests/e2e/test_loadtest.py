@@ -97,7 +97,7 @@ def test_the_steady_smoke_holds_its_budgets_and_writes_its_report(
 def test_the_fault_switch_breaks_the_latency_budget_and_says_by_how_much(
     yard: Target, tmp_path: Path
 ) -> None:
-    done, _ = loadrun(yard, tmp_path, "--model", "iris-slow", "--duration", "8",
+    done, _ = loadrun(yard, tmp_path, "--model", "iris-slow", "--duration", "4",
                       "--no-direct")  # fmt: skip
     output = f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     assert done.returncode == 1, output

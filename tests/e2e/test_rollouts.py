@@ -19,7 +19,7 @@ import pytest
 from modelyard.testing import ModelyardProcess
 from registry import experiments
 from registry.experiments import Experiment
-from tests.e2e.bento import V1, V2, BentoServer, make_bento_home, serve
+from tests.e2e.bento import V1, V2, BentoServer, make_bento_home, serve_many
 
 pytestmark = pytest.mark.e2e
 
@@ -43,12 +43,9 @@ def servers(
 ) -> Iterator[dict[str, BentoServer]]:
     home = make_bento_home(iris_bentos, tmp_path_factory.mktemp("home"))
     logs = tmp_path_factory.mktemp("logs")
-    with (
-        serve(home, V1, logs, {}) as v1,
-        serve(home, V2, logs, {}) as v2,
-        serve(home, V2, logs, {"IRIS_FAULT_ERROR_RATE": "0.3"}) as erring,
-        serve(home, V2, logs, {"IRIS_FAULT_LATENCY_MS": "150"}) as slow,
-    ):
+    specs = [(V1, {}), (V2, {}), (V2, {"IRIS_FAULT_ERROR_RATE": "0.3"}),
+             (V2, {"IRIS_FAULT_LATENCY_MS": "150"})]  # fmt: skip
+    with serve_many(home, logs, specs) as (v1, v2, erring, slow):
         yield {"v1": v1, "v2": v2, "erring": erring, "slow": slow}
 
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from modelyard.testing import ModelyardProcess
-from tests.e2e.bento import V1, V2, make_bento_home, serve
+from tests.e2e.bento import V1, V2, make_bento_home, serve_many
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan, otlp_receiver
 
 pytestmark = pytest.mark.e2e
@@ -60,7 +60,7 @@ def yard(
     logs = tmp_path_factory.mktemp("logs")
     config = bentoml_tracing_config(logs / "bentoml-tracing.yaml", receiver.traces_url)
     traced = {"BENTOML_CONFIG": str(config)}
-    with serve(home, V1, logs, traced) as v1, serve(home, V2, logs, traced) as v2:
+    with serve_many(home, logs, [(V1, traced), (V2, traced)]) as (v1, v2):
         proc = ModelyardProcess(
             "serve",
             tmp_path_factory.mktemp("yard"),
