@@ -134,12 +134,16 @@ class Gateway:
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.body})
 
-    def _draw(self, name: str) -> int:
-        """The model's next split draw; each model's sequence starts at a random bucket, so
-        gateway replicas do not move in step."""
-        last = self._draws.get(name)
+    def _draw(self, route: ModelRoute, version: int | None, alias: str | None,
+              key: str | None) -> int:  # fmt: skip
+        """The model's next split draw, taken only by a request the splits decide (not pinned,
+        no sticky key), so the draws they get stay one unbroken sequence. Each model's starts
+        at a random bucket, so gateway replicas do not move in step."""
+        if key is not None or version is not None or alias is not None or not route.policy.splits:
+            return 0
+        last = self._draws.get(route.name)
         draw = next_draw(last) if last is not None else random.randrange(BUCKETS)
-        self._draws[name] = draw
+        self._draws[route.name] = draw
         return draw
 
     def _sync_metrics(self) -> None:
@@ -176,7 +180,7 @@ class Gateway:
         version, alias = _header_pins(headers, version, alias)
         key = _sticky_key(route, headers, body)
         choice = choose(route, version=version, alias=alias, key=key, headers=headers,
-                        draw=self._draw(route.name))  # fmt: skip
+                        draw=self._draw(route, version, alias, key))  # fmt: skip
         forward = [(k, v) for k, v in raw if k in _FORWARDED]
         answer, choice = await self._call(route, choice, b"/" + api.encode(), forward, body)
         reply = self._answer(table, route, choice, answer.status, answer.body, answer.headers)
@@ -237,7 +241,7 @@ class Gateway:
         version, alias = _header_pins(headers, version, None)
         key = _sticky_key(route, headers, None) if route.policy.sticky else None
         choice = choose(route, version=version, alias=alias, key=key, headers=headers,
-                        draw=self._draw(route.name))  # fmt: skip
+                        draw=self._draw(route, version, alias, key))  # fmt: skip
         forward = [(k, v) for k, v in raw if k in (b"traceparent", b"tracestate")]
         forward.append(_JSON)
         if choice.route.protocol == "oip":

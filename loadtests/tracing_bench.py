@@ -83,6 +83,7 @@ def sink() -> Iterator[tuple[str, list[int]]]:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # the answer leaves in more than one write
 
         def do_POST(self) -> None:
             size = int(self.headers.get("content-length", "0"))

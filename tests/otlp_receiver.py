@@ -105,6 +105,8 @@ def otlp_receiver() -> Iterator[OtlpReceiver]:
     answer = ExportTraceServiceResponse().SerializeToString()
 
     class Handler(BaseHTTPRequestHandler):
+        disable_nagle_algorithm = True  # the answer leaves in more than one write
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             ok = self.path == "/v1/traces"

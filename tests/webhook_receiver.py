@@ -53,6 +53,8 @@ def webhook_receiver() -> Iterator[Receiver]:
     receiver = Receiver(url="")
 
     class Handler(BaseHTTPRequestHandler):
+        disable_nagle_algorithm = True  # the answer leaves in more than one write
+
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             status = receiver.status
