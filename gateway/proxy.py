@@ -21,6 +21,7 @@ import msgspec
 
 from gateway import oip
 from gateway.breaker import Breaker
+from gateway.draws import Draws
 from gateway.errors import (
     BadRequest,
     ConnectFailed,
@@ -34,7 +35,7 @@ from gateway.errors import (
 )
 from gateway.follow import RouteFollower
 from gateway.metrics import GatewayMetrics
-from gateway.routing import STABLE, Choice, choose, next_draw, shadow_target
+from gateway.routing import STABLE, Choice, choose, shadow_target
 from gateway.shadow import ShadowCopy, ShadowQueue
 from gateway.upstream import UpstreamResponse, Upstreams
 from registry.routes import ModelRoute, RouteTable, VersionRoute
@@ -103,7 +104,7 @@ class Gateway:
         self.max_inflight = max_inflight
         self.inflight = 0
         self.breakers: dict[str, Breaker] = {}
-        self._draws: dict[str, int] = {}  # per model: the last split draw (routing.next_draw)
+        self.draws = Draws()
         metrics.breakers = lambda: {u: b.state(time.monotonic()) for u, b in self.breakers.items()}
 
     # --- the transport-neutral entry, and ASGI on top of it -----------------------------------
@@ -133,18 +134,6 @@ class Gateway:
         headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.body})
-
-    def _draw(self, route: ModelRoute, version: int | None, alias: str | None,
-              key: str | None) -> int:  # fmt: skip
-        """The model's next split draw, taken only by a request the splits decide (not pinned,
-        no sticky key), so the draws they get stay one unbroken sequence. Each model's starts
-        at a random bucket, so gateway replicas do not move in step."""
-        if key is not None or version is not None or alias is not None or not route.policy.splits:
-            return 0
-        last = self._draws.get(route.name)
-        draw = next_draw(last) if last is not None else random.randrange(BUCKETS)
-        self._draws[route.name] = draw
-        return draw
 
     def _sync_metrics(self) -> None:
         table = self.follower.table
@@ -180,7 +169,7 @@ class Gateway:
         version, alias = _header_pins(headers, version, alias)
         key = _sticky_key(route, headers, body)
         choice = choose(route, version=version, alias=alias, key=key, headers=headers,
-                        draw=self._draw(route, version, alias, key))  # fmt: skip
+                        draw=self.draws)  # fmt: skip
         forward = [(k, v) for k, v in raw if k in _FORWARDED]
         answer, choice = await self._call(route, choice, b"/" + api.encode(), forward, body)
         reply = self._answer(table, route, choice, answer.status, answer.body, answer.headers)
@@ -241,7 +230,7 @@ class Gateway:
         version, alias = _header_pins(headers, version, None)
         key = _sticky_key(route, headers, None) if route.policy.sticky else None
         choice = choose(route, version=version, alias=alias, key=key, headers=headers,
-                        draw=self._draw(route, version, alias, key))  # fmt: skip
+                        draw=self.draws)  # fmt: skip
         forward = [(k, v) for k, v in raw if k in (b"traceparent", b"tracestate")]
         forward.append(_JSON)
         if choice.route.protocol == "oip":

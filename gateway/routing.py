@@ -7,16 +7,17 @@ below its cumulative weight * 100, so raising a single canary's weight only ever
 from the stable version to the canary, never back.
 
 Without a key the bucket is a draw, and draws step through the buckets by a golden-ratio
-stride (a Weyl sequence, `next_draw`) instead of at random: any run of n requests to a model
-then splits within two or three requests of the weights, where random draws stray by about
-sqrt(n * w) (a 10 % canary over 500 requests: +-7 at one sigma). A canary at 10 % serves 10 %
-of requests, not 10 % give or take a few points, which is what the share of requests a bad
-candidate can reach is judged against.
+stride (a Weyl sequence, `next_draw`, kept per model by `gateway.draws.Draws`) instead of at
+random; `choose` asks for one only when the splits decide the request. Any run of n requests
+to a model then splits within two or three requests of the weights, where random draws stray
+by about sqrt(n * w) (a 10 % canary over 500 requests: +-7 at one sigma). A canary at 10 %
+serves 10 % of requests, not 10 % give or take a few points, which is what the share of
+requests a bad candidate can reach is judged against.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final, NamedTuple
 
 from gateway.errors import NoHealthyUpstream, UnknownModel
@@ -24,8 +25,8 @@ from registry.routes import ModelRoute, VersionRoute
 from registry.traffic import BUCKETS, CANARY_VARIANT, STABLE_VARIANT, bucket, split_at
 
 __all__ = [
-    "CANARY", "PINNED", "RULE", "STABLE", "STRIDE", "Choice", "bucket", "choose", "next_draw",
-    "shadow_target",
+    "CANARY", "PINNED", "RULE", "STABLE", "STRIDE", "Choice", "Draw", "bucket", "choose",
+    "next_draw", "shadow_target",
 ]  # fmt: skip
 
 STABLE: Final = STABLE_VARIANT
@@ -34,6 +35,8 @@ PINNED: Final = "pinned"
 RULE: Final = "rule"
 #: ~ BUCKETS / golden ratio, and coprime with BUCKETS: 10,000 draws visit every bucket once.
 STRIDE: Final = 6181
+#: A model's name -> its next draw in [0, BUCKETS).
+Draw = Callable[[str], int]
 
 
 class Choice(NamedTuple):
@@ -61,10 +64,11 @@ def choose(
     alias: str | None = None,
     key: str | None = None,
     headers: Mapping[str, str] | None = None,
-    draw: int = 0,
+    draw: Draw | None = None,
 ) -> Choice:
-    """`draw` is a uniform number in [0, 10000) used when there is no sticky key; `headers`
-    has lower-case names (HTTP header names are case-insensitive)."""
+    """`draw` is called (once) only when the splits decide a request without a sticky key, so
+    pinned, ruled and keyed requests leave the model's sequence unbroken; `headers` has
+    lower-case names (HTTP header names are case-insensitive)."""
     if alias is not None:
         pinned = route.aliases.get(alias)
         if pinned is None:
@@ -78,7 +82,10 @@ def choose(
             if headers.get(rule.header.lower()) == rule.value and rule.version in route.versions:
                 return Choice(rule.version, RULE, route.versions[rule.version])
     if policy.splits:
-        point = bucket(policy.salt or route.name, key) if key is not None else draw
+        if key is not None:
+            point = bucket(policy.salt or route.name, key)
+        else:
+            point = draw(route.name) if draw is not None else 0
         split = split_at(policy.splits, point, route.stable)
         if split is not None:
             target = route.versions.get(split.version)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import timeit
 
+from gateway.draws import Draws
 from gateway.routing import choose
 from registry.routes import ModelRoute, VersionRoute
 from registry.traffic import HeaderRule, Split, StickyKey, TrafficPolicy
@@ -14,7 +15,7 @@ from registry.traffic import HeaderRule, Split, StickyKey, TrafficPolicy
 VERSIONS = {v: VersionRoute(v, f"http://127.0.0.1:{9000 + v}", "bentoml") for v in (1, 2, 3)}
 CASES = {
     "production only": TrafficPolicy(),
-    "random 10% canary": TrafficPolicy(splits=[Split(version=2, weight=10)]),
+    "unkeyed 10% canary": TrafficPolicy(splits=[Split(version=2, weight=10)]),
     "sticky 10% canary": TrafficPolicy(
         splits=[Split(version=2, weight=10)], sticky=StickyKey(header="x-user"), salt="s"
     ),
@@ -31,10 +32,14 @@ def main() -> None:
     print(f"{'policy':24} {'us/decision':>12}")
     for name, policy in CASES.items():
         route = ModelRoute("iris", 1, VERSIONS, {}, policy)
+        key = "user-12345" if policy.sticky else None  # as the gateway: a key only when sticky
+        draws = Draws()
         n = 200_000
         seconds = min(
             timeit.repeat(
-                lambda route=route: choose(route, key="user-12345", headers=headers, draw=4321),
+                lambda route=route, key=key, draws=draws: choose(
+                    route, key=key, headers=headers, draw=draws
+                ),
                 number=n,
                 repeat=5,
             )

@@ -10,28 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from litestar.testing import AsyncTestClient
 
-from modelyard.app import create_app
 from modelyard.settings import load_settings
-from tests.integration.test_tracing import ADMIN, AUTH, ROWS, echo_upstream, set_traffic
+from tests.integration.test_tracing import ADMIN, ROWS, iris_on_echoes, set_traffic
 
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[Any]:
     settings = load_settings({}, data_dir=str(tmp_path), admin_token=ADMIN, deployer="none")
-    with echo_upstream(1) as v1, echo_upstream(2) as v2:
-        async with AsyncTestClient(app=create_app(settings, "serve")) as c:
-            assert (await c.post("/api/v1/models", json={"name": "iris"}, headers=AUTH)).is_success
-            for url in (v1, v2):
-                body = {"endpoint": url, "apis": [{"name": "classify", "inputs": ["x"]}]}
-                r = await c.post("/api/v1/models/iris/versions", json=body, headers=AUTH)
-                assert r.status_code == 201, r.text
-            r = await c.post(
-                "/api/v1/models/iris/versions/1/stage", json={"stage": "Production"}, headers=AUTH
-            )
-            assert r.is_success, r.text
-            yield c
+    async with iris_on_echoes(settings) as c:
+        yield c
 
 
 async def test_unkeyed_requests_split_within_three_of_the_weight(client: Any) -> None:

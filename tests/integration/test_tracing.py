@@ -11,7 +11,7 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from adapters.telemetry import setup_tracing
+from adapters.telemetry import Tracing, setup_tracing
 from modelyard.app import create_app
-from modelyard.settings import load_settings
+from modelyard.settings import Settings, load_settings
 
 ADMIN = "tracing-admin-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
@@ -67,13 +67,10 @@ def echo_upstream(version: int) -> Iterator[str]:
         thread.join(timeout=5)
 
 
-@pytest.fixture
-async def traced(tmp_path: Path) -> AsyncIterator[tuple[Any, InMemorySpanExporter]]:
-    exporter = InMemorySpanExporter()
-    tracing = setup_tracing("serve", {}, "off", processor=SimpleSpanProcessor(exporter))
-    settings = load_settings(
-        {}, data_dir=str(tmp_path), admin_token=ADMIN, deployer="none", gateway_report_s=0.2
-    )
+@asynccontextmanager
+async def iris_on_echoes(settings: Settings, tracing: Tracing | None = None) -> AsyncIterator[Any]:
+    """`modelyard serve` in-process (a test client) with model iris: v1 (Production) and v2,
+    each on an echo upstream of its own."""
     with echo_upstream(1) as v1, echo_upstream(2) as v2:
         async with AsyncTestClient(app=create_app(settings, "serve", tracing=tracing)) as c:
             assert (await c.post("/api/v1/models", json={"name": "iris"}, headers=AUTH)).is_success
@@ -85,8 +82,19 @@ async def traced(tmp_path: Path) -> AsyncIterator[tuple[Any, InMemorySpanExporte
                 "/api/v1/models/iris/versions/1/stage", json={"stage": "Production"}, headers=AUTH
             )
             assert r.is_success, r.text
-            await set_traffic(c, {})  # and wait until the gateway serves it
-            yield c, exporter
+            yield c
+
+
+@pytest.fixture
+async def traced(tmp_path: Path) -> AsyncIterator[tuple[Any, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    tracing = setup_tracing("serve", {}, "off", processor=SimpleSpanProcessor(exporter))
+    settings = load_settings(
+        {}, data_dir=str(tmp_path), admin_token=ADMIN, deployer="none", gateway_report_s=0.2
+    )
+    async with iris_on_echoes(settings, tracing) as c:
+        await set_traffic(c, {})  # and wait until the gateway serves it
+        yield c, exporter
 
 
 async def set_traffic(client: Any, policy: dict[str, Any]) -> None:

@@ -88,8 +88,26 @@ def test_raising_the_weight_only_moves_users_to_the_candidate() -> None:
 
 def test_random_split_without_a_key_uses_the_draw() -> None:
     r = route(TrafficPolicy(splits=[Split(version=2, weight=20)]))
-    assert choose(r, draw=1999)[:2] == (2, CANARY)
-    assert choose(r, draw=2000)[:2] == (1, STABLE)
+    assert choose(r, draw=lambda _: 1999)[:2] == (2, CANARY)
+    assert choose(r, draw=lambda _: 2000)[:2] == (1, STABLE)
+
+
+def test_a_draw_is_asked_for_only_when_the_splits_decide() -> None:
+    asked: list[str] = []
+
+    def draw(model: str) -> int:
+        asked.append(model)
+        return 0
+
+    rule = HeaderRule(header="x-tester", value="yes", version=3)
+    r = route(TrafficPolicy(splits=[Split(version=2, weight=10)], rules=[rule]))
+    assert choose(r, version=1, draw=draw).variant == PINNED
+    assert choose(r, alias="champion", draw=draw).variant == PINNED
+    assert choose(r, headers={"x-tester": "yes"}, draw=draw).variant == RULE
+    assert choose(r, key="user-1", draw=draw).version in (1, 2)
+    assert choose(route(), draw=draw).variant == STABLE
+    assert asked == []
+    assert choose(r, draw=draw)[:2] == (2, CANARY) and asked == ["iris"]
 
 
 def test_draws_visit_every_bucket_once_per_cycle() -> None:
@@ -111,7 +129,7 @@ def test_any_run_of_draws_splits_within_three_requests_of_the_weights(
         served, draw = [], start
         for _ in range(3000):
             draw = next_draw(draw)
-            served.append(choose(r, draw=draw).version)
+            served.append(choose(r, draw=lambda _, at=draw: at).version)
         for n in (40, 500, 3000):
             for at in range(0, len(served) - n + 1, 97):
                 window = Counter(served[at : at + n])
