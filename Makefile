@@ -5,10 +5,10 @@ BIN    := $(VENV)/bin
 export BENTOML_DO_NOT_TRACK := true
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-unit test-integration test-e2e lint format bench bench-gateway loadtest example demo judge-sim helm-lint
+.PHONY: help run test test-unit test-integration test-e2e system-deps lint format bench bench-gateway loadtest example demo judge-sim helm-lint
 
 help: ## list the targets and what they do
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,11 +25,22 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed ## start `modelyard serve` on 127.0.0.1:8000 (SQLite and files under ./.modelyard)
 	$(BIN)/modelyard serve
 
-test: $(VENV)/.installed-dev ## run the whole suite: unit, integration (SQLite + PostgreSQL), e2e
-	$(BIN)/python -m pytest
+# The suite needs PostgreSQL (127.0.0.1:5432), chromium, wrk and nginx: a missing one is a failure,
+# never a skip. `make system-deps` installs them (as root) or prints the command to run.
+test: $(VENV)/.installed-dev system-deps ## run the whole suite: unit, integration (SQLite + PostgreSQL), e2e
+	MODELYARD_REQUIRE_POSTGRES=1 $(BIN)/python -m pytest
 
 test-unit: $(VENV)/.installed-dev ## run the pure unit tests only (fast, no IO)
 	$(BIN)/python -m pytest tests/unit
+
+test-integration: $(VENV)/.installed-dev system-deps ## run the integration tier (real stores, S3, sockets)
+	MODELYARD_REQUIRE_POSTGRES=1 $(BIN)/python -m pytest tests/integration
+
+test-e2e: $(VENV)/.installed-dev system-deps ## run the end-to-end tier (real processes, BentoML, chromium)
+	MODELYARD_REQUIRE_POSTGRES=1 $(BIN)/python -m pytest tests/e2e
+
+system-deps: ## install what the suite needs beyond Python (chromium, wrk, nginx; starts PostgreSQL)
+	bash scripts/system-deps.sh
 
 lint: $(VENV)/.installed-dev ## ruff and mypy --strict on the packages
 	$(BIN)/ruff check .
@@ -43,7 +54,7 @@ format: $(VENV)/.installed-dev ## format the code with ruff
 bench: $(VENV)/.installed-dev ## registry benchmark (SQLite and PostgreSQL): promote, set-alias, get-by-alias, paging
 	$(BIN)/python -m loadtests.registry_bench
 
-bench-gateway: $(VENV)/.installed-dev ## gateway benchmark (needs wrk, nginx): vs direct and nginx, and in front of BentoML
+bench-gateway: $(VENV)/.installed-dev system-deps ## gateway benchmark (wrk, nginx: installed by system-deps): vs direct and nginx, and in front of BentoML
 	$(BIN)/python -m loadtests.gateway_bench
 
 loadtest: $(VENV)/.installed-dev ## locust, 60 s of steady inference on iris through a local `modelyard serve`; budgets, JSON + PNG report

@@ -47,7 +47,7 @@ def playwright() -> Iterator[Playwright]:
 def browser(playwright: Playwright) -> Iterator[Browser]:
     # Debian's package, never a downloaded build; a missing browser fails the run (CI installs it).
     if shutil.which(CHROMIUM) is None:
-        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium (.ci/run does)")
+        pytest.fail(f"no Chromium at {CHROMIUM}: run make system-deps (make test does)")
     opened = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
     yield opened
     opened.close()
