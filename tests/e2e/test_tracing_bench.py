@@ -1,6 +1,7 @@
 """Smoke test of the tracing-cost benchmark: a `--quick` run measures the three modes side by
 side at both concurrencies, gives ratios to `off`, and really exports spans. Timings are not
-judged (a shared machine is too noisy). Without wrk or nginx it fails with the install command (make system-deps)."""
+judged (a shared machine is too noisy). Without wrk or nginx it fails with the install command
+(make system-deps)."""
 
 from __future__ import annotations
 
