@@ -89,14 +89,17 @@ class RegistryClient:
         params: Params | None = None,
         body: Any = None,
         content: BinaryIO | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
         """Send one request; the decoded JSON body (None for an empty one) or ApiError.
         `content` is streamed as the raw body (a file is never read whole into memory)."""
         query = {k: v for k, v in (params or {}).items() if v is not None}
-        headers = {"Content-Type": "application/octet-stream"} if content is not None else None
+        sent = dict(headers or {})
+        if content is not None:
+            sent["Content-Type"] = "application/octet-stream"
         try:
             response = self._http.request(
-                method, url, params=query, json=body, content=content, headers=headers
+                method, url, params=query, json=body, content=content, headers=sent or None
             )
         except (httpx.TransportError, httpx.InvalidURL) as exc:
             raise Unreachable(self.url, str(exc) or type(exc).__name__) from None
@@ -114,8 +117,8 @@ class RegistryClient:
     def get(self, url: str, params: Params | None = None) -> Any:
         return self.call("GET", url, params)
 
-    def post(self, url: str, body: Any) -> Any:
-        return self.call("POST", url, body=body)
+    def post(self, url: str, body: Any, headers: Mapping[str, str] | None = None) -> Any:
+        return self.call("POST", url, body=body, headers=headers)
 
     def upload(self, url: str, source: BinaryIO, params: Params) -> Any:
         return self.call("POST", url, params, content=source)
