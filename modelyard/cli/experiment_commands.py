@@ -33,10 +33,11 @@ REASON_HEADER: Final = "x-change-reason"
 LIST_MAX: Final = 200
 
 # Every field of the experiment spec (registry.experiments.ExperimentSpec; a nested Struct's
-# fields dotted) and the flag of `experiments start` that sets it. A unit test derives the
-# fields from the Struct, so a new field without a flag fails it.
+# fields dotted, a list's items' as `name[].field`) and the flag of `experiments start` that
+# sets it. A unit test derives the fields from the Struct: a new field without a flag fails it.
 SPEC_FLAGS: Final = {
-    "arms": "--arm",
+    "arms[].version": "--arm",
+    "arms[].weight": "--arm",
     "sticky.header": "--sticky-header",
     "sticky.cookie": "--sticky-cookie",
     "sticky.json_field": "--sticky-json-field",

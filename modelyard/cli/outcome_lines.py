@@ -74,7 +74,7 @@ class BadInput(Exception):
         return "\n".join(lines + ([self.whole] if self.whole else []))
 
 
-def parse(data: bytes, rules: Rules | None = None) -> Parsed:
+def parse(data: bytes, rules: Rules | None = None, max_outcomes: int = MAX_OUTCOMES) -> Parsed:
     """Every outcome of `data`, or BadInput naming each bad line (so nothing is sent)."""
     if len(data) > MAX_INPUT_BYTES:
         raise BadInput([], f"the input is larger than {MAX_INPUT_BYTES // 2**20} MiB: split it")
@@ -105,8 +105,8 @@ def parse(data: bytes, rules: Rules | None = None) -> Parsed:
         except ValueError as exc:
             problems.append((number, str(exc)))
         else:
-            if len(outcomes) == MAX_OUTCOMES:
-                raise BadInput(problems, f"more than {MAX_OUTCOMES:,} outcomes: split the input")
+            if len(outcomes) == max_outcomes:
+                raise BadInput(problems, f"more than {max_outcomes:,} outcomes: split the input")
             outcomes.append(outcome)
             numbers.append(number)
     if problems or not outcomes:
@@ -168,7 +168,7 @@ class _JsonLines(_LineReader):
         except msgspec.ValidationError as exc:
             raise ValueError(f"{exc} (fields: key or version, and value)") from None
         except msgspec.DecodeError as exc:
-            raise ValueError(str(exc)) from None
+            raise ValueError(f"not valid JSON: {exc}") from None
 
 
 class _Csv(_LineReader):
