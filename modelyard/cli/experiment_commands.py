@@ -259,27 +259,27 @@ def _feedback(client: RegistryClient, args: argparse.Namespace) -> Reply:
     ranges = outcome_lines.batches(parsed.outcomes)
     accepted = 0
     for i, (start, end) in enumerate(ranges):
-        body = {"outcomes": msgspec.to_builtins(parsed.outcomes[start:end])}
+        body = msgspec.json.encode({"outcomes": parsed.outcomes[start:end]})  # as batched
         try:
             accepted += client.post(url + "/feedback", body)["accepted"]
         except (ApiError, Unreachable) as exc:
             if i == 0:
                 raise
-            raise _partly_sent(exc, parsed.lines, start, i) from None
+            raise _partly_sent(exc, parsed.lines, start) from None
     summary = {"accepted": accepted, "requests": len(ranges)}
     text = f"recorded {accepted} outcomes from {where} in {len(ranges)} request(s)"
     return Reply(summary, text)
 
 
-def _partly_sent(exc: ApiError | Unreachable, lines: list[int], start: int, sent: int) -> Exception:
+def _partly_sent(exc: ApiError | Unreachable, lines: list[int], start: int) -> Exception:
     """The error of a later batch, saying what was recorded before it and where to resume."""
     note = (
-        f"; the outcomes of lines {lines[0]}-{lines[start - 1]} were recorded ({sent} requests):"
-        f" resend from line {lines[start]}"
+        f"; the outcomes of lines {lines[0]}-{lines[start - 1]} were recorded,"
+        f" those from line {lines[start]} on were not"
     )
     if isinstance(exc, ApiError):
         return ApiError(exc.status, exc.code, exc.message + note, exc.field)
-    return Unreachable(exc.url, str(exc).split(": ", 1)[-1] + note)
+    return Unreachable(exc.url, exc.reason + note)
 
 
 def _stop(client: RegistryClient, args: argparse.Namespace) -> Reply:

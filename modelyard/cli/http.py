@@ -38,6 +38,7 @@ class Unreachable(Exception):
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(f"cannot reach the registry at {url}: {reason}")
         self.url = url
+        self.reason = reason
 
 
 def path(*segments: str | int) -> str:
@@ -92,14 +93,19 @@ class RegistryClient:
         headers: Mapping[str, str] | None = None,
     ) -> Any:
         """Send one request; the decoded JSON body (None for an empty one) or ApiError.
+        `body` is JSON: a value to encode, or bytes already encoded (sent as they are).
         `content` is streamed as the raw body (a file is never read whole into memory)."""
         query = {k: v for k, v in (params or {}).items() if v is not None}
         sent = dict(headers or {})
+        raw: bytes | BinaryIO | None = content
         if content is not None:
             sent["Content-Type"] = "application/octet-stream"
+        elif isinstance(body, bytes):
+            raw, body = body, None
+            sent["Content-Type"] = "application/json"
         try:
             response = self._http.request(
-                method, url, params=query, json=body, content=content, headers=sent or None
+                method, url, params=query, json=body, content=raw, headers=sent or None
             )
         except (httpx.TransportError, httpx.InvalidURL) as exc:
             raise Unreachable(self.url, str(exc) or type(exc).__name__) from None
