@@ -226,7 +226,8 @@ def _show(client: RegistryClient, args: argparse.Namespace) -> Reply:
 
 
 def _read_input(source: str | None) -> tuple[bytes, str]:
-    """At most one byte past the limit of the file, or of stdin (`-`, or when piped)."""
+    """The bytes of the file, or of stdin (`-`, or piped), and where they came from: at most
+    one byte past the size limit, so that parsing refuses an input too large."""
     limit = outcome_lines.MAX_INPUT_BYTES + 1
     if source is None or source == "-":
         stdin = sys.stdin

@@ -174,6 +174,7 @@ class _JsonLines(_LineReader):
 class _Csv(_LineReader):
     def __init__(self) -> None:
         self.by_version = False
+        self.first = True
 
     def _fields(self, text: str) -> list[str]:
         try:
@@ -188,17 +189,25 @@ class _Csv(_LineReader):
         except ValueError:
             return False
         if row in (["key", "value"], ["version", "value"]):
-            self.by_version = row[0] == "version"
+            self.by_version, self.first = row[0] == "version", False
             return True
         return False
 
     def outcome(self, text: str) -> Outcome:
+        first, self.first = self.first, False
+        try:
+            return self._outcome(text)
+        except ValueError as exc:
+            hint = " (a header row is `key,value` or `version,value`)" if first else ""
+            raise ValueError(f"{exc}{hint}") from None
+
+    def _outcome(self, text: str) -> Outcome:
         if text.lstrip().startswith("{"):
             raise ValueError("a JSON line in CSV input (its first line is CSV): use one format")
         row = self._fields(text)
-        first = "version" if self.by_version else "key"
+        column = "version" if self.by_version else "key"
         if len(row) != 2:
-            raise ValueError(f"expected 2 fields ({first},value), got {len(row)}")
+            raise ValueError(f"expected 2 fields ({column},value), got {len(row)}")
         if not _NUMBER.fullmatch(row[1]):
             raise ValueError(f"value {row[1]!r} is not a number")
         value = float(row[1])

@@ -96,6 +96,13 @@ def test_a_bad_csv_line_is_named_by_its_number(line: bytes, complaint: str) -> N
     assert complaint in found[0][1], found
 
 
+def test_an_unknown_header_gets_a_hint() -> None:
+    assert problems(b"user,outcome\nu,1\n") == [
+        (1, "value 'outcome' is not a number (a header row is `key,value` or `version,value`)")
+    ]
+    assert problems(b"key,value\nu,x\n") == [(2, "value 'x' is not a number")]
+
+
 def test_csv_versions_are_positive_integers() -> None:
     found = problems(b"version,value\n2,1\nv2,1\n0,1\n1.5,1\n")
     assert [n for n, _ in found] == [3, 4, 5]
