@@ -38,6 +38,7 @@ class Unreachable(Exception):
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(f"cannot reach the registry at {url}: {reason}")
         self.url = url
+        self.reason = reason
 
 
 def path(*segments: str | int) -> str:
@@ -89,14 +90,22 @@ class RegistryClient:
         params: Params | None = None,
         body: Any = None,
         content: BinaryIO | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
         """Send one request; the decoded JSON body (None for an empty one) or ApiError.
+        `body` is JSON: a value to encode, or bytes already encoded (sent as they are).
         `content` is streamed as the raw body (a file is never read whole into memory)."""
         query = {k: v for k, v in (params or {}).items() if v is not None}
-        headers = {"Content-Type": "application/octet-stream"} if content is not None else None
+        sent = dict(headers or {})
+        raw: bytes | BinaryIO | None = content
+        if content is not None:
+            sent["Content-Type"] = "application/octet-stream"
+        elif isinstance(body, bytes):
+            raw, body = body, None
+            sent["Content-Type"] = "application/json"
         try:
             response = self._http.request(
-                method, url, params=query, json=body, content=content, headers=headers
+                method, url, params=query, json=body, content=raw, headers=sent or None
             )
         except (httpx.TransportError, httpx.InvalidURL) as exc:
             raise Unreachable(self.url, str(exc) or type(exc).__name__) from None
@@ -114,8 +123,8 @@ class RegistryClient:
     def get(self, url: str, params: Params | None = None) -> Any:
         return self.call("GET", url, params)
 
-    def post(self, url: str, body: Any) -> Any:
-        return self.call("POST", url, body=body)
+    def post(self, url: str, body: Any, headers: Mapping[str, str] | None = None) -> Any:
+        return self.call("POST", url, body=body, headers=headers)
 
     def upload(self, url: str, source: BinaryIO, params: Params) -> Any:
         return self.call("POST", url, params, content=source)

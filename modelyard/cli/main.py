@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from modelyard import __version__
-from modelyard.cli import client_commands, rollout_commands
+from modelyard.cli import client_commands, experiment_commands, rollout_commands
 from modelyard.settings import SettingsError, load_settings
 
 
@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server(sub, "gateway", "run a gateway that follows a registry (MODELYARD_REGISTRY_URL)")
     client_commands.register(sub)
     rollout_commands.register(sub, client_commands.common())
+    experiment_commands.register(sub, client_commands.common())
     return parser
 
 
