@@ -18,10 +18,15 @@ def _add_server(
     p = sub.add_parser(name, help=help_)
     p.add_argument("--host", help="bind address (MODELYARD_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (MODELYARD_PORT, default 8000)")
-    p.add_argument("--data-dir", help="data folder (MODELYARD_DATA_DIR, default ./.modelyard)")
+    p.add_argument(
+        "--data-dir",
+        help="data folder, relative to the working directory (MODELYARD_DATA_DIR,"
+        " default ./.modelyard)",
+    )
     p.add_argument(
         "--database-url",
-        help="sqlite:///PATH or postgresql://... (MODELYARD_DATABASE_URL; default: SQLite)",
+        help="sqlite:///RELATIVE/PATH, sqlite:////ABSOLUTE/PATH or postgresql://..."
+        " (MODELYARD_DATABASE_URL; default: SQLite in the data folder)",
     )
     p.add_argument("--log-level", help="uvicorn log level (MODELYARD_LOG_LEVEL, default info)")
     p.set_defaults(run=_run_server, role=name)
