@@ -94,7 +94,7 @@ class Server:
     """`modelyard ROLE [--data-dir D] --port P`, run by its console script in `cwd`."""
 
     def __init__(self, place: Place, role: str, cwd: Path, data_dir: str | None, **env: str):
-        self.role, self.cwd, self.port = role, cwd, free_port()
+        self.role, self.port = role, free_port()
         self.log_path = place.logs / f"{role}-{self.port}.log"
         argv = [MODELYARD, role, "--port", str(self.port)]
         argv += [] if data_dir is None else ["--data-dir", data_dir]
@@ -165,25 +165,26 @@ def data_of(cwd: Path, data_dir: str | None) -> Path:
     return cwd / (".modelyard" if data_dir is None else data_dir)
 
 
-def assert_only_inside(cwd: Path, data: Path) -> dict[str, str]:
-    """Everything in `cwd` is the data folder, its parents or inside it; the data folder's
-    tree is returned."""
-    outside = {
-        p: kind
-        for p, kind in tree(cwd).items()
-        if not (cwd / p == data or data in (cwd / p).parents or cwd / p in data.parents)
-    }
-    assert outside == {}, f"written outside the data folder {data}"
-    return tree(data)
+def assert_only_inside(cwd: Path, *allowed: Path) -> dict[str, str]:
+    """Everything in `cwd` is one of the `allowed` folders, inside one or a parent of one;
+    the tree of the first (the data folder) is returned."""
+
+    def fits(path: Path) -> bool:
+        return any(path == a or a in path.parents or path in a.parents for a in allowed)
+
+    outside = {p: kind for p, kind in tree(cwd).items() if not fits(cwd / p)}
+    assert outside == {}, f"written outside {[str(a) for a in allowed]}"
+    return tree(allowed[0])
 
 
-def assert_store_files(data: Path, files: dict[str, str]) -> None:
-    """The registry's own files are there: database and lead file, key, uploads, artifacts."""
-    for name in ("modelyard.db", "modelyard.db.lead", "signing.key"):
-        assert files.get(name) == "file", (name, files)
+def assert_store_files(data: Path, files: dict[str, str], database: str = "modelyard.db") -> None:
+    """The registry's own files are there: database and lead file (in the data folder unless
+    `database` names a file elsewhere), signing key, uploads, artifacts."""
+    assert (data / database).is_file() and (data / f"{database}.lead").is_file(), files
+    assert files.get("signing.key") == "file", files
+    assert (data / "signing.key").stat().st_mode & 0o777 == 0o600
     assert files.get("uploads") == "dir", files
     assert [p for p in files if p.startswith("artifacts/iris/") and p.endswith(".bento")], files
-    assert (data / "signing.key").stat().st_mode & 0o777 == 0o600
 
 
 def wait_deployed(c: httpx.Client) -> dict[str, Any]:
@@ -264,9 +265,10 @@ def test_registry_and_gateway_write_only_in_their_data_folders(
     )
     servers.append(gateway)
     gateway.wait_ready()
-    # iris has no served version: the gateway follows the route table and answers for it
+    # the gateway follows the registry's routes: it knows iris, which has no served version
     answer = httpx.post(f"{gateway.url}/models/iris/classify", json=ROWS, timeout=30)
-    assert answer.status_code in (404, 503), answer.text
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error_code"] == "NO_HEALTHY_UPSTREAM"
     gateway.stop()
     registry.stop()
 
@@ -274,3 +276,24 @@ def test_registry_and_gateway_write_only_in_their_data_folders(
     assert tree(gateway_cwd) == {}, "the gateway wrote files"
     assert tree(place.home) == {}, "written to HOME"
     assert {p.name for p in place.parent.iterdir()} == {"registry", "gateway", "home", "logs"}
+
+
+def test_a_relative_sqlite_url_is_a_file_under_the_working_directory(
+    place: Place, servers: list[Server], iris_bentos: tuple[Path, Path]
+) -> None:
+    """`MODELYARD_DATABASE_URL=sqlite:///meta/yard.db`: SQLAlchemy's meaning, `meta/yard.db`
+    in the working directory (and its lead file beside it); the rest stays in the data folder."""
+    cwd = place.workdir("checkout")
+    url = "sqlite:///meta/yard.db"
+    registry = Server(place, "registry", cwd, None, MODELYARD_DATABASE_URL=url)
+    servers.append(registry)
+    registry.wait_ready()
+    register(place, cwd, registry, registry.admin_token(), iris_bentos[1])
+    registry.stop()
+
+    data = cwd / ".modelyard"
+    files = assert_only_inside(cwd, data, cwd / "meta")
+    assert_store_files(data, files, database="../meta/yard.db")
+    assert "modelyard.db" not in files
+    assert tree(place.home) == {}, "written to HOME"
+    assert {p.name for p in place.parent.iterdir()} == {"checkout", "home", "logs"}
