@@ -56,11 +56,11 @@ def sqlite_url(path: Path) -> DatabaseUrl:
 def parse_database_url(url: str) -> DatabaseUrl:
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise BadDatabaseUrl(f"database_url {url!r} is not a URL: {EXAMPLES}")
+        raise BadDatabaseUrl(f"{url!r} is not a URL: {EXAMPLES}")
     if scheme in POSTGRES_SCHEMES:
         return DatabaseUrl("postgresql", url)
     if scheme != "sqlite":
-        raise BadDatabaseUrl(f"unknown metadata store {scheme!r} in database_url: {EXAMPLES}")
+        raise BadDatabaseUrl(f"unknown metadata store {scheme!r}: {EXAMPLES}")
     host, _, path = rest.partition("/")
     if host:
         raise BadDatabaseUrl(f"{url!r} names a host ({host!r}); a SQLite URL has none: {HINT}")

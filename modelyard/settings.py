@@ -136,4 +136,4 @@ def _resolve_paths(values: dict[str, Any], cwd: Path) -> None:
         try:
             values["database_url"] = parse_database_url(str(database_url)).resolved(cwd).url
         except BadDatabaseUrl as exc:
-            raise SettingsError(str(exc)) from None
+            raise SettingsError(f"invalid database_url: {exc}") from None
