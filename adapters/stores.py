@@ -1,29 +1,27 @@
-"""Pick the metadata store for a URL; an unknown scheme is a start-up error, never a fallback."""
+"""Pick the metadata store for a URL; an unknown scheme is a start-up error, never a fallback.
+
+Both openers read the URL with `parse_database_url` (adapters/database_url.py), so the database
+file and its lead file are always side by side. A relative SQLite path is relative to the
+working directory at the time of the call: modelyard's settings hand in absolute ones."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
+from adapters.database_url import parse_database_url
 from adapters.leadership import FileLead, PostgresLead
 from adapters.postgres_store import open_postgres
 from adapters.sql_store import SqlStore
 from adapters.sqlite_store import open_sqlite
 
 
-class UnknownBackend(ValueError):
-    pass
-
-
 async def open_metadata_store(url: str, *, sqlite_synchronous: str = "FULL") -> SqlStore:
     """Open and migrate the store named by `url` (sqlite:///path or postgresql://...)."""
-    scheme, _, rest = url.partition("://")
-    if scheme == "sqlite":
-        store = open_sqlite(Path(rest), sqlite_synchronous.upper())
-    elif scheme in ("postgres", "postgresql"):
-        store = await open_postgres(url)
+    parsed = parse_database_url(url)
+    if parsed.sqlite_path is not None:
+        store = open_sqlite(parsed.sqlite_path, sqlite_synchronous.upper())
     else:
-        raise UnknownBackend(f"unknown metadata store scheme {scheme!r}")
+        store = await open_postgres(parsed.url)
     try:
         await store.migrate(datetime.now(UTC))
     except BaseException:
@@ -34,9 +32,7 @@ async def open_metadata_store(url: str, *, sqlite_synchronous: str = "FULL") -> 
 
 def open_leadership(url: str) -> FileLead | PostgresLead:
     """The lock that elects the replica driving rollouts, for the store at `url`."""
-    scheme, _, rest = url.partition("://")
-    if scheme == "sqlite":
-        return FileLead(Path(rest + ".lead"))
-    if scheme in ("postgres", "postgresql"):
-        return PostgresLead(url)
-    raise UnknownBackend(f"unknown metadata store scheme {scheme!r}")
+    parsed = parse_database_url(url)
+    if parsed.lead_path is not None:
+        return FileLead(parsed.lead_path)
+    return PostgresLead(parsed.url)

@@ -13,6 +13,7 @@ from typing import cast
 from adapters.artifact_router import ArtifactRouter
 from adapters.bento_archive import read_bento
 from adapters.bentoml_local import LocalBentoServers
+from adapters.database_url import parse_database_url
 from adapters.local_artifacts import LocalArtifactStore
 from adapters.registry_tracing import TracedRolloutObserver, TracedStore
 from adapters.s3_artifacts import open_s3_store
@@ -103,7 +104,7 @@ async def open_components(
         store = raw
         observer: RolloutObserver = metrics
         if tracing is not None:  # spans around store operations, the controller's ticks
-            system = "sqlite" if settings.metadata_url.startswith("sqlite") else "postgresql"
+            system = parse_database_url(settings.metadata_url).kind
             store = cast(SqlStore, TracedStore(raw, tracing, system))
             observer = TracedRolloutObserver(metrics, tracing)
         registry = Registry(store, clock=utc_now)

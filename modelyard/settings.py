@@ -1,6 +1,8 @@
 """Settings, read once when the app is built (never at import time).
 
 Every field can come from a `MODELYARD_<FIELD>` environment variable or a CLI flag; flags win.
+Relative paths (the data folder, a `sqlite:///relative.db` URL) are made absolute here, once,
+against the working directory at start: nothing later depends on where the process stands.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from typing import Annotated, Any, Final
 
 import msgspec
 
+from adapters.database_url import BadDatabaseUrl, absolute, parse_database_url, sqlite_url
+
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8000
-DEFAULT_DATA_DIR: Final = ".modelyard"
+DEFAULT_DATA_DIR: Final = ".modelyard"  # relative: to the working directory at start
+DB_FILE: Final = "modelyard.db"
 DEFAULT_MAX_BODY: Final = 1024 * 1024
 DEFAULT_MAX_ARTIFACT: Final = 20 * 1024**3
 DEPLOYERS: Final = ("", "local", "none")
@@ -28,10 +33,12 @@ class SettingsError(ValueError):
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Built by `load_settings`: its paths are absolute."""
+
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
-    data_dir: str = DEFAULT_DATA_DIR
-    database_url: str = ""  # empty: SQLite at <data_dir>/modelyard.db
+    data_dir: str  # absolute: database, uploads, artifacts, signing key, model servers
+    database_url: str = ""  # empty: SQLite at <data_dir>/modelyard.db; a SQLite path: absolute
     sqlite_synchronous: str = "FULL"
     admin_token: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY
@@ -63,23 +70,33 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # a webhook receiver gets this long to answer; a crashed worker's rows wait 2.5 times it
     webhook_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
 
+    def __post_init__(self) -> None:
+        database = parse_database_url(self.metadata_url).sqlite_path
+        for path in (Path(self.data_dir), database):
+            if path is not None and not path.is_absolute():
+                raise ValueError(f"{str(path)!r} is relative (load_settings makes paths absolute)")
+
     @property
     def metadata_url(self) -> str:
-        return self.database_url or f"sqlite:///{Path(self.data_dir) / 'modelyard.db'}"
+        """The metadata store's URL; SQLite's always with an absolute path (`sqlite:////...`)."""
+        return self.database_url or sqlite_url(Path(self.data_dir) / DB_FILE).url
 
     @property
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
 
 
-def load_settings(env: Mapping[str, str], **overrides: Any) -> Settings:
-    """Build Settings from MODELYARD_* variables, then explicit overrides (None is ignored)."""
+def load_settings(env: Mapping[str, str], *, cwd: Path | None = None, **overrides: Any) -> Settings:
+    """Build Settings from MODELYARD_* variables, then explicit overrides (None is ignored).
+    Relative paths are resolved against `cwd`: the process's working directory, read here
+    once, when not given."""
     values: dict[str, Any] = {}
     for field in Settings.__struct_fields__:
         raw = env.get(ENV_PREFIX + field.upper())
         if raw is not None and raw != "":
             values[field] = raw
     values.update({k: v for k, v in overrides.items() if v is not None})
+    _resolve_paths(values, Path.cwd() if cwd is None else cwd)
     try:
         settings = msgspec.convert(values, Settings, strict=False)
     except msgspec.ValidationError as exc:
@@ -103,10 +120,20 @@ def load_settings(env: Mapping[str, str], **overrides: Any) -> Settings:
             f"unknown artifact store {settings.artifact_url!r}: use s3://bucket/prefix,"
             " or leave it empty for files under the data folder"
         )
-    scheme = settings.metadata_url.split("://", 1)[0]
-    if scheme not in ("sqlite", "postgres", "postgresql"):
-        raise SettingsError(
-            f"unknown metadata store {scheme!r} in database_url: use sqlite:///PATH or"
-            " postgresql://USER@HOST/DB"
-        )
     return settings
+
+
+def _resolve_paths(values: dict[str, Any], cwd: Path) -> None:
+    """Make the data folder and a SQLite database path absolute against `cwd`, in place."""
+    if not cwd.is_absolute():
+        raise SettingsError(f"the working directory must be an absolute path, not {str(cwd)!r}")
+    data_dir = values.get("data_dir", DEFAULT_DATA_DIR)
+    if not isinstance(data_dir, str | Path) or str(data_dir) == "":
+        raise SettingsError(f"data_dir must name a folder, not {data_dir!r}")
+    values["data_dir"] = str(absolute(data_dir, cwd))
+    database_url = values.get("database_url")
+    if database_url:
+        try:
+            values["database_url"] = parse_database_url(str(database_url)).resolved(cwd).url
+        except BadDatabaseUrl as exc:
+            raise SettingsError(f"invalid database_url: {exc}") from None

@@ -64,22 +64,15 @@ class ModelyardProcess:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = started + timeout
-        with httpx.Client(timeout=1.0) as client:
-            while time.perf_counter() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(
-                        f"modelyard exited with {self.proc.returncode}: {self.output()}"
-                    )
-                try:
-                    ready = "/v2/health/ready" if self.role == "gateway" else "/readyz"
-                    if client.get(f"{self.url}{ready}").status_code == 200:
-                        return time.perf_counter() - started
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.01)
-        self.stop()
-        raise TimeoutError(f"modelyard not ready after {timeout}s: {self.output()}")
+        ready = "/v2/health/ready" if self.role == "gateway" else "/readyz"
+        try:
+            wait_ready(self.proc, f"{self.url}{ready}", started + timeout)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: {self.output()}") from None
+        except TimeoutError:
+            self.stop()
+            raise TimeoutError(f"modelyard not ready after {timeout}s: {self.output()}") from None
+        return time.perf_counter() - started
 
     def output(self) -> str:
         path = self.data_dir / f"server-{self.port}.log"
@@ -97,13 +90,38 @@ class ModelyardProcess:
             self.log = None
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill9()
+        if self.proc is not None:
+            terminate(self.proc)
         self._close_log()
+
+
+def wait_ready(proc: subprocess.Popen[bytes], ready_url: str, deadline: float) -> None:
+    """Poll `ready_url` until it answers 200 (RuntimeError if `proc` exits first, TimeoutError
+    at `deadline`, a `time.perf_counter()` value)."""
+    with httpx.Client(timeout=1.0) as client:
+        while time.perf_counter() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"modelyard exited with {proc.returncode}")
+            try:
+                if client.get(ready_url).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.01)
+    raise TimeoutError(f"{ready_url} did not answer 200 in time")
+
+
+def terminate(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
+    """SIGTERM to the process and wait for it; SIGKILL if it is still there after `timeout`.
+    Returns its exit status (negative: the signal that ended it)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    return proc.returncode
 
 
 def postgres_available(dsn: str = PG_ADMIN_DSN) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -18,10 +19,15 @@ def _add_server(
     p = sub.add_parser(name, help=help_)
     p.add_argument("--host", help="bind address (MODELYARD_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (MODELYARD_PORT, default 8000)")
-    p.add_argument("--data-dir", help="data folder (MODELYARD_DATA_DIR, default ./.modelyard)")
+    p.add_argument(
+        "--data-dir",
+        help="data folder, relative to the working directory (MODELYARD_DATA_DIR,"
+        " default ./.modelyard)",
+    )
     p.add_argument(
         "--database-url",
-        help="sqlite:///PATH or postgresql://... (MODELYARD_DATABASE_URL; default: SQLite)",
+        help="sqlite:///RELATIVE/PATH, sqlite:////ABSOLUTE/PATH or postgresql://..."
+        " (MODELYARD_DATABASE_URL; default: SQLite in the data folder)",
     )
     p.add_argument("--log-level", help="uvicorn log level (MODELYARD_LOG_LEVEL, default info)")
     p.set_defaults(run=_run_server, role=name)
@@ -59,7 +65,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: A shell's exit status for a process that SIGPIPE ended: what `modelyard ... | head` reports
+#: (with `set -o pipefail`) when the reader stops early, as for any Unix filter.
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.run(args)
+    try:
+        code: int = args.run(args)
+        sys.stdout.flush()  # here, so a reader that went away is seen inside this `try`
+    except BrokenPipeError:
+        # The reader closed the pipe (`| head`): stop quietly. Python flushes stdout again at
+        # exit; point it at /dev/null so that flush cannot fail and print a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     return code

@@ -1,26 +1,144 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from modelyard.settings import SettingsError, load_settings
+from adapters.database_url import parse_database_url
+from modelyard.settings import Settings, SettingsError, load_settings
+
+CWD = Path("/srv/checkout")
 
 
-def test_defaults_are_the_embedded_setup() -> None:
-    s = load_settings({})
+def database_file(settings: Settings) -> Path | None:
+    """Where the store opens its database: what adapters/stores.py reads from the URL."""
+    return parse_database_url(settings.metadata_url).sqlite_path
+
+
+def lead_file(settings: Settings) -> Path | None:
+    return parse_database_url(settings.metadata_url).lead_path
+
+
+def test_defaults_are_the_embedded_setup_in_the_working_directory() -> None:
+    s = load_settings({}, cwd=CWD)
     assert (s.host, s.port) == ("127.0.0.1", 8000)
-    assert s.metadata_url == "sqlite:///.modelyard/modelyard.db"
+    assert s.data_dir == "/srv/checkout/.modelyard"
+    assert s.metadata_url == "sqlite:////srv/checkout/.modelyard/modelyard.db"
+    assert database_file(s) == Path("/srv/checkout/.modelyard/modelyard.db")
+    assert lead_file(s) == Path("/srv/checkout/.modelyard/modelyard.db.lead")
+
+
+def test_the_working_directory_is_read_when_not_given() -> None:
+    s = load_settings({})
+    assert s.data_dir == str(Path.cwd() / ".modelyard")
+    assert database_file(s) == Path.cwd() / ".modelyard" / "modelyard.db"
+
+
+@pytest.mark.parametrize(
+    ("env", "flag", "data_dir"),
+    [
+        ({}, "state", "/srv/checkout/state"),
+        ({"MODELYARD_DATA_DIR": "var/my"}, None, "/srv/checkout/var/my"),
+        ({"MODELYARD_DATA_DIR": "ignored"}, "./a/../b", "/srv/checkout/b"),
+        ({}, "../shared/data", "/srv/shared/data"),
+        ({"MODELYARD_DATA_DIR": "/var/lib/modelyard"}, None, "/var/lib/modelyard"),
+    ],
+)
+def test_a_relative_data_dir_is_made_absolute_against_the_working_directory(
+    env: dict[str, str], flag: str | None, data_dir: str
+) -> None:
+    s = load_settings(env, cwd=CWD, data_dir=flag)
+    assert s.data_dir == data_dir
+    assert database_file(s) == Path(data_dir) / "modelyard.db"
+    assert lead_file(s) == Path(data_dir) / "modelyard.db.lead"
+
+
+@pytest.mark.parametrize(
+    ("url", "resolved", "file"),
+    [
+        # SQLAlchemy's convention: three slashes and a relative path, four for an absolute one
+        ("sqlite:///meta.db", "sqlite:////srv/checkout/meta.db", "/srv/checkout/meta.db"),
+        ("sqlite:///db/../m.db", "sqlite:////srv/checkout/m.db", "/srv/checkout/m.db"),
+        ("sqlite:////var/db/m.db", "sqlite:////var/db/m.db", "/var/db/m.db"),
+        ("postgresql://u@db:5432/x", "postgresql://u@db:5432/x", None),
+        ("postgres://u@db/x", "postgres://u@db/x", None),
+    ],
+)
+def test_database_url_paths_follow_sqlalchemy_and_resolve_against_the_working_directory(
+    url: str, resolved: str, file: str | None
+) -> None:
+    s = load_settings({"MODELYARD_DATABASE_URL": url}, cwd=CWD, data_dir="elsewhere")
+    assert s.metadata_url == s.database_url == resolved
+    assert database_file(s) == (None if file is None else Path(file))
+    assert lead_file(s) == (None if file is None else Path(file + ".lead"))
+    assert s.data_dir == "/srv/checkout/elsewhere"  # uploads and artifacts stay there
+
+
+def test_the_flag_wins_over_the_environment_for_the_database_url() -> None:
+    env = {"MODELYARD_DATABASE_URL": "sqlite:///env.db"}
+    s = load_settings(env, cwd=CWD, database_url="sqlite:///flag.db")
+    assert database_file(s) == Path("/srv/checkout/flag.db")
+
+
+def test_the_url_parser_keeps_relative_paths_relative() -> None:
+    """Outside the settings (tests, tools), the URL keeps SQLAlchemy's meaning: relative to
+    where the process stands when the store opens."""
+    parsed = parse_database_url("sqlite:///data/m.db")
+    assert (parsed.kind, parsed.sqlite_path) == ("sqlite", Path("data/m.db"))
+    assert parsed.lead_path == Path("data/m.db.lead")
+    assert parsed.resolved(CWD).sqlite_path == Path("/srv/checkout/data/m.db")
+    assert parse_database_url("postgresql://u@h/db").kind == "postgresql"
 
 
 def test_environment_then_flags() -> None:
     env = {"MODELYARD_PORT": "9001", "MODELYARD_DATA_DIR": "/tmp/x", "MODELYARD_HOST": "0.0.0.0"}
-    s = load_settings(env, port=9002, host=None)
+    s = load_settings(env, cwd=CWD, port=9002, host=None)
     assert s.port == 9002 and s.host == "0.0.0.0"
     assert s.metadata_url == "sqlite:////tmp/x/modelyard.db"
 
 
 def test_unknown_backend_is_a_startup_error() -> None:
     with pytest.raises(SettingsError, match="unknown metadata store 'mysql'"):
-        load_settings({"MODELYARD_DATABASE_URL": "mysql://h/db"})
+        load_settings({"MODELYARD_DATABASE_URL": "mysql://h/db"}, cwd=CWD)
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("sqlite://", "names no database file"),  # SQLAlchemy's in-memory database
+        ("sqlite:///:memory:", "names no database file"),
+        ("sqlite:///file:m.db?mode=memory", "URI filenames"),
+        ("sqlite://localhost/m.db", "names a host"),
+        ("sqlite:///m.db?timeout=5", "options"),
+        ("sqlite:///data/", "names a folder"),
+        ("sqlite:////", "names a folder"),
+        ("sqlite:///..", "names a folder"),
+        ("/var/db/m.db", "is not a URL"),
+    ],
+)
+def test_database_urls_that_cannot_work_are_refused_at_start(url: str, match: str) -> None:
+    with pytest.raises(SettingsError, match=match) as refused:
+        load_settings({"MODELYARD_DATABASE_URL": url}, cwd=CWD)
+    assert "sqlite:////ABSOLUTE/PATH" in str(refused.value)  # and says what would work
+
+
+def test_an_empty_data_dir_flag_is_refused() -> None:
+    with pytest.raises(SettingsError, match="data_dir must name a folder"):
+        load_settings({}, cwd=CWD, data_dir="")
+
+
+def test_the_working_directory_given_must_be_absolute() -> None:
+    with pytest.raises(SettingsError, match="working directory must be an absolute path"):
+        load_settings({}, cwd=Path("relative"))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"data_dir": "rel"}, {"data_dir": "/abs", "database_url": "sqlite:///rel.db"}],
+)
+def test_settings_never_hold_a_relative_path(fields: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="relative"):
+        Settings(**fields)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -33,4 +151,4 @@ def test_unknown_backend_is_a_startup_error() -> None:
 )
 def test_bad_values_are_refused(env: dict[str, str], match: str) -> None:
     with pytest.raises(SettingsError, match=match):
-        load_settings(env)
+        load_settings(env, cwd=CWD)
