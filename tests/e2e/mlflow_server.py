@@ -81,10 +81,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     family = [proc.pid, *descendants(proc.pid)]
     with suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
-    try:
+    with suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        pass
     deadline = time.monotonic() + 5
     while any(alive(p) for p in family) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -110,3 +110,10 @@ def test_an_unknown_registry_path_is_not_called_tracking(path: str) -> None:
 def test_a_long_path_is_cut_in_the_message() -> None:
     said = m.unserved_message("GET", "/api/2.0/mlflow/runs/" + "x" * 5000)
     assert len(said) < 600
+
+
+def test_mlflow_telemetry_is_off_in_the_tests() -> None:
+    """tests/conftest.py turns it off before `mlflow` is first imported (at collection)."""
+    from mlflow.telemetry.client import get_telemetry_client
+
+    assert get_telemetry_client() is None
