@@ -57,7 +57,7 @@ def yard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelyardProcess]
     token = "e2e-" + secrets.token_urlsafe(24)
     proc = ModelyardProcess("serve", tmp_path_factory.mktemp("yard"), token)
     try:
-        proc.start()
+        proc.start(timeout=60)  # it starts while the mlflow server boots beside it
         yield proc
     finally:
         proc.stop()
