@@ -86,14 +86,16 @@ def model_from_row(row: Row, aliases: dict[str, int] | None = None) -> Model:
 VERSION_COLUMNS: Final = (
     "v.version, v.stage, v.status, v.description, v.artifact_uri, v.digest, v.size_bytes,"
     " v.format, v.bento_tag, v.apis, v.endpoint, v.run_id, v.source, v.metrics, v.params,"
-    " v.tags, v.created_by, v.created_at, v.updated_at, v.revision"
+    " v.tags, v.created_by, v.created_at, v.updated_at, v.revision, v.logged_model_id,"
+    " v.run_link"
 )
+VERSION_WIDTH: Final = 22
 
 
 def version_from_row(model: str, row: Row, aliases: list[str] | None = None) -> ModelVersion:
-    """A version row; its aliases come from `aliases` or else from a packed 21st column."""
+    """A version row; its aliases come from `aliases` or else from a packed 23rd column."""
     if aliases is None:
-        aliases = _aliases_of_version(row[20]) if len(row) > 20 else []
+        aliases = _aliases_of_version(row[VERSION_WIDTH]) if len(row) > VERSION_WIDTH else []
     return ModelVersion(
         model=model,
         version=row[0],
@@ -117,6 +119,8 @@ def version_from_row(model: str, row: Row, aliases: list[str] | None = None) -> 
         updated_at=from_micros(row[18]),
         revision=row[19],
         aliases=aliases,
+        logged_model_id=row[20],
+        run_link=row[21],
     )
 
 
@@ -143,6 +147,8 @@ def version_values(v: ModelVersion) -> tuple[Any, ...]:
         to_micros(v.created_at),
         to_micros(v.updated_at),
         v.revision,
+        v.logged_model_id,
+        v.run_link,
     )
 
 

@@ -229,6 +229,16 @@ CREATE TABLE ui_sessions (
 )
 """,
     ),
+    (
+        9,
+        # what an MLflow 3 client sends with a version it registers: the logged model it came
+        # from (`model_id` in MLflow's API; `model_id` here is already the models row) and a
+        # link to its run
+        """
+ALTER TABLE model_versions ADD COLUMN logged_model_id TEXT;
+ALTER TABLE model_versions ADD COLUMN run_link TEXT
+""",
+    ),
 ]
 
 CREATE_MIGRATIONS_TABLE: Final = (

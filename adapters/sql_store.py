@@ -238,7 +238,7 @@ class SqlStore:
                     case CreateVersion(v):
                         await conn.execute(
                             f"INSERT INTO model_versions (model_id, {_VERSION_INSERT_COLUMNS})"
-                            f" VALUES (?{', ?' * 20})",
+                            f" VALUES (?{', ?' * rows.VERSION_WIDTH})",
                             (model_id, *rows.version_values(v)),
                         )
                     case UpdateVersion(v):

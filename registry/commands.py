@@ -64,6 +64,8 @@ class SourceVersionCreate(_Input, frozen=True):
     run_id: ShortText | None = None
     description: Description = ""
     tags: Tags = {}
+    logged_model_id: ShortText | None = None
+    run_link: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
 
 
 class VersionUpdate(_Input, frozen=True):

@@ -107,6 +107,10 @@ class ModelVersion(msgspec.Struct, frozen=True):
     updated_at: datetime
     revision: int
     aliases: list[str] = []
+    # what an MLflow 3 client links a version it registers to: the tracking server's logged
+    # model (`m-...`) and a link to the run; None for versions made through /api/v1
+    logged_model_id: str | None = None
+    run_link: str | None = None
 
 
 class Principal(msgspec.Struct, frozen=True):

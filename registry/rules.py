@@ -269,6 +269,8 @@ def _same_request(v: ModelVersion, ctx: WriteContext, cmd: SourceVersionCreate) 
         and v.run_id == cmd.run_id
         and v.description == cmd.description
         and v.tags == cmd.tags
+        and v.logged_model_id == cmd.logged_model_id
+        and v.run_link == cmd.run_link
         and v.created_by == ctx.principal.name
         and v.artifact_uri is None
         and v.endpoint is None
@@ -317,6 +319,8 @@ def register_source_version(
         created_at=ctx.now,
         updated_at=ctx.now,
         revision=1,
+        logged_model_id=cmd.logged_model_id,
+        run_link=cmd.run_link,
     )
     bumped = replace(model, latest_version=number, updated_at=ctx.now, revision=model.revision + 1)
     ops: list[Op] = [

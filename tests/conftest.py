@@ -15,6 +15,11 @@ from modelyard.testing import fresh_postgres_database, postgres_available
 
 STORES = ["sqlite", "postgres"]
 
+# MLflow 3 starts a usage-telemetry client (it fetches a config from the vendor) when `mlflow`
+# is first imported, here at collection, unless told not to: the tests reach loopback only.
+# Child processes (an `mlflow server`, a documented block) inherit it.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 
 def _require_postgres() -> None:
     reason = postgres_available()

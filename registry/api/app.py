@@ -24,7 +24,7 @@ from registry.api.traffic import TrafficController
 from registry.api.versions import VersionController
 from registry.api.windows import WindowController
 from registry.errors import RegistryError
-from registry.mlflow.api import mlflow_router
+from registry.mlflow.api import mlflow_router, unserved_routers
 from registry.service import Registry
 
 
@@ -87,4 +87,4 @@ def registry_routes() -> list[ControllerRouterHandler]:
         route_handlers=[local_download],
         dependencies={"artifacts": _state("artifacts")},
     )
-    return [api, mlflow_router(), links, livez, readyz, registry_metrics]
+    return [api, mlflow_router(), *unserved_routers(), links, livez, readyz, registry_metrics]

@@ -9,13 +9,24 @@ import binascii
 from typing import Any, Final, TypeVar
 
 import msgspec
-from litestar import Controller, Request, Response, Router, delete, get, patch, post
+from litestar import (
+    Controller,
+    HttpMethod,
+    Request,
+    Response,
+    Router,
+    delete,
+    get,
+    patch,
+    post,
+    route,
+)
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import FromQuery, JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from registry import errors
 from registry.api.context import READ_METHODS, RegistryDep, Req, caller_of
@@ -30,6 +41,8 @@ from registry.mlflow.webhooks_api import WebhookController
 from registry.service import Registry
 
 PREFIX: Final = "/api/2.0/mlflow"
+#: Where MLflow clients call endpoints; those not served answer `unserved`.
+MLFLOW_PREFIXES: Final = (PREFIX, "/api/3.0/mlflow", "/api/2.0/mlflow-artifacts")
 T = TypeVar("T")
 
 #: (status, MLflow error_code) by modelyard error class; the first class in the MRO wins.
@@ -244,6 +257,8 @@ class ModelVersions(Controller):
             run_id=data.run_id or None,
             description=data.description,
             tags=m.tag_map(data.tags),
+            logged_model_id=data.model_id or None,
+            run_link=data.run_link or None,
         )
         version = await registry.register_source_version(await caller_of(request), data.name, cmd)
         return m.VersionBody(m.to_version(version))
@@ -326,6 +341,31 @@ class ModelVersions(Controller):
         number = _version_no(data.version)
         await registry.set_version_tag(caller, data.name, number, data.key, None, None)
         return m.Empty()
+
+
+@route(
+    "/{rest:path}",
+    http_method=[
+        HttpMethod.GET,
+        HttpMethod.POST,
+        HttpMethod.PUT,
+        HttpMethod.PATCH,
+        HttpMethod.DELETE,
+    ],
+    include_in_schema=False,
+    sync_to_thread=False,
+)
+def unserved(request: Req, rest: FromPath[str]) -> Response[m.ErrorBody]:
+    """Any other MLflow endpoint (tracking, mostly): still MLflow's `ENDPOINT_NOT_FOUND`, which
+    clients use to fall back to older endpoints, with a message that says what to do. No token
+    needed: it tells nothing about the registry."""
+    message = m.unserved_message(request.method, request.url.path)
+    return Response(m.ErrorBody("ENDPOINT_NOT_FOUND", message), status_code=404)
+
+
+def unserved_routers() -> list[Router]:
+    """Registered after the served routes, which win: these only take what nothing else does."""
+    return [Router(path=prefix, route_handlers=[unserved]) for prefix in MLFLOW_PREFIXES]
 
 
 def _state(name: str) -> Provide:

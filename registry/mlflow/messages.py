@@ -2,8 +2,10 @@
 
 Field names, types and defaults follow MLflow's protobuf messages (model_registry.proto):
 a version travels as a string, times are integer milliseconds, tags are `[{key, value}]`,
-empty fields are left out (proto3 JSON). Request Structs ignore fields they do not know, as a
-protobuf server does, so newer clients that send more keep working.
+empty fields are left out (proto3 JSON). Request Structs ignore fields they do not know, as
+MLflow's own server does (it parses requests with `ignore_unknown_fields=True`), so a newer
+client that sends more keeps working; every field of MLflow's request messages is known here
+or deliberately ignored (tests/unit/test_mlflow_messages.py holds the list).
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class MlflowVersion(_Out):
     tags: list[Tag] = []
     run_link: str = ""
     aliases: list[str] = []
+    model_id: str = ""  # MLflow 3: the logged model the version was registered from
 
 
 class MlflowModel(_Out):
@@ -155,7 +158,9 @@ def to_version(v: ModelVersion) -> MlflowVersion:
         run_id=v.run_id or "",
         status=v.status.value,
         tags=_tags(v.tags),
+        run_link=v.run_link or "",
         aliases=sorted(v.aliases),
+        model_id=v.logged_model_id or "",
     )
 
 
@@ -190,6 +195,32 @@ def model_attributes(m: MlflowModel) -> dict[str, str | int | None]:
         "creation_timestamp": m.creation_timestamp,
         "last_updated_timestamp": m.last_updated_timestamp,
     }
+
+
+# --- what is not served ------------------------------------------------------------------------
+
+#: MLflow's registry endpoints, the part of MLflow's REST API that modelyard serves.
+REGISTRY_PATHS: Final = tuple(
+    f"/api/2.0/mlflow/{part}/" for part in ("registered-models", "model-versions", "webhooks")
+)
+
+
+def unserved_message(method: str, path: str) -> str:
+    """What a client that calls an MLflow endpoint modelyard does not serve is told: most often
+    a tracking call (experiments, runs, logged models, artifacts, traces) sent here because
+    MLFLOW_TRACKING_URI points at modelyard."""
+    called = f"{method} {path[:200]}"
+    if path.startswith(REGISTRY_PATHS) or path.rstrip("/") == "/api/2.0/mlflow/webhooks":
+        return (
+            f"{called} is not an MLflow registry endpoint that modelyard serves (it serves "
+            "registered-models/*, model-versions/* and webhooks; see docs/mlflow.md)"
+        )
+    return (
+        f"{called} is MLflow tracking (experiments, runs, logged models, artifacts, traces), "
+        "which modelyard does not serve: it serves MLflow's model registry only. Point "
+        "MLFLOW_TRACKING_URI at an MLflow tracking server (`mlflow server`) or a local store "
+        "(sqlite:///mlflow.db), and MLFLOW_REGISTRY_URI at this server (see docs/mlflow.md)"
+    )
 
 
 # --- requests ----------------------------------------------------------------------------------

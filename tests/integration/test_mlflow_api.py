@@ -362,3 +362,101 @@ async def test_errors_have_mlflow_shape(client: Client) -> None:
     # the native API keeps its own shape
     r = await client.get("/api/v1/models/nope")
     assert r.status_code == 404 and r.json()["field"] == "name"
+
+
+async def test_what_mlflow_3_sends_with_a_version_is_kept(client: Client) -> None:
+    """`mlflow.register_model("runs:/…")` in MLflow 3 sends the logged model's id and source;
+    run_link comes from Databricks tracking. All of it comes back, on both APIs."""
+    await model(client)
+    body = {
+        "name": "iris",
+        "source": "models:/m-0a1b2c",
+        "run_id": "r1",
+        "model_id": "m-0a1b2c",
+        "run_link": "https://tracking.example/#/experiments/1/runs/r1",
+        "tags": [{"key": "k", "value": "v"}],
+    }
+    r = await client.post(f"{API}/model-versions/create", json=body)
+    assert r.status_code == 200, r.text
+    made = r.json()["model_version"]
+    assert (made["model_id"], made["run_link"]) == (body["model_id"], body["run_link"])
+    got = (
+        await client.get(f"{API}/model-versions/get", params={"name": "iris", "version": "1"})
+    ).json()["model_version"]
+    assert got["model_id"] == "m-0a1b2c" and got["source"] == "models:/m-0a1b2c"
+    assert got["run_id"] == "r1" and got["tags"] == [{"key": "k", "value": "v"}]
+    native = (await client.get("/api/v1/models/iris/versions/1")).json()
+    assert native["logged_model_id"] == "m-0a1b2c" and native["run_link"] == body["run_link"]
+    assert (native["source"], native["run_id"], native["format"]) == (
+        "models:/m-0a1b2c",
+        "r1",
+        "mlflow",
+    )
+    r = await client.get(
+        f"{API}/model-versions/get-download-uri", params={"name": "iris", "version": "1"}
+    )
+    assert r.json() == {"artifact_uri": "models:/m-0a1b2c"}
+    # the client's retry of the same create is the same version; another logged model is not
+    again = await client.post(f"{API}/model-versions/create", json=body)
+    assert again.json()["model_version"]["version"] == "1"
+    other = await client.post(f"{API}/model-versions/create", json={**body, "model_id": "m-ff"})
+    assert other.json()["model_version"]["version"] == "2"
+    # versions made without them leave both fields out, as MLflow's JSON does
+    plain = await version(client)
+    assert "model_id" not in plain and "run_link" not in plain
+    long_link = {**body, "run_link": "h" * 3000}
+    error(
+        await client.post(f"{API}/model-versions/create", json=long_link),
+        400,
+        "INVALID_PARAMETER_VALUE",
+    )
+
+
+async def test_unknown_fields_are_ignored_as_mlflow_does_and_refused_on_v1(client: Client) -> None:
+    """MLflow's server parses requests with ignore_unknown_fields: a newer client's field
+    must not break the call. modelyard's own API stays closed."""
+    made = await model(client, future_field={"x": 1})
+    assert made["name"] == "iris"
+    r = await client.post(
+        f"{API}/model-versions/create",
+        json={"name": "iris", "source": "s3://b/1", "some_new_field": "x"},
+    )
+    assert r.status_code == 200 and r.json()["model_version"]["version"] == "1"
+    r = await client.post("/api/v1/models", json={"name": "other", "future_field": 1})
+    assert r.status_code == 400 and r.json()["field"] == "future_field", r.text
+
+
+TRACKING_CALLS = [
+    ("POST", f"{API}/experiments/create"),
+    ("GET", f"{API}/experiments/get-by-name"),
+    ("POST", f"{API}/runs/create"),
+    ("POST", f"{API}/logged-models"),
+    ("POST", "/api/3.0/mlflow/traces"),
+    ("PUT", "/api/2.0/mlflow-artifacts/artifacts/1/run/model/MLmodel"),
+]
+
+
+async def test_tracking_endpoints_say_they_are_not_served(client: Client) -> None:
+    client.headers.pop("Authorization")  # the answer needs no token: it tells nothing stored
+    for method, path in TRACKING_CALLS:
+        r = await client.request(method, path, json={"name": "iris"})
+        error(r, 404, "ENDPOINT_NOT_FOUND")
+        said = r.json()["message"]
+        assert said.startswith(f"{method} {path} is MLflow tracking"), said
+        assert "MLFLOW_TRACKING_URI" in said and "MLFLOW_REGISTRY_URI" in said
+
+
+async def test_unserved_registry_paths_and_wrong_methods(client: Client) -> None:
+    r = await client.get(f"{API}/registered-models/list")
+    error(r, 404, "ENDPOINT_NOT_FOUND")
+    assert "not an MLflow registry endpoint that modelyard serves" in r.json()["message"]
+    # a served path with the wrong method is still a 405, and the served routes still answer
+    error(await client.get(f"{API}/registered-models/create"), 405, "METHOD_NOT_ALLOWED")
+    await model(client)
+    r = await client.get(f"{API}/registered-models/get", params={"name": "iris"})
+    assert r.status_code == 200, r.text
+    # outside MLflow's prefixes nothing changes
+    r = await client.get("/api/v1/nothing-here")
+    assert r.status_code == 404 and "MLflow" not in r.json()["message"]
+    spec = (await client.get("/schema/openapi.json")).json()
+    assert not [p for p in spec["paths"] if "{rest}" in p], "the catch-all is not in the schema"
