@@ -25,6 +25,7 @@ from registry.api.versions import VersionController
 from registry.api.windows import WindowController
 from registry.errors import RegistryError
 from registry.mlflow.api import mlflow_router
+from registry.readiness import ReadinessSource
 from registry.service import Registry
 
 
@@ -34,16 +35,29 @@ async def livez() -> Health:
 
 
 @get("/readyz", tags=["health"])
-async def readyz(request: Request[Any, Any, Any]) -> Any:
+async def readyz(request: Request[Any, Any, Any]) -> Response[Health]:
+    """200 once the store answers and, after a start, every served version answers (or has
+    failed: it is listed, and does not hold the others back); else 503 saying what it waits
+    for. The body lists the served versions that do not answer now."""
     registry: Registry = request.app.state.registry
     try:
         await registry.store.head("system")
     except RegistryError as exc:
         return Response(Health("unavailable", exc.message), status_code=503)
     controller = request.app.state.get("rollout_controller")
-    if controller is None:
-        return Health("ok")
-    return Health("ok", rollouts="leading" if controller.leading else "standby")
+    rollouts = None if controller is None else ("leading" if controller.leading else "standby")
+    return readiness_response(request.app.state.get("readiness"), rollouts)
+
+
+def readiness_response(
+    source: ReadinessSource | None, rollouts: str | None = None
+) -> Response[Health]:
+    if source is None:
+        return Response(Health("ok", rollouts=rollouts))
+    found = source.check()
+    status = "ok" if found.ready else "starting"
+    body = Health(status, found.detail, rollouts, found.not_ready)
+    return Response(body, status_code=200 if found.ready else 503)
 
 
 def _state(name: str) -> Provide:

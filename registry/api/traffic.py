@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import msgspec
 from litestar import Controller, Response, delete, get, put
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
@@ -12,11 +13,22 @@ from registry.api.context import PathStr, RegistryDep, Req, caller_of, if_match
 from registry.api.models import model_response
 from registry.domain import Model
 from registry.feed import RouteFeed
+from registry.readiness import ReadinessSource
 from registry.routes import RouteTable
+from registry.serving import VersionServing, traffic_versions
 from registry.traffic import TrafficPolicy
 
 FeedDep = NamedDependency[RouteFeed]
 MAX_WAIT_S = 30.0
+
+
+class TrafficView(TrafficPolicy, frozen=True, kw_only=True):
+    """The policy in force, and where its traffic goes now. `versions` is read-only: PUT takes
+    the policy alone."""
+
+    #: The stable (Production) version and every version the policy names, each with its
+    #: stage and whether it is being served now.
+    versions: list[VersionServing]
 
 
 class TrafficController(Controller):
@@ -24,9 +36,19 @@ class TrafficController(Controller):
     tags = ["traffic"]
 
     @get("/models/{name:str}/traffic")
-    async def get_traffic(self, registry: RegistryDep, name: PathStr) -> TrafficPolicy:
-        """The policy in force (the default sends everything to the Production version)."""
-        return (await registry.get_model(name)).traffic or TrafficPolicy()
+    async def get_traffic(self, registry: RegistryDep, request: Req, name: PathStr) -> TrafficView:
+        """The policy in force (the default sends everything to the Production version), and
+        whether each version it sends traffic to is being served now."""
+        model, stable, found = await registry.traffic_versions(name)
+        policy = model.traffic or TrafficPolicy()
+        source: ReadinessSource | None = request.app.state.get("readiness")
+        health = (
+            {h.version: h for h in source.versions() if h.model == model.name} if source else {}
+        )
+        deployer = request.app.state.get("deployments") is not None
+        served = traffic_versions(policy, stable, {v.version: v for v in found}, health,
+                                  deployer=deployer)  # fmt: skip
+        return TrafficView(**msgspec.structs.asdict(policy), versions=served)
 
     @put("/models/{name:str}/traffic")
     async def set_traffic(
