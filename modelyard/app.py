@@ -116,6 +116,8 @@ def create_app(
                     dispatch.gateway.metrics.extra = registry_metrics.render
                 readiness.gateway = dispatch.gateway
                 dispatch.gateway.readiness = readiness.check
+            readiness.start()
+            stack.push_async_callback(readiness.close)
             # Everything made so far (modules, the app, the stores) lives as long as the process:
             # out of the collector's sight, a full collection no longer walks it. Without this,
             # one such pass (about 80 ms here) stalled every request in flight.

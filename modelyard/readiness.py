@@ -4,8 +4,11 @@ routes the served versions to (`serve`, `gateway`). The store is checked by /rea
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable
+from typing import Final
 
 from gateway.proxy import Gateway
 from registry.deployments import Deployments
@@ -17,6 +20,8 @@ from registry.readiness import (
     verdict,
 )
 from registry.serving import VersionHealth
+
+WATCH_S: Final = 0.1
 
 
 class ServingReadiness:
@@ -36,6 +41,24 @@ class ServingReadiness:
         self.gateway: Gateway | None = None
         self._started = clock()
         self._up = False  # the start-up is over
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Watch the start-up, so that it ends when everything first answers whether or not
+        anyone asked (a version registered later must not hold readiness)."""
+        self._started = self.clock()
+        self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while not self.started_up:
+            self.check()
+            await asyncio.sleep(WATCH_S)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
     @property
     def started_up(self) -> bool:
