@@ -8,11 +8,11 @@ from typing import Any
 from litestar import Request, Response, get
 from litestar.types import ControllerRouterHandler
 
-from registry.api.app import livez, readiness_response
+from registry.api.app import NOT_READY, livez, readiness_response
 from registry.api.schemas import Health
 
 
-@get("/readyz", tags=["health"])
+@get("/readyz", tags=["health"], responses=NOT_READY)
 async def readyz(request: Request[Any, Any, Any]) -> Response[Health]:
     """200 once the route table arrived and, after a start, the endpoints of the served
     versions answered (or failed, listed); else 503 saying what it waits for. The same verdict

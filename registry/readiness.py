@@ -22,7 +22,7 @@ import msgspec
 from registry.domain import ModelVersion
 from registry.ports import ServerState
 from registry.routes import ModelRoute, RouteTable
-from registry.serving import ON_THE_WAY, VersionHealth, references
+from registry.serving import ON_THE_WAY, Status, VersionHealth, references
 
 Key = tuple[str, int]
 
@@ -103,14 +103,25 @@ def local_versions(
     return out
 
 
-def _local_status(state: ServerState, routes: Mapping[Key, str] | None) -> str:
+#: A local server's status (registry.ports.ServerState) as a version's.
+_LOCAL: dict[str, Status] = {
+    "preparing": "preparing",
+    "starting": "starting",
+    "ready": "ready",
+    "unhealthy": "unhealthy",
+    "failed": "failed",
+    "stopped": "stopped",
+}
+
+
+def _local_status(state: ServerState, routes: Mapping[Key, str] | None) -> Status:
     if state.status == "ready":
         if routes is not None and routes.get((state.model, state.version)) != state.endpoint:
             return "routing"
         return "ready"
     if state.status in ("preparing", "starting") and state.restarts > 0:
         return "restarting"  # it failed before: it no longer holds readiness
-    return state.status
+    return _LOCAL.get(state.status, "failed")
 
 
 def upstream_versions(
@@ -134,7 +145,7 @@ def upstream_versions(
                 continue
             probe = probes.get(target.endpoint)
             if probe is None or not probe.answered:
-                status = "not_answering" if started_up else "checking"
+                status: Status = "not_answering" if started_up else "checking"
                 detail = probe.detail if probe is not None else None
                 out.append(VersionHealth(name, number, status, target.endpoint, detail))
             elif breakers.get(target.endpoint) == "open":

@@ -29,7 +29,7 @@ How a version is doing (`VersionHealth.status`):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Final
+from typing import Annotated, Final, Literal
 
 import msgspec
 from msgspec.structs import replace
@@ -40,6 +40,11 @@ from registry.errors import InvalidInput, NotFound, VersionNotServed
 from registry.traffic import TrafficPolicy
 
 SERVED_STAGES: Final = (Stage.PRODUCTION, Stage.STAGING)
+Status = Literal[
+    "ready", "not_started", "preparing", "starting", "routing", "checking", "restarting",
+    "failed", "unhealthy", "stopped", "not_answering", "ejected", "not_routed", "endpoint",
+    "no_deployer", "not_served", "missing",
+]  # fmt: skip
 #: Statuses of a version on its way up: while the process starts, these hold its readiness.
 ON_THE_WAY: Final = frozenset({"not_started", "preparing", "starting", "routing", "checking"})
 
@@ -148,7 +153,7 @@ class VersionHealth(msgspec.Struct, frozen=True, omit_defaults=True):
 
     model: str
     version: int
-    status: str
+    status: Status
     endpoint: str | None = None
     detail: str | None = None
 
@@ -157,15 +162,21 @@ class VersionServing(msgspec.Struct, frozen=True, omit_defaults=True):
     """A version the traffic goes to, and whether it is being served now."""
 
     version: int
-    #: Where the traffic names it: `stable` (the Production version, which takes the rest),
-    #: `splits[0]`, `rules[1]`, `shadow`.
-    named_by: list[str]
-    #: None: the version does not exist.
-    stage: Stage | None
-    #: The status words of `registry.serving` (ready, starting, failed, not_served, ...).
-    status: str
-    #: True: it answers now; False: it does not; None: this process cannot tell.
-    serving: bool | None
+    named_by: Annotated[list[str], msgspec.Meta(
+        description="where the traffic names it: `stable` (the Production version, which takes"
+        " what the splits leave), `splits[i]`, `rules[i]`, `shadow`",
+    )]  # fmt: skip
+    stage: Annotated[Stage | None, msgspec.Meta(description="null: it does not exist")]
+    status: Annotated[Status, msgspec.Meta(
+        description="ready: it answers. On the way: not_started, preparing, starting, routing"
+        " (up, not in the gateway's routes yet), checking (its endpoint has not answered yet)."
+        " Failing: restarting, failed, unhealthy, not_answering, ejected. Unknown here:"
+        " endpoint (its own endpoint, not checked by this process), no_deployer (this process"
+        " runs no model servers). Never served: not_served, missing.",
+    )]  # fmt: skip
+    serving: Annotated[bool | None, msgspec.Meta(
+        description="true: it answers now; false: it does not; null: this process cannot tell",
+    )]  # fmt: skip
     endpoint: str | None = None
     detail: str | None = None
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from litestar import Request, Response, Router, get
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ControllerRouterHandler
 
 from registry.api.aliases import AliasController
@@ -34,7 +35,13 @@ async def livez() -> Health:
     return Health("ok")
 
 
-@get("/readyz", tags=["health"])
+NOT_READY: Final = {
+    503: ResponseSpec(Health, description="starting (served versions on their way, listed) or"
+                      " unavailable (the store does not answer)"),
+}  # fmt: skip
+
+
+@get("/readyz", tags=["health"], responses=NOT_READY)
 async def readyz(request: Request[Any, Any, Any]) -> Response[Health]:
     """200 once the store answers and, after a start, every served version answers (or has
     failed: it is listed, and does not hold the others back); else 503 saying what it waits

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Final
 
 import msgspec
 from litestar import Controller, Response, delete, get, put
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, QueryParameter
 
 from registry.api.context import PathStr, RegistryDep, Req, caller_of, if_match
+from registry.api.errors import ErrorBody
 from registry.api.models import model_response
 from registry.domain import Model
 from registry.feed import RouteFeed
@@ -22,13 +24,23 @@ FeedDep = NamedDependency[RouteFeed]
 MAX_WAIT_S = 30.0
 
 
+REFUSALS: Final = {
+    400: ResponseSpec(ErrorBody, description="a bad policy, or a split of the stable version"),
+    404: ResponseSpec(ErrorBody, description="the model, or a version it names, does not exist"),
+    409: ResponseSpec(ErrorBody, description="VERSION_NOT_SERVED: a version it names cannot be"
+                      " served (not in Production or Staging, no endpoint); or a rollout or"
+                      " experiment steers the traffic (ROLLOUT_IN_PROGRESS)"),
+}  # fmt: skip
+
+
 class TrafficView(TrafficPolicy, frozen=True, kw_only=True):
     """The policy in force, and where its traffic goes now. `versions` is read-only: PUT takes
     the policy alone."""
 
-    #: The stable (Production) version and every version the policy names, each with its
-    #: stage and whether it is being served now.
-    versions: list[VersionServing]
+    versions: Annotated[list[VersionServing], msgspec.Meta(
+        description="read-only: the stable (Production) version and every version the policy"
+        " names, each with its stage and whether it is being served now",
+    )]  # fmt: skip
 
 
 class TrafficController(Controller):
@@ -50,7 +62,7 @@ class TrafficController(Controller):
                                   deployer=deployer)  # fmt: skip
         return TrafficView(**msgspec.structs.asdict(policy), versions=served)
 
-    @put("/models/{name:str}/traffic")
+    @put("/models/{name:str}/traffic", responses=REFUSALS)
     async def set_traffic(
         self, registry: RegistryDep, request: Req, name: PathStr, data: JSONBody[TrafficPolicy]
     ) -> Response[Model]:

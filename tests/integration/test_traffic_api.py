@@ -105,9 +105,14 @@ async def test_get_traffic_says_whether_each_version_is_served(client: Client) -
     assert "versions" in shown["properties"] and "versions" in shown["required"]
     served = schemas[shown["properties"]["versions"]["items"]["$ref"].rsplit("/", 1)[1]]
     assert {"named_by", "stage", "status", "serving"} <= set(served["properties"])
+    assert "starting" in served["properties"]["status"]["enum"]
+    assert "read-only" in shown["properties"]["versions"]["description"]
     put = spec["paths"]["/api/v1/models/{name}/traffic"]["put"]["requestBody"]["content"]
     taken = schemas[put["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]
     assert "versions" not in taken["properties"]
+    refusals = spec["paths"]["/api/v1/models/{name}/traffic"]["put"]["responses"]
+    assert "VERSION_NOT_SERVED" in refusals["409"]["description"]
+    assert "starting" in spec["paths"]["/readyz"]["get"]["responses"]["503"]["description"]
 
 
 async def test_archiving_a_named_version_takes_it_out_of_the_policy(client: Client) -> None:
