@@ -23,7 +23,7 @@ from registry.rollouts import (
     SetWeight,
 )
 from registry.rules import _audit, _model_change, require_model, require_version, transition_stage
-from registry.serving import follow_ops, refuse_unservable
+from registry.serving import follow_ops, refuse_unservable, why_unserved
 from registry.traffic import CANARY_VARIANT, Shadow, Split, TrafficPolicy
 
 Move = Callable[[Rollout], tuple[Rollout, list[Action]]]
@@ -102,6 +102,9 @@ def _versions_gone(state: ModelState, rollout: Rollout) -> str | None:
     candidate = state.versions.get(rollout.spec.candidate)
     if candidate is None or candidate.stage == Stage.ARCHIVED:
         return f"candidate version {rollout.spec.candidate} was archived or deleted"
+    why = why_unserved(candidate)
+    if why is not None:  # e.g. moved back to stage None: the policy let go of it already
+        return f"candidate version {rollout.spec.candidate} can no longer be served: {why}"
     if rollout.phase != rollouts.Phase.SUCCEEDED and (
         baseline is None or baseline.stage != Stage.PRODUCTION
     ):

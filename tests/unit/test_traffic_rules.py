@@ -10,7 +10,7 @@ import msgspec
 import pytest
 from msgspec.structs import replace
 
-from registry import experiment_rules, rollout_rules, traffic_rules
+from registry import experiment_rules, rollout_rules, rollouts, traffic_rules
 from registry.changes import Audit, ModelState, UpdateModel, UpdateVersion, WriteContext
 from registry.commands import StageChange
 from registry.domain import Model, ModelVersion, Principal, Role, Stage, VersionStatus
@@ -222,3 +222,21 @@ def test_an_experiment_refuses_an_archived_arm() -> None:
         experiment_rules.start(state(*SERVED, version(6, Stage.ARCHIVED)), CTX, "iris", spec,
                                "ex-1")  # fmt: skip
     assert err.value.field == "arms[1]"
+
+
+def test_a_rollout_whose_candidate_left_service_aborts_instead_of_splitting_again() -> None:
+    spec = RolloutSpec(candidate=2, steps=[10, 50])
+    started = rollout_rules.start(state(*SERVED), CTX, "iris", spec, "ro-1").result
+    canary = replace(policy(splits=[{"version": 2, "weight": 10, "variant": "canary"}]),
+                     steered_by="ro-1")  # fmt: skip
+    steered = replace(state(*SERVED, traffic=canary), rollout=started)
+    moved = traffic_rules.transition_stage(steered, CTX, "iris", 2, StageChange(Stage.NONE), None)
+    assert traffic_after(moved.ops) == replace(canary, splits=[])  # let go of at once
+    after = replace(state(version(1, Stage.PRODUCTION), version(2),
+                          traffic=replace(canary, splits=[])), rollout=started)  # fmt: skip
+    decided = rollout_rules.apply(after, CTX, "iris", "ro-1",
+                                  lambda r: rollouts.step(r, None, NOW))  # fmt: skip
+    assert decided.result.phase == rollouts.Phase.ABORTED
+    assert "can no longer be served" in (decided.result.reason or "")
+    policies = [op.model.traffic for op in decided.ops if isinstance(op, UpdateModel)]
+    assert all(p is None or not p.splits for p in policies)  # the split is not put back
