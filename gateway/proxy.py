@@ -34,10 +34,12 @@ from gateway.errors import (
     UpstreamTimeout,
 )
 from gateway.follow import RouteFollower
+from gateway.health import UpstreamChecks
 from gateway.metrics import GatewayMetrics
 from gateway.routing import STABLE, Choice, choose, shadow_target
 from gateway.shadow import ShadowCopy, ShadowQueue
 from gateway.upstream import UpstreamResponse, Upstreams
+from registry.readiness import Readiness
 from registry.routes import ModelRoute, RouteTable, VersionRoute
 from registry.traffic import ALIAS_HEADER, BUCKETS, VERSION_HEADER
 
@@ -105,6 +107,10 @@ class Gateway:
         self.inflight = 0
         self.breakers: dict[str, Breaker] = {}
         self.draws = Draws()
+        #: Health checks of the upstreams (set by `running_gateway`), and the readiness of the
+        #: process (set by the app: with a local deployer it knows more than the gateway).
+        self.checks: UpstreamChecks | None = None
+        self.readiness: Callable[[], Readiness] | None = None
         metrics.breakers = lambda: {u: b.state(time.monotonic()) for u, b in self.breakers.items()}
 
     # --- the transport-neutral entry, and ASGI on top of it -----------------------------------
@@ -204,15 +210,22 @@ class Gateway:
         if live:
             return Reply(200, [_JSON], b'{"live":true}')
         table = self.follower.table
+        verdict = self.readiness() if self.readiness is not None else None
+        ready = table is not None and (verdict is None or verdict.ready)
         detail: dict[str, Any] = {
-            "ready": table is not None,
+            "ready": ready,
             "revision": table.revision if table is not None else None,
             "registry": "reachable" if self.follower.registry_up else "unreachable",
         }
         if self.follower.problem:
             detail["problem"] = self.follower.problem
             detail["serving_last_table_since"] = self.follower.since
-        return Reply(200 if table is not None else 503, [_JSON], msgspec.json.encode(detail))
+        if verdict is not None:
+            if verdict.detail:
+                detail["detail"] = verdict.detail
+            if verdict.not_ready:
+                detail["not_ready"] = verdict.not_ready
+        return Reply(200 if ready else 503, [_JSON], msgspec.json.encode(detail))
 
     def _metadata(self, route: ModelRoute, version: int | None) -> Reply:
         numbers = [version] if version is not None else sorted(route.versions)

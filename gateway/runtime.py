@@ -9,6 +9,7 @@ from typing import Any
 
 from adapters.telemetry import Tracing
 from gateway.follow import RouteFollower, RouteSource
+from gateway.health import UpstreamChecks
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import Gateway, Receive, Scope, Send
 from gateway.report import REPORT_S, Reporter, WindowSink
@@ -39,22 +40,28 @@ async def running_gateway(
         else TracedShadowQueue(upstreams, metrics, tracing)
     )
     follower = RouteFollower(source)
+    checks = UpstreamChecks(follower)
     reporter = Reporter(metrics, sink, report_s)
     shadow.start()
     await follower.start()
+    checks.start()
     reporter.start()
     try:
-        if tracing is None:
-            yield Gateway(
+        gateway = (
+            Gateway(
                 follower, upstreams, metrics, shadow, max_body=max_body, max_inflight=max_inflight
             )
-        else:
-            yield TracedGateway(
+            if tracing is None
+            else TracedGateway(
                 follower, upstreams, metrics, shadow,
                 tracing=tracing, max_body=max_body, max_inflight=max_inflight,
-            )  # fmt: skip
+            )
+        )  # fmt: skip
+        gateway.checks = checks
+        yield gateway
     finally:
         await reporter.close()
+        await checks.close()
         await follower.close()
         await shadow.close()
         await upstreams.close()

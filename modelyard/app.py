@@ -23,6 +23,7 @@ from gateway.runtime import Dispatch, running_gateway
 from gateway.status import gateway_status
 from modelyard import __version__
 from modelyard.components import open_components
+from modelyard.readiness import ServingReadiness
 from modelyard.settings import Settings
 from registry.api import registry_routes
 from registry.api.context import request_id_middleware
@@ -68,6 +69,7 @@ def create_app(
     if tracing is None:
         tracing = setup_tracing(role, os.environ if env is None else env, settings.tracing)
     registry_metrics = RegistryMetrics()
+    readiness = ServingReadiness(routes=role != "registry", timeout_s=settings.ready_timeout_s)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -90,6 +92,7 @@ def create_app(
                 app.state.artifacts = parts.artifacts
                 app.state.registration = parts.registration
                 app.state.deployments = parts.deployments
+                readiness.deployments = parts.deployments
                 app.state.feed = parts.feed
                 app.state.rollouts = parts.rollouts
                 app.state.rollout_controller = parts.rollout_controller
@@ -111,12 +114,16 @@ def create_app(
                 )
                 if role == "serve":  # one /metrics: the gateway's, then the registry's
                     dispatch.gateway.metrics.extra = registry_metrics.render
+                readiness.gateway = dispatch.gateway
+                dispatch.gateway.readiness = readiness.check
+            readiness.start()
+            stack.push_async_callback(readiness.close)
             # Everything made so far (modules, the app, the stores) lives as long as the process:
             # out of the collector's sight, a full collection no longer walks it. Without this,
             # one such pass (about 80 ms here) stalled every request in flight.
             gc.freeze()
             yield
-            dispatch.gateway = None
+            dispatch.gateway = readiness.gateway = None
 
     routes = gateway_health_routes() if role == "gateway" else registry_routes() + console_routes()
     middleware: list[Any] = [request_id_middleware]
@@ -136,6 +143,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.registry_metrics = registry_metrics
+    app.state.readiness = readiness
     if role == "registry":
         return app
     dispatch.api = app

@@ -57,6 +57,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     public_url: str = ""  # how clients reach this server (download links); default from host:port
     # model servers: "local" runs `bentoml serve` per served version; "" = local for `serve`
     deployer: str = ""
+    # after a start, /readyz waits at most this long for served versions still on their way
+    ready_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 120.0
     # gateway
     registry_url: str = "http://127.0.0.1:8000"  # where `modelyard gateway` follows routes
     registry_token: str | None = None  # a deployer token: reads routes, reports windows

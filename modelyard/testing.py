@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Final, Literal
 
 import httpx
 
@@ -28,7 +28,8 @@ READY_TIMEOUT_S: Final = 20.0
 
 @dataclass
 class ModelyardProcess:
-    """`modelyard <role>` on a free loopback port; `start()` returns once /readyz says ok."""
+    """`modelyard <role>` on a free loopback port; `start()` returns once /readyz says ok (or,
+    with `until="live"`, once the process answers /livez, its model servers maybe starting)."""
 
     role: str
     data_dir: Path
@@ -43,8 +44,11 @@ class ModelyardProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = READY_TIMEOUT_S) -> float:
-        """Start the process; returns the seconds from spawn to a 200 from /readyz."""
+    def start(
+        self, timeout: float = READY_TIMEOUT_S, until: Literal["ready", "live"] = "ready"
+    ) -> float:
+        """Start the process; returns the seconds from spawn to a 200 from /readyz (`until`
+        "ready": after a restart, its served versions answer too) or /livez ("live")."""
         env = {
             **os.environ,
             "MODELYARD_DATA_DIR": str(self.data_dir),
@@ -64,9 +68,9 @@ class ModelyardProcess:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        ready = "/v2/health/ready" if self.role == "gateway" else "/readyz"
+        path = "/livez" if until == "live" else "/readyz"
         try:
-            wait_ready(self.proc, f"{self.url}{ready}", started + timeout)
+            wait_ready(self.proc, f"{self.url}{path}", started + timeout)
         except RuntimeError as exc:
             raise RuntimeError(f"{exc}: {self.output()}") from None
         except TimeoutError:

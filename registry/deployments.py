@@ -14,25 +14,16 @@ from collections.abc import Callable
 from typing import Final
 
 from registry.changes import ModelFilter, VersionFilter
-from registry.domain import ModelVersion, Stage
+from registry.domain import ModelVersion
 from registry.errors import RegistryError
 from registry.ports import ModelServers, ServerState
 from registry.service import Registry
+from registry.serving import SERVED_STAGES, wants_server
 
 log = logging.getLogger("modelyard.deployments")
 
-SERVED_STAGES: Final = (Stage.PRODUCTION, Stage.STAGING)
 RESYNC_S: Final = 5.0
 PAGE: Final = 500
-
-
-def wants_server(version: ModelVersion) -> bool:
-    return (
-        version.stage in SERVED_STAGES
-        and version.endpoint is None
-        and version.artifact_uri is not None
-        and version.format == "bento"
-    )
 
 
 class Deployments:
@@ -44,6 +35,10 @@ class Deployments:
         self._served: dict[tuple[str, int], str] = {}
         self.generation = 0  # grows whenever the set of ready endpoints changes
         self._listeners: list[Callable[[], None]] = []
+        #: The versions that should run, as of the latest reconcile (None: none done yet).
+        self.wanted: list[ModelVersion] | None = None
+        #: Wanted versions the servers refused to run, and why (e.g. no Bento tag).
+        self.refused: dict[tuple[str, int], str] = {}
         registry.subscribe(lambda _model: self._wake.set())
         servers.subscribe(self._servers_changed)
 
@@ -84,15 +79,20 @@ class Deployments:
         return wanted
 
     async def reconcile(self) -> None:
-        wanted = {(v.model, v.version): v for v in await self.desired()}
+        desired = await self.desired()
+        wanted = {(v.model, v.version): v for v in desired}
         running = {(s.model, s.version) for s in self.servers.states()}
         for key in running - wanted.keys():
             await self.servers.stop(*key)
+        refused: dict[tuple[str, int], str] = {}
         for key in wanted.keys() - running:
             try:
                 self.servers.ensure(wanted[key])
             except RegistryError as exc:
-                log.warning("cannot serve %s v%s: %s", key[0], key[1], exc.message)
+                if key not in self.refused:
+                    log.warning("cannot serve %s v%s: %s", key[0], key[1], exc.message)
+                refused[key] = exc.message
+        self.wanted, self.refused = desired, refused
 
     def states(self) -> list[ServerState]:
         return self.servers.states()

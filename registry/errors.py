@@ -7,6 +7,7 @@ RegistryError
 │   ├── AlreadyExists         RESOURCE_ALREADY_EXISTS
 │   ├── AliasInUse            a version still held by an alias
 │   ├── StageOccupied         Production taken and archive_existing not set
+│   ├── VersionNotServed      a traffic policy names a version nothing can serve
 │   └── IdempotencyKeyReused  same Idempotency-Key, different request
 ├── PreconditionFailed        If-Match does not match the current ETag
 ├── Unauthenticated           no token, or an unknown or revoked one
@@ -48,6 +49,10 @@ class AliasInUse(Conflict):
 
 class StageOccupied(Conflict):
     code = "STAGE_OCCUPIED"
+
+
+class VersionNotServed(Conflict):
+    code = "VERSION_NOT_SERVED"
 
 
 class IdempotencyKeyReused(Conflict):

@@ -12,6 +12,7 @@ from registry.domain import Stage
 from registry.errors import InvalidInput, InvalidState, RolloutInProgress
 from registry.experiments import Experiment, ExperimentSpec, Phase
 from registry.rules import _audit, _model_change, require_model, transition_stage
+from registry.serving import follow_ops, refuse_unservable
 from registry.traffic import TrafficPolicy
 
 
@@ -39,12 +40,12 @@ def start(
                                    actor=ctx.principal.name, now=ctx.now,
                                    known=set(state.versions))  # fmt: skip
     ops: list[Op] = []
-    for arm in spec.arms:  # a Bento version still in stage None: Staging, so that it is served
-        if state.versions[arm.version].stage == Stage.NONE:
+    for i, arm in enumerate(spec.arms):  # a version in stage None: Staging, so it is served
+        found = state.versions[arm.version]
+        refuse_unservable(name, found, f"arms[{i}]")
+        if found.stage == Stage.NONE:
             ops += transition_stage(state, ctx, name, arm.version, StageChange(Stage.STAGING),
                                     None).ops  # fmt: skip
-        elif state.versions[arm.version].stage == Stage.ARCHIVED:
-            raise InvalidInput(f"version {arm.version} is archived", field="arms")
     policy = experiments.policy(experiment, model.traffic or TrafficPolicy(), production)
     ops += _model_change(state, ctx, name, None, "model.traffic", traffic=policy).ops
     ops += [
@@ -67,11 +68,14 @@ def stop(
     why = ctx.reason or (f"stopped; version {promote} promoted" if promote else "stopped")
     stopped = replace(current, phase=Phase.STOPPED, winner=promote, reason=why, updated_at=ctx.now)
     policy = replace(model.traffic or TrafficPolicy(), splits=[], steered_by="")
-    ops: list[Op] = [SaveExperiment(stopped)]
-    ops += _model_change(state, ctx, name, None, "model.traffic", traffic=policy).ops
+    moved: list[Op] = []
     if promote is not None and state.versions[promote].stage != Stage.PRODUCTION:
         change = StageChange(Stage.PRODUCTION, archive_existing=True)
-        ops += transition_stage(state, ctx, name, promote, change, None).ops
+        moved = transition_stage(state, ctx, name, promote, change, None).ops
+    policy = follow_ops(policy, moved)  # a rule or shadow of the archived version goes too
+    ops: list[Op] = [SaveExperiment(stopped)]
+    ops += _model_change(state, ctx, name, None, "model.traffic", traffic=policy).ops
+    ops += moved
     ops.append(_audit(ctx, "experiment.stop", name, version=promote,
                       after={"id": experiment_id, "winner": promote, "reason": why}))  # fmt: skip
     return Decision(ops=ops, result=stopped)

@@ -24,7 +24,7 @@ from typing import Annotated, Final
 import msgspec
 from scipy.stats import norm, t, ttest_ind_from_stats
 
-from registry.errors import InvalidInput
+from registry.errors import InvalidInput, NotFound
 from registry.traffic import Split, StickyKey, TrafficPolicy, bucket, split_at
 
 Z95: Final = 1.959963984540054
@@ -127,7 +127,7 @@ def start(
         raise InvalidInput("an arm's version is listed twice", field="arms")
     for i, number in enumerate(versions):
         if number not in known:
-            raise InvalidInput(f"version {number} does not exist", field=f"arms[{i}]")
+            raise NotFound(f"version {number} of {model!r} does not exist", field=f"arms[{i}]")
     total = sum(a.weight for a in spec.arms)
     if abs(total - 100.0) > 1e-6:
         raise InvalidInput(f"arm weights add up to {total:g}%, not 100%", field="arms")

@@ -23,6 +23,7 @@ from registry.rollouts import (
     SetWeight,
 )
 from registry.rules import _audit, _model_change, require_model, require_version, transition_stage
+from registry.serving import follow_ops, refuse_unservable, why_unserved
 from registry.traffic import CANARY_VARIANT, Shadow, Split, TrafficPolicy
 
 Move = Callable[[Rollout], tuple[Rollout, list[Action]]]
@@ -51,8 +52,7 @@ def start(
             f"{name!r} has no Production version to compare the candidate with", field="candidate"
         )
     candidate = require_version(state, name, spec.candidate)
-    if candidate.stage == Stage.ARCHIVED:
-        raise InvalidInput(f"version {spec.candidate} is archived", field="candidate")
+    refuse_unservable(name, candidate, "candidate")
     rollout = rollouts.start(spec, id=rollout_id, model=name, baseline=holders[0].version,
                              actor=ctx.principal.name, now=ctx.now)  # fmt: skip
     ops: list[Op] = []
@@ -102,6 +102,9 @@ def _versions_gone(state: ModelState, rollout: Rollout) -> str | None:
     candidate = state.versions.get(rollout.spec.candidate)
     if candidate is None or candidate.stage == Stage.ARCHIVED:
         return f"candidate version {rollout.spec.candidate} was archived or deleted"
+    why = why_unserved(candidate)
+    if why is not None:  # e.g. moved back to stage None: the policy let go of it already
+        return f"candidate version {rollout.spec.candidate} can no longer be served: {why}"
     if rollout.phase != rollouts.Phase.SUCCEEDED and (
         baseline is None or baseline.stage != Stage.PRODUCTION
     ):
@@ -128,7 +131,8 @@ def _carry_out(
         case Promote():
             change = StageChange(Stage.PRODUCTION, archive_existing=True)
             moved = transition_stage(state, ctx, name, rollout.spec.candidate, change, None)
-            state, more = _traffic(state, ctx, name, replace(policy, splits=[], steered_by=""))
+            policy = follow_ops(replace(policy, splits=[], steered_by=""), moved.ops)
+            state, more = _traffic(state, ctx, name, policy)
             return state, moved.ops + more
     steered = rollout.id if policy.splits or policy.shadow is not None else ""
     return _traffic(state, ctx, name, replace(policy, steered_by=steered))

@@ -23,6 +23,7 @@ class ModelRoute(msgspec.Struct, frozen=True):
     versions: dict[int, VersionRoute]  # every version that can take traffic now
     aliases: dict[str, int]
     policy: TrafficPolicy
+    staging: list[int] = []  # the Staging versions (served, so readiness waits for them)
 
 
 class RouteTable(msgspec.Struct, frozen=True):
@@ -45,10 +46,13 @@ def model_route(
     model: Model, versions: Iterable[ModelVersion], served_at: Mapping[tuple[str, int], str]
 ) -> ModelRoute:
     stable = None
+    staging: list[int] = []
     routes: dict[int, VersionRoute] = {}
     for version in versions:
         if version.stage == Stage.PRODUCTION:
             stable = version.version
+        elif version.stage == Stage.STAGING:
+            staging.append(version.version)
         route = version_route(version, served_at)
         if route is not None:
             routes[version.version] = route
@@ -58,4 +62,5 @@ def model_route(
         versions=routes,
         aliases=dict(model.aliases),
         policy=model.traffic or TrafficPolicy(),
+        staging=sorted(staging),
     )

@@ -49,10 +49,8 @@ from registry.errors import (
     InvalidInput,
     NotFound,
     PreconditionFailed,
-    RolloutInProgress,
     StageOccupied,
 )
-from registry.traffic import TrafficPolicy, check_policy
 
 _encoder = msgspec.json.Encoder()
 
@@ -227,37 +225,6 @@ def rename_model(
         _audit(ctx, "model.rename", name, before={"name": name}, after={"name": new_name}),
     ]
     return Decision(ops=ops, result=renamed)
-
-
-def set_traffic(
-    state: ModelState,
-    ctx: WriteContext,
-    name: str,
-    policy: TrafficPolicy | None,
-    if_match: str | None,
-) -> Decision[Model]:
-    """Set (None: clear) how the model's traffic is split; referenced versions must exist."""
-    model = require_model(state, name)
-    if state.rollout is not None:
-        raise RolloutInProgress(
-            f"rollout {state.rollout.id} steers the traffic of {name!r}; abort or promote it first",
-            field="rollout",
-        )
-    if state.experiment is not None:
-        raise RolloutInProgress(
-            f"experiment {state.experiment.id} steers the traffic of {name!r}; stop it first",
-            field="experiment",
-        )
-    if policy is not None:
-        check_policy(policy, set(state.versions))
-        if policy.steered_by:
-            raise InvalidInput(
-                "steered_by is set by rollouts and experiments, not by hand", field="steered_by"
-            )
-    if policy == model.traffic:
-        check_if_match(if_match, model_etag(model))
-        return Decision(ops=[], result=model)
-    return _model_change(state, ctx, name, if_match, "model.traffic", traffic=policy)
 
 
 # --- versions -------------------------------------------------------------------------------

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Final, TypeVar
 
 import msgspec
 
-from registry import audit, rules
+from registry import audit, rules, traffic_rules
 from registry.changes import (
     Caller,
     Decision,
@@ -29,13 +30,15 @@ from registry.domain import (
     AuditEvent,
     Model,
     ModelVersion,
+    Stage,
     model_scope,
     validate_alias,
     validate_name,
     validate_tag_key,
 )
-from registry.errors import AlreadyExists, Conflict
+from registry.errors import AlreadyExists, Conflict, NotFound
 from registry.ports import MetadataStore
+from registry.serving import references
 from registry.traffic import TrafficPolicy
 from registry.windows import VariantTraffic, WindowReport
 
@@ -137,17 +140,27 @@ class Registry:
     async def set_traffic(
         self, caller: Caller, name: str, policy: TrafficPolicy | None, if_match: str | None
     ) -> Model:
-        referenced: set[int] = set()
-        if policy is not None:
-            referenced |= {s.version for s in policy.splits} | {r.version for r in policy.rules}
-            if policy.shadow is not None:
-                referenced.add(policy.shadow.version)
+        """Set or clear the traffic policy, checked against the versions as they are under the
+        model's lock (a stage change cannot slip in between the check and the write)."""
+        named = sorted({n for _, n in references(policy)}) if policy is not None else []
         return await self.write(
             name,
             caller,
-            LoadSpec(versions=tuple(sorted(referenced)), rollout=True),
-            lambda s, c: rules.set_traffic(s, c, name, policy, if_match),
+            LoadSpec(versions=tuple(named), stage_holders=True, rollout=True),
+            lambda s, c: traffic_rules.set_traffic(s, c, name, policy, if_match),
         )
+
+    async def traffic_versions(self, name: str) -> tuple[Model, int | None, list[ModelVersion]]:
+        """The model, its Production version's number, and the versions its traffic names."""
+        model = await self.get_model(name)
+        held = await self.list_versions(name, VersionFilter(stage=Stage.PRODUCTION), None, 1)
+        stable = held[0].version if held else None
+        found = {v.version: v for v in held}
+        for _, number in references(model.traffic or TrafficPolicy()):
+            if number not in found:
+                with contextlib.suppress(NotFound):
+                    found[number] = await self.get_version(name, number)
+        return model, stable, list(found.values())
 
     async def add_windows(self, report: WindowReport) -> None:
         await self.store.add_windows(report.source, report.windows, self.clock())
@@ -229,8 +242,8 @@ class Registry:
         return await self.write(
             name,
             caller,
-            LoadSpec(versions=(number,), stage_holders=True),
-            lambda s, c: rules.transition_stage(s, c, name, number, cmd, if_match),
+            LoadSpec(versions=(number,), stage_holders=True, rollout=True),
+            lambda s, c: traffic_rules.transition_stage(s, c, name, number, cmd, if_match),
         )
 
     async def delete_version(
@@ -244,8 +257,10 @@ class Registry:
         await self.write(
             name,
             caller,
-            LoadSpec(versions=(number,)),
-            lambda s, c: rules.delete_version(s, c, name, number, if_match, release_aliases),
+            LoadSpec(versions=(number,), rollout=True),
+            lambda s, c: traffic_rules.delete_version(
+                s, c, name, number, if_match, release_aliases
+            ),
         )
 
     async def get_version(self, name: str, number: int) -> ModelVersion:

@@ -94,8 +94,9 @@ def split_at(splits: list[Split], point: int, stable: int | None) -> Split | Non
     return None
 
 
-def check_policy(policy: TrafficPolicy, known_versions: set[int]) -> TrafficPolicy:
-    """Refuse a policy the gateway could not follow; names the field."""
+def check_policy(policy: TrafficPolicy) -> TrafficPolicy:
+    """Refuse a policy the gateway could not follow; names the field. (Whether its versions
+    exist and can be served is checked against the registry: `registry.serving`.)"""
     total = sum(s.weight for s in policy.splits)
     if total > 100.0 + 1e-9:
         raise InvalidInput(f"split weights add up to {total:g}%, over 100%", field="splits")
@@ -104,13 +105,6 @@ def check_policy(policy: TrafficPolicy, known_versions: set[int]) -> TrafficPoli
         if split.version in seen:
             raise InvalidInput(f"version {split.version} is split twice", field=f"splits[{i}]")
         seen.add(split.version)
-    referenced = [("splits", s.version) for s in policy.splits]
-    referenced += [("rules", r.version) for r in policy.rules]
-    if policy.shadow is not None:
-        referenced.append(("shadow", policy.shadow.version))
-    for field, number in referenced:
-        if number not in known_versions:
-            raise InvalidInput(f"version {number} does not exist", field=field)
     if policy.sticky is not None:
         sources = [policy.sticky.header, policy.sticky.cookie, policy.sticky.json_field]
         if sum(s is not None for s in sources) != 1:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from litestar import Request, Response, Router, get
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ControllerRouterHandler
 
 from registry.api.aliases import AliasController
@@ -25,6 +26,7 @@ from registry.api.versions import VersionController
 from registry.api.windows import WindowController
 from registry.errors import RegistryError
 from registry.mlflow.api import mlflow_router, unserved_routers
+from registry.readiness import ReadinessSource
 from registry.service import Registry
 
 
@@ -33,17 +35,36 @@ async def livez() -> Health:
     return Health("ok")
 
 
-@get("/readyz", tags=["health"])
-async def readyz(request: Request[Any, Any, Any]) -> Any:
+NOT_READY: Final = {
+    503: ResponseSpec(Health, description="starting (served versions on their way, listed) or"
+                      " unavailable (the store does not answer)"),
+}  # fmt: skip
+
+
+@get("/readyz", tags=["health"], responses=NOT_READY)
+async def readyz(request: Request[Any, Any, Any]) -> Response[Health]:
+    """200 once the store answers and, after a start, every served version answers (or has
+    failed: it is listed, and does not hold the others back); else 503 saying what it waits
+    for. The body lists the served versions that do not answer now."""
     registry: Registry = request.app.state.registry
     try:
         await registry.store.head("system")
     except RegistryError as exc:
         return Response(Health("unavailable", exc.message), status_code=503)
     controller = request.app.state.get("rollout_controller")
-    if controller is None:
-        return Health("ok")
-    return Health("ok", rollouts="leading" if controller.leading else "standby")
+    rollouts = None if controller is None else ("leading" if controller.leading else "standby")
+    return readiness_response(request.app.state.get("readiness"), rollouts)
+
+
+def readiness_response(
+    source: ReadinessSource | None, rollouts: str | None = None
+) -> Response[Health]:
+    if source is None:
+        return Response(Health("ok", rollouts=rollouts))
+    found = source.check()
+    status = "ok" if found.ready else "starting"
+    body = Health(status, found.detail, rollouts, found.not_ready)
+    return Response(body, status_code=200 if found.ready else 503)
 
 
 def _state(name: str) -> Provide:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from registry.domain import AuditEvent, Model, ModelVersion, Token
+from registry.serving import VersionHealth
 
 
 class ModelPage(msgspec.Struct):
@@ -35,6 +36,8 @@ class IssuedTokenBody(msgspec.Struct):
 
 
 class Health(msgspec.Struct, omit_defaults=True):
-    status: str
+    status: str  # ok | starting (503: model servers on their way) | unavailable (503: store)
     detail: str | None = None
     rollouts: str | None = None  # "leading": this replica drives the rollouts; or "standby"
+    #: Served versions that do not answer now (registry.serving lists the statuses).
+    not_ready: list[VersionHealth] = []

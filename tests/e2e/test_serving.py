@@ -134,7 +134,7 @@ async def test_register_promote_and_predict_through_real_bentoml(
     }
     second = ModelyardProcess("serve", data, admin_token, extra_env=s3_env)
     serve.append(second)
-    second.start()
+    second.start(timeout=DEPLOY_TIMEOUT_S)  # ready once v1's server answers again
     with api(second, admin_token) as c:
         # v1 is still Production and still served, from its local file
         again = wait_for(c, 1, "ready")

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.routing import choose
 from registry import experiments
-from registry.errors import InvalidInput
+from registry.errors import InvalidInput, NotFound
 from registry.experiments import (
     Experiment,
     ExperimentSpec,
@@ -62,7 +62,7 @@ def test_bad_specs_and_outcomes_name_the_field() -> None:
     with pytest.raises(InvalidInput) as weights:
         experiment([(1, 50), (2, 40)])
     assert weights.value.field == "arms"
-    with pytest.raises(InvalidInput) as unknown:
+    with pytest.raises(NotFound) as unknown:  # a named version that does not exist: 404
         experiment([(1, 50), (9, 50)])
     assert unknown.value.field == "arms[1]"
     ex = experiment([(1, 50), (2, 50)])
