@@ -20,6 +20,7 @@ from typing import Any, Final, TypeAlias
 from modelyard.cli import output
 from modelyard.cli.http import ApiError, Params, RegistryClient, Unreachable, path
 from modelyard.cli.output import Json
+from modelyard.cli.serving_wait import wait_served
 
 DEFAULT_URL: Final = "http://127.0.0.1:8000"
 STAGES: Final = {s.lower(): s for s in ("None", "Staging", "Production", "Archived")}
@@ -227,7 +228,13 @@ def _versions_show(client: RegistryClient, args: argparse.Namespace) -> Reply:
 
 def _stage_change(client: RegistryClient, args: argparse.Namespace) -> Reply:
     body = {"stage": args.stage, "archive_existing": args.archive_existing, "reason": args.reason}
-    return _shown(client.post(path("models", args.name, "versions", args.version, "stage"), body))
+    moved = client.post(path("models", args.name, "versions", args.version, "stage"), body)
+    if args.wait is None:
+        return _shown(moved)
+    if not args.json:
+        print(_shown(moved).text, flush=True)
+    state, line, code = wait_served(client, moved, args.wait)
+    return Reply({"version": moved, "deployment": state}, line, code)
 
 
 def _alias_set(client: RegistryClient, args: argparse.Namespace) -> Reply:
@@ -378,6 +385,14 @@ def _stage_command(sub: Sub, common: argparse.ArgumentParser) -> None:
         "--archive-existing", action="store_true", help="archive the stage's other versions"
     )
     parser.add_argument("--reason", help="recorded in the audit log")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        nargs="?",
+        const=300.0,
+        metavar="SECONDS",
+        help="then wait until its model server answers (default 300 s; exit 1 failed, 4 timeout)",
+    )
 
 
 def _alias(sub: Sub, common: argparse.ArgumentParser) -> None:
