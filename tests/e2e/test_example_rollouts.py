@@ -5,7 +5,8 @@ shown with the real `modelyard` CLI (subprocesses) and DEFAULT judge settings (a
 floors, minimum sample, inconclusive looks: only the steps and the interval are short):
 
 - a shadow of v2 comparing `predictions` reports an agreement of at least 90 % (v2 predicts
-  like v1 for 147 of the 150 rows) and changes nothing users see;
+  like v1 for 147 of the 150 rows) and changes nothing users see (this one with a 5 ms latency
+  allowance: see its docstring);
 - v2 uploaded again with its error switch (`serving.env.IRIS_FAULT_ERROR_RATE=0.3`) is rolled
   back at its first step;
 - v2 is promoted.
@@ -176,8 +177,13 @@ def no_rollout_left(yard: ModelyardProcess) -> Iterator[None]:
 
 
 def test_a_shadow_of_v2_agrees_on_the_predictions(yard: ModelyardProcess, traffic: Traffic) -> None:
-    rollout_id = start(yard, "--candidate", "2", "--shadow", "--compare-field", "predictions",
-                       "--min-agreement", "0.9", "--interval", "5")  # fmt: skip
+    """The judge's defaults, but for a 5 ms latency allowance: the copies are timed on another
+    path than the answers users get (sent after the primary answer, from the gateway's shadow
+    workers), and on this shared 2-core machine their medians came out 0.72x to 1.22x the
+    primaries' for the same v2, which a 10 % floor alone sometimes fails."""
+    shadow = ("--shadow", "--compare-field", "predictions", "--min-agreement", "0.9")
+    rollout_id = start(yard, "--candidate", "2", *shadow, "--interval", "5",
+                       "--latency-floor-ms", "5")  # fmt: skip
     watched = watch(yard, rollout_id)
     assert watched.returncode == 0, watched.stdout + watched.stderr
     found = re.search(r"\| agreement (\d+\.\d)% \((\d+)/(\d+)\)\n", watched.stdout)
