@@ -2,9 +2,10 @@
 
 On a fresh machine: builds the iris example's two bentos, starts `modelyard serve` (SQLite and
 files in a temporary folder), uploads v1 and promotes it (modelyard starts its `bentoml serve`),
-uploads v2 (with `FAULTY=1`, with its fault switch: 30 % of its answers are errors), sends
-inference traffic through the gateway and starts a canary rollout of v2, then prints each step
-and verdict as the controller takes them, until the rollout ends: promoted, or rolled back.
+uploads v2 (with `FAULTY=1`, with its fault switch: 30 % of its answers are errors) and waits
+until it serves in Staging, sends inference traffic through the gateway and starts a canary
+rollout of v2 with the judge's default settings, then prints each step and verdict as the
+controller takes them, until the rollout ends: promoted, or rolled back.
 Everything stops at the end; nothing is left running.
 """
 
@@ -29,10 +30,11 @@ from modelyard.testing import ModelyardProcess
 
 ROWS: Final = {"input_series": [[5.1, 3.5, 1.4, 0.2]]}
 TERMINAL: Final = ("Succeeded", "RolledBack", "Aborted", "Paused")
-#: A quick plan for a demo: 10 % then 50 % of the traffic, a look every 3 s, 30 requests per
-#: arm before judging; v2 (a random forest) is a few ms slower than v1 and that is accepted.
-PLAN: Final = {"steps": [10, 50, 100], "interval_s": 3, "min_sample_per_arm": 30,
-               "max_inconclusive": 60, "latency_floor_ms": 25}  # fmt: skip
+#: A quick plan for a demo: 25 % then 50 % of the traffic, a look every 5 s; the judge's
+#: settings are its defaults (100 requests an arm before judging, alpha 0.01, no latency
+#: allowance: v2 serves at v1's cost), as in `modelyard rollouts start iris --candidate 2
+#: --steps 25 50 100 --interval 5`.
+PLAN: Final = {"steps": [25, 50, 100], "interval_s": 5}
 
 
 def say(text: str) -> None:
@@ -71,10 +73,12 @@ def upload(api: httpx.Client, archive: Path, tags: dict[str, str]) -> int:
 
 
 def wait_served(url: str, version: int, within_s: float = 120) -> None:
+    """Until the gateway answers with `version` (asked for by its number)."""
     deadline = time.monotonic() + within_s
+    pin = {"x-modelyard-version": str(version)}
     while time.monotonic() < deadline:
         try:
-            r = httpx.post(url, json=ROWS, timeout=5)
+            r = httpx.post(url, json=ROWS, headers=pin, timeout=5)
             if r.status_code == 200 and r.headers.get("x-modelyard-version") == str(version):
                 return
         except httpx.HTTPError:
@@ -136,6 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fault = {"serving.env.IRIS_FAULT_ERROR_RATE": "0.3"} if args.faulty else {}
                 v2 = upload(api, archives["v2"], fault)
                 say(f"v{v2} uploaded{' WITH its fault switch (30% errors)' if fault else ''}")
+                api.post(f"/models/iris/versions/{v2}/stage",
+                         json={"stage": "Staging"}).raise_for_status()  # fmt: skip
+                say(f"v{v2} moved to Staging; waiting for its bentoml serve")
+                wait_served(url, v2)
                 traffic = Traffic(url, args.rate)
                 traffic.start()
                 say(f"sending {args.rate:g} requests/s through the gateway")

@@ -1,7 +1,8 @@
 """Shadow traffic: a sampled copy of a request goes to the shadow version through a bounded
 queue, after the primary answer was sent; it never delays or changes that answer. Copies that
 find the queue full are dropped and counted. The shadow's answer is compared with the
-primary's, exactly or numerically within a tolerance, and the agreement recorded."""
+primary's (the whole answer, or the field the policy names), exactly or numerically within a
+tolerance, and the agreement recorded."""
 
 from __future__ import annotations
 
@@ -35,17 +36,43 @@ class ShadowCopy(NamedTuple):
     origin: object | None = None  # the primary request's span context, when tracing
 
 
-def agree(primary: bytes, shadow: bytes, tolerance: float) -> bool:
-    """Exact byte equality, or with a tolerance, the same JSON shape with every number within
-    `tolerance` of its counterpart."""
-    if primary == shadow:
-        return True
-    if tolerance <= 0:
-        return False
+_MISSING: Final = object()
+
+
+def agree(primary: bytes, shadow: bytes, tolerance: float, field: str | None = None) -> bool:
+    """Whether two answers agree. Pure.
+
+    Without `field`, the whole answers: exact byte equality, or with a tolerance, the same JSON
+    shape with every number within `tolerance` of its counterpart.
+
+    With `field` (a top-level key of a JSON object, or a dotted path into nested objects such
+    as `result.label`), only that part of each answer: equal JSON values (numbers by value, so
+    `1` and `1.0` agree; `true` is not `1`), or with a tolerance, every number within it. An
+    answer that is not JSON, or lacks the field, counts as a disagreement: a candidate that
+    stopped answering the field disagrees, whatever the other answer says."""
+    if field is None:
+        if primary == shadow:
+            return True
+        if tolerance <= 0:
+            return False
     try:
-        return _close(msgspec.json.decode(primary), msgspec.json.decode(shadow), tolerance)
+        a, b = msgspec.json.decode(primary), msgspec.json.decode(shadow)
     except msgspec.DecodeError:
         return False
+    if field is not None:
+        a, b = field_of(a, field), field_of(b, field)
+        if a is _MISSING or b is _MISSING:
+            return False
+    return _close(a, b, max(tolerance, 0.0))
+
+
+def field_of(answer: Any, field: str) -> Any:
+    """The value at a dotted path into nested JSON objects, or `_MISSING`."""
+    for key in field.split("."):
+        if not isinstance(answer, dict) or key not in answer:
+            return _MISSING
+        answer = answer[key]
+    return answer
 
 
 def _close(a: Any, b: Any, tol: float) -> bool:
@@ -104,8 +131,9 @@ class ShadowQueue:
         if answer.status >= 400:
             self.metrics.shadow_answer(model, version, seconds, None)
             return None
-        tolerance = policy.shadow.tolerance if policy.shadow is not None else 0.0
-        agreed = agree(copy.primary, answer.body, tolerance)
+        shadow = policy.shadow
+        tolerance, field = (shadow.tolerance, shadow.compare_field) if shadow else (0.0, None)
+        agreed = agree(copy.primary, answer.body, tolerance, field)
         self.metrics.shadow_answer(model, version, seconds, agreed)
         return agreed
 

@@ -1,6 +1,6 @@
-"""The iris example's v1 under a real `bentoml serve`, for the benchmarks: built by the example's
-build script, imported into a fresh BENTOML_HOME, on a free loopback port, on the server CPU,
-and always stopped by PID (its workers live in sessions of their own)."""
+"""The iris example (v1 unless told) under a real `bentoml serve`, for the benchmarks: built by
+the example's build script, imported into a fresh BENTOML_HOME, on a free loopback port, on the
+server CPU, and always stopped by PID (its workers live in sessions of their own)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,11 @@ def bento_env(home: Path) -> dict[str, str]:
 
 def build_iris_v1() -> Path:
     """The exported v1 bento, built by the example's build script (a no-op when up to date)."""
+    return build_iris()["v1"]
+
+
+def build_iris() -> dict[str, Path]:
+    """Both exported bentos by variant (v1, v2), built by the example's build script."""
     out = REPO / ".cache" / "bentos"
     done = subprocess.run(
         [sys.executable, str(REPO / "examples/iris/build.py"), "--out", str(out)],
@@ -42,10 +47,10 @@ def build_iris_v1() -> Path:
     )
     if done.returncode != 0:
         raise BenchError(f"examples/iris/build.py failed ({done.returncode}):\n{done.stderr}")
-    archives = [Path(line) for line in done.stdout.splitlines() if line.endswith("-v1.bento")]
-    if not archives:
-        raise BenchError(f"examples/iris/build.py named no v1 bento: {done.stdout!r}")
-    return archives[0]
+    archives = {Path(line).stem.removeprefix("iris-"): Path(line) for line in done.stdout.split()}
+    if set(archives) != {"v1", "v2"}:
+        raise BenchError(f"examples/iris/build.py named no v1 and v2 bentos: {done.stdout!r}")
+    return archives
 
 
 def stop_bento(proc: subprocess.Popen[bytes], workers: Sequence[int]) -> None:
@@ -58,9 +63,9 @@ def stop_bento(proc: subprocess.Popen[bytes], workers: Sequence[int]) -> None:
 
 
 @contextmanager
-def bento(pin: Pinning, archive: Path, workdir: Path) -> Iterator[Server]:
-    """`bentoml serve iris-classifier:v1` from a fresh BENTOML_HOME, started on the server CPU
-    (its workers inherit it); always stopped."""
+def bento(pin: Pinning, archive: Path, workdir: Path, tag: str = IRIS_TAG) -> Iterator[Server]:
+    """`bentoml serve TAG` (iris-classifier:v1 unless told) from a fresh BENTOML_HOME, started on
+    the server CPU (its workers inherit it); always stopped."""
     home = workdir / "bentoml-home"
     home.mkdir(parents=True)
     bentoml = [sys.executable, "-m", "bentoml"]
@@ -77,7 +82,7 @@ def bento(pin: Pinning, archive: Path, workdir: Path) -> Iterator[Server]:
         raise BenchError(f"bentoml import {archive} failed:\n{imported.stderr[-3000:]}")
     port = free_port()
     log = workdir / "bentoml-serve.log"
-    command = [*bentoml, "serve", IRIS_TAG, "--port", str(port), "--host", "127.0.0.1"]
+    command = [*bentoml, "serve", tag, "--port", str(port), "--host", "127.0.0.1"]
     with open(log, "wb") as output:
         proc = subprocess.Popen(
             pin.server_command(command),

@@ -126,7 +126,8 @@ def _carry_out(
             salt = policy.salt or rollout.id
             policy = replace(policy, splits=splits if weight > 0 else [], sticky=sticky, salt=salt)
         case SetShadow(percent):
-            shadow = Shadow(version=rollout.spec.candidate, sample_percent=percent)
+            shadow = Shadow(version=rollout.spec.candidate, sample_percent=percent,
+                            compare_field=rollout.spec.compare_field)  # fmt: skip
             policy = replace(policy, shadow=shadow if percent > 0 else None)
         case Promote():
             change = StageChange(Stage.PRODUCTION, archive_existing=True)

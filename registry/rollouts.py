@@ -23,7 +23,8 @@ Phases, as in Flagger and Argo Rollouts:
   watch it (there is no baseline traffic left to compare with); then it becomes Production,
   the baseline is archived and the split is cleared.
 - Shadow mode: the candidate only receives copies; it is judged on errors, latency and
-  agreement with the baseline's answers and is never seen by users. A Pass ends the rollout
+  agreement with the baseline's answers (the whole answer, or the field `compare_field`
+  names) and is never seen by users. A Pass ends the rollout
   as Succeeded without promoting (it validated the candidate); a Fail stops the copies.
 """
 
@@ -39,7 +40,7 @@ from msgspec.structs import replace
 
 from registry.errors import InvalidInput, InvalidState
 from registry.judge import ArmStats, JudgeConfig, JudgeMemory, Outcome, Verdict, judge
-from registry.traffic import StickyKey
+from registry.traffic import AnswerField, StickyKey
 
 DEFAULT_STEPS: Final = (1.0, 5.0, 25.0, 50.0, 100.0)
 
@@ -83,6 +84,9 @@ class RolloutSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     mode: Mode = Mode.CANARY
     shadow_percent: Percent = 100.0  # shadow mode: the share of requests copied
     min_agreement: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None  # shadow mode
+    #: Shadow mode: compare only this field of the answers (a dotted path into nested
+    #: objects); None compares the whole answer. An answer without it disagrees.
+    compare_field: AnswerField | None = None
 
 
 class ShadowStats(msgspec.Struct, frozen=True):
@@ -108,7 +112,9 @@ class Look(msgspec.Struct, frozen=True):
     step: int
     weight: float
     verdict: Verdict
-    agreement: float | None = None
+    agreement: float | None = None  # shadow mode: agreed / compared, when any was compared
+    compared: int | None = None  # shadow mode: the copies whose answers were compared...
+    agreed: int | None = None  # ...and those that agreed with the baseline's answer
 
 
 class Rollout(msgspec.Struct, frozen=True):
@@ -172,6 +178,8 @@ def check_spec(spec: RolloutSpec) -> RolloutSpec:
         raise InvalidInput("steps must rise strictly, e.g. [1, 5, 25, 50, 100]", field="steps")
     if spec.mode == Mode.CANARY and spec.min_agreement is not None:
         raise InvalidInput("min_agreement is for shadow rollouts", field="min_agreement")
+    if spec.mode == Mode.CANARY and spec.compare_field is not None:
+        raise InvalidInput("compare_field is for shadow rollouts", field="compare_field")
     if spec.sticky is not None:
         sources = [spec.sticky.header, spec.sticky.cookie, spec.sticky.json_field]
         if sum(s is not None for s in sources) != 1:
@@ -293,8 +301,8 @@ def step(state: Rollout, snapshot: Snapshot | None, now: datetime) -> tuple[Roll
         return _finish(state, snapshot, now)
     verdict, memory = judge(snapshot.baseline, snapshot.candidate, judge_config(state.spec),
                             state.memory)  # fmt: skip
-    verdict, agreement = _with_agreement(state, verdict, snapshot.shadow)
-    look = _look(state, now, verdict, agreement)
+    verdict, compared = _with_agreement(state, verdict, snapshot.shadow)
+    look = _look(state, now, verdict, compared)
     state = replace(state, memory=memory, looks=state.looks + 1, last=look, updated_at=now)
     record: list[Action] = [RecordLook(look)]
     if verdict.outcome == Outcome.FAIL:
@@ -314,8 +322,12 @@ def step(state: Rollout, snapshot: Snapshot | None, now: datetime) -> tuple[Roll
     return replace(state, looks_in_step=waited, next_look_at=now + _interval(state)), record
 
 
-def _look(state: Rollout, now: datetime, verdict: Verdict, agreement: float | None) -> Look:
-    return Look(state.looks + 1, now, state.phase, state.step, state.weight, verdict, agreement)
+def _look(state: Rollout, now: datetime, verdict: Verdict, shadow: ShadowStats | None) -> Look:
+    look = Look(state.looks + 1, now, state.phase, state.step, state.weight, verdict)
+    if shadow is None:
+        return look
+    return replace(look, agreement=shadow.agreed / shadow.compared, compared=shadow.compared,
+                   agreed=shadow.agreed)  # fmt: skip
 
 
 def _begin(state: Rollout, now: datetime) -> tuple[Rollout, list[Action]]:
@@ -384,14 +396,18 @@ def slo_breach(spec: RolloutSpec, arm: ArmStats) -> str | None:
 
 def _with_agreement(
     state: Rollout, verdict: Verdict, shadow: ShadowStats
-) -> tuple[Verdict, float | None]:
+) -> tuple[Verdict, ShadowStats | None]:
     """Shadow mode: a candidate whose answers agree with the baseline's less often than
-    `min_agreement` fails, whatever else the judge said."""
+    `min_agreement` fails, whatever else the judge said. Returns the counts the look records
+    (None: not a shadow rollout, or nothing compared yet)."""
     if state.spec.mode != Mode.SHADOW or not shadow.compared:
         return verdict, None
     agreement = shadow.agreed / shadow.compared
     floor = state.spec.min_agreement
     if floor is not None and agreement < floor and verdict.outcome != Outcome.FAIL:
-        why = f"the candidate agreed with the baseline on {agreement:.1%}, under {floor:.1%}"
-        return replace(verdict, outcome=Outcome.FAIL, reason=why), agreement
-    return verdict, agreement
+        why = (
+            f"the candidate agreed with the baseline on {agreement:.1%}"
+            f" ({shadow.agreed} of {shadow.compared}), under {floor:.1%}"
+        )
+        return replace(verdict, outcome=Outcome.FAIL, reason=why), shadow
+    return verdict, shadow

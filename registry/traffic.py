@@ -53,12 +53,18 @@ class HeaderRule(_In, frozen=True):
     version: Version
 
 
+#: A field of a JSON answer: a top-level key, or a dotted path into nested objects (`a.b`).
+AnswerField = Annotated[str, msgspec.Meta(pattern=r"^[^.]+(\.[^.]+)*$", max_length=256)]
+
+
 class Shadow(_In, frozen=True):
-    """A sampled copy of the traffic to `version`; its answers are compared, never returned."""
+    """A sampled copy of the traffic to `version`; its answers are compared, never returned.
+    `compare_field` names the part of the answers compared (None: the whole answer)."""
 
     version: Version
     sample_percent: Percent = 100.0
     tolerance: Annotated[float, msgspec.Meta(ge=0)] = 0.0  # 0: exact; else numeric |a-b|
+    compare_field: AnswerField | None = None
 
 
 class TrafficPolicy(_In, frozen=True):

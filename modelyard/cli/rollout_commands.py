@@ -1,5 +1,6 @@
-"""Client subcommands for rollouts: start, show (with every verdict and its evidence), list,
-watch, pause, resume, abort, promote."""
+"""Client subcommands for rollouts: start (a flag for every field of a rollout spec), show (with
+every verdict and its evidence, and a shadow rollout's agreement), list, watch, pause, resume,
+abort, promote."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from modelyard.cli.output import Json, table
 TERMINAL: Final = ("Succeeded", "RolledBack", "Aborted")
 ROLLOUT_COLUMNS: Final = ("id", "phase", "baseline", "candidate", "weight", "looks", "reason")
 LOOK_COLUMNS: Final = ("seq", "at", "phase", "weight", "outcome", "baseline", "candidate", "why")
+SHADOW_LOOK_COLUMNS: Final = (*LOOK_COLUMNS[:-1], "agreement", "why")
 
 
 def _row(r: Json) -> Json:
@@ -26,6 +28,14 @@ def _arm(summary: Json) -> str:
     return f"{summary['requests']} req {summary['errors']} err{tail}"
 
 
+def agreement(look: Json) -> str | None:
+    """A shadow look's agreement with its counts, `98.0% (147/150)`; None when nothing was
+    compared (or the rollout is a canary)."""
+    if look.get("agreement") is None:
+        return None
+    return f"{look['agreement']:.1%} ({look.get('agreed')}/{look.get('compared')})"
+
+
 def look_line(look: Json) -> Json:
     verdict = look["verdict"]
     return {
@@ -36,6 +46,7 @@ def look_line(look: Json) -> Json:
         "outcome": verdict["outcome"],
         "baseline": _arm(verdict["baseline"]),
         "candidate": _arm(verdict["candidate"]),
+        "agreement": agreement(look),
         "why": verdict["reason"],
     }
 
@@ -52,40 +63,91 @@ def evidence(look: Json) -> str:
     return "\n".join(lines)
 
 
+def _shadow_lines(spec: Json, looks: list[Json]) -> list[str]:
+    """What a shadow rollout compares, and the agreement of its latest look that compared."""
+    field = spec.get("compare_field")
+    floor = spec.get("min_agreement")
+    lines = [
+        f"shadow: copies of {spec.get('shadow_percent', 100):g}% of the requests; compares"
+        f" {f'the field {field!r}' if field else 'the whole answer'};"
+        f" min agreement {f'{floor:.1%}' if floor is not None else 'none'}"
+    ]
+    compared = [x for x in looks if x.get("agreement") is not None]
+    if compared:
+        last = compared[-1]
+        lines.append(
+            f"agreement: {last['agreement']:.1%} ({last['agreed']} of {last['compared']}"
+            f" compared answers agreed, look {last['seq']})"
+        )
+    else:
+        lines.append("agreement: none yet (no shadow answer compared)")
+    return lines
+
+
 def render(view: Json) -> str:
     r = view["rollout"]
+    spec = r["spec"]
+    shadow = spec.get("mode") == "shadow"
+    plan = f"shadow {spec.get('shadow_percent', 100):g}%" if shadow else f"steps {spec['steps']}"
     head = (
         f"rollout {r['id']} of {r['model']}: {r['phase']} at {r['weight']:g}%"
-        f" (baseline v{r['baseline']}, candidate v{r['spec']['candidate']},"
-        f" steps {r['spec']['steps']})"
+        f" (baseline v{r['baseline']}, candidate v{spec['candidate']}, {plan})"
     )
     lines = [head] + ([f"reason: {r['reason']}"] if r.get("reason") else [])
     looks = view["looks"]
+    if shadow:
+        lines += _shadow_lines(spec, looks)
     if looks:
-        lines += ["", table(LOOK_COLUMNS, [look_line(x) for x in looks])]
+        columns = SHADOW_LOOK_COLUMNS if shadow else LOOK_COLUMNS
+        lines += ["", table(columns, [look_line(x) for x in looks])]
         lines += ["", f"evidence of look {looks[-1]['seq']}:", evidence(looks[-1])]
     return "\n".join(lines)
 
 
-def _spec(args: argparse.Namespace) -> Json:
-    spec: dict[str, Any] = {"candidate": args.candidate, "interval_s": args.interval}
-    optional = {
-        "steps": args.steps,
-        "min_sample_per_arm": args.min_sample,
-        "max_error_rate": args.max_error_rate,
-        "max_p99_ms": args.max_p99_ms,
-        "max_inconclusive": args.max_inconclusive,
+#: Each flag of `rollouts start` and the field of the rollout spec (registry/rollouts.py,
+#: RolloutSpec) it sets; a flag not given leaves the field to the server's default.
+#: tests/e2e/test_cli.py checks that every field of the spec has one.
+SPEC_FLAGS: Final = {
+    "candidate": "candidate",
+    "steps": "steps",
+    "interval": "interval_s",
+    "min_sample": "min_sample_per_arm",
+    "max_error_rate": "max_error_rate",
+    "max_p99_ms": "max_p99_ms",
+    "alpha": "alpha",
+    "latency_effect_floor": "latency_effect_floor",
+    "latency_floor_ms": "latency_floor_ms",
+    "max_inconclusive": "max_inconclusive",
+    "shadow_percent": "shadow_percent",
+    "min_agreement": "min_agreement",
+    "compare_field": "compare_field",
+}
+STICKY_FLAGS: Final = {"sticky_header": "header", "sticky_cookie": "cookie",
+                       "sticky_json_field": "json_field"}  # fmt: skip
+
+
+def spec_of(args: argparse.Namespace) -> Json:
+    """The rollout spec the flags ask for: only the fields given."""
+    spec: dict[str, Any] = {
+        field: getattr(args, dest)
+        for dest, field in SPEC_FLAGS.items()
+        if getattr(args, dest) is not None
     }
-    spec.update({k: v for k, v in optional.items() if v is not None})
-    if args.sticky_header:
-        spec["sticky"] = {"header": args.sticky_header}
+    sticky = {key: getattr(args, dest) for dest, key in STICKY_FLAGS.items()}
+    sticky = {key: value for key, value in sticky.items() if value is not None}
+    if sticky:
+        spec["sticky"] = sticky
     if args.shadow:
         spec["mode"] = "shadow"
     return spec
 
 
 def _start(client: RegistryClient, args: argparse.Namespace) -> Reply:
-    body = client.post(path("models", args.name, "rollouts"), _spec(args))
+    if args.quiet and args.json:
+        raise UsageError("--quiet and --json exclude each other")
+    body = client.post(path("models", args.name, "rollouts"), spec_of(args))
+    if args.quiet:
+        return Reply(body, body["id"])
     return Reply(body, f"started rollout {body['id']} ({body['phase']})")
 
 
@@ -108,7 +170,8 @@ def _watch(client: RegistryClient, args: argparse.Namespace) -> Reply:
             line = look_line(look)
             head = f"[{line['phase']} {line['weight']:g}%] {line['outcome']}: {line['why']}"
             arms = f"baseline {line['baseline']} | candidate {line['candidate']}"
-            print(f"{head} | {arms}", flush=True)
+            agreed = f" | agreement {line['agreement']}" if line["agreement"] else ""
+            print(f"{head} | {arms}{agreed}", flush=True)
             seen = look["seq"]
         r = view["rollout"]
         if r["phase"] in TERMINAL:
@@ -130,17 +193,7 @@ def _command(verb: str) -> Any:
 def register(sub: Sub, common: argparse.ArgumentParser) -> None:
     group = command_group(sub, "rollouts", "canary and shadow rollouts judged on live traffic")
     start = leaf(group, common, "start", "start a rollout against Production", _start, "name")
-    start.add_argument("--candidate", type=int, required=True, help="version to roll out")
-    start.add_argument(
-        "--steps", type=float, nargs="+", help="weights in %% (default 1 5 25 50 100)"
-    )
-    start.add_argument("--interval", type=float, default=60.0, help="seconds between looks")
-    start.add_argument("--min-sample", type=int, help="requests per arm before judging")
-    start.add_argument("--max-error-rate", type=float, help="SLO gate, a fraction (0.01 = 1%%)")
-    start.add_argument("--max-p99-ms", type=float, help="SLO gate on the candidate's p99")
-    start.add_argument("--max-inconclusive", type=int, help="looks per step before pausing")
-    start.add_argument("--sticky-header", help="keep users on one arm by this header")
-    start.add_argument("--shadow", action="store_true", help="copies only; never seen by users")
+    _start_flags(start)
     leaf(group, common, "list", "a model's rollouts, newest first", _list, "name")
     for verb, help_, handler in (
         ("show", "a rollout with every verdict and its evidence", _show),
@@ -155,3 +208,69 @@ def register(sub: Sub, common: argparse.ArgumentParser) -> None:
         if verb == "watch":
             parser.add_argument("--timeout", type=float, default=3600.0)
             parser.add_argument("--poll", type=float, default=1.0)
+
+
+def _start_flags(start: argparse.ArgumentParser) -> None:
+    """A flag for every field of a rollout spec; the defaults named are the server's."""
+    start.add_argument(
+        "--candidate", type=int, required=True, metavar="VERSION", help="version to roll out"
+    )
+    start.add_argument(
+        "--steps", type=float, nargs="+", metavar="PERCENT", help="weights (default 1 5 25 50 100)"
+    )
+    start.add_argument(
+        "--interval", type=float, metavar="SECONDS", help="between looks (default 60)"
+    )
+    start.add_argument(
+        "--min-sample", type=int, metavar="N", help="requests per arm before judging (default 100)"
+    )
+    start.add_argument(
+        "--max-error-rate", type=float, metavar="FRACTION", help="SLO gate, a fraction (0.01 = 1%%)"
+    )
+    start.add_argument(
+        "--max-p99-ms", type=float, metavar="MS", help="SLO gate on the candidate's p99"
+    )
+    start.add_argument(
+        "--alpha", type=float, help="false-fail rate of the whole rollout (default 0.01)"
+    )
+    start.add_argument(
+        "--latency-effect-floor",
+        type=float,
+        metavar="FRACTION",
+        help="a slower median fails only from this much slower, relative (default 0.1)",
+    )
+    start.add_argument(
+        "--latency-floor-ms",
+        type=float,
+        metavar="MS",
+        help="...and from this much slower, absolute (default 0)",
+    )
+    start.add_argument(
+        "--max-inconclusive",
+        type=int,
+        metavar="N",
+        help="looks in a step before pausing (default 10)",
+    )
+    sticky = start.add_mutually_exclusive_group()
+    sticky.add_argument("--sticky-header", metavar="NAME", help="keep users on one arm by this")
+    sticky.add_argument("--sticky-cookie", metavar="NAME", help="...or by this cookie")
+    sticky.add_argument("--sticky-json-field", metavar="FIELD", help="...or this request field")
+    start.add_argument("--shadow", action="store_true", help="copies only; never seen by users")
+    start.add_argument(
+        "--shadow-percent",
+        type=float,
+        metavar="PERCENT",
+        help="shadow: share of requests copied (default 100)",
+    )
+    start.add_argument(
+        "--min-agreement",
+        type=float,
+        metavar="FRACTION",
+        help="shadow: fail when fewer answers agree (default none)",
+    )
+    start.add_argument(
+        "--compare-field",
+        metavar="FIELD",
+        help="shadow: compare only this answer field, or a dotted path (default the whole answer)",
+    )
+    start.add_argument("--quiet", "-q", action="store_true", help="print only the new rollout's id")

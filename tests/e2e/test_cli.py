@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+import msgspec
 import pytest
 
 from modelyard.cli.main import main
 from modelyard.testing import ModelyardProcess, free_port
+from registry.rollouts import RolloutSpec
 
 pytestmark = pytest.mark.e2e
 
@@ -385,37 +390,46 @@ def test_usage_errors_are_exit_2(
     assert complaint in capsys.readouterr().err
 
 
+@contextmanager
+def feeding(
+    server: ModelyardProcess, name: str, arms: list[tuple[str, int, dict[str, int]]]
+) -> Iterator[None]:
+    """Healthy traffic windows of `arms` (variant, version, extra counts), every 0.1 s, as a
+    gateway would report them, until the block ends."""
+    stop = threading.Event()
+    window = {"model": name, "requests": 100, "errors": 0,
+              "latencies_ms": [20.0 + (i % 7) for i in range(100)]}  # fmt: skip
+    windows = [{**window, "variant": variant, "version": version, **extra}
+               for variant, version, extra in arms]  # fmt: skip
+
+    def gateway() -> None:
+        with httpx.Client(headers={"Authorization": f"Bearer {ADMIN}"}) as c:
+            while not stop.wait(0.1):
+                r = c.post(
+                    f"{server.url}/api/v1/windows", json={"source": "gw", "windows": windows}
+                )
+                assert r.status_code == 204, r.text
+
+    feeder = threading.Thread(target=gateway, daemon=True)
+    feeder.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        feeder.join()
+
+
 def test_a_rollout_from_the_cli(cli: Cli, server: ModelyardProcess) -> None:
     """start, watch every verdict until the end, show the evidence; a finished rollout
     refuses to pause with a clear error."""
-    import threading
-
-    import httpx
-
     name = new_model(cli, versions=2)
     assert cli("stage", name, "1", "production").code == 0
     started = cli("rollouts", "start", name, "--candidate", "2", "--steps", "10", "50", "100",
                   "--interval", "0.3", "--min-sample", "50", "--json")  # fmt: skip
     assert started.code == 0, started.err
     rollout_id = started.json()["id"]
-    stop = threading.Event()
-
-    def gateway() -> None:  # healthy traffic windows, as a gateway would report them
-        window = {"model": name, "requests": 100, "errors": 0,
-                  "latencies_ms": [20.0 + (i % 7) for i in range(100)]}  # fmt: skip
-        arms = [{**window, "version": 1, "variant": "stable"},
-                {**window, "version": 2, "variant": "canary"}]  # fmt: skip
-        with httpx.Client(headers={"Authorization": f"Bearer {ADMIN}"}) as c:
-            while not stop.wait(0.1):
-                c.post(f"{server.url}/api/v1/windows", json={"source": "gw", "windows": arms})
-
-    feeder = threading.Thread(target=gateway, daemon=True)
-    feeder.start()
-    try:
+    with feeding(server, name, [("stable", 1, {}), ("canary", 2, {})]):
         watched = cli("rollouts", "watch", rollout_id, "--poll", "0.2", "--timeout", "60")
-    finally:
-        stop.set()
-        feeder.join()
     assert watched.code == 0, watched.err
     assert "[Progressing 10%] pass" in watched.out and "Succeeded" in watched.out
     shown = cli("rollouts", "show", rollout_id)
@@ -426,3 +440,91 @@ def test_a_rollout_from_the_cli(cli: Cli, server: ModelyardProcess) -> None:
     assert rollout_id in listed.out
     late = cli("rollouts", "pause", rollout_id)
     assert late.code == 1 and "Succeeded" in late.err
+
+
+#: For every field of a rollout spec: the flags of `rollouts start` that set it and the value
+#: the server then stores, unlike the field's default. Checked against the Struct's fields, so
+#: a new field without a flag (and an entry here) fails.
+FLAG_EXAMPLES: dict[str, tuple[list[str], Any]] = {
+    "candidate": (["--candidate", "2"], 2),
+    "steps": (["--steps", "20", "60", "100"], [20.0, 60.0, 100.0]),
+    "interval_s": (["--interval", "30"], 30.0),
+    "min_sample_per_arm": (["--min-sample", "250"], 250),
+    "max_error_rate": (["--max-error-rate", "0.02"], 0.02),
+    "max_p99_ms": (["--max-p99-ms", "150"], 150.0),
+    "alpha": (["--alpha", "0.05"], 0.05),
+    "latency_effect_floor": (["--latency-effect-floor", "0.2"], 0.2),
+    "latency_floor_ms": (["--latency-floor-ms", "5"], 5.0),
+    "max_inconclusive": (["--max-inconclusive", "20"], 20),
+    "sticky": (["--sticky-header", "x-user"], {"header": "x-user"}),
+    "mode": (["--shadow"], "shadow"),
+    "shadow_percent": (["--shadow-percent", "40"], 40.0),
+    "min_agreement": (["--min-agreement", "0.9"], 0.9),
+    "compare_field": (["--compare-field", "result.label"], "result.label"),
+}
+
+
+def test_rollouts_start_has_a_flag_for_every_spec_field(cli: Cli) -> None:
+    fields = msgspec.structs.fields(RolloutSpec)
+    assert set(FLAG_EXAMPLES) == {f.name for f in fields}, "a spec field without a flag"
+    for f in fields:
+        default = f.default_factory() if f.default_factory is not msgspec.NODEFAULT else f.default
+        if default is not msgspec.NODEFAULT:
+            assert msgspec.to_builtins(default) != FLAG_EXAMPLES[f.name][1], f.name
+    name = new_model(cli, versions=2)
+    assert cli("stage", name, "1", "production").code == 0
+    argv = [arg for flags, _ in FLAG_EXAMPLES.values() for arg in flags]
+    started = cli("rollouts", "start", name, *argv, "--quiet")
+    assert started.code == 0, started.err
+    rollout_id = started.out.strip()
+    assert started.out == f"{rollout_id}\n" and rollout_id.startswith("ro-")  # `RO=$(...)`
+    spec = cli("rollouts", "show", rollout_id, "--json").json()["rollout"]["spec"]
+    assert {k: spec[k] for k in FLAG_EXAMPLES} == {k: v for k, (_, v) in FLAG_EXAMPLES.items()}
+    assert cli("rollouts", "abort", rollout_id).code == 0
+    for flag, key in (("--sticky-cookie", "cookie"), ("--sticky-json-field", "json_field")):
+        other = new_model(cli, versions=2)
+        assert cli("stage", other, "1", "production").code == 0
+        made = cli("rollouts", "start", other, "--candidate", "2", flag, "user", "--json")
+        assert made.code == 0, made.err
+        assert made.json()["spec"]["sticky"] == {key: "user"}
+        assert cli("rollouts", "abort", made.json()["id"]).code == 0
+
+
+def test_rollouts_start_flags_are_checked(cli: Cli) -> None:
+    name = new_model(cli, versions=2)
+    assert cli("stage", name, "1", "production").code == 0
+    both = cli("rollouts", "start", name, "--candidate", "2", "--quiet", "--json")
+    assert both.code == 2 and "--quiet and --json" in both.err
+    canary = cli("rollouts", "start", name, "--candidate", "2", "--compare-field", "predictions")
+    failed(canary, "INVALID_PARAMETER_VALUE")
+    assert "compare_field is for shadow rollouts (field: compare_field)" in canary.err
+    out_of_range = cli("rollouts", "start", name, "--candidate", "2", "--alpha", "0.7")
+    assert out_of_range.code == 1 and "alpha" in out_of_range.err
+    assert cli("rollouts", "list", name, "--json").json() == []
+
+
+def test_a_shadow_rollout_shows_its_agreement(cli: Cli, server: ModelyardProcess) -> None:
+    """watch and show print how often the shadow's answers agreed, with the counts."""
+    name = new_model(cli, versions=2)
+    assert cli("stage", name, "1", "production").code == 0
+    started = cli("rollouts", "start", name, "--candidate", "2", "--shadow", "--compare-field",
+                  "predictions", "--min-agreement", "0.9", "--interval", "0.3", "--min-sample",
+                  "50", "--quiet")  # fmt: skip
+    assert started.code == 0, started.err
+    rollout_id = started.out.strip()
+    before = cli("rollouts", "show", rollout_id)
+    assert "compares the field 'predictions'; min agreement 90.0%" in before.out, before.out
+    with feeding(server, name, [("stable", 1, {}), ("shadow", 2, {"compared": 100, "agreed": 97})]):
+        watched = cli("rollouts", "watch", rollout_id, "--poll", "0.2", "--timeout", "60")
+    assert watched.code == 0, watched.err
+    found = re.search(r"\[Progressing 100%\] pass: .* \| agreement 97\.0% \((\d+)/(\d+)\)\n",
+                      watched.out)  # fmt: skip
+    assert found, watched.out
+    agreed, compared = int(found.group(1)), int(found.group(2))
+    assert compared >= 100 and agreed == compared * 97 // 100
+    shown = cli("rollouts", "show", rollout_id)
+    assert f"rollout {rollout_id} of {name}: Succeeded" in shown.out
+    assert f"agreement: 97.0% ({agreed} of {compared} compared answers agreed, look " in shown.out
+    assert column(shown.out.split("\n\n")[1], "AGREEMENT", 1) == "97.0%"
+    look = cli("rollouts", "show", rollout_id, "--json").json()["looks"][-1]
+    assert (look["agreed"], look["compared"]) == (agreed, compared)

@@ -195,7 +195,10 @@ async def test_pins_and_the_open_inference_protocol(yard: ModelyardProcess) -> N
         }
         v2 = c.post("/v2/models/iris/versions/2/infer", json=infer).json()
         assert v2["model_version"] == "2"
-        assert {o["name"]: o["shape"] for o in v2["outputs"]}["probabilities"] == [2, 3]
+        assert {o["name"]: o["data"] for o in v2["outputs"]} == {
+            "predictions": [0, 2],
+            "model_version": ["v2"],
+        }
         meta = c.get("/v2/models/iris").json()
         assert meta["name"] == "iris" and "1" in meta["versions"]
         assert c.get("/v2/models/iris/ready").json() == {"name": "iris", "ready": True}
@@ -205,8 +208,12 @@ async def test_shadow_never_changes_the_answer_and_agreement_is_measured(
     yard: ModelyardProcess,
 ) -> None:
     direct = httpx.post(f"{yard.url}/models/iris/versions/1/classify", json=ROWS).content
-    for shadow, expected in ((2, 0.0), (3, 1.0)):  # v2 answers differently, v3 is v1's server
-        set_traffic(yard, {"shadow": {"version": shadow, "sample_percent": 100}})
+    # v2 answers another model_version (the same predictions for these rows): the whole answer
+    # never agrees, its predictions always do; v3 is v1's server
+    cases = ((2, None, 0.0), (2, "predictions", 1.0), (3, None, 1.0))
+    for shadow, field, expected in cases:
+        compared_by = {"compare_field": field} if field else {}
+        set_traffic(yard, {"shadow": {"version": shadow, "sample_percent": 100, **compared_by}})
         base = metric(
             yard, "modelyard_gateway_shadow_compared_total", model="iris", version=str(shadow)
         )

@@ -9,8 +9,10 @@ import random
 import time
 from typing import Any
 
+import msgspec
 import pytest
 
+from registry.routes import RouteTable
 from tests.integration.test_api import Client, bearer, error, model_with_versions, token
 
 FAST = {"candidate": 2, "steps": [10, 50, 100], "interval_s": 0.3, "min_sample_per_arm": 50}
@@ -56,12 +58,12 @@ async def traffic(client: Client) -> dict[str, Any]:
 
 
 async def report(
-    client: Client, version: int, variant: str, n: int, errors: int, ms: float
+    client: Client, version: int, variant: str, n: int, errors: int, ms: float, **shadow: int
 ) -> None:
     rng = random.Random(version * 1000 + n)
     latencies = [ms * rng.lognormvariate(0, 0.3) for _ in range(n - errors)]
     window = {"model": "iris", "version": version, "variant": variant, "requests": n,
-              "errors": errors, "latencies_ms": latencies}  # fmt: skip
+              "errors": errors, "latencies_ms": latencies, **shadow}  # fmt: skip
     r = await client.post("/api/v1/windows", json={"source": "test-gw", "windows": [window]})
     assert r.status_code == 204, r.text
 
@@ -186,3 +188,42 @@ async def test_the_controller_rolls_back_an_erroring_candidate(client: Client) -
     errors = next(c for c in failed["checks"] if c["name"] == "errors")
     assert errors["p_value"] < errors["threshold"]
     assert failed["candidate"]["errors"] == 30 and failed["baseline"]["requests"] == 500
+
+
+async def test_a_shadow_rollout_compares_the_field_it_names(client: Client) -> None:
+    """`compare_field` goes from the spec into the traffic policy and the route table the
+    gateways decode; the look records the agreement with its counts; the schema shows it."""
+    await production(client)
+    spec = {"mode": "shadow", "compare_field": "predictions", "min_agreement": 0.9}
+    rid = (await start(client, **spec))["id"]
+    await until(client, rid, {"Progressing"})
+    shadow = {"version": 2, "sample_percent": 100.0, "compare_field": "predictions"}
+    assert (await traffic(client))["shadow"] == shadow
+    routes = await client.get("/api/v1/routes")
+    table = msgspec.json.decode(routes.content, type=RouteTable)  # as the gateway decodes it
+    policy = table.models["iris"].policy
+    assert policy.shadow is not None and policy.shadow.compare_field == "predictions"
+    await report(client, 1, "stable", 400, 0, 20)
+    await report(client, 2, "shadow", 400, 0, 20, compared=400, agreed=388)
+    view = await until(client, rid, {"Succeeded"})
+    look = view["looks"][-1]
+    assert (look["agreement"], look["compared"], look["agreed"]) == (0.97, 400, 388)
+    assert view["rollout"]["spec"]["compare_field"] == "predictions"
+    assert "shadow" not in await traffic(client)
+    schemas = (await client.get("/schema/openapi.json")).json()["components"]["schemas"]
+    field = schemas["Shadow"]["properties"]["compare_field"]
+    assert schemas["RolloutSpec"]["properties"]["compare_field"] == field
+    assert {"agreement", "compared", "agreed"} <= set(schemas["Look"]["properties"])
+
+
+async def test_compare_field_is_for_shadow_rollouts(client: Client) -> None:
+    await production(client)
+    canary = await client.post(
+        "/api/v1/models/iris/rollouts", json={**FAST, "compare_field": "predictions"}
+    )
+    error(canary, 400, "INVALID_PARAMETER_VALUE", "compare_field")
+    bad = await client.post(
+        "/api/v1/models/iris/rollouts", json={**FAST, "mode": "shadow", "compare_field": "a..b"}
+    )
+    assert bad.status_code == 400 and "compare_field" in bad.text
+    assert (await client.get("/api/v1/models/iris/rollouts")).json() == []

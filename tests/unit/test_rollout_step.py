@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from registry import rollouts
+from registry import rollout_rules, rollouts
+from registry.changes import ModelState, UpdateModel
+from registry.domain import Stage
 from registry.errors import InvalidInput, InvalidState
 from registry.judge import ArmStats, Outcome
 from registry.rollouts import (
@@ -23,6 +25,7 @@ from registry.rollouts import (
     ShadowStats,
     Snapshot,
 )
+from tests.unit.test_rules import CTX, model, version
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 INTERVAL = 10.0
@@ -196,6 +199,32 @@ def test_shadow_disagreement_fails() -> None:
     assert failed.reason is not None and "agreed" in failed.reason
 
 
+def test_a_shadow_look_records_the_agreement_and_its_counts() -> None:
+    state, clock = begin(spec(mode=Mode.SHADOW, compare_field="predictions"))
+    now = clock.advance()
+    snap = Snapshot(state.step_started_at, arm(1000), arm(400), ShadowStats(400, 388))
+    done, actions = rollouts.step(state, snap, now)
+    look = next(a.look for a in actions if isinstance(a, RecordLook))
+    assert (look.agreement, look.compared, look.agreed) == (0.97, 400, 388)
+    assert done.phase == Phase.SUCCEEDED  # no min_agreement: agreement is measured, not judged
+
+
+def test_a_canary_look_has_no_agreement() -> None:
+    state, clock = begin(spec())
+    _, actions = tick(state, clock, arm(1000), arm(1000))
+    look = next(a.look for a in actions if isinstance(a, RecordLook))
+    assert (look.agreement, look.compared, look.agreed) == (None, None, None)
+
+
+def test_the_agreement_failure_says_the_counts() -> None:
+    state, clock = begin(spec(mode=Mode.SHADOW, min_agreement=0.9, compare_field="predictions"))
+    snap = Snapshot(state.step_started_at, arm(1000), arm(1000), ShadowStats(1000, 850))
+    failed, _ = rollouts.step(state, snap, clock.advance())
+    assert failed.reason == (
+        "the candidate agreed with the baseline on 85.0% (850 of 1000), under 90.0%"
+    )
+
+
 def test_bad_specs_are_refused_with_the_field() -> None:
     with pytest.raises(InvalidInput) as bad:
         rollouts.start(spec(steps=[5, 1]), id="r", model="m", baseline=1, actor="a", now=T0)
@@ -205,9 +234,29 @@ def test_bad_specs_are_refused_with_the_field() -> None:
     assert same.value.field == "candidate"
     with pytest.raises(msgspec.ValidationError):
         spec(steps=[0, 50])
+    for shadow_only in ({"min_agreement": 0.9}, {"compare_field": "predictions"}):
+        with pytest.raises(InvalidInput) as canary:
+            rollouts.start(spec(**shadow_only), id="r", model="m", baseline=1, actor="a", now=T0)
+        assert canary.value.field == next(iter(shadow_only))
+    with pytest.raises(msgspec.ValidationError, match="compare_field"):
+        spec(mode=Mode.SHADOW, compare_field="predictions.")
 
 
 def test_the_state_round_trips_through_json() -> None:
     state, clock = begin(spec())
     state, _ = tick(state, clock, arm(1000), arm(1000))
     assert msgspec.json.decode(msgspec.json.encode(state), type=Rollout) == state
+
+
+def test_a_shadow_rollout_sets_a_policy_comparing_its_field() -> None:
+    """The decision under the model's lock: the first step of a shadow rollout writes a
+    traffic policy whose shadow compares the field the spec names."""
+    held = ModelState(model(2), {1: version(1, Stage.PRODUCTION), 2: version(2)}, {})
+    shadow = spec(mode=Mode.SHADOW, shadow_percent=50, compare_field="out.label")
+    started = rollout_rules.start(held, CTX, "iris", shadow, "ro-1").result
+    held = msgspec.structs.replace(held, rollout=started)
+    decided = rollout_rules.apply(held, CTX, "iris", "ro-1", lambda r: rollouts.step(r, None, T0))
+    [policy] = [op.model.traffic for op in decided.ops if isinstance(op, UpdateModel)]
+    assert policy is not None and policy.shadow is not None
+    assert (policy.shadow.version, policy.shadow.sample_percent) == (2, 50)
+    assert policy.shadow.compare_field == "out.label" and policy.steered_by == "ro-1"

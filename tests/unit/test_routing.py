@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+import msgspec
 import pytest
 
 from gateway.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
@@ -179,6 +180,52 @@ def test_breaker_ejects_then_tries_one_request() -> None:
 )
 def test_shadow_agreement(a: bytes, b: bytes, tol: float, same: bool) -> None:
     assert agree(a, b, tol) is same
+
+
+V1 = b'{"predictions":[0,2],"model_version":"v1"}'
+V2 = b'{"model_version":"v2","predictions":[0,2]}'
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "tol", "field", "same"),
+    [
+        # the whole answer (no field): another model_version is a disagreement, as before
+        (V1, V2, 0.0, None, False),
+        (V1, V2, 0.5, None, False),
+        # a top-level field: only it counts, whatever the key order and the other fields
+        (V1, V2, 0.0, "predictions", True),
+        (V1, b'{"predictions":[0,1],"model_version":"v1"}', 0.0, "predictions", False),
+        (V1, V2, 0.0, "model_version", False),
+        (b'{"p":[1]}', b'{"p":[1.0]}', 0.0, "p", True),  # JSON values, not bytes
+        (b'{"p":[true]}', b'{"p":[1]}', 0.0, "p", False),
+        (b'{"p":"setosa"}', b'{"p":"setosa","extra":1}', 0.0, "p", True),
+        (b'{"p":0.5}', b'{"p":0.51}', 0.0, "p", False),
+        (b'{"p":0.5}', b'{"p":0.51}', 0.02, "p", True),  # the tolerance still applies
+        # a dotted path into nested objects
+        (b'{"out":{"label":2,"s":0.9}}', b'{"out":{"label":2,"s":0.7}}', 0, "out.label", True),
+        (b'{"out":{"label":2}}', b'{"out":{"label":1}}', 0.0, "out.label", False),
+        # a missing field disagrees, on either side and even on both
+        (V1, b'{"model_version":"v2"}', 0.0, "predictions", False),
+        (b'{"model_version":"v2"}', V1, 0.0, "predictions", False),
+        (b'{"a":1}', b'{"a":1}', 0.0, "predictions", False),
+        (b'{"out":[{"label":2}]}', b'{"out":[{"label":2}]}', 0.0, "out.label", False),
+        (b'{"out":3}', b'{"out":3}', 0.0, "out.label", False),
+        (b"[1, 2]", b"[1, 2]", 0.0, "predictions", False),
+        (b"not json", b"not json", 0.0, "predictions", False),
+    ],
+)
+def test_shadow_agreement_on_a_named_field(
+    a: bytes, b: bytes, tol: float, field: str | None, same: bool
+) -> None:
+    assert agree(a, b, tol, field) is same
+
+
+@pytest.mark.parametrize("field", ["", ".predictions", "predictions.", "a..b", "x" * 257])
+def test_a_compare_field_must_be_a_dotted_path(field: str) -> None:
+    with pytest.raises(msgspec.ValidationError, match="compare_field"):
+        msgspec.convert({"version": 2, "compare_field": field}, Shadow)
+    ok = msgspec.convert({"version": 2, "compare_field": "result.label"}, Shadow)
+    assert ok.compare_field == "result.label"
 
 
 def test_choices_are_cheap_enough_to_make_per_request() -> None:
