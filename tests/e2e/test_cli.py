@@ -193,8 +193,8 @@ def test_versions_create_list_and_show(cli: Cli) -> None:
 
     second = cli("versions", "create", name, "--endpoint", "http://iris:3000", "--run-id", "run-7")
     assert second.code == 0, second.err
-    assert "\nversion:      2\n" in second.out
-    assert "\nrun_id:       run-7\n" in second.out
+    assert "\nversion:         2\n" in second.out
+    assert "\nrun_id:          run-7\n" in second.out
 
     listed = cli("versions", "list", name)
     assert [column(listed.out, "VERSION", row) for row in (1, 2)] == ["2", "1"]
@@ -203,8 +203,8 @@ def test_versions_create_list_and_show(cli: Cli) -> None:
     assert [v["version"] for v in cli("versions", "list", name, "--json").json()["items"]] == [2, 1]
 
     shown = cli("versions", "show", name, "1")
-    assert "artifact_uri: s3://bucket/iris.bento\n" in shown.out
-    assert "metrics:      acc=0.97\n" in shown.out
+    assert "artifact_uri:    s3://bucket/iris.bento\n" in shown.out
+    assert "metrics:         acc=0.97\n" in shown.out
 
 
 def test_stage_with_archive_existing_archives_the_old_production(cli: Cli) -> None:
