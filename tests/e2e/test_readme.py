@@ -16,10 +16,12 @@ meant to achieve is checked through the API: the rollouts ended as the README sa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -107,7 +109,11 @@ def test_every_user_section_has_blocks_and_every_skip_is_pinned() -> None:
 
 def script_of(blocks: list[Block], port: int, token: str) -> str:
     """One bash script: each block behind a marker line, so a failure names its block."""
-    parts = ["set -euo pipefail", 'curl() { command curl --fail-with-body "$@"; }']
+    parts = [
+        "set -euo pipefail",
+        'curl() { command curl --fail-with-body "$@"; }',
+        "trap 'kill $(jobs -p) 2> /dev/null' EXIT",  # a block's background loop ends with it
+    ]
     for n, block in enumerate(blocks):
         code = block.code.replace(DEFAULT_ORIGIN, f"127.0.0.1:{port}").replace(
             TOKEN_PLACEHOLDER, token
@@ -155,15 +161,25 @@ def test_the_readme_blocks_run_as_written(
         if not k.startswith(("MODELYARD_", "MLFLOW_", "PYTEST_"))
     }
     env["HOME"] = str(home)
-    done = subprocess.run(
-        ["bash", str(tmp_path / "readme.sh")],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=BLOCK_TIMEOUT_S,
-        check=False,
-    )
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        bash = subprocess.Popen(
+            ["bash", str(tmp_path / "readme.sh")],
+            cwd=workdir,
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,  # its own process group: whatever it started goes with it
+        )
+        try:
+            code = bash.wait(timeout=BLOCK_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            code = -1
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(bash.pid, signal.SIGKILL)  # background loops a failed block left
+            bash.wait()
+    done = subprocess.CompletedProcess(bash.args, code, out.read_text(), err.read_text())
     ran = re.findall(r"::block (\d+) \(([^)]*)\)::", done.stdout)
     print("README blocks run:")
     for n, where in ran:

@@ -126,3 +126,19 @@ def test_memory_round_trips_through_json() -> None:
 @settings(max_examples=50)
 def test_the_budget_of_every_look_never_sums_above_alpha(alpha: float, looks: int) -> None:
     assert sum(look_alpha(alpha, k) for k in range(1, looks + 1)) <= alpha
+
+
+def test_the_tail_does_not_fail_identical_arms_with_a_few_hundred_requests() -> None:
+    """With 150 requests an arm, a p99 estimated from the baseline alone is off by a factor of
+    two now and then; tested as if it were known (binomial at 1 %), identical arms failed the
+    tail in 5 % of first looks against a budget of 0.2 %. The pooled edge is exact."""
+    rng = random.Random(11)
+    failed = 0
+    for _ in range(400):
+        base = [rng.lognormvariate(1.5, 0.4) for _ in range(150)]
+        cand = [rng.lognormvariate(1.5, 0.4) for _ in range(150)]
+        verdict, _ = judge(
+            ArmStats(150, 0, base), ArmStats(150, 0, cand), JudgeConfig(), JudgeMemory()
+        )
+        failed += next(c for c in verdict.checks if c.name == "tail").outcome == Outcome.FAIL
+    assert failed <= 1  # the binomial test against the baseline's own p99: 21 of 400

@@ -251,7 +251,8 @@ def test_the_state_round_trips_through_json() -> None:
 def test_a_shadow_rollout_sets_a_policy_comparing_its_field() -> None:
     """The decision under the model's lock: the first step of a shadow rollout writes a
     traffic policy whose shadow compares the field the spec names."""
-    held = ModelState(model(2), {1: version(1, Stage.PRODUCTION), 2: version(2)}, {})
+    # v2 in Staging, as `start` leaves it (a policy never names a version nothing serves)
+    held = ModelState(model(2), {1: version(1, Stage.PRODUCTION), 2: version(2, Stage.STAGING)}, {})
     shadow = spec(mode=Mode.SHADOW, shadow_percent=50, compare_field="out.label")
     started = rollout_rules.start(held, CTX, "iris", shadow, "ro-1").result
     held = msgspec.structs.replace(held, rollout=started)
