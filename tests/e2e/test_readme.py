@@ -112,7 +112,8 @@ def script_of(blocks: list[Block], port: int, token: str) -> str:
     parts = [
         "set -euo pipefail",
         'curl() { command curl --fail-with-body "$@"; }',
-        "trap 'kill $(jobs -p) 2> /dev/null' EXIT",  # a block's background loop ends with it
+        # a block's background loop ends with the script, which keeps its own exit status
+        "trap 'status=$?; jobs -p | xargs -r kill 2> /dev/null || true; exit $status' EXIT",
     ]
     for n, block in enumerate(blocks):
         code = block.code.replace(DEFAULT_ORIGIN, f"127.0.0.1:{port}").replace(
