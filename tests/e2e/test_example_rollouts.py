@@ -228,7 +228,7 @@ def test_v2_is_promoted_with_the_default_judge(yard: ModelyardProcess, traffic: 
     assert f"rollout {rollout_id}: Succeeded" in watched.stdout
     shown = view(yard, rollout_id)
     spec = shown["rollout"]["spec"]
-    assert (spec["alpha"], spec["latency_floor_ms"], spec["min_sample_per_arm"]) == (0.01, 0, 100)
+    assert (spec["alpha"], spec["latency_floor_ms"], spec["min_sample_per_arm"]) == (0.01, 1, 100)
     outcomes = [look["verdict"]["outcome"] for look in shown["looks"]]
     assert outcomes.count("pass") == 2 and "fail" not in outcomes, shown["looks"]
     assert stages(yard) == {1: "Archived", 2: "Production", 3: "Staging"}
