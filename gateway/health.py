@@ -41,18 +41,22 @@ class UpstreamChecks:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
+        seen: int | None = None  # the table revision `wanted` was read from
+        wanted: Mapping[str, str] = {}
         async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_S) as client:
             while True:
                 table = self.follower.table
-                if table is not None:
-                    wanted = gated_endpoints(table)
+                if table is not None and table.revision != seen:
+                    # walk the table only when it changed, not every round: it may hold
+                    # thousands of models, and this runs on the gateway's event loop
+                    seen, wanted = table.revision, gated_endpoints(table)
                     self._probes = {e: p for e, p in self._probes.items() if e in wanted}
-                    pending = [
-                        (endpoint, protocol)
-                        for endpoint, protocol in wanted.items()
-                        if endpoint not in self._probes or not self._probes[endpoint].answered
-                    ]
-                    await asyncio.gather(*(self._probe(client, e, p) for e, p in pending))
+                pending = [
+                    (endpoint, protocol)
+                    for endpoint, protocol in wanted.items()
+                    if endpoint not in self._probes or not self._probes[endpoint].answered
+                ]
+                await asyncio.gather(*(self._probe(client, e, p) for e, p in pending))
                 await asyncio.sleep(self.every_s)
 
     async def _probe(self, client: httpx.AsyncClient, endpoint: str, protocol: str) -> None:

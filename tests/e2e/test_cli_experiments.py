@@ -12,13 +12,13 @@ import re
 import secrets
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import pytest
 from modelyard.cli import outcome_lines
 from modelyard.cli.main import main
 from modelyard.testing import ModelyardProcess
+from tests.http_threads import serving
 
 pytestmark = pytest.mark.e2e
 
@@ -50,41 +51,36 @@ class Run:
 def upstreams() -> Iterator[list[str]]:
     """Two keep-alive HTTP servers (threads) standing for versions 1 and 2: a POST gets
     `{"version": N}`, a GET 200 (a readiness probe)."""
-    servers = []
-    for version in (1, 2):
+    with ExitStack() as stack:
+        yield [stack.enter_context(serving(handler(version))) for version in (1, 2)]
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-            answer = json.dumps({"version": version}).encode()
 
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("content-length", "0")))
-                self._send(self.answer)
+def handler(version: int) -> type[BaseHTTPRequestHandler]:
+    """Answers a POST with `{"version": N}`, a GET with 200."""
 
-            def do_GET(self) -> None:
-                self._send(b"{}")
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+        answer = json.dumps({"version": version}).encode()
 
-            def _send(self, body: bytes) -> None:
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            self._send(self.answer)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
+        def do_GET(self) -> None:
+            self._send(b"{}")
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-    try:
-        yield [f"http://127.0.0.1:{s.server_address[1]}" for s in servers]
-    finally:
-        for server in servers:
-            server.shutdown()
-            server.server_close()
+        def _send(self, body: bytes) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from litestar.testing import AsyncTestClient
 
 from modelyard.app import create_app
 from modelyard.settings import Settings, load_settings
+from tests.http_threads import serving
 from tests.integration.bentos import write_bento
 from tests.integration.test_tracing import ADMIN, AUTH, ROWS
 
@@ -55,16 +56,8 @@ def model_server(version: int, ready: threading.Event) -> Iterator[str]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(Handler) as url:
+        yield url
 
 
 def settings(tmp_path: Path, **kw: Any) -> Settings:

@@ -8,11 +8,10 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from opentelemetry.trace import SpanKind
 from adapters.telemetry import Tracing, setup_tracing
 from modelyard.app import create_app
 from modelyard.settings import Settings, load_settings
+from tests.http_threads import serving
 
 ADMIN = "tracing-admin-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
@@ -55,16 +55,8 @@ def echo_upstream(version: int) -> Iterator[str]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(Handler) as url:
+        yield url
 
 
 @asynccontextmanager
