@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import yaml
 
-from registry.domain import ApiSpec
+from contract.routes import ApiSpec
 from registry.errors import BadArtifact
 from registry.ports import BentoInfo
 

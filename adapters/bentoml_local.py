@@ -30,7 +30,7 @@ import msgspec
 
 from adapters.net import free_port
 from adapters.process_tree import descendants, kill_all
-from registry.domain import ModelVersion
+from registry.catalog.domain import ModelVersion
 from registry.errors import DeployError, RegistryError
 from registry.ports import ArtifactStore, ServerState
 

@@ -25,8 +25,8 @@ from opentelemetry.trace.propagation import set_span_in_context
 
 from adapters.json_logs import REQUEST_ID
 from adapters.telemetry import Tracing
-from registry.api.metrics import RegistryMetrics
-from registry.rollouts import Rollout
+from registry.rollouts.engine import Rollout
+from registry.web.api.metrics import RegistryMetrics
 
 TRACER_NAME: Final = "modelyard.registry"
 _TRACE_HEADERS: Final = frozenset({b"traceparent", b"tracestate"})

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import msgspec
 
 from adapters import sql_rows as rows
-from registry.experiments import Experiment, Phase, Tally
+from registry.experiments.stats import Experiment, Phase, Tally
 
 _experiment = msgspec.json.Decoder(Experiment)
 

@@ -8,8 +8,9 @@ from typing import Any, Final
 
 import msgspec
 
-from registry.domain import (
-    ApiSpec,
+from contract.routes import ApiSpec
+from contract.traffic import TrafficPolicy
+from registry.catalog.domain import (
     AuditEvent,
     Model,
     ModelVersion,
@@ -18,7 +19,6 @@ from registry.domain import (
     Token,
     VersionStatus,
 )
-from registry.traffic import TrafficPolicy
 
 Row = Sequence[Any]
 

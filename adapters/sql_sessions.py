@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from registry.ui.sessions import StoredSession
+from registry.ports import StoredSession
 
 _MICROS = 1_000_000
 

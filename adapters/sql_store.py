@@ -18,8 +18,9 @@ from adapters import sql_experiments, sql_rollouts
 from adapters import sql_rows as rows
 from adapters.sql_schema import CREATE_MIGRATIONS_TABLE, MIGRATIONS, statements
 from adapters.sql_webhooks import enqueue_webhooks
-from registry import audit
-from registry.changes import (
+from contract.windows import TrafficWindow
+from registry.catalog import audit
+from registry.catalog.changes import (
     AppendLook,
     Audit,
     CreateModel,
@@ -41,7 +42,7 @@ from registry.changes import (
     UpdateVersion,
     VersionFilter,
 )
-from registry.domain import (
+from registry.catalog.domain import (
     EXCLUSIVE_STAGES,
     SYSTEM_SCOPE,
     AuditEvent,
@@ -51,9 +52,9 @@ from registry.domain import (
     model_scope,
 )
 from registry.errors import NotFound
-from registry.experiments import Experiment, Tally
-from registry.rollouts import Look, Rollout
-from registry.windows import TrafficWindow, VariantTraffic
+from registry.experiments.stats import Experiment, Tally
+from registry.rollouts.engine import Look, Rollout
+from registry.rollouts.windows import VariantTraffic
 
 T = TypeVar("T")
 _latencies = msgspec.json.Decoder(list[float])

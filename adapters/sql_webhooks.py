@@ -18,9 +18,9 @@ from typing import Any, Protocol
 import msgspec
 
 from adapters.sql_rows import from_micros, to_micros
-from registry.domain import AuditEvent
+from registry.catalog.domain import AuditEvent
 from registry.errors import NotFound
-from registry.mlflow.webhooks import Due, OutboxEvent, Secret, Webhook, outbox_event
+from registry.webhooks.events import Due, OutboxEvent, Secret, Webhook, outbox_event
 
 _events = msgspec.json.Decoder(list[str])
 _enc = msgspec.json.Encoder()

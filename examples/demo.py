@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import httpx
 
-from modelyard.testing import ModelyardProcess
+from modelyard.processes import ModelyardProcess
 
 ROWS: Final = {"input_series": [[5.1, 3.5, 1.4, 0.2]]}
 TERMINAL: Final = ("Succeeded", "RolledBack", "Aborted", "Paused")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import random
 
+from contract.traffic import BUCKETS
 from gateway.routing import next_draw
-from registry.traffic import BUCKETS
 
 
 class Draws:

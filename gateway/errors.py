@@ -6,6 +6,8 @@ GatewayError
 ├── UnknownModel            no route for that model, version or alias                       404
 ├── NoHealthyUpstream       every candidate upstream is down or its breaker is open          503
 ├── Overloaded              past the concurrency limit (load shedding)                       503
+├── FeedUnavailable         the registry cannot give routes or take windows now (the
+│                           gateway keeps its last table; never sent to a client)
 └── UpstreamError           talking to the model server failed
     ├── ConnectFailed       refused or reset before anything was sent: safe to retry        502
     ├── UpstreamTimeout     no full answer within the deadline                              504
@@ -59,3 +61,9 @@ class UpstreamTimeout(UpstreamError):
 
 class UpstreamBroken(UpstreamError):
     code = "UPSTREAM_BROKEN"
+
+
+class FeedUnavailable(GatewayError):
+    """The registry cannot give the route table or take traffic windows now."""
+
+    code = "REGISTRY_UNAVAILABLE"

@@ -12,9 +12,8 @@ from typing import Final, Protocol
 import httpx
 import msgspec
 
-from registry.errors import RegistryError
-from registry.feed import RouteFeed
-from registry.routes import RouteTable
+from contract.routes import RouteTable
+from gateway.errors import FeedUnavailable
 
 log = logging.getLogger("modelyard.gateway")
 
@@ -24,24 +23,15 @@ _table = msgspec.json.Decoder(RouteTable)
 
 
 class RouteSource(Protocol):
+    """Where the table comes from: the registry over HTTP (`HttpRoutes`), or in `modelyard
+    serve` the registry in the same process (`modelyard.bridges`). Raises `FeedUnavailable`
+    (or an HTTP or OS error) when the registry cannot answer."""
+
     async def next(self, after: int, wait_s: float) -> RouteTable | None:
         """The table once its revision is past `after`, or None after `wait_s`."""
         ...
 
     async def close(self) -> None: ...
-
-
-class InProcessRoutes:
-    """`modelyard serve`: registry and gateway in one process, no HTTP in between."""
-
-    def __init__(self, feed: RouteFeed) -> None:
-        self.feed = feed
-
-    async def next(self, after: int, wait_s: float) -> RouteTable | None:
-        return await self.feed.wait(after, wait_s)
-
-    async def close(self) -> None:
-        return None
 
 
 class HttpRoutes:
@@ -91,7 +81,7 @@ class RouteFollower:
             after = self.table.revision if self.table is not None else -1
             try:
                 table = await self.source.next(after, WAIT_S if self.table else 0.0)
-            except (httpx.HTTPError, OSError, ValueError, RegistryError) as exc:
+            except (httpx.HTTPError, OSError, ValueError, FeedUnavailable) as exc:
                 if self.registry_up or self.problem is None:
                     log.warning("route feed unreachable, serving revision %s: %s", after, exc)
                     self.since = time.time()

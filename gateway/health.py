@@ -1,5 +1,5 @@
 """Health checks of the endpoints the gateway routes the served versions to, until each has
-answered once: readiness (registry/readiness.py) waits for them while the process starts.
+answered once: readiness (registry/serving/readiness.py) waits for them while the process starts.
 Once an endpoint answered, the breakers judge it on real requests; it is not probed again.
 
 A BentoML upstream is asked `GET /readyz`, an Open Inference Protocol one
@@ -15,8 +15,8 @@ from typing import Final
 
 import httpx
 
+from contract.health import Probe, gated_endpoints
 from gateway.follow import RouteFollower
-from registry.readiness import Probe, gated_endpoints
 
 PROBE_EVERY_S: Final = 0.2
 PROBE_TIMEOUT_S: Final = 2.0

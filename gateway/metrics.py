@@ -9,8 +9,8 @@ import random
 from collections.abc import Callable
 from typing import Final
 
-from registry.traffic import SHADOW_VARIANT
-from registry.windows import TrafficWindow
+from contract.traffic import SHADOW_VARIANT
+from contract.windows import TrafficWindow
 
 LATENCY_BUCKETS_S: Final = (
     0.001,

@@ -19,6 +19,9 @@ from typing import Any, Final, NamedTuple
 
 import msgspec
 
+from contract.health import Readiness
+from contract.routes import ModelRoute, RouteTable, VersionRoute
+from contract.traffic import ALIAS_HEADER, BUCKETS, VERSION_HEADER
 from gateway import oip
 from gateway.breaker import Breaker
 from gateway.draws import Draws
@@ -39,9 +42,6 @@ from gateway.metrics import GatewayMetrics
 from gateway.routing import STABLE, Choice, choose, shadow_target
 from gateway.shadow import ShadowCopy, ShadowQueue
 from gateway.upstream import UpstreamResponse, Upstreams
-from registry.readiness import Readiness
-from registry.routes import ModelRoute, RouteTable, VersionRoute
-from registry.traffic import ALIAS_HEADER, BUCKETS, VERSION_HEADER
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -117,7 +117,7 @@ class Gateway:
 
     async def handle(self, method: str, path: str, headers: Headers, body: bytes) -> Reply:
         """Answer one request whose whole body has been read (and held to `max_body`). The
-        fast HTTP server (modelyard.fast_http) calls this directly; `__call__` is ASGI."""
+        fast HTTP server (gateway.server.fast_http) calls this directly; `__call__` is ASGI."""
         try:
             if path == "/metrics":
                 self._sync_metrics()

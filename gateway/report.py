@@ -12,10 +12,9 @@ from typing import Final, Protocol
 import httpx
 import msgspec
 
+from contract.windows import WindowReport
+from gateway.errors import FeedUnavailable
 from gateway.metrics import GatewayMetrics
-from registry.errors import RegistryError
-from registry.service import Registry
-from registry.windows import WindowReport
 
 log = logging.getLogger("modelyard.gateway.report")
 
@@ -24,15 +23,11 @@ _encode = msgspec.json.Encoder()
 
 
 class WindowSink(Protocol):
+    """Where windows go: the registry over HTTP (`HttpSink`), or in `modelyard serve` the
+    registry in the same process (`modelyard.bridges`). Raises `FeedUnavailable` (or an HTTP
+    or OS error) when the registry cannot take them."""
+
     async def send(self, report: WindowReport) -> None: ...
-
-
-class InProcessSink:
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
-
-    async def send(self, report: WindowReport) -> None:
-        await self.registry.add_windows(report)
 
 
 class HttpSink:
@@ -67,7 +62,7 @@ class Reporter:
             return
         try:
             await self.sink.send(WindowReport(self.source, windows))
-        except (httpx.HTTPError, OSError, RegistryError) as exc:
+        except (httpx.HTTPError, OSError, FeedUnavailable) as exc:
             self.lost += len(windows)
             log.warning("could not report %d traffic windows: %s", len(windows), exc)
 

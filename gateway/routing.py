@@ -20,9 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Final, NamedTuple
 
+from contract.routes import ModelRoute, VersionRoute
+from contract.traffic import BUCKETS, CANARY_VARIANT, STABLE_VARIANT, bucket, split_at
 from gateway.errors import NoHealthyUpstream, UnknownModel
-from registry.routes import ModelRoute, VersionRoute
-from registry.traffic import BUCKETS, CANARY_VARIANT, STABLE_VARIANT, bucket, split_at
 
 __all__ = [
     "CANARY", "PINNED", "RULE", "STABLE", "STRIDE", "Choice", "Draw", "bucket", "choose",

@@ -7,14 +7,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from adapters.telemetry import Tracing
 from gateway.follow import RouteFollower, RouteSource
 from gateway.health import UpstreamChecks
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import Gateway, Receive, Scope, Send
 from gateway.report import REPORT_S, Reporter, WindowSink
 from gateway.shadow import ShadowQueue
-from gateway.traced import TracedGateway, TracedShadowQueue
+from gateway.traced import TracedGateway, TracedShadowQueue, Tracing
 from gateway.upstream import Upstreams
 
 GATEWAY_PREFIXES = ("/models/", "/v2/")

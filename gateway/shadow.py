@@ -15,10 +15,10 @@ from typing import Any, Final, NamedTuple
 
 import msgspec
 
+from contract.routes import ModelRoute, VersionRoute
 from gateway.errors import GatewayError
 from gateway.metrics import GatewayMetrics
 from gateway.upstream import Upstreams
-from registry.routes import ModelRoute, VersionRoute
 
 log = logging.getLogger("modelyard.gateway.shadow")
 

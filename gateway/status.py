@@ -7,8 +7,8 @@ import time
 
 import msgspec
 
+from contract.routes import ModelRoute
 from gateway.proxy import Gateway
-from registry.routes import ModelRoute
 
 
 class UpstreamHealth(msgspec.Struct, frozen=True):

@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import time
 from contextvars import ContextVar
-from typing import Final
+from typing import Final, Protocol
 
 from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation import set_span_in_context
 
-from adapters.telemetry import Tracing
+from contract.routes import ModelRoute, RouteTable, VersionRoute
+from contract.traffic import SHADOW_VARIANT
 from gateway.breaker import Breaker
 from gateway.errors import GatewayError
 from gateway.follow import RouteFollower
@@ -37,8 +39,6 @@ from gateway.proxy import Gateway, Headers, Reply
 from gateway.routing import Choice
 from gateway.shadow import ShadowCopy, ShadowQueue
 from gateway.upstream import UpstreamResponse, Upstreams
-from registry.routes import ModelRoute, RouteTable, VersionRoute
-from registry.traffic import SHADOW_VARIANT
 
 TRACER_NAME: Final = "modelyard.gateway"
 _TRACE_HEADERS: Final = frozenset({b"traceparent", b"tracestate"})
@@ -57,6 +57,15 @@ RETRY: Final = "modelyard.retry"
 BREAKER: Final = "modelyard.breaker.state"
 AGREED: Final = "modelyard.shadow.agreed"
 STATUS: Final = "http.response.status_code"
+
+
+class Tracing(Protocol):
+    """What the gateway needs of a running tracer provider (`adapters.telemetry` gives one)."""
+
+    @property
+    def propagator(self) -> TextMapPropagator: ...
+
+    def tracer(self, name: str) -> Tracer: ...
 
 
 class _Request:

@@ -72,7 +72,7 @@ from loadtests.benchkit import (
     wrk,
 )
 from loadtests.yard_api import register, wait_served
-from modelyard.testing import ModelyardProcess
+from modelyard.processes import ModelyardProcess
 
 DEFAULT_OUT: Final = Path(__file__).parent / "results" / "gateway-bench.json"
 PATHS: Final = ("direct", "nginx", "gateway")

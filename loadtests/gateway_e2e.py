@@ -56,7 +56,7 @@ from loadtests.benchkit import (
 )
 from loadtests.bento_server import IRIS_TAG, bento, build_iris_v1
 from loadtests.yard_api import register, wait_served
-from modelyard.testing import ModelyardProcess
+from modelyard.processes import ModelyardProcess
 
 PATHS: Final = ("direct", "gateway", "apart", "nginx")
 GATEWAY_PATHS: Final = ("gateway", "apart")

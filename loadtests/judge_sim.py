@@ -4,7 +4,8 @@
     python -m loadtests.judge_sim --rollouts 100  # quicker
     python -m loadtests.judge_sim --out loadtests/results/judge-sim.json
 
-Each simulated rollout runs `registry.rollouts.step` (and so `registry.judge.judge`) exactly as
+Each simulated rollout runs `registry.rollouts.engine.step` (and so
+`registry.rollouts.judge.judge`) exactly as
 the controller does: a look every 30 s of simulated time, the arms' traffic since the current
 step began, a new step (fresh data) after each Pass. Both arms get 50 requests a second, as
 the issue states; the plan is the default (1, 5, 25, 50, 100 %) with 7,500 requests per arm
@@ -30,9 +31,9 @@ from typing import Any, Final
 
 import numpy as np
 
-from registry import rollouts
-from registry.judge import ArmStats
-from registry.rollouts import Phase, RolloutSpec, Snapshot
+from registry.rollouts import engine as rollouts
+from registry.rollouts.engine import Phase, RolloutSpec, Snapshot
+from registry.rollouts.judge import ArmStats
 
 RATE: Final = 50  # requests per second per arm
 LOOK_S: Final = 30

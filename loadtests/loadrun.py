@@ -58,7 +58,7 @@ from loadtests.budget_check import (
     stats,
 )
 from loadtests.yard_setup import REPO, SetupError, Target, build_bentos, fault_tags
-from modelyard.testing import ModelyardProcess
+from modelyard.processes import ModelyardProcess
 
 SCENARIOS: Final = ("steady", "canary", "registry", "mixed")
 INFERENCE: Final = frozenset({"steady", "canary", "mixed"})

@@ -20,7 +20,7 @@ Per store, against a real `modelyard registry` child process on a loopback port:
 The targets are reported as PASS/MISS and the process exits 0 even when one is missed: this is
 a report, not a test (shared machines are noisy). It exits 1 when anything fails outright: a
 non-2xx response, a wrong answer, seeding, or a server that does not start. PostgreSQL is
-skipped, with the reason in the report, when `modelyard.testing.postgres_available()` says so.
+skipped, with the reason in the report, when `loadtests.postgres.postgres_available()` says so.
 
 The JSON report goes to loadtests/results/registry-bench.json unless `--out` says otherwise.
 """
@@ -50,7 +50,8 @@ import httpx
 from adapters.sql_rows import to_micros
 from loadtests.benchkit import BenchError, machine, pin_threads, say, write_report
 from loadtests.light_http import LightClient, LightResponse
-from modelyard.testing import ModelyardProcess, fresh_postgres_database, postgres_available
+from loadtests.postgres import fresh_postgres_database, postgres_available
+from modelyard.processes import ModelyardProcess
 
 DEFAULT_OUT: Final = Path(__file__).parent / "results" / "registry-bench.json"
 STORES: Final = ("sqlite", "postgres")

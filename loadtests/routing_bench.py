@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import timeit
 
+from contract.routes import ModelRoute, VersionRoute
+from contract.traffic import HeaderRule, Split, StickyKey, TrafficPolicy
 from gateway.draws import Draws
 from gateway.routing import choose
-from registry.routes import ModelRoute, VersionRoute
-from registry.traffic import HeaderRule, Split, StickyKey, TrafficPolicy
 
 VERSIONS = {v: VersionRoute(v, f"http://127.0.0.1:{9000 + v}", "bentoml") for v in (1, 2, 3)}
 CASES = {

@@ -53,7 +53,7 @@ from loadtests.benchkit import (
 )
 from loadtests.gateway_bench import FIXED_RESPONSE, GATEWAY_PATH, MODEL, make_body
 from loadtests.yard_api import register, wait_served
-from modelyard.testing import ModelyardProcess
+from modelyard.processes import ModelyardProcess
 
 DEFAULT_OUT: Final = Path(__file__).parent / "results" / "tracing-bench.json"
 MODES: Final = ("off", "1%", "100%")

@@ -9,7 +9,7 @@ from typing import Any, Final
 import httpx
 
 from loadtests.benchkit import BenchError
-from modelyard.testing import ModelyardProcess
+from modelyard.processes import ModelyardProcess
 
 SERVED_TIMEOUT_S: Final = 15.0  # the gateway serving a newly promoted model
 

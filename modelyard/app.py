@@ -17,23 +17,24 @@ from litestar.openapi import OpenAPIConfig
 from adapters.registry_tracing import tracing_middleware
 from adapters.telemetry import Tracing, setup_tracing
 from gateway.api import gateway_health_routes
-from gateway.follow import HttpRoutes, InProcessRoutes, RouteSource, registry_client
-from gateway.report import HttpSink, InProcessSink, WindowSink
+from gateway.follow import HttpRoutes, RouteSource, registry_client
+from gateway.report import HttpSink, WindowSink
 from gateway.runtime import Dispatch, running_gateway
 from gateway.status import gateway_status
 from modelyard import __version__
+from modelyard.bridges import InProcessRoutes, InProcessSink
 from modelyard.components import open_components
 from modelyard.readiness import ServingReadiness
 from modelyard.settings import Settings
-from registry.api import registry_routes
-from registry.api.context import request_id_middleware
-from registry.api.errors import EXCEPTION_HANDLERS
-from registry.api.metrics import RegistryMetrics, metrics_middleware
 from registry.auth import TokenAuthority
 from registry.errors import Conflict
-from registry.ui.app import console_routes
-from registry.ui.render import template_config
-from registry.ui.sessions import Sessions
+from registry.web.api import registry_routes
+from registry.web.api.context import request_id_middleware
+from registry.web.api.metrics import RegistryMetrics, metrics_middleware
+from registry.web.console.app import console_routes
+from registry.web.console.render import template_config
+from registry.web.console.sessions import Sessions
+from registry.web.errors import EXCEPTION_HANDLERS
 
 log = logging.getLogger("modelyard")
 
@@ -95,7 +96,7 @@ def create_app(
                 readiness.deployments = parts.deployments
                 app.state.feed = parts.feed
                 app.state.rollouts = parts.rollouts
-                app.state.rollout_controller = parts.rollout_controller
+                app.state.rollout_scheduler = parts.rollout_scheduler
                 app.state.experiments = parts.experiments
                 app.state.webhooks = parts.webhooks
                 app.state.ui_sessions = Sessions(parts.sessions)

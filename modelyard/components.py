@@ -24,16 +24,16 @@ from adapters.stores import open_leadership, open_metadata_store
 from adapters.telemetry import Tracing
 from adapters.webhook_http import HttpWebhookSender
 from modelyard.settings import Settings
-from registry.api.metrics import RegistryMetrics
 from registry.auth import TokenAuthority
-from registry.deployments import Deployments
-from registry.experiment_service import ExperimentService
-from registry.feed import RouteFeed
-from registry.mlflow.delivery import WebhookWorker, lease_for
+from registry.catalog.registration import Registration
+from registry.catalog.service import Registry, utc_now
+from registry.experiments.service import ExperimentService
 from registry.ports import ArtifactStore
-from registry.registration import Registration
-from registry.rollout_service import RolloutController, RolloutObserver, RolloutService
-from registry.service import Registry, utc_now
+from registry.rollouts.service import RolloutObserver, RolloutScheduler, RolloutService
+from registry.serving.deployments import Deployments
+from registry.serving.feed import RouteFeed
+from registry.web.api.metrics import RegistryMetrics
+from registry.webhooks.delivery import WebhookWorker, lease_for
 
 SIGNING_KEY_FILE = "signing.key"
 
@@ -47,7 +47,7 @@ class Components:
     deployments: Deployments | None
     feed: RouteFeed
     rollouts: RolloutService
-    rollout_controller: RolloutController
+    rollout_scheduler: RolloutScheduler
     experiments: ExperimentService
     webhooks: SqlWebhooks
     sessions: SqlSessions
@@ -121,7 +121,7 @@ async def open_components(
             stack.push_async_callback(deployments.close)
             deployments.start()
         rollouts = RolloutService(registry, store, observer)
-        controller = RolloutController(
+        controller = RolloutScheduler(
             rollouts, open_leadership(settings.metadata_url), utc_now, settings.rollout_tick_s,
             keep_windows=timedelta(hours=settings.windows_retention_h),
         )  # fmt: skip
@@ -143,7 +143,7 @@ async def open_components(
             deployments=deployments,
             feed=RouteFeed(registry, deployments),
             rollouts=rollouts,
-            rollout_controller=controller,
+            rollout_scheduler=controller,
             experiments=ExperimentService(registry, store),
             webhooks=webhooks,
             sessions=SqlSessions(raw.driver),

@@ -1,4 +1,5 @@
-"""The readiness of this process (registry/readiness.py decides; this gathers what it needs):
+"""The readiness of this process (`registry.serving.readiness` decides; this gathers what it
+needs):
 the local deployer's model servers (`serve`), the gateway's route table and the endpoints it
 routes the served versions to (`serve`, `gateway`). The store is checked by /readyz itself."""
 
@@ -10,16 +11,10 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from contract.health import Readiness, VersionHealth
 from gateway.proxy import Gateway
-from registry.deployments import Deployments
-from registry.readiness import (
-    Readiness,
-    local_versions,
-    routed,
-    upstream_versions,
-    verdict,
-)
-from registry.serving import VersionHealth
+from registry.serving.deployments import Deployments
+from registry.serving.readiness import local_versions, routed, upstream_versions, verdict
 
 WATCH_S: Final = 0.1
 

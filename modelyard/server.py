@@ -8,9 +8,9 @@ import uvicorn
 
 from adapters.json_logs import configure_logging
 from gateway.runtime import Dispatch
+from gateway.server.fast_http import protocol_class
+from gateway.server.protocol import CoalescingHttpToolsProtocol
 from modelyard.app import Role, create_app
-from modelyard.fast_http import protocol_class
-from modelyard.http_protocol import CoalescingHttpToolsProtocol
 from modelyard.settings import Settings
 
 KEEP_ALIVE_S = 75

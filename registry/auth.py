@@ -16,7 +16,7 @@ from typing import Final
 
 import msgspec
 
-from registry.domain import Principal, Role, Token
+from registry.catalog.domain import Principal, Role, Token
 from registry.errors import InvalidInput, PermissionDenied, Unauthenticated
 from registry.ports import TokenStore
 

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
 
 import msgspec
 
-from registry.changes import Decision, LoadSpec, ModelFilter, ModelState, VersionFilter
-from registry.domain import ApiSpec, AuditEvent, Model, ModelVersion, Token
-from registry.experiments import Experiment, Tally
-from registry.mlflow.webhooks import Due, Secret, Webhook
-from registry.rollouts import Look, Rollout
-from registry.windows import TrafficWindow, VariantTraffic
+from contract.routes import ApiSpec
+from contract.windows import TrafficWindow
+from registry.catalog.changes import Decision, LoadSpec, ModelFilter, ModelState, VersionFilter
+from registry.catalog.domain import AuditEvent, Model, ModelVersion, Token
+from registry.experiments.stats import Experiment, Tally
+from registry.rollouts.engine import Look, Rollout
+from registry.rollouts.windows import VariantTraffic
+from registry.webhooks.events import Due, Secret, Webhook
 
 T = TypeVar("T")
 
@@ -222,7 +225,7 @@ class ModelServers(Protocol):
     async def close(self) -> None: ...
 
 
-# --- webhooks (registry/mlflow/webhooks.py, delivered by registry/mlflow/delivery.py) -----------
+# --- webhooks (registry/webhooks/events.py, delivered by registry/webhooks/delivery.py) -----------
 
 
 @runtime_checkable
@@ -254,3 +257,28 @@ class WebhookSender(Protocol):
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         """POST `body` and return the HTTP status; raise OSError when there is no answer."""
         ...
+
+
+# --- the web console's login sessions -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredSession:
+    id_hash: str
+    token_hash: str
+    csrf: str
+    expires_at: float
+    idle_until: float
+    flash: str | None
+
+
+class SessionStore(Protocol):
+    async def put_session(self, session: StoredSession) -> None:
+        """Insert, or replace the one with the same `id_hash`."""
+        ...
+
+    async def get_session(self, id_hash: str) -> StoredSession | None: ...
+
+    async def drop_session(self, id_hash: str) -> None: ...
+
+    async def drop_expired_sessions(self, now: float) -> int: ...

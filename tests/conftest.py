@@ -11,7 +11,7 @@ import pytest
 
 from adapters.sql_store import SqlStore
 from adapters.stores import open_metadata_store
-from modelyard.testing import fresh_postgres_database, postgres_available
+from loadtests.postgres import fresh_postgres_database, postgres_available
 
 STORES = ["sqlite", "postgres"]
 

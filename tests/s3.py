@@ -20,7 +20,7 @@ import httpx
 import pytest
 from aiobotocore.session import get_session
 
-from modelyard.testing import free_port
+from modelyard.processes import free_port
 
 S3_REGION: Final = "us-east-1"
 S3_ACCESS_KEY: Final = "testing"

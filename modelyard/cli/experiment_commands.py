@@ -32,7 +32,7 @@ STICKY: Final = ("header", "cookie", "json_field")
 REASON_HEADER: Final = "x-change-reason"
 LIST_MAX: Final = 200
 
-# Every field of the experiment spec (registry.experiments.ExperimentSpec; a nested Struct's
+# Every field of the experiment spec (registry.experiments.stats.ExperimentSpec; a nested Struct's
 # fields dotted, a list's items' as `name[].field`) and the flag of `experiments start` that
 # sets it. A unit test derives the fields from the Struct: a new field without a flag fails it.
 SPEC_FLAGS: Final = {

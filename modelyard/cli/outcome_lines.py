@@ -24,12 +24,14 @@ from typing import Annotated, Final
 
 import msgspec
 
-KEY_MAX_LENGTH: Final = 256  # registry.experiments.Outcome.key (a unit test pins them together)
+KEY_MAX_LENGTH: Final = (
+    256  # registry.experiments.stats.Outcome.key (a unit test pins them together)
+)
 MAX_INPUT_BYTES: Final = 64 * 1024 * 1024
 MAX_OUTCOMES: Final = 1_000_000
 MAX_LINE_BYTES: Final = 4096  # an outcome fits in far less; longer is not an outcome line
 MAX_REPORTED: Final = 20  # bad lines listed before giving up
-BATCH_MAX_OUTCOMES: Final = 10_000  # registry.experiments.Feedback.outcomes max_length
+BATCH_MAX_OUTCOMES: Final = 10_000  # registry.experiments.stats.Feedback.outcomes max_length
 BATCH_MAX_BYTES: Final = 256 * 1024  # well under the registry's request body limit (1 MiB)
 
 _NUMBER: Final = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")

@@ -104,7 +104,7 @@ def render(view: Json) -> str:
     return "\n".join(lines)
 
 
-#: Each flag of `rollouts start` and the field of the rollout spec (registry/rollouts.py,
+#: Each flag of `rollouts start` and the field of the rollout spec (registry/rollouts/engine.py,
 #: RolloutSpec) it sets; a flag not given leaves the field to the server's default.
 #: tests/e2e/test_cli.py checks that every field of the spec has one.
 SPEC_FLAGS: Final = {

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from adapters.process_tree import alive, descendants, kill_all
-from modelyard.testing import free_port
+from modelyard.processes import free_port
 
 BENTOML = [sys.executable, "-m", "bentoml"]
 READY_TIMEOUT_S = 60.0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from modelyard.testing import ModelyardProcess
+from modelyard.processes import ModelyardProcess
 
 Factory = Callable[..., ModelyardProcess]
 

@@ -20,8 +20,8 @@ import msgspec
 import pytest
 
 from modelyard.cli.main import main
-from modelyard.testing import ModelyardProcess, free_port
-from registry.rollouts import RolloutSpec
+from modelyard.processes import ModelyardProcess, free_port
+from registry.rollouts.engine import RolloutSpec
 
 pytestmark = pytest.mark.e2e
 

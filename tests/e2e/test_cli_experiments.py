@@ -28,7 +28,7 @@ import pytest
 
 from modelyard.cli import outcome_lines
 from modelyard.cli.main import main
-from modelyard.testing import ModelyardProcess
+from modelyard.processes import ModelyardProcess
 from tests.http_threads import serving
 
 pytestmark = pytest.mark.e2e

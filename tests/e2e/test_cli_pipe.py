@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from modelyard.cli.main import EXIT_BROKEN_PIPE
-from modelyard.testing import ModelyardProcess
+from modelyard.processes import ModelyardProcess
 
 pytestmark = pytest.mark.e2e
 

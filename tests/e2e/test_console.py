@@ -20,7 +20,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from adapters.net import free_port
-from modelyard.testing import ModelyardProcess
+from modelyard.processes import ModelyardProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -32,7 +32,7 @@ from typing import Any, Final
 import httpx
 import pytest
 
-from modelyard.testing import ModelyardProcess
+from modelyard.processes import ModelyardProcess
 from tests.e2e.traffic import Traffic
 
 pytestmark = pytest.mark.e2e

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from modelyard.testing import ModelyardProcess
+from modelyard.processes import ModelyardProcess
 from tests.e2e.bento import V1, V2, BentoServer, make_bento_home, serve, serve_many
 
 pytestmark = pytest.mark.e2e

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from loadtests.iris_compare import measure
-from modelyard.testing import free_port
+from modelyard.processes import free_port
 from tests.e2e.bento import (
     BENTOML,
     READY_TIMEOUT_S,

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from loadtests.yard_setup import Target, fault_tags
-from modelyard.testing import ModelyardProcess
+from modelyard.processes import ModelyardProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException, RestException
 
-from modelyard.testing import ModelyardProcess
+from modelyard.processes import ModelyardProcess
 from tests.e2e.conftest import Factory
 from tests.webhook_receiver import webhook_receiver
 

@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from modelyard.testing import ModelyardProcess
+from modelyard.processes import ModelyardProcess
 from tests.e2e.mlflow_server import QUIET, MlflowServer, mlflow_server
 
 pytestmark = [

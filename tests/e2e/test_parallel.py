@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelyard.testing import ModelyardProcess
+from modelyard.processes import ModelyardProcess
 from tests.e2e.conftest import Factory
 
 pytestmark = pytest.mark.e2e

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from modelyard.testing import free_port, terminate, wait_ready
+from modelyard.processes import free_port, terminate, wait_ready
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelyard.testing import ModelyardProcess
-from registry.serving import ON_THE_WAY
+from contract.health import ON_THE_WAY
+from modelyard.processes import ModelyardProcess
 from tests.e2e.test_serving import DEPLOY_TIMEOUT_S, ROWS, api, wait_for
 from tests.integration.test_readiness import APIS, model_server
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelyard.testing import ModelyardProcess
+from modelyard.processes import ModelyardProcess
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from modelyard.testing import ModelyardProcess
+from modelyard.processes import ModelyardProcess
 from tests.e2e.conftest import Factory
 
 pytestmark = pytest.mark.e2e

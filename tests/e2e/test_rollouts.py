@@ -15,9 +15,9 @@ import httpx
 import msgspec
 import pytest
 
-from modelyard.testing import ModelyardProcess
-from registry import experiments
-from registry.experiments import Experiment
+from modelyard.processes import ModelyardProcess
+from registry.experiments import stats as experiments
+from registry.experiments.stats import Experiment
 from tests.e2e.bento import V1, V2, BentoServer, make_bento_home, serve_many
 from tests.e2e.traffic import Traffic
 

@@ -16,7 +16,7 @@ import pytest
 
 from adapters.process_tree import descendants
 from modelyard.cli.main import main as cli
-from modelyard.testing import ModelyardProcess
+from modelyard.processes import ModelyardProcess
 from tests.s3 import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, create_bucket
 
 pytestmark = pytest.mark.e2e

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from modelyard.testing import ModelyardProcess
+from modelyard.processes import ModelyardProcess
 from tests.e2e.bento import V1, V2, make_bento_home, serve_many
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan, otlp_receiver
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelyard.testing import ModelyardProcess
+from modelyard.processes import ModelyardProcess
 from tests.integration.bentos import write_bento
 from tests.s3 import S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, create_bucket
 

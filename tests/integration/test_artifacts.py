@@ -17,7 +17,7 @@ import pytest
 
 from adapters.local_artifacts import LINK_PATH, LocalArtifactStore, verify_local_link
 from adapters.s3_artifacts import PART_SIZE, S3ArtifactStore, open_s3_store
-from modelyard.testing import free_port
+from modelyard.processes import free_port
 from registry.errors import (
     ArtifactCorrupt,
     ArtifactNotFound,

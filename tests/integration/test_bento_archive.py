@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from adapters.bento_archive import read_bento
-from registry.domain import ApiSpec
+from contract.routes import ApiSpec
 from registry.errors import BadArtifact
 from tests.integration.bentos import write_bento
 

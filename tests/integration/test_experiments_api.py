@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from registry import experiments
-from registry.experiments import Experiment
+from registry.experiments import stats as experiments
+from registry.experiments.stats import Experiment
 from tests.integration.test_api import Client, bearer, error, token
 from tests.integration.test_rollouts_api import production
 

@@ -15,7 +15,7 @@ import pytest
 import uvicorn
 
 from gateway.proxy import Headers, Reply
-from modelyard.fast_http import protocol_class
+from gateway.server.fast_http import protocol_class
 
 MAX_BODY = 1024
 BIG = 1024 * 1024

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from adapters.bentoml_local import LocalBentoServers
 from adapters.local_artifacts import LocalArtifactStore
-from registry.domain import ModelVersion, Stage, VersionStatus
+from registry.catalog.domain import ModelVersion, Stage, VersionStatus
 from registry.ports import ServerState
 from tests.integration.bentos import write_bento
 

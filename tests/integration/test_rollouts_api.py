@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from registry.routes import RouteTable
+from contract.routes import RouteTable
 from tests.integration.test_api import Client, bearer, error, model_with_versions, token
 
 FAST = {"candidate": 2, "steps": [10, 50, 100], "interval_s": 0.3, "min_sample_per_arm": 50}

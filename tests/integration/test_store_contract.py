@@ -10,9 +10,12 @@ import pytest
 from adapters.sql_sessions import SqlSessions
 from adapters.sql_store import SqlStore
 from adapters.stores import open_metadata_store
-from registry.changes import Caller, ModelFilter, VersionFilter
-from registry.commands import AliasChange, ModelCreate, StageChange, VersionCreate
-from registry.domain import ApiSpec, Principal, Role, Stage, model_scope
+from contract.routes import ApiSpec
+from contract.windows import TrafficWindow
+from registry.catalog.changes import Caller, ModelFilter, VersionFilter
+from registry.catalog.commands import AliasChange, ModelCreate, StageChange, VersionCreate
+from registry.catalog.domain import Principal, Role, Stage, model_scope
+from registry.catalog.service import Registry
 from registry.errors import (
     AliasInUse,
     AlreadyExists,
@@ -21,11 +24,9 @@ from registry.errors import (
     NotFound,
     StageOccupied,
 )
-from registry.rollout_service import RolloutService
-from registry.rollouts import RolloutSpec
-from registry.service import Registry
-from registry.ui.sessions import Sessions
-from registry.windows import TrafficWindow
+from registry.rollouts.engine import RolloutSpec
+from registry.rollouts.service import RolloutService
+from registry.web.console.sessions import Sessions
 
 ALICE = Caller(principal=Principal(1, "alice", Role.DEPLOYER), request_id="req-1")
 DIGEST = "sha256:" + "cd" * 32

@@ -4,9 +4,9 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from registry import audit
-from registry.changes import Audit
-from registry.domain import AuditEvent
+from registry.catalog import audit
+from registry.catalog.changes import Audit
+from registry.catalog.domain import AuditEvent
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from registry.auth import TokenAuthority, hash_token, require_role
-from registry.domain import Principal, Role, Token
+from registry.catalog.domain import Principal, Role, Token
 from registry.errors import NotFound, PermissionDenied, Unauthenticated
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)

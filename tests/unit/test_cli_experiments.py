@@ -8,11 +8,11 @@ import argparse
 import msgspec
 import pytest
 
+from contract.traffic import StickyKey
 from modelyard.cli.client_commands import UsageError
 from modelyard.cli.experiment_commands import SPEC_FLAGS, arms_of, render, spec_of
 from modelyard.cli.main import build_parser, main
-from registry.experiments import Arm, ExperimentSpec, Metric
-from registry.traffic import StickyKey
+from registry.experiments.stats import Arm, ExperimentSpec, Metric
 
 
 def field_paths(kind: msgspec.inspect.Type, prefix: str = "") -> set[str]:

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from registry.judge import ArmSummary, JudgeMemory, Outcome, Verdict
-from registry.rollouts import Look, Phase, Rollout, RolloutSpec
-from registry.ui.charts import HEIGHT, LEFT, error_chart, latency_chart, nice_max, weight_changes
-from registry.ui.sessions import Sessions, StoredSession
+from registry.ports import StoredSession
+from registry.rollouts.engine import Look, Phase, Rollout, RolloutSpec
+from registry.rollouts.judge import ArmSummary, JudgeMemory, Outcome, Verdict
+from registry.web.console.charts import (
+    HEIGHT,
+    LEFT,
+    error_chart,
+    latency_chart,
+    nice_max,
+    weight_changes,
+)
+from registry.web.console.sessions import Sessions
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -9,10 +9,12 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
+from contract.routes import ModelRoute, VersionRoute
+from contract.traffic import TrafficPolicy
 from gateway.routing import choose
-from registry import experiments
 from registry.errors import InvalidInput, NotFound
-from registry.experiments import (
+from registry.experiments import stats as experiments
+from registry.experiments.stats import (
     Experiment,
     ExperimentSpec,
     Metric,
@@ -21,8 +23,6 @@ from registry.experiments import (
     results,
     tally,
 )
-from registry.routes import ModelRoute, VersionRoute
-from registry.traffic import TrafficPolicy
 
 T0 = datetime(2026, 11, 26, tzinfo=UTC)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from modelyard.http_protocol import FLUSH_AT_BYTES, CoalescingTransport
+from gateway.server.protocol import FLUSH_AT_BYTES, CoalescingTransport
 
 
 class RecordingTransport(asyncio.Transport):

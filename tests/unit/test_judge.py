@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from registry.judge import (
+from registry.rollouts.judge import (
     ArmStats,
     JudgeConfig,
     JudgeMemory,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from registry.errors import InvalidInput
-from registry.mlflow.messages import page_offset, page_token
-from registry.mlflow.search_filter import (
+from registry.web.mlflow.messages import page_offset, page_token
+from registry.web.mlflow.search_filter import (
     Comparison,
     Filter,
     Kind,

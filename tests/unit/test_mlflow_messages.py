@@ -10,8 +10,8 @@ import pytest
 from mlflow.protos import model_registry_pb2 as registry_pb2
 from mlflow.protos import webhooks_pb2
 
-from registry.mlflow import messages as m
-from registry.mlflow.webhooks_api import CreateWebhookRequest
+from registry.web.mlflow import messages as m
+from registry.web.mlflow.webhooks import CreateWebhookRequest
 
 #: MLflow's JSON request messages and the Struct that reads each (GETs take query parameters).
 BODIES: dict[str, tuple[Any, type[msgspec.Struct]]] = {

@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from mlflow.webhooks.delivery import _generate_hmac_signature
 
-from registry import audit, rules
-from registry.changes import Audit, ModelState, WriteContext
-from registry.commands import AliasChange, ModelCreate, SourceVersionCreate, StageChange
-from registry.domain import AuditEvent, Principal, Role
-from registry.mlflow.delivery import LEASE_S, WebhookWorker, lease_for
-from registry.mlflow.webhooks import (
+from registry.catalog import audit, rules
+from registry.catalog.changes import Audit, ModelState, WriteContext
+from registry.catalog.commands import AliasChange, ModelCreate, SourceVersionCreate, StageChange
+from registry.catalog.domain import AuditEvent, Principal, Role
+from registry.webhooks.delivery import LEASE_S, WebhookWorker, lease_for
+from registry.webhooks.events import (
     MAX_ATTEMPTS,
     Due,
     Secret,

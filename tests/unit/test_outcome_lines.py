@@ -8,7 +8,7 @@ import pytest
 
 from modelyard.cli import outcome_lines as ol
 from modelyard.cli.outcome_lines import BadInput, Outcome, Rules, batches, parse
-from registry.experiments import Feedback
+from registry.experiments.stats import Feedback
 
 CONVERSION = Rules(conversion=True, arms=frozenset({1, 2}))
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from registry.api.pagination import decode_cursor, encode_cursor
 from registry.errors import InvalidInput
+from registry.web.api.pagination import decode_cursor, encode_cursor
 
 
 @pytest.mark.parametrize("key", ["iris", "a-b.c_d", 1, 99_999])

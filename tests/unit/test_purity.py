@@ -9,28 +9,31 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PURE = [
-    "registry/domain.py",
+    "contract/health.py",
+    "contract/routes.py",
+    "contract/traffic.py",
+    "contract/windows.py",
     "registry/errors.py",
-    "registry/changes.py",
-    "registry/commands.py",
-    "registry/rules.py",
-    "registry/audit.py",
-    "registry/traffic.py",
-    "registry/traffic_rules.py",
-    "registry/serving.py",
-    "registry/readiness.py",
-    "registry/routes.py",
-    "registry/windows.py",
-    "registry/rollouts.py",
-    "registry/rollout_rules.py",
-    "registry/judge.py",
-    "registry/experiments.py",
-    "registry/experiment_rules.py",
-    "registry/ui/charts.py",
+    "registry/catalog/audit.py",
+    "registry/catalog/changes.py",
+    "registry/catalog/commands.py",
+    "registry/catalog/domain.py",
+    "registry/catalog/rules.py",
+    "registry/catalog/traffic.py",
+    "registry/serving/readiness.py",
+    "registry/serving/routes.py",
+    "registry/serving/rules.py",
+    "registry/rollouts/engine.py",
+    "registry/rollouts/judge.py",
+    "registry/rollouts/rules.py",
+    "registry/rollouts/windows.py",
+    "registry/experiments/rules.py",
+    "registry/experiments/stats.py",
+    "registry/webhooks/events.py",
+    "registry/web/console/charts.py",
+    "registry/web/mlflow/messages.py",
+    "registry/web/mlflow/search_filter.py",
     "gateway/routing.py",
-    "registry/mlflow/search_filter.py",
-    "registry/mlflow/messages.py",
-    "registry/mlflow/webhooks.py",
 ]
 FORBIDDEN = {
     "litestar",
@@ -65,4 +68,4 @@ def test_pure_module_imports_no_io(module: str) -> None:
 
 
 def test_checker_sees_imports() -> None:
-    assert "litestar" in imported_roots(ROOT / "registry/api/models.py")
+    assert "litestar" in imported_roots(ROOT / "registry/web/api/models.py")

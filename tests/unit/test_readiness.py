@@ -8,20 +8,13 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from registry.domain import ModelVersion, Stage, VersionStatus
+from contract.health import Probe, VersionHealth, gated, gated_endpoints
+from contract.routes import ModelRoute, RouteTable, VersionRoute
+from contract.traffic import TrafficPolicy
+from registry.catalog.domain import ModelVersion, Stage, VersionStatus
 from registry.ports import ServerState
-from registry.readiness import (
-    Probe,
-    gated,
-    gated_endpoints,
-    local_versions,
-    routed,
-    upstream_versions,
-    verdict,
-)
-from registry.routes import ModelRoute, RouteTable, VersionRoute
-from registry.serving import VersionHealth, traffic_versions
-from registry.traffic import TrafficPolicy
+from registry.serving.readiness import local_versions, routed, upstream_versions, verdict
+from registry.serving.rules import traffic_versions
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 

@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 import pytest
 
-from registry import rollout_rules, rollouts
-from registry.changes import ModelState, UpdateModel
-from registry.domain import Stage
+from registry.catalog.changes import ModelState, UpdateModel
+from registry.catalog.domain import Stage
 from registry.errors import InvalidInput, InvalidState
-from registry.judge import ArmStats, Outcome
-from registry.rollouts import (
+from registry.rollouts import engine as rollouts
+from registry.rollouts import rules as rollout_rules
+from registry.rollouts.engine import (
     Mode,
     Phase,
     Promote,
@@ -25,6 +25,7 @@ from registry.rollouts import (
     ShadowStats,
     Snapshot,
 )
+from registry.rollouts.judge import ArmStats, Outcome
 from tests.unit.test_rules import CTX, model, version
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

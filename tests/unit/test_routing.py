@@ -8,6 +8,8 @@ from collections import Counter
 import msgspec
 import pytest
 
+from contract.routes import ModelRoute, VersionRoute
+from contract.traffic import BUCKETS, HeaderRule, Shadow, Split, StickyKey, TrafficPolicy
 from gateway.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 from gateway.errors import NoHealthyUpstream, UnknownModel
 from gateway.routing import (
@@ -21,8 +23,6 @@ from gateway.routing import (
     shadow_target,
 )
 from gateway.shadow import agree
-from registry.routes import ModelRoute, VersionRoute
-from registry.traffic import BUCKETS, HeaderRule, Shadow, Split, StickyKey, TrafficPolicy
 
 
 def route(policy: TrafficPolicy | None = None, served: tuple[int, ...] = (1, 2, 3)) -> ModelRoute:

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from registry import rules
-from registry.changes import (
+from registry.catalog import rules
+from registry.catalog.changes import (
     Audit,
     CreateVersion,
     DeleteAlias,
@@ -21,8 +21,8 @@ from registry.changes import (
     UpdateVersion,
     WriteContext,
 )
-from registry.commands import AliasChange, ModelCreate, StageChange, VersionCreate
-from registry.domain import (
+from registry.catalog.commands import AliasChange, ModelCreate, StageChange, VersionCreate
+from registry.catalog.domain import (
     Model,
     ModelVersion,
     Principal,

@@ -10,15 +10,18 @@ import msgspec
 import pytest
 from msgspec.structs import replace
 
-from registry import experiment_rules, rollout_rules, rollouts, traffic_rules
-from registry.changes import Audit, ModelState, UpdateModel, UpdateVersion, WriteContext
-from registry.commands import StageChange
-from registry.domain import Model, ModelVersion, Principal, Role, Stage, VersionStatus
+from contract.traffic import HeaderRule, Shadow, Split, TrafficPolicy
+from registry.catalog import traffic as traffic_rules
+from registry.catalog.changes import Audit, ModelState, UpdateModel, UpdateVersion, WriteContext
+from registry.catalog.commands import StageChange
+from registry.catalog.domain import Model, ModelVersion, Principal, Role, Stage, VersionStatus
 from registry.errors import InvalidInput, NotFound, RolloutInProgress, VersionNotServed
-from registry.experiments import ExperimentSpec
-from registry.rollouts import RolloutSpec
-from registry.serving import check_targets, follow, why_unserved
-from registry.traffic import HeaderRule, Shadow, Split, TrafficPolicy
+from registry.experiments import rules as experiment_rules
+from registry.experiments.stats import ExperimentSpec
+from registry.rollouts import engine as rollouts
+from registry.rollouts import rules as rollout_rules
+from registry.rollouts.engine import RolloutSpec
+from registry.serving.rules import check_targets, follow, why_unserved
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 CTX = WriteContext(principal=Principal(1, "alice", Role.DEPLOYER), now=NOW)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from registry.windows import prune_cutoff
+from registry.rollouts.windows import prune_cutoff
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 WEEK = timedelta(days=7)

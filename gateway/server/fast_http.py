@@ -1,0 +1,377 @@
+"""An HTTP/1.1 server protocol that answers the gateway's paths itself and hands every other
+connection to uvicorn.
+
+Why: under uvicorn, each request builds an ASGI scope (with a copy of the app state), a request
+cycle with an `asyncio.Event`, `receive`/`send` message dicts whose headers are checked one by
+one, and arms a keep-alive timer when it ends; for a proxy whose own work is a routing decision
+and one upstream call, that was about a third of the gateway's CPU per request. Here a request
+on a fast path is parsed by httptools straight into (method, path, headers, body), answered by
+the handler (`Gateway.handle`), and written with one `write`. Per connection there is one idle
+timer, re-armed only when it fires, instead of one per request.
+
+A request that is not on a fast path (the registry API, the console, an upgrade, a method the
+gateway does not serve) hands its connection to uvicorn's protocol for good: the request's head
+is written out again from what was parsed (and a chunked body chunked again), fed to uvicorn's
+protocol with whatever follows, and the transport is switched to it, much as uvicorn itself does
+for a WebSocket upgrade. Inference clients stay on the fast path; a client that calls the API on
+a connection is served by uvicorn from then on. If answers of this protocol are still owed on
+the connection (pipelining), the switch waits until they are written, so answers keep their order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+from collections import deque
+from typing import Any, Final, NamedTuple, Protocol
+
+import httptools
+
+from gateway.errors import PayloadTooLarge
+from gateway.proxy import Headers, Reply, error_reply
+from gateway.server.protocol import CoalescingHttpToolsProtocol
+
+log = logging.getLogger("modelyard.http")
+
+MAX_PIPELINED: Final = 16  # queued requests on one connection before reading pauses
+_JSON: Final = (b"content-type", b"application/json")
+_CHUNKED: Final = b"chunked"
+_STATUS_LINES: Final = {
+    s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in http.HTTPStatus
+}
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_INTERNAL: Final = (
+    b'{"error_code":"INTERNAL","message":"the gateway failed to answer; see its log"}'
+)
+_BAD_REQUEST: Final = b'{"error_code":"BAD_REQUEST","message":"malformed HTTP request"}'
+
+
+class FastHandler(Protocol):
+    max_body: int
+
+    async def handle(self, method: str, path: str, headers: Headers, body: bytes) -> Reply: ...
+
+
+class FastPaths(Protocol):
+    def handler_for(self, method: str, path: str) -> FastHandler | None:
+        """Who answers `method path` on the fast path; None: hand the connection to uvicorn."""
+        ...
+
+
+class _Request(NamedTuple):
+    handler: FastHandler
+    method: str
+    path: str
+    headers: Headers
+    body: bytes
+    keep_alive: bool
+    too_large: bool
+
+
+def protocol_class(paths: FastPaths) -> type[asyncio.Protocol]:
+    """The protocol class to give uvicorn (`http=`), bound to `paths`."""
+    return type("BoundFastHttpProtocol", (FastHttpProtocol,), {"paths": paths})
+
+
+class FastHttpProtocol(asyncio.Protocol):
+    paths: FastPaths  # set by protocol_class
+
+    def __init__(
+        self,
+        config: Any,
+        server_state: Any,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.config = config
+        self.server_state = server_state
+        self.app_state = app_state
+        self.loop = _loop or asyncio.get_event_loop()
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.keep_alive_s: float = config.timeout_keep_alive
+        self.access_log = config.access_log and logging.getLogger("uvicorn.access").hasHandlers()
+        self.client = ""
+        # per message
+        self.url = b""
+        self.headers: Headers = []
+        self.body: list[bytes] = []
+        self.size = 0
+        self.path = ""
+        self.handler: FastHandler | None = None
+        self.too_large = False
+        self.chunked = False
+        # per connection
+        self.queue: deque[_Request] = deque()
+        self.busy = False
+        self.closing = False
+        self.paused = False  # reading paused: too many pipelined requests queued
+        self.writing_paused = False  # the transport's buffer is full: the client is not reading
+        self.last_active = 0.0
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.handing_over = False  # the connection goes to uvicorn once nothing is owed here
+        self.forwarded: list[bytes] = []  # bytes for uvicorn's protocol until the switch
+        self.successor: asyncio.Protocol | None = None
+
+    # --- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+        self.server_state.connections.add(self)
+        if self.access_log:
+            peer = transport.get_extra_info("peername")
+            self.client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else ""
+        self.last_active = self.loop.time()
+        self.idle_timer = self.loop.call_later(self.keep_alive_s, self._check_idle)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server_state.connections.discard(self)
+        self.closing = True
+        self.queue.clear()
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:  # the head went to uvicorn already
+            self._forward(data[upgrade.args[0] :])
+        except httptools.HttpParserError:
+            self._bad_request()
+
+    def pause_writing(self) -> None:
+        """The client is not reading its answers: stop reading and answering its requests
+        until it does (without this, answers would pile up in memory without bound)."""
+        self.writing_paused = True
+        if self.transport is not None and not self.paused:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if not self.busy and self.queue:
+            self._start(self.queue.popleft())
+        if not self.paused:
+            transport.resume_reading()
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful shutdown: close now if idle, else after what is owed."""
+        self.closing = True
+        if not self.busy and not self.handing_over and self.transport is not None:
+            self.transport.close()
+
+    # --- httptools callbacks --------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.body = []
+        self.size = 0
+        self.handler = None
+        self.too_large = False
+        self.chunked = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        if not self.handing_over:
+            self.handler = self._fast_handler()
+            if self.handler is not None:
+                if (b"expect", b"100-continue") in self.headers:
+                    self._write(_CONTINUE)
+                return
+            self.handing_over = True
+            if self.idle_timer is not None:
+                self.idle_timer.cancel()
+                self.idle_timer = None
+        self._forward_head()
+
+    def on_body(self, body: bytes) -> None:
+        handler = self.handler
+        if handler is None:  # handing over
+            self._forward(b"%x\r\n%b\r\n" % (len(body), body) if self.chunked else body)
+        elif not self.too_large:
+            self.size += len(body)
+            if self.size > handler.max_body:
+                self.too_large = True
+                self.body = []
+            else:
+                self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        handler = self.handler
+        if handler is None:
+            if self.chunked:
+                self._forward(b"0\r\n\r\n")
+            self._maybe_switch()
+            return
+        body = self.body
+        request = _Request(
+            handler,
+            self.parser.get_method().decode("ascii"),
+            self.path,
+            self.headers,
+            body[0] if len(body) == 1 else b"".join(body),
+            self.parser.should_keep_alive(),
+            self.too_large,
+        )
+        if self.busy:
+            self.queue.append(request)
+            if len(self.queue) >= MAX_PIPELINED and self.transport is not None:
+                self.transport.pause_reading()
+                self.paused = True
+        else:
+            self._start(request)
+
+    # --- answering ------------------------------------------------------------------------------
+
+    def _fast_handler(self) -> FastHandler | None:
+        if self.parser.should_upgrade():
+            return None
+        parsed = httptools.parse_url(self.url)
+        path = parsed.path.decode("latin-1")
+        if "%" in path:  # percent-encoded: uvicorn decodes it; no gateway path needs it
+            return None
+        self.path = path
+        return self.paths.handler_for(self.parser.get_method().decode("ascii"), path)
+
+    def _start(self, request: _Request) -> None:
+        self.busy = True
+        self.loop.create_task(self._answer(request))
+
+    async def _answer(self, request: _Request) -> None:
+        keep_alive = request.keep_alive
+        try:
+            if request.too_large:
+                limit = request.handler.max_body
+                too_large = PayloadTooLarge(f"the request body is over the {limit}-byte limit")
+                reply = error_reply(too_large, request.path.startswith("/v2/"))
+            else:
+                reply = await request.handler.handle(
+                    request.method, request.path, request.headers, request.body
+                )
+        except Exception:
+            log.exception("unhandled error answering %s %s", request.method, request.path)
+            reply, keep_alive = Reply(500, [_JSON], _INTERNAL), False
+        self._write_reply(reply, keep_alive)
+        if self.access_log:
+            logging.getLogger("uvicorn.access").info(
+                '%s - "%s %s HTTP/1.1" %d', self.client, request.method, request.path, reply.status
+            )
+        self._done(keep_alive)
+
+    def _write_reply(self, reply: Reply, keep_alive: bool) -> None:
+        status = reply.status
+        line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
+        parts = [line]
+        for name, value in self.server_state.default_headers:  # date (uvicorn keeps it fresh)
+            parts += (name, b": ", value, b"\r\n")
+        for name, value in reply.headers:
+            parts += (name, b": ", value, b"\r\n")
+        body = reply.body
+        parts.append(b"content-length: %d\r\n" % len(body))
+        if not keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts += (b"\r\n", body)
+        self._write(b"".join(parts))
+
+    def _write(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def _done(self, keep_alive: bool) -> None:
+        self.busy = False
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if not keep_alive or (self.closing and not self.handing_over):
+            transport.close()
+            return
+        if self.queue:
+            if self.writing_paused:  # answered again once the client reads (resume_writing)
+                return
+            self._start(self.queue.popleft())
+            if self.paused and len(self.queue) < MAX_PIPELINED // 2:
+                self.paused = False
+                if not self.writing_paused:
+                    transport.resume_reading()
+            return
+        self.last_active = self.loop.time()
+        if self.handing_over:
+            self._maybe_switch()
+
+    def _check_idle(self) -> None:
+        """The keep-alive timeout: one timer per connection, re-armed when it fires."""
+        self.idle_timer = None
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.handing_over:
+            return
+        idle_for = self.loop.time() - self.last_active
+        if not self.busy and idle_for >= self.keep_alive_s:
+            transport.close()
+            return
+        wait = self.keep_alive_s if self.busy else self.keep_alive_s - idle_for
+        self.idle_timer = self.loop.call_later(wait, self._check_idle)
+
+    def _bad_request(self) -> None:
+        self._write(
+            _STATUS_LINES[400]
+            + b"content-type: application/json\r\ncontent-length: %d\r\n" % len(_BAD_REQUEST)
+            + b"connection: close\r\n\r\n"
+            + _BAD_REQUEST
+        )
+        if self.transport is not None:
+            self.transport.close()
+
+    # --- handing the connection to uvicorn --------------------------------------------------------
+
+    def _forward_head(self) -> None:
+        version = self.parser.get_http_version().encode("ascii")
+        parts = [self.parser.get_method(), b" ", self.url, b" HTTP/", version, b"\r\n"]
+        for name, value in self.headers:
+            parts += (name, b": ", value, b"\r\n")
+            if name == b"transfer-encoding" and _CHUNKED in value.lower():
+                self.chunked = True
+        parts.append(b"\r\n")
+        self._forward(b"".join(parts))
+
+    def _forward(self, data: bytes) -> None:
+        if self.successor is not None:
+            self.successor.data_received(data)
+        else:
+            self.forwarded.append(data)
+            self._maybe_switch()
+
+    def _maybe_switch(self) -> None:
+        """Switch the transport to uvicorn's protocol once nothing is owed on this one."""
+        if not self.handing_over or self.successor is not None or self.busy or self.queue:
+            return
+        if self.transport is None:
+            return
+        if self.transport.is_closing():
+            return
+        successor = CoalescingHttpToolsProtocol(
+            config=self.config, server_state=self.server_state, app_state=self.app_state,
+            _loop=self.loop,
+        )  # fmt: skip
+        self.server_state.connections.discard(self)
+        successor.connection_made(self.transport)
+        self.transport.set_protocol(successor)
+        self.successor = successor
+        forwarded, self.forwarded = self.forwarded, []
+        if self.paused or self.writing_paused:  # uvicorn's protocol keeps its own flow control
+            self.transport.resume_reading()
+            self.paused = self.writing_paused = False
+        for data in forwarded:
+            successor.data_received(data)
+        if self.closing:
+            successor.shutdown()

@@ -1,5 +1,0 @@
-"""The registry's REST API (Litestar): `/api/v1` plus health probes."""
-
-from registry.api.app import registry_routes
-
-__all__ = ["registry_routes"]

@@ -1,0 +1,90 @@
+"""REST: a model's traffic policy, and the route feed the gateways long-poll."""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+import msgspec
+from litestar import Controller, Response, delete, get, put
+from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import JSONBody, QueryParameter
+
+from contract.health import ReadinessSource
+from contract.routes import RouteTable
+from contract.traffic import TrafficPolicy
+from registry.catalog.domain import Model
+from registry.serving.feed import RouteFeed
+from registry.serving.rules import VersionServing, traffic_versions
+from registry.web.api.context import PathStr, RegistryDep, Req, caller_of, if_match
+from registry.web.api.models import model_response
+from registry.web.errors import ErrorBody
+
+FeedDep = NamedDependency[RouteFeed]
+MAX_WAIT_S = 30.0
+
+
+REFUSALS: Final = {
+    400: ResponseSpec(ErrorBody, description="a bad policy, or a split of the stable version"),
+    404: ResponseSpec(ErrorBody, description="the model, or a version it names, does not exist"),
+    409: ResponseSpec(ErrorBody, description="VERSION_NOT_SERVED: a version it names cannot be"
+                      " served (not in Production or Staging, no endpoint); or a rollout or"
+                      " experiment steers the traffic (ROLLOUT_IN_PROGRESS)"),
+}  # fmt: skip
+
+
+class TrafficView(TrafficPolicy, frozen=True, kw_only=True):
+    """The policy in force, and where its traffic goes now. `versions` is read-only: PUT takes
+    the policy alone."""
+
+    versions: Annotated[list[VersionServing], msgspec.Meta(
+        description="read-only: the stable (Production) version and every version the policy"
+        " names, each with its stage and whether it is being served now",
+    )]  # fmt: skip
+
+
+class TrafficController(Controller):
+    path = "/"
+    tags = ["traffic"]
+
+    @get("/models/{name:str}/traffic")
+    async def get_traffic(self, registry: RegistryDep, request: Req, name: PathStr) -> TrafficView:
+        """The policy in force (the default sends everything to the Production version), and
+        whether each version it sends traffic to is being served now."""
+        model, stable, found = await registry.traffic_versions(name)
+        policy = model.traffic or TrafficPolicy()
+        source: ReadinessSource | None = request.app.state.get("readiness")
+        health = (
+            {h.version: h for h in source.versions() if h.model == model.name} if source else {}
+        )
+        deployer = request.app.state.get("deployments") is not None
+        served = traffic_versions(policy, stable, {v.version: v for v in found}, health,
+                                  deployer=deployer)  # fmt: skip
+        return TrafficView(**msgspec.structs.asdict(policy), versions=served)
+
+    @put("/models/{name:str}/traffic", responses=REFUSALS)
+    async def set_traffic(
+        self, registry: RegistryDep, request: Req, name: PathStr, data: JSONBody[TrafficPolicy]
+    ) -> Response[Model]:
+        caller = await caller_of(request)
+        return model_response(await registry.set_traffic(caller, name, data, if_match(request)))
+
+    @delete("/models/{name:str}/traffic", status_code=200)
+    async def clear_traffic(
+        self, registry: RegistryDep, request: Req, name: PathStr
+    ) -> Response[Model]:
+        caller = await caller_of(request)
+        return model_response(await registry.set_traffic(caller, name, None, if_match(request)))
+
+    @get("/routes")
+    async def routes(
+        self,
+        feed: FeedDep,
+        after: Annotated[int, QueryParameter(ge=-1, description="revision the caller has")] = -1,
+        wait_s: Annotated[float, QueryParameter(ge=0, le=MAX_WAIT_S)] = 0.0,
+    ) -> Response[RouteTable | None]:
+        """The route table once its revision is past `after`; 204 when `wait_s` ran out first."""
+        table = await feed.wait(after, wait_s)
+        if table is None:
+            return Response(None, status_code=204)
+        return Response(table)

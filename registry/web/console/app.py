@@ -1,0 +1,85 @@
+"""The console's routes: pages and actions behind the session guard, the login and logout
+forms, and the static files (CSS, JavaScript) shipped in the package."""
+
+from __future__ import annotations
+
+from litestar import Router, get, post
+from litestar.datastructures import Cookie
+from litestar.response import Redirect, Template
+from litestar.static_files import create_static_files_router
+from litestar.types import ControllerRouterHandler
+
+from registry.auth import TokenAuthority, hash_token
+from registry.errors import Unauthenticated
+from registry.web.console.actions import ConsoleActions
+from registry.web.console.pages import ConsolePages
+from registry.web.console.render import EXCEPTION_HANDLERS, STATIC, Req, page
+from registry.web.console.security import (
+    COOKIE,
+    UI_PATH,
+    check_origin,
+    safe_next,
+    session_of,
+    sessions_of,
+    ui_guard,
+)
+
+LoginAnswer = Redirect | Template
+
+
+def _cookie(request: Req, value: str, max_age: int | None = None) -> Cookie:
+    return Cookie(
+        key=COOKIE,
+        value=value,
+        path=UI_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=max_age,
+    )
+
+
+@get("/login", opt={"public": True})
+async def login_form(request: Req) -> Template:
+    return page(request, "login.html", next=safe_next(request.query_params.get("next")))
+
+
+@post("/login", opt={"public": True})
+async def login(request: Req) -> LoginAnswer:
+    """The token is posted once; the browser gets only an opaque session id."""
+    check_origin(request)
+    form = await request.form()
+    token = form.get("token")
+    target = safe_next(form.get("next") if isinstance(form.get("next"), str) else None)
+    authority: TokenAuthority = request.app.state.authority
+    secret = token.strip() if isinstance(token, str) else ""
+    try:
+        if not secret:
+            raise Unauthenticated("enter an API token")
+        await authority.authenticate(f"Bearer {secret}")
+    except Unauthenticated as exc:
+        return page(request, "login.html", 401, next=target, errors={"token": exc.message})
+    sessions = sessions_of(request)
+    await sessions.drop(request.cookies.get(COOKIE))
+    session = await sessions.create(hash_token(secret))
+    return Redirect(target, status_code=303, cookies=[_cookie(request, session.id)])
+
+
+@post("/logout")
+async def logout(request: Req) -> Redirect:
+    await sessions_of(request).drop(session_of(request).id)
+    return Redirect(f"{UI_PATH}/login", status_code=303, cookies=[_cookie(request, "", 0)])
+
+
+def console_routes() -> list[ControllerRouterHandler]:
+    console = Router(
+        path=UI_PATH,
+        route_handlers=[ConsolePages, ConsoleActions, login_form, login, logout],
+        guards=[ui_guard],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        include_in_schema=False,
+    )
+    static = create_static_files_router(
+        path=f"{UI_PATH}/static", directories=[STATIC], name="console-static"
+    )
+    return [console, static]

@@ -1,0 +1,81 @@
+"""The console's pages (GET): models, a model, a rollout, the gateway. Each page has a
+`?fragment=live` form holding only the part that console.js refreshes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from litestar import Controller, get
+from litestar.params import QueryParameter
+from litestar.response import Template
+
+from registry.catalog.service import Registry
+from registry.rollouts.service import RolloutService
+from registry.web.api.context import PathStr
+from registry.web.console import views
+from registry.web.console.render import Req, page
+
+Query = Annotated[str | None, QueryParameter(max_length=128, description="name prefix")]
+Fragment = Annotated[str | None, QueryParameter(description="`live`: only the live part")]
+After = Annotated[str | None, QueryParameter(max_length=200, description="the last name seen")]
+
+
+def registry_of(request: Req) -> Registry:
+    registry: Registry = request.app.state.registry
+    return registry
+
+
+def rollouts_of(request: Req) -> RolloutService:
+    rollouts: RolloutService = request.app.state.rollouts
+    return rollouts
+
+
+def _pick(fragment: str | None, whole: str, live: str) -> str:
+    return live if fragment == "live" else whole
+
+
+async def render_model(
+    request: Req, name: str, status: int = 200, errors: dict[str, str] | None = None,
+    fragment: str | None = None, form: dict[str, str] | None = None,
+) -> Template:  # fmt: skip
+    view = await views.model_page(registry_of(request), rollouts_of(request), name)
+    template = _pick(fragment, "model.html", "_model_live.html")
+    return page(request, template, status, view=view, errors=errors or {}, form=form or {})
+
+
+async def render_rollout(
+    request: Req, rollout_id: str, status: int = 200, errors: dict[str, str] | None = None,
+    fragment: str | None = None,
+) -> Template:  # fmt: skip
+    view = await views.rollout_page(rollouts_of(request), rollout_id)
+    template = _pick(fragment, "rollout.html", "_rollout_live.html")
+    return page(request, template, status, view=view, errors=errors or {})
+
+
+class ConsolePages(Controller):
+    path = "/"
+
+    @get("/")
+    async def models(
+        self, request: Req, q: Query = None, after: After = None, fragment: Fragment = None
+    ) -> Template:
+        view = await views.models_page(registry_of(request), (q or "").strip(), after)
+        return page(request, _pick(fragment, "models.html", "_models_live.html"), view=view)
+
+    @get("/models/{name:str}")
+    async def model(self, request: Req, name: PathStr, fragment: Fragment = None) -> Template:
+        return await render_model(request, name, fragment=fragment)
+
+    @get("/rollouts/{rollout_id:str}")
+    async def rollout(
+        self, request: Req, rollout_id: PathStr, fragment: Fragment = None
+    ) -> Template:
+        return await render_rollout(request, rollout_id, fragment=fragment)
+
+    @get("/gateway")
+    async def gateway(self, request: Req, fragment: Fragment = None) -> Template:
+        status_of: Callable[[], Any] | None = request.app.state.get("gateway_status")
+        gw = status_of() if status_of is not None else None
+        template = _pick(fragment, "gateway.html", "_gateway_live.html")
+        return page(request, template, gw=gw, in_process=status_of is not None)
