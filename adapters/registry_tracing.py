@@ -25,7 +25,7 @@ from opentelemetry.trace.propagation import set_span_in_context
 
 from adapters.json_logs import REQUEST_ID
 from adapters.telemetry import Tracing
-from registry.rollouts.engine import Rollout
+from registry.rollouts.state import Rollout
 from registry.web.api.metrics import RegistryMetrics
 
 TRACER_NAME: Final = "modelyard.registry"

@@ -10,7 +10,7 @@ from typing import Any, Final, Protocol
 import msgspec
 
 from adapters import sql_rows as rows
-from registry.rollouts.engine import ACTIVE_PHASES, Look, Rollout
+from registry.rollouts.state import ACTIVE_PHASES, Look, Rollout
 
 _rollout = msgspec.json.Decoder(Rollout)
 _look = msgspec.json.Decoder(Look)

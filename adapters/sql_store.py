@@ -53,7 +53,7 @@ from registry.catalog.domain import (
 )
 from registry.errors import NotFound
 from registry.experiments.stats import Experiment, Tally
-from registry.rollouts.engine import Look, Rollout
+from registry.rollouts.state import Look, Rollout
 from registry.rollouts.windows import VariantTraffic
 
 T = TypeVar("T")
@@ -151,12 +151,11 @@ class SqlStore:
         if spec.idempotency is not None:
             found = await _one(
                 conn,
-                "SELECT fingerprint, status, body FROM idempotency_keys"
-                " WHERE principal_id = ? AND key = ?",
+                "SELECT fingerprint, body FROM idempotency_keys WHERE principal_id = ? AND key = ?",
                 spec.idempotency,
             )
             if found is not None:
-                replay = StoredRequest(found[0], found[1], found[2].encode())
+                replay = StoredRequest(found[0], found[1].encode())
         if model_row is None:
             return None, ModelState(model=None, versions={}, aliases={}, replay=replay)
         model_id = int(model_row[rows.MODEL_ID_COLUMN])
@@ -292,7 +291,7 @@ class SqlStore:
                                 op.principal_id,
                                 op.key,
                                 op.fingerprint,
-                                op.status,
+                                201,  # the column predates the core's status-free op; unread
                                 op.body.decode(),
                                 rows.to_micros(op.at),
                             ),

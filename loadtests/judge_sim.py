@@ -32,8 +32,8 @@ from typing import Any, Final
 import numpy as np
 
 from registry.rollouts import engine as rollouts
-from registry.rollouts.engine import Phase, RolloutSpec, Snapshot
 from registry.rollouts.judge import ArmStats
+from registry.rollouts.state import Phase, RolloutSpec, Snapshot
 
 RATE: Final = 50  # requests per second per arm
 LOOK_S: Final = 30

@@ -15,7 +15,7 @@ from contract.windows import TrafficWindow
 from registry.catalog.changes import Decision, LoadSpec, ModelFilter, ModelState, VersionFilter
 from registry.catalog.domain import AuditEvent, Model, ModelVersion, Token
 from registry.experiments.stats import Experiment, Tally
-from registry.rollouts.engine import Look, Rollout
+from registry.rollouts.state import Look, Rollout
 from registry.rollouts.windows import VariantTraffic
 from registry.webhooks.events import Due, Secret, Webhook
 

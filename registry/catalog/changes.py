@@ -10,7 +10,7 @@ import msgspec
 
 from registry.catalog.domain import Model, ModelVersion, Principal, Stage
 from registry.experiments.stats import Experiment
-from registry.rollouts.engine import Look, Rollout
+from registry.rollouts.state import Look, Rollout
 
 T = TypeVar("T")
 
@@ -25,8 +25,9 @@ class LoadSpec(msgspec.Struct, frozen=True):
 
 
 class StoredRequest(msgspec.Struct, frozen=True):
+    """A creating request kept under its Idempotency-Key: what it was, and its answer."""
+
     fingerprint: str
-    status: int
     body: bytes
 
 
@@ -113,12 +114,12 @@ class Audit(msgspec.Struct, frozen=True, tag=True):
 
 
 class RememberRequest(msgspec.Struct, frozen=True, tag=True):
-    """Keep a creating request's answer under its Idempotency-Key, in the same transaction."""
+    """Keep a creating request's answer under its Idempotency-Key, in the same transaction.
+    (A replay answers like the first request did; its HTTP status is the web layer's.)"""
 
     key: str
     principal_id: int
     fingerprint: str
-    status: int
     body: bytes
     at: datetime
 

@@ -11,7 +11,7 @@ import msgspec
 
 from contract.traffic import TrafficPolicy, references
 from contract.windows import WindowReport
-from registry.catalog import audit, rules
+from registry.catalog import aliases, audit, models, versions
 from registry.catalog import traffic as traffic_rules
 from registry.catalog.changes import (
     Caller,
@@ -29,6 +29,7 @@ from registry.catalog.commands import (
     StageChange,
     VersionCreate,
 )
+from registry.catalog.decisions import AliasTarget
 from registry.catalog.domain import (
     AuditEvent,
     Model,
@@ -91,7 +92,7 @@ class Registry:
 
     async def create_model(self, caller: Caller, cmd: ModelCreate) -> Model:
         return await self.write(
-            cmd.name, caller, _idem(caller), lambda s, c: rules.create_model(s, c, cmd)
+            cmd.name, caller, _idem(caller), lambda s, c: models.create_model(s, c, cmd)
         )
 
     async def update_model(
@@ -101,7 +102,7 @@ class Registry:
             name,
             caller,
             LoadSpec(),
-            lambda s, c: rules.update_model(s, c, name, description, if_match),
+            lambda s, c: models.update_model(s, c, name, description, if_match),
         )
 
     async def set_model_tag(
@@ -112,12 +113,12 @@ class Registry:
             name,
             caller,
             LoadSpec(),
-            lambda s, c: rules.set_model_tag(s, c, name, key, value, if_match),
+            lambda s, c: models.set_model_tag(s, c, name, key, value, if_match),
         )
 
     async def delete_model(self, caller: Caller, name: str, if_match: str | None) -> None:
         await self.write(
-            name, caller, LoadSpec(), lambda s, c: rules.delete_model(s, c, name, if_match)
+            name, caller, LoadSpec(), lambda s, c: models.delete_model(s, c, name, if_match)
         )
 
     async def rename_model(
@@ -129,7 +130,7 @@ class Registry:
                 name,
                 caller,
                 LoadSpec(),
-                lambda s, c: rules.rename_model(s, c, name, new_name, if_match),
+                lambda s, c: models.rename_model(s, c, name, new_name, if_match),
             )
         except Conflict as exc:
             if type(exc) is not Conflict:  # a rule's own conflict, not the unique name
@@ -183,7 +184,7 @@ class Registry:
 
     async def create_version(self, caller: Caller, name: str, cmd: VersionCreate) -> ModelVersion:
         return await self.write(
-            name, caller, _idem(caller), lambda s, c: rules.create_version(s, c, name, cmd)
+            name, caller, _idem(caller), lambda s, c: versions.create_version(s, c, name, cmd)
         )
 
     async def register_source_version(
@@ -197,7 +198,7 @@ class Registry:
                 name,
                 caller,
                 LoadSpec(versions=(latest,) if latest else ()),
-                lambda s, c, latest=latest: rules.register_source_version(  # type: ignore[misc]
+                lambda s, c, latest=latest: versions.register_source_version(  # type: ignore[misc]
                     s, c, name, cmd, latest, c.now - REPEAT_WINDOW
                 ),
             )
@@ -217,7 +218,7 @@ class Registry:
             name,
             caller,
             LoadSpec(versions=(number,)),
-            lambda s, c: rules.update_version(s, c, name, number, description, if_match),
+            lambda s, c: versions.update_version(s, c, name, number, description, if_match),
         )
 
     async def set_version_tag(
@@ -234,7 +235,7 @@ class Registry:
             name,
             caller,
             LoadSpec(versions=(number,)),
-            lambda s, c: rules.set_version_tag(s, c, name, number, key, value, if_match),
+            lambda s, c: versions.set_version_tag(s, c, name, number, key, value, if_match),
         )
 
     async def transition_stage(
@@ -282,7 +283,7 @@ class Registry:
             name,
             caller,
             LoadSpec(versions=(cmd.version,)),
-            lambda s, c: rules.set_alias(s, c, name, alias, cmd, if_match),
+            lambda s, c: aliases.set_alias(s, c, name, alias, cmd, if_match),
         )
 
     async def delete_alias(
@@ -290,7 +291,7 @@ class Registry:
     ) -> None:
         validate_alias(alias)
         await self.write(
-            name, caller, LoadSpec(), lambda s, c: rules.delete_alias(s, c, name, alias, if_match)
+            name, caller, LoadSpec(), lambda s, c: aliases.delete_alias(s, c, name, alias, if_match)
         )
 
     async def resolve_alias(self, name: str, alias: str) -> ModelVersion:
@@ -303,7 +304,7 @@ class Registry:
         )
         version = None
         if event is not None and event.after is not None:
-            version = msgspec.json.decode(event.after, type=rules.AliasTarget).version
+            version = msgspec.json.decode(event.after, type=AliasTarget).version
         return AliasAt(model=name, alias=alias, at=at, version=version)
 
     # --- audit ----------------------------------------------------------------------------

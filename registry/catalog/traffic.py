@@ -7,11 +7,11 @@ from __future__ import annotations
 from typing import TypeVar
 
 from contract.traffic import TrafficPolicy
-from registry.catalog import rules
+from registry.catalog import stages, versions
 from registry.catalog.changes import Decision, ModelState, WriteContext
 from registry.catalog.commands import StageChange
+from registry.catalog.decisions import check_if_match, model_change, require_model
 from registry.catalog.domain import Model, ModelVersion, Stage, model_etag
-from registry.catalog.rules import _model_change, check_if_match, require_model
 from registry.errors import InvalidInput, RolloutInProgress
 from registry.serving.rules import check_targets, follow_ops
 
@@ -55,7 +55,7 @@ def set_traffic(
     if policy == model.traffic:
         check_if_match(if_match, model_etag(model))
         return Decision(ops=[], result=model)
-    return _model_change(state, ctx, name, if_match, "model.traffic", traffic=policy)
+    return model_change(state, ctx, name, if_match, "model.traffic", traffic=policy)
 
 
 def transition_stage(
@@ -66,10 +66,10 @@ def transition_stage(
     cmd: StageChange,
     if_match: str | None,
 ) -> Decision[ModelVersion]:
-    """`rules.transition_stage`, and the traffic policy lets go of what it took out of service
+    """`stages.transition_stage`, and the traffic policy lets go of what it took out of service
     (load the running experiment too: its arms are not dropped, the change is refused)."""
-    return _followed(state, ctx, name, rules.transition_stage(state, ctx, name, number, cmd,
-                                                              if_match))  # fmt: skip
+    moved = stages.transition_stage(state, ctx, name, number, cmd, if_match)
+    return _followed(state, ctx, name, moved)
 
 
 def delete_version(
@@ -80,8 +80,8 @@ def delete_version(
     if_match: str | None,
     release_aliases: bool = False,
 ) -> Decision[None]:
-    """`rules.delete_version`, and the traffic policy lets go of the deleted version."""
-    decided = rules.delete_version(state, ctx, name, number, if_match, release_aliases)
+    """`versions.delete_version`, and the traffic policy lets go of the deleted version."""
+    decided = versions.delete_version(state, ctx, name, number, if_match, release_aliases)
     return _followed(state, ctx, name, decided)
 
 
@@ -99,7 +99,7 @@ def _followed(state: ModelState, ctx: WriteContext, name: str, decided: Decision
             " this change moves; stop the experiment first",
             field="experiment",
         )
-    change = _model_change(state, ctx, name, None, "model.traffic", traffic=kept)
+    change = model_change(state, ctx, name, None, "model.traffic", traffic=kept)
     return Decision(ops=[*decided.ops, *change.ops], result=decided.result)
 
 

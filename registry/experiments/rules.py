@@ -8,8 +8,9 @@ from msgspec.structs import replace
 from contract.traffic import TrafficPolicy
 from registry.catalog.changes import Decision, ModelState, Op, SaveExperiment, WriteContext
 from registry.catalog.commands import StageChange
+from registry.catalog.decisions import audit, model_change, require_model
 from registry.catalog.domain import Stage
-from registry.catalog.rules import _audit, _model_change, require_model, transition_stage
+from registry.catalog.stages import transition_stage
 from registry.errors import InvalidInput, InvalidState, RolloutInProgress
 from registry.experiments import stats as experiments
 from registry.experiments.stats import Experiment, ExperimentSpec, Phase
@@ -47,10 +48,10 @@ def start(
             ops += transition_stage(state, ctx, name, arm.version, StageChange(Stage.STAGING),
                                     None).ops  # fmt: skip
     policy = experiments.policy(experiment, model.traffic or TrafficPolicy(), production)
-    ops += _model_change(state, ctx, name, None, "model.traffic", traffic=policy).ops
+    ops += model_change(state, ctx, name, None, "model.traffic", traffic=policy).ops
     ops += [
         SaveExperiment(experiment),
-        _audit(ctx, "experiment.start", name, after={"id": experiment_id, "spec": spec}),
+        audit(ctx, "experiment.start", name, after={"id": experiment_id, "spec": spec}),
     ]
     return Decision(ops=ops, result=experiment)
 
@@ -74,8 +75,8 @@ def stop(
         moved = transition_stage(state, ctx, name, promote, change, None).ops
     policy = follow_ops(policy, moved)  # a rule or shadow of the archived version goes too
     ops: list[Op] = [SaveExperiment(stopped)]
-    ops += _model_change(state, ctx, name, None, "model.traffic", traffic=policy).ops
+    ops += model_change(state, ctx, name, None, "model.traffic", traffic=policy).ops
     ops += moved
-    ops.append(_audit(ctx, "experiment.stop", name, version=promote,
-                      after={"id": experiment_id, "winner": promote, "reason": why}))  # fmt: skip
+    ops.append(audit(ctx, "experiment.stop", name, version=promote,
+                     after={"id": experiment_id, "winner": promote, "reason": why}))  # fmt: skip
     return Decision(ops=ops, result=stopped)

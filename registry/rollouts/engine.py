@@ -1,10 +1,12 @@
-"""Progressive rollouts: one rollout's state and the pure `step` that moves it on.
+"""Progressive rollouts: the pure `step` that moves a rollout on, and the commands people give
+(pause, resume, abort, promote). The state they move: `registry.rollouts.state`.
 
 `step(state, snapshot, now) -> (state, actions)` is the whole engine: no clock, no IO. The
-controller (registry/rollout_control.py) feeds it a snapshot of live traffic (candidate and
-baseline summed over every gateway since the current step began) once per analysis interval,
-and carries out the actions it returns (weights, promotion) in the same transaction that
-stores the new state, so a crash never leaves traffic and state apart.
+controller (`RolloutScheduler` in registry/rollouts/service.py) feeds it a snapshot of live
+traffic (candidate and baseline summed over every gateway since the current step began) once
+per analysis interval; registry/rollouts/rules.py turns the actions it returns (weights,
+promotion) into the registry's operations, committed in the same transaction that stores the
+new state, so a crash never leaves traffic and state apart.
 
 Phases, as in Flagger and Argo Rollouts:
 
@@ -30,148 +32,29 @@ Phases, as in Flagger and Argo Rollouts:
 
 from __future__ import annotations
 
-import enum
 import itertools
 from datetime import datetime, timedelta
-from typing import Annotated, Final
+from typing import assert_never
 
-import msgspec
 from msgspec.structs import replace
 
-from contract.traffic import AnswerField, StickyKey
 from registry.errors import InvalidInput, InvalidState
 from registry.rollouts.judge import ArmStats, JudgeConfig, JudgeMemory, Outcome, Verdict, judge
-
-DEFAULT_STEPS: Final = (1.0, 5.0, 25.0, 50.0, 100.0)
-
-Percent = Annotated[float, msgspec.Meta(gt=0, le=100)]
-
-
-class Phase(enum.StrEnum):
-    PENDING = "Pending"
-    PROGRESSING = "Progressing"
-    PAUSED = "Paused"
-    PROMOTING = "Promoting"
-    SUCCEEDED = "Succeeded"
-    ROLLED_BACK = "RolledBack"
-    ABORTED = "Aborted"
-
-
-ACTIVE_PHASES: Final = frozenset({Phase.PENDING, Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING})
-
-
-class Mode(enum.StrEnum):
-    CANARY = "canary"
-    SHADOW = "shadow"
-
-
-class RolloutSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """What a user asks for when starting a rollout."""
-
-    candidate: Annotated[int, msgspec.Meta(ge=1)]
-    steps: Annotated[list[Percent], msgspec.Meta(min_length=1, max_length=20)] = msgspec.field(
-        default_factory=lambda: list(DEFAULT_STEPS)
-    )
-    interval_s: Annotated[float, msgspec.Meta(ge=0.2, le=86_400)] = 60.0
-    min_sample_per_arm: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 100
-    max_error_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
-    max_p99_ms: Annotated[float, msgspec.Meta(gt=0)] | None = None
-    alpha: Annotated[float, msgspec.Meta(gt=0, lt=0.5)] = 0.01
-    latency_effect_floor: Annotated[float, msgspec.Meta(ge=0, le=10)] = 0.1
-    #: A slower median or p99 fails only when it is also this many ms slower. 1 ms by default: a
-    #: canary at a low weight runs on an idler server than the baseline, and a fast model
-    #: answers 10-20 % slower from idle alone (iris v2 at 10 %: 3.6 ms against v1's 3.0 ms,
-    #: p=1.6e-7, while with equal traffic v2/v1 is 0.97x), a difference no user would notice.
-    latency_floor_ms: Annotated[float, msgspec.Meta(ge=0, le=600_000)] = 1.0
-    max_inconclusive: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 10
-    sticky: StickyKey | None = None
-    mode: Mode = Mode.CANARY
-    shadow_percent: Percent = 100.0  # shadow mode: the share of requests copied
-    min_agreement: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None  # shadow mode
-    #: Shadow mode: compare only this field of the answers (a dotted path into nested
-    #: objects); None compares the whole answer. An answer without it disagrees.
-    compare_field: AnswerField | None = None
-
-
-class ShadowStats(msgspec.Struct, frozen=True):
-    compared: int = 0
-    agreed: int = 0
-
-
-class Snapshot(msgspec.Struct, frozen=True):
-    """Live traffic of both arms since `since` (the start of the current step)."""
-
-    since: datetime
-    baseline: ArmStats
-    candidate: ArmStats
-    shadow: ShadowStats = ShadowStats()
-
-
-class Look(msgspec.Struct, frozen=True):
-    """One analysis: when, at which step and weight, and the judge's verdict with evidence."""
-
-    seq: int
-    at: datetime
-    phase: Phase
-    step: int
-    weight: float
-    verdict: Verdict
-    agreement: float | None = None  # shadow mode: agreed / compared, when any was compared
-    compared: int | None = None  # shadow mode: the copies whose answers were compared...
-    agreed: int | None = None  # ...and those that agreed with the baseline's answer
-
-
-class Rollout(msgspec.Struct, frozen=True):
-    id: str
-    model: str
-    baseline: int
-    spec: RolloutSpec
-    phase: Phase
-    step: int  # index into spec.steps; -1 while Pending
-    weight: float  # the candidate's share of the traffic now (shadow: of the copies)
-    step_started_at: datetime
-    next_look_at: datetime
-    looks_in_step: int
-    looks: int
-    memory: JudgeMemory
-    created_by: str
-    created_at: datetime
-    updated_at: datetime
-    reason: str | None = None
-    paused_from: Phase | None = None
-    last: Look | None = None
-
-    @property
-    def active(self) -> bool:
-        return self.phase in ACTIVE_PHASES
-
-
-# --- actions: what the controller carries out with the new state ----------------------------
-
-
-class SetWeight(msgspec.Struct, frozen=True, tag=True):
-    """Give the candidate `weight` percent of the traffic (0: everything to the baseline)."""
-
-    weight: float
-
-
-class SetShadow(msgspec.Struct, frozen=True, tag=True):
-    """Copy `percent` of the traffic to the candidate (0: no copies)."""
-
-    percent: float
-
-
-class Promote(msgspec.Struct, frozen=True, tag=True):
-    """The candidate becomes Production (the baseline archived) and the split is cleared."""
-
-
-class RecordLook(msgspec.Struct, frozen=True, tag=True):
-    look: Look
-
-
-Action = SetWeight | SetShadow | Promote | RecordLook
-Moved = tuple[Rollout, list[Action]]
-
+from registry.rollouts.state import (
+    Action,
+    Look,
+    Mode,
+    Moved,
+    Phase,
+    Promote,
+    RecordLook,
+    Rollout,
+    RolloutSpec,
+    SetShadow,
+    SetWeight,
+    ShadowStats,
+    Snapshot,
+)
 
 # --- starting, and the commands people give -------------------------------------------------
 
@@ -227,10 +110,18 @@ def _require_active(state: Rollout, verb: str) -> None:
 
 
 def _off(state: Rollout) -> Action:
-    return SetShadow(0.0) if state.spec.mode == Mode.SHADOW else SetWeight(0.0)
+    """The action that takes the candidate out of the traffic (or stops its copies)."""
+    mode = state.spec.mode
+    match mode:
+        case Mode.CANARY:
+            return SetWeight(0.0)
+        case Mode.SHADOW:
+            return SetShadow(0.0)
+        case _:
+            assert_never(mode)
 
 
-def pause(state: Rollout, now: datetime, reason: str) -> tuple[Rollout, list[Action]]:
+def pause(state: Rollout, now: datetime, reason: str) -> Moved:
     """Hold the rollout where it is; traffic keeps its current split."""
     _require_active(state, "pause")
     if state.phase == Phase.PAUSED:
@@ -241,7 +132,7 @@ def pause(state: Rollout, now: datetime, reason: str) -> tuple[Rollout, list[Act
     return paused, []
 
 
-def resume(state: Rollout, now: datetime) -> tuple[Rollout, list[Action]]:
+def resume(state: Rollout, now: datetime) -> Moved:
     """Go on from the paused step with fresh data and a fresh count of inconclusive looks."""
     if state.phase != Phase.PAUSED:
         raise InvalidState(f"rollout {state.id} is {state.phase}, not Paused", field="phase")
@@ -259,14 +150,14 @@ def resume(state: Rollout, now: datetime) -> tuple[Rollout, list[Action]]:
     return resumed, []
 
 
-def abort(state: Rollout, now: datetime, reason: str) -> tuple[Rollout, list[Action]]:
+def abort(state: Rollout, now: datetime, reason: str) -> Moved:
     """Stop now: every request back to the baseline at once."""
     _require_active(state, "be aborted")
     done = replace(state, phase=Phase.ABORTED, weight=0.0, reason=reason, updated_at=now)
     return done, [_off(state)]
 
 
-def promote_now(state: Rollout, now: datetime, reason: str) -> tuple[Rollout, list[Action]]:
+def promote_now(state: Rollout, now: datetime, reason: str) -> Moved:
     """Skip the remaining steps: the candidate becomes Production now."""
     _require_active(state, "be promoted")
     if state.spec.mode == Mode.SHADOW:
@@ -293,35 +184,62 @@ def judge_config(spec: RolloutSpec) -> JudgeConfig:
     )
 
 
-def step(state: Rollout, snapshot: Snapshot | None, now: datetime) -> tuple[Rollout, list[Action]]:
+def step(state: Rollout, snapshot: Snapshot | None, now: datetime) -> Moved:
     """Move the rollout on by what `now` and the traffic since its step began say."""
-    if state.phase == Phase.PENDING:
-        return _begin(state, now)
-    if state.phase not in (Phase.PROGRESSING, Phase.PROMOTING) or now < state.next_look_at:
-        return state, []
-    if snapshot is None or snapshot.since != state.step_started_at:
-        return state, []  # no traffic figures for this step yet: look again next tick
-    if state.phase == Phase.PROMOTING:
-        return _finish(state, snapshot, now)
-    verdict, memory = judge(snapshot.baseline, snapshot.candidate, judge_config(state.spec),
-                            state.memory)  # fmt: skip
+    phase = state.phase
+    match phase:
+        case Phase.PENDING:
+            return _begin(state, now)
+        case Phase.PROGRESSING | Phase.PROMOTING:
+            if now < state.next_look_at:
+                return state, []
+            if snapshot is None or snapshot.since != state.step_started_at:
+                return state, []  # no traffic figures for this step yet: look again next tick
+            if phase == Phase.PROMOTING:
+                return _finish(state, snapshot, now)
+            return _judged(state, snapshot, now)
+        case Phase.PAUSED | Phase.SUCCEEDED | Phase.ROLLED_BACK | Phase.ABORTED:
+            return state, []  # held, or over: only a command moves it
+        case _:
+            assert_never(phase)
+
+
+def _judged(state: Rollout, snapshot: Snapshot, now: datetime) -> Moved:
+    """Progressing: one look of the judge at this step's traffic, and what its verdict says."""
+    config = judge_config(state.spec)
+    verdict, memory = judge(snapshot.baseline, snapshot.candidate, config, state.memory)
     verdict, compared = _with_agreement(state, verdict, snapshot.shadow)
     look = _look(state, now, verdict, compared)
     state = replace(state, memory=memory, looks=state.looks + 1, last=look, updated_at=now)
     record: list[Action] = [RecordLook(look)]
-    if verdict.outcome == Outcome.FAIL:
-        failed = replace(state, phase=Phase.ROLLED_BACK, weight=0.0, reason=verdict.reason)
-        return failed, [*record, _off(state)]
-    if verdict.outcome == Outcome.PASS:
-        return _advance(state, now, record)
+    outcome = verdict.outcome
+    match outcome:
+        case Outcome.FAIL:
+            failed = replace(state, phase=Phase.ROLLED_BACK, weight=0.0, reason=verdict.reason)
+            return failed, [*record, _off(state)]
+        case Outcome.PASS:
+            return _advance(state, now, record)
+        case Outcome.INCONCLUSIVE:
+            return _waited(state, now, verdict, record)
+        case _:
+            assert_never(outcome)
+
+
+def _waited(state: Rollout, now: datetime, verdict: Verdict, record: list[Action]) -> Moved:
+    """An inconclusive look: look again after an interval, or pause after too many."""
     waited = state.looks_in_step + 1
     if waited >= state.spec.max_inconclusive:
         why = (
             f"no verdict after {waited} looks at {state.weight:g}%: {verdict.reason};"
             " resume to keep waiting, or promote or abort by hand"
         )
-        held = replace(state, phase=Phase.PAUSED, paused_from=Phase.PROGRESSING,
-                       looks_in_step=waited, reason=why)  # fmt: skip
+        held = replace(
+            state,
+            phase=Phase.PAUSED,
+            paused_from=Phase.PROGRESSING,
+            looks_in_step=waited,
+            reason=why,
+        )
         return held, record
     return replace(state, looks_in_step=waited, next_look_at=now + _interval(state)), record
 
@@ -330,15 +248,23 @@ def _look(state: Rollout, now: datetime, verdict: Verdict, shadow: ShadowStats |
     look = Look(state.looks + 1, now, state.phase, state.step, state.weight, verdict)
     if shadow is None:
         return look
-    return replace(look, agreement=shadow.agreed / shadow.compared, compared=shadow.compared,
-                   agreed=shadow.agreed)  # fmt: skip
+    agreement = shadow.agreed / shadow.compared
+    return replace(look, agreement=agreement, compared=shadow.compared, agreed=shadow.agreed)
 
 
-def _begin(state: Rollout, now: datetime) -> tuple[Rollout, list[Action]]:
-    first = state.spec.shadow_percent if state.spec.mode == Mode.SHADOW else state.spec.steps[0]
-    begun = _at_step(state, 0, first, now, Phase.PROGRESSING)
-    action: Action = SetShadow(first) if state.spec.mode == Mode.SHADOW else SetWeight(first)
-    return begun, [action]
+def _begin(state: Rollout, now: datetime) -> Moved:
+    mode = state.spec.mode
+    action: Action
+    match mode:
+        case Mode.CANARY:
+            first = state.spec.steps[0]
+            action = SetWeight(first)
+        case Mode.SHADOW:
+            first = state.spec.shadow_percent
+            action = SetShadow(first)
+        case _:
+            assert_never(mode)
+    return _at_step(state, 0, first, now, Phase.PROGRESSING), [action]
 
 
 def _at_step(state: Rollout, index: int, weight: float, now: datetime, phase: Phase) -> Rollout:
@@ -355,12 +281,20 @@ def _at_step(state: Rollout, index: int, weight: float, now: datetime, phase: Ph
     )
 
 
-def _advance(state: Rollout, now: datetime, record: list[Action]) -> tuple[Rollout, list[Action]]:
+def _advance(state: Rollout, now: datetime, record: list[Action]) -> Moved:
+    """A look passed: a canary moves to its next weight (the last one: Promoting); a shadow
+    rollout has validated its candidate."""
     state = replace(state, memory=state.memory.next_step())
-    if state.spec.mode == Mode.SHADOW:
-        why = "the shadow candidate passed; it was never seen by users"
-        done = replace(state, phase=Phase.SUCCEEDED, weight=0.0, reason=why)
-        return done, [*record, SetShadow(0.0)]
+    mode = state.spec.mode
+    match mode:
+        case Mode.CANARY:
+            pass
+        case Mode.SHADOW:
+            why = "the shadow candidate passed; it was never seen by users"
+            done = replace(state, phase=Phase.SUCCEEDED, weight=0.0, reason=why)
+            return done, [*record, SetShadow(0.0)]
+        case _:
+            assert_never(mode)
     following = state.step + 1
     steps = state.spec.steps
     if following >= len(steps) or steps[following] >= 100.0:
@@ -370,15 +304,15 @@ def _advance(state: Rollout, now: datetime, record: list[Action]) -> tuple[Rollo
     return moved, [*record, SetWeight(steps[following])]
 
 
-def _finish(state: Rollout, snapshot: Snapshot, now: datetime) -> tuple[Rollout, list[Action]]:
+def _finish(state: Rollout, snapshot: Snapshot, now: datetime) -> Moved:
     """Promoting: the candidate alone, checked by the absolute SLO gates only."""
     broken = slo_breach(state.spec, snapshot.candidate)
     if broken is not None:
-        failed = replace(state, phase=Phase.ROLLED_BACK, weight=0.0, updated_at=now,
-                         reason=f"at 100%: {broken}")  # fmt: skip
+        why = f"at 100%: {broken}"
+        failed = replace(state, phase=Phase.ROLLED_BACK, weight=0.0, updated_at=now, reason=why)
         return failed, [SetWeight(0.0)]
-    done = replace(state, phase=Phase.SUCCEEDED, updated_at=now,
-                   reason="every step passed; the candidate is Production")  # fmt: skip
+    why = "every step passed; the candidate is Production"
+    done = replace(state, phase=Phase.SUCCEEDED, updated_at=now, reason=why)
     return done, [Promote()]
 
 

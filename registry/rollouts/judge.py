@@ -118,9 +118,12 @@ class Verdict(msgspec.Struct, frozen=True):
 
 
 def _add(a: Counts, b: Counts) -> Counts:
-    return Counts(a.baseline_requests + b.baseline_requests, a.baseline_errors + b.baseline_errors,
-                  a.candidate_requests + b.candidate_requests,
-                  a.candidate_errors + b.candidate_errors)  # fmt: skip
+    return Counts(
+        a.baseline_requests + b.baseline_requests,
+        a.baseline_errors + b.baseline_errors,
+        a.candidate_requests + b.candidate_requests,
+        a.candidate_errors + b.candidate_errors,
+    )
 
 
 def quantile(ordered: Sequence[float], q: float) -> float | None:
@@ -132,8 +135,15 @@ def quantile(ordered: Sequence[float], q: float) -> float | None:
 
 def summary(arm: ArmStats, ordered: Sequence[float]) -> ArmSummary:
     rate = arm.errors / arm.requests if arm.requests else 0.0
-    return ArmSummary(arm.requests, arm.errors, rate, len(ordered), quantile(ordered, 0.5),
-                      quantile(ordered, 0.95), quantile(ordered, 0.99))  # fmt: skip
+    return ArmSummary(
+        arm.requests,
+        arm.errors,
+        rate,
+        len(ordered),
+        quantile(ordered, 0.5),
+        quantile(ordered, 0.95),
+        quantile(ordered, 0.99),
+    )
 
 
 def look_alpha(alpha: float, tested_look: int) -> float:
@@ -148,8 +158,11 @@ def judge(
     b_sorted = sorted(x for x in baseline.latencies_ms if math.isfinite(x))
     c_sorted = sorted(x for x in candidate.latencies_ms if math.isfinite(x))
     b_sum, c_sum = summary(baseline, b_sorted), summary(candidate, c_sorted)
-    short = [name for name, arm in (("baseline", baseline), ("candidate", candidate))
-             if arm.requests < config.min_sample_per_arm]  # fmt: skip
+    short = [
+        name
+        for name, arm in (("baseline", baseline), ("candidate", candidate))
+        if arm.requests < config.min_sample_per_arm
+    ]
     if short:
         why = (
             f"too little traffic: {' and '.join(short)} below {config.min_sample_per_arm}"
@@ -196,8 +209,9 @@ def _errors(pooled: Counts, alpha: float) -> Check:
         f" (Fisher p={p:.2g}, alpha this look {alpha:.2g})"
     )
     odds_value = float(odds) if math.isfinite(odds) else None
-    return Check("errors", Outcome.FAIL if bad else Outcome.PASS, odds_value, float(p), None,
-                 alpha, detail)  # fmt: skip
+    return Check(
+        "errors", Outcome.FAIL if bad else Outcome.PASS, odds_value, float(p), None, alpha, detail
+    )
 
 
 def _latency(
@@ -216,8 +230,9 @@ def _latency(
         f" and +{floor_ms:g} ms;"
         f" Mann-Whitney p={p:.2g}, alpha this look {alpha:.2g})"
     )
-    return Check("latency", Outcome.FAIL if bad else Outcome.PASS, float(u), float(p), None,
-                 alpha, detail)  # fmt: skip
+    return Check(
+        "latency", Outcome.FAIL if bad else Outcome.PASS, float(u), float(p), None, alpha, detail
+    )
 
 
 def _tail(b: Sequence[float], c: Sequence[float], alpha: float, floor_ms: float) -> Check:
@@ -243,20 +258,22 @@ def _tail(b: Sequence[float], c: Sequence[float], alpha: float, floor_ms: float)
         f"{c_share:.2%} of candidate requests slower than the p99 of both arms ({edge:.1f} ms),"
         f" against {b_share:.2%} of the baseline's (Fisher p={p:.2g}, alpha this look {alpha:.2g})"
     )
-    return Check("tail", Outcome.FAIL if bad else Outcome.PASS, c_share, float(p), None, alpha,
-                 detail)  # fmt: skip
+    return Check(
+        "tail", Outcome.FAIL if bad else Outcome.PASS, c_share, float(p), None, alpha, detail
+    )
 
 
 def _slo_errors(candidate: ArmStats, bound: float, alpha: float) -> Check:
     rate = candidate.errors / candidate.requests
     if bound >= 1 or rate <= bound:
-        return Check("slo_error_rate", Outcome.PASS, rate, None, None, bound,
-                     f"error rate {rate:.2%} within the {bound:.2%} gate")  # fmt: skip
+        detail = f"error rate {rate:.2%} within the {bound:.2%} gate"
+        return Check("slo_error_rate", Outcome.PASS, rate, None, None, bound, detail)
     p = binomtest(candidate.errors, candidate.requests, bound, alternative="greater").pvalue
     bad = p < alpha
     detail = f"error rate {rate:.2%} over the {bound:.2%} gate (binomial p={p:.2g})"
-    return Check("slo_error_rate", Outcome.FAIL if bad else Outcome.PASS, rate, float(p), None,
-                 bound, detail)  # fmt: skip
+    return Check(
+        "slo_error_rate", Outcome.FAIL if bad else Outcome.PASS, rate, float(p), None, bound, detail
+    )
 
 
 def _slo_p99(c: Sequence[float], bound: float) -> Check:
@@ -264,6 +281,5 @@ def _slo_p99(c: Sequence[float], bound: float) -> Check:
     if p99 is None:
         return Check("slo_p99", Outcome.PASS, None, None, None, bound, "too few samples for a p99")
     bad = p99 > bound
-    word = "over" if bad else "within"
-    return Check("slo_p99", Outcome.FAIL if bad else Outcome.PASS, p99, None, None, bound,
-                 f"p99 {p99:.1f} ms {word} the {bound:g} ms gate")  # fmt: skip
+    detail = f"p99 {p99:.1f} ms {'over' if bad else 'within'} the {bound:g} ms gate"
+    return Check("slo_p99", Outcome.FAIL if bad else Outcome.PASS, p99, None, None, bound, detail)

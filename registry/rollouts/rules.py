@@ -5,24 +5,22 @@ rollout's state and the traffic it implies are committed together. Pure."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import assert_never
 
 from msgspec.structs import replace
 
 from contract.traffic import CANARY_VARIANT, Shadow, Split, TrafficPolicy
 from registry.catalog.changes import AppendLook, Decision, ModelState, Op, SaveRollout, WriteContext
 from registry.catalog.commands import StageChange
+from registry.catalog.decisions import audit, model_change, require_model, require_version
 from registry.catalog.domain import Stage
-from registry.catalog.rules import (
-    _audit,
-    _model_change,
-    require_model,
-    require_version,
-    transition_stage,
-)
+from registry.catalog.stages import transition_stage
 from registry.errors import InvalidInput, InvalidState, RolloutInProgress
 from registry.rollouts import engine as rollouts
-from registry.rollouts.engine import (
+from registry.rollouts.state import (
     Action,
+    Moved,
+    Phase,
     Promote,
     RecordLook,
     Rollout,
@@ -32,7 +30,7 @@ from registry.rollouts.engine import (
 )
 from registry.serving.rules import follow_ops, refuse_unservable, why_unserved
 
-Move = Callable[[Rollout], tuple[Rollout, list[Action]]]
+Move = Callable[[Rollout], Moved]
 
 
 def start(
@@ -59,17 +57,19 @@ def start(
         )
     candidate = require_version(state, name, spec.candidate)
     refuse_unservable(name, candidate, "candidate")
-    rollout = rollouts.start(spec, id=rollout_id, model=name, baseline=holders[0].version,
-                             actor=ctx.principal.name, now=ctx.now)  # fmt: skip
+    baseline = holders[0].version
+    rollout = rollouts.start(
+        spec, id=rollout_id, model=name, baseline=baseline, actor=ctx.principal.name, now=ctx.now
+    )
     ops: list[Op] = []
     if candidate.stage == Stage.NONE:
-        ops += transition_stage(state, ctx, name, spec.candidate, StageChange(Stage.STAGING),
-                                None).ops  # fmt: skip
+        staged = StageChange(Stage.STAGING)
+        ops += transition_stage(state, ctx, name, spec.candidate, staged, None).ops
+    started = {"id": rollout_id, "baseline": baseline, "spec": spec}
     ops += [
         SaveRollout(rollout),
-        _audit(ctx, "rollout.start", name, version=spec.candidate,
-               after={"id": rollout_id, "baseline": rollout.baseline, "spec": spec}),
-    ]  # fmt: skip
+        audit(ctx, "rollout.start", name, version=spec.candidate, after=started),
+    ]
     return Decision(ops=ops, result=rollout)
 
 
@@ -92,13 +92,16 @@ def apply(
         state, more = _carry_out(state, ctx, name, updated, action)
         ops += more
     if updated.phase != current.phase:
-        ops.append(
-            _audit(ctx, f"rollout.{updated.phase.value.lower()}", name,
-                   version=updated.spec.candidate,
-                   before={"id": current.id, "phase": current.phase, "weight": current.weight},
-                   after={"id": updated.id, "phase": updated.phase, "weight": updated.weight,
-                          "reason": updated.reason})
-        )  # fmt: skip
+        before = {"id": current.id, "phase": current.phase, "weight": current.weight}
+        after = {
+            "id": updated.id,
+            "phase": updated.phase,
+            "weight": updated.weight,
+            "reason": updated.reason,
+        }
+        event = f"rollout.{updated.phase.value.lower()}"
+        version = updated.spec.candidate
+        ops.append(audit(ctx, event, name, version=version, before=before, after=after))
     return Decision(ops=ops, result=updated)
 
 
@@ -111,7 +114,7 @@ def _versions_gone(state: ModelState, rollout: Rollout) -> str | None:
     why = why_unserved(candidate)
     if why is not None:  # e.g. moved back to stage None: the policy let go of it already
         return f"candidate version {rollout.spec.candidate} can no longer be served: {why}"
-    if rollout.phase != rollouts.Phase.SUCCEEDED and (
+    if rollout.phase != Phase.SUCCEEDED and (
         baseline is None or baseline.stage != Stage.PRODUCTION
     ):
         return f"baseline version {rollout.baseline} left Production"
@@ -132,8 +135,11 @@ def _carry_out(
             salt = policy.salt or rollout.id
             policy = replace(policy, splits=splits if weight > 0 else [], sticky=sticky, salt=salt)
         case SetShadow(percent):
-            shadow = Shadow(version=rollout.spec.candidate, sample_percent=percent,
-                            compare_field=rollout.spec.compare_field)  # fmt: skip
+            shadow = Shadow(
+                version=rollout.spec.candidate,
+                sample_percent=percent,
+                compare_field=rollout.spec.compare_field,
+            )
             policy = replace(policy, shadow=shadow if percent > 0 else None)
         case Promote():
             change = StageChange(Stage.PRODUCTION, archive_existing=True)
@@ -141,6 +147,8 @@ def _carry_out(
             policy = follow_ops(replace(policy, splits=[], steered_by=""), moved.ops)
             state, more = _traffic(state, ctx, name, policy)
             return state, moved.ops + more
+        case _:
+            assert_never(action)
     steered = rollout.id if policy.splits or policy.shadow is not None else ""
     return _traffic(state, ctx, name, replace(policy, steered_by=steered))
 
@@ -151,5 +159,5 @@ def _traffic(
     model = require_model(state, name)
     if policy == model.traffic:
         return state, []
-    decided = _model_change(state, ctx, name, None, "model.traffic", traffic=policy)
+    decided = model_change(state, ctx, name, None, "model.traffic", traffic=policy)
     return replace(state, model=decided.result), decided.ops

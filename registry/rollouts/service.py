@@ -10,7 +10,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Final, Protocol
+from typing import Final, Protocol, assert_never
 
 from contract.traffic import CANARY_VARIANT, SHADOW_VARIANT, STABLE_VARIANT
 from registry.catalog.changes import Caller, LoadSpec
@@ -20,14 +20,24 @@ from registry.errors import InvalidState, RegistryError
 from registry.ports import Leadership, MetadataStore
 from registry.rollouts import engine as rollouts
 from registry.rollouts import rules as rollout_rules
-from registry.rollouts.engine import Look, Mode, Phase, Rollout, RolloutSpec, ShadowStats, Snapshot
 from registry.rollouts.judge import ArmStats
+from registry.rollouts.state import (
+    Look,
+    Mode,
+    Moved,
+    Phase,
+    Rollout,
+    RolloutSpec,
+    ShadowStats,
+    Snapshot,
+)
 from registry.rollouts.windows import VariantTraffic, prune_cutoff
 
 log = logging.getLogger("modelyard.rollouts")
 
-CONTROLLER: Final = Caller(principal=Principal(token_id=0, name="rollout-controller",
-                                               role=Role.ADMIN))  # fmt: skip
+CONTROLLER: Final = Caller(
+    principal=Principal(token_id=0, name="rollout-controller", role=Role.ADMIN)
+)
 TICK_S: Final = 0.5
 KEEP_WINDOWS: Final = timedelta(days=7)  # traffic windows older than this are deleted...
 PRUNE_EVERY_S: Final = 60.0  # ...this often, by the leading replica
@@ -97,7 +107,7 @@ class RolloutService:
         return await self.store.rollout_looks(rollout_id, after, limit)
 
     async def _move(
-        self, caller: Caller, rollout_id: str, move: Callable[[Rollout, datetime], rollouts.Moved]
+        self, caller: Caller, rollout_id: str, move: Callable[[Rollout, datetime], Moved]
     ) -> Rollout:
         found = await self.store.get_rollout(rollout_id)
         if not found.active:
@@ -106,9 +116,10 @@ class RolloutService:
             found.model,
             caller,
             self._load(found),
-            lambda s, c: rollout_rules.apply(s, c, found.model, rollout_id,
-                                             lambda r: move(r, c.now)),
-        )  # fmt: skip
+            lambda s, c: rollout_rules.apply(
+                s, c, found.model, rollout_id, lambda r: move(r, c.now)
+            ),
+        )
 
     async def pause(self, caller: Caller, rollout_id: str) -> Rollout:
         why = caller.reason or f"paused by {caller.principal.name}"
@@ -180,7 +191,14 @@ def snapshot_of(rollout: Rollout, traffic: list[VariantTraffic]) -> Snapshot:
     """Both arms from the same windows: the baseline's `stable` traffic, and the candidate's
     canary traffic (shadow mode: its shadow copies). Pinned and rule-routed requests are not
     part of the comparison."""
-    arm = SHADOW_VARIANT if rollout.spec.mode == Mode.SHADOW else CANARY_VARIANT
+    mode = rollout.spec.mode
+    match mode:
+        case Mode.CANARY:
+            arm = CANARY_VARIANT
+        case Mode.SHADOW:
+            arm = SHADOW_VARIANT
+        case _:
+            assert_never(mode)
     baseline = _arm(traffic, rollout.baseline, STABLE_VARIANT)
     candidate = _arm(traffic, rollout.spec.candidate, arm)
     compared = sum(t.compared for t in traffic if t.version == rollout.spec.candidate)
@@ -197,8 +215,16 @@ def _arm(traffic: list[VariantTraffic], version: int, variant: str) -> ArmStats:
 def _log_move(before: Rollout, after: Rollout) -> None:
     look = after.last if after.last is not None and after.looks != before.looks else None
     verdict = f" verdict {look.verdict.outcome}: {look.verdict.reason}" if look else ""
-    log.info("rollout %s of %s: %s %g%% -> %s %g%%%s", after.id, after.model, before.phase,
-             before.weight, after.phase, after.weight, verdict)  # fmt: skip
+    log.info(
+        "rollout %s of %s: %s %g%% -> %s %g%%%s",
+        after.id,
+        after.model,
+        before.phase,
+        before.weight,
+        after.phase,
+        after.weight,
+        verdict,
+    )
 
 
 class RolloutScheduler:
@@ -237,8 +263,8 @@ class RolloutScheduler:
                         self._pruned_at = now
                         gone = await self.service.prune_windows(now, self.keep_windows)
                         if gone:
-                            log.info("deleted %d traffic windows older than %s", gone,
-                                     self.keep_windows)  # fmt: skip
+                            kept = self.keep_windows
+                            log.info("deleted %d traffic windows older than %s", gone, kept)
             except Exception:  # a store outage: keep ticking, the next tick retries
                 log.exception("rollout controller tick failed")
             await asyncio.sleep(self.tick_s)

@@ -51,8 +51,8 @@ def local_versions(
         elif state is None:
             out.append(VersionHealth(*key, "not_started"))
         else:
-            out.append(VersionHealth(*key, _local_status(state, routes), state.endpoint,
-                                     state.detail))  # fmt: skip
+            status = _local_status(state, routes)
+            out.append(VersionHealth(*key, status, state.endpoint, state.detail))
     return out
 
 

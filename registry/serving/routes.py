@@ -4,6 +4,7 @@ Pure."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import assert_never
 
 from contract.routes import ModelRoute, VersionRoute
 from contract.traffic import TrafficPolicy
@@ -28,10 +29,16 @@ def model_route(
     staging: list[int] = []
     routes: dict[int, VersionRoute] = {}
     for version in versions:
-        if version.stage == Stage.PRODUCTION:
-            stable = version.version
-        elif version.stage == Stage.STAGING:
-            staging.append(version.version)
+        stage = version.stage
+        match stage:
+            case Stage.PRODUCTION:
+                stable = version.version
+            case Stage.STAGING:
+                staging.append(version.version)
+            case Stage.NONE | Stage.ARCHIVED:
+                pass
+            case _:
+                assert_never(stage)
         route = version_route(version, served_at)
         if route is not None:
             routes[version.version] = route

@@ -62,8 +62,8 @@ def refuse_unservable(name: str, version: ModelVersion, field: str) -> None:
         )
     why = why_unserved(replace(version, stage=Stage.STAGING))
     if why is not None:
-        raise VersionNotServed(f"version {version.version} of {name!r} cannot be served: {why}",
-                               field=field)  # fmt: skip
+        why = f"version {version.version} of {name!r} cannot be served: {why}"
+        raise VersionNotServed(why, field=field)
 
 
 def check_targets(
@@ -84,8 +84,8 @@ def check_targets(
             )
         why = why_unserved(found)
         if why is not None:
-            raise VersionNotServed(f"version {number} of {model!r} cannot be served: {why}",
-                                   field=field)  # fmt: skip
+            why = f"version {number} of {model!r} cannot be served: {why}"
+            raise VersionNotServed(why, field=field)
     return policy
 
 
@@ -117,25 +117,28 @@ def follow_ops(policy: TrafficPolicy, ops: Sequence[Op]) -> TrafficPolicy:
 # --- what is being served now ------------------------------------------------------------------
 
 
+_NAMED_BY: Final = (
+    "where the traffic names it: `stable` (the Production version, which takes what the splits"
+    " leave), `splits[i]`, `rules[i]`, `shadow`"
+)
+_STATUS: Final = (
+    "ready: it answers. On the way: not_started, preparing, starting, routing (up, not in the"
+    " gateway's routes yet), checking (its endpoint has not answered yet). Failing: restarting,"
+    " failed, unhealthy, not_answering, ejected. Unknown here: endpoint (its own endpoint, not"
+    " checked by this process), no_deployer (this process runs no model servers). Never served:"
+    " not_served, missing."
+)
+_SERVING: Final = "true: it answers now; false: it does not; null: this process cannot tell"
+
+
 class VersionServing(msgspec.Struct, frozen=True, omit_defaults=True):
     """A version the traffic goes to, and whether it is being served now."""
 
     version: int
-    named_by: Annotated[list[str], msgspec.Meta(
-        description="where the traffic names it: `stable` (the Production version, which takes"
-        " what the splits leave), `splits[i]`, `rules[i]`, `shadow`",
-    )]  # fmt: skip
+    named_by: Annotated[list[str], msgspec.Meta(description=_NAMED_BY)]
     stage: Annotated[Stage | None, msgspec.Meta(description="null: it does not exist")]
-    status: Annotated[Status, msgspec.Meta(
-        description="ready: it answers. On the way: not_started, preparing, starting, routing"
-        " (up, not in the gateway's routes yet), checking (its endpoint has not answered yet)."
-        " Failing: restarting, failed, unhealthy, not_answering, ejected. Unknown here:"
-        " endpoint (its own endpoint, not checked by this process), no_deployer (this process"
-        " runs no model servers). Never served: not_served, missing.",
-    )]  # fmt: skip
-    serving: Annotated[bool | None, msgspec.Meta(
-        description="true: it answers now; false: it does not; null: this process cannot tell",
-    )]  # fmt: skip
+    status: Annotated[Status, msgspec.Meta(description=_STATUS)]
+    serving: Annotated[bool | None, msgspec.Meta(description=_SERVING)]
     endpoint: str | None = None
     detail: str | None = None
 
@@ -174,13 +177,15 @@ def _serving(
     if why is not None:
         return VersionServing(number, uses, version.stage, "not_served", False, detail=why)
     if health is not None:
-        return VersionServing(number, uses, version.stage, health.status,
-                              health.status == "ready", health.endpoint or version.endpoint,
-                              health.detail)  # fmt: skip
+        ready = health.status == "ready"
+        endpoint = health.endpoint or version.endpoint
+        return VersionServing(
+            number, uses, version.stage, health.status, ready, endpoint, health.detail
+        )
     if version.endpoint is not None:
         why = "served at its own endpoint, which this process does not check"
         return VersionServing(number, uses, version.stage, "endpoint", None, version.endpoint, why)
     if deployer:  # a Bento version the deployer has not listed yet
         return VersionServing(number, uses, version.stage, "not_started", False)
-    return VersionServing(number, uses, version.stage, "no_deployer", None,
-                          detail="this process runs no model servers (deployer none)")  # fmt: skip
+    why = "this process runs no model servers (deployer none)"
+    return VersionServing(number, uses, version.stage, "no_deployer", None, detail=why)

@@ -21,7 +21,7 @@ import pytest
 
 from modelyard.cli.main import main
 from modelyard.processes import ModelyardProcess, free_port
-from registry.rollouts.engine import RolloutSpec
+from registry.rollouts.state import RolloutSpec
 
 pytestmark = pytest.mark.e2e
 

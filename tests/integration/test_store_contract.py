@@ -24,8 +24,8 @@ from registry.errors import (
     NotFound,
     StageOccupied,
 )
-from registry.rollouts.engine import RolloutSpec
 from registry.rollouts.service import RolloutService
+from registry.rollouts.state import RolloutSpec
 from registry.web.console.sessions import Sessions
 
 ALICE = Caller(principal=Principal(1, "alice", Role.DEPLOYER), request_id="req-1")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from registry.ports import StoredSession
-from registry.rollouts.engine import Look, Phase, Rollout, RolloutSpec
 from registry.rollouts.judge import ArmSummary, JudgeMemory, Outcome, Verdict
+from registry.rollouts.state import Look, Phase, Rollout, RolloutSpec
 from registry.web.console.charts import (
     HEIGHT,
     LEFT,

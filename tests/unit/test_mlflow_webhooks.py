@@ -10,10 +10,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from mlflow.webhooks.delivery import _generate_hmac_signature
 
-from registry.catalog import audit, rules
+from registry.catalog import audit
+from registry.catalog.aliases import set_alias
 from registry.catalog.changes import Audit, ModelState, WriteContext
 from registry.catalog.commands import AliasChange, ModelCreate, SourceVersionCreate, StageChange
 from registry.catalog.domain import AuditEvent, Principal, Role
+from registry.catalog.models import create_model
+from registry.catalog.stages import transition_stage
+from registry.catalog.versions import register_source_version, set_version_tag
 from registry.webhooks.delivery import LEASE_S, WebhookWorker, lease_for
 from registry.webhooks.events import (
     MAX_ATTEMPTS,
@@ -59,7 +63,7 @@ def test_secret_never_prints() -> None:
 
 def test_payloads_from_rule_decisions() -> None:
     empty = ModelState(model=None, versions={}, aliases={})
-    made = rules.create_model(empty, CTX, ModelCreate(name="iris", tags={"a": "b"}))
+    made = create_model(empty, CTX, ModelCreate(name="iris", tags={"a": "b"}))
     (created,) = payloads(list(made.ops))
     assert created["entity"] == "registered_model" and created["action"] == "created"
     assert created["data"] == {"name": "iris", "tags": {"a": "b"}, "description": None}
@@ -67,7 +71,7 @@ def test_payloads_from_rule_decisions() -> None:
 
     state = ModelState(model=made.result, versions={}, aliases={})
     cmd = SourceVersionCreate(source="s3://b/m", run_id="r", tags={"t": "1"})
-    v1 = rules.register_source_version(state, CTX, "iris", cmd, 0, NOW - timedelta(minutes=1))
+    v1 = register_source_version(state, CTX, "iris", cmd, 0, NOW - timedelta(minutes=1))
     (vc,) = payloads(list(v1.ops))
     assert vc["data"] == {
         "name": "iris",
@@ -80,18 +84,18 @@ def test_payloads_from_rule_decisions() -> None:
     assert v1.result is not None
     model = v1.ops[0].model  # type: ignore[union-attr]
     state = ModelState(model=model, versions={1: v1.result}, aliases={})
-    tag = rules.set_version_tag(state, CTX, "iris", 1, "k", "v", None)
+    tag = set_version_tag(state, CTX, "iris", 1, "k", "v", None)
     assert payloads(list(tag.ops))[0]["data"] == {
         "name": "iris",
         "version": "1",
         "key": "k",
         "value": "v",
     }
-    alias = rules.set_alias(state, CTX, "iris", "champion", AliasChange(version=1), None)
+    alias = set_alias(state, CTX, "iris", "champion", AliasChange(version=1), None)
     (ac,) = payloads(list(alias.ops))
     assert (ac["entity"], ac["action"]) == ("model_version_alias", "created")
     assert ac["data"] == {"name": "iris", "alias": "champion", "version": "1"}
-    moved = rules.transition_stage(
+    moved = transition_stage(
         state, CTX, "iris", 1, StageChange(stage="Production", archive_existing=True), None
     )
     (tr,) = payloads(list(moved.ops))
@@ -101,22 +105,22 @@ def test_payloads_from_rule_decisions() -> None:
 
 def test_a_repeated_source_registration_returns_the_first_version() -> None:
     empty = ModelState(model=None, versions={}, aliases={})
-    model = rules.create_model(empty, CTX, ModelCreate(name="iris")).result
+    model = create_model(empty, CTX, ModelCreate(name="iris")).result
     cmd = SourceVersionCreate(source="s3://b/m")
-    first = rules.register_source_version(
+    first = register_source_version(
         ModelState(model=model, versions={}, aliases={}), CTX, "iris", cmd, 0, NOW
     )
     assert first.result is not None
     bumped = first.ops[0].model  # type: ignore[union-attr]
     state = ModelState(model=bumped, versions={1: first.result}, aliases={})
     later = WriteContext(principal=CTX.principal, now=NOW + timedelta(seconds=5))
-    again = rules.register_source_version(state, later, "iris", cmd, 1, NOW)
+    again = register_source_version(state, later, "iris", cmd, 1, NOW)
     assert again.ops == [] and again.result == first.result
-    other = rules.register_source_version(state, later, "iris", cmd, 1, NOW + timedelta(seconds=1))
+    other = register_source_version(state, later, "iris", cmd, 1, NOW + timedelta(seconds=1))
     assert other.result is not None and other.result.version == 2, "outside the window: new"
     changed = SourceVersionCreate(source="s3://b/m", description="x")
-    assert rules.register_source_version(state, later, "iris", changed, 1, NOW).result.version == 2  # type: ignore[union-attr]
-    stale = rules.register_source_version(state, later, "iris", cmd, 0, NOW)
+    assert register_source_version(state, later, "iris", changed, 1, NOW).result.version == 2  # type: ignore[union-attr]
+    stale = register_source_version(state, later, "iris", cmd, 0, NOW)
     assert stale.result is None and stale.ops == [], "newest version moved: read again"
 
 

@@ -13,7 +13,9 @@ from registry.catalog.domain import Stage
 from registry.errors import InvalidInput, InvalidState
 from registry.rollouts import engine as rollouts
 from registry.rollouts import rules as rollout_rules
-from registry.rollouts.engine import (
+from registry.rollouts.judge import ArmStats, Outcome
+from registry.rollouts.state import (
+    Action,
     Mode,
     Phase,
     Promote,
@@ -25,7 +27,6 @@ from registry.rollouts.engine import (
     ShadowStats,
     Snapshot,
 )
-from registry.rollouts.judge import ArmStats, Outcome
 from tests.unit.test_rules import CTX, model, version
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -69,12 +70,12 @@ def begin(s: RolloutSpec) -> tuple[Rollout, Clock]:
 
 def tick(
     state: Rollout, clock: Clock, baseline: ArmStats, candidate: ArmStats, seconds: float = INTERVAL
-) -> tuple[Rollout, list[rollouts.Action]]:
+) -> tuple[Rollout, list[Action]]:
     now = clock.advance(seconds)
     return rollouts.step(state, Snapshot(state.step_started_at, baseline, candidate), now)
 
 
-def weights(actions: list[rollouts.Action]) -> list[float]:
+def weights(actions: list[Action]) -> list[float]:
     return [a.weight for a in actions if isinstance(a, SetWeight)]
 
 

@@ -20,7 +20,7 @@ from registry.experiments import rules as experiment_rules
 from registry.experiments.stats import ExperimentSpec
 from registry.rollouts import engine as rollouts
 from registry.rollouts import rules as rollout_rules
-from registry.rollouts.engine import RolloutSpec
+from registry.rollouts.state import Phase, RolloutSpec
 from registry.serving.rules import check_targets, follow, why_unserved
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -239,7 +239,7 @@ def test_a_rollout_whose_candidate_left_service_aborts_instead_of_splitting_agai
                           traffic=replace(canary, splits=[])), rollout=started)  # fmt: skip
     decided = rollout_rules.apply(after, CTX, "iris", "ro-1",
                                   lambda r: rollouts.step(r, None, NOW))  # fmt: skip
-    assert decided.result.phase == rollouts.Phase.ABORTED
+    assert decided.result.phase == Phase.ABORTED
     assert "can no longer be served" in (decided.result.reason or "")
     policies = [op.model.traffic for op in decided.ops if isinstance(op, UpdateModel)]
     assert all(p is None or not p.splits for p in policies)  # the split is not put back

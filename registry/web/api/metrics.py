@@ -22,7 +22,7 @@ from litestar import Request, Response, get
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from registry.rollouts.engine import Phase, Rollout
+from registry.rollouts.state import Phase, Rollout
 
 DURATION_BUCKETS_S: Final = (
     0.001,

@@ -9,8 +9,8 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
-from registry.rollouts.engine import Look, Rollout, RolloutSpec
 from registry.rollouts.service import RolloutService
+from registry.rollouts.state import Look, Rollout, RolloutSpec
 from registry.web.api.context import PathStr, Req, caller_of
 
 RolloutsDep = NamedDependency[RolloutService]

@@ -10,7 +10,7 @@ from litestar import Controller, post
 from litestar.response import Redirect, Template
 
 from registry.errors import RegistryError
-from registry.rollouts.engine import Rollout
+from registry.rollouts.state import Rollout
 from registry.web.api.context import PathStr, caller_of
 from registry.web.console import forms
 from registry.web.console.pages import registry_of, render_model, render_rollout, rollouts_of

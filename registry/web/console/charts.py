@@ -11,8 +11,8 @@ from typing import Final
 
 import msgspec
 
-from registry.rollouts.engine import Look, Mode, Rollout
 from registry.rollouts.judge import ArmSummary, Outcome
+from registry.rollouts.state import Look, Mode, Rollout
 
 WIDTH: Final = 640
 HEIGHT: Final = 220

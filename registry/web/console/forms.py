@@ -11,7 +11,7 @@ import msgspec
 
 from registry.catalog.commands import AliasChange, StageChange
 from registry.errors import InvalidInput
-from registry.rollouts.engine import RolloutSpec
+from registry.rollouts.state import RolloutSpec
 
 T = TypeVar("T")
 Form = Mapping[str, Any]

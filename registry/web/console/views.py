@@ -9,8 +9,8 @@ import msgspec
 from registry.catalog.changes import ModelFilter, VersionFilter
 from registry.catalog.domain import AuditEvent, Model, ModelVersion, Stage, model_scope
 from registry.catalog.service import Registry
-from registry.rollouts.engine import DEFAULT_STEPS, Look, Mode, Phase, Rollout
 from registry.rollouts.service import RolloutService
+from registry.rollouts.state import DEFAULT_STEPS, Look, Mode, Phase, Rollout
 from registry.web.console.charts import Chart, error_chart, latency_chart
 
 MODELS_PER_PAGE: Final = 50
