@@ -1,18 +1,27 @@
-"""The registry's error tree. Only the HTTP layer maps these to status codes.
+"""The registry's error tree. Only the HTTP layer (registry/web/errors.py) maps these to status
+codes; each class's `code` is the `error_code` a client reads.
 
-RegistryError
-├── InvalidInput              a field of the request is wrong        (names the field)
-├── NotFound                  RESOURCE_DOES_NOT_EXIST
-├── Conflict                  the request clashes with current state
-│   ├── AlreadyExists         RESOURCE_ALREADY_EXISTS
-│   ├── AliasInUse            a version still held by an alias
-│   ├── StageOccupied         Production taken and archive_existing not set
-│   ├── VersionNotServed      a traffic policy names a version nothing can serve
-│   └── IdempotencyKeyReused  same Idempotency-Key, different request
-├── PreconditionFailed        If-Match does not match the current ETag
-├── Unauthenticated           no token, or an unknown or revoked one
-├── PermissionDenied          the token's role is too low
-└── StoreUnavailable          the metadata store cannot be reached
+RegistryError                 INTERNAL_ERROR
+├── InvalidInput              INVALID_PARAMETER_VALUE  a field of the request is wrong (names it)
+├── PayloadTooLarge           REQUEST_TOO_LARGE        an upload over the size limit
+├── BadArtifact               INVALID_ARTIFACT         an upload that is not a usable Bento
+├── NotFound                  RESOURCE_DOES_NOT_EXIST  no such model, version, alias, rollout...
+│   └── ArtifactNotFound      ARTIFACT_NOT_FOUND       the artifact store has no such object
+├── Conflict                  CONFLICT                 the request clashes with current state
+│   ├── AlreadyExists         RESOURCE_ALREADY_EXISTS  the name is taken
+│   ├── AliasInUse            ALIAS_IN_USE             a version still held by an alias
+│   ├── StageOccupied         STAGE_OCCUPIED           Production taken, archive_existing not set
+│   ├── VersionNotServed      VERSION_NOT_SERVED       traffic named to a version nothing serves
+│   ├── IdempotencyKeyReused  IDEMPOTENCY_KEY_REUSED   same Idempotency-Key, different request
+│   ├── RolloutInProgress     ROLLOUT_IN_PROGRESS      a rollout or experiment steers the traffic
+│   └── InvalidState          INVALID_STATE            not in that phase (e.g. resume a running one)
+├── PreconditionFailed        PRECONDITION_FAILED      If-Match does not match the current ETag
+├── Unauthenticated           UNAUTHENTICATED          no token, or an unknown or revoked one
+├── PermissionDenied          PERMISSION_DENIED        the token's role is too low
+├── StoreUnavailable          STORE_UNAVAILABLE        the metadata store cannot be reached
+├── ArtifactCorrupt           ARTIFACT_CORRUPT         stored bytes do not match their digest
+├── InsufficientStorage       INSUFFICIENT_STORAGE     no space left for an upload or artifact
+└── DeployError               DEPLOY_FAILED            a model server could not be started
 """
 
 from __future__ import annotations
@@ -31,8 +40,20 @@ class InvalidInput(RegistryError):
     code = "INVALID_PARAMETER_VALUE"
 
 
+class PayloadTooLarge(RegistryError):
+    code = "REQUEST_TOO_LARGE"
+
+
+class BadArtifact(RegistryError):
+    code = "INVALID_ARTIFACT"
+
+
 class NotFound(RegistryError):
     code = "RESOURCE_DOES_NOT_EXIST"
+
+
+class ArtifactNotFound(NotFound):
+    code = "ARTIFACT_NOT_FOUND"
 
 
 class Conflict(RegistryError):
@@ -59,6 +80,14 @@ class IdempotencyKeyReused(Conflict):
     code = "IDEMPOTENCY_KEY_REUSED"
 
 
+class RolloutInProgress(Conflict):
+    code = "ROLLOUT_IN_PROGRESS"
+
+
+class InvalidState(Conflict):
+    code = "INVALID_STATE"
+
+
 class PreconditionFailed(RegistryError):
     code = "PRECONDITION_FAILED"
 
@@ -75,18 +104,6 @@ class StoreUnavailable(RegistryError):
     code = "STORE_UNAVAILABLE"
 
 
-class ArtifactNotFound(NotFound):
-    code = "ARTIFACT_NOT_FOUND"
-
-
-class BadArtifact(RegistryError):
-    code = "INVALID_ARTIFACT"
-
-
-class PayloadTooLarge(RegistryError):
-    code = "REQUEST_TOO_LARGE"
-
-
 class ArtifactCorrupt(RegistryError):
     code = "ARTIFACT_CORRUPT"
 
@@ -97,11 +114,3 @@ class InsufficientStorage(RegistryError):
 
 class DeployError(RegistryError):
     code = "DEPLOY_FAILED"
-
-
-class RolloutInProgress(Conflict):
-    code = "ROLLOUT_IN_PROGRESS"
-
-
-class InvalidState(Conflict):
-    code = "INVALID_STATE"
