@@ -38,9 +38,7 @@ log = logging.getLogger("modelyard.rollouts")
 CONTROLLER: Final = Caller(
     principal=Principal(token_id=0, name="rollout-controller", role=Role.ADMIN)
 )
-TICK_S: Final = 0.5
-KEEP_WINDOWS: Final = timedelta(days=7)  # traffic windows older than this are deleted...
-PRUNE_EVERY_S: Final = 60.0  # ...this often, by the leading replica
+PRUNE_EVERY_S: Final = 60.0  # how often the leading replica deletes old traffic windows
 
 
 class RolloutObserver(Protocol):
@@ -228,16 +226,17 @@ def _log_move(before: Rollout, after: Rollout) -> None:
 
 
 class RolloutScheduler:
-    """Ticks the rollouts while this replica holds the lead, and (every `PRUNE_EVERY_S`)
-    deletes traffic windows older than `keep_windows`: one replica does it, like the ticks."""
+    """Ticks the rollouts every `tick_s` while this replica holds the lead, and (every
+    `PRUNE_EVERY_S`) deletes traffic windows older than `keep_windows`: one replica does it,
+    like the ticks. Both come from the settings (`rollout_tick_s`, `windows_retention_h`)."""
 
     def __init__(
         self,
         service: RolloutService,
         leadership: Leadership,
         clock: Callable[[], datetime],
-        tick_s: float = TICK_S,
-        keep_windows: timedelta = KEEP_WINDOWS,
+        tick_s: float,
+        keep_windows: timedelta,
     ) -> None:
         self.service = service
         self.leadership = leadership

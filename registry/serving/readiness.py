@@ -3,13 +3,13 @@ gateway know. Pure.
 
 The served versions are the Production and Staging versions and those the traffic policies
 name. While the process starts, readiness waits for each of them to answer: a version on its
-way (`serving.ON_THE_WAY`: its server prepares or starts, the gateway's routes do not have it
-yet, its endpoint has not answered a health check) holds it. A version that failed does not:
-it is reported in the answer and the process turns ready without it, because one broken model
-must not take a gateway, and every other model behind it, out of its balancer (each replica
-would be out at once). The start-up ends at the first ready verdict, or `timeout_s` after the
-start, whichever comes first. From then on the process stays ready while it can route (a
-version staged later starts while the others serve) and the answer lists what is not ready.
+way (`contract.health.ON_THE_WAY`: its server prepares or starts, the gateway's routes do not
+have it yet, its endpoint has not answered a health check) holds it. A version that failed does
+not: it is reported in the answer and the process turns ready without it, because one broken
+model must not take a gateway, and every other model behind it, out of its balancer (each
+replica would be out at once). The start-up ends at the first ready verdict, or `timeout_s`
+after the start, whichever comes first. From then on the process stays ready while it can route
+(a version staged later starts while the others serve) and the answer lists what is not ready.
 """
 
 from __future__ import annotations

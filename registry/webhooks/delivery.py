@@ -1,7 +1,7 @@
 """The webhook delivery worker: posts outbox rows until each is acknowledged (at least once).
 
 Rows are claimed under a lease, posted concurrently, and their outcome recorded: a 2xx marks the
-row delivered; anything else is retried with exponential backoff (webhooks.retry_delay) up to
+row delivered; anything else is retried with exponential backoff (`events.retry_delay`) up to
 MAX_ATTEMPTS. A crash between commit and delivery only delays a row: it stays in the outbox and
 its lease runs out, so the next worker (this process restarted, or another replica) posts it.
 """
