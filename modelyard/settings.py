@@ -3,29 +3,52 @@
 Every field can come from a `MODELYARD_<FIELD>` environment variable or a CLI flag; flags win.
 Relative paths (the data folder, a `sqlite:///relative.db` URL) are made absolute here, once,
 against the working directory at start: nothing later depends on where the process stands.
+A field with a fixed set of values is a `Literal`; any wrong value is refused by
+`load_settings`, naming the setting and its variable. Each default is defined once, here: the
+fields, the CLI's help and the app use these names.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal, get_args, get_origin, get_type_hints
 
 import msgspec
 
 from adapters.database_url import BadDatabaseUrl, absolute, parse_database_url, sqlite_url
 
+ENV_PREFIX: Final = "MODELYARD_"
+DB_FILE: Final = "modelyard.db"
+
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8000
 DEFAULT_DATA_DIR: Final = ".modelyard"  # relative: to the working directory at start
-DB_FILE: Final = "modelyard.db"
+DEFAULT_LOG_LEVEL: Final = "info"
 DEFAULT_MAX_BODY: Final = 1024 * 1024
 DEFAULT_MAX_ARTIFACT: Final = 20 * 1024**3
-DEPLOYERS: Final = ("", "local", "none")
-SQLITE_SYNC_MODES: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
-TRACING_MODES: Final = ("auto", "on", "off")  # adapters/telemetry.py says what auto means
-LOG_FORMATS: Final = ("text", "json")
-ENV_PREFIX: Final = "MODELYARD_"
+DEFAULT_READY_TIMEOUT_S: Final = 120.0
+#: Where `modelyard gateway` follows routes, and where the client commands send requests.
+DEFAULT_REGISTRY_URL: Final = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+DEFAULT_GATEWAY_MAX_BODY: Final = 16 * 1024 * 1024
+DEFAULT_GATEWAY_MAX_INFLIGHT: Final = 1024
+DEFAULT_GATEWAY_REPORT_S: Final = 2.0
+DEFAULT_ROLLOUT_TICK_S: Final = 0.5
+DEFAULT_WINDOWS_RETENTION_H: Final = 7 * 24.0
+DEFAULT_WEBHOOK_TIMEOUT_S: Final = 10.0
+
+SqliteSync = Literal["OFF", "NORMAL", "FULL", "EXTRA"]  # given in any case
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]  # any case
+LogFormat = Literal["text", "json"]
+TracingMode = Literal["auto", "on", "off"]  # adapters/telemetry.py says what auto means
+Deployer = Literal["", "local", "none"]  # "": local for `serve`, none for the other roles
+
+#: Fields whose values are read in any case, and the case they are kept in.
+_CASE: Final = {"sqlite_synchronous": str.upper, "log_level": str.lower}
+#: What an error message calls a field's value, where its name does not say.
+_NOUNS: Final = {"sqlite_synchronous": "mode", "tracing": "tracing mode"}
+_AT_FIELD: Final = re.compile(r" - at `\$\.(\w+)`$")
 
 
 class SettingsError(ValueError):
@@ -33,20 +56,20 @@ class SettingsError(ValueError):
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
-    """Built by `load_settings`: its paths are absolute."""
+    """Built by `load_settings`: its paths are absolute, its choices checked."""
 
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     data_dir: str  # absolute: database, uploads, artifacts, signing key, model servers
     database_url: str = ""  # empty: SQLite at <data_dir>/modelyard.db; a SQLite path: absolute
-    sqlite_synchronous: str = "FULL"
+    sqlite_synchronous: SqliteSync = "FULL"
     admin_token: str | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY
-    log_level: str = "info"
-    log_format: str = "text"  # "json": one JSON object a line, with trace and span ids
+    log_level: LogLevel = DEFAULT_LOG_LEVEL
+    log_format: LogFormat = "text"  # "json": one JSON object a line, with trace and span ids
     access_log: bool = False  # one line per request (the gateway's hot path included)
     # tracing: "auto" = on when an OTLP endpoint or OTEL_TRACES_EXPORTER is set (OTEL_* vars)
-    tracing: str = "auto"
+    tracing: TracingMode = "auto"
     # artifacts: empty = files under <data_dir>/artifacts; or s3://bucket/prefix
     artifact_url: str = ""
     s3_endpoint_url: str | None = None  # MinIO, moto...; None = AWS
@@ -56,21 +79,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT
     public_url: str = ""  # how clients reach this server (download links); default from host:port
     # model servers: "local" runs `bentoml serve` per served version; "" = local for `serve`
-    deployer: str = ""
+    deployer: Deployer = ""
     # after a start, /readyz waits at most this long for served versions still on their way
-    ready_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 120.0
+    ready_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = DEFAULT_READY_TIMEOUT_S
     # gateway
-    registry_url: str = "http://127.0.0.1:8000"  # where `modelyard gateway` follows routes
+    registry_url: str = DEFAULT_REGISTRY_URL  # where `modelyard gateway` follows routes
     registry_token: str | None = None  # a deployer token: reads routes, reports windows
-    gateway_max_body_bytes: int = 16 * 1024 * 1024
-    gateway_max_inflight: int = 1024  # past this, 503 with Retry-After (load shedding)
-    gateway_report_s: float = 2.0  # how often a gateway reports its traffic windows
+    gateway_max_body_bytes: int = DEFAULT_GATEWAY_MAX_BODY
+    gateway_max_inflight: int = DEFAULT_GATEWAY_MAX_INFLIGHT  # past this, 503 with Retry-After
+    gateway_report_s: float = DEFAULT_GATEWAY_REPORT_S  # how often a gateway reports its windows
     # rollouts
-    rollout_tick_s: float = 0.5  # how often the leading registry looks at active rollouts
+    rollout_tick_s: float = DEFAULT_ROLLOUT_TICK_S  # how often the leader looks at rollouts
     # traffic windows are kept this long (and as long as an active rollout reads them)
-    windows_retention_h: Annotated[float, msgspec.Meta(ge=0)] = 168.0
+    windows_retention_h: Annotated[float, msgspec.Meta(ge=0)] = DEFAULT_WINDOWS_RETENTION_H
     # a webhook receiver gets this long to answer; a crashed worker's rows wait 2.5 times it
-    webhook_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+    webhook_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = DEFAULT_WEBHOOK_TIMEOUT_S
 
     def __post_init__(self) -> None:
         database = parse_database_url(self.metadata_url).sqlite_path
@@ -98,31 +121,65 @@ def load_settings(env: Mapping[str, str], *, cwd: Path | None = None, **override
         if raw is not None and raw != "":
             values[field] = raw
     values.update({k: v for k, v in overrides.items() if v is not None})
+    _check_choices(values)
     _resolve_paths(values, Path.cwd() if cwd is None else cwd)
     try:
         settings = msgspec.convert(values, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        raise SettingsError(f"invalid setting: {exc}") from None
-    if settings.sqlite_synchronous.upper() not in SQLITE_SYNC_MODES:
-        raise SettingsError(f"sqlite_synchronous must be one of {', '.join(SQLITE_SYNC_MODES)}")
-    if settings.tracing not in TRACING_MODES:
-        raise SettingsError(f"unknown tracing mode {settings.tracing!r}: use auto, on or off")
+        raise _invalid(values, str(exc)) from None
     from adapters.telemetry import TelemetryError, tracing_wanted  # (the SDK: only here)
 
     try:  # an unknown OTEL_TRACES_EXPORTER is refused now, not when the app starts
         tracing_wanted(settings.tracing, env)
     except TelemetryError as exc:
         raise SettingsError(str(exc)) from None
-    if settings.log_format not in LOG_FORMATS:
-        raise SettingsError(f"unknown log format {settings.log_format!r}: use text or json")
-    if settings.deployer not in DEPLOYERS:
-        raise SettingsError(f"unknown deployer {settings.deployer!r}: use local or none")
     if settings.artifact_url and not settings.artifact_url.startswith("s3://"):
         raise SettingsError(
-            f"unknown artifact store {settings.artifact_url!r}: use s3://bucket/prefix,"
-            " or leave it empty for files under the data folder"
+            f"{_named('artifact_url')}: unknown artifact store {settings.artifact_url!r};"
+            " use s3://bucket/prefix, or leave it empty for files under the data folder"
         )
     return settings
+
+
+def _choices() -> dict[str, tuple[Any, ...]]:
+    """Each field with a fixed set of values (a `Literal`), and those values."""
+    hints = get_type_hints(Settings)
+    return {
+        field: get_args(hints[field])
+        for field in Settings.__struct_fields__
+        if get_origin(hints[field]) is Literal
+    }
+
+
+def _named(field: str) -> str:
+    return f"{field} ({ENV_PREFIX}{field.upper()})"
+
+
+def _check_choices(values: dict[str, Any]) -> None:
+    """Refuse a value outside its field's `Literal`; keep a case-free one in its case."""
+    for field, allowed in _choices().items():
+        value = values.get(field)
+        if value is None:
+            continue
+        case = _CASE.get(field)
+        kept = case(value) if case is not None and isinstance(value, str) else value
+        if kept in allowed:
+            values[field] = kept
+            continue
+        offered = [str(v) for v in allowed if v]
+        listed = ", ".join(offered[:-1]) + " or " + offered[-1] if len(offered) > 1 else offered[0]
+        empty = ", or leave it empty" if "" in allowed else ""
+        noun = _NOUNS.get(field, field.replace("_", " "))
+        raise SettingsError(f"{_named(field)}: unknown {noun} {value!r}; use {listed}{empty}")
+
+
+def _invalid(values: Mapping[str, Any], message: str) -> SettingsError:
+    """msgspec's `Expected ... - at `$.port`` as `port (MODELYARD_PORT): ...`."""
+    found = _AT_FIELD.search(message)
+    if found is None:
+        return SettingsError(f"invalid setting: {message}")
+    field, detail = found[1], message[: found.start()]
+    return SettingsError(f"{_named(field)}: invalid value {values.get(field)!r}: {detail}")
 
 
 def _resolve_paths(values: dict[str, Any], cwd: Path) -> None:

@@ -152,3 +152,42 @@ def test_settings_never_hold_a_relative_path(fields: dict[str, str]) -> None:
 def test_bad_values_are_refused(env: dict[str, str], match: str) -> None:
     with pytest.raises(SettingsError, match=match):
         load_settings(env, cwd=CWD)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"MODELYARD_DEPLOYER": "k8s"},
+            "deployer (MODELYARD_DEPLOYER): unknown deployer 'k8s'; use local or none,"
+            " or leave it empty",
+        ),
+        (
+            {"MODELYARD_LOG_LEVEL": "verbose"},
+            "log_level (MODELYARD_LOG_LEVEL): unknown log level 'verbose'; use critical, error,"
+            " warning, info, debug or trace",
+        ),
+        (
+            {"MODELYARD_SQLITE_SYNCHRONOUS": "sometimes"},
+            "sqlite_synchronous (MODELYARD_SQLITE_SYNCHRONOUS): unknown mode 'sometimes'; use"
+            " OFF, NORMAL, FULL or EXTRA",
+        ),
+        (
+            {"MODELYARD_PORT": "eighty"},
+            "port (MODELYARD_PORT): invalid value 'eighty': Expected `int`, got `str`",
+        ),
+    ],
+)
+def test_a_refused_value_names_the_setting_and_its_variable(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings(env, cwd=CWD)
+    assert str(refused.value) == message
+
+
+def test_levels_and_sqlite_modes_are_read_in_any_case() -> None:
+    s = load_settings({"MODELYARD_LOG_LEVEL": "DEBUG"}, cwd=CWD, sqlite_synchronous="normal")
+    assert (s.log_level, s.sqlite_synchronous) == ("debug", "NORMAL")
+    with pytest.raises(SettingsError, match="log_format"):
+        load_settings({"MODELYARD_LOG_FORMAT": "JSON"}, cwd=CWD)  # as before: exact words only
