@@ -11,7 +11,7 @@ from typing import Final
 import msgspec
 
 from modelyard.cli import outcome_lines
-from modelyard.cli.client_commands import Reply, Sub, UsageError, command_group, leaf
+from modelyard.cli.commands import Reply, Sub, UsageError, command_group, leaf
 from modelyard.cli.http import ApiError, RegistryClient, Unreachable, path
 from modelyard.cli.output import Json, table
 

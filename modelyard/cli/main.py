@@ -9,27 +9,37 @@ import sys
 from collections.abc import Sequence
 
 from modelyard import __version__
-from modelyard.cli import client_commands, experiment_commands, rollout_commands
-from modelyard.settings import SettingsError, load_settings
+from modelyard.cli import catalog_commands, experiment_commands, rollout_commands, token_commands
+from modelyard.cli.commands import common
+from modelyard.settings import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_HOST,
+    DEFAULT_LOG_LEVEL,
+    DEFAULT_PORT,
+    SettingsError,
+    load_settings,
+)
 
 
 def _add_server(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_: str
 ) -> None:
     p = sub.add_parser(name, help=help_)
-    p.add_argument("--host", help="bind address (MODELYARD_HOST, default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port (MODELYARD_PORT, default 8000)")
+    p.add_argument("--host", help=f"bind address (MODELYARD_HOST, default {DEFAULT_HOST})")
+    p.add_argument("--port", type=int, help=f"port (MODELYARD_PORT, default {DEFAULT_PORT})")
     p.add_argument(
         "--data-dir",
         help="data folder, relative to the working directory (MODELYARD_DATA_DIR,"
-        " default ./.modelyard)",
+        f" default ./{DEFAULT_DATA_DIR})",
     )
     p.add_argument(
         "--database-url",
         help="sqlite:///RELATIVE/PATH, sqlite:////ABSOLUTE/PATH or postgresql://..."
         " (MODELYARD_DATABASE_URL; default: SQLite in the data folder)",
     )
-    p.add_argument("--log-level", help="uvicorn log level (MODELYARD_LOG_LEVEL, default info)")
+    p.add_argument(
+        "--log-level", help=f"uvicorn log level (MODELYARD_LOG_LEVEL, default {DEFAULT_LOG_LEVEL})"
+    )
     p.set_defaults(run=_run_server, role=name)
 
 
@@ -59,9 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server(sub, "serve", "run registry and gateway in one process")
     _add_server(sub, "registry", "run the registry role alone")
     _add_server(sub, "gateway", "run a gateway that follows a registry (MODELYARD_REGISTRY_URL)")
-    client_commands.register(sub)
-    rollout_commands.register(sub, client_commands.common())
-    experiment_commands.register(sub, client_commands.common())
+    options = common()
+    catalog_commands.register(sub, options)
+    token_commands.register(sub, options)
+    rollout_commands.register(sub, common())
+    experiment_commands.register(sub, common())
     return parser
 
 

@@ -8,7 +8,7 @@ import argparse
 import time
 from typing import Any, Final
 
-from modelyard.cli.client_commands import Reply, Sub, UsageError, command_group, leaf
+from modelyard.cli.commands import Reply, Sub, UsageError, command_group, leaf
 from modelyard.cli.http import RegistryClient, path
 from modelyard.cli.output import Json, table
 
@@ -104,7 +104,7 @@ def render(view: Json) -> str:
     return "\n".join(lines)
 
 
-#: Each flag of `rollouts start` and the field of the rollout spec (registry/rollouts/engine.py,
+#: Each flag of `rollouts start` and the field of the rollout spec (registry/rollouts/state.py,
 #: RolloutSpec) it sets; a flag not given leaves the field to the server's default.
 #: tests/e2e/test_cli.py checks that every field of the spec has one.
 SPEC_FLAGS: Final = {
@@ -122,8 +122,11 @@ SPEC_FLAGS: Final = {
     "min_agreement": "min_agreement",
     "compare_field": "compare_field",
 }
-STICKY_FLAGS: Final = {"sticky_header": "header", "sticky_cookie": "cookie",
-                       "sticky_json_field": "json_field"}  # fmt: skip
+STICKY_FLAGS: Final = {
+    "sticky_header": "header",
+    "sticky_cookie": "cookie",
+    "sticky_json_field": "json_field",
+}
 
 
 def spec_of(args: argparse.Namespace) -> Json:
@@ -243,7 +246,7 @@ def _start_flags(start: argparse.ArgumentParser) -> None:
         "--latency-floor-ms",
         type=float,
         metavar="MS",
-        help="...and from this much slower, absolute (default 0)",
+        help="...and from this much slower, absolute (default 1)",
     )
     start.add_argument(
         "--max-inconclusive",

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from contract.traffic import StickyKey
-from modelyard.cli.client_commands import UsageError
+from modelyard.cli.commands import UsageError
 from modelyard.cli.experiment_commands import SPEC_FLAGS, arms_of, render, spec_of
 from modelyard.cli.main import build_parser, main
 from registry.experiments.stats import Arm, ExperimentSpec, Metric

@@ -1,48 +1,28 @@
-"""Client subcommands: models, versions, stage, alias, audit and tokens of a running registry.
-
-Exit codes: 0 done, 1 the server answered an error (or `audit --verify` found a broken chain),
-2 a usage error or no answer from the server.
-"""
+"""Client subcommands for the catalog: models, versions, stage, alias and audit."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
-from typing import Any, Final, TypeAlias
+from typing import Final
 
 from modelyard.cli import output
-from modelyard.cli.http import ApiError, Params, RegistryClient, Unreachable, path
-from modelyard.cli.output import Json
+from modelyard.cli.commands import (
+    Reply,
+    Sub,
+    UsageError,
+    add_paging,
+    command_group,
+    leaf,
+    listing,
+    positive,
+    shown,
+)
+from modelyard.cli.http import Params, RegistryClient, path
 from modelyard.cli.serving_wait import wait_served
 
-DEFAULT_URL: Final = "http://127.0.0.1:8000"
 STAGES: Final = {s.lower(): s for s in ("None", "Staging", "Production", "Archived")}
-ROLES: Final = ("reader", "deployer", "admin")
-
-Sub: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-
-
-class UsageError(Exception):
-    """Arguments that argparse accepted but that do not make sense together (exit 2)."""
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A command's result: `data` is printed with --json, `text` otherwise."""
-
-    data: Any
-    text: str
-    code: int = 0
-
-
-Handler = Callable[[RegistryClient, argparse.Namespace], Reply]
 
 
 # --- argument types ---------------------------------------------------------------------
@@ -78,13 +58,6 @@ def _metric(text: str) -> tuple[str, float]:
     return key, number
 
 
-def _positive(text: str) -> int:
-    number = int(text) if text.isdigit() else 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return number
-
-
 def _timestamp(text: str) -> str:
     """An RFC 3339 time with an offset (or Z), normalised to ISO 8601."""
     try:
@@ -98,79 +71,25 @@ def _timestamp(text: str) -> str:
     return at.isoformat()
 
 
-POSITIONALS: Final[dict[str, tuple[Callable[[str], Any], str]]] = {
-    "name": (str, "model name"),
-    "version": (_positive, "version number"),
-    "alias": (str, "alias name"),
-    "id": (_positive, "token id"),
-}
-
-
-# --- running a command ------------------------------------------------------------------
-
-
-def _execute(handler: Handler, args: argparse.Namespace) -> int:
-    """Call the registry; print the reply (or the error) and give the exit code."""
-    url = args.url or os.environ.get("MODELYARD_URL") or DEFAULT_URL
-    token = (args.token or os.environ.get("MODELYARD_TOKEN") or "").strip() or None
-    try:
-        with RegistryClient(url, token) as client:
-            reply = handler(client, args)
-    except ApiError as exc:
-        _report(str(exc), "pass --token or set MODELYARD_TOKEN" if token is None else None)
-        return 1
-    except Unreachable as exc:
-        _report(str(exc), "is the registry running? check --url or MODELYARD_URL")
-        return 2
-    except UsageError as exc:
-        _report(str(exc), None)
-        return 2
-    if not args.json:
-        print(reply.text)
-    elif reply.data is not None:
-        print(json.dumps(reply.data, indent=2))
-    return reply.code
-
-
-def _report(message: str, hint: str | None) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    if hint:
-        print(f"hint: {hint}", file=sys.stderr)
-
-
-def _listing(client: RegistryClient, url: str, params: Params, follow: bool) -> Json:
-    """One page, or with `follow` every page joined into one (`next_cursor` then null)."""
-    body: Json = client.get(url, params)
-    items = list(body["items"])
-    while follow and body.get("next_cursor"):
-        body = client.get(url, {**params, "cursor": body["next_cursor"]})
-        items.extend(body["items"])
-    return {**body, "items": items}
-
-
 def _filters(args: argparse.Namespace) -> Params:
     return {"tag": args.tag, "stage": args.stage, "alias": args.alias, "limit": args.limit}
-
-
-def _shown(data: Json) -> Reply:
-    return Reply(data, output.fields(data))
 
 
 # --- handlers ---------------------------------------------------------------------------
 
 
 def _models_list(client: RegistryClient, args: argparse.Namespace) -> Reply:
-    body = _listing(client, "/models", {"prefix": args.prefix, **_filters(args)}, args.all)
+    body = listing(client, "/models", {"prefix": args.prefix, **_filters(args)}, args.all)
     return Reply(body, output.page(output.MODEL_COLUMNS, body))
 
 
 def _models_create(client: RegistryClient, args: argparse.Namespace) -> Reply:
     body = {"name": args.name, "description": args.description, "tags": dict(args.tag or [])}
-    return _shown(client.post("/models", body))
+    return shown(client.post("/models", body))
 
 
 def _models_show(client: RegistryClient, args: argparse.Namespace) -> Reply:
-    return _shown(client.get(path("models", args.name)))
+    return shown(client.get(path("models", args.name)))
 
 
 def _bento_upload(client: RegistryClient, args: argparse.Namespace) -> Reply:
@@ -192,7 +111,7 @@ def _bento_upload(client: RegistryClient, args: argparse.Namespace) -> Reply:
     except OSError as exc:
         raise UsageError(f"cannot read {args.bento}: {exc.strerror}") from None
     with source:
-        return _shown(client.upload(path("models", args.name, "versions", "bento"), source, params))
+        return shown(client.upload(path("models", args.name, "versions", "bento"), source, params))
 
 
 _ARTIFACT_FLAGS = ("artifact_uri", "digest", "size", "endpoint", "bento_tag")
@@ -214,25 +133,25 @@ def _versions_create(client: RegistryClient, args: argparse.Namespace) -> Reply:
         "params": dict(args.param or []),
         "tags": dict(args.tag or []),
     }
-    return _shown(client.post(path("models", args.name, "versions"), body))
+    return shown(client.post(path("models", args.name, "versions"), body))
 
 
 def _versions_list(client: RegistryClient, args: argparse.Namespace) -> Reply:
-    body = _listing(client, path("models", args.name, "versions"), _filters(args), args.all)
+    body = listing(client, path("models", args.name, "versions"), _filters(args), args.all)
     return Reply(body, output.page(output.VERSION_COLUMNS, body))
 
 
 def _versions_show(client: RegistryClient, args: argparse.Namespace) -> Reply:
-    return _shown(client.get(path("models", args.name, "versions", args.version)))
+    return shown(client.get(path("models", args.name, "versions", args.version)))
 
 
 def _stage_change(client: RegistryClient, args: argparse.Namespace) -> Reply:
     body = {"stage": args.stage, "archive_existing": args.archive_existing, "reason": args.reason}
     moved = client.post(path("models", args.name, "versions", args.version, "stage"), body)
     if args.wait is None:
-        return _shown(moved)
+        return shown(moved)
     if not args.json:
-        print(_shown(moved).text, flush=True)
+        print(shown(moved).text, flush=True)
     state, line, code = wait_served(client, moved, args.wait)
     return Reply({"version": moved, "deployment": state}, line, code)
 
@@ -251,7 +170,7 @@ def _alias_delete(client: RegistryClient, args: argparse.Namespace) -> Reply:
 def _alias_show(client: RegistryClient, args: argparse.Namespace) -> Reply:
     url = path("models", args.name, "aliases", args.alias)
     if args.at is None:
-        return _shown(client.get(url))
+        return shown(client.get(url))
     found = client.get(url + "/history", {"at": args.at})
     version = found["version"]
     target = "was not set" if version is None else f"-> version {version}"
@@ -263,70 +182,18 @@ def _audit(client: RegistryClient, args: argparse.Namespace) -> Reply:
         report = client.get(path("models", args.name, "audit", "verify"))
         return Reply(report, output.fields(report), 0 if report["ok"] else 1)
     scope = ("models", args.name) + (("versions", args.version) if args.version else ())
-    body = _listing(client, path(*scope, "audit"), {"limit": args.limit}, args.all)
+    body = listing(client, path(*scope, "audit"), {"limit": args.limit}, args.all)
     return Reply(body, output.page(output.AUDIT_COLUMNS, body))
 
 
-def _tokens_create(client: RegistryClient, args: argparse.Namespace) -> Reply:
-    return _shown(client.post("/tokens", {"name": args.token_name, "role": args.role}))
-
-
-def _tokens_list(client: RegistryClient, args: argparse.Namespace) -> Reply:
-    body = client.get("/tokens")
-    return Reply(body, output.page(output.TOKEN_COLUMNS, body))
-
-
-def _tokens_revoke(client: RegistryClient, args: argparse.Namespace) -> Reply:
-    token = client.delete(path("tokens", args.id))
-    return Reply(token, f"revoked token {token['id']} ({token['name']})")
-
-
 # --- parsers ----------------------------------------------------------------------------
-
-
-def common() -> argparse.ArgumentParser:
-    """The options every client command takes."""
-    parent = argparse.ArgumentParser(add_help=False)
-    group = parent.add_argument_group("registry and output")
-    group.add_argument("--url", help=f"registry base URL (MODELYARD_URL, default {DEFAULT_URL})")
-    group.add_argument(
-        "--token", help="API token (MODELYARD_TOKEN; the env var keeps it out of ps)"
-    )
-    group.add_argument("--json", action="store_true", help="print the raw JSON response")
-    return parent
-
-
-def command_group(sub: Sub, name: str, help_: str) -> Sub:
-    parser = sub.add_parser(name, help=help_, description=help_)
-    return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
-
-
-def leaf(
-    sub: Sub,
-    common: argparse.ArgumentParser,
-    name: str,
-    help_: str,
-    handler: Handler,
-    *positionals: str,
-) -> argparse.ArgumentParser:
-    parser = sub.add_parser(name, help=help_, description=help_, parents=[common])
-    for arg in positionals:
-        kind, arg_help = POSITIONALS[arg]
-        parser.add_argument(arg, metavar=arg.upper(), type=kind, help=arg_help)
-    parser.set_defaults(run=partial(_execute, handler))
-    return parser
-
-
-def _add_paging(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--limit", type=_positive, help="page size (server default 100, max 1000)")
-    parser.add_argument("--all", action="store_true", help="follow next_cursor through every page")
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tag", type=_tag_filter, metavar="KEY=VALUE", help="only with this tag")
     parser.add_argument("--stage", type=_stage, help="only with a version in this stage")
     parser.add_argument("--alias", help="only with this alias")
-    _add_paging(parser)
+    add_paging(parser)
 
 
 def _add_tags(parser: argparse.ArgumentParser) -> None:
@@ -412,26 +279,14 @@ def _alias(sub: Sub, common: argparse.ArgumentParser) -> None:
 
 def _audit_command(sub: Sub, common: argparse.ArgumentParser) -> None:
     parser = leaf(sub, common, "audit", "a model's audit log", _audit, "name")
-    parser.add_argument("--version", type=_positive, help="only events of this version")
-    _add_paging(parser)
+    parser.add_argument("--version", type=positive, help="only events of this version")
+    add_paging(parser)
     parser.add_argument(
         "--verify", action="store_true", help="check the hash chain instead of listing"
     )
 
 
-def _tokens(sub: Sub, common: argparse.ArgumentParser) -> None:
-    group = command_group(sub, "tokens", "API tokens (admin)")
-    parser = leaf(
-        group, common, "create", "issue a token (its secret is shown once)", _tokens_create
-    )
-    parser.add_argument("token_name", metavar="NAME", help="who or what the token is for")
-    parser.add_argument("--role", required=True, type=str.lower, choices=ROLES)
-    leaf(group, common, "list", "list tokens (secrets are never shown)", _tokens_list)
-    leaf(group, common, "revoke", "revoke a token", _tokens_revoke, "id")
-
-
-def register(sub: Sub) -> None:
-    """Add the client commands to the `modelyard` parser."""
-    options = common()
-    for add in (_models, _versions, _stage_command, _alias, _audit_command, _tokens):
-        add(sub, options)
+def register(sub: Sub, common: argparse.ArgumentParser) -> None:
+    """Add the catalog commands to the `modelyard` parser."""
+    for add in (_models, _versions, _stage_command, _alias, _audit_command):
+        add(sub, common)
