@@ -141,4 +141,5 @@ class RecordLook(msgspec.Struct, frozen=True, tag=True):
 
 
 Action = SetWeight | SetShadow | Promote | RecordLook
+#: A rollout as a command or `step` left it, and what the controller carries out for it.
 Moved = tuple[Rollout, list[Action]]
