@@ -22,9 +22,9 @@ from registry.experiments import bandit
 from registry.experiments.domain import (
     Before,
     Experiment,
+    ExperimentMode,
     ExperimentSpec,
     Metric,
-    Mode,
     Outcome,
     Phase,
     Tally,
@@ -68,7 +68,7 @@ def start(
         updated_at=now,
         before=Before(traffic),
     )
-    if spec.mode == Mode.BANDIT:
+    if spec.mode == ExperimentMode.BANDIT:
         return msgspec.structs.replace(started, allocation=bandit.initial(started, production))
     return started
 

@@ -15,18 +15,28 @@ The gateway keeps no record of keys, so instead the experiment enrols keys gradu
   arms' served ranges can move anywhere in that gap: the keys there change version, but they
   were never counted in either arm. (They are served as any key is, by one of the arms.)
 - At start each arm serves its spec weight and enrols `START_ENROLLED` of it, at the far end of
-  its range from the edge it shares (the first arm from bucket 0, the last from the top,
-  arms in between from the middle). After every update each arm enrols `ENROL_RATE` of the
-  buckets left between its enrolled range and its edges, so the share of counted outcomes
-  grows (20 %, 28 %, 35 %, ...) while the edges keep room to move for some 20 updates.
+  its range from the edges it shares (the first arm from bucket 0, the last from the top, arms
+  in between from the middle). After each update an arm the bandit does not want smaller
+  enrols `ENROL_RATE` of the buckets left between its enrolled range and its edges; a
+  shrinking arm enrols nothing, so its enrolled keys do not hold the buckets the better arms
+  move into. The share of counted outcomes grows (20 %, 28 %, 35 %, ...) while the edges keep
+  room to move.
+- So an arm grows only into its neighbours' not-yet-enrolled buckets, never past their enrolled
+  keys. With two arms that is no limit in practice (the loser keeps what it enrolled early,
+  about 10 %); with three or more, an inner arm's enrolled keys cap how far the arms on either
+  side of it can grow.
 
 An update (`update`): P(each arm is best) by Thompson sampling from the arms' posteriors
 (Beta(1 + successes, 1 + failures) for conversions; for rewards a normal around the mean with
 the pooled variance over n + 1, one pseudo-outcome at the pooled mean), as target weights;
 bounded to move each arm's weight by at most `MAX_STEP` points and never below `FLOOR` percent
-(an arm already below keeps its weight); then realised by moving every edge the same fraction
-of the way to the target, as far as the enrolled ranges allow (so floors and bounds hold for
-every arm), and the arms enrol their share of what is left.
+(an arm already below keeps its weight); then realised as nearly as the enrolled ranges allow
+(each arm moves toward its bounded target, never past it), and the arms enrol.
+
+Inference stays on the counted (enrolled) outcomes: the always-valid results read them as
+they read a fixed experiment's. The allocation adapts to the data, so the normal mixture's
+guarantee is asymptotic here as everywhere; the `experiment-sim` A/A runs under the bandit
+measure it.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ import numpy as np
 from contract.traffic import BUCKETS
 from registry.experiments.domain import Allocation, ArmSpan, Experiment, Metric, Tally
 from registry.experiments.fixed import variance
+from registry.experiments.sequential import Floats
 
 FLOOR: Final = 5.0  # percent of the traffic an arm keeps, however poor it looks
 MAX_STEP: Final = 10.0  # percentage points an arm's weight may move in one update
@@ -104,12 +115,17 @@ def p_best(metric: Metric, arms: Sequence[Tally], rng: np.random.Generator) -> l
     return [float(b) / DRAWS for b in best]
 
 
+def limits(current: Sequence[float]) -> tuple[Floats, Floats]:
+    """How far each weight may go in one update: MAX_STEP points either way, never below
+    FLOOR (an arm already below it may stay where it is), never above 100."""
+    cur = np.asarray(current, dtype=np.float64)
+    return np.maximum(np.minimum(FLOOR, cur), cur - MAX_STEP), np.minimum(100.0, cur + MAX_STEP)
+
+
 def bounded(current: Sequence[float], target: Sequence[float]) -> list[float]:
-    """The weights nearest `target` (least squares) that sum to 100, move each arm at most
-    MAX_STEP points from `current` and keep it at FLOOR or more (or where it was)."""
-    cur, tgt = np.asarray(current, dtype=np.float64), np.asarray(target, dtype=np.float64)
-    low = np.maximum(np.minimum(FLOOR, cur), cur - MAX_STEP)
-    high = np.minimum(100.0, cur + MAX_STEP)
+    """The weights nearest `target` (least squares) that sum to 100 within `limits`."""
+    tgt = np.asarray(target, dtype=np.float64)
+    low, high = limits(current)
     shift_lo, shift_hi = -100.0 - float(tgt.max()), 100.0 + float(tgt.max())
     for _ in range(100):  # bisection on the shift that makes them sum to 100
         mid = (shift_lo + shift_hi) / 2
@@ -120,38 +136,44 @@ def bounded(current: Sequence[float], target: Sequence[float]) -> list[float]:
     return [float(w) for w in np.clip(tgt + shift_hi, low, high)]
 
 
-def _edges(sizes: Sequence[int]) -> list[int]:
-    """The upper edge of each arm's served range but the last."""
-    return [sum(sizes[: i + 1]) for i in range(len(sizes) - 1)]
-
-
-def realise(spans: Sequence[ArmSpan], wanted: Sequence[int]) -> list[int]:
-    """Served sizes moved from the current ones toward `wanted` by the largest common
-    fraction that keeps every edge between its two arms' enrolled ranges."""
-    old, new = _edges([s.served for s in spans]), _edges(wanted)
-    fraction = 1.0
-    for i, (was, goal) in enumerate(zip(old, new, strict=True)):
-        low, high = spans[i].end, spans[i + 1].start  # the edge stays in the gap
-        if goal > was:
-            fraction = min(fraction, (high - was) / (goal - was))
-        elif goal < was:
-            fraction = min(fraction, (was - low) / (was - goal))
-    edges = [
-        min(max(was + round(fraction * (goal - was)), spans[i].end), spans[i + 1].start)
-        for i, (was, goal) in enumerate(zip(old, new, strict=True))
+def realise(spans: Sequence[ArmSpan], wanted: Sequence[float]) -> list[int]:
+    """Served sizes (buckets) as near `wanted` (percent, within `limits`) as the enrolled
+    ranges allow: each edge between two arms stays in the gap between their enrolled ranges,
+    and each arm moves toward its wanted size, never past it nor away from it. Least squares by
+    coordinate descent over the edges, from the current ones (which satisfy every constraint,
+    so every step does too)."""
+    goal = [w * BUCKETS / 100 for w in wanted]
+    low = [min(s.served, g) for s, g in zip(spans, goal, strict=True)]
+    high = [max(s.served, g) for s, g in zip(spans, goal, strict=True)]
+    edges = [0.0] + [float(sum(s.served for s in spans[: i + 1])) for i in range(len(spans) - 1)]
+    edges.append(float(BUCKETS))
+    for _ in range(100):
+        for i in range(1, len(spans)):  # edge i: between arm i - 1 and arm i
+            left, right = edges[i - 1], edges[i + 1]
+            best = (left + goal[i - 1] + right - goal[i]) / 2
+            lo = max(spans[i - 1].end, left + low[i - 1], right - high[i])
+            hi = min(spans[i].start, left + high[i - 1], right - low[i])
+            edges[i] = min(max(best, lo), hi)
+    inner = [
+        min(max(round(e), spans[i].end), spans[i + 1].start) for i, e in enumerate(edges[1:-1])
     ]
-    bounds = [0, *edges, BUCKETS]
-    return [bounds[i + 1] - bounds[i] for i in range(len(spans))]
+    whole = [0, *inner, BUCKETS]
+    return [whole[i + 1] - whole[i] for i in range(len(spans))]
 
 
-def enrol(spans: Sequence[ArmSpan], sizes: Sequence[int], p: Sequence[float]) -> list[ArmSpan]:
-    """Each arm serves its new range and enrols ENROL_RATE of the gap to each of its edges."""
-    bounds = [0, *_edges(sizes), BUCKETS]
+def enrol(
+    spans: Sequence[ArmSpan], sizes: Sequence[int], wanted: Sequence[float], p: Sequence[float]
+) -> list[ArmSpan]:
+    """Each arm serves its new range; an arm the bandit does not want smaller enrols
+    ENROL_RATE of the gap to each of its edges (a shrinking arm enrols nothing: its enrolled
+    keys would hold buckets the better arms are moving into)."""
+    bounds = [0, *(sum(sizes[: i + 1]) for i in range(len(sizes) - 1)), BUCKETS]
     grown: list[ArmSpan] = []
     for i, span in enumerate(spans):
         low, high = bounds[i], bounds[i + 1]
-        start = span.start - math.ceil(ENROL_RATE * (span.start - low))
-        end = span.end + math.ceil(ENROL_RATE * (high - span.end))
+        rate = ENROL_RATE if wanted[i] * BUCKETS / 100 >= span.served else 0.0
+        start = span.start - math.ceil(rate * (span.start - low))
+        end = span.end + math.ceil(rate * (high - span.end))
         grown.append(ArmSpan(span.version, start, end, high - low, p[i]))
     return grown
 
@@ -167,8 +189,8 @@ def update(
     arms = [tallies.get(s.version, Tally(s.version)) for s in spans]
     chances = p_best(experiment.spec.metric, arms, rng)
     weights = bounded([s.served / 100 for s in spans], [100 * c for c in chances])
-    sizes = realise(spans, to_buckets(weights))
-    return Allocation(enrol(spans, sizes, chances), allocation.updates + 1, now)
+    sizes = realise(spans, weights)
+    return Allocation(enrol(spans, sizes, weights, chances), allocation.updates + 1, now)
 
 
 def due(experiment: Experiment, now: datetime, every_s: float) -> bool:

@@ -30,7 +30,7 @@ class Phase(enum.StrEnum):
     STOPPED = "Stopped"
 
 
-class Mode(enum.StrEnum):
+class ExperimentMode(enum.StrEnum):
     FIXED = "fixed"  # the arms keep the weights they started with
     BANDIT = "bandit"  # Thompson sampling moves the weights toward the better arms
 
@@ -46,7 +46,7 @@ class ExperimentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     metric: Metric = Metric.CONVERSION
     alpha: Annotated[float, msgspec.Meta(gt=0, lt=0.5)] = 0.05
     min_sample_per_arm: Annotated[int, msgspec.Meta(ge=2)] = 100
-    mode: Mode = Mode.FIXED
+    mode: ExperimentMode = ExperimentMode.FIXED
 
 
 class Before(msgspec.Struct, frozen=True):

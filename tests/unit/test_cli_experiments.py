@@ -12,7 +12,7 @@ from contract.traffic import StickyKey
 from modelyard.cli.client_commands import UsageError
 from modelyard.cli.experiment_commands import SPEC_FLAGS, arms_of, render, spec_of
 from modelyard.cli.main import build_parser, main
-from registry.experiments.stats import Arm, ExperimentSpec, Metric, Mode
+from registry.experiments.stats import Arm, ExperimentMode, ExperimentSpec, Metric
 
 
 def field_paths(kind: msgspec.inspect.Type, prefix: str = "") -> set[str]:
@@ -55,7 +55,7 @@ def test_the_flags_set_every_field() -> None:
         metric=Metric.REWARD,
         alpha=0.01,
         min_sample_per_arm=500,
-        mode=Mode.BANDIT,
+        mode=ExperimentMode.BANDIT,
     )
     defaults = ExperimentSpec(arms=spec.arms, sticky=spec.sticky)
     for field in msgspec.structs.fields(ExperimentSpec):  # each one set away from its default
