@@ -64,7 +64,8 @@ class ExperimentService:
         return held[0].version if held else None
 
     async def feedback(self, experiment_id: str, outcomes: list[Outcome]) -> int:
-        """Add outcomes to their arms (by key, as the gateway assigned it, or by version)."""
+        """Add outcomes to their arms (by key, as the gateway assigned it, or by version; in
+        bandit mode by key only, and a key not enrolled yet is accepted but not counted)."""
         found = await self.store.get_experiment(experiment_id)
         if not found.active:
             raise InvalidState(f"experiment {experiment_id} is {found.phase}", field="phase")
