@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export BENTOML_DO_NOT_TRACK := true
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-unit test-integration test-e2e system-deps lint format bench bench-gateway loadtest example demo judge-sim helm-lint
+.PHONY: help run test test-unit test-integration test-e2e system-deps lint format bench bench-gateway loadtest example demo judge-sim experiment-sim helm-lint
 
 help: ## list the targets and what they do
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ demo: $(VENV)/.installed ## canary of iris v2 under live traffic, promoted on it
 
 judge-sim: $(VENV)/.installed-dev ## 1,000 simulated rollouts a scenario: false fails and power of the judge
 	$(BIN)/python -m loadtests.judge_sim
+
+experiment-sim: $(VENV)/.installed-dev ## simulated A/B experiments: A/A false winners read every 100 outcomes, power, bandit regret
+	$(BIN)/python -m loadtests.experiment_sim
 
 example: $(VENV)/.installed-dev ## build and export both iris bentos to .cache/bentos/
 	$(BIN)/python examples/iris/build.py --out .cache/bentos

@@ -28,6 +28,7 @@ ARM_COLUMNS: Final = (
     "p_value",
 )
 METRICS: Final = ("conversion", "reward")
+MODES: Final = ("fixed", "bandit")
 STICKY: Final = ("header", "cookie", "json_field")
 REASON_HEADER: Final = "x-change-reason"
 LIST_MAX: Final = 200
@@ -44,6 +45,7 @@ SPEC_FLAGS: Final = {
     "metric": "--metric",
     "alpha": "--alpha",
     "min_sample_per_arm": "--min-sample",
+    "mode": "--mode",
 }
 
 START_EPILOG: Final = """\
@@ -118,6 +120,7 @@ def spec_of(args: argparse.Namespace) -> Json:
         k: getattr(args, f"sticky_{k}") for k in STICKY if getattr(args, f"sticky_{k}")
     }
     optional = {"metric": args.metric, "alpha": args.alpha, "min_sample_per_arm": args.min_sample}
+    optional["mode"] = args.mode
     spec.update({k: v for k, v in optional.items() if v is not None})
     return spec
 
@@ -317,6 +320,12 @@ def _start_parser(group: Sub, common: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="VERSION=WEIGHT",
         help="several arms at once: --arms 1=50 2=50",
+    )
+    arms.add_argument(
+        "--mode",
+        choices=MODES,
+        help="fixed (the weights stay, the default) or bandit (Thompson sampling moves traffic"
+        " toward the better arms; outcomes by key only)",
     )
     sticky = start.add_argument_group("sticky key: keeps a user on one arm (give one)")
     one = sticky.add_mutually_exclusive_group(required=True)

@@ -1,20 +1,26 @@
 """Experiment use cases: start, show with results, list, feed outcomes back, stop (and
-promote the winner)."""
+promote the winner), and the bandit's periodic rebalance (`rebalance_model`, for a loop to
+call: see its docstring)."""
 
 from __future__ import annotations
 
 import secrets
+from typing import Final
 
 import msgspec
 
 from registry.catalog.changes import Caller, LoadSpec, VersionFilter
-from registry.catalog.domain import Stage, validate_name
+from registry.catalog.domain import Principal, Role, Stage, validate_name
 from registry.catalog.service import Registry
 from registry.errors import InvalidState
+from registry.experiments import bandit
 from registry.experiments import rules as experiment_rules
 from registry.experiments import stats as experiments
 from registry.experiments.stats import Experiment, ExperimentSpec, Outcome, Results
 from registry.ports import MetadataStore
+
+BANDIT: Final = Caller(principal=Principal(token_id=0, name="experiment-bandit", role=Role.ADMIN))
+REBALANCE_EVERY_S: Final = 600.0  # a bandit experiment's arms move at most this often
 
 
 class ExperimentView(msgspec.Struct, frozen=True):
@@ -33,12 +39,15 @@ class ExperimentService:
 
     async def start(self, caller: Caller, name: str, spec: ExperimentSpec) -> Experiment:
         experiment_id = new_id()
-        load = LoadSpec(versions=tuple(sorted({a.version for a in spec.arms})),
-                        stage_holders=True, rollout=True)  # fmt: skip
+        load = LoadSpec(
+            versions=tuple(sorted({a.version for a in spec.arms})), stage_holders=True, rollout=True
+        )
         return await self.registry.write(
-            name, caller, load,
+            name,
+            caller,
+            load,
             lambda s, c: experiment_rules.start(s, c, name, spec, experiment_id),
-        )  # fmt: skip
+        )
 
     async def view(self, experiment_id: str) -> ExperimentView:
         found = await self.store.get_experiment(experiment_id)
@@ -49,12 +58,14 @@ class ExperimentService:
         return await self.store.list_experiments(validate_name(name), limit)
 
     async def _production(self, name: str) -> int | None:
-        held = await self.registry.list_versions(name, VersionFilter(stage=Stage.PRODUCTION),
-                                                 None, 1)  # fmt: skip
+        held = await self.registry.list_versions(
+            name, VersionFilter(stage=Stage.PRODUCTION), None, 1
+        )
         return held[0].version if held else None
 
     async def feedback(self, experiment_id: str, outcomes: list[Outcome]) -> int:
-        """Add outcomes to their arms (by key, as the gateway assigned it, or by version)."""
+        """Add outcomes to their arms (by key, as the gateway assigned it, or by version; in
+        bandit mode by key only, and a key not enrolled yet is accepted but not counted)."""
         found = await self.store.get_experiment(experiment_id)
         if not found.active:
             raise InvalidState(f"experiment {experiment_id} is {found.phase}", field="phase")
@@ -67,9 +78,40 @@ class ExperimentService:
         found = await self.store.get_experiment(experiment_id)
         if not found.active:
             raise InvalidState(f"experiment {experiment_id} is {found.phase}", field="phase")
-        load = LoadSpec(versions=tuple(a.version for a in found.spec.arms), stage_holders=True,
-                        rollout=True)  # fmt: skip
+        arms = {a.version for a in found.spec.arms}
+        named = tuple(sorted(arms | set(experiment_rules.to_restore(found))))
+        load = LoadSpec(versions=named, stage_holders=True, rollout=True)
         return await self.registry.write(
-            found.model, caller, load,
+            found.model,
+            caller,
+            load,
             lambda s, c: experiment_rules.stop(s, c, found.model, experiment_id, promote),
-        )  # fmt: skip
+        )
+
+    async def rebalance_model(
+        self, name: str, every_s: float = REBALANCE_EVERY_S, caller: Caller = BANDIT
+    ) -> Experiment | None:
+        """Move the arms of the model's running bandit experiment, if it has one and its last
+        update is `every_s` old: the result, or None when there is nothing to move.
+
+        Meant for a periodic loop on the leading replica (as the rollout controller runs):
+        every minute or so, for each model with a running experiment. Cheap when nothing is
+        due (one read of the experiment); the due check is repeated under the model's lock."""
+        running = [
+            e
+            for e in await self.store.list_experiments(validate_name(name), 1)
+            if e.active and e.allocation is not None
+        ]
+        if not running or not bandit.due(running[0], self.registry.clock(), every_s):
+            return None
+        found = running[0]
+        tallies = await self.store.outcomes(found.id)
+        load = LoadSpec(
+            versions=tuple(a.version for a in found.spec.arms), stage_holders=True, rollout=True
+        )
+        return await self.registry.write(
+            name,
+            caller,
+            load,
+            lambda s, c: experiment_rules.rebalance(s, c, name, found.id, tallies, every_s),
+        )

@@ -12,7 +12,7 @@ from contract.traffic import StickyKey
 from modelyard.cli.commands import UsageError
 from modelyard.cli.experiment_commands import SPEC_FLAGS, arms_of, render, spec_of
 from modelyard.cli.main import build_parser, main
-from registry.experiments.stats import Arm, ExperimentSpec, Metric
+from registry.experiments.stats import Arm, ExperimentMode, ExperimentSpec, Metric
 
 
 def field_paths(kind: msgspec.inspect.Type, prefix: str = "") -> set[str]:
@@ -46,7 +46,8 @@ def test_every_spec_field_has_a_flag(capsys: pytest.CaptureFixture[str]) -> None
 
 def test_the_flags_set_every_field() -> None:
     args = parse("--arm", "3=30", "--arm", "4=70", "--sticky-json-field", "user",
-                 "--metric", "reward", "--alpha", "0.01", "--min-sample", "500")  # fmt: skip
+                 "--metric", "reward", "--alpha", "0.01", "--min-sample", "500",
+                 "--mode", "bandit")  # fmt: skip
     spec = msgspec.convert(spec_of(args), ExperimentSpec)
     assert spec == ExperimentSpec(
         arms=[Arm(3, 30.0), Arm(4, 70.0)],
@@ -54,6 +55,7 @@ def test_the_flags_set_every_field() -> None:
         metric=Metric.REWARD,
         alpha=0.01,
         min_sample_per_arm=500,
+        mode=ExperimentMode.BANDIT,
     )
     defaults = ExperimentSpec(arms=spec.arms, sticky=spec.sticky)
     for field in msgspec.structs.fields(ExperimentSpec):  # each one set away from its default

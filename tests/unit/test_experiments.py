@@ -30,11 +30,18 @@ T0 = datetime(2026, 11, 26, tzinfo=UTC)
 def experiment(
     arms: list[tuple[int, float]], metric: str = "conversion", **kw: object
 ) -> Experiment:
-    spec = msgspec.convert({"arms": [{"version": v, "weight": w} for v, w in arms],
-                            "sticky": {"header": "x-user"}, "metric": metric, **kw},
-                           ExperimentSpec)  # fmt: skip
-    return experiments.start(spec, id="ex-1", model="iris", production=1, actor="a", now=T0,
-                             known={1, 2, 3})  # fmt: skip
+    spec = msgspec.convert(
+        {
+            "arms": [{"version": v, "weight": w} for v, w in arms],
+            "sticky": {"header": "x-user"},
+            "metric": metric,
+            **kw,
+        },
+        ExperimentSpec,
+    )
+    return experiments.start(
+        spec, id="ex-1", model="iris", production=1, actor="a", now=T0, known={1, 2, 3}
+    )
 
 
 @pytest.mark.parametrize(
