@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from modelyard import __version__
-from modelyard.cli import client_commands, experiment_commands, rollout_commands
+from modelyard.cli import client_commands, experiment_commands, rollout_commands, version_server
 from modelyard.settings import SettingsError, load_settings
 
 
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server(sub, "serve", "run registry and gateway in one process")
     _add_server(sub, "registry", "run the registry role alone")
     _add_server(sub, "gateway", "run a gateway that follows a registry (MODELYARD_REGISTRY_URL)")
+    version_server.register(sub)
     client_commands.register(sub)
     rollout_commands.register(sub, client_commands.common())
     experiment_commands.register(sub, client_commands.common())
