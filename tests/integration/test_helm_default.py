@@ -194,6 +194,7 @@ def test_notes_say_how_to_read_the_token_port_forward_and_serve_a_bento() -> Non
         f"kubectl -n {NAMESPACE} get secret {NAME} -o jsonpath='{{.data.admin-token}}' | base64 -d",
         f"kubectl -n {NAMESPACE} port-forward svc/{NAME} 8000:8000",
         "export MODELYARD_URL=http://127.0.0.1:8000",
+        "modelyard models create iris\n",
         "modelyard versions create iris --bento iris.bento",
         "modelyard stage iris 1 Production --wait",
         "curl -s -X POST http://127.0.0.1:8000/models/iris/classify",
