@@ -1,10 +1,14 @@
 # syntax=docker/dockerfile:1
-# The modelyard image: one image, the role is the command.
+# The modelyard image: one image, the role is the command. BentoML is inside (the `serving`
+# extra), so the image runs both shapes of the Helm chart:
 #   docker build -t modelyard:0.1.0 .
-#   docker run -p 8000:8000 modelyard:0.1.0              # `serve`: registry + gateway
-#   docker run modelyard:0.1.0 registry | gateway        # one role (what the Helm chart runs)
-# No BentoML inside (the image stays small): model versions run as their own BentoML images
-# (`bentoml containerize`) and are registered with `endpoint`, so the deployer is `none`.
+#   docker run -p 8000:8000 modelyard:0.1.0     # `serve`: registry, gateway and a `bentoml serve`
+#                                               # per promoted version (the chart's default)
+#   docker run modelyard:0.1.0 registry         # one role of the scaled shape (or `gateway`)
+#   docker run modelyard:0.1.0 serve-version --model iris --version 2
+#                                               # one registered version (a `models` entry)
+# A Bento runs here only with the Python packages this image has (BentoML, numpy,
+# scikit-learn, ...); for others, build FROM this image or use `bentoml containerize` images.
 
 ARG PYTHON_VERSION=3.11
 
@@ -13,11 +17,12 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY modelyard ./modelyard
+COPY contract ./contract
 COPY registry ./registry
 COPY gateway ./gateway
 COPY adapters ./adapters
 RUN python -m venv /opt/modelyard \
- && /opt/modelyard/bin/pip install . \
+ && /opt/modelyard/bin/pip install ".[serving]" \
  && /opt/modelyard/bin/pip uninstall --yes pip
 
 FROM python:${PYTHON_VERSION}-slim
@@ -29,10 +34,10 @@ COPY --from=build /opt/modelyard /opt/modelyard
 ENV PATH=/opt/modelyard/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    BENTOML_DO_NOT_TRACK=true \
     MODELYARD_HOST=0.0.0.0 \
     MODELYARD_PORT=8000 \
-    MODELYARD_DATA_DIR=/var/lib/modelyard \
-    MODELYARD_DEPLOYER=none
+    MODELYARD_DATA_DIR=/var/lib/modelyard
 WORKDIR /var/lib/modelyard
 USER 10001:10001
 EXPOSE 8000

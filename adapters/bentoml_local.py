@@ -72,12 +72,18 @@ class LocalBentoServers:
         python: str = sys.executable,
         base_env: Mapping[str, str] | None = None,
         ready_timeout_s: float = READY_TIMEOUT_S,
+        host: str = "127.0.0.1",
+        port: int | None = None,
     ) -> None:
+        """`host`/`port`: where each server listens (default: loopback, a free port each); a
+        fixed port is for one version per process (`modelyard serve-version` in a pod)."""
         self.root = root.resolve()  # bentoml resolves relative paths against /, not cwd
         self.artifacts = artifacts
         self.python = python
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.ready_timeout_s = ready_timeout_s
+        self.host = host
+        self.port = port
         self._servers: dict[tuple[str, int], _Server] = {}
         self._listeners: list[Callable[[], None]] = []
 
@@ -188,14 +194,15 @@ class LocalBentoServers:
 
     async def _run_once(self, server: _Server) -> None:
         """Start the server, wait for ready, then wait for it to exit."""
-        port = free_port()
-        endpoint = f"http://127.0.0.1:{port}"
+        port = free_port() if self.port is None else self.port
+        reached_at = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
+        endpoint = f"http://{reached_at}:{port}"
         server.update(status="starting", endpoint=None, detail=None)
         log = (server.workdir / "server.log").open("ab")
         try:
             server.proc = await asyncio.create_subprocess_exec(
                 self.python, "-m", "bentoml", "serve", str(server.version.bento_tag),
-                "--host", "127.0.0.1", "--port", str(port),
+                "--host", self.host, "--port", str(port),
                 env=self._env(server),
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,

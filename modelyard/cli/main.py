@@ -9,7 +9,13 @@ import sys
 from collections.abc import Sequence
 
 from modelyard import __version__
-from modelyard.cli import catalog_commands, experiment_commands, rollout_commands, token_commands
+from modelyard.cli import (
+    catalog_commands,
+    experiment_commands,
+    rollout_commands,
+    token_commands,
+    version_server,
+)
 from modelyard.cli.commands import common
 from modelyard.settings import (
     DEFAULT_DATA_DIR,
@@ -69,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server(sub, "serve", "run registry and gateway in one process")
     _add_server(sub, "registry", "run the registry role alone")
     _add_server(sub, "gateway", "run a gateway that follows a registry (MODELYARD_REGISTRY_URL)")
+    version_server.register(sub)
     options = common()
     catalog_commands.register(sub, options)
     token_commands.register(sub, options)

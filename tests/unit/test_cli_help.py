@@ -21,6 +21,7 @@ COMMANDS = [
     ["experiments", "show"],
     ["experiments", "feedback"],
     ["experiments", "stop"],
+    ["serve-version"],
 ]
 
 

@@ -68,7 +68,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
-{{/* The chart's own Secret holds whatever secret was given inline. */}}
+{{/* The shape: "true" for the scaled one (PostgreSQL and S3 set), empty for the single pod
+running `modelyard serve` (the schema refuses one without the other). */}}
+{{- define "modelyard.scaled" -}}
+{{- if or .Values.database.url .Values.database.existingSecret .Values.artifacts.url }}true{{ end }}
+{{- end }}
+
+{{/* The chart's own Secret holds whatever secret was given inline (and, in the single-pod
+shape, the generated admin token). */}}
 {{- define "modelyard.secretName" -}}
 {{- include "modelyard.fullname" . }}
 {{- end }}
@@ -101,7 +108,25 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "modelyard.inlineSecrets" -}}
 {{- $s3 := .Values.artifacts.s3 }}
-{{- if or (and .Values.database.url (not .Values.database.existingSecret)) (and .Values.adminToken.value (not .Values.adminToken.existingSecret)) (and $s3.accessKeyId (not $s3.existingSecret)) }}true{{ end }}
+{{- if not (include "modelyard.scaled" .) }}
+{{- if not .Values.adminToken.existingSecret }}true{{ end }}
+{{- else if or (and .Values.database.url (not .Values.database.existingSecret)) (and .Values.adminToken.value (not .Values.adminToken.existingSecret)) (and $s3.accessKeyId (not $s3.existingSecret)) }}true{{ end }}
+{{- end }}
+
+{{/* The admin token of the single-pod shape: the value given, else the one the Secret already
+holds (`lookup` finds it on upgrades), else a new random one (on install). */}}
+{{- define "modelyard.servedToken" -}}
+{{- if .Values.adminToken.value }}
+{{- .Values.adminToken.value }}
+{{- else }}
+{{- $found := lookup "v1" "Secret" .Release.Namespace (include "modelyard.secretName" .) }}
+{{- $data := default (dict) (get (default (dict) $found) "data") }}
+{{- if hasKey $data "admin-token" }}
+{{- index $data "admin-token" | b64dec }}
+{{- else }}
+{{- printf "myd_%s" (randAlphaNum 43) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* The registry's in-cluster URL, which the gateways follow. */}}
@@ -142,4 +167,17 @@ topologySpreadConstraints:
 modelyard.io/model-server: {{ .name }}
 modelyard.io/model: {{ .model | quote }}
 modelyard.io/version: {{ .version | toString | quote }}
+{{- end }}
+
+{{/* The secretKeyRef of the token gateways and version pods use on the registry: a deployer
+token's Secret (gateway.registryToken.existingSecret), else the admin token's. */}}
+{{- define "modelyard.registryTokenRef" -}}
+{{- $token := .Values.gateway.registryToken }}
+{{- if $token.existingSecret }}
+name: {{ $token.existingSecret }}
+key: {{ $token.existingSecretKey }}
+{{- else }}
+name: {{ include "modelyard.adminSecret" . }}
+key: {{ include "modelyard.adminKey" . }}
+{{- end }}
 {{- end }}
