@@ -71,6 +71,8 @@ class SourceVersionCreate(_Input, frozen=True):
 
 class VersionUpdate(_Input, frozen=True):
     description: Description | None = None
+    # where the version answers (a model server run outside modelyard, e.g. its pod's Service)
+    endpoint: Uri | None = None
 
 
 class StageChange(_Input, frozen=True):

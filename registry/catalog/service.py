@@ -213,12 +213,15 @@ class Registry:
         number: int,
         description: str | None,
         if_match: str | None,
+        endpoint: str | None = None,
     ) -> ModelVersion:
         return await self.write(
             name,
             caller,
             LoadSpec(versions=(number,)),
-            lambda s, c: versions.update_version(s, c, name, number, description, if_match),
+            lambda s, c: versions.update_version(
+                s, c, name, number, description, if_match, endpoint
+            ),
         )
 
     async def set_version_tag(

@@ -152,14 +152,17 @@ def update_version(
     number: int,
     description: str | None,
     if_match: str | None,
+    endpoint: str | None = None,
 ) -> Decision[ModelVersion]:
+    """Change a version's description and/or its endpoint (where it answers: a model server
+    run outside modelyard, e.g. the pod `modelyard serve-version` runs on Kubernetes)."""
     version = require_version(state, name, number)
-    if description is None or description == version.description:
+    given = {"description": description, "endpoint": endpoint}
+    changes = {k: v for k, v in given.items() if v is not None and v != getattr(version, k)}
+    if not changes:
         check_if_match(if_match, version_etag(version))
         return Decision(ops=[], result=version)
-    return version_change(
-        state, ctx, name, number, if_match, "version.update", description=description
-    )
+    return version_change(state, ctx, name, number, if_match, "version.update", **changes)
 
 
 def set_version_tag(

@@ -242,11 +242,6 @@ def test_a_version_pod_fetches_verifies_and_serves_the_registered_archive(
     assert (imported / "archive.bento").stat().st_size == version["size_bytes"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the registry has no way to set an existing version's endpoint: PATCH"
-    " /api/v1/models/{name}/versions/{v} takes only `description` (a registry change, reported)",
-)
 def test_the_version_pod_sets_its_endpoint_and_the_gateway_routes_to_it(scaled: Scaled) -> None:
     log = scaled.version_pod.output()
     assert scaled.exit_code is None, log[-2000:]

@@ -86,7 +86,7 @@ class VersionController(Controller):
         caller = await caller_of(request)
         return version_response(
             await registry.update_version(
-                caller, name, version, data.description, if_match(request)
+                caller, name, version, data.description, if_match(request), data.endpoint
             )
         )
 
