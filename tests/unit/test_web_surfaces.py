@@ -27,7 +27,7 @@ from modelyard.app import create_app
 from modelyard.settings import load_settings
 from registry.rollouts.engine import Look, Phase, Rollout, RolloutSpec
 from registry.rollouts.judge import ArmSummary, JudgeMemory, Outcome, Verdict
-from registry.web.api.metrics import RegistryMetrics
+from registry.web.metrics import RegistryMetrics
 from registry.web.mlflow.api import MLFLOW_PREFIXES
 
 SNAPSHOTS = Path(__file__).resolve().parents[1] / "snapshots"
