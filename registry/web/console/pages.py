@@ -34,18 +34,25 @@ def _pick(fragment: str | None, whole: str, live: str) -> str:
 
 
 async def render_model(
-    request: Req, name: str, status: int = 200, errors: dict[str, str] | None = None,
-    fragment: str | None = None, form: dict[str, str] | None = None,
-) -> Template:  # fmt: skip
+    request: Req,
+    name: str,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    fragment: str | None = None,
+    form: dict[str, str] | None = None,
+) -> Template:
     view = await views.model_page(registry_of(request), rollouts_of(request), name)
     template = _pick(fragment, "model.html", "_model_live.html")
     return page(request, template, status, view=view, errors=errors or {}, form=form or {})
 
 
 async def render_rollout(
-    request: Req, rollout_id: str, status: int = 200, errors: dict[str, str] | None = None,
+    request: Req,
+    rollout_id: str,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
     fragment: str | None = None,
-) -> Template:  # fmt: skip
+) -> Template:
     view = await views.rollout_page(rollouts_of(request), rollout_id)
     template = _pick(fragment, "rollout.html", "_rollout_live.html")
     return page(request, template, status, view=view, errors=errors or {})
