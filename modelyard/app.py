@@ -69,6 +69,9 @@ async def _bootstrap_admin(authority: TokenAuthority, configured: str | None) ->
 def _web_state(
     parts: Components, readiness: ServingReadiness, dispatch: Dispatch | None
 ) -> WebState:
+    """The parts as the web layer sees them; with a gateway in this process (`dispatch`), what
+    it shows the console."""
+
     def status() -> GatewayStatus | None:
         gateway = None if dispatch is None else dispatch.gateway
         return None if gateway is None else gateway_status(gateway)

@@ -7,9 +7,9 @@ store operations nest under it, and JSON log lines carry its ids and the request
 Why not Litestar's OpenTelemetryPlugin (opentelemetry-instrumentation-asgi): it names spans by
 the raw path unless given an extractor, writes the attribute names of the old HTTP semantic
 conventions unless the process sets `OTEL_SEMCONV_STABILITY_OPT_IN`, reads the process-wide
-propagator, records meter instruments on every call, and cost here 3 to 4 times as much per
-call: +71 us unsampled and +120 us sampled, against +17 us and +42 us for this middleware
-(a Litestar handler alone: 39 us).
+propagator, and records meter instruments on every call. Measured here (raw ASGI calls of one
+Litestar handler, 39 us alone), it added about 70 us a call unsampled and 120 us sampled,
+against 16 us and 40 us for this middleware.
 """
 
 from __future__ import annotations
