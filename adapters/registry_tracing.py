@@ -1,87 +1,29 @@
-"""The registry's spans, installed only when tracing is on (so they cost nothing otherwise):
+"""The registry's spans below its HTTP layer, installed only when tracing is on (so they cost
+nothing otherwise); the SERVER span of each API call is the web layer's (registry/web/tracing.py):
 
-- `tracing_middleware`: a SERVER span per API call, named by its route template
-  (`GET /api/v1/models/{name}`), the child of an incoming `traceparent`; the span is made
-  current for the call, so store operations nest under it and JSON log lines carry its ids;
 - `TracedStore`: a CLIENT span per metadata-store operation (`store.get_model`, ...) when it
   runs inside a traced call or tick (background polling makes no root spans);
 - `TracedRolloutObserver`: the controller's tick as a span (only ticks that advance a rollout),
-  each verdict, phase change and weight change as events on it.
+  each verdict, phase change and weight change as events on it, around another observer (the
+  metrics).
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, Final
 
-from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
-from opentelemetry.trace.propagation import set_span_in_context
+from opentelemetry.trace import SpanKind, Tracer
 
-from adapters.json_logs import REQUEST_ID
 from adapters.telemetry import Tracing
+from registry.rollouts.service import RolloutObserver
 from registry.rollouts.state import Rollout
-from registry.web.api.metrics import RegistryMetrics
 
+#: the registry's tracer (its web layer's SERVER spans too)
 TRACER_NAME: Final = "modelyard.registry"
-_TRACE_HEADERS: Final = frozenset({b"traceparent", b"tracestate"})
-
-
-def tracing_middleware(tracing: Tracing) -> Callable[[ASGIApp], ASGIApp]:
-    tracer = tracing.tracer(TRACER_NAME)
-
-    def factory(app: ASGIApp) -> ASGIApp:
-        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != ScopeType.HTTP:
-                await app(scope, receive, send)
-                return
-            carrier = {
-                k.decode(): v.decode("latin-1") for k, v in scope["headers"] if k in _TRACE_HEADERS
-            }
-            parent = tracing.propagator.extract(carrier) if carrier else None
-            method = scope["method"]
-            route = scope.get("path_template") or scope["path"]
-            span = tracer.start_span(f"{method} {route}", context=parent, kind=SpanKind.SERVER)
-            request_id = scope.get("state", {}).get("request_id")
-            if span.is_recording():
-                span.set_attributes(
-                    {"http.request.method": method, "http.route": route, "url.path": scope["path"]}
-                )
-                if request_id:
-                    span.set_attribute("modelyard.request_id", request_id)
-            token = otel_context.attach(set_span_in_context(span))
-            rid_token = REQUEST_ID.set(request_id)
-            status = 0
-
-            async def send_traced(message: Message) -> None:
-                nonlocal status
-                if message["type"] == "http.response.start":
-                    status = message["status"]
-                await send(message)
-
-            try:
-                await app(scope, receive, send_traced)
-            except BaseException as exc:
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                raise
-            finally:
-                REQUEST_ID.reset(rid_token)
-                otel_context.detach(token)
-                if status:
-                    span.set_attribute("http.response.status_code", status)
-                    if status >= 500:
-                        span.set_status(Status(StatusCode.ERROR))
-                span.end()
-
-        return middleware
-
-    return factory
 
 
 class TracedStore:
@@ -112,37 +54,49 @@ class TracedStore:
 
 
 class TracedRolloutObserver:
-    """Metrics as `RegistryMetrics` keeps them, and the tick's span with its events."""
+    """What `inner` (the metrics) observes, and the tick's span with its events."""
 
-    def __init__(self, metrics: RegistryMetrics, tracing: Tracing) -> None:
-        self.metrics = metrics
+    def __init__(self, inner: RolloutObserver, tracing: Tracing) -> None:
+        self.inner = inner
         self.tracer: Tracer = tracing.tracer(TRACER_NAME)
 
     def active(self, rollouts: list[Rollout]) -> None:
-        self.metrics.active(rollouts)
+        self.inner.active(rollouts)
 
     @contextlib.contextmanager
     def _tick(self) -> Iterator[None]:
-        with self.tracer.start_as_current_span("rollout.tick", kind=SpanKind.INTERNAL):
+        with (
+            self.tracer.start_as_current_span("rollout.tick", kind=SpanKind.INTERNAL),
+            self.inner.tick(),
+        ):
             yield
 
     def tick(self) -> contextlib.AbstractContextManager[None]:
         return self._tick()
 
     def moved(self, before: Rollout, after: Rollout) -> None:
-        self.metrics.moved(before, after)
+        self.inner.moved(before, after)
         span = trace.get_current_span()
         if not span.is_recording():
             return
-        base = {"rollout.id": after.id, "model.name": after.model,
-                "model.version": str(after.spec.candidate)}  # fmt: skip
+        base = {
+            "rollout.id": after.id,
+            "model.name": after.model,
+            "model.version": str(after.spec.candidate),
+        }
         look = after.last if after.looks != before.looks else None
         if look is not None:
+            verdict = look.verdict
             span.add_event(
                 "rollout.verdict",
-                {**base, "outcome": str(look.verdict.outcome), "reason": look.verdict.reason,
-                 "look": look.seq, "weight": look.weight},
-            )  # fmt: skip
+                {
+                    **base,
+                    "outcome": str(verdict.outcome),
+                    "reason": verdict.reason,
+                    "look": look.seq,
+                    "weight": look.weight,
+                },
+            )
         if after.phase != before.phase:
             span.add_event(
                 "rollout.phase", {**base, "from": str(before.phase), "to": str(after.phase)}

@@ -1,4 +1,12 @@
-"""The composition root: settings in, a Litestar app out. Nothing is read at import time."""
+"""The composition root: settings in, an ASGI app out. Nothing is read at import time.
+
+    create_app(settings, "registry")   Litestar: REST, MLflow dialect, console, probes, /metrics
+    create_app(settings, "serve")      Dispatch: the gateway's hot path in front of that app
+    create_app(settings, "gateway")    Dispatch: the gateway's hot path in front of its probes
+
+The registry's parts start in the app's lifespan and reach its handlers as one `WebState`
+(registry/web/state.py); its request metrics and server spans are Litestar plugins.
+"""
 
 from __future__ import annotations
 
@@ -9,32 +17,36 @@ import os
 import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Literal, overload
 
 from litestar import Litestar
+from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
+from litestar.plugins import PluginProtocol
 
-from adapters.registry_tracing import tracing_middleware
+from adapters.json_logs import REQUEST_ID
+from adapters.registry_tracing import TRACER_NAME
 from adapters.telemetry import Tracing, setup_tracing
 from gateway.api import gateway_health_routes
 from gateway.follow import HttpRoutes, RouteSource, registry_client
 from gateway.report import HttpSink, WindowSink
 from gateway.runtime import Dispatch, running_gateway
-from gateway.status import gateway_status
+from gateway.status import GatewayStatus, gateway_status
 from modelyard import __version__
 from modelyard.bridges import InProcessRoutes, InProcessSink
-from modelyard.components import open_components
+from modelyard.components import Components, open_components
 from modelyard.readiness import ServingReadiness
 from modelyard.settings import Settings
 from registry.auth import TokenAuthority
 from registry.errors import Conflict
-from registry.web.api import registry_routes
 from registry.web.api.context import request_id_middleware
-from registry.web.api.metrics import RegistryMetrics, metrics_middleware
-from registry.web.console.app import console_routes
+from registry.web.app import registry_routes
 from registry.web.console.render import template_config
 from registry.web.console.sessions import Sessions
-from registry.web.errors import EXCEPTION_HANDLERS
+from registry.web.errors import REST_HANDLERS
+from registry.web.metrics import RegistryMetrics, RegistryMetricsPlugin
+from registry.web.state import WebState, install
+from registry.web.tracing import RegistryTracingPlugin
 
 log = logging.getLogger("modelyard")
 
@@ -54,30 +66,76 @@ async def _bootstrap_admin(authority: TokenAuthority, configured: str | None) ->
         )
 
 
+def _web_state(
+    parts: Components, readiness: ServingReadiness, dispatch: Dispatch | None
+) -> WebState:
+    """The parts as the web layer sees them; with a gateway in this process (`dispatch`), what
+    it shows the console."""
+
+    def status() -> GatewayStatus | None:
+        gateway = None if dispatch is None else dispatch.gateway
+        return None if gateway is None else gateway_status(gateway)
+
+    return WebState(
+        registry=parts.registry,
+        authority=parts.authority,
+        artifacts=parts.artifacts,
+        registration=parts.registration,
+        deployments=parts.deployments,
+        feed=parts.feed,
+        rollouts=parts.rollouts,
+        rollout_scheduler=parts.rollout_scheduler,
+        experiments=parts.experiments,
+        webhooks=parts.webhooks,
+        sessions=Sessions(parts.sessions),
+        readiness=readiness,
+        gateway_status=None if dispatch is None else status,
+    )
+
+
+@overload
+def create_app(
+    settings: Settings,
+    role: Literal["registry"],
+    *,
+    env: Mapping[str, str] | None = None,
+    tracing: Tracing | None = None,
+) -> Litestar: ...
+
+
+@overload
+def create_app(
+    settings: Settings,
+    role: Literal["serve", "gateway"] = "serve",
+    *,
+    env: Mapping[str, str] | None = None,
+    tracing: Tracing | None = None,
+) -> Dispatch: ...
+
+
 def create_app(
     settings: Settings,
     role: Role = "serve",
     *,
     env: Mapping[str, str] | None = None,
     tracing: Tracing | None = None,
-) -> Any:
+) -> Litestar | Dispatch:
     """`registry`: the Litestar app. `serve` and `gateway`: the gateway's hot path in front of
     it (for `gateway` alone, the framework part only answers health probes).
 
     Tracing comes from `settings.tracing` and the `OTEL_*` variables of `env` (the process
     environment, read here once); tests hand in a `tracing` of their own (in-memory spans)."""
-    dispatch = Dispatch(None)
     if tracing is None:
         tracing = setup_tracing(role, os.environ if env is None else env, settings.tracing)
-    registry_metrics = RegistryMetrics()
     readiness = ServingReadiness(routes=role != "registry", timeout_s=settings.ready_timeout_s)
+    metrics = RegistryMetrics()
+    dispatch = None if role == "registry" else Dispatch(None)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             if tracing is not None:  # last out: flushes the spans of everything below
                 stack.callback(tracing.shutdown)
-            app.state.tracing = tracing
             source: RouteSource
             sink: WindowSink
             if role == "gateway":
@@ -86,24 +144,14 @@ def create_app(
                 source, sink = HttpRoutes(client), HttpSink(client)
             else:
                 parts = await stack.enter_async_context(
-                    open_components(settings, role, tracing, registry_metrics)
+                    open_components(settings, role, tracing, metrics)
                 )
-                app.state.registry = parts.registry
-                app.state.authority = parts.authority
-                app.state.artifacts = parts.artifacts
-                app.state.registration = parts.registration
-                app.state.deployments = parts.deployments
+                install(app.state, _web_state(parts, readiness, dispatch))
                 readiness.deployments = parts.deployments
-                app.state.feed = parts.feed
-                app.state.rollouts = parts.rollouts
-                app.state.rollout_scheduler = parts.rollout_scheduler
-                app.state.experiments = parts.experiments
-                app.state.webhooks = parts.webhooks
-                app.state.ui_sessions = Sessions(parts.sessions)
                 await _bootstrap_admin(parts.authority, settings.admin_token)
                 source, sink = InProcessRoutes(parts.feed), InProcessSink(parts.registry)
-            if role != "registry":
-                dispatch.gateway = await stack.enter_async_context(
+            if dispatch is not None:
+                gateway = await stack.enter_async_context(
                     running_gateway(
                         source,
                         sink,
@@ -114,9 +162,9 @@ def create_app(
                     )
                 )
                 if role == "serve":  # one /metrics: the gateway's, then the registry's
-                    dispatch.gateway.metrics.extra = registry_metrics.render
-                readiness.gateway = dispatch.gateway
-                dispatch.gateway.readiness = readiness.check
+                    gateway.metrics.extra = metrics.render
+                dispatch.gateway = readiness.gateway = gateway
+                gateway.readiness = readiness.check
             readiness.start()
             stack.push_async_callback(readiness.close)
             # Everything made so far (modules, the app, the stores) lives as long as the process:
@@ -124,29 +172,33 @@ def create_app(
             # one such pass (about 80 ms here) stalled every request in flight.
             gc.freeze()
             yield
-            dispatch.gateway = readiness.gateway = None
+            if dispatch is not None:
+                dispatch.gateway = readiness.gateway = None
 
-    routes = gateway_health_routes() if role == "gateway" else registry_routes() + console_routes()
-    middleware: list[Any] = [request_id_middleware]
-    if role != "gateway":
-        middleware.append(metrics_middleware(registry_metrics))
-        if tracing is not None:
-            middleware.append(tracing_middleware(tracing))
     app = Litestar(
-        route_handlers=routes,
+        route_handlers=gateway_health_routes() if role == "gateway" else registry_routes(),
         lifespan=[lifespan],
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=middleware,
+        exception_handlers=REST_HANDLERS,
+        middleware=[request_id_middleware],
+        plugins=[] if role == "gateway" else _registry_plugins(metrics, tracing),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="modelyard", version=__version__, path="/schema"),
         template_config=None if role == "gateway" else template_config(),
         logging_config=None,
+        # gateway/api.py's /readyz reads the readiness there; the registry's reads its WebState
+        state=State({"readiness": readiness}) if role == "gateway" else None,
     )
-    app.state.settings = settings
-    app.state.registry_metrics = registry_metrics
-    app.state.readiness = readiness
-    if role == "registry":
+    if dispatch is None:
         return app
     dispatch.api = app
-    app.state.gateway_status = lambda: dispatch.gateway and gateway_status(dispatch.gateway)
     return dispatch
+
+
+def _registry_plugins(metrics: RegistryMetrics, tracing: Tracing | None) -> list[PluginProtocol]:
+    """Request metrics (and /metrics), then a SERVER span per call when tracing is on: the
+    spans start inside the metrics' timing, after the request id is known."""
+    plugins: list[PluginProtocol] = [RegistryMetricsPlugin(metrics)]
+    if tracing is not None:
+        tracer = tracing.tracer(TRACER_NAME)
+        plugins.append(RegistryTracingPlugin(tracer, tracing.propagator, REQUEST_ID))
+    return plugins

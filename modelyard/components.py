@@ -32,7 +32,7 @@ from registry.ports import ArtifactStore
 from registry.rollouts.service import RolloutObserver, RolloutScheduler, RolloutService
 from registry.serving.deployments import Deployments
 from registry.serving.feed import RouteFeed
-from registry.web.api.metrics import RegistryMetrics
+from registry.web.metrics import RegistryMetrics
 from registry.webhooks.delivery import WebhookWorker, lease_for
 
 SIGNING_KEY_FILE = "signing.key"
@@ -93,8 +93,9 @@ async def open_components(
     settings: Settings,
     role: str,
     tracing: Tracing | None = None,
-    metrics: RegistryMetrics | None = None,
+    metrics: RolloutObserver | None = None,
 ) -> AsyncIterator[Components]:
+    """`metrics`: what the rollout controller reports to (the app's RegistryMetrics)."""
     metrics = RegistryMetrics() if metrics is None else metrics
     async with contextlib.AsyncExitStack() as stack:
         raw = await open_metadata_store(
@@ -122,16 +123,19 @@ async def open_components(
             deployments.start()
         rollouts = RolloutService(registry, store, observer)
         controller = RolloutScheduler(
-            rollouts, open_leadership(settings.metadata_url), utc_now, settings.rollout_tick_s,
+            rollouts,
+            open_leadership(settings.metadata_url),
+            utc_now,
+            settings.rollout_tick_s,
             keep_windows=timedelta(hours=settings.windows_retention_h),
-        )  # fmt: skip
+        )
         controller.start()
         stack.push_async_callback(controller.close)
         webhooks = SqlWebhooks(raw.driver)
         sender = HttpWebhookSender(settings.webhook_timeout_s)
         stack.push_async_callback(sender.close)
-        worker = WebhookWorker(webhooks, sender, utc_now,
-                               lease_s=lease_for(settings.webhook_timeout_s))  # fmt: skip
+        lease_s = lease_for(settings.webhook_timeout_s)
+        worker = WebhookWorker(webhooks, sender, utc_now, lease_s=lease_s)
         registry.subscribe(worker.wake)
         worker.start()
         stack.push_async_callback(worker.close)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from litestar.testing import AsyncTestClient
 
 from modelyard.app import create_app
 from modelyard.settings import load_settings
+from registry.web.state import install, web_state
 from tests.integration.test_api import ADMIN, Client, bearer, model_with_versions, token
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -236,7 +238,7 @@ async def test_an_unexpected_failure_shows_a_generic_page(
 ) -> None:
     app, client = app_client
     await log_in(client)
-    app.state.rollouts = Broken()
+    install(app.state, replace(web_state(app.state), rollouts=Broken()))
     r = await client.get("/ui/rollouts/ro-1", headers={"x-request-id": "req-42"})
     assert r.status_code == 500
     assert "secret internals" not in r.text and "Traceback" not in r.text

@@ -5,7 +5,6 @@ verdicts in Prometheus' text format."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,12 +13,22 @@ from litestar.testing import AsyncTestClient
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.telemetry import setup_tracing
 from modelyard.app import create_app
 from modelyard.settings import load_settings
 from tests.integration.test_api import ADMIN, Client, bearer
 from tests.integration.test_rollouts_api import production, report, start, until
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of the sample `name{labels}` of a /metrics page (labels in any order)."""
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == name and found.labels == labels:
+                return float(found.value)
+    return None
 
 
 @pytest.fixture
@@ -68,14 +77,10 @@ async def test_verdicts_are_span_events_and_metrics(
     rid = rollout["id"]
     await until(client, rid, {"Progressing"})
     metrics = (await client.get("/metrics")).text
-    assert (
-        f'modelyard_registry_rollout_phase{{model="iris",rollout="{rid}",phase="Progressing"}} 1'
-        in metrics
-    )
-    assert (
-        f'modelyard_registry_rollout_candidate_weight_ratio{{model="iris",rollout="{rid}"}} 0.1'
-        in metrics
-    )
+    phase = "modelyard_registry_rollout_phase"
+    assert sample(metrics, phase, model="iris", rollout=rid, phase="Progressing") == 1
+    weight = "modelyard_registry_rollout_candidate_weight_ratio"
+    assert sample(metrics, weight, model="iris", rollout=rid) == 0.1
     await report(client, 1, "stable", 500, 0, 20)
     await report(client, 2, "canary", 100, 30, 20)
     await until(client, rid, {"RolledBack"})
@@ -94,14 +99,12 @@ async def test_verdicts_are_span_events_and_metrics(
         for s in exporter.get_finished_spans()
     )
     metrics = (await client.get("/metrics")).text
-    assert 'modelyard_registry_rollout_verdicts_total{model="iris",outcome="fail"} 1' in metrics
-    assert (
-        'modelyard_registry_rollout_transitions_total{model="iris",phase="RolledBack"} 1' in metrics
-    )
+    verdicts = "modelyard_registry_rollout_verdicts_total"
+    assert sample(metrics, verdicts, model="iris", outcome="fail") == 1
+    transitions = "modelyard_registry_rollout_transitions_total"
+    assert sample(metrics, transitions, model="iris", phase="RolledBack") == 1
     assert f'rollout="{rid}"' not in metrics  # over: no gauge any more
-    labels = 'method="POST",route="/api/v1/models/{name}/rollouts",status="201"'
-    created = re.search(
-        rf"^modelyard_registry_requests_total\{{{re.escape(labels)}\}} (\d+)$", metrics, re.M
-    )
-    assert created is not None and int(created.group(1)) == 1
+    route = "/api/v1/models/{name}/rollouts"
+    requests = "modelyard_registry_requests_total"
+    assert sample(metrics, requests, method="POST", route=route, status="201") == 1
     assert "# TYPE modelyard_registry_request_duration_seconds histogram" in metrics

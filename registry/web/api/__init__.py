@@ -1,5 +1,1 @@
-"""The registry's REST API (Litestar): `/api/v1` plus health probes."""
-
-from registry.web.api.app import registry_routes
-
-__all__ = ["registry_routes"]
+"""The registry's REST API (Litestar) under `/api/v1`; `app.api_routes` assembles it."""

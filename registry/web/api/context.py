@@ -19,6 +19,7 @@ from registry.catalog.changes import Caller
 from registry.catalog.domain import Principal, Role
 from registry.catalog.service import Registry
 from registry.errors import InvalidInput
+from registry.web.state import web_of
 
 RegistryDep = NamedDependency[Registry]
 AuthorityDep = NamedDependency[TokenAuthority]
@@ -66,8 +67,9 @@ async def role_guard(
 ) -> None:
     """Every /api route: a valid token, and a role of at least the route's `opt["role"]`
     (reader for reads, deployer for writes unless the route says more)."""
-    authority: TokenAuthority = connection.app.state.authority
-    principal = await authority.authenticate(connection.headers.get("authorization"))
+    principal = await web_of(connection).authority.authenticate(
+        connection.headers.get("authorization")
+    )
     needed = handler.opt.get("role")
     if needed is None:
         needed = Role.READER if connection.scope.get("method") in READ_METHODS else Role.DEPLOYER

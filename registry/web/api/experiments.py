@@ -31,17 +31,22 @@ class ExperimentController(Controller):
 
     @post("/models/{name:str}/experiments", status_code=201)
     async def start(
-        self, experiments: ExperimentsDep, request: Req, name: PathStr,
+        self,
+        experiments: ExperimentsDep,
+        request: Req,
+        name: PathStr,
         data: JSONBody[ExperimentSpec],
-    ) -> Experiment:  # fmt: skip
+    ) -> Experiment:
         """Split the model's traffic into fixed sticky arms (409 while a rollout runs)."""
         return await experiments.start(await caller_of(request), name, data)
 
     @get("/models/{name:str}/experiments")
     async def of_model(
-        self, experiments: ExperimentsDep, name: PathStr,
+        self,
+        experiments: ExperimentsDep,
+        name: PathStr,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
-    ) -> list[Experiment]:  # fmt: skip
+    ) -> list[Experiment]:
         return await experiments.of_model(name, limit)
 
     @get("/experiments/{experiment_id:str}")
@@ -61,8 +66,11 @@ class ExperimentController(Controller):
 
     @post("/experiments/{experiment_id:str}/stop", status_code=200)
     async def stop(
-        self, experiments: ExperimentsDep, request: Req, experiment_id: ExperimentId,
+        self,
+        experiments: ExperimentsDep,
+        request: Req,
+        experiment_id: ExperimentId,
         data: JSONBody[Stop],
-    ) -> Experiment:  # fmt: skip
+    ) -> Experiment:
         """End the split; with `promote`, that arm's version becomes Production."""
         return await experiments.stop(await caller_of(request), experiment_id, data.promote)

@@ -10,7 +10,6 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, QueryParameter
 
-from contract.health import ReadinessSource
 from contract.routes import RouteTable
 from contract.traffic import TrafficPolicy
 from registry.catalog.domain import Model
@@ -19,6 +18,7 @@ from registry.serving.rules import VersionServing, traffic_versions
 from registry.web.api.context import PathStr, RegistryDep, Req, caller_of, if_match
 from registry.web.api.models import model_response
 from registry.web.errors import ErrorBody
+from registry.web.state import web_of
 
 FeedDep = NamedDependency[RouteFeed]
 MAX_WAIT_S = 30.0
@@ -27,20 +27,26 @@ MAX_WAIT_S = 30.0
 REFUSALS: Final = {
     400: ResponseSpec(ErrorBody, description="a bad policy, or a split of the stable version"),
     404: ResponseSpec(ErrorBody, description="the model, or a version it names, does not exist"),
-    409: ResponseSpec(ErrorBody, description="VERSION_NOT_SERVED: a version it names cannot be"
-                      " served (not in Production or Staging, no endpoint); or a rollout or"
-                      " experiment steers the traffic (ROLLOUT_IN_PROGRESS)"),
-}  # fmt: skip
+    409: ResponseSpec(
+        ErrorBody,
+        description="VERSION_NOT_SERVED: a version it names cannot be served (not in"
+        " Production or Staging, no endpoint); or a rollout or experiment steers the traffic"
+        " (ROLLOUT_IN_PROGRESS)",
+    ),
+}
 
 
 class TrafficView(TrafficPolicy, frozen=True, kw_only=True):
     """The policy in force, and where its traffic goes now. `versions` is read-only: PUT takes
     the policy alone."""
 
-    versions: Annotated[list[VersionServing], msgspec.Meta(
-        description="read-only: the stable (Production) version and every version the policy"
-        " names, each with its stage and whether it is being served now",
-    )]  # fmt: skip
+    versions: Annotated[
+        list[VersionServing],
+        msgspec.Meta(
+            description="read-only: the stable (Production) version and every version the"
+            " policy names, each with its stage and whether it is being served now",
+        ),
+    ]
 
 
 class TrafficController(Controller):
@@ -53,13 +59,11 @@ class TrafficController(Controller):
         whether each version it sends traffic to is being served now."""
         model, stable, found = await registry.traffic_versions(name)
         policy = model.traffic or TrafficPolicy()
-        source: ReadinessSource | None = request.app.state.get("readiness")
-        health = (
-            {h.version: h for h in source.versions() if h.model == model.name} if source else {}
-        )
-        deployer = request.app.state.get("deployments") is not None
-        served = traffic_versions(policy, stable, {v.version: v for v in found}, health,
-                                  deployer=deployer)  # fmt: skip
+        web = web_of(request)
+        health = {h.version: h for h in web.readiness.versions() if h.model == model.name}
+        versions = {v.version: v for v in found}
+        deployer = web.deployments is not None
+        served = traffic_versions(policy, stable, versions, health, deployer=deployer)
         return TrafficView(**msgspec.structs.asdict(policy), versions=served)
 
     @put("/models/{name:str}/traffic", responses=REFUSALS)

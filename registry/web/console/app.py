@@ -9,7 +9,7 @@ from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
-from registry.auth import TokenAuthority, hash_token
+from registry.auth import hash_token
 from registry.errors import Unauthenticated
 from registry.web.console.actions import ConsoleActions
 from registry.web.console.pages import ConsolePages
@@ -23,6 +23,7 @@ from registry.web.console.security import (
     sessions_of,
     ui_guard,
 )
+from registry.web.state import web_of
 
 LoginAnswer = Redirect | Template
 
@@ -51,7 +52,7 @@ async def login(request: Req) -> LoginAnswer:
     form = await request.form()
     token = form.get("token")
     target = safe_next(form.get("next") if isinstance(form.get("next"), str) else None)
-    authority: TokenAuthority = request.app.state.authority
+    authority = web_of(request).authority
     secret = token.strip() if isinstance(token, str) else ""
     try:
         if not secret:
@@ -76,7 +77,7 @@ def console_routes() -> list[ControllerRouterHandler]:
         path=UI_PATH,
         route_handlers=[ConsolePages, ConsoleActions, login_form, login, logout],
         guards=[ui_guard],
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=EXCEPTION_HANDLERS,
         include_in_schema=False,
     )
     static = create_static_files_router(

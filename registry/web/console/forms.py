@@ -53,8 +53,9 @@ def alias_change(form: Form) -> tuple[str, AliasChange]:
     alias = text(form, "alias")
     if not alias:
         raise InvalidInput("name the alias to set", field="alias")
-    return alias, _convert({"version": text(form, "version"), **_optional(form, "reason")},
-                           AliasChange)  # fmt: skip
+    return alias, _convert(
+        {"version": text(form, "version"), **_optional(form, "reason")}, AliasChange
+    )
 
 
 def version_of(form: Form) -> int:

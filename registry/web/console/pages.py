@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from litestar import Controller, get
 from litestar.params import QueryParameter
@@ -15,6 +14,7 @@ from registry.rollouts.service import RolloutService
 from registry.web.api.context import PathStr
 from registry.web.console import views
 from registry.web.console.render import Req, page
+from registry.web.state import web_of
 
 Query = Annotated[str | None, QueryParameter(max_length=128, description="name prefix")]
 Fragment = Annotated[str | None, QueryParameter(description="`live`: only the live part")]
@@ -22,13 +22,11 @@ After = Annotated[str | None, QueryParameter(max_length=200, description="the la
 
 
 def registry_of(request: Req) -> Registry:
-    registry: Registry = request.app.state.registry
-    return registry
+    return web_of(request).registry
 
 
 def rollouts_of(request: Req) -> RolloutService:
-    rollouts: RolloutService = request.app.state.rollouts
-    return rollouts
+    return web_of(request).rollouts
 
 
 def _pick(fragment: str | None, whole: str, live: str) -> str:
@@ -36,18 +34,25 @@ def _pick(fragment: str | None, whole: str, live: str) -> str:
 
 
 async def render_model(
-    request: Req, name: str, status: int = 200, errors: dict[str, str] | None = None,
-    fragment: str | None = None, form: dict[str, str] | None = None,
-) -> Template:  # fmt: skip
+    request: Req,
+    name: str,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    fragment: str | None = None,
+    form: dict[str, str] | None = None,
+) -> Template:
     view = await views.model_page(registry_of(request), rollouts_of(request), name)
     template = _pick(fragment, "model.html", "_model_live.html")
     return page(request, template, status, view=view, errors=errors or {}, form=form or {})
 
 
 async def render_rollout(
-    request: Req, rollout_id: str, status: int = 200, errors: dict[str, str] | None = None,
+    request: Req,
+    rollout_id: str,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
     fragment: str | None = None,
-) -> Template:  # fmt: skip
+) -> Template:
     view = await views.rollout_page(rollouts_of(request), rollout_id)
     template = _pick(fragment, "rollout.html", "_rollout_live.html")
     return page(request, template, status, view=view, errors=errors or {})
@@ -75,7 +80,7 @@ class ConsolePages(Controller):
 
     @get("/gateway")
     async def gateway(self, request: Req, fragment: Fragment = None) -> Template:
-        status_of: Callable[[], Any] | None = request.app.state.get("gateway_status")
+        status_of = web_of(request).gateway_status
         gw = status_of() if status_of is not None else None
         template = _pick(fragment, "gateway.html", "_gateway_live.html")
         return page(request, template, gw=gw, in_process=status_of is not None)

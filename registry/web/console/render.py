@@ -15,6 +15,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.template import TemplateConfig
+from litestar.types import ExceptionHandlersMap
 
 from registry.catalog.domain import Role
 from registry.errors import RegistryError
@@ -127,7 +128,7 @@ def unexpected_error(request: Req, exc: Exception) -> Response[Any]:
     )
 
 
-EXCEPTION_HANDLERS: Final = {
+EXCEPTION_HANDLERS: Final[ExceptionHandlersMap] = {
     LoginRequired: login_required,
     RegistryError: registry_error,
     HTTPException: http_error,

@@ -17,11 +17,12 @@ from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from registry.auth import TokenAuthority, require_role
+from registry.auth import require_role
 from registry.catalog.domain import Principal, Role
 from registry.errors import PermissionDenied, Unauthenticated
 from registry.web.api.context import READ_METHODS
 from registry.web.console.sessions import Session, Sessions
+from registry.web.state import web_of
 
 COOKIE: Final = "modelyard_console"
 CSRF_FIELD: Final = "csrf_token"
@@ -37,8 +38,7 @@ class LoginRequired(Exception):
 
 
 def sessions_of(connection: Conn) -> Sessions:
-    sessions: Sessions = connection.app.state.ui_sessions
-    return sessions
+    return web_of(connection).sessions
 
 
 def session_of(connection: Conn) -> Session:
@@ -58,9 +58,8 @@ async def ui_guard(connection: Conn, handler: BaseRouteHandler) -> None:
     session = await sessions.get(connection.cookies.get(COOKIE))
     if session is None:
         raise LoginRequired
-    authority: TokenAuthority = connection.app.state.authority
     try:
-        principal = await authority.principal_of_hash(session.token_hash)
+        principal = await web_of(connection).authority.principal_of_hash(session.token_hash)
     except Unauthenticated:
         await sessions.drop(session.id)
         raise LoginRequired from None

@@ -79,8 +79,14 @@ class Sessions:
         if now >= stored.expires_at or now >= stored.idle_until:
             await self._store.drop_session(stored.id_hash)
             return None
-        session = Session(session_id, stored.token_hash, stored.csrf, stored.expires_at,
-                          stored.idle_until, stored.flash)  # fmt: skip
+        session = Session(
+            session_id,
+            stored.token_hash,
+            stored.csrf,
+            stored.expires_at,
+            stored.idle_until,
+            stored.flash,
+        )
         if now + self._idle_s - stored.idle_until >= TOUCH_EVERY_S:  # a request keeps it alive
             session.idle_until = now + self._idle_s
             await self.save(session)
@@ -88,9 +94,15 @@ class Sessions:
 
     async def save(self, session: Session) -> None:
         await self._store.put_session(
-            StoredSession(id_hash(session.id), session.token_hash, session.csrf,
-                          session.expires_at, session.idle_until, session.flash)
-        )  # fmt: skip
+            StoredSession(
+                id_hash(session.id),
+                session.token_hash,
+                session.csrf,
+                session.expires_at,
+                session.idle_until,
+                session.flash,
+            )
+        )
 
     async def flash(self, session: Session, message: str) -> None:
         """Keep `message` for the session's next page (after a redirect, on any replica)."""

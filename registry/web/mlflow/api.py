@@ -1,6 +1,6 @@
 """REST: the MLflow-compatible model registry under /api/2.0/mlflow, on the same use cases as
 /api/v1 (so audit, roles, webhooks and errors are shared), with MLflow's errors:
-`{"error_code", "message"}` and MLflow's HTTP statuses."""
+`{"error_code", "message"}` and MLflow's HTTP statuses (registry/web/errors.py maps them)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import msgspec
 from litestar import (
     Controller,
     HttpMethod,
-    Request,
     Response,
     Router,
     delete,
@@ -22,71 +21,26 @@ from litestar import (
     route,
 )
 from litestar.connection import ASGIConnection
-from litestar.datastructures import State
-from litestar.di import Provide
-from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from registry import errors
-from registry.auth import TokenAuthority, require_role
+from registry.auth import require_role
 from registry.catalog.commands import AliasChange, ModelCreate, SourceVersionCreate, StageChange
 from registry.catalog.domain import Role
 from registry.catalog.service import Registry
 from registry.web.api.context import READ_METHODS, RegistryDep, Req, caller_of
-from registry.web.errors import HTTP_CODES
+from registry.web.errors import MLFLOW_HANDLERS
 from registry.web.mlflow import messages as m
 from registry.web.mlflow.queries import latest_versions, search_models, search_versions
 from registry.web.mlflow.search_filter import Target, parse_filter, parse_order_by
 from registry.web.mlflow.webhooks import WebhookController
+from registry.web.state import provide, web_of
 
 PREFIX: Final = "/api/2.0/mlflow"
 #: Where MLflow clients call endpoints; those not served answer `unserved`.
 MLFLOW_PREFIXES: Final = (PREFIX, "/api/3.0/mlflow", "/api/2.0/mlflow-artifacts")
 T = TypeVar("T")
-
-#: (status, MLflow error_code) by modelyard error class; the first class in the MRO wins.
-STATUS: Final[dict[type[errors.RegistryError], tuple[int, str]]] = {
-    errors.InvalidInput: (400, "INVALID_PARAMETER_VALUE"),
-    errors.BadArtifact: (400, "INVALID_PARAMETER_VALUE"),
-    errors.NotFound: (404, "RESOURCE_DOES_NOT_EXIST"),
-    errors.AlreadyExists: (400, "RESOURCE_ALREADY_EXISTS"),
-    errors.Conflict: (409, "RESOURCE_CONFLICT"),
-    errors.PreconditionFailed: (409, "RESOURCE_CONFLICT"),
-    errors.Unauthenticated: (401, "UNAUTHENTICATED"),
-    errors.PermissionDenied: (403, "PERMISSION_DENIED"),
-    errors.StoreUnavailable: (503, "TEMPORARILY_UNAVAILABLE"),
-}
-
-
-def mlflow_error(request: Request[Any, Any, Any], exc: errors.RegistryError) -> Response[Any]:
-    status, code = 500, "INTERNAL_ERROR"
-    for cls in type(exc).__mro__:
-        if cls in STATUS:
-            status, code = STATUS[cls]
-            break
-    headers = {"WWW-Authenticate": 'Bearer, Basic realm="modelyard"'} if status == 401 else None
-    return Response(m.ErrorBody(code, exc.message), status_code=status, headers=headers)
-
-
-def mlflow_validation_error(
-    request: Request[Any, Any, Any], exc: ValidationException
-) -> Response[Any]:
-    extra = exc.extra if isinstance(exc.extra, list) and exc.extra else None
-    detail = (
-        str(extra[0].get("message", exc.detail)) if extra and isinstance(extra[0], dict) else ""
-    )
-    key = str(extra[0].get("key", "")) if extra and isinstance(extra[0], dict) else ""
-    message = f"invalid request: {detail or exc.detail}" + (f" (`{key}`)" if key else "")
-    return Response(m.ErrorBody("INVALID_PARAMETER_VALUE", message), status_code=400)
-
-
-def mlflow_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    fallback = "INTERNAL_ERROR" if exc.status_code >= 500 else "BAD_REQUEST"
-    code = HTTP_CODES.get(exc.status_code, fallback)
-    return Response(
-        m.ErrorBody(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
-    )
 
 
 def as_bearer(authorization: str | None) -> str | None:
@@ -108,7 +62,7 @@ async def mlflow_guard(
 ) -> None:
     """As /api/v1's role guard (reader for reads, deployer for writes, or the route's
     `opt["role"]`), accepting Basic auth too."""
-    authority: TokenAuthority = connection.app.state.authority
+    authority = web_of(connection).authority
     principal = await authority.authenticate(as_bearer(connection.headers.get("authorization")))
     needed = handler.opt.get("role")
     if needed is None:
@@ -368,22 +322,14 @@ def unserved_routers() -> list[Router]:
     return [Router(path=prefix, route_handlers=[unserved]) for prefix in MLFLOW_PREFIXES]
 
 
-def _state(name: str) -> Provide:
-    def provide(state: State) -> Any:
-        return state[name]
-
-    return Provide(provide, sync_to_thread=False)
-
-
 def mlflow_router() -> Router:
     return Router(
         path=PREFIX,
         route_handlers=[RegisteredModels, ModelVersions, WebhookController],
         guards=[mlflow_guard],
-        dependencies={"registry": _state("registry"), "webhooks": _state("webhooks")},
-        exception_handlers={
-            errors.RegistryError: mlflow_error,
-            ValidationException: mlflow_validation_error,
-            HTTPException: mlflow_http_error,
+        dependencies={
+            "registry": provide(lambda web: web.registry),
+            "webhooks": provide(lambda web: web.webhooks),
         },
+        exception_handlers=MLFLOW_HANDLERS,
     )
