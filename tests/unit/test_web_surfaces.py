@@ -25,8 +25,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from modelyard.app import create_app
 from modelyard.settings import load_settings
-from registry.rollouts.state import Look, Phase, Rollout, RolloutSpec
 from registry.rollouts.judge import ArmSummary, JudgeMemory, Outcome, Verdict
+from registry.rollouts.state import Look, Phase, Rollout, RolloutSpec
 from registry.web.metrics import RegistryMetrics
 from registry.web.mlflow.api import MLFLOW_PREFIXES
 
