@@ -100,8 +100,10 @@ def watch(api: httpx.Client, rollout_id: str, within_s: float) -> dict[str, Any]
             b, c = v["baseline"], v["candidate"]
             outcome = v["outcome"].upper()
             say(f"  look {look['seq']} at {look['weight']:g}%: {outcome} - {v['reason']}")
-            arms = [f"{name} {a['requests']} req, {a['errors']} err, p50 {a['p50_ms'] or 0:.1f} ms"
-                    for name, a in (("baseline", b), ("candidate", c))]  # fmt: skip
+            arms = [
+                f"{name} {a['requests']} req, {a['errors']} err, p50 {a['p50_ms'] or 0:.1f} ms"
+                for name, a in (("baseline", b), ("candidate", c))
+            ]
             say("    " + " | ".join(arms))
             seen = look["seq"]
         if rollout["phase"] in TERMINAL:
@@ -118,8 +120,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     say("building the iris bentos (cached after the first run)")
     script = Path(__file__).parent / "iris" / "build.py"
-    built = subprocess.run([sys.executable, str(script), "--out", str(args.bentos)],
-                           capture_output=True, text=True, check=True, timeout=900)  # fmt: skip
+    built = subprocess.run(
+        [sys.executable, str(script), "--out", str(args.bentos)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+    )
     archives = dict(zip(("v1", "v2"), map(Path, built.stdout.split()), strict=True))
     token = "demo-" + secrets.token_urlsafe(24)
     env = {"MODELYARD_GATEWAY_REPORT_S": "1", "MODELYARD_ROLLOUT_TICK_S": "0.5"}
@@ -132,16 +139,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             with httpx.Client(base_url=f"{yard.url}/api/v1", headers=headers, timeout=30) as api:
                 api.post("/models", json={"name": "iris"}).raise_for_status()
                 v1 = upload(api, archives["v1"], {})
-                api.post(f"/models/iris/versions/{v1}/stage",
-                         json={"stage": "Production"}).raise_for_status()  # fmt: skip
+                api.post(
+                    f"/models/iris/versions/{v1}/stage", json={"stage": "Production"}
+                ).raise_for_status()
                 say(f"v{v1} uploaded and promoted to Production; waiting for its bentoml serve")
                 url = f"{yard.url}/models/iris/classify"
                 wait_served(url, v1)
                 fault = {"serving.env.IRIS_FAULT_ERROR_RATE": "0.3"} if args.faulty else {}
                 v2 = upload(api, archives["v2"], fault)
                 say(f"v{v2} uploaded{' WITH its fault switch (30% errors)' if fault else ''}")
-                api.post(f"/models/iris/versions/{v2}/stage",
-                         json={"stage": "Staging"}).raise_for_status()  # fmt: skip
+                api.post(
+                    f"/models/iris/versions/{v2}/stage", json={"stage": "Staging"}
+                ).raise_for_status()
                 say(f"v{v2} moved to Staging; waiting for its bentoml serve")
                 wait_served(url, v2)
                 traffic = Traffic(url, args.rate)

@@ -234,9 +234,14 @@ def bench_e2e(
         raise BenchError("the modelyard process is not running")
     with (
         bento(pin, archive, workdir) as server,
-        nginx(tools, pin, workdir / "nginx", PROXY_LOCATION,
-              PROXY_UPSTREAM.format(port=server.url.rsplit(":", 1)[1])) as proxy,
-    ):  # fmt: skip
+        nginx(
+            tools,
+            pin,
+            workdir / "nginx",
+            PROXY_LOCATION,
+            PROXY_UPSTREAM.format(port=server.url.rsplit(":", 1)[1]),
+        ) as proxy,
+    ):
         say(f"[e2e] {IRIS_TAG} ready at {server.url}, nginx in front of it at {proxy.url}")
         apis = {"endpoint": server.url, "apis": IRIS_APIS}
         version = register(yard, IRIS_MODEL, apis)

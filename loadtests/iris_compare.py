@@ -61,8 +61,12 @@ def latency(samples_s: Sequence[float]) -> dict[str, float]:
     def q(p: float) -> float:
         return 1000 * ordered[min(len(ordered) - 1, int(p * len(ordered)))]
 
-    return {"p50_ms": q(0.5), "p90_ms": q(0.9), "p99_ms": q(0.99),
-            "mean_ms": 1000 * statistics.fmean(ordered)}  # fmt: skip
+    return {
+        "p50_ms": q(0.5),
+        "p90_ms": q(0.9),
+        "p99_ms": q(0.99),
+        "mean_ms": 1000 * statistics.fmean(ordered),
+    }
 
 
 def _classify(client: httpx.Client, rows: Sequence[Sequence[float]]) -> dict[str, Any]:
@@ -119,10 +123,14 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"agreement  {what}: {got['agreed']}/{got['rows']} ({got['share']:.1%})")
     for name in ("v1", "v2"):
         s = report["latency"][name]
-        lines.append(f"latency    {name} p50 {s['p50_ms']:.2f} ms, p90 {s['p90_ms']:.2f} ms,"
-                     f" p99 {s['p99_ms']:.2f} ms, mean {s['mean_ms']:.2f} ms")  # fmt: skip
-    lines.append(f"v2 / v1    p50 {report['ratio_p50']:.3f}x, mean {report['ratio_mean']:.3f}x"
-                 f" over {report['requests_per_version']} requests each")  # fmt: skip
+        lines.append(
+            f"latency    {name} p50 {s['p50_ms']:.2f} ms, p90 {s['p90_ms']:.2f} ms,"
+            f" p99 {s['p99_ms']:.2f} ms, mean {s['mean_ms']:.2f} ms"
+        )
+    lines.append(
+        f"v2 / v1    p50 {report['ratio_p50']:.3f}x, mean {report['ratio_mean']:.3f}x"
+        f" over {report['requests_per_version']} requests each"
+    )
     return "\n".join(lines)
 
 

@@ -40,8 +40,9 @@ LOOK_S: Final = 30
 HORIZON_S: Final = 600
 MEDIAN_MS: Final = 20.0
 SIGMA: Final = 0.5
-SPEC: Final = RolloutSpec(candidate=2, interval_s=LOOK_S, min_sample_per_arm=7500,
-                          max_inconclusive=100)  # fmt: skip
+SPEC: Final = RolloutSpec(
+    candidate=2, interval_s=LOOK_S, min_sample_per_arm=7500, max_inconclusive=100
+)
 DEFAULT_OUT: Final = Path(__file__).parent / "results" / "judge-sim.json"
 T0: Final = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -161,16 +162,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         found = run(scenario, args.rollouts, args.seed + i)
         results.append(found)
         detect = found["median_detection_s"]
-        print(f"{found['scenario']:<34} caught {found['caught']:>5}/{found['rollouts']}"
-              f" ({found['rate']:6.1%}), median detection"
-              f" {'-' if detect is None else f'{detect:.0f} s'}, {found['seconds']} s",
-              flush=True)  # fmt: skip
+        print(
+            f"{found['scenario']:<34} caught {found['caught']:>5}/{found['rollouts']}"
+            f" ({found['rate']:6.1%}), median detection"
+            f" {'-' if detect is None else f'{detect:.0f} s'}, {found['seconds']} s",
+            flush=True,
+        )
     verdicts = targets(results)
     for name, ok in verdicts.items():
         print(f"{name:<34} {'PASS' if ok else 'MISS'}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"rate_per_arm": RATE, "look_s": LOOK_S, "horizon_s": HORIZON_S,
-              "results": results, "targets": verdicts}  # fmt: skip
+    report = {
+        "rate_per_arm": RATE,
+        "look_s": LOOK_S,
+        "horizon_s": HORIZON_S,
+        "results": results,
+        "targets": verdicts,
+    }
     args.out.write_text(json.dumps(report, indent=2))
     return 0 if all(verdicts.values()) else 1
 

@@ -67,9 +67,16 @@ def timeline(samples: Sequence[Sample], t0: float, seconds: float) -> dict[str, 
             covered = min(width, seconds - i * width)  # the last bucket may be cut short
             st = stats(chunk, covered if covered > 0 else width)
             rows.append(
-                {"t": i * width, "requests": st.requests, "errors": st.errors, "rps": st.rps,
-                 "p50_ms": st.p50_ms, "p95_ms": st.p95_ms, "p99_ms": st.p99_ms}
-            )  # fmt: skip
+                {
+                    "t": i * width,
+                    "requests": st.requests,
+                    "errors": st.errors,
+                    "rps": st.rps,
+                    "p50_ms": st.p50_ms,
+                    "p95_ms": st.p95_ms,
+                    "p99_ms": st.p99_ms,
+                }
+            )
         out[name] = rows
     return {"bucket_s": width, "series": out}
 
@@ -110,9 +117,15 @@ def plot(report: dict[str, Any], path: Path) -> None:
         for ax in (lat, rate):
             ax.axvline(ev["t"], color="grey", linewidth=0.8, linestyle="-.")
         lat.annotate(
-            f"{ev['phase']} {ev['weight']:g}%", (ev["t"], 0.02), xycoords=("data", "axes fraction"),
-            rotation=90, va="bottom", ha="right", fontsize=8, color="dimgrey",
-        )  # fmt: skip
+            f"{ev['phase']} {ev['weight']:g}%",
+            (ev["t"], 0.02),
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            va="bottom",
+            ha="right",
+            fontsize=8,
+            color="dimgrey",
+        )
     lat.set_yscale("log")
     lat.set_ylabel("latency, ms (client)")
     lat.grid(True, which="both", alpha=0.3)
@@ -150,8 +163,10 @@ def table(report: dict[str, Any]) -> str:
         )
     if report.get("events"):
         lines += ["", "rollout:"]
-        lines += [f"  t={e['t']:6.1f} s  {e['phase']:<12} {e['weight']:g}%  {e.get('reason') or ''}"
-                  for e in report["events"]]  # fmt: skip
+        lines += [
+            f"  t={e['t']:6.1f} s  {e['phase']:<12} {e['weight']:g}%  {e.get('reason') or ''}"
+            for e in report["events"]
+        ]
     if report.get("breakdown"):
         lines += ["", *breakdown_lines(report["breakdown"])]
     lines += ["", "budgets:"]
@@ -193,8 +208,9 @@ def bench_fields(report: dict[str, Any]) -> dict[str, Any]:
     for name, t in (report.get("targets") or {}).items():
         op = "<=" if t["op"] in ("<=", "<") else ">="
         v = Verdict(name, t["unit"], op, float(t["limit"]), t["value"], bool(t["pass"]))
-        budgets.append({**verdicts_json([v])[0], "what": t["what"], "op": t["op"],
-                        "passed": t["pass"]})  # fmt: skip
+        budgets.append(
+            {**verdicts_json([v])[0], "what": t["what"], "op": t["op"], "passed": t["pass"]}
+        )
     return {
         "kind": BENCH_KIND,
         "scenario": "gateway-bench",

@@ -68,8 +68,13 @@ RESULTS: Final = REPO / "loadtests" / "results"
 REGISTRY_MODEL: Final = "loadtest-registry"
 REGISTRY_VERSIONS: Final = 5
 #: The canary's plan: quick steps so that a one-minute run sees the whole rollout.
-ROLLOUT_PLAN: Final = {"steps": [10, 50, 100], "interval_s": 3, "min_sample_per_arm": 30,
-                       "max_inconclusive": 60, "latency_floor_ms": 25}  # fmt: skip
+ROLLOUT_PLAN: Final = {
+    "steps": [10, 50, 100],
+    "interval_s": 3,
+    "min_sample_per_arm": 30,
+    "max_inconclusive": 60,
+    "latency_floor_ms": 25,
+}
 TERMINAL: Final = frozenset({"Succeeded", "RolledBack", "Aborted"})
 SERVE_ENV: Final = {"MODELYARD_GATEWAY_REPORT_S": "1", "MODELYARD_ROLLOUT_TICK_S": "0.5"}
 LOCUST_GRACE_S: Final = 60.0  # locust's start and stop, beyond its run time
@@ -97,11 +102,28 @@ def run_locust(
     users = load.users + (1 if env.get("LOADRUN_DIRECT_HOST") else 0)
     samples_csv = work / f"samples-{scenario}-{time.monotonic_ns()}.csv"
     command = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILES / f"{scenario}.py"),
-        "--headless", "-u", str(users), "-r", str(users), "-t", f"{seconds:g}s",
-        "--host", host, "--only-summary", "--exit-code-on-error", "0", "--stop-timeout", "2",
-        "--loglevel", "WARNING",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILES / f"{scenario}.py"),
+        "--headless",
+        "-u",
+        str(users),
+        "-r",
+        str(users),
+        "-t",
+        f"{seconds:g}s",
+        "--host",
+        host,
+        "--only-summary",
+        "--exit-code-on-error",
+        "0",
+        "--stop-timeout",
+        "2",
+        "--loglevel",
+        "WARNING",
+    ]
     full_env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
@@ -112,9 +134,14 @@ def run_locust(
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         done = subprocess.run(
-            command, env=full_env, cwd=REPO, capture_output=True, text=True,
-            timeout=seconds + LOCUST_GRACE_S, check=False,
-        )  # fmt: skip
+            command,
+            env=full_env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=seconds + LOCUST_GRACE_S,
+            check=False,
+        )
     except subprocess.TimeoutExpired as exc:
         raise SetupError(f"locust did not stop within {seconds + LOCUST_GRACE_S:g} s") from exc
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -155,8 +182,9 @@ class RolloutWatch(threading.Thread):
         if self.stopping.wait(self.at_s):
             return
         with self.target.api() as api:
-            r = api.post(f"/models/{self.model}/rollouts",
-                         json={"candidate": self.candidate, **ROLLOUT_PLAN})  # fmt: skip
+            r = api.post(
+                f"/models/{self.model}/rollouts", json={"candidate": self.candidate, **ROLLOUT_PLAN}
+            )
             if r.status_code != 201:
                 raise SetupError(f"starting the rollout answered {r.status_code}: {r.text[:300]}")
             rollout_id, last = r.json()["id"], None
@@ -224,8 +252,9 @@ def prepare(setup: Setup, args: argparse.Namespace) -> None:
         tags = fault_tags(error_rate=0.3) if args.faulty else {}
         setup.candidate = t.upload(setup.model, v2, tags)
         with t.api() as api:
-            r = api.post(f"/models/{setup.model}/versions/{setup.candidate}/stage",
-                         json={"stage": "Staging"})  # fmt: skip
+            r = api.post(
+                f"/models/{setup.model}/versions/{setup.candidate}/stage", json={"stage": "Staging"}
+            )
             if not r.is_success:
                 raise SetupError(f"staging v{setup.candidate}: {r.status_code} {r.text[:300]}")
         wait_server_ready(t, setup.model, setup.candidate)
@@ -271,9 +300,12 @@ def upstream_p50(target: Target, model: str, since: datetime) -> float | None:
 
 def measure(setup: Setup, args: argparse.Namespace, spec: BudgetFile, work: Path) -> dict[str, Any]:
     t, load = setup.target, spec.load
-    env = {"LOADRUN_MODEL": setup.model, "LOADRUN_TOKEN": t.token,
-           "LOADRUN_REGISTRY_MODEL": REGISTRY_MODEL,
-           "LOADRUN_REGISTRY_VERSIONS": str(REGISTRY_VERSIONS)}  # fmt: skip
+    env = {
+        "LOADRUN_MODEL": setup.model,
+        "LOADRUN_TOKEN": t.token,
+        "LOADRUN_REGISTRY_MODEL": REGISTRY_MODEL,
+        "LOADRUN_REGISTRY_VERSIONS": str(REGISTRY_VERSIONS),
+    }
     inference = args.scenario in INFERENCE
     endpoint, bento = bento_pids(t, setup.model, setup.stable) if inference else (None, [])
     yard = [setup.yard_pid] if setup.yard_pid else []
@@ -288,8 +320,10 @@ def measure(setup: Setup, args: argparse.Namespace, spec: BudgetFile, work: Path
     if args.scenario == "canary" and setup.candidate is not None:
         watch = RolloutWatch(t, setup.model, setup.candidate, args.rollout_at_s)
         watch.start()
-    say(f"{args.scenario}: {load.users} users x {load.rate_per_user:g} req/s for"
-        f" {load.duration_s:g} s against {t.url}")  # fmt: skip
+    say(
+        f"{args.scenario}: {load.users} users x {load.rate_per_user:g} req/s for"
+        f" {load.duration_s:g} s against {t.url}"
+    )
     main = run_locust(args.scenario, t.url, load, load.duration_s, work, env)
     cpu_after = benchkit.cpu_seconds([*yard, *bento])
     if watch is not None:
@@ -298,8 +332,10 @@ def measure(setup: Setup, args: argparse.Namespace, spec: BudgetFile, work: Path
     report: dict[str, Any] = {"events": [], "breakdown": {}}
     t0 = min((s.t for s in main.samples), default=time.time())
     if watch is not None:
-        report["events"] = [{**{k: v for k, v in e.items() if k != "epoch"},
-                             "t": round(e["epoch"] - t0, 2)} for e in watch.events]  # fmt: skip
+        report["events"] = [
+            {**{k: v for k, v in e.items() if k != "epoch"}, "t": round(e["epoch"] - t0, 2)}
+            for e in watch.events
+        ]
         report["rollout"] = {"final": watch.rollout, "error": watch.error}
     if inference:
         cpu = (yard, bento, cpu_before, cpu_after)
@@ -310,9 +346,12 @@ def measure(setup: Setup, args: argparse.Namespace, spec: BudgetFile, work: Path
 
 
 def breakdown(
-    setup: Setup, main: Phase, since: datetime, metrics_before: str,
+    setup: Setup,
+    main: Phase,
+    since: datetime,
+    metrics_before: str,
     cpu: tuple[list[int], list[int], dict[int, float], dict[int, float]],
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     t = setup.target
     upstream = time_split.totals_delta(
         time_split.histogram_totals(metrics_before, setup.model),
@@ -384,8 +423,9 @@ def write_report(
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m loadtests.loadrun",
-                                description=(__doc__ or "").splitlines()[0])  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="python -m loadtests.loadrun", description=(__doc__ or "").splitlines()[0]
+    )
     p.add_argument("scenario", choices=SCENARIOS)
     p.add_argument("--host", help="a running modelyard (default: start one here)")
     p.add_argument("--token", default=os.environ.get("MODELYARD_TOKEN", ""))
@@ -394,8 +434,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, help="seconds of load (default: the budget file's)")
     p.add_argument("--users", type=int)
     p.add_argument("--rate-per-user", type=float)
-    p.add_argument("--fault-latency-ms", type=float, default=0.0,
-                   help="started here: the served version with IRIS_FAULT_LATENCY_MS")  # fmt: skip
+    p.add_argument(
+        "--fault-latency-ms",
+        type=float,
+        default=0.0,
+        help="started here: the served version with IRIS_FAULT_LATENCY_MS",
+    )
     p.add_argument("--fault-error-rate", type=float, default=0.0)
     p.add_argument("--faulty", action="store_true", help="canary: a candidate with 30%% errors")
     p.add_argument("--rollout-at-s", type=float, default=10.0)
@@ -415,9 +459,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"SETUP FAILED: {exc}")
         return 2
     load = msgspec.structs.replace(
-        spec.load, **{k: v for k, v in (("users", args.users), ("duration_s", args.duration),
-                                        ("rate_per_user", args.rate_per_user)) if v is not None},
-    )  # fmt: skip
+        spec.load,
+        **{
+            k: v
+            for k, v in (
+                ("users", args.users),
+                ("duration_s", args.duration),
+                ("rate_per_user", args.rate_per_user),
+            )
+            if v is not None
+        },
+    )
     spec = msgspec.structs.replace(spec, load=load)
     try:
         with tempfile.TemporaryDirectory(prefix="modelyard-loadrun-") as tmp:

@@ -72,19 +72,28 @@ def split(
     rows = [
         ("client -> gateway -> BentoML, end to end (locust)", e2e.mean_ms, e2e.p50_ms),
         ("  in the gateway's upstream call to BentoML (gateway metrics)", up_mean, upstream_p50_ms),
-        ("  in the gateway itself + the client's hop to it (difference)",
-         _minus(e2e.mean_ms, up_mean), _minus(e2e.p50_ms, upstream_p50_ms)),
+        (
+            "  in the gateway itself + the client's hop to it (difference)",
+            _minus(e2e.mean_ms, up_mean),
+            _minus(e2e.p50_ms, upstream_p50_ms),
+        ),
         ("client -> BentoML directly, same client, same seconds", direct_mean, direct_p50),
-        ("added by putting the gateway in the path (difference)",
-         _minus(e2e.mean_ms, direct_mean), _minus(e2e.p50_ms, direct_p50)),
-    ]  # fmt: skip
+        (
+            "added by putting the gateway in the path (difference)",
+            _minus(e2e.mean_ms, direct_mean),
+            _minus(e2e.p50_ms, direct_p50),
+        ),
+    ]
     notes = [
         "direct calls come from one user beside the others, in the same seconds: the same"
         " noise hits both paths",
     ]
     if up_mean is not None and e2e.mean_ms:
-        notes.insert(0, f"BentoML (as the gateway sees it) is {up_mean / e2e.mean_ms:.0%} of the"
-                        " client's mean time; the gateway and the hop to it the rest")  # fmt: skip
+        notes.insert(
+            0,
+            f"BentoML (as the gateway sees it) is {up_mean / e2e.mean_ms:.0%} of the"
+            " client's mean time; the gateway and the hop to it the rest",
+        )
     return {
         "rows": [{"what": w, "mean_ms": m, "p50_ms": p} for w, m, p in rows],
         "upstream_calls": {

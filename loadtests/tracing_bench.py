@@ -229,8 +229,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     benchkit.write_report(args.out, report)
     print(table(report))
-    print(f"\nspans exported: {report['exported']['requests']} requests,"
-          f" {report['exported']['bytes']:,} bytes")  # fmt: skip
+    print(
+        f"\nspans exported: {report['exported']['requests']} requests,"
+        f" {report['exported']['bytes']:,} bytes"
+    )
     print(f"report: {args.out}")
     return 0
 

@@ -174,9 +174,23 @@ def test_models_list_pages_and_all_follows_the_cursor(cli: Cli) -> None:
 def test_versions_create_list_and_show(cli: Cli) -> None:
     name = new_model(cli)
     first = cli(
-        "versions", "create", name, "--artifact-uri", "s3://bucket/iris.bento", "--digest", DIGEST,
-        "--size", "123", "--metric", "acc=0.97", "--param", "lr=0.1", "--tag", "data=v2", "--json",
-    )  # fmt: skip
+        "versions",
+        "create",
+        name,
+        "--artifact-uri",
+        "s3://bucket/iris.bento",
+        "--digest",
+        DIGEST,
+        "--size",
+        "123",
+        "--metric",
+        "acc=0.97",
+        "--param",
+        "lr=0.1",
+        "--tag",
+        "data=v2",
+        "--json",
+    )
     assert first.code == 0, first.err
     body = first.json()
     assert (body["version"], body["stage"], body["size_bytes"], body["digest"]) == (
@@ -397,10 +411,16 @@ def feeding(
     """Healthy traffic windows of `arms` (variant, version, extra counts), every 0.1 s, as a
     gateway would report them, until the block ends."""
     stop = threading.Event()
-    window = {"model": name, "requests": 100, "errors": 0,
-              "latencies_ms": [20.0 + (i % 7) for i in range(100)]}  # fmt: skip
-    windows = [{**window, "variant": variant, "version": version, **extra}
-               for variant, version, extra in arms]  # fmt: skip
+    window = {
+        "model": name,
+        "requests": 100,
+        "errors": 0,
+        "latencies_ms": [20.0 + (i % 7) for i in range(100)],
+    }
+    windows = [
+        {**window, "variant": variant, "version": version, **extra}
+        for variant, version, extra in arms
+    ]
 
     def gateway() -> None:
         with httpx.Client(headers={"Authorization": f"Bearer {ADMIN}"}) as c:
@@ -424,8 +444,22 @@ def test_a_rollout_from_the_cli(cli: Cli, server: ModelyardProcess) -> None:
     refuses to pause with a clear error."""
     name = new_model(cli, versions=2)
     assert cli("stage", name, "1", "production").code == 0
-    started = cli("rollouts", "start", name, "--candidate", "2", "--steps", "10", "50", "100",
-                  "--interval", "0.3", "--min-sample", "50", "--json")  # fmt: skip
+    started = cli(
+        "rollouts",
+        "start",
+        name,
+        "--candidate",
+        "2",
+        "--steps",
+        "10",
+        "50",
+        "100",
+        "--interval",
+        "0.3",
+        "--min-sample",
+        "50",
+        "--json",
+    )
     assert started.code == 0, started.err
     rollout_id = started.json()["id"]
     with feeding(server, name, [("stable", 1, {}), ("canary", 2, {})]):
@@ -507,9 +541,23 @@ def test_a_shadow_rollout_shows_its_agreement(cli: Cli, server: ModelyardProcess
     """watch and show print how often the shadow's answers agreed, with the counts."""
     name = new_model(cli, versions=2)
     assert cli("stage", name, "1", "production").code == 0
-    started = cli("rollouts", "start", name, "--candidate", "2", "--shadow", "--compare-field",
-                  "predictions", "--min-agreement", "0.9", "--interval", "0.3", "--min-sample",
-                  "50", "--quiet")  # fmt: skip
+    started = cli(
+        "rollouts",
+        "start",
+        name,
+        "--candidate",
+        "2",
+        "--shadow",
+        "--compare-field",
+        "predictions",
+        "--min-agreement",
+        "0.9",
+        "--interval",
+        "0.3",
+        "--min-sample",
+        "50",
+        "--quiet",
+    )
     assert started.code == 0, started.err
     rollout_id = started.out.strip()
     before = cli("rollouts", "show", rollout_id)
@@ -517,8 +565,9 @@ def test_a_shadow_rollout_shows_its_agreement(cli: Cli, server: ModelyardProcess
     with feeding(server, name, [("stable", 1, {}), ("shadow", 2, {"compared": 100, "agreed": 97})]):
         watched = cli("rollouts", "watch", rollout_id, "--poll", "0.2", "--timeout", "60")
     assert watched.code == 0, watched.err
-    found = re.search(r"\[Progressing 100%\] pass: .* \| agreement 97\.0% \((\d+)/(\d+)\)\n",
-                      watched.out)  # fmt: skip
+    found = re.search(
+        r"\[Progressing 100%\] pass: .* \| agreement 97\.0% \((\d+)/(\d+)\)\n", watched.out
+    )
     assert found, watched.out
     agreed, compared = int(found.group(1)), int(found.group(2))
     assert compared >= 100 and agreed == compared * 97 // 100

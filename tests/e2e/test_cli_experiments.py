@@ -210,8 +210,16 @@ def test_an_experiment_from_start_to_promotion(
     assert lines[0].startswith(f"experiment {ex} of {name}: Running (started ")
     table = lines[lines.index("") + 1 :]
     assert table[0].split() == [
-        "VERSION", "ROLE", "WEIGHT", "N", "MEAN", "CI95", "DIFF", "DIFF_CI95", "P_VALUE",
-    ]  # fmt: skip
+        "VERSION",
+        "ROLE",
+        "WEIGHT",
+        "N",
+        "MEAN",
+        "CI95",
+        "DIFF",
+        "DIFF_CI95",
+        "P_VALUE",
+    ]
     assert table[1].split()[:4] == ["1", "control", "50%", str(per_arm[1])]
     assert table[2].split()[:4] == ["2", "variant", "50%", str(per_arm[2])]
     assert table[2].endswith(" *")  # below alpha
@@ -237,8 +245,19 @@ def test_a_bad_line_is_refused_with_its_number_and_nothing_is_recorded(
     capsys: pytest.CaptureFixture[str], upstreams: list[str], env: dict[str, str], tmp_path: Path
 ) -> None:
     name = model_on(capsys, upstreams)
-    started = cli(capsys, "experiments", "start", name, "--arm", "1", "--arm", "2",
-                  "--sticky-cookie", "uid", "--json")  # fmt: skip
+    started = cli(
+        capsys,
+        "experiments",
+        "start",
+        name,
+        "--arm",
+        "1",
+        "--arm",
+        "2",
+        "--sticky-cookie",
+        "uid",
+        "--json",
+    )
     assert started.code == 0, started.err
     ex = started.json()["id"]
 
@@ -291,8 +310,20 @@ def test_a_large_file_goes_in_batches_the_api_accepts(
     """25,000 outcomes with long keys are about 6 MB: more than the API takes in one request
     by count (10,000) and by size (1 MiB)."""
     name = model_on(capsys, upstreams)
-    started = cli(capsys, "experiments", "start", name, "--arms", "1=30", "2=70",
-                  "--sticky-json-field", "user", "--metric", "reward", "--quiet")  # fmt: skip
+    started = cli(
+        capsys,
+        "experiments",
+        "start",
+        name,
+        "--arms",
+        "1=30",
+        "2=70",
+        "--sticky-json-field",
+        "user",
+        "--metric",
+        "reward",
+        "--quiet",
+    )
     assert started.code == 0, started.err
     ex = started.out.strip()
     pad = "k" * 200
@@ -325,14 +356,25 @@ def test_a_batch_refused_after_others_were_recorded_says_where_to_resume(
     sizes = [len(msgspec.json.encode({"outcomes": outcomes[a:b]})) for a, b in ranges]
     assert ranges[0] == (0, 10_000) and sizes[1] > sizes[0] + 100, sizes
     limit = (sizes[0] + sizes[1]) // 2
-    proc = ModelyardProcess("registry", tmp_path / "data", ADMIN,
-                            extra_env={"MODELYARD_MAX_BODY_BYTES": str(limit)})  # fmt: skip
+    proc = ModelyardProcess(
+        "registry", tmp_path / "data", ADMIN, extra_env={"MODELYARD_MAX_BODY_BYTES": str(limit)}
+    )
     proc.start()
     try:
         monkeypatch.setenv("MODELYARD_URL", proc.url)
         name = model_on(capsys, upstreams)
-        started = cli(capsys, "experiments", "start", name, "--arms", "1", "2",
-                      "--sticky-header", "x-user", "--quiet")  # fmt: skip
+        started = cli(
+            capsys,
+            "experiments",
+            "start",
+            name,
+            "--arms",
+            "1",
+            "2",
+            "--sticky-header",
+            "x-user",
+            "--quiet",
+        )
         assert started.code == 0, started.err
         ex = started.out.strip()
         feed = tmp_path / "outcomes.jsonl"

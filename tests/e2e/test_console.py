@@ -103,11 +103,16 @@ class Traffic:
         with api(self.server) as c:
             while not self.stop.is_set():
                 windows = [
-                    {"model": "iris", "version": version, "variant": variant, "requests": 30,
-                     "errors": 0, "latencies_ms": [20 * rng.lognormvariate(0, 0.3)
-                                                   for _ in range(30)]}
+                    {
+                        "model": "iris",
+                        "version": version,
+                        "variant": variant,
+                        "requests": 30,
+                        "errors": 0,
+                        "latencies_ms": [20 * rng.lognormvariate(0, 0.3) for _ in range(30)],
+                    }
                     for version, variant in ((1, "stable"), (2, "canary"))
-                ]  # fmt: skip
+                ]
                 r = c.post("/api/v1/windows", json={"source": "console-e2e", "windows": windows})
                 if r.status_code != 204:
                     self.failures.append(r.text)

@@ -55,8 +55,14 @@ def cli(yard: ModelyardProcess, *argv: str, timeout: float = 60) -> Done:
     """`modelyard ARGV...` as a user runs it: a process of its own, URL and token from the
     environment."""
     env = {**os.environ, "MODELYARD_URL": yard.url, "MODELYARD_TOKEN": TOKEN}
-    return subprocess.run([sys.executable, "-m", "modelyard", *argv], env=env, text=True,
-                          capture_output=True, timeout=timeout, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "modelyard", *argv],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def ok(done: Done) -> str:
@@ -65,8 +71,9 @@ def ok(done: Done) -> str:
 
 
 def api(yard: ModelyardProcess) -> httpx.Client:
-    return httpx.Client(base_url=f"{yard.url}/api/v1", timeout=30,
-                        headers={"Authorization": f"Bearer {TOKEN}"})  # fmt: skip
+    return httpx.Client(
+        base_url=f"{yard.url}/api/v1", timeout=30, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
 
 
 def iris_rows() -> list[dict[str, Any]]:
@@ -108,8 +115,10 @@ def iris(yard: ModelyardProcess, iris_bentos: tuple[Path, Path]) -> str:
         for version in ("1", "2", "3"):
             pinned = {"x-modelyard-version": version}
             while client.post("/models/iris/classify", json=body, headers=pinned).status_code in (
-                502, 503, 504,
-            ):  # fmt: skip
+                502,
+                503,
+                504,
+            ):
                 assert time.monotonic() < deadline, f"v{version} was never served"
                 time.sleep(0.2)
             for _ in range(20):  # the first answers of a new server are slower: not judged
@@ -127,8 +136,17 @@ def start(yard: ModelyardProcess, *argv: str) -> str:
 def watch(yard: ModelyardProcess, rollout_id: str) -> Done:
     """`modelyard rollouts watch ID` until the rollout ends (exit 0: Succeeded, 3: not)."""
     timeout = str(ROLLOUT_TIMEOUT_S)
-    return cli(yard, "rollouts", "watch", rollout_id, "--poll", "0.5", "--timeout", timeout,
-               timeout=ROLLOUT_TIMEOUT_S + 60)  # fmt: skip
+    return cli(
+        yard,
+        "rollouts",
+        "watch",
+        rollout_id,
+        "--poll",
+        "0.5",
+        "--timeout",
+        timeout,
+        timeout=ROLLOUT_TIMEOUT_S + 60,
+    )
 
 
 def view(yard: ModelyardProcess, rollout_id: str) -> dict[str, Any]:
@@ -182,8 +200,9 @@ def test_a_shadow_of_v2_agrees_on_the_predictions(yard: ModelyardProcess, traffi
     workers), and on this shared 2-core machine their medians came out 0.72x to 1.22x the
     primaries' for the same v2, which a 10 % floor alone sometimes fails."""
     shadow = ("--shadow", "--compare-field", "predictions", "--min-agreement", "0.9")
-    rollout_id = start(yard, "--candidate", "2", *shadow, "--interval", "5",
-                       "--latency-floor-ms", "5")  # fmt: skip
+    rollout_id = start(
+        yard, "--candidate", "2", *shadow, "--interval", "5", "--latency-floor-ms", "5"
+    )
     watched = watch(yard, rollout_id)
     assert watched.returncode == 0, watched.stdout + watched.stderr
     found = re.search(r"\| agreement (\d+\.\d)% \((\d+)/(\d+)\)\n", watched.stdout)
@@ -191,8 +210,9 @@ def test_a_shadow_of_v2_agrees_on_the_predictions(yard: ModelyardProcess, traffi
     shown = ok(cli(yard, "rollouts", "show", rollout_id))
     assert f"rollout {rollout_id} of iris: Succeeded" in shown
     assert "compares the field 'predictions'; min agreement 90.0%" in shown
-    agreement = re.search(r"^agreement: (\d+\.\d)% \((\d+) of (\d+) compared answers agreed",
-                          shown, re.M)  # fmt: skip
+    agreement = re.search(
+        r"^agreement: (\d+\.\d)% \((\d+) of (\d+) compared answers agreed", shown, re.M
+    )
     assert agreement, shown
     look = view(yard, rollout_id)["looks"][-1]
     assert look["verdict"]["outcome"] == "pass"

@@ -55,8 +55,19 @@ def yard(
 def loadrun(
     target: Target, out: Path, *args: str
 ) -> tuple[subprocess.CompletedProcess[str], float]:
-    command = [sys.executable, "-m", "loadtests.loadrun", "steady", "--host", target.url,
-               "--token", target.token, "--out-dir", str(out), *args]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "loadtests.loadrun",
+        "steady",
+        "--host",
+        target.url,
+        "--token",
+        target.token,
+        "--out-dir",
+        str(out),
+        *args,
+    ]
     started = time.monotonic()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
     return done, time.monotonic() - started
@@ -71,7 +82,7 @@ def report_files(out: Path) -> tuple[dict[str, Any], Path]:
 def test_the_steady_smoke_holds_its_budgets_and_writes_its_report(
     yard: Target, tmp_path: Path
 ) -> None:
-    done, wall = loadrun(yard, tmp_path, "--model", "iris", "--duration", str(SMOKE_S))  # fmt: skip
+    done, wall = loadrun(yard, tmp_path, "--model", "iris", "--duration", str(SMOKE_S))
     output = f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     assert done.returncode == 0, output
     assert "every budget held" in done.stdout, output
@@ -86,8 +97,11 @@ def test_the_steady_smoke_holds_its_budgets_and_writes_its_report(
     budgets = report["budgets"]
     assert {b["metric"] for b in budgets} == {"p50_ms", "p95_ms", "p99_ms", "error_rate", "rps"}
     rows = {r["what"].strip(): r for r in report["breakdown"]["rows"]}
-    assert all(r["mean_ms"] is not None and r["mean_ms"] > 0 for w, r in rows.items()
-               if not w.startswith(("in the gateway itself", "added"))), rows  # fmt: skip
+    assert all(
+        r["mean_ms"] is not None and r["mean_ms"] > 0
+        for w, r in rows.items()
+        if not w.startswith(("in the gateway itself", "added"))
+    ), rows
     timeline = report["timeline"]["series"]
     assert any(name.startswith("classify [v1 stable]") for name in timeline), timeline
     data = png.read_bytes()
@@ -97,8 +111,7 @@ def test_the_steady_smoke_holds_its_budgets_and_writes_its_report(
 def test_the_fault_switch_breaks_the_latency_budget_and_says_by_how_much(
     yard: Target, tmp_path: Path
 ) -> None:
-    done, _ = loadrun(yard, tmp_path, "--model", "iris-slow", "--duration", "4",
-                      "--no-direct")  # fmt: skip
+    done, _ = loadrun(yard, tmp_path, "--model", "iris-slow", "--duration", "4", "--no-direct")
     output = f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     assert done.returncode == 1, output
     assert "budget(s) broken" in done.stdout, output

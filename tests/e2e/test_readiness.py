@@ -31,8 +31,11 @@ ROUNDS = 15
 
 def upload(c: httpx.Client, archive: Path) -> int:
     with archive.open("rb") as body:
-        r = c.post("/models/iris/versions/bento", content=body,
-                   headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+        r = c.post(
+            "/models/iris/versions/bento",
+            content=body,
+            headers={"Content-Type": "application/octet-stream"},
+        )
     assert r.status_code == 201, r.text
     return int(r.json()["version"])
 
@@ -66,8 +69,9 @@ def test_after_a_restart_readyz_waits_for_both_versions_and_then_nothing_fails(
                 answers.append(c.get("/readyz"))
                 time.sleep(0.02)
             # from the moment it says ready, every request is answered, pinned or split
-            sent = [(key, c.post(path, json=ROWS)) for _ in range(ROUNDS)
-                    for key, path in PATHS.items()]  # fmt: skip
+            sent = [
+                (key, c.post(path, json=ROWS)) for _ in range(ROUNDS) for key, path in PATHS.items()
+            ]
         failed = [(key, r.status_code, r.text) for key, r in sent if r.status_code != 200]
         assert failed == []
         served = Counter((key, r.headers["x-modelyard-version"]) for key, r in sent)
@@ -100,9 +104,11 @@ def test_a_gateway_is_ready_once_its_routes_and_its_upstreams_answer(
             "gateway",
             tmp_path / "gateway",
             admin_token,
-            extra_env={"MODELYARD_REGISTRY_URL": registry.url,
-                       "MODELYARD_REGISTRY_TOKEN": admin_token},
-        )  # fmt: skip
+            extra_env={
+                "MODELYARD_REGISTRY_URL": registry.url,
+                "MODELYARD_REGISTRY_TOKEN": admin_token,
+            },
+        )
         try:
             registry.start()
             with api(registry, admin_token) as c:

@@ -38,10 +38,16 @@ def setup_model(c: httpx.Client) -> str:
 def healthy_windows(c: httpx.Client) -> None:
     rng = random.Random(0)
     windows = [
-        {"model": "iris", "version": version, "variant": variant, "requests": 100, "errors": 0,
-         "latencies_ms": [20 * rng.lognormvariate(0, 0.3) for _ in range(100)]}
+        {
+            "model": "iris",
+            "version": version,
+            "variant": variant,
+            "requests": 100,
+            "errors": 0,
+            "latencies_ms": [20 * rng.lognormvariate(0, 0.3) for _ in range(100)],
+        }
         for version, variant in ((1, "stable"), (2, "canary"))
-    ]  # fmt: skip
+    ]
     assert c.post("/windows", json={"source": "gw", "windows": windows}).status_code == 204
 
 

@@ -30,8 +30,12 @@ APIS = [{"name": "classify", "inputs": ["input_series"]}]
 #: 20, a candidate failing 30 % of requests still passes a look with 2 errors in 20 now and
 #: then, and its next step sends it half the traffic). v2 serves at v1's cost, so the latency
 #: floors are the judge's defaults.
-FAST_PLAN = {"steps": [10, 50, 100], "interval_s": 2, "min_sample_per_arm": 40,
-             "max_inconclusive": 30}  # fmt: skip
+FAST_PLAN = {
+    "steps": [10, 50, 100],
+    "interval_s": 2,
+    "min_sample_per_arm": 40,
+    "max_inconclusive": 30,
+}
 RATE = 40.0  # client requests per second (the issue asks for at least 20)
 ENDED = {"Succeeded", "RolledBack", "Aborted", "Paused"}
 
@@ -42,8 +46,12 @@ def servers(
 ) -> Iterator[dict[str, BentoServer]]:
     home = make_bento_home(iris_bentos, tmp_path_factory.mktemp("home"))
     logs = tmp_path_factory.mktemp("logs")
-    specs = [(V1, {}), (V2, {}), (V2, {"IRIS_FAULT_ERROR_RATE": "0.3"}),
-             (V2, {"IRIS_FAULT_LATENCY_MS": "150"})]  # fmt: skip
+    specs = [
+        (V1, {}),
+        (V2, {}),
+        (V2, {"IRIS_FAULT_ERROR_RATE": "0.3"}),
+        (V2, {"IRIS_FAULT_LATENCY_MS": "150"}),
+    ]
     with serve_many(home, logs, specs) as (v1, v2, erring, slow):
         yield {"v1": v1, "v2": v2, "erring": erring, "slow": slow}
 
@@ -186,8 +194,11 @@ def test_an_experiment_keeps_users_on_their_arm_and_promotes_the_winner(
     yard: ModelyardProcess, servers: dict[str, Any]
 ) -> None:
     model(yard, "ab", servers["v1"].url, servers["v2"].url)
-    spec = {"arms": [{"version": 1, "weight": 50}, {"version": 2, "weight": 50}],
-            "sticky": {"header": "x-user"}, "min_sample_per_arm": 100}  # fmt: skip
+    spec = {
+        "arms": [{"version": 1, "weight": 50}, {"version": 2, "weight": 50}],
+        "sticky": {"header": "x-user"},
+        "min_sample_per_arm": 100,
+    }
     with api(yard) as c:
         r = c.post("/models/ab/experiments", json=spec)
         assert r.status_code == 201, r.text
@@ -207,8 +218,11 @@ def test_an_experiment_keeps_users_on_their_arm_and_promotes_the_winner(
     assert all(len(v) == 1 for v in seen.values())  # no user ever changed arm
     assert all(v == {str(experiments.assign(found, 1, k))} for k, v in seen.items())
     rng = random.Random(3)
-    outcomes = [{"key": k, "value": int(rng.random() < (0.6 if v == {"2"} else 0.2))}
-                for k, v in seen.items() for _ in range(4)]  # fmt: skip
+    outcomes = [
+        {"key": k, "value": int(rng.random() < (0.6 if v == {"2"} else 0.2))}
+        for k, v in seen.items()
+        for _ in range(4)
+    ]
     with api(yard) as c:
         r = c.post(f"/experiments/{found.id}/feedback", json={"outcomes": outcomes})
         assert r.status_code == 202, r.text

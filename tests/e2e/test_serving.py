@@ -140,8 +140,11 @@ async def test_register_promote_and_predict_through_real_bentoml(
         again = wait_for(c, 1, "ready")
         assert predict(again["endpoint"])["model_version"] == "v1"
         with v2_bento.open("rb") as body:
-            r = c.post("/models/iris/versions/bento", content=body,
-                       headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+            r = c.post(
+                "/models/iris/versions/bento",
+                content=body,
+                headers={"Content-Type": "application/octet-stream"},
+            )
         assert r.status_code == 201, r.text
         v2 = r.json()
         assert v2["version"] == 2 and v2["artifact_uri"].startswith(f"s3://{bucket}/models/")

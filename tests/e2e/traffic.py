@@ -25,8 +25,9 @@ class Traffic:
         self.url, self.bodies, self.rate, self.senders = url, list(bodies), rate, senders
         self.answers: list[tuple[float, int, str]] = []
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
-                         for i in range(senders)]  # fmt: skip
+        self._threads = [
+            threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(senders)
+        ]
 
     def __enter__(self) -> Traffic:
         for thread in self._threads:
@@ -48,8 +49,11 @@ class Traffic:
                 body = self.bodies[(sender * n // self.senders + sent) % n]
                 try:
                     r = client.post(self.url, json=body)
-                    answer = (time.monotonic(), r.status_code,
-                              r.headers.get("x-modelyard-version", "?"))  # fmt: skip
+                    answer = (
+                        time.monotonic(),
+                        r.status_code,
+                        r.headers.get("x-modelyard-version", "?"),
+                    )
                 except httpx.TransportError:
                     answer = (time.monotonic(), 0, "?")
                 self.answers.append(answer)

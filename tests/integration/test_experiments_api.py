@@ -38,21 +38,37 @@ async def test_arms_become_the_traffic_policy_and_steer_alone(client: Client) ->
     assert policy["sticky"] == {"header": "x-user"} and policy["salt"] == ex["id"]
     rollout = await client.post("/api/v1/models/iris/rollouts", json={"candidate": 2})
     error(rollout, 409, "ROLLOUT_IN_PROGRESS", "model")
-    error(await client.post("/api/v1/models/iris/experiments", json=SPEC),
-          409, "ROLLOUT_IN_PROGRESS", "experiment")  # fmt: skip
-    error(await client.put("/api/v1/models/iris/traffic", json={}),
-          409, "ROLLOUT_IN_PROGRESS", "experiment")  # fmt: skip
+    error(
+        await client.post("/api/v1/models/iris/experiments", json=SPEC),
+        409,
+        "ROLLOUT_IN_PROGRESS",
+        "experiment",
+    )
+    error(
+        await client.put("/api/v1/models/iris/traffic", json={}),
+        409,
+        "ROLLOUT_IN_PROGRESS",
+        "experiment",
+    )
 
 
 async def test_bad_experiments_name_the_field(client: Client) -> None:
     await production(client)
     half = {**SPEC, "arms": [{"version": 1, "weight": 50}, {"version": 2, "weight": 40}]}
-    error(await client.post("/api/v1/models/iris/experiments", json=half),
-          400, "INVALID_PARAMETER_VALUE", "arms")  # fmt: skip
+    error(
+        await client.post("/api/v1/models/iris/experiments", json=half),
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "arms",
+    )
     ex = await start(client)
     bad = {"outcomes": [{"key": "u1", "value": 1}, {"key": "u2", "value": 3}]}
-    error(await client.post(f"/api/v1/experiments/{ex['id']}/feedback", json=bad),
-          400, "INVALID_PARAMETER_VALUE", "outcomes[1].value")  # fmt: skip
+    error(
+        await client.post(f"/api/v1/experiments/{ex['id']}/feedback", json=bad),
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "outcomes[1].value",
+    )
     view = (await client.get(f"/api/v1/experiments/{ex['id']}")).json()
     assert all(arm["n"] == 0 for arm in view["results"]["arms"])  # nothing half-written
 
@@ -86,8 +102,9 @@ async def test_feedback_results_stop_and_promote_the_winner(client: Client) -> N
     assert (await client.get("/api/v1/models/iris/traffic")).json().get("splits", []) == []
     again = await client.post(f"/api/v1/experiments/{ex['id']}/stop", json={})
     error(again, 409, "INVALID_STATE", "phase")
-    late = await client.post(f"/api/v1/experiments/{ex['id']}/feedback",
-                             json={"outcomes": [{"version": 2, "value": 1}]})  # fmt: skip
+    late = await client.post(
+        f"/api/v1/experiments/{ex['id']}/feedback", json={"outcomes": [{"version": 2, "value": 1}]}
+    )
     error(late, 409, "INVALID_STATE", "phase")
     listed = (await client.get("/api/v1/models/iris/experiments")).json()
     assert [e["id"] for e in listed] == [ex["id"]]

@@ -19,9 +19,28 @@ NOW = datetime(2026, 11, 26, tzinfo=UTC)
 
 def version(uri: str, digest: str) -> ModelVersion:
     return ModelVersion(
-        "iris", 1, Stage.PRODUCTION, VersionStatus.READY, "", uri, digest, 1, "bento",
-        "iris_classifier:abc123", [], None, None, None, {}, {}, {}, "t", NOW, NOW, 1,
-    )  # fmt: skip
+        "iris",
+        1,
+        Stage.PRODUCTION,
+        VersionStatus.READY,
+        "",
+        uri,
+        digest,
+        1,
+        "bento",
+        "iris_classifier:abc123",
+        [],
+        None,
+        None,
+        None,
+        {},
+        {},
+        {},
+        "t",
+        NOW,
+        NOW,
+        1,
+    )
 
 
 async def chunks(data: bytes) -> AsyncIterator[bytes]:

@@ -74,8 +74,9 @@ async def register(s: Settings, versions: list[dict[str, Any]], stages: dict[int
             r = await c.post("/api/v1/models/iris/versions", json=body, headers=AUTH)
             assert r.status_code == 201, r.text
         for number, stage in stages.items():
-            r = await c.post(f"/api/v1/models/iris/versions/{number}/stage",
-                             json={"stage": stage}, headers=AUTH)  # fmt: skip
+            r = await c.post(
+                f"/api/v1/models/iris/versions/{number}/stage", json={"stage": stage}, headers=AUTH
+            )
             assert r.status_code == 200, r.text
         if len(versions) > 1:
             split = {"splits": [{"version": 2, "weight": 50}]}
@@ -104,9 +105,11 @@ async def test_after_a_restart_ready_waits_for_every_served_endpoint(tmp_path: P
         model_server(2, v2_up) as v2,
         model_server(3, never) as v3,
     ):
-        await register(settings(tmp_path), [{"endpoint": v1, "apis": APIS},
-                                             {"endpoint": v2, "apis": APIS}],
-                       {1: "Production", 2: "Staging"})  # fmt: skip
+        await register(
+            settings(tmp_path),
+            [{"endpoint": v1, "apis": APIS}, {"endpoint": v2, "apis": APIS}],
+            {1: "Production", 2: "Staging"},
+        )
         async with AsyncTestClient(app=create_app(settings(tmp_path), "serve")) as c:
             # v1 answers at once; v2 still starts, and holds readiness
             r = await until(c, "/readyz", lambda r: named(r) == {2: "checking"})
@@ -150,23 +153,32 @@ async def test_an_endpoint_that_never_answers_stops_holding_after_the_timeout(
         async with AsyncTestClient(app=create_app(s, "serve")) as c:
             r = await until(c, "/readyz", lambda r: r.status_code == 200)
             assert r.json()["not_ready"] == [
-                {"model": "iris", "version": 1, "status": "not_answering", "endpoint": v1,
-                 "detail": "GET /readyz answered 503"}
-            ]  # fmt: skip
+                {
+                    "model": "iris",
+                    "version": 1,
+                    "status": "not_answering",
+                    "endpoint": v1,
+                    "detail": "GET /readyz answered 503",
+                }
+            ]
 
 
 async def test_a_version_whose_server_cannot_start_is_failed_not_holding(tmp_path: Path) -> None:
     async with AsyncTestClient(app=create_app(settings(tmp_path), "serve")) as c:
         assert (await c.post("/api/v1/models", json={"name": "iris"}, headers=AUTH)).is_success
         archive = write_bento(tmp_path / "iris.bento").read_bytes()
-        r = await c.post("/api/v1/models/iris/versions/bento", content=archive,
-                         headers={**AUTH, "content-type": "application/octet-stream"})  # fmt: skip
+        r = await c.post(
+            "/api/v1/models/iris/versions/bento",
+            content=archive,
+            headers={**AUTH, "content-type": "application/octet-stream"},
+        )
         assert r.status_code == 201, r.text
         stored = Path(r.json()["artifact_uri"].removeprefix("file://"))
         digest = r.json()["digest"]
         stage = {"stage": "Production"}
-        assert (await c.post("/api/v1/models/iris/versions/1/stage", json=stage,
-                             headers=AUTH)).status_code == 200  # fmt: skip
+        assert (
+            await c.post("/api/v1/models/iris/versions/1/stage", json=stage, headers=AUTH)
+        ).status_code == 200
     stored.write_bytes(b"tampered")  # its digest no longer matches: the server cannot start
     s = settings(tmp_path, deployer="local")
     async with AsyncTestClient(app=create_app(s, "serve")) as c:

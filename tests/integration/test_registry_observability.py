@@ -49,9 +49,11 @@ async def test_api_calls_and_store_operations_are_spans(
     r = await client.post(
         "/api/v1/models",
         json={"name": "iris"},
-        headers={"traceparent": f"00-{parent_trace:032x}-{parent_span:016x}-01",
-                 "x-request-id": "req-42"},
-    )  # fmt: skip
+        headers={
+            "traceparent": f"00-{parent_trace:032x}-{parent_span:016x}-01",
+            "x-request-id": "req-42",
+        },
+    )
     assert r.status_code == 201, r.text
     spans = [s for s in exporter.get_finished_spans() if s.context.trace_id == parent_trace]
     server = next(s for s in spans if s.kind == SpanKind.SERVER)

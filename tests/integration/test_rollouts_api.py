@@ -62,8 +62,15 @@ async def report(
 ) -> None:
     rng = random.Random(version * 1000 + n)
     latencies = [ms * rng.lognormvariate(0, 0.3) for _ in range(n - errors)]
-    window = {"model": "iris", "version": version, "variant": variant, "requests": n,
-              "errors": errors, "latencies_ms": latencies, **shadow}  # fmt: skip
+    window = {
+        "model": "iris",
+        "version": version,
+        "variant": variant,
+        "requests": n,
+        "errors": errors,
+        "latencies_ms": latencies,
+        **shadow,
+    }
     r = await client.post("/api/v1/windows", json={"source": "test-gw", "windows": [window]})
     assert r.status_code == 204, r.text
 
@@ -89,10 +96,18 @@ async def test_bad_starts_name_the_field(client: Client) -> None:
     no_production = await client.post("/api/v1/models/iris/rollouts", json=FAST)
     error(no_production, 400, "INVALID_PARAMETER_VALUE", "candidate")
     await client.post("/api/v1/models/iris/versions/1/stage", json={"stage": "Production"})
-    error(await client.post("/api/v1/models/iris/rollouts", json={**FAST, "steps": [50, 10]}),
-          400, "INVALID_PARAMETER_VALUE", "steps")  # fmt: skip
-    error(await client.post("/api/v1/models/iris/rollouts", json={**FAST, "candidate": 9}),
-          404, "RESOURCE_DOES_NOT_EXIST", "version")  # fmt: skip
+    error(
+        await client.post("/api/v1/models/iris/rollouts", json={**FAST, "steps": [50, 10]}),
+        400,
+        "INVALID_PARAMETER_VALUE",
+        "steps",
+    )
+    error(
+        await client.post("/api/v1/models/iris/rollouts", json={**FAST, "candidate": 9}),
+        404,
+        "RESOURCE_DOES_NOT_EXIST",
+        "version",
+    )
     unknown = await client.post("/api/v1/models/iris/rollouts", json={**FAST, "speed": "max"})
     assert unknown.status_code == 400 and "speed" in unknown.text
     assert (await client.get("/api/v1/models/iris/rollouts")).json() == []

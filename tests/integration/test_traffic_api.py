@@ -56,8 +56,9 @@ async def test_a_policy_that_cannot_take_effect_is_refused_and_writes_nothing(
     error(r, 409, "VERSION_NOT_SERVED", "shadow.version")
     assert "stage Archived" in r.json()["message"]
     missing = {"splits": [{"version": 9, "weight": 10}]}
-    error(await client.put(TRAFFIC, json=missing), 404, "RESOURCE_DOES_NOT_EXIST",
-          "splits[0].version")  # fmt: skip
+    error(
+        await client.put(TRAFFIC, json=missing), 404, "RESOURCE_DOES_NOT_EXIST", "splits[0].version"
+    )
     itself = {"splits": [{"version": 1, "weight": 10}]}
     r = await client.put(TRAFFIC, json=itself)
     error(r, 400, "INVALID_PARAMETER_VALUE", "splits[0].version")
@@ -161,8 +162,10 @@ async def test_a_racing_archive_never_leaves_a_split_to_an_unserved_version(
 
 async def test_an_experiments_arm_cannot_be_archived_while_it_runs(client: Client) -> None:
     await iris(client, versions=2)
-    spec = {"arms": [{"version": 1, "weight": 50}, {"version": 2, "weight": 50}],
-            "sticky": {"header": "x-user"}}  # fmt: skip
+    spec = {
+        "arms": [{"version": 1, "weight": 50}, {"version": 2, "weight": 50}],
+        "sticky": {"header": "x-user"},
+    }
     r = await client.post("/api/v1/models/iris/experiments", json=spec)
     assert r.status_code == 201, r.text
     v2 = (await client.get("/api/v1/models/iris/versions/2")).json()

@@ -45,9 +45,22 @@ def test_every_spec_field_has_a_flag(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_the_flags_set_every_field() -> None:
-    args = parse("--arm", "3=30", "--arm", "4=70", "--sticky-json-field", "user",
-                 "--metric", "reward", "--alpha", "0.01", "--min-sample", "500",
-                 "--mode", "bandit")  # fmt: skip
+    args = parse(
+        "--arm",
+        "3=30",
+        "--arm",
+        "4=70",
+        "--sticky-json-field",
+        "user",
+        "--metric",
+        "reward",
+        "--alpha",
+        "0.01",
+        "--min-sample",
+        "500",
+        "--mode",
+        "bandit",
+    )
     spec = msgspec.convert(spec_of(args), ExperimentSpec)
     assert spec == ExperimentSpec(
         arms=[Arm(3, 30.0), Arm(4, 70.0)],
@@ -112,26 +125,56 @@ def test_bad_start_flags_are_usage_errors(
 
 VIEW = {
     "experiment": {
-        "id": "ex-0123456789ab", "model": "iris", "control": 1, "phase": "Stopped",
-        "created_by": "alice", "created_at": "2024-05-01T12:00:00Z", "winner": 2,
+        "id": "ex-0123456789ab",
+        "model": "iris",
+        "control": 1,
+        "phase": "Stopped",
+        "created_by": "alice",
+        "created_at": "2024-05-01T12:00:00Z",
+        "winner": 2,
         "reason": "v2 converts better",
-        "spec": {"arms": [{"version": 1, "weight": 50.0}, {"version": 2, "weight": 50.0}],
-                 "sticky": {"header": "x-user", "cookie": None, "json_field": None},
-                 "metric": "conversion", "alpha": 0.05, "min_sample_per_arm": 100},
+        "spec": {
+            "arms": [{"version": 1, "weight": 50.0}, {"version": 2, "weight": 50.0}],
+            "sticky": {"header": "x-user", "cookie": None, "json_field": None},
+            "metric": "conversion",
+            "alpha": 0.05,
+            "min_sample_per_arm": 100,
+        },
     },
     "results": {
-        "metric": "conversion", "alpha_per_comparison": 0.05, "verdict": "winner", "winner": 2,
+        "metric": "conversion",
+        "alpha_per_comparison": 0.05,
+        "verdict": "winner",
+        "winner": 2,
         "reason": "version 2 beats the control by +0.2 (p < 0.05)",
         "arms": [
-            {"version": 1, "control": True, "n": 200, "mean": 0.1, "ci_low": 0.0658,
-             "ci_high": 0.1491, "diff": None, "diff_ci_low": None, "diff_ci_high": None,
-             "p_value": None},
-            {"version": 2, "control": False, "n": 210, "mean": 0.3, "ci_low": 0.2411,
-             "ci_high": 0.3665, "diff": 0.2, "diff_ci_low": 0.1263, "diff_ci_high": 0.2737,
-             "p_value": 1.234e-7},
+            {
+                "version": 1,
+                "control": True,
+                "n": 200,
+                "mean": 0.1,
+                "ci_low": 0.0658,
+                "ci_high": 0.1491,
+                "diff": None,
+                "diff_ci_low": None,
+                "diff_ci_high": None,
+                "p_value": None,
+            },
+            {
+                "version": 2,
+                "control": False,
+                "n": 210,
+                "mean": 0.3,
+                "ci_low": 0.2411,
+                "ci_high": 0.3665,
+                "diff": 0.2,
+                "diff_ci_low": 0.1263,
+                "diff_ci_high": 0.2737,
+                "p_value": 1.234e-7,
+            },
         ],
     },
-}  # fmt: skip
+}
 
 
 def test_show_prints_each_arm_in_columns_and_the_verdict() -> None:
@@ -143,12 +186,42 @@ def test_show_prints_each_arm_in_columns_and_the_verdict() -> None:
     assert lines[2] == "alpha 0.05 (0.05 per comparison); at least 100 outcomes per arm"
     table = lines[4:7]
     assert table[0].split() == [
-        "VERSION", "ROLE", "WEIGHT", "N", "MEAN", "CI95", "DIFF", "DIFF_CI95", "P_VALUE",
-    ]  # fmt: skip
-    assert table[1].split() == ["1", "control", "50%", "200", "0.1", "[0.0658,", "0.1491]",
-                                "-", "-", "-"]  # fmt: skip
-    assert table[2].split() == ["2", "variant", "50%", "210", "0.3", "[0.2411,", "0.3665]",
-                                "+0.2", "[+0.1263,", "+0.2737]", "1.23e-07", "*"]  # fmt: skip
+        "VERSION",
+        "ROLE",
+        "WEIGHT",
+        "N",
+        "MEAN",
+        "CI95",
+        "DIFF",
+        "DIFF_CI95",
+        "P_VALUE",
+    ]
+    assert table[1].split() == [
+        "1",
+        "control",
+        "50%",
+        "200",
+        "0.1",
+        "[0.0658,",
+        "0.1491]",
+        "-",
+        "-",
+        "-",
+    ]
+    assert table[2].split() == [
+        "2",
+        "variant",
+        "50%",
+        "210",
+        "0.3",
+        "[0.2411,",
+        "0.3665]",
+        "+0.2",
+        "[+0.1263,",
+        "+0.2737]",
+        "1.23e-07",
+        "*",
+    ]
     starts = [(table[0] + " ").index(f" {h} ") for h in ("N", "MEAN", "DIFF", "P_VALUE")]
     assert [table[2].index(f" {v} ") for v in ("210", "0.3", "+0.2", "1.23e-07")] == starts
     assert lines[-3:] == [

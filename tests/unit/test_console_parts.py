@@ -31,17 +31,35 @@ def look(seq: int, weight: float, outcome: Outcome, p50: float = 10.0) -> Look:
 
 def rollout(weight: float, phase: Phase = Phase.PROGRESSING, at_s: float = 40) -> Rollout:
     return Rollout(
-        id="ro-1", model="iris", baseline=1, spec=RolloutSpec(candidate=2, steps=[10, 50, 100]),
-        phase=phase, step=0, weight=weight, step_started_at=T0, next_look_at=T0,
-        looks_in_step=0, looks=0, memory=JudgeMemory(), created_by="me", created_at=T0,
+        id="ro-1",
+        model="iris",
+        baseline=1,
+        spec=RolloutSpec(candidate=2, steps=[10, 50, 100]),
+        phase=phase,
+        step=0,
+        weight=weight,
+        step_started_at=T0,
+        next_look_at=T0,
+        looks_in_step=0,
+        looks=0,
+        memory=JudgeMemory(),
+        created_by="me",
+        created_at=T0,
         updated_at=T0 + timedelta(seconds=at_s),
-    )  # fmt: skip
+    )
 
 
 def test_nice_max_rounds_up_to_1_2_5() -> None:
     assert [nice_max(v) for v in (0, 0.7, 1, 1.2, 3, 7.5, 42, 0.013)] == [
-        1.0, 1.0, 1.0, 2.0, 5.0, 10.0, 50.0, 0.02,
-    ]  # fmt: skip
+        1.0,
+        1.0,
+        1.0,
+        2.0,
+        5.0,
+        10.0,
+        50.0,
+        0.02,
+    ]
 
 
 def test_weight_changes_sit_at_the_look_that_moved_them() -> None:
@@ -61,8 +79,11 @@ def test_charts_plot_each_arm_at_each_look() -> None:
     looks = [look(1, 10, Outcome.PASS, 10), look(2, 50, Outcome.PASS, 20)]
     latency = latency_chart(rollout(100), looks)
     assert latency.points == 8 and [s.name for s in latency.series] == [
-        "baseline p50", "baseline p99", "candidate p50", "candidate p99",
-    ]  # fmt: skip
+        "baseline p50",
+        "baseline p99",
+        "candidate p50",
+        "candidate p99",
+    ]
     assert [m.label for m in latency.markers] == ["10 %", "50 %", "100 %"]
     assert latency.markers[0].x == LEFT
     top = latency.series[3].points[1]  # candidate p99 at the second look: 44 ms of 50

@@ -50,14 +50,30 @@ def test_the_split_subtracts_the_gateways_measurement_from_the_clients() -> None
 
 def test_the_gateway_bench_report_gets_the_shared_fields() -> None:
     bench = {
-        "runs": {"direct": {"c1": {"rps": 900.0, "p50_ms": 0.05, "p99_ms": 0.2, "requests": 9}},
-                 "gateway": {"error": "boom"}},
+        "runs": {
+            "direct": {"c1": {"rps": 900.0, "p50_ms": 0.05, "p99_ms": 0.2, "requests": 9}},
+            "gateway": {"error": "boom"},
+        },
         "e2e": {"skipped": "--quick"},
-        "targets": {"added_p50_c1": {"what": "added p50", "op": "<=", "limit": 0.3, "unit": "ms",
-                                     "value": 0.5, "pass": False},
-                    "e2e_share_cpu": {"what": "share", "op": "<", "limit": 0.1,
-                                      "unit": "fraction", "value": None, "pass": None}},
-    }  # fmt: skip
+        "targets": {
+            "added_p50_c1": {
+                "what": "added p50",
+                "op": "<=",
+                "limit": 0.3,
+                "unit": "ms",
+                "value": 0.5,
+                "pass": False,
+            },
+            "e2e_share_cpu": {
+                "what": "share",
+                "op": "<",
+                "limit": 0.1,
+                "unit": "fraction",
+                "value": None,
+                "pass": None,
+            },
+        },
+    }
     fields = loadreport.bench_fields(bench)
     assert fields["kind"] == "modelyard-gateway-bench/1" and fields["passed"] is False
     assert fields["summary"] == {

@@ -191,8 +191,9 @@ async def test_worker_records_each_outcome() -> None:
 
 async def test_the_lease_outlasts_the_sender_timeout() -> None:
     outbox = FakeOutbox([Due(1, "a", "http://ok", Secret("s"), b"{}", 0)])
-    worker = WebhookWorker(outbox, FakeSender({"http://ok": 200}), clock=lambda: NOW,
-                           lease_s=lease_for(2.0))  # fmt: skip
+    worker = WebhookWorker(
+        outbox, FakeSender({"http://ok": 200}), clock=lambda: NOW, lease_s=lease_for(2.0)
+    )
     assert await worker.run_once() == 1
     assert outbox.leases == [timedelta(seconds=5)]
     assert lease_for(10.0) == LEASE_S  # the default sender timeout, the default lease

@@ -23,9 +23,28 @@ def version(
     n: int, stage: Stage = Stage.PRODUCTION, endpoint: str | None = None, model: str = "iris"
 ) -> ModelVersion:
     return ModelVersion(
-        model, n, stage, VersionStatus.READY, "", "s3://b/k", "sha256:" + "0" * 64, 1, "bento",
-        "iris:v", [], endpoint, None, None, {}, {}, {}, "t", NOW, NOW, 1,
-    )  # fmt: skip
+        model,
+        n,
+        stage,
+        VersionStatus.READY,
+        "",
+        "s3://b/k",
+        "sha256:" + "0" * 64,
+        1,
+        "bento",
+        "iris:v",
+        [],
+        endpoint,
+        None,
+        None,
+        {},
+        {},
+        {},
+        "t",
+        NOW,
+        NOW,
+        1,
+    )
 
 
 def server(n: int, status: str, restarts: int = 0, port: int = 0) -> ServerState:
@@ -52,8 +71,15 @@ def test_local_versions_follow_their_servers_and_the_gateways_routes() -> None:
     routes = {("iris", 4): "http://127.0.0.1:4004", ("iris", 5): "http://127.0.0.1:9999"}
     refused = {("iris", 7): "no Bento archive to serve"}
     found = local_versions(wanted, servers, refused, routes)
-    assert statuses(found) == {1: "not_started", 2: "preparing", 3: "restarting", 4: "ready",
-                               5: "routing", 6: "failed", 7: "failed"}  # fmt: skip
+    assert statuses(found) == {
+        1: "not_started",
+        2: "preparing",
+        3: "restarting",
+        4: "ready",
+        5: "routing",
+        6: "failed",
+        7: "failed",
+    }
     assert next(v for v in found if v.version == 7).detail == "no Bento archive to serve"
     alone = local_versions(wanted[4:5], servers, {}, None)  # no gateway in this process
     assert statuses(alone) == {5: "ready"}
@@ -136,12 +162,14 @@ def test_each_version_the_traffic_goes_to_says_whether_it_is_served() -> None:
     policy = msgspec.convert(
         {
             "splits": [{"version": 2, "weight": 10}, {"version": 3, "weight": 5}],
-            "rules": [{"header": "x", "value": "1", "version": 2},
-                      {"header": "y", "value": "1", "version": 9}],
+            "rules": [
+                {"header": "x", "value": "1", "version": 2},
+                {"header": "y", "value": "1", "version": 9},
+            ],
             "shadow": {"version": 4},
         },
         TrafficPolicy,
-    )  # fmt: skip
+    )
     versions = {
         1: version(1),
         2: version(2, Stage.STAGING),

@@ -56,9 +56,28 @@ def model(latest: int = 3) -> Model:
 
 def version(n: int, stage: Stage = Stage.NONE) -> ModelVersion:
     return ModelVersion(
-        "iris", n, stage, VersionStatus.READY, "", "s3://b/k", DIGEST, 1, "bento", None, [],
-        None, None, None, {}, {}, {}, "alice", NOW, NOW, 1,
-    )  # fmt: skip
+        "iris",
+        n,
+        stage,
+        VersionStatus.READY,
+        "",
+        "s3://b/k",
+        DIGEST,
+        1,
+        "bento",
+        None,
+        [],
+        None,
+        None,
+        None,
+        {},
+        {},
+        {},
+        "alice",
+        NOW,
+        NOW,
+        1,
+    )
 
 
 def state(*versions: ModelVersion, aliases: dict[str, int] | None = None) -> ModelState:

@@ -116,12 +116,16 @@ def test_json_log_line_carries_trace_span_request_model_and_version() -> None:
 @pytest.mark.parametrize("sampled", [True, False])
 def test_injected_headers_are_the_propagators(sampled: bool) -> None:
     tracing = setup_tracing(
-        "gateway", {"OTEL_TRACES_SAMPLER_ARG": "1" if sampled else "0"}, "on",
+        "gateway",
+        {"OTEL_TRACES_SAMPLER_ARG": "1" if sampled else "0"},
+        "on",
         processor=SimpleSpanProcessor(InMemorySpanExporter()),
-    )  # fmt: skip
+    )
     assert tracing is not None
-    incoming = {"traceparent": f"00-{'ab' * 16}-{'cd' * 8}-{'01' if sampled else '00'}",
-                "tracestate": "vendor=x,other=y"}  # fmt: skip
+    incoming = {
+        "traceparent": f"00-{'ab' * 16}-{'cd' * 8}-{'01' if sampled else '00'}",
+        "tracestate": "vendor=x,other=y",
+    }
     span = tracing.tracer("t").start_span("s", context=tracing.propagator.extract(incoming))
     expected: dict[str, str] = {}
     tracing.propagator.inject(expected, context=set_span_in_context(span))

@@ -33,9 +33,28 @@ def version(
 ) -> ModelVersion:
     artifact = None if fmt != "bento" else "s3://b/k"
     return ModelVersion(
-        "iris", n, stage, VersionStatus.READY, "", artifact, DIGEST, 1, fmt, None, [],
-        endpoint, None, None, {}, {}, {}, "alice", NOW, NOW, 1,
-    )  # fmt: skip
+        "iris",
+        n,
+        stage,
+        VersionStatus.READY,
+        "",
+        artifact,
+        DIGEST,
+        1,
+        fmt,
+        None,
+        [],
+        endpoint,
+        None,
+        None,
+        {},
+        {},
+        {},
+        "alice",
+        NOW,
+        NOW,
+        1,
+    )
 
 
 def state(*versions: ModelVersion, traffic: TrafficPolicy | None = None) -> ModelState:
@@ -104,8 +123,12 @@ def test_why_names_the_stage_and_the_missing_endpoint() -> None:
 
 def test_a_version_that_does_not_exist_is_not_found() -> None:
     with pytest.raises(NotFound) as err:
-        check_targets("iris", policy(rules=[{"header": "h", "value": "v", "version": 9}]),
-                      {v.version: v for v in SERVED}, stable=1)  # fmt: skip
+        check_targets(
+            "iris",
+            policy(rules=[{"header": "h", "value": "v", "version": 9}]),
+            {v.version: v for v in SERVED},
+            stable=1,
+        )
     assert err.value.field == "rules[0].version" and "version 9 of 'iris'" in err.value.message
 
 
@@ -163,8 +186,10 @@ def test_an_endpoint_version_stays_servable_when_archived() -> None:
 
 
 def test_promoting_the_canary_drops_its_split_and_what_named_the_archived_stable() -> None:
-    p = policy(splits=[{"version": 2, "weight": 10}],
-               rules=[{"header": "x-old", "value": "1", "version": 1}])  # fmt: skip
+    p = policy(
+        splits=[{"version": 2, "weight": 10}],
+        rules=[{"header": "x-old", "value": "1", "version": 1}],
+    )
     s = state(*SERVED, traffic=p)
     change = StageChange(stage=Stage.PRODUCTION, archive_existing=True)
     decided = traffic_rules.transition_stage(s, CTX, "iris", 2, change, None)
@@ -184,10 +209,16 @@ def test_a_change_that_leaves_the_policy_alone_adds_nothing() -> None:
 
 
 def test_an_experiment_arm_cannot_be_moved_out_from_under_it() -> None:
-    p = replace(policy(splits=[{"version": 2, "weight": 50, "variant": "arm-v2"}]),
-                steered_by="ex-1")  # fmt: skip
-    spec = msgspec.convert({"arms": [{"version": 1, "weight": 50}, {"version": 2, "weight": 50}],
-                            "sticky": {"header": "x-user"}}, ExperimentSpec)  # fmt: skip
+    p = replace(
+        policy(splits=[{"version": 2, "weight": 50, "variant": "arm-v2"}]), steered_by="ex-1"
+    )
+    spec = msgspec.convert(
+        {
+            "arms": [{"version": 1, "weight": 50}, {"version": 2, "weight": 50}],
+            "sticky": {"header": "x-user"},
+        },
+        ExperimentSpec,
+    )
     started = experiment_rules.start(state(*SERVED), CTX, "iris", spec, "ex-1").result
     s = replace(state(*SERVED, traffic=p), experiment=started)
     with pytest.raises(RolloutInProgress) as err:
@@ -219,26 +250,34 @@ def test_a_rollout_stages_a_candidate_and_refuses_an_archived_or_unrunnable_one(
 
 
 def test_an_experiment_refuses_an_archived_arm() -> None:
-    spec = msgspec.convert({"arms": [{"version": 1, "weight": 50}, {"version": 6, "weight": 50}],
-                            "sticky": {"header": "x-user"}}, ExperimentSpec)  # fmt: skip
+    spec = msgspec.convert(
+        {
+            "arms": [{"version": 1, "weight": 50}, {"version": 6, "weight": 50}],
+            "sticky": {"header": "x-user"},
+        },
+        ExperimentSpec,
+    )
     with pytest.raises(VersionNotServed) as err:
-        experiment_rules.start(state(*SERVED, version(6, Stage.ARCHIVED)), CTX, "iris", spec,
-                               "ex-1")  # fmt: skip
+        experiment_rules.start(
+            state(*SERVED, version(6, Stage.ARCHIVED)), CTX, "iris", spec, "ex-1"
+        )
     assert err.value.field == "arms[1]"
 
 
 def test_a_rollout_whose_candidate_left_service_aborts_instead_of_splitting_again() -> None:
     spec = RolloutSpec(candidate=2, steps=[10, 50])
     started = rollout_rules.start(state(*SERVED), CTX, "iris", spec, "ro-1").result
-    canary = replace(policy(splits=[{"version": 2, "weight": 10, "variant": "canary"}]),
-                     steered_by="ro-1")  # fmt: skip
+    canary = replace(
+        policy(splits=[{"version": 2, "weight": 10, "variant": "canary"}]), steered_by="ro-1"
+    )
     steered = replace(state(*SERVED, traffic=canary), rollout=started)
     moved = traffic_rules.transition_stage(steered, CTX, "iris", 2, StageChange(Stage.NONE), None)
     assert traffic_after(moved.ops) == replace(canary, splits=[])  # let go of at once
-    after = replace(state(version(1, Stage.PRODUCTION), version(2),
-                          traffic=replace(canary, splits=[])), rollout=started)  # fmt: skip
-    decided = rollout_rules.apply(after, CTX, "iris", "ro-1",
-                                  lambda r: rollouts.step(r, None, NOW))  # fmt: skip
+    after = replace(
+        state(version(1, Stage.PRODUCTION), version(2), traffic=replace(canary, splits=[])),
+        rollout=started,
+    )
+    decided = rollout_rules.apply(after, CTX, "iris", "ro-1", lambda r: rollouts.step(r, None, NOW))
     assert decided.result.phase == Phase.ABORTED
     assert "can no longer be served" in (decided.result.reason or "")
     policies = [op.model.traffic for op in decided.ops if isinstance(op, UpdateModel)]
