@@ -13,7 +13,7 @@ from typing import Annotated, Any, Final
 
 import msgspec
 
-from adapters.database_url import BadDatabaseUrl, absolute, parse_database_url, sqlite_url
+from adapters.sql.database_url import BadDatabaseUrl, absolute, parse_database_url, sqlite_url
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8000
