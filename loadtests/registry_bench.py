@@ -47,7 +47,7 @@ from typing import Any, Final
 import asyncpg
 import httpx
 
-from adapters.sql_rows import to_micros
+from adapters.sql.rows import to_micros
 from loadtests.benchkit import BenchError, machine, pin_threads, say, write_report
 from loadtests.light_http import LightClient, LightResponse
 from loadtests.postgres import fresh_postgres_database, postgres_available
@@ -72,7 +72,7 @@ TARGETS: Final[dict[str, dict[str, Any]]] = {
     "first_page": {"stat": "p99", "limit": 50.0, "unit": "ms", "stores": list(STORES)},
 }
 
-#: The columns of model_versions (adapters/sql_schema.py), in the order version_rows fills them.
+#: The columns of model_versions (adapters/sql/schema.py), in the order version_rows fills them.
 # fmt: off
 VERSION_COLUMNS: Final = (
     "model_id", "version", "stage", "status", "description", "artifact_uri", "digest",

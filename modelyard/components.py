@@ -13,14 +13,14 @@ from typing import cast
 from adapters.artifact_router import ArtifactRouter
 from adapters.bento_archive import read_bento
 from adapters.bentoml_local import LocalBentoServers
-from adapters.database_url import parse_database_url
 from adapters.local_artifacts import LocalArtifactStore
 from adapters.registry_tracing import TracedRolloutObserver, TracedStore
 from adapters.s3_artifacts import open_s3_store
-from adapters.sql_sessions import SqlSessions
-from adapters.sql_store import SqlStore
-from adapters.sql_webhooks import SqlWebhooks
-from adapters.stores import open_leadership, open_metadata_store
+from adapters.sql.database_url import parse_database_url
+from adapters.sql.leadership import open_leadership
+from adapters.sql.sessions import SqlSessions
+from adapters.sql.store import SqlStore, open_metadata_store
+from adapters.sql.webhooks import SqlWebhooks
 from adapters.telemetry import Tracing
 from adapters.webhook_http import HttpWebhookSender
 from modelyard.settings import Settings

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Final, Literal, get_args, get_origin, get_typ
 
 import msgspec
 
-from adapters.database_url import BadDatabaseUrl, absolute, parse_database_url, sqlite_url
+from adapters.sql.database_url import BadDatabaseUrl, absolute, parse_database_url, sqlite_url
 
 ENV_PREFIX: Final = "MODELYARD_"
 DB_FILE: Final = "modelyard.db"

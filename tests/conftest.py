@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.sql_store import SqlStore
-from adapters.stores import open_metadata_store
+from adapters.sql.store import SqlStore, open_metadata_store
 from loadtests.postgres import fresh_postgres_database, postgres_available
 
 STORES = ["sqlite", "postgres"]

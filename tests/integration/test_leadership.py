@@ -12,7 +12,7 @@ import time
 import asyncpg
 import pytest
 
-from adapters.leadership import PostgresLead
+from adapters.sql.leadership import PostgresLead
 
 pytestmark = pytest.mark.postgres
 

@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from adapters.sql_sessions import SqlSessions
-from adapters.sql_store import SqlStore
-from adapters.stores import open_metadata_store
+from adapters.sql.sessions import SqlSessions
+from adapters.sql.store import SqlStore, open_metadata_store
 from contract.routes import ApiSpec
 from contract.windows import TrafficWindow
 from registry.catalog.changes import Caller, ModelFilter, VersionFilter

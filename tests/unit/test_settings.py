@@ -4,14 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from adapters.database_url import parse_database_url
+from adapters.sql.database_url import parse_database_url
 from modelyard.settings import Settings, SettingsError, load_settings
 
 CWD = Path("/srv/checkout")
 
 
 def database_file(settings: Settings) -> Path | None:
-    """Where the store opens its database: what adapters/stores.py reads from the URL."""
+    """Where the store opens its database: what adapters/sql/store.py reads from the URL."""
     return parse_database_url(settings.metadata_url).sqlite_path
 
 

@@ -1,4 +1,4 @@
-"""SQLite metadata store (the embedded default): WAL mode, one writer thread, a few readers.
+"""The SQLite driver (the embedded default): WAL mode, one writer thread, a few readers.
 
 sqlite3 blocks, so every statement runs on a thread of its own connection. Writes are
 serialized in-process by one lock and across processes by `BEGIN IMMEDIATE`. Reads are single
@@ -15,12 +15,20 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Final
 
-from adapters.sql_rows import Row
-from adapters.sql_store import SqlStore
+from adapters.sql.driver import Dialect, Row
 from registry.errors import Conflict, StoreUnavailable
 
 DEFAULT_READERS: Final = 2
 BUSY_TIMEOUT_MS: Final = 5000
+SQLITE: Final = Dialect(
+    name="sqlite",
+    auto_id="INTEGER PRIMARY KEY",
+    for_update="",  # one writer at a time (BEGIN IMMEDIATE): what it reads stays as read
+    skip_locked="",
+    schema_lock=None,
+    json_text_sql="json_extract({column}, '$.' || json_quote(?))",
+    string_agg_sql="group_concat({expression}, ',')",
+)
 
 
 class _Conn:
@@ -69,8 +77,7 @@ class _Conn:
 
 
 class SqliteDriver:
-    dialect = "sqlite"
-    for_update = ""
+    dialect = SQLITE
 
     def __init__(
         self, path: Path, synchronous: str = "FULL", readers: int = DEFAULT_READERS
@@ -85,9 +92,6 @@ class SqliteDriver:
             self._readers.put_nowait(conn)
             self._all.append(conn)
 
-    def json_text(self, column: str) -> str:
-        return f"json_extract({column}, '$.' || json_quote(?))"
-
     @asynccontextmanager
     async def writing(self) -> AsyncIterator[_Conn]:
         async with self._write_lock:
@@ -98,9 +102,6 @@ class SqliteDriver:
                 await self._writer.execute("ROLLBACK")
                 raise
             await self._writer.execute("COMMIT")
-
-    def string_agg(self, expression: str) -> str:
-        return f"group_concat({expression}, ',')"
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[_Conn]:
@@ -113,7 +114,3 @@ class SqliteDriver:
     async def close(self) -> None:
         for conn in self._all:
             await conn.close()
-
-
-def open_sqlite(path: Path, synchronous: str = "FULL") -> SqlStore:
-    return SqlStore(SqliteDriver(path, synchronous))

@@ -3,53 +3,44 @@ store's driver, so every registry replica sees every session."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
-
-from registry.ports import StoredSession
+from adapters.sql.driver import OnDriver
+from registry.ports import SessionStore, StoredSession
 
 _MICROS = 1_000_000
-
-
-class _Driver(Protocol):
-    dialect: str
-
-    def reading(self) -> AbstractAsyncContextManager[Any]: ...
-
-    def writing(self) -> AbstractAsyncContextManager[Any]: ...
 
 
 def _micros(seconds: float) -> int:
     return int(seconds * _MICROS)
 
 
-class SqlSessions:
-    def __init__(self, driver: _Driver) -> None:
-        self.driver = driver
-
+class SqlSessions(OnDriver, SessionStore):
     async def put_session(self, session: StoredSession) -> None:
         async with self.driver.writing() as conn:
             await conn.execute(
                 "INSERT INTO ui_sessions (id_hash, token_hash, csrf, expires_at, idle_until,"
                 " flash) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id_hash) DO UPDATE SET"
                 " idle_until = excluded.idle_until, flash = excluded.flash",
-                (session.id_hash, session.token_hash, session.csrf,
-                 _micros(session.expires_at), _micros(session.idle_until), session.flash),
-            )  # fmt: skip
+                (
+                    session.id_hash,
+                    session.token_hash,
+                    session.csrf,
+                    _micros(session.expires_at),
+                    _micros(session.idle_until),
+                    session.flash,
+                ),
+            )
 
     async def get_session(self, id_hash: str) -> StoredSession | None:
-        async with self.driver.reading() as conn:
-            found: Sequence[Sequence[Any]] = await conn.fetch(
-                "SELECT token_hash, csrf, expires_at, idle_until, flash FROM ui_sessions"
-                " WHERE id_hash = ?",
-                (id_hash,),
-            )
+        found = await self._read(
+            "SELECT token_hash, csrf, expires_at, idle_until, flash FROM ui_sessions"
+            " WHERE id_hash = ?",
+            (id_hash,),
+        )
         if not found:
             return None
         token_hash, csrf, expires_at, idle_until, flash = found[0]
-        return StoredSession(id_hash, str(token_hash), str(csrf), int(expires_at) / _MICROS,
-                             int(idle_until) / _MICROS, flash)  # fmt: skip
+        expires, idle = int(expires_at) / _MICROS, int(idle_until) / _MICROS
+        return StoredSession(id_hash, str(token_hash), str(csrf), expires, idle, flash)
 
     async def drop_session(self, id_hash: str) -> None:
         async with self.driver.writing() as conn:

@@ -14,6 +14,8 @@ from typing import Final
 
 import asyncpg
 
+from adapters.sql.database_url import parse_database_url
+
 #: The advisory lock's key: any constant the deployment does not use for something else.
 ROLLOUT_LOCK_KEY: Final = 0x6D79_726F  # "myro"
 
@@ -76,3 +78,11 @@ class PostgresLead:
             with contextlib.suppress(OSError, asyncpg.PostgresError):
                 await self._conn.close()
             self._conn = None
+
+
+def open_leadership(url: str) -> FileLead | PostgresLead:
+    """The lock that elects the replica driving rollouts, for the store at `url`."""
+    parsed = parse_database_url(url)
+    if parsed.lead_path is not None:
+        return FileLead(parsed.lead_path)
+    return PostgresLead(parsed.url)

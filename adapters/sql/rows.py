@@ -1,13 +1,13 @@
-"""Rows to Structs and back, shared by the SQLite and PostgreSQL stores."""
+"""Rows to Structs and back (times as integer microseconds, JSON as text), for every area."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import msgspec
 
+from adapters.sql.driver import Row
 from contract.routes import ApiSpec
 from contract.traffic import TrafficPolicy
 from registry.catalog.domain import (
@@ -19,8 +19,6 @@ from registry.catalog.domain import (
     Token,
     VersionStatus,
 )
-
-Row = Sequence[Any]
 
 _enc = msgspec.json.Encoder()
 _str_map = msgspec.json.Decoder(dict[str, str])
@@ -81,6 +79,25 @@ def model_from_row(row: Row, aliases: dict[str, int] | None = None) -> Model:
         aliases=aliases,
         traffic=None if row[8] is None else _traffic.decode(row[8]),
     )
+
+
+def model_values(m: Model) -> tuple[Any, ...]:
+    """The first nine columns of MODEL_COLUMNS (all but the row id), in order."""
+    return (
+        m.name,
+        m.description,
+        dumps(m.tags),
+        m.owner,
+        to_micros(m.created_at),
+        to_micros(m.updated_at),
+        m.revision,
+        m.latest_version,
+        traffic_value(m),
+    )
+
+
+def traffic_value(m: Model) -> str | None:
+    return None if m.traffic is None else dumps(m.traffic)
 
 
 VERSION_COLUMNS: Final = (

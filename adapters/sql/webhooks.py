@@ -1,25 +1,24 @@
-"""Webhook subscriptions and the durable outbox, in portable SQL beside adapters/sql_store.py.
+"""Webhook subscriptions and the durable outbox, in portable SQL.
 
 `enqueue_webhooks` runs inside a registry write's transaction (called where an audit event is
-appended): one outbox row per active webhook subscribed to the event, so a change and its
-notifications commit together or not at all. `SqlWebhooks` serves the admin API and the delivery
-worker: claim due rows under a lease (several replicas never post the same row at once), then
-record each outcome.
+appended, adapters/sql/audit.py): one outbox row per active webhook subscribed to the event, so
+a change and its notifications commit together or not at all. `SqlWebhooks` serves the admin API
+and the delivery worker: claim due rows under a lease (several replicas never post the same row
+at once), then record each outcome.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Any, Protocol
 
 import msgspec
 
-from adapters.sql_rows import from_micros, to_micros
+from adapters.sql.driver import OnDriver, Row, SqlConn
+from adapters.sql.rows import from_micros, to_micros
 from registry.catalog.domain import AuditEvent
 from registry.errors import NotFound
+from registry.ports import WebhookOutbox, WebhookStore
 from registry.webhooks.events import Due, OutboxEvent, Secret, Webhook, outbox_event
 
 _events = msgspec.json.Decoder(list[str])
@@ -27,21 +26,7 @@ _enc = msgspec.json.Encoder()
 _WEBHOOK_COLUMNS = "id, name, url, events, status, description, created_at, updated_at, secret"
 
 
-class _Conn(Protocol):
-    async def execute(self, sql: str, args: Sequence[Any] = ()) -> None: ...
-
-    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[Sequence[Any]]: ...
-
-
-class _Driver(Protocol):
-    dialect: str
-
-    def reading(self) -> AbstractAsyncContextManager[Any]: ...
-
-    def writing(self) -> AbstractAsyncContextManager[Any]: ...
-
-
-async def enqueue_webhooks(conn: _Conn, event: AuditEvent) -> None:
+async def enqueue_webhooks(conn: SqlConn, event: AuditEvent) -> None:
     found = outbox_event(event)
     if found is None:
         return
@@ -52,18 +37,26 @@ async def enqueue_webhooks(conn: _Conn, event: AuditEvent) -> None:
             await _insert(conn, webhook_id, found, event)
 
 
-async def _insert(conn: _Conn, webhook_id: str, found: OutboxEvent, event: AuditEvent) -> None:
+async def _insert(conn: SqlConn, webhook_id: str, found: OutboxEvent, event: AuditEvent) -> None:
     at = to_micros(event.at)
     await conn.execute(
         "INSERT INTO webhook_outbox (webhook_id, delivery_id, event, payload, scope, seq,"
         " created_at, attempts, next_attempt_at, lease_until)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, 0)",
-        (webhook_id, str(uuid.uuid4()), found.event, found.payload.decode(), event.scope,
-         event.seq, at, at),
-    )  # fmt: skip
+        (
+            webhook_id,
+            str(uuid.uuid4()),
+            found.event,
+            found.payload.decode(),
+            event.scope,
+            event.seq,
+            at,
+            at,
+        ),
+    )
 
 
-def _webhook(row: Sequence[Any]) -> Webhook:
+def _webhook(row: Row) -> Webhook:
     return Webhook(
         id=row[0],
         name=row[1],
@@ -77,33 +70,36 @@ def _webhook(row: Sequence[Any]) -> Webhook:
     )
 
 
-class SqlWebhooks:
-    def __init__(self, driver: _Driver) -> None:
-        self.driver = driver
-
+class SqlWebhooks(OnDriver, WebhookStore, WebhookOutbox):
     async def create_webhook(self, webhook: Webhook, secret: Secret) -> Webhook:
         async with self.driver.writing() as conn:
             await conn.execute(
                 f"INSERT INTO webhooks ({_WEBHOOK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (webhook.id, webhook.name, webhook.url, _enc.encode(webhook.events).decode(),
-                 webhook.status, webhook.description, to_micros(webhook.created_at),
-                 to_micros(webhook.updated_at), secret.reveal()),
-            )  # fmt: skip
+                (
+                    webhook.id,
+                    webhook.name,
+                    webhook.url,
+                    _enc.encode(webhook.events).decode(),
+                    webhook.status,
+                    webhook.description,
+                    to_micros(webhook.created_at),
+                    to_micros(webhook.updated_at),
+                    secret.reveal(),
+                ),
+            )
         return msgspec.structs.replace(webhook, has_secret=bool(secret))
 
     async def list_webhooks(self, offset: int, limit: int) -> list[Webhook]:
-        async with self.driver.reading() as conn:
-            found = await conn.fetch(
-                f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks ORDER BY created_at, id LIMIT ? OFFSET ?",
-                (limit, offset),
-            )
+        found = await self._read(
+            f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks ORDER BY created_at, id LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
         return [_webhook(r) for r in found]
 
     async def get_webhook(self, webhook_id: str) -> Webhook:
-        async with self.driver.reading() as conn:
-            found = await conn.fetch(
-                f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?", (webhook_id,)
-            )
+        found = await self._read(
+            f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?", (webhook_id,)
+        )
         if not found:
             raise NotFound(f"webhook {webhook_id!r} does not exist", field="webhook_id")
         return _webhook(found[0])
@@ -121,7 +117,7 @@ class SqlWebhooks:
 
     async def claim(self, now: datetime, lease_until: datetime, limit: int) -> list[Due]:
         """Lease up to `limit` rows that are due, oldest first."""
-        skip = " FOR UPDATE SKIP LOCKED" if self.driver.dialect == "postgres" else ""
+        skip = self.driver.dialect.skip_locked
         async with self.driver.writing() as conn:
             ids = await conn.fetch(
                 "UPDATE webhook_outbox SET lease_until = ? WHERE id IN (SELECT id FROM"
@@ -169,9 +165,7 @@ class SqlWebhooks:
             )
 
     async def pending(self) -> int:
-        async with self.driver.reading() as conn:
-            found = await conn.fetch(
-                "SELECT COUNT(*) FROM webhook_outbox"
-                " WHERE delivered_at IS NULL AND failed_at IS NULL"
-            )
+        found = await self._read(
+            "SELECT COUNT(*) FROM webhook_outbox WHERE delivered_at IS NULL AND failed_at IS NULL"
+        )
         return int(found[0][0])

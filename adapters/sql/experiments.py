@@ -1,0 +1,76 @@
+"""Experiments in SQL: each experiment's state as one JSON document beside its phase (a
+partial unique index allows one running experiment per model), and each arm's outcomes as
+running sums (count, sum, sum of squares) that feedback increments in place.
+
+Experiments are started and stopped inside a model's transaction (adapters/sql/changes.py
+calls `save`); outcomes are added outside it, by `SqlExperiments.add_outcomes`.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from adapters.sql import rows
+from adapters.sql.driver import OnDriver, SqlConn
+from registry.errors import NotFound
+from registry.experiments.stats import Experiment, Phase, Tally
+from registry.ports import ExperimentStore
+
+_experiment = msgspec.json.Decoder(Experiment)
+
+
+async def running_for(conn: SqlConn, model: str) -> Experiment | None:
+    found = await conn.fetch(
+        "SELECT state FROM experiments WHERE model = ? AND phase = ?", (model, Phase.RUNNING.value)
+    )
+    return _experiment.decode(found[0][0]) if found else None
+
+
+async def save(conn: SqlConn, experiment: Experiment) -> None:
+    await conn.execute(
+        "INSERT INTO experiments (id, model, phase, state, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET phase = excluded.phase,"
+        " state = excluded.state, updated_at = excluded.updated_at",
+        (
+            experiment.id,
+            experiment.model,
+            experiment.phase.value,
+            rows.dumps(experiment),
+            rows.to_micros(experiment.created_at),
+            rows.to_micros(experiment.updated_at),
+        ),
+    )
+
+
+class SqlExperiments(OnDriver, ExperimentStore):
+    async def get_experiment(self, experiment_id: str) -> Experiment:
+        found = await self._read("SELECT state FROM experiments WHERE id = ?", (experiment_id,))
+        if not found:
+            raise NotFound(f"experiment {experiment_id!r} does not exist", field="id")
+        return _experiment.decode(found[0][0])
+
+    async def list_experiments(self, model: str, limit: int) -> list[Experiment]:
+        found = await self._read(
+            "SELECT state FROM experiments WHERE model = ? ORDER BY created_at DESC, id LIMIT ?",
+            (model, limit),
+        )
+        return [_experiment.decode(r[0]) for r in found]
+
+    async def add_outcomes(self, experiment_id: str, tallies: list[Tally]) -> None:
+        async with self.driver.writing() as conn:
+            for t in tallies:
+                await conn.execute(
+                    "INSERT INTO experiment_outcomes (experiment_id, version, n, total, total_sq)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (experiment_id, version) DO UPDATE SET"
+                    " n = experiment_outcomes.n + excluded.n,"
+                    " total = experiment_outcomes.total + excluded.total,"
+                    " total_sq = experiment_outcomes.total_sq + excluded.total_sq",
+                    (experiment_id, t.version, t.n, t.total, t.total_sq),
+                )
+
+    async def outcomes(self, experiment_id: str) -> dict[int, Tally]:
+        found = await self._read(
+            "SELECT version, n, total, total_sq FROM experiment_outcomes WHERE experiment_id = ?",
+            (experiment_id,),
+        )
+        return {int(r[0]): Tally(int(r[0]), int(r[1]), float(r[2]), float(r[3])) for r in found}
