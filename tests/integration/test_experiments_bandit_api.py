@@ -15,6 +15,7 @@ import pytest
 from registry.experiments import stats as experiments
 from registry.experiments.service import ExperimentService
 from registry.experiments.stats import Experiment
+from registry.web.state import web_state
 from tests.integration.test_api import Client, error
 from tests.integration.test_rollouts_api import production
 
@@ -104,7 +105,7 @@ async def test_a_bandit_counts_enrolled_keys_and_moves_its_arms(client: Client) 
     assert r.status_code == 202, r.text
     view = (await client.get(f"/api/v1/experiments/{ex['id']}")).json()
     assert {a["version"]: a["n"] for a in view["results"]["arms"]} == counted
-    service: ExperimentService = client.app.state.experiments
+    service: ExperimentService = web_state(client.app.state).experiments
     assert await in_app(client, service.rebalance_model, "iris") is None  # not due yet
     moved = await in_app(client, functools.partial(service.rebalance_model, every_s=0), "iris")
     assert moved is not None and moved.allocation is not None
