@@ -29,8 +29,9 @@ from typing import Any, Final, NamedTuple, Protocol
 import httptools
 
 from gateway.errors import PayloadTooLarge
-from gateway.proxy import Headers, Reply, error_reply
+from gateway.reply import Reply, error_reply
 from gateway.server.protocol import CoalescingHttpToolsProtocol
+from gateway.transport.base import Headers
 
 log = logging.getLogger("modelyard.http")
 
