@@ -72,14 +72,15 @@ class Forwarder:
         except Overloaded:
             raise
         except GatewayError:
-            self._measure(route, forward.choice, started, True)
+            choice = forward.choice
+            seconds = time.perf_counter() - started
+            self.metrics.observe(route.name, str(choice.version), choice.variant, seconds, True)
             raise
-        self._measure(route, forward.choice, started, answer.status >= 500)
-        return answer, forward.choice
-
-    def _measure(self, route: ModelRoute, choice: Choice, started: float, error: bool) -> None:
+        choice = forward.choice
         seconds = time.perf_counter() - started
+        error = answer.status >= 500
         self.metrics.observe(route.name, str(choice.version), choice.variant, seconds, error)
+        return answer, choice
 
     def reply(
         self,

@@ -11,9 +11,9 @@ a bound counter and histogram child).
 
 from __future__ import annotations
 
-import bisect
-import random
+from bisect import bisect_left
 from collections.abc import Callable
+from random import random
 from typing import Final
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -92,7 +92,7 @@ class GatewayMetrics:
             stats = self.stats[key] = VariantStats()
         stats.requests += 1
         stats.sum_s += seconds
-        stats.buckets[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        stats.buckets[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
         stats.w_requests += 1
         if error:
             stats.errors += 1
@@ -101,7 +101,9 @@ class GatewayMetrics:
         if len(stats.samples) < WINDOW_SAMPLES:
             stats.samples.append(seconds * 1000.0)
         else:  # reservoir sampling keeps a uniform sample of the window
-            slot = random.randrange(stats.seen)
+            # uniform in [0, seen) like randrange(seen), at under half its cost: every request
+            # of a busy window gets here (the bias, seen / 2**53, is nil)
+            slot = int(random() * stats.seen)
             if slot < WINDOW_SAMPLES:
                 stats.samples[slot] = seconds * 1000.0
         return stats

@@ -20,7 +20,7 @@ of that body in the gateway).
 from __future__ import annotations
 
 import contextlib
-from typing import Final, NamedTuple
+from typing import Final
 
 import msgspec
 
@@ -61,7 +61,10 @@ ROUTES: Final = (
 )
 
 
-class Call(NamedTuple):
+class Call(msgspec.Struct, frozen=True, gc=False):
+    """A msgspec Struct, like `Routing`: made for every request, it costs a fifth of a
+    NamedTuple."""
+
     kind: str
     model: str = ""
     version: int | None = None  # pinned by the path
@@ -137,7 +140,7 @@ def served(table: RouteTable | None, name: str) -> ModelRoute:
 # --- what routing reads of the headers ------------------------------------------------------------
 
 
-class Routing(NamedTuple):
+class Routing(msgspec.Struct, frozen=True, gc=False):
     """The inputs of `gateway.routing.choose` besides the route."""
 
     version: int | None

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import Final
+
+import msgspec
 
 from contract.routes import ModelRoute, VersionRoute
 from gateway.breaker import Breaker
@@ -28,37 +30,24 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from gateway.hooks import RequestHooks
 from gateway.routing import STABLE, Choice
 from gateway.transport.base import Headers, Transport, UpstreamRequest, UpstreamResponse
-
-if TYPE_CHECKING:
-    from gateway.hooks import RequestHooks
 
 DEFAULT_MAX_INFLIGHT: Final = 1024
 _POST: Final = b"POST"
 
 
-class Forward:
+class Forward(msgspec.Struct, gc=False):
     """One request on its way to an upstream. `choice` starts as the routing decision and
     ends as the version that was really called (after a fallback, the stable one)."""
 
-    __slots__ = ("body", "choice", "headers", "hooks", "path", "route")
-
-    def __init__(
-        self,
-        route: ModelRoute,
-        choice: Choice,
-        path: bytes,
-        headers: Headers,
-        body: bytes,
-        hooks: RequestHooks | None = None,
-    ) -> None:
-        self.route = route
-        self.choice = choice
-        self.path = path
-        self.headers = headers
-        self.body = body
-        self.hooks = hooks
+    route: ModelRoute
+    choice: Choice
+    path: bytes
+    headers: Headers
+    body: bytes
+    hooks: RequestHooks | None = None
 
 
 class Resilient:
@@ -94,18 +83,64 @@ class Resilient:
             raise Overloaded(f"over {self.max_inflight} requests in flight; retry shortly")
         self.inflight += 1
         try:
+            route, hooks = forward.route, forward.hooks
             target = forward.choice.route
             breaker = self._breaker(target.endpoint)
-            if not breaker.allow(self.clock()):
+            # a closed breaker allows everything: only an open one needs asking (and a clock)
+            if breaker.opened_at is not None and not breaker.allow(self.clock()):
                 target = self._fallback(forward, "its upstream is ejected")
                 breaker = self._breaker(target.endpoint)
-            try:
-                return await self._attempt(forward, target, breaker)
-            except ConnectFailed:
-                target = self._fallback(forward, "its upstream refused the connection")
-                return await self._attempt(forward, target, self._breaker(target.endpoint))
+            retried = False
+            while True:  # at most twice: the retry of a refused connection on the stable version
+                request = UpstreamRequest(
+                    target.endpoint,
+                    _POST,
+                    forward.path,
+                    forward.headers,
+                    forward.body,
+                    route.policy.deadline_ms / 1000,
+                )
+                attempt = hooks.attempt(route, target, request) if hooks is not None else None
+                if attempt is not None:
+                    request = attempt.request
+                try:
+                    answer = await self.transport.handle(request)
+                except BaseException as exc:
+                    error = self._failed(route, target, breaker, exc)
+                    if attempt is not None:
+                        attempt.end(None, error, breaker.state(self.clock()))
+                    if isinstance(error, ConnectFailed) and not retried:
+                        retried = True
+                        target = self._fallback(forward, "its upstream refused the connection")
+                        breaker = self._breaker(target.endpoint)
+                        continue
+                    if error is exc:
+                        raise
+                    raise error from None
+                if answer.status >= 500:
+                    breaker.failure(self.clock())
+                elif breaker.failures or breaker.opened_at is not None:
+                    breaker.success()  # (on a clean breaker it would change nothing)
+                if attempt is not None:
+                    attempt.end(answer, None, breaker.state(self.clock()))
+                return answer
         finally:
             self.inflight -= 1
+
+    def _failed(
+        self, route: ModelRoute, target: VersionRoute, breaker: Breaker, exc: BaseException
+    ) -> BaseException:
+        """What an attempt's failure means: upstream errors count against the upstream, and
+        a timeout is reported against the model's deadline."""
+        if not isinstance(exc, UpstreamError):
+            return exc  # cancelled, or a request that cannot be sent: not the upstream's fault
+        breaker.failure(self.clock())
+        if isinstance(exc, UpstreamTimeout):
+            return UpstreamTimeout(
+                f"version {target.version} of {route.name!r} did not answer within the model's"
+                f" {route.policy.deadline_ms} ms deadline"
+            )
+        return exc
 
     def _fallback(self, forward: Forward, why: str) -> VersionRoute:
         route, choice = forward.route, forward.choice
@@ -124,44 +159,3 @@ class Resilient:
         if found is None:
             found = self.breakers[endpoint] = self.breaker()
         return found
-
-    async def _attempt(
-        self, forward: Forward, target: VersionRoute, breaker: Breaker
-    ) -> UpstreamResponse:
-        route = forward.route
-        request = UpstreamRequest(
-            target.endpoint,
-            _POST,
-            forward.path,
-            forward.headers,
-            forward.body,
-            route.policy.deadline_ms / 1000,
-        )
-        hooks = forward.hooks
-        attempt = hooks.attempt(route, target, request) if hooks is not None else None
-        if attempt is not None:
-            request = attempt.request
-        try:
-            answer = await self.transport.handle(request)
-        except UpstreamTimeout:
-            breaker.failure(self.clock())
-            timeout = UpstreamTimeout(
-                f"version {target.version} of {route.name!r} did not answer within the model's"
-                f" {route.policy.deadline_ms} ms deadline"
-            )
-            if attempt is not None:
-                attempt.end(None, timeout, breaker.state(self.clock()))
-            raise timeout from None
-        except BaseException as exc:
-            if isinstance(exc, UpstreamError):
-                breaker.failure(self.clock())
-            if attempt is not None:
-                attempt.end(None, exc, breaker.state(self.clock()))
-            raise
-        if answer.status >= 500:
-            breaker.failure(self.clock())
-        else:
-            breaker.success()
-        if attempt is not None:
-            attempt.end(answer, None, breaker.state(self.clock()))
-        return answer

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Final, Protocol
 
+from msgspec.structs import replace
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, Tracer
@@ -133,7 +134,7 @@ class _UnsampledRequest:
     def attempt(
         self, route: ModelRoute, target: VersionRoute, request: UpstreamRequest
     ) -> _Injected:
-        return _Injected(request._replace(headers=_inject(self.span, request.headers)))
+        return _Injected(replace(request, headers=_inject(self.span, request.headers)))
 
     def fallback(self, route: ModelRoute, before: Choice, after: Choice, why: str) -> None:
         return None
@@ -189,7 +190,7 @@ class _RequestSpan:
                 RETRY: retry,
             },
         )
-        return _AttemptSpan(span, request._replace(headers=_inject(span, request.headers)))
+        return _AttemptSpan(span, replace(request, headers=_inject(span, request.headers)))
 
     def fallback(self, route: ModelRoute, before: Choice, after: Choice, why: str) -> None:
         self.span.set_attribute(FALLBACK, why)

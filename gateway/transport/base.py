@@ -9,15 +9,17 @@ transport is `Http1Transport` (keep-alive HTTP/1.1 pools, gateway.transport.pool
 from __future__ import annotations
 
 from collections.abc import Coroutine
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
+
+import msgspec
 
 #: Header (name, value) pairs; names in lower case, as HTTP servers hand them over.
 Headers = list[tuple[bytes, bytes]]
 
 
-class UpstreamRequest(NamedTuple):
+class UpstreamRequest(msgspec.Struct, frozen=True, gc=False):
     """One request to one upstream; `timeout_s` bounds all of it (queueing, connecting, the
-    answer)."""
+    answer). A msgspec Struct: made for every request, it costs a fifth of a NamedTuple."""
 
     endpoint: str  # the upstream's base URL, http://host:port
     method: bytes

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import msgspec
+from msgspec.structs import replace
 
 from contract.routes import ApiSpec, ModelRoute, RouteTable, VersionRoute
 from contract.traffic import Shadow, Split, TrafficPolicy
@@ -150,7 +151,7 @@ async def test_a_sampled_copy_goes_to_the_shadow_version_after_the_answer() -> N
     finally:
         await shadow.close()
     primary, copy = transport.requests
-    assert copy._replace(endpoint=V1.endpoint) == primary  # the same request, to v2
+    assert replace(copy, endpoint=V1.endpoint) == primary  # the same request, to v2
     assert gw.metrics.shadow_totals() == [("iris", "2", 1, 1, 0, 0)]  # same answer: agreed
 
 

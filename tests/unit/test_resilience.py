@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 
 from contract.routes import ModelRoute, RouteTable, VersionRoute
 from contract.traffic import TrafficPolicy
@@ -225,7 +226,7 @@ class Recorder:
 
         class Attempt:
             def __init__(self) -> None:
-                self.request = request._replace(headers=[*request.headers, (b"x-try", b"1")])
+                self.request = replace(request, headers=[*request.headers, (b"x-try", b"1")])
 
             def end(self, answer: Any, error: Any, breaker: str) -> None:
                 outcome = answer.status if answer is not None else type(error).__name__
