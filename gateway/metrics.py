@@ -4,9 +4,10 @@ rollout judge.
 
 Plain counters, one `VariantStats` per (model, version, variant) made on its first request: a
 request costs a dict lookup and a few additions, no locks (one event loop). prometheus_client
-writes the exposition from them when /metrics is scraped (gateway.exposition): its own metric
-children would take a lock per count (measured: recording a request 0.9 µs here, 2.5 µs with
-a bound counter and histogram child).
+writes the exposition from them when /metrics is scraped (gateway.exposition). Its own metric
+children, even bound once per key, take a lock per count: measured with timeit, recording a
+request in a busy window costs 0.57 µs here, 2.5 µs with a counter and a histogram child bound
+once added to it.
 """
 
 from __future__ import annotations
