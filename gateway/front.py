@@ -16,7 +16,6 @@ from typing import Any, Final
 
 from contract.health import Readiness
 from gateway.breaker import Breaker
-from gateway.draws import Draws
 from gateway.errors import GatewayError, PayloadTooLarge, UnknownModel
 from gateway.follow import RouteFollower
 from gateway.forward import Forwarder
@@ -39,7 +38,6 @@ from gateway.request import (
     routing_of,
     served,
 )
-from gateway.resilience import Resilient
 from gateway.transport.base import Headers
 
 Scope = dict[str, Any]
@@ -75,17 +73,9 @@ class Gateway:
         self.metrics.breakers = forwarder.resilient.states
 
     @property
-    def resilient(self) -> Resilient:
-        return self.forwarder.resilient
-
-    @property
     def breakers(self) -> dict[str, Breaker]:
         """Each upstream's breaker (by base URL), for status pages and readiness."""
         return self.forwarder.resilient.breakers
-
-    @property
-    def draws(self) -> Draws:
-        return self.forwarder.draws
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
