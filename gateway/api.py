@@ -12,9 +12,14 @@ from litestar.types import ControllerRouterHandler
 from contract.health import Health, health_of
 
 NOT_READY: Final = {
-    503: ResponseSpec(Health, description="starting: the route table has not arrived, or the"
-                      " served versions' endpoints have not answered yet (listed)"),
-}  # fmt: skip
+    503: ResponseSpec(
+        Health,
+        description=(
+            "starting: the route table has not arrived, or the served versions' endpoints"
+            " have not answered yet (listed)"
+        ),
+    ),
+}
 
 
 @get("/livez", tags=["health"])

@@ -1,16 +1,27 @@
 """What the gateway measures: per model, version and variant request counts, errors and
 latency (Prometheus histograms), shadow agreement, and windows of raw samples for the
-rollout judge. Plain counters in dicts: a request costs a few additions, no locks (one loop)."""
+rollout judge.
+
+Plain counters, one `VariantStats` per (model, version, variant) made on its first request: a
+request costs a dict lookup and a few additions, no locks (one event loop). prometheus_client
+writes the exposition from them when /metrics is scraped (gateway.exposition). Its own metric
+children, even bound once per key, take a lock per count: measured with timeit, recording a
+request in a busy window costs 0.57 µs here, 2.5 µs with a counter and a histogram child bound
+once added to it.
+"""
 
 from __future__ import annotations
 
-import bisect
-import random
+from bisect import bisect_left
 from collections.abc import Callable
+from random import random
 from typing import Final
+
+from prometheus_client import CollectorRegistry, generate_latest
 
 from contract.traffic import SHADOW_VARIANT
 from contract.windows import TrafficWindow
+from gateway.exposition import GatewayCollector
 
 LATENCY_BUCKETS_S: Final = (
     0.001,
@@ -32,7 +43,7 @@ WINDOW_SAMPLES: Final = 5000  # latency samples kept per variant and window (res
 Key = tuple[str, str, str]  # model, version, variant
 
 
-class _Stats:
+class VariantStats:
     __slots__ = (
         "buckets",
         "errors",
@@ -55,7 +66,7 @@ class _Stats:
         self.samples: list[float] = []
 
 
-class _Shadow:
+class ShadowStats:
     __slots__ = ("agreed", "compared", "dropped", "failed")
 
     def __init__(self) -> None:
@@ -64,23 +75,25 @@ class _Shadow:
 
 class GatewayMetrics:
     def __init__(self) -> None:
-        self._stats: dict[Key, _Stats] = {}
-        self._shadow: dict[tuple[str, str], _Shadow] = {}
+        self.stats: dict[Key, VariantStats] = {}
+        self.shadows: dict[tuple[str, str], ShadowStats] = {}
         self.route_revision = -1
         self.registry_up = False
         self.breakers: Callable[[], dict[str, str]] = dict
         self.extra: Callable[[], bytes] = bytes  # more families for the same /metrics (serve)
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(GatewayCollector(self, LATENCY_BUCKETS_S))
 
     def observe(
         self, model: str, version: str, variant: str, seconds: float, error: bool
-    ) -> _Stats:
+    ) -> VariantStats:
         key = (model, version, variant)
-        stats = self._stats.get(key)
+        stats = self.stats.get(key)
         if stats is None:
-            stats = self._stats[key] = _Stats()
+            stats = self.stats[key] = VariantStats()
         stats.requests += 1
         stats.sum_s += seconds
-        stats.buckets[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        stats.buckets[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
         stats.w_requests += 1
         if error:
             stats.errors += 1
@@ -89,7 +102,9 @@ class GatewayMetrics:
         if len(stats.samples) < WINDOW_SAMPLES:
             stats.samples.append(seconds * 1000.0)
         else:  # reservoir sampling keeps a uniform sample of the window
-            slot = random.randrange(stats.seen)
+            # uniform in [0, seen) like randrange(seen), at under half its cost: every request
+            # of a busy window gets here (the bias, seen / 2**53, is nil)
+            slot = int(random() * stats.seen)
             if slot < WINDOW_SAMPLES:
                 stats.samples[slot] = seconds * 1000.0
         return stats
@@ -107,29 +122,29 @@ class GatewayMetrics:
         else:
             self.shadow(model, version).failed += 1
 
-    def shadow(self, model: str, version: str) -> _Shadow:
-        found = self._shadow.get((model, version))
+    def shadow(self, model: str, version: str) -> ShadowStats:
+        found = self.shadows.get((model, version))
         if found is None:
-            found = self._shadow[(model, version)] = _Shadow()
+            found = self.shadows[(model, version)] = ShadowStats()
         return found
 
     def agreement(self, model: str, version: str) -> float | None:
-        s = self._shadow.get((model, version))
+        s = self.shadows.get((model, version))
         return s.agreed / s.compared if s and s.compared else None
 
     def totals(self) -> list[tuple[str, str, str, int, int]]:
         """(model, version, variant, requests, errors) since the gateway started."""
-        return [(m, v, var, s.requests, s.errors) for (m, v, var), s in self._stats.items()]
+        return [(m, v, var, s.requests, s.errors) for (m, v, var), s in self.stats.items()]
 
     def shadow_totals(self) -> list[tuple[str, str, int, int, int, int]]:
         """(model, version, compared, agreed, dropped, failed) of the shadow copies."""
         return [
-            (m, v, s.compared, s.agreed, s.dropped, s.failed) for (m, v), s in self._shadow.items()
+            (m, v, s.compared, s.agreed, s.dropped, s.failed) for (m, v), s in self.shadows.items()
         ]
 
     def take_windows(self) -> list[TrafficWindow]:
         out = []
-        for (model, version, variant), s in self._stats.items():
+        for (model, version, variant), s in self.stats.items():
             if s.w_requests:
                 out.append(
                     TrafficWindow(
@@ -148,75 +163,5 @@ class GatewayMetrics:
         return out
 
     def render(self) -> bytes:
-        """Prometheus text exposition format 0.0.4."""
-        lines = [
-            "# HELP modelyard_gateway_requests_total Inference requests.",
-            "# TYPE modelyard_gateway_requests_total counter",
-        ]
-        for (m, v, var), s in self._stats.items():
-            lines.append(f"modelyard_gateway_requests_total{{{_labels(m, v, var)}}} {s.requests}")
-        lines += [
-            "# HELP modelyard_gateway_errors_total Requests answered with a 5xx or gateway error.",
-            "# TYPE modelyard_gateway_errors_total counter",
-        ]
-        for (m, v, var), s in self._stats.items():
-            lines.append(f"modelyard_gateway_errors_total{{{_labels(m, v, var)}}} {s.errors}")
-        lines += [
-            "# HELP modelyard_gateway_request_duration_seconds Time from request to answer.",
-            "# TYPE modelyard_gateway_request_duration_seconds histogram",
-        ]
-        for (m, v, var), s in self._stats.items():
-            labels = _labels(m, v, var)
-            total = 0
-            name = "modelyard_gateway_request_duration_seconds"
-            for bound, count in zip((*LATENCY_BUCKETS_S, "+Inf"), s.buckets, strict=True):
-                total += count
-                lines.append(f'{name}_bucket{{{labels},le="{bound}"}} {total}')
-            lines.append(f"{name}_sum{{{labels}}} {s.sum_s}")
-            lines.append(f"{name}_count{{{labels}}} {s.requests}")
-        lines += _shadow_lines(self._shadow)
-        lines += [
-            "# HELP modelyard_gateway_upstream_breaker_open 1 while an upstream is ejected.",
-            "# TYPE modelyard_gateway_upstream_breaker_open gauge",
-        ]
-        for upstream, state in sorted(self.breakers().items()):
-            labels = f'upstream="{_esc(upstream)}",state="{state}"'
-            lines.append(
-                f"modelyard_gateway_upstream_breaker_open{{{labels}}} {int(state != 'closed')}"
-            )
-        lines += [
-            "# HELP modelyard_gateway_route_revision Revision of the route table being served.",
-            "# TYPE modelyard_gateway_route_revision gauge",
-            f"modelyard_gateway_route_revision {self.route_revision}",
-            "# HELP modelyard_gateway_registry_up 1 while the registry's route feed answers.",
-            "# TYPE modelyard_gateway_registry_up gauge",
-            f"modelyard_gateway_registry_up {int(self.registry_up)}",
-        ]
-        return ("\n".join(lines) + "\n").encode() + self.extra()
-
-
-def _shadow_lines(shadow: dict[tuple[str, str], _Shadow]) -> list[str]:
-    out = []
-    for name, help_, attr in (
-        ("shadow_compared_total", "Shadow answers compared with the primary.", "compared"),
-        ("shadow_agreed_total", "Shadow answers that agreed with the primary.", "agreed"),
-        ("shadow_dropped_total", "Shadow copies dropped because the queue was full.", "dropped"),
-        ("shadow_failed_total", "Shadow copies that got no answer.", "failed"),
-    ):
-        out += [
-            f"# HELP modelyard_gateway_{name} {help_}",
-            f"# TYPE modelyard_gateway_{name} counter",
-        ]
-        for (m, v), s in shadow.items():
-            out.append(
-                f'modelyard_gateway_{name}{{model="{_esc(m)}",version="{v}"}} {getattr(s, attr)}'
-            )
-    return out
-
-
-def _esc(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _labels(model: str, version: str, variant: str) -> str:
-    return f'model="{_esc(model)}",version="{version}",variant="{_esc(variant)}"'
+        """Prometheus text exposition format 0.0.4 (gateway.exposition), then `extra`."""
+        return generate_latest(self._registry) + self.extra()

@@ -36,9 +36,10 @@ class HttpSink:
 
     async def send(self, report: WindowReport) -> None:
         r = await self.client.post(
-            "/api/v1/windows", content=_encode.encode(report),
+            "/api/v1/windows",
+            content=_encode.encode(report),
             headers={"content-type": "application/json"},
-        )  # fmt: skip
+        )
         r.raise_for_status()
 
 

@@ -25,9 +25,18 @@ from contract.traffic import BUCKETS, CANARY_VARIANT, STABLE_VARIANT, bucket, sp
 from gateway.errors import NoHealthyUpstream, UnknownModel
 
 __all__ = [
-    "CANARY", "PINNED", "RULE", "STABLE", "STRIDE", "Choice", "Draw", "bucket", "choose",
-    "next_draw", "shadow_target",
-]  # fmt: skip
+    "CANARY",
+    "PINNED",
+    "RULE",
+    "STABLE",
+    "STRIDE",
+    "Choice",
+    "Draw",
+    "bucket",
+    "choose",
+    "next_draw",
+    "shadow_target",
+]
 
 STABLE: Final = STABLE_VARIANT
 CANARY: Final = CANARY_VARIANT

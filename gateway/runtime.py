@@ -1,5 +1,5 @@
-"""Assemble a running gateway (route follower, upstream pools, metrics, shadow queue), and the
-dispatcher that puts its hot path in front of the framework app in one process."""
+"""Assemble a running gateway (route follower, transport, resilience, metrics, shadow queue,
+hooks), and the dispatcher that puts its hot path in front of the framework app in one process."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gateway.follow import RouteFollower, RouteSource
+from gateway.forward import Forwarder
+from gateway.front import Gateway, Receive, Scope, Send
 from gateway.health import UpstreamChecks
 from gateway.metrics import GatewayMetrics
-from gateway.proxy import Gateway, Receive, Scope, Send
 from gateway.report import REPORT_S, Reporter, WindowSink
+from gateway.resilience import Resilient
 from gateway.shadow import ShadowQueue
-from gateway.traced import TracedGateway, TracedShadowQueue, Tracing
-from gateway.upstream import Upstreams
+from gateway.traced import Tracing, TracingHooks
+from gateway.transport.pool import Http1Transport
 
 GATEWAY_PREFIXES = ("/models/", "/v2/")
 _FAST_METHODS = frozenset({"GET", "POST"})
@@ -30,14 +32,11 @@ async def running_gateway(
     report_s: float = REPORT_S,
     tracing: Tracing | None = None,
 ) -> AsyncIterator[Gateway]:
-    """With `tracing`, the traced classes (gateway.traced); without, the plain ones."""
-    upstreams = Upstreams()
+    """With `tracing`, OpenTelemetry spans through the gateway's hooks (gateway.traced)."""
+    transport = Http1Transport()
     metrics = GatewayMetrics()
-    shadow = (
-        ShadowQueue(upstreams, metrics)
-        if tracing is None
-        else TracedShadowQueue(upstreams, metrics, tracing)
-    )
+    hooks = TracingHooks(tracing) if tracing is not None else None
+    shadow = ShadowQueue(transport, metrics, hooks=hooks)
     follower = RouteFollower(source)
     checks = UpstreamChecks(follower)
     reporter = Reporter(metrics, sink, report_s)
@@ -46,16 +45,9 @@ async def running_gateway(
     checks.start()
     reporter.start()
     try:
-        gateway = (
-            Gateway(
-                follower, upstreams, metrics, shadow, max_body=max_body, max_inflight=max_inflight
-            )
-            if tracing is None
-            else TracedGateway(
-                follower, upstreams, metrics, shadow,
-                tracing=tracing, max_body=max_body, max_inflight=max_inflight,
-            )
-        )  # fmt: skip
+        resilient = Resilient(transport, max_inflight=max_inflight)
+        forwarder = Forwarder(resilient, metrics, shadow)
+        gateway = Gateway(follower, forwarder, hooks=hooks, max_body=max_body)
         gateway.checks = checks
         yield gateway
     finally:
@@ -63,7 +55,7 @@ async def running_gateway(
         await checks.close()
         await follower.close()
         await shadow.close()
-        await upstreams.close()
+        await transport.close()
 
 
 class Dispatch:

@@ -17,8 +17,9 @@ import msgspec
 
 from contract.routes import ModelRoute, VersionRoute
 from gateway.errors import GatewayError
+from gateway.hooks import Hooks
 from gateway.metrics import GatewayMetrics
-from gateway.upstream import Upstreams
+from gateway.transport.base import Headers, Transport, UpstreamRequest
 
 log = logging.getLogger("modelyard.gateway.shadow")
 
@@ -30,7 +31,7 @@ class ShadowCopy(NamedTuple):
     route: ModelRoute
     target: VersionRoute
     path: bytes
-    headers: list[tuple[bytes, bytes]]
+    headers: Headers
     body: bytes
     primary: bytes  # the answer the client got
     origin: object | None = None  # the primary request's span context, when tracing
@@ -89,10 +90,16 @@ def _close(a: Any, b: Any, tol: float) -> bool:
 
 class ShadowQueue:
     def __init__(
-        self, upstreams: Upstreams, metrics: GatewayMetrics, size: int = QUEUE_SIZE
+        self,
+        transport: Transport,
+        metrics: GatewayMetrics,
+        size: int = QUEUE_SIZE,
+        *,
+        hooks: Hooks | None = None,
     ) -> None:
-        self.upstreams = upstreams
+        self.transport = transport
         self.metrics = metrics
+        self.hooks = hooks
         self._queue: asyncio.Queue[ShadowCopy] = asyncio.Queue(maxsize=size)
         self._workers: list[asyncio.Task[None]] = []
 
@@ -110,19 +117,37 @@ class ShadowQueue:
         while True:
             copy = await self._queue.get()
             try:
-                await self._compare(copy)
+                await self.compare(copy)
             finally:
                 self._queue.task_done()
 
-    async def _compare(self, copy: ShadowCopy) -> bool | None:
+    async def compare(self, copy: ShadowCopy) -> bool | None:
         """Send the copy and compare; returns the agreement (None: no comparable answer)."""
+        if self.hooks is None:
+            return await self._compare(copy)
+        hooks = self.hooks.shadow(copy)
+        try:
+            agreed = await self._compare(hooks.copy)
+        except BaseException as exc:
+            hooks.end(None, exc)
+            raise
+        hooks.end(agreed, None)
+        return agreed
+
+    async def _compare(self, copy: ShadowCopy) -> bool | None:
         model, version = copy.route.name, str(copy.target.version)
         policy = copy.route.policy
         started = time.perf_counter()
+        request = UpstreamRequest(
+            copy.target.endpoint,
+            b"POST",
+            copy.path,
+            copy.headers,
+            copy.body,
+            policy.deadline_ms / 1000,
+        )
         try:
-            answer = await self.upstreams.pool(copy.target.endpoint).request(
-                b"POST", copy.path, copy.headers, copy.body, policy.deadline_ms / 1000
-            )
+            answer = await self.transport.handle(request)
         except GatewayError as exc:
             self.metrics.shadow_answer(model, version, time.perf_counter() - started, None)
             log.debug("shadow copy to %s failed: %s", copy.target.endpoint, exc.message)

@@ -8,7 +8,7 @@ import time
 import msgspec
 
 from contract.routes import ModelRoute
-from gateway.proxy import Gateway
+from gateway.front import Gateway
 
 
 class UpstreamHealth(msgspec.Struct, frozen=True):

@@ -1,5 +1,5 @@
-"""The gateway with OpenTelemetry spans: chosen at start when tracing is on, so the plain
-`Gateway` (tracing off, the default) pays nothing, not even a branch.
+"""OpenTelemetry spans for the gateway, as its hooks (gateway.hooks): given to the gateway at
+start when tracing is on, so that with tracing off (the default) no hook is called at all.
 
 Per inference request:
 
@@ -15,15 +15,14 @@ Per inference request:
   link to the primary request's SERVER span, and the agreement as an attribute.
 
 Spans are made with the SDK's tracer directly (no ASGI instrumentation middleware: it costs
-several times more) and handed along in a context variable local to the request's task.
+several times more); a request's hooks object holds its SERVER span.
 """
 
 from __future__ import annotations
 
-import time
-from contextvars import ContextVar
 from typing import Final, Protocol
 
+from msgspec.structs import replace
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, Tracer
@@ -31,14 +30,10 @@ from opentelemetry.trace.propagation import set_span_in_context
 
 from contract.routes import ModelRoute, RouteTable, VersionRoute
 from contract.traffic import SHADOW_VARIANT
-from gateway.breaker import Breaker
 from gateway.errors import GatewayError
-from gateway.follow import RouteFollower
-from gateway.metrics import GatewayMetrics
-from gateway.proxy import Gateway, Headers, Reply
 from gateway.routing import Choice
-from gateway.shadow import ShadowCopy, ShadowQueue
-from gateway.upstream import UpstreamResponse, Upstreams
+from gateway.shadow import ShadowCopy
+from gateway.transport.base import Headers, UpstreamRequest, UpstreamResponse
 
 TRACER_NAME: Final = "modelyard.gateway"
 _TRACE_HEADERS: Final = frozenset({b"traceparent", b"tracestate"})
@@ -68,20 +63,6 @@ class Tracing(Protocol):
     def tracer(self, name: str) -> Tracer: ...
 
 
-class _Request:
-    """What the spans of one request share: the SERVER span and the upstream attempts."""
-
-    __slots__ = ("attempts", "recording", "span")
-
-    def __init__(self, span: Span) -> None:
-        self.span = span
-        self.recording = span.is_recording()  # sampled
-        self.attempts = 0
-
-
-_current: ContextVar[_Request | None] = ContextVar("modelyard_gateway_request", default=None)
-
-
 def span_name(method: str, path: str) -> str:
     """A low-cardinality name: the route's template, never the model's name."""
     if path.startswith("/v2/"):
@@ -102,30 +83,17 @@ def _inject(span: Span, headers: Headers) -> Headers:
     on every request, sampled or not, and the propagator's context and dict cost 3x more."""
     context = span.get_span_context()
     out = [h for h in headers if h[0] not in _TRACE_HEADERS]
-    out.append(
-        (b"traceparent", b"00-%032x-%016x-%02x" % (context.trace_id, context.span_id,
-                                                    context.trace_flags))
-    )  # fmt: skip
+    ids = (context.trace_id, context.span_id, context.trace_flags)
+    out.append((b"traceparent", b"00-%032x-%016x-%02x" % ids))
     if context.trace_state:
         out.append((b"tracestate", context.trace_state.to_header().encode("latin-1")))
     return out
 
 
-class TracedGateway(Gateway):
-    def __init__(
-        self,
-        follower: RouteFollower,
-        upstreams: Upstreams,
-        metrics: GatewayMetrics,
-        shadow: ShadowQueue,
-        *,
-        tracing: Tracing,
-        max_body: int,
-        max_inflight: int,
-    ) -> None:
-        super().__init__(
-            follower, upstreams, metrics, shadow, max_body=max_body, max_inflight=max_inflight
-        )
+class TracingHooks:
+    """The gateway's hooks (gateway.hooks.Hooks) with a tracer provider behind them."""
+
+    def __init__(self, tracing: Tracing) -> None:
         self.tracing = tracing
         self.tracer: Tracer = tracing.tracer(TRACER_NAME)
 
@@ -137,86 +105,82 @@ class TracedGateway(Gateway):
                 carrier[name.decode()] = value.decode("latin-1")
         return self.tracing.propagator.extract(carrier) if carrier else None
 
-    async def handle(self, method: str, path: str, headers: Headers, body: bytes) -> Reply:
+    def request(
+        self, method: str, path: str, headers: Headers
+    ) -> _RequestSpan | _UnsampledRequest | None:
         if path == "/metrics" or path.startswith(_UNTRACED):  # probes and scrapes: no spans
-            return await super().handle(method, path, headers, body)
+            return None
         # No attributes before the sampler decides: an unsampled request builds no dict.
         span = self.tracer.start_span(
             span_name(method, path), context=self._parent(headers), kind=SpanKind.SERVER
         )
-        request = _Request(span)
-        token = _current.set(request)
-        if not request.recording:  # not sampled: only the trace context travels on
-            try:
-                return await super().handle(method, path, headers, body)
-            finally:
-                _current.reset(token)
-                span.end()
+        if not span.is_recording():  # not sampled: only the trace context travels on
+            return _UnsampledRequest(span)
         span.set_attributes({"http.request.method": method, "url.path": path})
-        status = 0
-        try:
-            reply = await super().handle(method, path, headers, body)
-            status = reply.status
-            return reply
-        except BaseException as exc:
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-            raise
-        finally:
-            _current.reset(token)
-            if request.attempts:
-                span.set_attribute(ATTEMPTS, request.attempts)
-            if status:
-                span.set_attribute(STATUS, status)
-                if status >= 500:
-                    span.set_status(Status(StatusCode.ERROR))
-            span.end()
+        return _RequestSpan(span, self.tracer)
 
-    def _answer(
-        self, table: RouteTable, route: ModelRoute, choice: Choice, status: int, body: bytes,
-        upstream_headers: Headers,
-    ) -> Reply:  # fmt: skip
-        request = _current.get()
-        if request is not None and request.recording:
-            request.span.set_attributes(
-                {
-                    MODEL: route.name,
-                    VERSION: str(choice.version),
-                    VARIANT: choice.variant,
-                    REVISION: table.revision,
-                }
-            )
-            if route.policy.steered_by:
-                request.span.set_attribute(ROLLOUT, route.policy.steered_by)
-        return super()._answer(table, route, choice, status, body, upstream_headers)
+    def shadow(self, copy: ShadowCopy) -> _ShadowSpan:
+        return _ShadowSpan(self.tracer, copy)
 
-    def _fallback(self, route: ModelRoute, choice: Choice, why: str) -> Choice:
-        chosen = super()._fallback(route, choice, why)  # raises when there is none
-        request = _current.get()
-        if request is not None and request.recording:
-            request.span.set_attribute(FALLBACK, why)
-            request.span.add_event(
-                "fallback",
-                {"from.version": str(choice.version), "to.version": str(chosen.version),
-                 "reason": why},
-            )  # fmt: skip
-        return chosen
 
-    async def _send(
-        self, route: ModelRoute, target: VersionRoute, path: bytes,
-        headers: list[tuple[bytes, bytes]], body: bytes, breaker: Breaker,
-    ) -> UpstreamResponse:  # fmt: skip
-        request = _current.get()
-        if request is None or not request.recording:  # unsampled: no CLIENT span of its own
-            if request is not None:
-                headers = _inject(request.span, headers)
-            return await super()._send(route, target, path, headers, body, breaker)
-        parent = set_span_in_context(request.span)
-        retry = request.attempts > 0
-        request.attempts += 1
+class _UnsampledRequest:
+    """A request the sampler left out: its trace context still goes to the upstream."""
+
+    __slots__ = ("span",)
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+
+    def attempt(
+        self, route: ModelRoute, target: VersionRoute, request: UpstreamRequest
+    ) -> _Injected:
+        return _Injected(replace(request, headers=_inject(self.span, request.headers)))
+
+    def fallback(self, route: ModelRoute, before: Choice, after: Choice, why: str) -> None:
+        return None
+
+    def chosen(self, table: RouteTable, route: ModelRoute, choice: Choice) -> None:
+        return None
+
+    def origin(self) -> object | None:
+        return self.span.get_span_context()
+
+    def end(self, status: int, error: BaseException | None) -> None:
+        self.span.end()
+
+
+class _Injected:
+    """An upstream attempt of an unsampled request: no CLIENT span of its own."""
+
+    __slots__ = ("request",)
+
+    def __init__(self, request: UpstreamRequest) -> None:
+        self.request = request
+
+    def end(
+        self, answer: UpstreamResponse | None, error: BaseException | None, breaker: str
+    ) -> None:
+        return None
+
+
+class _RequestSpan:
+    """A sampled request: its SERVER span, and the count of its upstream attempts."""
+
+    __slots__ = ("attempts", "span", "tracer")
+
+    def __init__(self, span: Span, tracer: Tracer) -> None:
+        self.span = span
+        self.tracer = tracer
+        self.attempts = 0
+
+    def attempt(
+        self, route: ModelRoute, target: VersionRoute, request: UpstreamRequest
+    ) -> _AttemptSpan:
+        retry = self.attempts > 0
+        self.attempts += 1
         span = self.tracer.start_span(
-            f"POST {path.decode(errors='replace')}",
-            context=parent,
+            f"POST {request.path.decode(errors='replace')}",
+            context=set_span_in_context(self.span),
             kind=SpanKind.CLIENT,
             attributes={
                 MODEL: route.name,
@@ -226,42 +190,81 @@ class TracedGateway(Gateway):
                 RETRY: retry,
             },
         )
-        try:
-            answer = await super()._send(route, target, path, _inject(span, headers), body, breaker)
-        except GatewayError as exc:
-            span.set_attribute("error.type", exc.code)
-            span.set_status(Status(StatusCode.ERROR, exc.message))
-            raise
-        except BaseException as exc:
-            span.set_attribute("error.type", type(exc).__name__)
+        return _AttemptSpan(span, replace(request, headers=_inject(span, request.headers)))
+
+    def fallback(self, route: ModelRoute, before: Choice, after: Choice, why: str) -> None:
+        self.span.set_attribute(FALLBACK, why)
+        self.span.add_event(
+            "fallback",
+            {"from.version": str(before.version), "to.version": str(after.version), "reason": why},
+        )
+
+    def chosen(self, table: RouteTable, route: ModelRoute, choice: Choice) -> None:
+        self.span.set_attributes(
+            {
+                MODEL: route.name,
+                VERSION: str(choice.version),
+                VARIANT: choice.variant,
+                REVISION: table.revision,
+            }
+        )
+        if route.policy.steered_by:
+            self.span.set_attribute(ROLLOUT, route.policy.steered_by)
+
+    def origin(self) -> object | None:
+        return self.span.get_span_context()
+
+    def end(self, status: int, error: BaseException | None) -> None:
+        span = self.span
+        if error is not None:
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+        if self.attempts:
+            span.set_attribute(ATTEMPTS, self.attempts)
+        if status:
+            span.set_attribute(STATUS, status)
+            if status >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+        span.end()
+
+
+class _AttemptSpan:
+    """A CLIENT span per upstream attempt; the upstream gets its trace context."""
+
+    __slots__ = ("request", "span")
+
+    def __init__(self, span: Span, request: UpstreamRequest) -> None:
+        self.span = span
+        self.request = request
+
+    def end(
+        self, answer: UpstreamResponse | None, error: BaseException | None, breaker: str
+    ) -> None:
+        span = self.span
+        if isinstance(error, GatewayError):
+            span.set_attribute("error.type", error.code)
+            span.set_status(Status(StatusCode.ERROR, error.message))
+        elif error is not None:
+            span.set_attribute("error.type", type(error).__name__)
             span.set_status(Status(StatusCode.ERROR))
-            raise
-        else:
+        elif answer is not None:
             span.set_attribute(STATUS, answer.status)
             if answer.status >= 500:
                 span.set_status(Status(StatusCode.ERROR))
-            return answer
-        finally:
-            span.set_attribute(BREAKER, breaker.state(time.monotonic()))
-            span.end()
-
-    def _shadow_origin(self) -> object | None:
-        request = _current.get()
-        return request.span.get_span_context() if request is not None else None
+        span.set_attribute(BREAKER, breaker)
+        span.end()
 
 
-class TracedShadowQueue(ShadowQueue):
-    """Shadow copies with a span each: a trace of its own, linked to the primary request."""
+class _ShadowSpan:
+    """A shadow copy's CLIENT span: a trace of its own, linked to the primary request."""
 
-    def __init__(self, upstreams: Upstreams, metrics: GatewayMetrics, tracing: Tracing) -> None:
-        super().__init__(upstreams, metrics)
-        self.tracing = tracing
-        self.tracer = tracing.tracer(TRACER_NAME)
+    __slots__ = ("copy", "span")
 
-    async def _compare(self, copy: ShadowCopy) -> bool | None:
+    def __init__(self, tracer: Tracer, copy: ShadowCopy) -> None:
         origin = copy.origin
         links = [Link(origin)] if isinstance(origin, SpanContext) and origin.is_valid else []
-        span = self.tracer.start_span(
+        steered_by = copy.route.policy.steered_by
+        self.span = tracer.start_span(
             f"shadow POST {copy.path.decode(errors='replace')}",
             context=Context(),  # a new trace: the copy is not part of the answer's latency
             kind=SpanKind.CLIENT,
@@ -271,16 +274,15 @@ class TracedShadowQueue(ShadowQueue):
                 VERSION: str(copy.target.version),
                 VARIANT: SHADOW_VARIANT,
                 "server.address": copy.target.endpoint,
-                **({ROLLOUT: copy.route.policy.steered_by} if copy.route.policy.steered_by else {}),
+                **({ROLLOUT: steered_by} if steered_by else {}),
             },
         )
-        try:
-            traced = copy._replace(headers=_inject(span, copy.headers))
-            agreed = await super()._compare(traced)
+        self.copy = copy._replace(headers=_inject(self.span, copy.headers))
+
+    def end(self, agreed: bool | None, error: BaseException | None) -> None:
+        if error is None:
             if agreed is not None:
-                span.set_attribute(AGREED, agreed)
+                self.span.set_attribute(AGREED, agreed)
             else:
-                span.set_status(Status(StatusCode.ERROR, "no comparable answer"))
-            return agreed
-        finally:
-            span.end()
+                self.span.set_status(Status(StatusCode.ERROR, "no comparable answer"))
+        self.span.end()

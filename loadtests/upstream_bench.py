@@ -34,7 +34,7 @@ import aiohttp
 import httpx
 import uvloop
 
-from gateway.upstream import UpstreamPool
+from gateway.transport.pool import UpstreamPool
 
 LOOPBACK = "127.0.0.1"
 CONCURRENCY = 16

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Final
 
 from contract.health import Readiness, VersionHealth
-from gateway.proxy import Gateway
+from gateway.front import Gateway
 from registry.serving.deployments import Deployments
 from registry.serving.readiness import local_versions, routed, upstream_versions, verdict
 

@@ -27,10 +27,13 @@ from collections import deque
 from typing import Any, Final, NamedTuple, Protocol
 
 import httptools
+from uvicorn.config import Config
+from uvicorn.server import ServerState
 
 from gateway.errors import PayloadTooLarge
-from gateway.proxy import Headers, Reply, error_reply
+from gateway.reply import Reply, error_reply
 from gateway.server.protocol import CoalescingHttpToolsProtocol
+from gateway.transport.base import Headers
 
 log = logging.getLogger("modelyard.http")
 
@@ -79,8 +82,8 @@ class FastHttpProtocol(asyncio.Protocol):
 
     def __init__(
         self,
-        config: Any,
-        server_state: Any,
+        config: Config,
+        server_state: ServerState,
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
@@ -118,7 +121,8 @@ class FastHttpProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
-        self.server_state.connections.add(self)
+        # uvicorn's set is typed with its own protocols; it only calls `shutdown()` on them
+        self.server_state.connections.add(self)  # type: ignore[arg-type]
         if self.access_log:
             peer = transport.get_extra_info("peername")
             self.client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else ""
@@ -360,9 +364,11 @@ class FastHttpProtocol(asyncio.Protocol):
         if self.transport.is_closing():
             return
         successor = CoalescingHttpToolsProtocol(
-            config=self.config, server_state=self.server_state, app_state=self.app_state,
+            config=self.config,
+            server_state=self.server_state,
+            app_state=self.app_state,
             _loop=self.loop,
-        )  # fmt: skip
+        )
         self.server_state.connections.discard(self)
         successor.connection_made(self.transport)
         self.transport.set_protocol(successor)

@@ -4,7 +4,6 @@ splits, pins, OIP, shadow traffic, a killed upstream, a registry outage, and bad
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from modelyard.processes import ModelyardProcess
 from tests.e2e.bento import V1, V2, BentoServer, make_bento_home, serve, serve_many
@@ -99,10 +99,13 @@ async def fire(
 
 
 def metric(proc: ModelyardProcess, name: str, **labels: str) -> float:
+    """The first sample `name` with these labels (among others, in any order), or 0."""
     text = httpx.get(f"{proc.url}/metrics").text
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    found = re.search(rf"^{name}\{{{re.escape(want)}[^}}]*\}} (\S+)$", text, re.M)
-    return float(found.group(1)) if found else 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                return sample.value
+    return 0.0
 
 
 def windows_until(proc: ModelyardProcess, since: str, total: int) -> dict[str, int]:

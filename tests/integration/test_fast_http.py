@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 import uvicorn
 
-from gateway.proxy import Headers, Reply
+from gateway.reply import Reply
 from gateway.server.fast_http import protocol_class
+from gateway.transport.base import Headers
 
 MAX_BODY = 1024
 BIG = 1024 * 1024

@@ -21,7 +21,7 @@ import uvicorn
 import uvloop
 
 from gateway.errors import BadRequest, ConnectFailed, UpstreamBroken, UpstreamError, UpstreamTimeout
-from gateway.upstream import UpstreamPool, Upstreams
+from gateway.transport.pool import Http1Transport, UpstreamPool
 
 LOOPBACK = "127.0.0.1"
 TIMEOUT_S = 5.0  # for requests that must not time out
@@ -940,14 +940,14 @@ def test_unsupported_base_urls(url: str) -> None:
         UpstreamPool(url)
 
 
-async def test_upstreams_keeps_one_pool_per_base_url(env: Env) -> None:
+async def test_the_transport_keeps_one_pool_per_base_url(env: Env) -> None:
     server = await env.server(keep_alive)
-    upstreams = Upstreams(max_connections=4)
-    pool = upstreams.pool(server.url)
-    assert upstreams.pool(server.url) is pool
-    assert upstreams.pool("http://127.0.0.1:1") is not pool
+    transport = Http1Transport(max_connections=4)
+    pool = transport.pool(server.url)
+    assert transport.pool(server.url) is pool
+    assert transport.pool("http://127.0.0.1:1") is not pool
     await get(pool)
-    await upstreams.close()
+    await transport.close()
     assert pool.open_connections == 0
     with pytest.raises(ConnectFailed, match="pool closed"):
         await get(pool)

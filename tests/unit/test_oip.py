@@ -1,4 +1,4 @@
-"""OIP v2 ⇄ BentoML JSON translation (gateway/oip.py): pure, no IO."""
+"""OIP v2 ⇄ BentoML JSON translation (the gateway/oip package): pure, no IO."""
 
 from __future__ import annotations
 

@@ -3,8 +3,8 @@
 Why an asyncio Protocol and not streams: bytes go from `data_received` straight into llhttp (the
 parser uvicorn uses), with no StreamReader buffer in between and a single future per request, which
 is what made the small client measured in DESIGN.md several times faster than aiohttp or httpx.
-The pool (`gateway.upstream`) decides about reuse, retries and error mapping; this module only says
-what happened on the wire:
+The pool (`gateway.transport.pool`) decides about reuse, retries and error mapping; this module
+only says what happened on the wire:
 
 - `ConnectionLost`: the connection closed before a complete answer; `received` says whether any
   byte of the answer had arrived, which decides whether the stale keep-alive retry is safe.
@@ -25,8 +25,7 @@ from typing import cast
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from gateway.errors import BadRequest
-
-Headers = list[tuple[bytes, bytes]]
+from gateway.transport.base import Headers, UpstreamResponse
 
 # Hop-by-hop headers (RFC 9110 7.6.1): they describe one connection and are never forwarded, in
 # either direction. `host` and `content-length` are not hop-by-hop, but the client sets them itself.
@@ -108,20 +107,6 @@ def encode_request(
     ):
         raise BadRequest("request method, path or a header contains a space, CR or LF")
     return data
-
-
-class UpstreamResponse:
-    """A complete answer: status, lower-cased end-to-end headers, the whole (de-chunked) body."""
-
-    __slots__ = ("body", "headers", "status")
-
-    def __init__(self, status: int, headers: Headers, body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    def __repr__(self) -> str:
-        return f"UpstreamResponse(status={self.status}, {len(self.body)} bytes)"
 
 
 class ConnectionLost(Exception):

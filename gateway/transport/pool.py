@@ -1,10 +1,11 @@
-"""Pooled keep-alive HTTP/1.1 client for the model servers behind the gateway.
+"""The real transport: pooled keep-alive HTTP/1.1 connections to the model servers.
 
 Why our own: every inference call crosses it, and DESIGN.md ("How to measure") found httpx and
 aiohttp far too slow for that hot path (`loadtests/upstream_bench.py` keeps the comparison). The
-wire work sits in `gateway.http1`; this module owns the connections:
+wire work sits in `gateway.transport.http1`; this module owns the connections:
 
-- One `UpstreamPool` per upstream base URL (`Upstreams` keeps them). Idle connections sit on a LIFO
+- One `UpstreamPool` per upstream base URL; `Http1Transport` keeps them and is the gateway's
+  `Transport` (gateway.transport.base). Idle connections sit on a LIFO
   stack: the warmest connection is reused, the cold ones at the bottom age out (`idle_timeout_s`).
 - `max_connections` counts slots, taken before connecting and freed when a connection is dropped.
   Waiters queue; a released connection or a freed slot goes straight to the first waiter.
@@ -25,18 +26,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.errors import ConnectFailed, UpstreamBroken, UpstreamTimeout
-from gateway.http1 import (
+from gateway.transport.base import Headers, UpstreamRequest, UpstreamResponse
+from gateway.transport.http1 import (
     ConnectionLost,
     DeadlineExceeded,
-    Headers,
     Http1Connection,
     InvalidResponse,
-    UpstreamResponse,
     encode_request,
     head_middle,
 )
 
-__all__ = ["UpstreamPool", "UpstreamResponse", "Upstreams"]
+__all__ = ["Http1Transport", "UpstreamPool"]
 
 DEFAULT_MAX_CONNECTIONS = 256
 DEFAULT_CONNECT_TIMEOUT_S = 1.0
@@ -312,8 +312,9 @@ class UpstreamPool:
             self._free_slot()
 
 
-class Upstreams:
-    """One `UpstreamPool` per base URL, created on first use and shared by every request."""
+class Http1Transport:
+    """The gateway's `Transport`: one `UpstreamPool` per base URL, created on first use and
+    shared by every request."""
 
     __slots__ = ("_options", "_pools")
 
@@ -326,6 +327,12 @@ class Upstreams:
     ) -> None:
         self._options = (max_connections, connect_timeout_s, idle_timeout_s)
         self._pools: dict[str, UpstreamPool] = {}
+
+    def handle(self, request: UpstreamRequest) -> Coroutine[Any, Any, UpstreamResponse]:
+        """The pool's own coroutine, returned as is: no frame of this method's on the hot path."""
+        return self.pool(request.endpoint).request(
+            request.method, request.path, request.headers, request.body, request.timeout_s
+        )
 
     def pool(self, base_url: str) -> UpstreamPool:
         found = self._pools.get(base_url)

@@ -1,0 +1,123 @@
+"""Forwarding, the part the passthrough and the OIP fronts share: pick the version
+(gateway.routing), send the request through the resilient transport (gateway.resilience),
+measure it, name model, version, variant and route revision in the answer's headers, and offer
+a sampled copy to the shadow version."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Final
+
+from contract.routes import ModelRoute, RouteTable
+from contract.traffic import BUCKETS
+from gateway.draws import Draws
+from gateway.errors import GatewayError, Overloaded
+from gateway.hooks import RequestHooks
+from gateway.metrics import GatewayMetrics
+from gateway.reply import JSON, Reply
+from gateway.request import Routing
+from gateway.resilience import Forward, Resilient
+from gateway.routing import Choice, choose, shadow_target
+from gateway.shadow import ShadowCopy, ShadowQueue
+from gateway.transport.base import Headers, UpstreamResponse
+
+MODEL_HEADER: Final = b"x-modelyard-model"
+VERSION_HEADER: Final = b"x-modelyard-version"
+VARIANT_HEADER: Final = b"x-modelyard-variant"
+REVISION_HEADER: Final = b"x-modelyard-route-revision"
+_CONTENT_TYPE: Final = b"content-type"
+
+
+class Forwarder:
+    __slots__ = ("draws", "metrics", "resilient", "shadow")
+
+    def __init__(
+        self,
+        resilient: Resilient,
+        metrics: GatewayMetrics,
+        shadow: ShadowQueue,
+        draws: Draws | None = None,
+    ) -> None:
+        self.resilient = resilient
+        self.metrics = metrics
+        self.shadow = shadow
+        self.draws = draws if draws is not None else Draws()
+
+    def choose(self, route: ModelRoute, routing: Routing) -> Choice:
+        return choose(
+            route,
+            version=routing.version,
+            alias=routing.alias,
+            key=routing.key,
+            headers=routing.headers,
+            draw=self.draws,
+        )
+
+    async def send(
+        self,
+        route: ModelRoute,
+        choice: Choice,
+        path: bytes,
+        headers: Headers,
+        body: bytes,
+        hooks: RequestHooks | None,
+    ) -> tuple[UpstreamResponse, Choice]:
+        """The answer and the version that gave it; measured under that version's variant
+        (a shed request is not: it never reached an upstream)."""
+        forward = Forward(route, choice, path, headers, body, hooks)
+        started = time.perf_counter()
+        try:
+            answer = await self.resilient.send(forward)
+        except Overloaded:
+            raise
+        except GatewayError:
+            choice = forward.choice
+            seconds = time.perf_counter() - started
+            self.metrics.observe(route.name, str(choice.version), choice.variant, seconds, True)
+            raise
+        choice = forward.choice
+        seconds = time.perf_counter() - started
+        error = answer.status >= 500
+        self.metrics.observe(route.name, str(choice.version), choice.variant, seconds, error)
+        return answer, choice
+
+    def reply(
+        self,
+        table: RouteTable,
+        route: ModelRoute,
+        choice: Choice,
+        status: int,
+        body: bytes,
+        upstream_headers: Headers,
+        hooks: RequestHooks | None,
+    ) -> Reply:
+        """The answer with the upstream's content type and the gateway's own headers."""
+        if hooks is not None:
+            hooks.chosen(table, route, choice)
+        headers = [(k, v) for k, v in upstream_headers if k == _CONTENT_TYPE] or [JSON]
+        headers += [
+            (MODEL_HEADER, route.name.encode()),
+            (VERSION_HEADER, str(choice.version).encode()),
+            (VARIANT_HEADER, choice.variant.encode()),
+            (REVISION_HEADER, str(table.revision).encode()),
+        ]
+        return Reply(status, headers, body)
+
+    def offer_shadow(
+        self,
+        route: ModelRoute,
+        choice: Choice,
+        path: bytes,
+        headers: Headers,
+        body: bytes,
+        answer: UpstreamResponse,
+        hooks: RequestHooks | None,
+    ) -> None:
+        """A sampled copy to the shadow version, sent after the answer (never delaying it)."""
+        if route.policy.shadow is None or answer.status >= 400:
+            return
+        target = shadow_target(route, choice.version, random.randrange(BUCKETS))
+        if target is not None:
+            origin = hooks.origin() if hooks is not None else None
+            self.shadow.offer(ShadowCopy(route, target, path, headers, body, answer.body, origin))

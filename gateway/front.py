@@ -1,0 +1,175 @@
+"""The gateway's HTTP front: one request in (method, path, headers, whole body), one `Reply` out.
+
+The fast HTTP server (gateway.server.fast_http) calls `Gateway.handle` directly; `__call__`
+is the same as a plain ASGI app (a framework handler costs more than the proxying itself). The
+paths are read by gateway.request; the BentoML JSON passthrough is answered here, the Open
+Inference Protocol by gateway.oip.front, both forwarding through gateway.forward.
+
+With hooks (tracing on) `handle` tells them when a request starts and how it ended; without,
+`handle` is the plain path itself, with no test for hooks at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Final
+
+from contract.health import Readiness
+from gateway.breaker import Breaker
+from gateway.errors import GatewayError, PayloadTooLarge, UnknownModel
+from gateway.follow import RouteFollower
+from gateway.forward import Forwarder
+from gateway.health import UpstreamChecks
+from gateway.hooks import Hooks, RequestHooks
+from gateway.metrics import GatewayMetrics
+from gateway.oip.front import OipFront
+from gateway.reply import Reply, error_reply
+from gateway.request import (
+    INFER,
+    INVOKE,
+    METRICS,
+    MODEL_METADATA,
+    MODEL_READY,
+    SERVER_LIVE,
+    SERVER_READY,
+    Call,
+    parse,
+    passthrough_headers,
+    routing_of,
+    served,
+)
+from gateway.transport.base import Headers
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Handle = Callable[[str, str, Headers, bytes], Coroutine[Any, Any, Reply]]
+
+DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024
+_METRICS_TYPE: Final = (b"content-type", b"text/plain; version=0.0.4")
+
+
+class Gateway:
+    def __init__(
+        self,
+        follower: RouteFollower,
+        forwarder: Forwarder,
+        *,
+        hooks: Hooks | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> None:
+        self.follower = follower
+        self.forwarder = forwarder
+        self.metrics: GatewayMetrics = forwarder.metrics
+        self.oip = OipFront(follower, forwarder)
+        self.hooks = hooks
+        self.max_body = max_body
+        #: Health checks of the upstreams (set by `running_gateway`), and the readiness of the
+        #: process (set by the app: with a local deployer it knows more than the gateway).
+        self.checks: UpstreamChecks | None = None
+        self.readiness: Callable[[], Readiness] | None = None
+        #: Answer one request whose whole body has been read (and held to `max_body`).
+        self.handle: Handle = self._answer if hooks is None else self._observed
+        self.metrics.breakers = forwarder.resilient.states
+
+    @property
+    def breakers(self) -> dict[str, Breaker]:
+        """Each upstream's breaker (by base URL), for status pages and readiness."""
+        return self.forwarder.resilient.breakers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        try:
+            body = await _read_body(receive, self.max_body)
+        except PayloadTooLarge as exc:
+            reply = error_reply(exc, path.startswith("/v2/"))
+        else:
+            reply = await self.handle(scope["method"], path, scope["headers"], body)
+        headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": reply.body})
+
+    async def _observed(self, method: str, path: str, headers: Headers, body: bytes) -> Reply:
+        assert self.hooks is not None
+        hooks = self.hooks.request(method, path, headers)
+        if hooks is None:
+            return await self._answer(method, path, headers, body)
+        try:
+            reply = await self._answer(method, path, headers, body, hooks)
+        except BaseException as exc:
+            hooks.end(0, exc)
+            raise
+        hooks.end(reply.status, None)
+        return reply
+
+    async def _answer(
+        self,
+        method: str,
+        path: str,
+        headers: Headers,
+        body: bytes,
+        hooks: RequestHooks | None = None,
+    ) -> Reply:
+        try:
+            call = parse(method, path)
+            kind = call.kind
+            if kind == INVOKE:
+                return await self._invoke(call, headers, body, hooks)
+            if kind == METRICS:
+                return self._metrics()
+            if kind == SERVER_LIVE:
+                return self.oip.server_live()
+            if kind == SERVER_READY:
+                return self.oip.server_ready(self.readiness)
+            table = self.follower.table
+            route = served(table, call.model)
+            assert table is not None
+            if kind == INFER:
+                return await self.oip.infer(table, route, call.version, headers, body, hooks)
+            if kind == MODEL_METADATA:
+                return self.oip.model_metadata(route, call.version)
+            if kind == MODEL_READY:
+                return self.oip.model_ready(route, call.version)
+            raise UnknownModel(f"unknown OIP call {method} {path}", field="path")
+        except GatewayError as exc:
+            return error_reply(exc, path.startswith("/v2/"))
+
+    async def _invoke(
+        self, call: Call, raw: Headers, body: bytes, hooks: RequestHooks | None
+    ) -> Reply:
+        """The BentoML JSON passthrough: the body goes to the chosen version's API as it is."""
+        table = self.follower.table
+        route = served(table, call.model)
+        assert table is not None
+        forwarder = self.forwarder
+        choice = forwarder.choose(route, routing_of(route, raw, call.version, call.alias, body))
+        forward = passthrough_headers(raw)
+        path = b"/" + call.api.encode()
+        answer, choice = await forwarder.send(route, choice, path, forward, body, hooks)
+        reply = forwarder.reply(
+            table, route, choice, answer.status, answer.body, answer.headers, hooks
+        )
+        forwarder.offer_shadow(route, choice, path, forward, body, answer, hooks)
+        return reply
+
+    def _metrics(self) -> Reply:
+        table = self.follower.table
+        metrics = self.metrics
+        metrics.route_revision = table.revision if table is not None else -1
+        metrics.registry_up = self.follower.registry_up
+        return Reply(200, [_METRICS_TYPE], metrics.render())
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the request body is over the {limit}-byte limit")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)

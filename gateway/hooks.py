@@ -1,0 +1,68 @@
+"""The points at which the gateway tells an observer what happens to a request; tracing
+(gateway.traced) is the observer. Without one (`hooks=None`, tracing off) the gateway makes no
+call at all: each point is one `is not None` test.
+
+    Hooks.request(method, path, headers) -> RequestHooks | None     request start
+        RequestHooks.attempt(route, target, request) -> AttemptHooks    each upstream attempt
+            AttemptHooks.request                                        what to send instead
+            AttemptHooks.end(answer, error, breaker state)
+        RequestHooks.fallback(route, before, after, why)                fallback to stable
+        RequestHooks.chosen(table, route, choice)                       the version that answers
+        RequestHooks.origin()                                           what a shadow copy links to
+        RequestHooks.end(status, error)                                 the answer (or a crash)
+    Hooks.shadow(copy) -> ShadowHooks                                   a shadow copy's exchange
+        ShadowHooks.copy                                                what to send instead
+        ShadowHooks.end(agreed, error)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from contract.routes import ModelRoute, RouteTable, VersionRoute
+    from gateway.routing import Choice
+    from gateway.shadow import ShadowCopy
+    from gateway.transport.base import Headers, UpstreamRequest, UpstreamResponse
+
+
+class AttemptHooks(Protocol):
+    #: The request to send: the one given to `RequestHooks.attempt`, or a copy of it (with the
+    #: attempt's trace context in its headers).
+    request: UpstreamRequest
+
+    def end(
+        self, answer: UpstreamResponse | None, error: BaseException | None, breaker: str
+    ) -> None:
+        """The attempt's answer (any status) or error, and its upstream's breaker after it."""
+
+
+class RequestHooks(Protocol):
+    def attempt(
+        self, route: ModelRoute, target: VersionRoute, request: UpstreamRequest
+    ) -> AttemptHooks: ...
+
+    def fallback(self, route: ModelRoute, before: Choice, after: Choice, why: str) -> None: ...
+
+    def chosen(self, table: RouteTable, route: ModelRoute, choice: Choice) -> None:
+        """The version that answers an inference request, as its reply is built."""
+
+    def origin(self) -> object | None:
+        """What a shadow copy of this request links to (a span context), if anything."""
+
+    def end(self, status: int, error: BaseException | None) -> None:
+        """The reply's status, or (status 0) the error that escaped the gateway."""
+
+
+class ShadowHooks(Protocol):
+    copy: ShadowCopy  # the copy to send (with the trace context of its own span)
+
+    def end(self, agreed: bool | None, error: BaseException | None) -> None:
+        """The agreement (None: no comparable answer), or the error that ended the copy."""
+
+
+class Hooks(Protocol):
+    def request(self, method: str, path: str, headers: Headers) -> RequestHooks | None:
+        """A request starts; None: nothing to observe on this one (probes, scrapes)."""
+
+    def shadow(self, copy: ShadowCopy) -> ShadowHooks: ...

@@ -1,0 +1,219 @@
+"""What a request asks of the gateway, read from its method, path and headers. Pure: no IO.
+
+The paths the gateway answers (`ROUTES`; a unit test pins them):
+
+    /models/{name}/{api}                  POST  BentoML JSON passthrough; {name}@{alias} pins an
+    /models/{name}/versions/{v}/{api}     POST  alias, versions/{v} a version
+    /v2/health/live, /v2/health/ready     any   Open Inference Protocol: server health
+    /v2/models/{name}[/versions/{v}]      GET   model metadata
+      .../ready                           GET   model readiness
+      .../infer                           POST  inference
+    /metrics                              any   Prometheus
+
+`parse` turns method and path into a `Call`; `routing_of` reads what the routing decision needs
+of the headers (pins by header, the policy's header rules, the sticky key) into a `Routing`.
+A version pinned by the path wins over one pinned by a header. Neither decodes the body, except
+`routing_of` for a sticky key taken from a JSON field of a passthrough body (the only decoding
+of that body in the gateway).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Final
+
+import msgspec
+
+from contract.routes import ModelRoute, RouteTable
+from contract.traffic import ALIAS_HEADER, VERSION_HEADER, TrafficPolicy
+from gateway.errors import BadRequest, UnknownModel
+from gateway.reply import JSON
+from gateway.transport.base import Headers
+
+# --- calls ----------------------------------------------------------------------------------------
+
+METRICS: Final = "metrics"
+SERVER_LIVE: Final = "server_live"
+SERVER_READY: Final = "server_ready"
+INVOKE: Final = "invoke"  # the BentoML JSON passthrough
+MODEL_METADATA: Final = "model_metadata"
+MODEL_READY: Final = "model_ready"
+INFER: Final = "infer"
+#: An OIP path under a model that names no call the gateway answers (for that method): a 404
+#: once the model is known to be served (an unknown model is reported first).
+UNKNOWN: Final = "unknown"
+
+ANY: Final = "*"
+#: (method, path template, kind) of every call the gateway answers.
+ROUTES: Final = (
+    (ANY, "/metrics", METRICS),
+    ("POST", "/models/{name}/{api}", INVOKE),
+    ("POST", "/models/{name}@{alias}/{api}", INVOKE),
+    ("POST", "/models/{name}/versions/{version}/{api}", INVOKE),
+    (ANY, "/v2/health/live", SERVER_LIVE),
+    (ANY, "/v2/health/ready", SERVER_READY),
+    ("GET", "/v2/models/{name}", MODEL_METADATA),
+    ("GET", "/v2/models/{name}/versions/{version}", MODEL_METADATA),
+    ("GET", "/v2/models/{name}/ready", MODEL_READY),
+    ("GET", "/v2/models/{name}/versions/{version}/ready", MODEL_READY),
+    ("POST", "/v2/models/{name}/infer", INFER),
+    ("POST", "/v2/models/{name}/versions/{version}/infer", INFER),
+)
+
+
+class Call(msgspec.Struct, frozen=True, gc=False):
+    """A msgspec Struct, like `Routing`: made for every request, it costs a fifth of a
+    NamedTuple."""
+
+    kind: str
+    model: str = ""
+    version: int | None = None  # pinned by the path
+    alias: str | None = None  # pinned by the path
+    api: str = ""  # the BentoML API of a passthrough call
+
+
+_METRICS: Final = Call(METRICS)
+_LIVE: Final = Call(SERVER_LIVE)
+_READY: Final = Call(SERVER_READY)
+
+
+def parse(method: str, path: str) -> Call:
+    """The call `method path` makes; `UnknownModel` (404) or `BadRequest` (400) if none."""
+    if path == "/metrics":
+        return _METRICS
+    if path.startswith("/v2/"):
+        return _oip(method, path[4:])
+    return _passthrough(method, path[len("/models/") :])
+
+
+def _passthrough(method: str, rest: str) -> Call:
+    if method != "POST":
+        raise UnknownModel("inference calls are POST /models/{name}/{api}", field="path")
+    parts = rest.split("/")
+    if len(parts) == 2:
+        name, api = parts
+        if "@" in name:
+            name, alias = name.split("@", 1)
+            return Call(INVOKE, name, None, alias, api)
+        return Call(INVOKE, name, None, None, api)
+    if len(parts) == 4 and parts[1] == "versions":
+        return Call(INVOKE, parts[0], version_number(parts[2]), None, parts[3])
+    raise UnknownModel("expected /models/{name}/{api}", field="path")
+
+
+def _oip(method: str, rest: str) -> Call:
+    if rest == "health/live":
+        return _LIVE
+    if rest == "health/ready":
+        return _READY
+    parts = rest.split("/")
+    if len(parts) < 2 or parts[0] != "models":
+        raise UnknownModel("unknown OIP path", field="path")
+    name, tail = parts[1], parts[2:]
+    version: int | None = None
+    if len(tail) >= 2 and tail[0] == "versions":
+        version, tail = version_number(tail[1]), tail[2:]
+    action = tail[0] if tail else ""
+    if action == "infer" and method == "POST":
+        return Call(INFER, name, version)
+    if action == "" and method == "GET":
+        return Call(MODEL_METADATA, name, version)
+    if action == "ready" and method == "GET":
+        return Call(MODEL_READY, name, version)
+    return Call(UNKNOWN, name, version)
+
+
+def version_number(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise BadRequest(f"version must be a positive number, got {text[:20]!r}", field="version")
+    return int(text)
+
+
+def served(table: RouteTable | None, name: str) -> ModelRoute:
+    """The route of the model `name` in the table being served, or `UnknownModel`."""
+    route = table.models.get(name) if table is not None else None
+    if route is None:
+        raise UnknownModel(f"no model named {name!r} is served here", field="model")
+    return route
+
+
+# --- what routing reads of the headers ------------------------------------------------------------
+
+
+class Routing(msgspec.Struct, frozen=True, gc=False):
+    """The inputs of `gateway.routing.choose` besides the route."""
+
+    version: int | None
+    alias: str | None
+    key: str | None  # the sticky key, when the policy has one and the request carries it
+    headers: dict[str, str]  # the headers the policy reads, names in lower case
+
+
+_PIN_HEADERS: Final = frozenset({VERSION_HEADER.encode(), ALIAS_HEADER.encode()})
+
+
+def routing_of(
+    route: ModelRoute, raw: Headers, version: int | None, alias: str | None, body: bytes | None
+) -> Routing:
+    """`version`/`alias`: the path's pins; `body`: a JSON body a sticky key may be read from
+    (None: not from the body)."""
+    policy = route.policy
+    headers = routing_headers(raw, policy)
+    if version is None and alias is None:
+        if VERSION_HEADER in headers:
+            version = version_number(headers[VERSION_HEADER])
+        else:
+            alias = headers.get(ALIAS_HEADER)
+    key = sticky_key(policy, headers, body) if policy.sticky is not None else None
+    return Routing(version, alias, key, headers)
+
+
+def routing_headers(raw: Headers, policy: TrafficPolicy) -> dict[str, str]:
+    """Only the headers routing reads (pins, the policy's rules and sticky key), decoded:
+    most requests need two lookups, not every header of the request turned into text."""
+    wanted = _PIN_HEADERS
+    if policy.rules or policy.sticky is not None:
+        names = {r.header.lower() for r in policy.rules}
+        if policy.sticky is not None:
+            names.add((policy.sticky.header or "cookie").lower())
+        wanted = wanted | {n.encode() for n in names}
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in raw if k in wanted}
+
+
+def sticky_key(policy: TrafficPolicy, headers: dict[str, str], body: bytes | None) -> str | None:
+    """The sticky key: a header, a cookie, or a top-level field of a JSON body."""
+    sticky = policy.sticky
+    if sticky is None:
+        return None
+    if sticky.header is not None:
+        return headers.get(sticky.header.lower())
+    if sticky.cookie is not None:
+        for part in headers.get("cookie", "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == sticky.cookie:
+                return value
+        return None
+    if sticky.json_field is not None and body:
+        with contextlib.suppress(msgspec.DecodeError):
+            found = msgspec.json.decode(body)
+            if isinstance(found, dict) and sticky.json_field in found:
+                return str(found[sticky.json_field])
+    return None
+
+
+# --- what is forwarded ----------------------------------------------------------------------------
+
+_TRACE: Final = frozenset({b"traceparent", b"tracestate"})
+_PASSED_ON: Final = frozenset({b"content-type", b"accept", *_TRACE})
+
+
+def passthrough_headers(raw: Headers) -> Headers:
+    """What a passthrough call forwards: its body's type, what it accepts, its trace context."""
+    return [(k, v) for k, v in raw if k in _PASSED_ON]
+
+
+def oip_headers(raw: Headers) -> Headers:
+    """What an inference call forwards: its trace context, and a JSON body."""
+    forward = [(k, v) for k, v in raw if k in _TRACE]
+    forward.append(JSON)
+    return forward

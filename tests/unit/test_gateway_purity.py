@@ -1,0 +1,30 @@
+"""The gateway's pure layers import no IO library (DESIGN.md; the same check as
+test_purity.py): reading a request, routing, resilience (which reaches the network only through
+the Transport it is given), the breaker, replies and errors, the hooks, and the OIP codecs."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.test_purity import FORBIDDEN, ROOT, imported_roots
+
+PURE = [
+    "gateway/breaker.py",
+    "gateway/errors.py",
+    "gateway/hooks.py",
+    "gateway/reply.py",
+    "gateway/request.py",
+    "gateway/resilience.py",
+    "gateway/routing.py",
+    "gateway/transport/base.py",
+    "gateway/oip/wire.py",
+    "gateway/oip/tensors.py",
+    "gateway/oip/inputs.py",
+    "gateway/oip/outputs.py",
+]
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_gateway_module_imports_no_io(module: str) -> None:
+    bad = imported_roots(ROOT / module) & (FORBIDDEN | {"httptools", "prometheus_client"})
+    assert not bad, f"{module} imports IO libraries: {sorted(bad)}"
