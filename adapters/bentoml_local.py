@@ -184,11 +184,14 @@ class LocalBentoServers:
 
     async def _bentoml(self, server: _Server, *args: str) -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(
-            self.python, "-m", "bentoml", *args,
+            self.python,
+            "-m",
+            "bentoml",
+            *args,
             env=self._env(server),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
+        )
         out, _ = await proc.communicate()
         return proc.returncode or 0, out.decode(errors="replace")
 
@@ -201,14 +204,21 @@ class LocalBentoServers:
         log = (server.workdir / "server.log").open("ab")
         try:
             server.proc = await asyncio.create_subprocess_exec(
-                self.python, "-m", "bentoml", "serve", str(server.version.bento_tag),
-                "--host", self.host, "--port", str(port),
+                self.python,
+                "-m",
+                "bentoml",
+                "serve",
+                str(server.version.bento_tag),
+                "--host",
+                self.host,
+                "--port",
+                str(port),
                 env=self._env(server),
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
-            )  # fmt: skip
+            )
         finally:
             log.close()
         server.update(pid=server.proc.pid)

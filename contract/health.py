@@ -30,10 +30,24 @@ from contract.routes import ModelRoute, RouteTable
 from contract.traffic import references
 
 Status = Literal[
-    "ready", "not_started", "preparing", "starting", "routing", "checking", "restarting",
-    "failed", "unhealthy", "stopped", "not_answering", "ejected", "not_routed", "endpoint",
-    "no_deployer", "not_served", "missing",
-]  # fmt: skip
+    "ready",
+    "not_started",
+    "preparing",
+    "starting",
+    "routing",
+    "checking",
+    "restarting",
+    "failed",
+    "unhealthy",
+    "stopped",
+    "not_answering",
+    "ejected",
+    "not_routed",
+    "endpoint",
+    "no_deployer",
+    "not_served",
+    "missing",
+]
 #: Statuses of a version on its way up: while the process starts, these hold its readiness.
 ON_THE_WAY: Final = frozenset({"not_started", "preparing", "starting", "routing", "checking"})
 

@@ -90,8 +90,9 @@ class ServingReadiness:
                 routes = routed(table) if table is not None else None
                 if self.routes and routes is None:
                     routes = {}
-                found += local_versions(deployments.wanted, deployments.states(),
-                                        deployments.refused, routes)  # fmt: skip
+                found += local_versions(
+                    deployments.wanted, deployments.states(), deployments.refused, routes
+                )
                 local = {(v.model, v.version) for v in deployments.wanted}
         if gateway is not None and table is not None:
             probes = gateway.checks.probes() if gateway.checks is not None else {}

@@ -41,8 +41,11 @@ class Handler:
         if path == "/fast/big":
             return Reply(200, [JSON], b"%08d" % len(self.calls) + b"x" * BIG)
         tag = dict(headers).get(b"x-tag", b"")
-        return Reply(200, [JSON, (b"x-via", b"fast")], b"%s %s %s %s" % (
-            method.encode(), path.encode(), tag, body))  # fmt: skip
+        return Reply(
+            200,
+            [JSON, (b"x-via", b"fast")],
+            b"%s %s %s %s" % (method.encode(), path.encode(), tag, body),
+        )
 
 
 @dataclass
@@ -86,9 +89,14 @@ class Served:
 async def serving(keep_alive_s: int = 30) -> AsyncIterator[Served]:
     handler = Handler()
     config = uvicorn.Config(
-        asgi_echo, host="127.0.0.1", port=0, http=protocol_class(Paths(handler)),
-        timeout_keep_alive=keep_alive_s, log_level="warning", timeout_graceful_shutdown=5,
-    )  # fmt: skip
+        asgi_echo,
+        host="127.0.0.1",
+        port=0,
+        http=protocol_class(Paths(handler)),
+        timeout_keep_alive=keep_alive_s,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -186,8 +194,11 @@ async def test_pipelined_requests_are_answered_in_order() -> None:
         assert not done, "an answer came before the first request's"
         s.handler.release.set()
         answers = [await first, await c.answer(), await c.answer()]
-        assert [a.body for a in answers] == [b"POST /fast/slow  1", b"POST /fast/a  2",
-                                             b"POST /fast/b  3"]  # fmt: skip
+        assert [a.body for a in answers] == [
+            b"POST /fast/slow  1",
+            b"POST /fast/a  2",
+            b"POST /fast/b  3",
+        ]
 
 
 async def test_a_chunked_body_is_put_together() -> None:

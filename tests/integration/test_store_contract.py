@@ -214,13 +214,19 @@ async def test_audit_is_readable_per_model_and_version(registry: Registry) -> No
     await registry.transition_stage(reasoned, "iris", 2, StageChange(stage=Stage.STAGING), None)
     events = await registry.audit_events("iris", None, 0, 100)
     assert [e.action for e in events] == [
-        "model.create", "version.create", "version.create", "version.stage",
-    ]  # fmt: skip
+        "model.create",
+        "version.create",
+        "version.create",
+        "version.stage",
+    ]
     assert [e.seq for e in events] == [1, 2, 3, 4]
     stage = events[-1]
     assert (stage.actor, stage.reason, stage.request_id, stage.version) == (
-        "alice", "better recall", "req-9", 2,
-    )  # fmt: skip
+        "alice",
+        "better recall",
+        "req-9",
+        2,
+    )
     assert bytes(stage.before or b"") == b'{"stage":"None"}'
     only_v2 = await registry.audit_events("iris", 2, 0, 100)
     assert [e.action for e in only_v2] == ["version.create", "version.stage"]

@@ -126,8 +126,15 @@ async def test_every_version_header_matches_its_span(
         trace_id, parent_id = secrets.randbits(128) or 1, secrets.randbits(64) or 1
         traceparent = f"00-{trace_id:032x}-{parent_id:016x}-01"
         path = "/models/iris/classify" if i % 2 else "/v2/models/iris/infer"
-        body = ROWS if i % 2 else {"inputs": [{"name": "x", "shape": [4], "datatype": "FP64",
-                                                "data": [5.1, 3.5, 1.4, 0.2]}]}  # fmt: skip
+        body = (
+            ROWS
+            if i % 2
+            else {
+                "inputs": [
+                    {"name": "x", "shape": [4], "datatype": "FP64", "data": [5.1, 3.5, 1.4, 0.2]}
+                ]
+            }
+        )
         r = await client.post(path, json=body, headers={"traceparent": traceparent})
         assert r.status_code == 200, r.text
         answers.append((trace_id, parent_id, r))

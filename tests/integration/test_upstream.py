@@ -176,8 +176,13 @@ async def uvicorn_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     path: str = scope["path"]
     if path.startswith("/len/"):
         data = pattern(int(path.removeprefix("/len/")))
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", b"%d" % len(data))]})  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"%d" % len(data))],
+            }
+        )
         await send({"type": "http.response.body", "body": data})
     elif path == "/chunks":
         sizes = [int(s) for s in scope["query_string"].split(b",")]
@@ -186,8 +191,13 @@ async def uvicorn_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "http.response.body", "body": pattern(size), "more_body": True})
         await send({"type": "http.response.body", "body": b""})
     else:
-        await send({"type": "http.response.start", "status": 201,
-                    "headers": [(b"content-length", b"%d" % len(body))]})  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 201,
+                "headers": [(b"content-length", b"%d" % len(body))],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
