@@ -142,11 +142,16 @@ def make_body(size: int = BODY_BYTES) -> str:
 
 
 @contextmanager
-def gateway(workdir: Path, pin: Pinning, upstream: Server) -> Iterator[ModelyardProcess]:
+def gateway(
+    workdir: Path, pin: Pinning, upstream: Server, checkout: Path | None = None
+) -> Iterator[ModelyardProcess]:
     """`modelyard serve` (no deployer) routing model `bench` to the upstream, its threads on the
-    server CPU; always stopped. A failure to get there carries the server's log."""
+    server CPU; always stopped. A failure to get there carries the server's log. `checkout`:
+    run the code of another checkout of modelyard (its root is the child's working directory,
+    which `python -m` puts first on the import path)."""
     token = "bench-" + secrets.token_urlsafe(24)
-    proc = ModelyardProcess("serve", workdir, token, extra_env={"MODELYARD_DEPLOYER": "none"})
+    env = {"MODELYARD_DEPLOYER": "none"}
+    proc = ModelyardProcess("serve", workdir, token, extra_env=env, cwd=checkout)
     try:
         try:
             proc.start()

@@ -31,6 +31,7 @@ class ModelyardProcess:
     database_url: str = ""
     port: int = field(default_factory=free_port)
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    cwd: Path | None = None  # None: this process's; a checkout's root runs that checkout's code
     proc: subprocess.Popen[bytes] | None = None
     log: IO[bytes] | None = None
 
@@ -59,6 +60,7 @@ class ModelyardProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "modelyard", self.role],
             env=env,
+            cwd=self.cwd,
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
