@@ -2,7 +2,7 @@
 every family's name, type and label names are pinned here. After changing them on purpose,
 rewrite the snapshot with
 `MODELYARD_UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest tests/unit/test_surface_metrics.py` and
-review the diff of tests/unit/snapshots/gateway_metrics.txt."""
+review the diff of tests/snapshots/gateway-metrics.txt."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.metrics import GatewayMetrics
 
-SNAPSHOT = Path(__file__).parent / "snapshots" / "gateway_metrics.txt"
+SNAPSHOT = Path(__file__).parents[1] / "snapshots" / "gateway-metrics.txt"
 
 
 def recorded() -> GatewayMetrics:

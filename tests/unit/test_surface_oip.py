@@ -2,7 +2,7 @@
 Protocol's own tools call them): every method and path template is pinned here, and each is
 checked to be answered as listed. After changing them on purpose, rewrite the snapshot with
 `MODELYARD_UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest tests/unit/test_surface_oip.py` and
-review the diff of tests/unit/snapshots/gateway_routes.txt."""
+review the diff of tests/snapshots/gateway-routes.txt."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from gateway.errors import GatewayError
 from gateway.request import ANY, ROUTES, UNKNOWN, parse
 
-SNAPSHOT = Path(__file__).parent / "snapshots" / "gateway_routes.txt"
+SNAPSHOT = Path(__file__).parents[1] / "snapshots" / "gateway-routes.txt"
 EXAMPLE = {"{name}": "iris", "{alias}": "champion", "{version}": "2", "{api}": "classify"}
 METHODS = ("GET", "POST", "PUT", "DELETE")
 
