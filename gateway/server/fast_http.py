@@ -33,7 +33,13 @@ from uvicorn.server import ServerState
 from gateway.errors import PayloadTooLarge
 from gateway.reply import Reply, error_reply
 from gateway.server.handover import HandOver
-from gateway.server.limits import HeadBudget, Refused, head_too_large, refusal
+from gateway.server.limits import (
+    HeadBudget,
+    Refused,
+    answer_and_linger,
+    head_too_large,
+    refusal,
+)
 from gateway.transport.base import Headers
 
 log = logging.getLogger("modelyard.http")
@@ -336,8 +342,7 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
                     transport.resume_reading()
             return
         if self.refusal:
-            self._write(self.refusal)
-            transport.close()
+            answer_and_linger(transport, self.refusal)
             return
         self.last_active = self.loop.time()
         if self.handing_over:
@@ -375,5 +380,4 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
         if (self.busy or self.queue) and not self.handing_over:
             self.refusal = answer
             return
-        self._write(answer)
-        transport.close()
+        answer_and_linger(transport, answer)

@@ -12,6 +12,7 @@ nginx answers the same requests with 414, 400 ("Request Header Or Cookie Too Lar
 
 from __future__ import annotations
 
+import asyncio
 import http
 from typing import Final
 
@@ -20,6 +21,7 @@ MAX_HEAD_BYTES: Final = 64 * 1024  # names and values of all headers (h11: 64 Ki
 MAX_HEADERS: Final = 100
 HEAD_TIMEOUT_S: Final = 30.0  # a request's head must be complete this long after it began
 BODY_IDLE_S: Final = 30.0  # a request's body may not stall longer than this between reads
+LINGER_S: Final = 2.0  # after a refusal, what the client still sends is read and dropped
 
 
 class Refused(Exception):
@@ -111,3 +113,17 @@ def refusal(error: BaseException) -> Refused:
     """The `Refused` a parser error stands for (raised in a callback, or the parser's own)."""
     cause = error.__context__
     return cause if isinstance(cause, Refused) else bad_request()
+
+
+def answer_and_linger(transport: asyncio.Transport, answer: bytes) -> None:
+    """Write a refusal and close gently, as nginx's lingering close: our side is shut for
+    writing, and what the client still sends (the rest of a huge head or body) is read and
+    dropped for `LINGER_S` or until it closes its side; closing with that data unread would
+    reset the connection, and the client could lose the answer."""
+    transport.write(answer)
+    if not transport.can_write_eof():
+        transport.close()
+        return
+    transport.write_eof()
+    transport.resume_reading()
+    asyncio.get_running_loop().call_later(LINGER_S, transport.close)

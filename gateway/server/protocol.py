@@ -21,7 +21,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.server import limits
-from gateway.server.limits import HeadBudget, Refused, head_too_large
+from gateway.server.limits import HeadBudget, Refused, answer_and_linger, head_too_large
 
 #: A turn's writes past this size go out at once (a large streamed body is not held).
 FLUSH_AT_BYTES = 64 * 1024
@@ -59,6 +59,10 @@ class CoalescingTransport:
     def close(self) -> None:
         self.flush()
         self._transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
 
     def __getattr__(self, name: str) -> Any:
         # is_closing, get_extra_info, pause_reading, resume_reading, abort, ...
@@ -106,8 +110,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         """uvicorn's answer to a parser error: the limit's own answer when one was crossed."""
         refused = self.refused or Refused(400, "BAD_REQUEST", "malformed HTTP request")
         self.refused = refused
-        self.transport.write(refused.answer(self.server_state.default_headers))
-        self.transport.close()
+        answer = refused.answer(self.server_state.default_headers)
+        answer_and_linger(self.transport, answer)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
