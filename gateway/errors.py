@@ -47,6 +47,12 @@ class Overloaded(GatewayError):
     code = "OVERLOADED"
 
 
+class NoRouteTable(Overloaded):
+    """No route table yet (the registry not reached since start, none saved): 503, retry."""
+
+    code = "NO_ROUTE_TABLE"
+
+
 class UpstreamError(GatewayError):
     code = "UPSTREAM_ERROR"
 

@@ -1,12 +1,22 @@
 """Following the registry's route feed. The gateway keeps serving the last table it got when
-the registry cannot be reached, and says so (readiness detail, `registry_up` metric)."""
+the registry cannot be reached, and says so (readiness detail, `registry_up` metric).
+
+With a `saved` path (under the data dir), every table received is kept on local disk, and a
+gateway that starts while the registry is down serves the one saved (never "no model named"):
+its first poll still asks for the registry's current table (`after=-1`), so a registry whose
+revisions started again from 0 is followed too. A poll that gets no answer within its wait
+plus `MARGIN_S` counts as the registry being down: a registry that accepts connections and
+never answers is not reported up.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
 import time
+from pathlib import Path
 from typing import Final, Protocol
 
 import httpx
@@ -19,6 +29,8 @@ log = logging.getLogger("modelyard.gateway")
 
 WAIT_S: Final = 20.0  # how long one long-poll may hang in the registry
 RETRY_S: Final = 1.0
+SAVED_ROUTES: Final = "gateway-routes.json"  # the last table, under the data dir
+MARGIN_S: Final = 5.0  # a poll unanswered after its wait plus this: the registry is down
 _table = msgspec.json.Decoder(RouteTable)
 
 
@@ -61,9 +73,11 @@ def registry_client(registry_url: str, token: str) -> httpx.AsyncClient:
 
 
 class RouteFollower:
-    def __init__(self, source: RouteSource) -> None:
+    def __init__(self, source: RouteSource, saved: Path | None = None) -> None:
         self.source = source
-        self.table: RouteTable | None = None
+        self.saved = saved
+        self.table: RouteTable | None = load_table(saved) if saved is not None else None
+        self.fresh = False  # a table came from the registry since this process started
         self.registry_up = False
         self.problem: str | None = None
         self.since: float | None = None  # when the registry stopped answering
@@ -78,20 +92,28 @@ class RouteFollower:
 
     async def _run(self) -> None:
         while True:
-            after = self.table.revision if self.table is not None else -1
+            fresh = self.fresh
+            after = self.table.revision if self.table is not None and fresh else -1
+            wait_s = WAIT_S if fresh else 0.0
             try:
-                table = await self.source.next(after, WAIT_S if self.table else 0.0)
-            except (httpx.HTTPError, OSError, ValueError, FeedUnavailable) as exc:
+                table = await asyncio.wait_for(self.source.next(after, wait_s), wait_s + MARGIN_S)
+            except (httpx.HTTPError, OSError, ValueError, FeedUnavailable, TimeoutError) as exc:
                 if self.registry_up or self.problem is None:
-                    log.warning("route feed unreachable, serving revision %s: %s", after, exc)
+                    revision = self.table.revision if self.table is not None else None
+                    log.warning("route feed unreachable, serving revision %s: %r", revision, exc)
                     self.since = time.time()
-                self.registry_up, self.problem = False, f"{type(exc).__name__}: {exc}"
+                problem = str(exc) or f"no answer in {wait_s + MARGIN_S:g} s"
+                self.registry_up, self.problem = False, f"{type(exc).__name__}: {problem}"
+                if self.table is not None:  # a saved one: serve it rather than wait
+                    self._first.set()
                 await asyncio.sleep(RETRY_S)
                 continue
             self.registry_up, self.problem, self.since = True, None, None
             if table is not None:
-                self.table = table
+                self.table, self.fresh = table, True
                 self._first.set()
+                if self.saved is not None:
+                    await asyncio.to_thread(save_table, self.saved, table)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -99,3 +121,25 @@ class RouteFollower:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.source.close()
+
+
+def load_table(path: Path) -> RouteTable | None:
+    """The table saved at `path`, or None (none saved, or unreadable: then it is ignored)."""
+    try:
+        return _table.decode(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, msgspec.DecodeError) as exc:
+        log.warning("ignoring the saved route table %s: %s", path, exc)
+        return None
+
+
+def save_table(path: Path, table: RouteTable) -> None:
+    """Write `table` to `path` whole or not at all (a temporary file renamed over it)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_bytes(msgspec.json.encode(table))
+        os.replace(temporary, path)
+    except OSError as exc:  # the disk is no reason to stop following
+        log.warning("could not save the route table to %s: %s", path, exc)

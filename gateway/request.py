@@ -26,7 +26,7 @@ import msgspec
 
 from contract.routes import ModelRoute, RouteTable
 from contract.traffic import ALIAS_HEADER, VERSION_HEADER, TrafficPolicy
-from gateway.errors import BadRequest, UnknownModel
+from gateway.errors import BadRequest, NoRouteTable, UnknownModel
 from gateway.reply import JSON
 from gateway.transport.base import Headers
 
@@ -130,8 +130,11 @@ def version_number(text: str) -> int:
 
 
 def served(table: RouteTable | None, name: str) -> ModelRoute:
-    """The route of the model `name` in the table being served, or `UnknownModel`."""
-    route = table.models.get(name) if table is not None else None
+    """The route of the model `name` in the table being served, or `UnknownModel`
+    (`NoRouteTable` when there is no table yet: the model may well exist)."""
+    if table is None:
+        raise NoRouteTable("no route table yet: the registry has not been reached; retry")
+    route = table.models.get(name)
     if route is None:
         raise UnknownModel(f"no model named {name!r} is served here", field="model")
     return route

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from gateway.follow import RouteFollower, RouteSource
@@ -31,13 +32,16 @@ async def running_gateway(
     max_inflight: int,
     report_s: float = REPORT_S,
     tracing: Tracing | None = None,
+    saved_routes: Path | None = None,
 ) -> AsyncIterator[Gateway]:
-    """With `tracing`, OpenTelemetry spans through the gateway's hooks (gateway.traced)."""
+    """With `tracing`, OpenTelemetry spans through the gateway's hooks (gateway.traced); with
+    `saved_routes`, the last route table is kept there and served after a restart until the
+    registry answers (gateway.follow)."""
     transport = Http1Transport()
     metrics = GatewayMetrics()
     hooks = TracingHooks(tracing) if tracing is not None else None
     shadow = ShadowQueue(transport, metrics, hooks=hooks)
-    follower = RouteFollower(source)
+    follower = RouteFollower(source, saved_routes)
     checks = UpstreamChecks(follower)
     reporter = Reporter(metrics, sink, report_s)
     shadow.start()

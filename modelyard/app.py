@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Literal, overload
 
 from litestar import Litestar
@@ -28,7 +29,7 @@ from adapters.json_logs import REQUEST_ID
 from adapters.registry_tracing import TRACER_NAME
 from adapters.telemetry import Tracing, setup_tracing
 from gateway.api import gateway_health_routes
-from gateway.follow import HttpRoutes, RouteSource, registry_client
+from gateway.follow import SAVED_ROUTES, HttpRoutes, RouteSource, registry_client
 from gateway.report import HttpSink, WindowSink
 from gateway.runtime import Dispatch, running_gateway
 from gateway.status import GatewayStatus, gateway_status
@@ -138,7 +139,9 @@ def create_app(
                 stack.callback(tracing.shutdown)
             source: RouteSource
             sink: WindowSink
+            saved_routes = None  # `serve`: the registry is this process
             if role == "gateway":
+                saved_routes = Path(settings.data_dir) / SAVED_ROUTES
                 client = registry_client(settings.registry_url, settings.registry_token or "")
                 stack.push_async_callback(client.aclose)
                 source, sink = HttpRoutes(client), HttpSink(client)
@@ -159,6 +162,7 @@ def create_app(
                         max_inflight=settings.gateway_max_inflight,
                         report_s=settings.gateway_report_s,
                         tracing=tracing,
+                        saved_routes=saved_routes,
                     )
                 )
                 if role == "serve":  # one /metrics: the gateway's, then the registry's

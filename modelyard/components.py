@@ -20,6 +20,7 @@ from adapters.sql.database_url import parse_database_url
 from adapters.sql.leadership import open_leadership
 from adapters.sql.sessions import SqlSessions
 from adapters.sql.store import SqlStore, open_metadata_store
+from adapters.sql.tokens import revocations_heard
 from adapters.sql.webhooks import SqlWebhooks
 from adapters.telemetry import Tracing
 from adapters.webhook_http import HttpWebhookSender
@@ -139,9 +140,11 @@ async def open_components(
         registry.subscribe(worker.wake)
         worker.start()
         stack.push_async_callback(worker.close)
+        authority = TokenAuthority(store, clock=utc_now)
+        await stack.enter_async_context(revocations_heard(raw.driver, authority.forget))
         yield Components(
             registry=registry,
-            authority=TokenAuthority(store, clock=utc_now),
+            authority=authority,
             artifacts=artifacts,
             registration=registration,
             deployments=deployments,

@@ -2,7 +2,10 @@
 
 Tokens carry 256 bits of randomness, so a fast hash is safe to store (no password stretching
 needed) and lets a request be authenticated with one indexed lookup. A short-lived cache of
-successful lookups keeps that lookup off most requests; revoking through this process clears it.
+successful lookups keeps that lookup off most requests; revoking through this process clears it,
+and so does `forget()`, which the composition root calls when another replica revokes a token
+(PostgreSQL NOTIFY: adapters/sql/tokens.py). The cache's life, 1 s, bounds a revocation's delay
+should that signal be lost.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from registry.errors import InvalidInput, PermissionDenied, Unauthenticated
 from registry.ports import TokenStore
 
 TOKEN_PREFIX: Final = "myd_"  # noqa: S105 (a prefix, not a secret)
-CACHE_TTL_S: Final = 2.0
+CACHE_TTL_S: Final = 1.0
 CACHE_MAX: Final = 1024
 
 
@@ -58,6 +61,7 @@ class TokenAuthority:
         self._store = store
         self._clock = clock
         self._cache: dict[str, tuple[float, Principal]] = {}
+        self._generation = 0  # moves on every forget(): a lookup begun before is not cached
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
@@ -73,10 +77,13 @@ class TokenAuthority:
         hit = self._cache.get(digest)
         if hit is not None and hit[0] > now:
             return hit[1]
+        generation = self._generation
         token = await self._store.find_token(digest)
         if token is None or token.revoked_at is not None:
             raise Unauthenticated("unknown or revoked token")
         principal = Principal(token_id=token.id, name=token.name, role=token.role)
+        if generation != self._generation:  # a revocation was heard while this one was read
+            return principal
         if len(self._cache) >= CACHE_MAX:
             self._cache.clear()
         self._cache[digest] = (now + CACHE_TTL_S, principal)
@@ -93,8 +100,13 @@ class TokenAuthority:
 
     async def revoke(self, token_id: int, by: str) -> Token:
         token = await self._store.revoke_token(token_id, by, self._clock())
-        self._cache.clear()
+        self.forget()
         return token
+
+    def forget(self) -> None:
+        """Drop every cached lookup: a token was revoked (here or on another replica)."""
+        self._generation += 1
+        self._cache.clear()
 
     async def list(self) -> list[Token]:
         return await self._store.list_tokens()

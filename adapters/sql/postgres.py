@@ -6,8 +6,9 @@ audit-chain head. Reads are single statements (one snapshot each, one round trip
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any, Final
@@ -79,6 +80,26 @@ class PostgresDriver:
 
     async def close(self) -> None:
         await self._pool.close()
+
+    @asynccontextmanager
+    async def listening(self, channel: str, heard: Callable[[], None]) -> AsyncIterator[None]:
+        """`heard()` on every NOTIFY on `channel`, and when the listening connection is lost
+        (a notification may have been missed). One pool connection is held for it; its LISTEN
+        ends before it goes back."""
+
+        def notified(*_: object) -> None:
+            heard()
+
+        conn = await self._pool.acquire()
+        conn.add_termination_listener(notified)
+        await conn.add_listener(channel, notified)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError, asyncpg.PostgresError):
+                await conn.remove_listener(channel, notified)
+            conn.remove_termination_listener(notified)
+            await self._pool.release(conn)
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

@@ -1,18 +1,39 @@
 """API tokens in SQL (only their hashes are kept). Creating or revoking one appends an event to
-the system's audit chain in the same transaction."""
+the system's audit chain in the same transaction.
+
+A revocation on PostgreSQL also sends `NOTIFY modelyard_token_revoked` (delivered when its
+transaction commits): every replica listens (`revocations_heard`) and drops its cache of token
+lookups at once. On SQLite the registry is one process, whose revoke clears its own cache."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Final
 
 import msgspec
 
 from adapters.sql import audit, rows
-from adapters.sql.driver import OnDriver, SqlConn
+from adapters.sql.driver import OnDriver, SqlConn, SqlDriver
 from registry.catalog.changes import Audit
 from registry.catalog.domain import SYSTEM_SCOPE, Token
 from registry.errors import NotFound
 from registry.ports import TokenStore
+
+REVOKED_CHANNEL: Final = "modelyard_token_revoked"
+
+
+@asynccontextmanager
+async def revocations_heard(driver: SqlDriver, heard: Callable[[], None]) -> AsyncIterator[None]:
+    """While inside, `heard()` is called whenever any replica revokes a token (PostgreSQL);
+    on SQLite, nothing to listen to."""
+    listening = getattr(driver, "listening", None)
+    if listening is None:
+        yield
+        return
+    async with listening(REVOKED_CHANNEL, heard):
+        yield
 
 
 class SqlTokens(OnDriver, TokenStore):
@@ -50,6 +71,8 @@ class SqlTokens(OnDriver, TokenStore):
                 raise NotFound(f"token {token_id} does not exist", field="id")
             token = rows.token_from_row(found[0])
             await self._system_event(conn, now, by, "token.revoke", token)
+            if self.driver.dialect.name == "postgres":
+                await conn.execute("SELECT pg_notify(?, ?)", (REVOKED_CHANNEL, str(token_id)))
         return token
 
     async def _system_event(

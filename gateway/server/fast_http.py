@@ -32,14 +32,20 @@ from uvicorn.server import ServerState
 
 from gateway.errors import PayloadTooLarge
 from gateway.reply import Reply, error_reply
-from gateway.server.protocol import CoalescingHttpToolsProtocol
+from gateway.server.handover import HandOver
+from gateway.server.limits import (
+    HeadBudget,
+    Refused,
+    answer_and_linger,
+    head_too_large,
+    refusal,
+)
 from gateway.transport.base import Headers
 
 log = logging.getLogger("modelyard.http")
 
 MAX_PIPELINED: Final = 16  # queued requests on one connection before reading pauses
 _JSON: Final = (b"content-type", b"application/json")
-_CHUNKED: Final = b"chunked"
 _STATUS_LINES: Final = {
     s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in http.HTTPStatus
 }
@@ -47,7 +53,6 @@ _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _INTERNAL: Final = (
     b'{"error_code":"INTERNAL","message":"the gateway failed to answer; see its log"}'
 )
-_BAD_REQUEST: Final = b'{"error_code":"BAD_REQUEST","message":"malformed HTTP request"}'
 
 
 class FastHandler(Protocol):
@@ -70,6 +75,7 @@ class _Request(NamedTuple):
     body: bytes
     keep_alive: bool
     too_large: bool
+    http10: bool
 
 
 def protocol_class(paths: FastPaths) -> type[asyncio.Protocol]:
@@ -77,7 +83,7 @@ def protocol_class(paths: FastPaths) -> type[asyncio.Protocol]:
     return type("BoundFastHttpProtocol", (FastHttpProtocol,), {"paths": paths})
 
 
-class FastHttpProtocol(asyncio.Protocol):
+class FastHttpProtocol(HandOver, asyncio.Protocol):
     paths: FastPaths  # set by protocol_class
 
     def __init__(
@@ -105,6 +111,8 @@ class FastHttpProtocol(asyncio.Protocol):
         self.handler: FastHandler | None = None
         self.too_large = False
         self.chunked = False
+        self.http10 = False
+        self.budget = HeadBudget()
         # per connection
         self.queue: deque[_Request] = deque()
         self.busy = False
@@ -116,6 +124,8 @@ class FastHttpProtocol(asyncio.Protocol):
         self.handing_over = False  # the connection goes to uvicorn once nothing is owed here
         self.forwarded: list[bytes] = []  # bytes for uvicorn's protocol until the switch
         self.successor: asyncio.Protocol | None = None
+        self.refused = False  # a request was refused: nothing more is read
+        self.refusal = b""  # its answer, written once the answers owed before it are
 
     # --- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -138,12 +148,24 @@ class FastHttpProtocol(asyncio.Protocol):
             self.idle_timer = None
 
     def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as upgrade:  # the head went to uvicorn already
-            self._forward(data[upgrade.args[0] :])
-        except httptools.HttpParserError:
-            self._bad_request()
+        budget = self.budget
+        while data and not self.refused:
+            if budget.in_head and len(data) > budget.left:  # never more than the limit parsed
+                cut = max(budget.left, 0)
+                chunk, data = data[:cut], data[cut:]
+            else:
+                chunk, data = data, b""
+            budget.fed(len(chunk))
+            try:
+                self.parser.feed_data(chunk)
+            except httptools.HttpParserUpgrade as upgrade:  # the head went to uvicorn already
+                self._forward(chunk[upgrade.args[0] :] + data)
+                return
+            except httptools.HttpParserError as error:
+                self._refuse(refusal(error))
+                return
+            if data and budget.in_head and budget.left <= 0:
+                self._refuse(head_too_large())
 
     def pause_writing(self) -> None:
         """The client is not reading its answers: stop reading and answering its requests
@@ -180,17 +202,23 @@ class FastHttpProtocol(asyncio.Protocol):
         self.chunked = False
 
     def on_url(self, url: bytes) -> None:
+        self.budget.url(len(url))
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.budget.header(name, value)
         self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        version = self.parser.get_http_version()
+        self.budget.complete(version)
+        self.http10 = version == "1.0"
         if not self.handing_over:
-            self.handler = self._fast_handler()
-            if self.handler is not None:
-                if (b"expect", b"100-continue") in self.headers:
-                    self._write(_CONTINUE)
+            handler = self.handler = self._fast_handler()
+            if handler is not None:
+                for name, value in self.headers:
+                    if name == b"expect" and value.lower() == b"100-continue":
+                        self._continue(handler.max_body)
                 return
             self.handing_over = True
             if self.idle_timer is not None:
@@ -211,6 +239,7 @@ class FastHttpProtocol(asyncio.Protocol):
                 self.body.append(body)
 
     def on_message_complete(self) -> None:
+        self.budget.reset()
         handler = self.handler
         if handler is None:
             if self.chunked:
@@ -226,6 +255,7 @@ class FastHttpProtocol(asyncio.Protocol):
             body[0] if len(body) == 1 else b"".join(body),
             self.parser.should_keep_alive(),
             self.too_large,
+            self.http10,
         )
         if self.busy:
             self.queue.append(request)
@@ -265,14 +295,14 @@ class FastHttpProtocol(asyncio.Protocol):
         except Exception:
             log.exception("unhandled error answering %s %s", request.method, request.path)
             reply, keep_alive = Reply(500, [_JSON], _INTERNAL), False
-        self._write_reply(reply, keep_alive)
+        self._write_reply(reply, keep_alive, request.http10)
         if self.access_log:
             logging.getLogger("uvicorn.access").info(
                 '%s - "%s %s HTTP/1.1" %d', self.client, request.method, request.path, reply.status
             )
         self._done(keep_alive)
 
-    def _write_reply(self, reply: Reply, keep_alive: bool) -> None:
+    def _write_reply(self, reply: Reply, keep_alive: bool, http10: bool) -> None:
         status = reply.status
         line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
         parts = [line]
@@ -284,6 +314,8 @@ class FastHttpProtocol(asyncio.Protocol):
         parts.append(b"content-length: %d\r\n" % len(body))
         if not keep_alive:
             parts.append(b"connection: close\r\n")
+        elif http10:  # keep-alive is not HTTP/1.0's default: say it is kept
+            parts.append(b"connection: keep-alive\r\n")
         parts += (b"\r\n", body)
         self._write(b"".join(parts))
 
@@ -309,6 +341,9 @@ class FastHttpProtocol(asyncio.Protocol):
                 if not self.writing_paused:
                     transport.resume_reading()
             return
+        if self.refusal:
+            answer_and_linger(transport, self.refusal)
+            return
         self.last_active = self.loop.time()
         if self.handing_over:
             self._maybe_switch()
@@ -326,58 +361,23 @@ class FastHttpProtocol(asyncio.Protocol):
         wait = self.keep_alive_s if self.busy else self.keep_alive_s - idle_for
         self.idle_timer = self.loop.call_later(wait, self._check_idle)
 
-    def _bad_request(self) -> None:
-        self._write(
-            _STATUS_LINES[400]
-            + b"content-type: application/json\r\ncontent-length: %d\r\n" % len(_BAD_REQUEST)
-            + b"connection: close\r\n\r\n"
-            + _BAD_REQUEST
-        )
-        if self.transport is not None:
-            self.transport.close()
-
-    # --- handing the connection to uvicorn --------------------------------------------------------
-
-    def _forward_head(self) -> None:
-        version = self.parser.get_http_version().encode("ascii")
-        parts = [self.parser.get_method(), b" ", self.url, b" HTTP/", version, b"\r\n"]
+    def _continue(self, max_body: int) -> None:
+        """`Expect: 100-continue`: 413 instead when the announced body is over the limit."""
         for name, value in self.headers:
-            parts += (name, b": ", value, b"\r\n")
-            if name == b"transfer-encoding" and _CHUNKED in value.lower():
-                self.chunked = True
-        parts.append(b"\r\n")
-        self._forward(b"".join(parts))
+            if name == b"content-length" and value.isdigit() and int(value) > max_body:
+                message = f"the request body is over the {max_body}-byte limit"
+                raise Refused(413, "REQUEST_TOO_LARGE", message)
+        self._write(_CONTINUE)
 
-    def _forward(self, data: bytes) -> None:
-        if self.successor is not None:
-            self.successor.data_received(data)
-        else:
-            self.forwarded.append(data)
-            self._maybe_switch()
-
-    def _maybe_switch(self) -> None:
-        """Switch the transport to uvicorn's protocol once nothing is owed on this one."""
-        if not self.handing_over or self.successor is not None or self.busy or self.queue:
+    def _refuse(self, refused: Refused) -> None:
+        """Answer a request refused before any handler, after the answers owed before it."""
+        self.refused = True
+        transport = self.transport
+        if transport is None:
             return
-        if self.transport is None:
+        transport.pause_reading()
+        answer = refused.answer(self.server_state.default_headers)
+        if (self.busy or self.queue) and not self.handing_over:
+            self.refusal = answer
             return
-        if self.transport.is_closing():
-            return
-        successor = CoalescingHttpToolsProtocol(
-            config=self.config,
-            server_state=self.server_state,
-            app_state=self.app_state,
-            _loop=self.loop,
-        )
-        self.server_state.connections.discard(self)
-        successor.connection_made(self.transport)
-        self.transport.set_protocol(successor)
-        self.successor = successor
-        forwarded, self.forwarded = self.forwarded, []
-        if self.paused or self.writing_paused:  # uvicorn's protocol keeps its own flow control
-            self.transport.resume_reading()
-            self.paused = self.writing_paused = False
-        for data in forwarded:
-            successor.data_received(data)
-        if self.closing:
-            successor.shutdown()
+        answer_and_linger(transport, answer)

@@ -44,9 +44,18 @@ async def api_setup(client: Client, versions: int = 2) -> None:
     client.headers.pop("Authorization")
 
 
+async def login_csrf(client: Client) -> str:
+    """The login form's CSRF token (its cookie is now in the client)."""
+    form = await client.get("/ui/login")
+    found = CSRF.search(form.text)
+    assert form.status_code == 200 and found is not None, form.text
+    return found.group(1)
+
+
 async def log_in(client: Client, secret: str = ADMIN) -> str:
     """Log in; returns the session's CSRF token."""
-    r = await client.post("/ui/login", data={"token": secret, "next": "/ui"})
+    data = {"token": secret, "next": "/ui", "csrf_token": await login_csrf(client)}
+    r = await client.post("/ui/login", data=data)
     assert r.status_code == 200 and "<h1>Models</h1>" in r.text, r.text
     found = CSRF.search(r.text)
     assert found is not None
@@ -68,12 +77,13 @@ async def test_pages_need_a_session_and_the_token_never_leaves_the_login(client:
         await client.get("/ui", headers=bearer(ADMIN), follow_redirects=False)
     ).status_code == 303
 
-    bad = await client.post("/ui/login", data={"token": "not-a-token-at-all"})
+    csrf = await login_csrf(client)
+    bad = await client.post("/ui/login", data={"token": "not-a-token-at-all", "csrf_token": csrf})
     assert bad.status_code == 401 and errors(bad.text) == ["unknown or revoked token"]
     assert "set-cookie" not in bad.headers
     r = await client.post(
         "/ui/login",
-        data={"token": ADMIN, "next": "https://evil.example/ui"},
+        data={"token": ADMIN, "next": "https://evil.example/ui", "csrf_token": csrf},
         follow_redirects=False,
     )
     assert r.status_code == 303 and r.headers["location"] == "/ui"  # no open redirect
@@ -244,3 +254,19 @@ async def test_an_unexpected_failure_shows_a_generic_page(
     assert "secret internals" not in r.text and "Traceback" not in r.text
     assert "request id req-42" in r.text
     assert "secret internals" in caplog.text
+
+
+async def test_a_login_without_the_forms_csrf_token_is_refused(client: Client) -> None:
+    """Login CSRF: another site cannot log the browser in (with its own token): the POST must
+    carry the token of a login form this server gave, matching that form's cookie."""
+    for data in ({"token": ADMIN}, {"token": ADMIN, "csrf_token": "forged"}):
+        r = await client.post("/ui/login", data=data, follow_redirects=False)
+        assert r.status_code == 403 and "out of date" in r.text
+        assert "modelyard_console" not in r.headers.get("set-cookie", "")
+    csrf = await login_csrf(client)
+    client.cookies.delete("modelyard_login")  # the form's token without its cookie
+    r = await client.post(
+        "/ui/login", data={"token": ADMIN, "csrf_token": csrf}, follow_redirects=False
+    )
+    assert r.status_code == 403
+    assert (await client.get("/ui", follow_redirects=False)).status_code == 303  # no session

@@ -3,6 +3,10 @@ forms, and the static files (CSS, JavaScript) shipped in the package."""
 
 from __future__ import annotations
 
+import hmac
+import secrets
+from typing import Final
+
 from litestar import Router, get, post
 from litestar.datastructures import Cookie
 from litestar.response import Redirect, Template
@@ -16,6 +20,7 @@ from registry.web.console.pages import ConsolePages
 from registry.web.console.render import EXCEPTION_HANDLERS, STATIC, Req, page
 from registry.web.console.security import (
     COOKIE,
+    CSRF_FIELD,
     UI_PATH,
     check_origin,
     safe_next,
@@ -40,9 +45,37 @@ def _cookie(request: Req, value: str, max_age: int | None = None) -> Cookie:
     )
 
 
+LOGIN_COOKIE: Final = "modelyard_login"  # the login form's CSRF token (double submit)
+
+
+def _login_cookie(request: Req, value: str, max_age: int | None = None) -> Cookie:
+    return Cookie(
+        key=LOGIN_COOKIE,
+        value=value,
+        path=f"{UI_PATH}/login",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=max_age,
+    )
+
+
+def _login_page(request: Req, status: int = 200, **context: object) -> Template:
+    """The login form with a fresh CSRF token, in the form and in a cookie of its own: a login
+    POST must carry both, so another site cannot log a browser in with its own token."""
+    csrf = secrets.token_urlsafe(32)
+    answer = page(request, "login.html", status, csrf=csrf, **context)
+    answer.set_cookie(_login_cookie(request, csrf))
+    return answer
+
+
+def _same(offered: str, expected: str) -> bool:
+    return hmac.compare_digest(offered.encode(), expected.encode())
+
+
 @get("/login", opt={"public": True})
 async def login_form(request: Req) -> Template:
-    return page(request, "login.html", next=safe_next(request.query_params.get("next")))
+    return _login_page(request, next=safe_next(request.query_params.get("next")))
 
 
 @post("/login", opt={"public": True})
@@ -52,6 +85,10 @@ async def login(request: Req) -> LoginAnswer:
     form = await request.form()
     token = form.get("token")
     target = safe_next(form.get("next") if isinstance(form.get("next"), str) else None)
+    expected, offered = request.cookies.get(LOGIN_COOKIE), form.get(CSRF_FIELD)
+    if not (expected and isinstance(offered, str) and _same(offered, expected)):
+        stale = {"token": "this login form is out of date: enter the token again"}
+        return _login_page(request, 403, next=target, errors=stale)
     authority = web_of(request).authority
     secret = token.strip() if isinstance(token, str) else ""
     try:
@@ -59,11 +96,13 @@ async def login(request: Req) -> LoginAnswer:
             raise Unauthenticated("enter an API token")
         await authority.authenticate(f"Bearer {secret}")
     except Unauthenticated as exc:
-        return page(request, "login.html", 401, next=target, errors={"token": exc.message})
+        errors = {"token": exc.message}
+        return page(request, "login.html", 401, next=target, csrf=expected, errors=errors)
     sessions = sessions_of(request)
     await sessions.drop(request.cookies.get(COOKIE))
     session = await sessions.create(hash_token(secret))
-    return Redirect(target, status_code=303, cookies=[_cookie(request, session.id)])
+    cookies = [_cookie(request, session.id), _login_cookie(request, "", 0)]
+    return Redirect(target, status_code=303, cookies=cookies)
 
 
 @post("/logout")
