@@ -8,10 +8,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from modelyard.processes import ModelyardProcess
 from tests.e2e.conftest import Factory
@@ -135,3 +137,36 @@ def test_64_mlflow_clients_on_two_replicas(
         answers = in_threads([lambda: c.post("/models/iris/versions", json=VERSION)] * THREADS)
         assert [r.status_code for r in answers] == [201] * THREADS
         assert sorted(r.json()["version"] for r in answers) == list(range(65, 2 * THREADS + 1))
+
+
+LONG_NAME = "team forecasting - " + "m" * 200  # 218 characters, with spaces
+
+
+@pytest.mark.parametrize("name", ["my model", LONG_NAME, "модель 1 (v2)"])
+def test_names_as_mlflow_accepts_them(server: Factory, admin_token: str, name: str) -> None:
+    """Spaces, non-ASCII and names over 128 characters, on the MLflow API and (percent-encoded
+    in paths) on the native API."""
+    proc = server()
+    proc.start()
+    mlflow = MlflowClient(tracking_uri=proc.url, registry_uri=proc.url)
+    assert mlflow.create_registered_model(name).name == name
+    assert mlflow.create_model_version(name, "s3://bucket/m", "run-1").version == "1"
+    mlflow.set_registered_model_alias(name, "champion", "1")
+    assert mlflow.get_model_version_by_alias(name, "champion").version == "1"
+    with api(proc, admin_token) as c:
+        path = "/models/" + quote(name, safe="")
+        assert c.get(path).json()["name"] == name
+        made = c.post(f"{path}/versions", json=VERSION)
+        assert made.status_code == 201, made.text
+        assert made.json()["version"] == 2
+        assert c.put(f"{path}/tags/k", json={"value": "v"}).status_code == 200
+        assert c.get(f"{path}/aliases/champion").json()["version"] == 1
+
+
+@pytest.mark.parametrize("name", ["a/b", "a:b", " ", "..", "x" * 257])
+def test_names_mlflow_refuses_are_refused(server: Factory, name: str) -> None:
+    proc = server()
+    proc.start()
+    with pytest.raises(MlflowException) as refused:
+        MlflowClient(tracking_uri=proc.url).create_registered_model(name)
+    assert refused.value.error_code == "INVALID_PARAMETER_VALUE"
