@@ -40,10 +40,13 @@ KEY_PATTERN: Final = re.compile(rf"{ARTIFACTS_DIR}/{NAME_PATTERN.pattern}/[0-9a-
 NO_SPACE: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
-def check_name(name: str) -> str:
-    if not NAME_PATTERN.fullmatch(name):
-        raise InvalidInput(f"{name!r} is not a valid model name", field="name")
-    return name
+def artifact_folder(name: str) -> str:
+    """The folder a model's artifacts go in: its name when that is a safe path segment (what
+    every name used to be), else `n-` and a digest of the name. Any valid model name (spaces,
+    up to registry/catalog/domain.py MAX_NAME characters) has one; none is refused here."""
+    if NAME_PATTERN.fullmatch(name):
+        return name
+    return "n-" + hashlib.sha256(name.encode()).hexdigest()[:40]
 
 
 def verify_digest(uri: str, expected: str, hasher: hashlib._Hash) -> None:
@@ -133,7 +136,7 @@ class LocalArtifactStore:
         self._base_url = base_url.rstrip("/")
 
     async def put(self, name: str, chunks: AsyncIterator[bytes]) -> StoredArtifact:
-        target = self._root / ARTIFACTS_DIR / check_name(name) / f"{uuid.uuid4().hex}.bento"
+        target = self._root / ARTIFACTS_DIR / artifact_folder(name) / f"{uuid.uuid4().hex}.bento"
         with _no_space_is_insufficient_storage(target.parent):
             spool = await asyncio.to_thread(_Spool, target.parent)
             try:

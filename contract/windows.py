@@ -3,15 +3,17 @@ rollout judge compares candidate and baseline windows taken over the same period
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Final
 
 import msgspec
 
 Count = Annotated[int, msgspec.Meta(ge=0)]
+#: The longest model name, everywhere (the registry's rule of names: registry/catalog/domain.py).
+MAX_MODEL_NAME: Final = 256
 
 
 class TrafficWindow(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    model: Annotated[str, msgspec.Meta(max_length=128)]
+    model: Annotated[str, msgspec.Meta(max_length=MAX_MODEL_NAME)]
     version: Annotated[int, msgspec.Meta(ge=1)]
     variant: Annotated[str, msgspec.Meta(max_length=64)]
     requests: Count

@@ -83,7 +83,10 @@ async def _load(conn: SqlConn, name: str, spec: LoadSpec) -> tuple[int | None, M
             "SELECT alias, version FROM aliases WHERE model_id = ?", (model_id,)
         )
     }
+    model = rows.model_from_row(model_row, aliases)
     wanted = list(spec.versions)
+    if spec.latest and model.latest_version:
+        wanted.append(model.latest_version)
     clauses: list[str] = []
     args: list[Any] = [model_id]
     if wanted:
@@ -102,7 +105,6 @@ async def _load(conn: SqlConn, name: str, spec: LoadSpec) -> tuple[int | None, M
         held = _held_by(aliases)
         for r in found_rows:
             versions[int(r[0])] = rows.version_from_row(name, r, held.get(int(r[0])))
-    model = rows.model_from_row(model_row, aliases)
     rollout = experiment = None
     if spec.rollout:
         rollout = await rollouts.active_for(conn, name)

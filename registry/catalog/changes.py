@@ -19,6 +19,7 @@ class LoadSpec(msgspec.Struct, frozen=True):
     """Which rows a write needs, read under the model's lock."""
 
     versions: tuple[int, ...] = ()
+    latest: bool = False  # the model's newest version, whichever it is when the lock is held
     stage_holders: bool = False  # every version in Staging or Production
     idempotency: tuple[int, str] | None = None  # (token id, Idempotency-Key)
     rollout: bool = False  # the model's active rollout and running experiment, if any

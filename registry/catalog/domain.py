@@ -11,9 +11,16 @@ import msgspec
 
 from contract.routes import ApiSpec
 from contract.traffic import TrafficPolicy
+from contract.windows import MAX_MODEL_NAME
 from registry.errors import InvalidInput
 
-NAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+#: The longest model name, in every store and in the gateway's reports (MLflow's own registry
+#: column is VARCHAR(256)).
+MAX_NAME: Final = MAX_MODEL_NAME
+#: A model name as MLflow accepts one (mlflow/utils/validation.py `_validate_model_name`): not
+#: blank, no `/` or `:`, not `.` and not starting with `..` (it must not resolve to another
+#: path); spaces and any other character allowed, but no control characters (newlines, NUL).
+NAME_PATTERN: Final = rf"^(?!\.\.)(?!\.$)(?=.*\S)[^/:\x00-\x1f\x7f]{{1,{MAX_NAME}}}$"
 ALIAS_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
 MAX_TAG_KEY: Final = 250
 MAX_TAG_VALUE: Final = 5000
@@ -24,7 +31,9 @@ _NAME_RE = re.compile(NAME_PATTERN)
 _ALIAS_RE = re.compile(ALIAS_PATTERN)
 _RESERVED_ALIAS_RE = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
 
-ModelName = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN, description="letters, digits, -_.")]
+ModelName = Annotated[
+    str, msgspec.Meta(pattern=NAME_PATTERN, description="as MLflow: no `/`, `:` or control chars")
+]
 AliasName = Annotated[str, msgspec.Meta(pattern=ALIAS_PATTERN)]
 Description = Annotated[str, msgspec.Meta(max_length=MAX_DESCRIPTION)]
 TagKey = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TAG_KEY)]
@@ -147,8 +156,8 @@ class AuditEvent(msgspec.Struct, frozen=True):
 def validate_name(name: str, field: str = "name") -> str:
     if not _NAME_RE.match(name):
         raise InvalidInput(
-            f"`{field}` must be 1-128 letters, digits or `-_.`, starting with a letter or digit;"
-            f" got {name[:140]!r}",
+            f"`{field}` must be 1-{MAX_NAME} characters, not blank, without `/`, `:` or control"
+            f" characters, and not `.` or starting with `..`; got {name[: MAX_NAME + 12]!r}",
             field=field,
         )
     return name

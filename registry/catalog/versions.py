@@ -51,18 +51,15 @@ def register_source_version(
     ctx: WriteContext,
     name: str,
     cmd: SourceVersionCreate,
-    expected_latest: int,
     repeat_after: datetime,
-) -> Decision[ModelVersion | None]:
-    """A version registered by `source` (the MLflow way). The same request from the same caller
-    again, while the model's newest version is its answer and was made after `repeat_after`,
-    gets that version back instead of a second one: clients retry a create after a 5xx or a
-    lost answer. `expected_latest` (loaded with the state) is the newest version the caller
-    saw; if another version was made since, the result is None and the caller reads again."""
+) -> Decision[ModelVersion]:
+    """A version registered by `source` (the MLflow way), numbered after the model's newest
+    version (loaded with `LoadSpec(latest=True)`, under the model's lock). A true retry, the
+    identical request from the same caller again while the newest version is its answer and
+    was made after `repeat_after`, gets that version back instead of a second one: clients
+    retry a create after a 5xx or a lost answer. Anything else is a new version."""
     model = require_model(state, name)
-    if model.latest_version != expected_latest:
-        return Decision(ops=[], result=None)
-    newest = state.versions.get(expected_latest)
+    newest = state.versions.get(model.latest_version)
     if newest is not None and newest.created_at >= repeat_after and _same_request(newest, ctx, cmd):
         return Decision(ops=[], result=newest)
     number = model.latest_version + 1

@@ -70,6 +70,8 @@ HTTP_CODES: Final = {
 #: who to authenticate as, on a 401
 CHALLENGE: Final = {"WWW-Authenticate": "Bearer"}
 MLFLOW_CHALLENGE: Final = {"WWW-Authenticate": 'Bearer, Basic realm="modelyard"'}
+#: when to try again, on a 503 (the store is unreachable, or a write waited past its lock timeout)
+RETRY_LATER: Final = {"Retry-After": "1"}
 
 _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
 _MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
@@ -107,7 +109,7 @@ def registry_error(request: Req, exc: errors.RegistryError) -> Response[ErrorBod
     return Response(
         ErrorBody(exc.code, exc.message, exc.field),
         status_code=status,
-        headers=CHALLENGE if status == 401 else None,
+        headers=CHALLENGE if status == 401 else RETRY_LATER if status == 503 else None,
     )
 
 
@@ -152,7 +154,7 @@ REST_HANDLERS: Final[ExceptionHandlersMap] = {
 
 def mlflow_error(request: Req, exc: errors.RegistryError) -> Response[MlflowErrorBody]:
     status, code = row_of(exc).mlflow
-    headers = MLFLOW_CHALLENGE if status == 401 else None
+    headers = MLFLOW_CHALLENGE if status == 401 else RETRY_LATER if status == 503 else None
     return Response(MlflowErrorBody(code, exc.message), status_code=status, headers=headers)
 
 

@@ -349,7 +349,7 @@ async def test_errors_have_mlflow_shape(client: Client) -> None:
         "INVALID_PARAMETER_VALUE",
     )
     error(
-        await client.post(f"{API}/registered-models/create", json={"name": "bad name!"}),
+        await client.post(f"{API}/registered-models/create", json={"name": "bad/name"}),
         400,
         "INVALID_PARAMETER_VALUE",
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from litestar import Controller, Response, delete, get, patch, post, put
 from litestar.params import FromQuery, JSONBody
 
@@ -27,7 +29,7 @@ from registry.web.api.schemas import ModelPage
 def model_response(model: Model, status: int = 200) -> Response[Model]:
     headers = {"ETag": model_etag(model)}
     if status == 201:
-        headers["Location"] = f"/api/v1/models/{model.name}"
+        headers["Location"] = f"/api/v1/models/{quote(model.name, safe='')}"
     return Response(model, status_code=status, headers=headers)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from litestar import Controller, Response, delete, get, patch, post, put
 from litestar.params import FromQuery, JSONBody
 
@@ -28,7 +30,9 @@ from registry.web.api.schemas import VersionPage
 def version_response(version: ModelVersion, status: int = 200) -> Response[ModelVersion]:
     headers = {"ETag": version_etag(version)}
     if status == 201:
-        headers["Location"] = f"/api/v1/models/{version.model}/versions/{version.version}"
+        headers["Location"] = (
+            f"/api/v1/models/{quote(version.model, safe='')}/versions/{version.version}"
+        )
     return Response(version, status_code=status, headers=headers)
 
 
