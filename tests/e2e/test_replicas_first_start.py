@@ -17,6 +17,7 @@ pytestmark = pytest.mark.e2e
 
 PAIRS = 20
 PARALLEL_PAIRS = 4
+START_TIMEOUT_S = 120.0  # a loaded 2-core CI machine takes ~30 s per pair
 
 
 def _pair(root: Path, index: int) -> str:
@@ -29,9 +30,9 @@ def _pair(root: Path, index: int) -> str:
         ]
         try:
             with ThreadPoolExecutor(2) as pool:
-                futures = [pool.submit(p.start, 40.0) for p in procs]
+                futures = [pool.submit(p.start, START_TIMEOUT_S) for p in procs]
                 errors = [f.exception() for f in futures]
-            return "; ".join(f"{e}" for e in errors if e is not None)
+            return "; ".join(f"{e}"[-1500:] for e in errors if e is not None)
         finally:
             for p in procs:
                 p.stop()
@@ -41,4 +42,4 @@ def test_two_replicas_on_an_empty_postgres_database_both_start(tmp_path: Path) -
     _require_postgres()
     with ThreadPoolExecutor(PARALLEL_PAIRS) as pool:
         failures = [why for why in pool.map(lambda i: _pair(tmp_path, i), range(PAIRS)) if why]
-    assert failures == [], failures
+    assert not failures, f"{len(failures)} of {PAIRS} pairs failed; first: {failures[0]}"
