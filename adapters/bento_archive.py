@@ -18,30 +18,77 @@ from registry.errors import BadArtifact
 from registry.ports import BentoInfo
 
 MAX_MANIFEST_BYTES: Final = 1024 * 1024
+# what reaches the store is held to the API's limits (VersionCreate: bento_tag, apis)
+MAX_TAG: Final = 500
+MAX_APIS: Final = 100
+MAX_API_NAME: Final = 256
+MAX_INPUTS: Final = 100
+
+
+def _load(manifest_bytes: bytes) -> Any:
+    """The YAML document, refused when it has anchors or aliases: a 2 KB "billion laughs"
+    manifest would otherwise expand to gigabytes (bentoml writes neither)."""
+    for event in yaml.parse(manifest_bytes, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise BadArtifact(
+                "bento.yaml uses YAML anchors or aliases, which a Bento manifest never does",
+                field="bento",
+            )
+    return yaml.safe_load(manifest_bytes)
+
+
+def _text(value: object, what: str, limit: int) -> str:
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise BadArtifact(f"bento.yaml: {what} must be a string", field="bento")
+    text = str(value)
+    if not text or len(text) > limit:
+        raise BadArtifact(
+            f"bento.yaml: {what} must have 1 to {limit} characters (has {len(text)})",
+            field="bento",
+        )
+    return text
 
 
 def _member_name(name: str) -> str:
     return name[2:] if name.startswith("./") else name
 
 
+def _api(route: Any, key: str) -> ApiSpec:
+    if not isinstance(route, dict) or "name" not in route:
+        raise BadArtifact(f"bento.yaml: every entry of {key} needs a name", field="bento")
+    name = _text(route["name"], f"the name of an entry of {key}", MAX_API_NAME)
+    schema = route.get("input") if key == "schema.routes" else None
+    properties = (schema.get("properties") if isinstance(schema, dict) else None) or {}
+    if not isinstance(properties, dict) or len(properties) > MAX_INPUTS:
+        raise BadArtifact(
+            f"bento.yaml: API {name} has more than {MAX_INPUTS} inputs or malformed ones",
+            field="bento",
+        )
+    inputs = sorted(_text(k, f"an input name of API {name}", MAX_API_NAME) for k in properties)
+    return ApiSpec(name=name, inputs=inputs)
+
+
 def _apis(manifest: dict[str, Any]) -> list[ApiSpec]:
     """New-style services list routes under `schema`; 1.x-legacy bentos list `apis`."""
-    routes = (manifest.get("schema") or {}).get("routes") or []
-    if routes:
-        return [
-            ApiSpec(
-                name=str(route["name"]),
-                inputs=sorted(((route.get("input") or {}).get("properties") or {}).keys()),
-            )
-            for route in routes
-        ]
-    return [ApiSpec(name=str(api["name"])) for api in manifest.get("apis") or []]
+    schema = manifest.get("schema") or {}
+    routes = (schema.get("routes") if isinstance(schema, dict) else None) or []
+    key = "schema.routes"
+    if not routes:
+        routes, key = manifest.get("apis") or [], "apis"
+    if not isinstance(routes, list) or len(routes) > MAX_APIS:
+        raise BadArtifact(f"bento.yaml: {key} must be a list of at most {MAX_APIS}", field="bento")
+    return [_api(route, key) for route in routes]
 
 
 def _models(manifest: dict[str, Any]) -> list[str]:
-    tags = {str(m["tag"]) for m in manifest.get("models") or [] if isinstance(m, dict)}
+    entries = list(manifest.get("models") or [])
     for service in manifest.get("services") or []:
-        tags |= {str(m["tag"]) for m in service.get("models") or []}
+        entries += (service.get("models") if isinstance(service, dict) else None) or []
+    tags = {
+        _text(m["tag"], "a model tag", MAX_TAG)
+        for m in entries
+        if isinstance(m, dict) and "tag" in m
+    }
     return sorted(tags)
 
 
@@ -67,13 +114,21 @@ def read_bento(path: Path) -> BentoInfo:
     if manifest_bytes is None:
         raise BadArtifact("the archive has no bento.yaml: not a Bento", field="bento")
     try:
-        manifest = yaml.safe_load(manifest_bytes)
-        tag = f"{manifest['name']}:{manifest['version']}"
-    except (yaml.YAMLError, KeyError, TypeError) as exc:
+        manifest = _load(manifest_bytes)
+        if not isinstance(manifest, dict):
+            raise TypeError("the document is not a mapping")
+        tag = _text(manifest["name"], "name", MAX_TAG) + ":"
+        tag += _text(manifest["version"], "version", MAX_TAG)
+        models = _models(manifest)
+        apis = _apis(manifest)
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError, ValueError) as exc:
         raise BadArtifact(
             f"bento.yaml is not a valid Bento manifest: {exc}", field="bento"
         ) from exc
-    models = _models(manifest)
+    if len(tag) > MAX_TAG:
+        raise BadArtifact(f"the Bento tag is longer than {MAX_TAG} characters", field="bento")
+    service = manifest.get("service", "")
+    bentoml_version = manifest.get("bentoml_version")
     missing = [m for m in models if f"models/{m.replace(':', '/')}/model.yaml" not in present]
     if missing:
         raise BadArtifact(
@@ -82,8 +137,10 @@ def read_bento(path: Path) -> BentoInfo:
         )
     return BentoInfo(
         tag=tag,
-        service=str(manifest.get("service", "")),
-        bentoml_version=manifest.get("bentoml_version"),
-        apis=_apis(manifest),
+        service=_text(service, "service", MAX_TAG) if service else "",
+        bentoml_version=None
+        if bentoml_version is None
+        else _text(bentoml_version, "bentoml_version", MAX_API_NAME),
+        apis=apis,
         models=models,
     )

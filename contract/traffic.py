@@ -16,7 +16,7 @@ VERSION_HEADER: Final = "x-modelyard-version"  # pin a request to a version numb
 ALIAS_HEADER: Final = "x-modelyard-alias"  # ...or to whatever an alias points at
 
 Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
-Version = Annotated[int, msgspec.Meta(ge=1)]
+Version = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]  # a BIGINT
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 #: Variant names the gateway reports traffic under (and the rollout judge reads).
 STABLE_VARIANT: Final = "stable"  # the Production version, by default

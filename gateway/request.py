@@ -24,6 +24,7 @@ from typing import Final
 
 import msgspec
 
+from contract.json_depth import too_deep
 from contract.routes import ModelRoute, RouteTable
 from contract.traffic import ALIAS_HEADER, VERSION_HEADER, TrafficPolicy
 from gateway.errors import BadRequest, NoRouteTable, UnknownModel
@@ -196,7 +197,7 @@ def sticky_key(policy: TrafficPolicy, headers: dict[str, str], body: bytes | Non
             if name == sticky.cookie:
                 return value
         return None
-    if sticky.json_field is not None and body:
+    if sticky.json_field is not None and body and not too_deep(body):
         with contextlib.suppress(msgspec.DecodeError):
             found = msgspec.json.decode(body)
             if isinstance(found, dict) and sticky.json_field in found:

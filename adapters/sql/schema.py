@@ -252,12 +252,16 @@ def statements(dialect: Dialect, sql: str) -> list[str]:
 
 
 async def migrate(driver: SqlDriver, now: datetime) -> list[int]:
-    """Apply the migrations not yet applied, in one transaction; returns their numbers."""
+    """Apply the migrations not yet applied, in one transaction under the schema lock; returns
+    their numbers."""
     applied: list[int] = []
     async with driver.writing() as conn:
-        await conn.execute(CREATE_MIGRATIONS_TABLE)
+        # the lock first: on an empty PostgreSQL database two replicas creating the migrations
+        # table at once collide in the catalog (`pg_type_typname_nsp_index`) even with
+        # IF NOT EXISTS; SQLite's `writing` already holds the file's write lock here
         if driver.dialect.schema_lock is not None:
             await conn.execute(driver.dialect.schema_lock)
+        await conn.execute(CREATE_MIGRATIONS_TABLE)
         done = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
         for number, sql in MIGRATIONS:
             if number in done:

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from contract.json_depth import MAX_JSON_DEPTH, too_deep
 from gateway.errors import BadRequest
 from gateway.oip.tensors import (
     ALLOWED,
@@ -38,6 +39,8 @@ def _schema_error(error: msgspec.ValidationError) -> BadRequest:
 
 def decode_request(body: bytes) -> InferRequest:
     """Parse and check an OIP inference request; every client error is a `BadRequest`."""
+    if too_deep(body):  # before the decoder's recursion can fail
+        raise BadRequest(f"request body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         request = request_decoder.decode(body)
     except msgspec.ValidationError as error:

@@ -82,7 +82,7 @@ class StageChange(_Input, frozen=True):
 
 
 class AliasChange(_Input, frozen=True):
-    version: Annotated[int, msgspec.Meta(ge=1)]
+    version: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
     reason: Reason | None = None
 
 

@@ -620,3 +620,7 @@ else:  # pragma: no cover
 
     def test_round_trip_property() -> None:
         pytest.skip("hypothesis is not installed")
+
+
+def test_a_body_nested_100000_deep_is_refused_before_decoding() -> None:
+    assert "nests deeper" in str(refused(b'{"inputs":' + b"[" * 100_000 + b"]" * 100_000 + b"}"))

@@ -154,6 +154,7 @@ def test_the_policys_rule_and_sticky_headers_are_read() -> None:
         (StickyKey(json_field="user"), b"[1, 2]", None),
         (StickyKey(json_field="user"), b"not json", None),
         (StickyKey(json_field="user"), None, None),  # an OIP call: never read from the body
+        (StickyKey(json_field="user"), b"[" * 100_000 + b"]" * 100_000, None),  # not decoded
     ],
 )
 def test_sticky_keys(sticky: StickyKey, body: bytes | None, key: str | None) -> None:

@@ -7,6 +7,7 @@ from litestar import Router
 from registry.web.api.aliases import AliasController
 from registry.web.api.audit import AuditController
 from registry.web.api.bentos import BentoController, local_download
+from registry.web.api.body import DepthCheckedRequest
 from registry.web.api.context import role_guard
 from registry.web.api.deployments import DeploymentController
 from registry.web.api.experiments import ExperimentController
@@ -38,6 +39,7 @@ def api_routes() -> tuple[Router, Router]:
             ExperimentController,
         ],
         guards=[role_guard],
+        request_class=DepthCheckedRequest,
         dependencies={
             "registry": provide(lambda web: web.registry),
             "authority": provide(lambda web: web.authority),

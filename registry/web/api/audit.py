@@ -13,7 +13,7 @@ from registry.web.api.context import (
     RegistryDep,
     VersionNo,
 )
-from registry.web.api.pagination import decode_cursor, encode_cursor
+from registry.web.api.pagination import decode_int_cursor, encode_cursor
 from registry.web.api.schemas import AuditPage
 
 
@@ -29,8 +29,8 @@ class AuditController(Controller):
         limit: int,
         cursor: str | None,
     ) -> AuditPage:
-        after = decode_cursor("audit", cursor)
-        items = await registry.audit_events(name, version, int(after or 0), limit + 1)
+        after = decode_int_cursor("audit", cursor)
+        items = await registry.audit_events(name, version, after or 0, limit + 1)
         more = len(items) > limit
         items = items[:limit]
         return AuditPage(items, encode_cursor("audit", items[-1].seq) if more else None)

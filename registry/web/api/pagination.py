@@ -30,3 +30,13 @@ def decode_cursor(kind: str, cursor: str | None) -> str | int | None:
     if found.kind != kind:
         raise InvalidInput(f"`cursor` belongs to another listing ({found.kind})", field="cursor")
     return found.key
+
+
+def decode_int_cursor(kind: str, cursor: str | None) -> int | None:
+    """A cursor whose key is a row number (a version, an audit sequence number)."""
+    key = decode_cursor(kind, cursor)
+    if key is None:
+        return None
+    if isinstance(key, bool) or not isinstance(key, int) or not 0 <= key < 2**63:
+        raise InvalidInput("`cursor` is not a cursor this API returned", field="cursor")
+    return key

@@ -23,7 +23,7 @@ from registry.web.api.context import (
     if_match,
     parse_tag_filter,
 )
-from registry.web.api.pagination import decode_cursor, encode_cursor
+from registry.web.api.pagination import decode_int_cursor, encode_cursor
 from registry.web.api.schemas import VersionPage
 
 
@@ -51,11 +51,9 @@ class VersionController(Controller):
         limit: Limit = 100,
         cursor: Cursor = None,
     ) -> VersionPage:
-        before = decode_cursor("versions", cursor)
+        before = decode_int_cursor("versions", cursor)
         where = VersionFilter(stage=stage, tag=parse_tag_filter(tag), alias=alias)
-        items = await registry.list_versions(
-            name, where, int(before) if before is not None else None, limit + 1
-        )
+        items = await registry.list_versions(name, where, before, limit + 1)
         more = len(items) > limit
         items = items[:limit]
         return VersionPage(items, encode_cursor("versions", items[-1].version) if more else None)

@@ -39,9 +39,9 @@ def version_number(text: str | int, field: str = "version") -> int:
         number = int(str(text).strip())
     except ValueError:
         number = 0
-    if number < 1:
+    if not 1 <= number < 2**63:  # versions are BIGINTs: a larger number cannot name one
         raise InvalidInput(
-            f"{field} must be a positive integer, got {str(text)[:40]!r}", field=field
+            f"{field} must be a positive integer below 2^63, got {str(text)[:40]!r}", field=field
         )
     return number
 

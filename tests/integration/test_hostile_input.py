@@ -1,0 +1,181 @@
+"""Hostile input gets a 4xx naming the field, never a 500 (issue 18): YAML alias bombs and
+oversized strings in bento.yaml, version numbers and cursors out of range, windows with
+out-of-range numbers."""
+
+from __future__ import annotations
+
+import base64
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+import yaml
+
+from adapters.bento_archive import read_bento
+from registry.errors import BadArtifact
+from tests.integration.bentos import manifest, write_bento
+from tests.integration.test_api import Client, client, error, model_with_versions
+
+__all__ = ["client"]
+
+HUGE = 2**63
+
+
+def alias_bomb(depth: int = 8) -> bytes:
+    """A "billion laughs" bento.yaml: 2 KB that expands 10**depth-fold."""
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for n in range(1, depth + 1):
+        refs = ",".join([f"*a{n - 1}"] * 10)
+        lines.append(f"a{n}: &a{n} [{refs}]")
+    lines += [f"name: *a{depth}", "version: v1"]
+    return "\n".join(lines).encode()
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_an_alias_bomb_is_refused_fast_without_memory(tmp_path: Path) -> None:
+    path = write_bento(tmp_path / "bomb.bento", bento_yaml=alias_bomb())
+    before = rss_kib()
+    started = time.perf_counter()
+    with pytest.raises(BadArtifact, match="anchors or aliases"):
+        read_bento(path)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 0.1, f"{elapsed * 1000:.0f} ms"
+    assert rss_kib() - before < 5 * 1024
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"name": "n" * 10_000}, "name must have 1 to 500"),
+        ({"version": ["a", "list"]}, "version must be a string"),
+        ({"schema": {"routes": [{"route": "/classify"}]}}, "needs a name"),
+        ({"schema": {"routes": [{"name": "x" * 300}]}}, "1 to 256"),
+        ({"schema": {"routes": [{"name": f"r{n}"} for n in range(101)]}}, "at most 100"),
+        ({"apis": [{"input": "x"}], "schema": {}}, "needs a name"),
+        ({"services": [{"models": [{"tag": "t" * 600}]}]}, "a model tag"),
+    ],
+)
+def test_manifest_strings_are_held_to_the_api_limits(
+    tmp_path: Path, change: dict[str, object], match: str
+) -> None:
+    doc = {**manifest(), **change}
+    path = write_bento(tmp_path / "m.bento", bento_yaml=yaml.safe_dump(doc).encode())
+    with pytest.raises(BadArtifact, match=match):
+        read_bento(path)
+
+
+async def test_an_alias_bomb_upload_is_422(client: Client, tmp_path: Path) -> None:
+    assert (await client.post("/api/v1/models", json={"name": "iris"})).status_code == 201
+    path = write_bento(tmp_path / "bomb.bento", bento_yaml=alias_bomb())
+    r = await client.post(
+        "/api/v1/models/iris/versions/bento",
+        content=path.read_bytes(),
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    error(r, 422, "INVALID_ARTIFACT", "bento")
+    assert (await client.get("/api/v1/models/iris")).json()["latest_version"] == 0
+
+
+@pytest.mark.parametrize("number", [HUGE, 10**30])
+async def test_huge_version_numbers_are_400_on_every_route(client: Client, number: int) -> None:
+    await model_with_versions(client, 1)
+    base = f"/api/v1/models/iris/versions/{number}"
+    for method, path, body in [
+        ("GET", base, None),
+        ("PATCH", base, {"description": "x"}),
+        ("DELETE", base, None),
+        ("POST", f"{base}/stage", {"stage": "Staging"}),
+        ("PUT", f"{base}/tags/k", {"value": "v"}),
+        ("DELETE", f"{base}/tags/k", None),
+        ("GET", f"{base}/audit", None),
+        ("GET", f"{base}/download-uri", None),
+        ("GET", f"{base}/deployment", None),
+        ("PUT", "/api/v1/models/iris/aliases/champion", {"version": number}),
+    ]:
+        r = await client.request(method, path, json=body)
+        assert r.status_code == 400, (method, path, r.status_code, r.text)
+        assert r.json()["error_code"], r.text
+    mlflow = "/api/2.0/mlflow"
+    for method, path, body in [
+        ("GET", f"{mlflow}/model-versions/get", {"name": "iris", "version": str(number)}),
+        ("PATCH", f"{mlflow}/model-versions/update", {"name": "iris", "version": str(number)}),
+        ("DELETE", f"{mlflow}/model-versions/delete", {"name": "iris", "version": str(number)}),
+        (
+            "POST",
+            f"{mlflow}/model-versions/transition-stage",
+            {"name": "iris", "version": str(number), "stage": "Staging"},
+        ),
+        (
+            "POST",
+            f"{mlflow}/registered-models/alias",
+            {"name": "iris", "alias": "champion", "version": str(number)},
+        ),
+    ]:
+        if method == "GET":
+            r = await client.get(path, params=body)
+        else:
+            r = await client.request(method, path, json=body)
+        error(r, 400, "INVALID_PARAMETER_VALUE")  # MLflow's error body: the field in the text
+        assert r.json()["message"].startswith("version must be"), r.text
+
+
+def _cursor(kind: str, key: object) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode([kind, key])).decode().rstrip("=")
+
+
+async def test_bad_cursors_are_400(client: Client) -> None:
+    await model_with_versions(client, 2)
+    for path, kind in [
+        ("/api/v1/models/iris/versions", "versions"),
+        ("/api/v1/models/iris/audit", "audit"),
+        ("/api/v1/models/iris/versions/1/audit", "audit"),
+    ]:
+        for cursor in ["not-a-cursor", _cursor(kind, "abc"), _cursor(kind, 10**30), "AAAA"]:
+            r = await client.get(path, params={"cursor": cursor})
+            error(r, 400, "INVALID_PARAMETER_VALUE", "cursor")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"requests": HUGE},
+        {"errors": HUGE},
+        {"compared": 10**30},
+        {"version": HUGE},
+        {"latencies_ms": [-1.0]},
+        {"latencies_ms": [1e300]},
+    ],
+)
+async def test_windows_with_out_of_range_numbers_are_400(
+    client: Client, change: dict[str, object]
+) -> None:
+    window = {
+        "model": "iris",
+        "version": 1,
+        "variant": "stable",
+        "requests": 1,
+        "errors": 0,
+        "latencies_ms": [1.0],
+        **change,
+    }
+    r = await client.post("/api/v1/windows", json={"source": "gw", "windows": [window]})
+    assert r.status_code == 400, r.text
+    assert r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+async def test_deeply_nested_json_is_400(client: Client) -> None:
+    # this client's body limit is 64 KiB; 10,000 levels are ten times what decoders survive
+    deep = b"[" * 30_000 + b"]" * 30_000
+    obj = b'{"a":' * 10_000 + b"1" + b"}" * 10_000
+    for path in ["/api/v1/models", "/api/2.0/mlflow/registered-models/create"]:
+        for body in (deep, obj):
+            r = await client.post(path, content=body, headers={"Content-Type": "application/json"})
+            error(r, 400, "INVALID_PARAMETER_VALUE")
+            assert "nests deeper" in r.json()["message"], r.text
