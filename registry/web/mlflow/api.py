@@ -136,8 +136,8 @@ class RegisteredModels(Controller):
         where = parse_filter(filter, Target.MODELS)
         order = parse_order_by(order_by, Target.MODELS)
         limit = m.max_results(max_results, m.DEFAULT_MODEL_RESULTS, m.MAX_MODEL_RESULTS)
-        found, more = await search_models(registry, where, order, m.page_offset(page_token), limit)
-        return m.ModelSearchBody(found, m.page_token(more) if more is not None else "")
+        found, token = await search_models(registry, where, order, page_token, limit)
+        return m.ModelSearchBody(found, token)
 
     @post("/get-latest-versions", status_code=200, opt={"role": Role.READER})
     async def latest_post(
@@ -266,10 +266,8 @@ class ModelVersions(Controller):
         where = parse_filter(filter, Target.VERSIONS)
         order = parse_order_by(order_by, Target.VERSIONS)
         limit = m.max_results(max_results, m.DEFAULT_VERSION_RESULTS, m.MAX_VERSION_RESULTS)
-        found, more = await search_versions(
-            registry, where, order, m.page_offset(page_token), limit
-        )
-        return m.VersionSearchBody(found, m.page_token(more) if more is not None else "")
+        found, token = await search_versions(registry, where, order, page_token, limit)
+        return m.VersionSearchBody(found, token)
 
     @get("/get-download-uri")
     async def download_uri(
