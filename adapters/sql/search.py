@@ -82,14 +82,18 @@ class _Compiler:
         return f"{column} {c.op} ?"
 
     def keyset(self, keys: list[tuple[str, bool]], after: tuple[Any, ...]) -> str:
-        """Rows after `after` in the order `keys` (column, ascending): an OR of prefixes."""
+        """Rows after `after` in the order `keys` (column, ascending): an OR of prefixes, and
+        the first key's bound alone, which the planner can seek to in its index."""
+        first, ascending = keys[0]
+        self.args.append(after[0])
+        bound = f"{first} {'>=' if ascending else '<='} ?"
         ors: list[str] = []
         for i, (column, ascending) in enumerate(keys):
             ands = [f"{c} = ?" for c, _ in keys[:i]]
             ands.append(f"{column} {'>' if ascending else '<'} ?")
             self.args += list(after[: i + 1])
             ors.append(" AND ".join(ands))
-        return "(" + " OR ".join(f"({o})" for o in ors) + ")"
+        return f"{bound} AND (" + " OR ".join(f"({o})" for o in ors) + ")"
 
 
 class SqlSearch(OnDriver):
