@@ -355,7 +355,9 @@ async def test_errors_have_mlflow_shape(client: Client) -> None:
     )
     error(await client.get(f"{API}/no-such-endpoint"), 404, "ENDPOINT_NOT_FOUND")
     error(
-        await client.post(f"{API}/model-versions/create", json={"name": "nope", "source": "s3://b/x"}),
+        await client.post(
+            f"{API}/model-versions/create", json={"name": "nope", "source": "s3://b/x"}
+        ),
         404,
         "RESOURCE_DOES_NOT_EXIST",
     )
