@@ -22,6 +22,7 @@ from registry.catalog.domain import Model, ModelVersion
 from registry.ports import Comparison, Search, SearchPage
 
 IS_PROMPT_TAG: Final = "mlflow.prompt.is_prompt"
+_MODEL_ID: Final = "(SELECT id FROM models WHERE name = ?)"
 #: order key -> its column
 _MODEL_KEYS: Final = {
     "name": "m.name",
@@ -105,6 +106,12 @@ class SqlSearch(OnDriver):
         dialect = self.driver.dialect
         compiler = _Compiler(dialect.name == "postgres", dialect.json_text(tags_column))
         clauses = [compiler.clause(c, attributes) for c in query.where.clauses]
+        exact = [c.value for c in query.where.clauses if c.key == "name" and c.op == "="]
+        if exact and "v.version" in keys.values():
+            # the model's id as a scalar subquery too: planners then walk its (model_id, version)
+            # key in order instead of joining and sorting all its versions
+            clauses.append(f"v.model_id = {_MODEL_ID}")
+            compiler.args.append(exact[0])
         order = [(keys[o.key], o.ascending) for o in query.order]
         if not any(c == "m.name" for c, _ in order):
             order.append(("m.name", True))
