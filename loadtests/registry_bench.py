@@ -15,7 +15,10 @@ Per store, against a real `modelyard registry` child process on a loopback port:
    `archive_existing` (alternating versions, so every call moves Production), set-alias
    (alternating versions, so every call moves the alias) and get-by-alias; p50/p90/p99/max;
 3. the first page of 100 versions of a model that has 100,000 of them (seeded in bulk straight
-   into the database, since registering that many through the API would take too long).
+   into the database, since registering that many through the API would take too long), on the
+   native API and through MLflow's `search_model_versions` (`name = '...'`);
+4. MLflow's `search_model_versions` with no name filter, first page, once 1,000 more models of
+   100 versions each are seeded (the registry then holds 200,000 versions in 1,002 models).
 
 The targets are reported as PASS/MISS and the process exits 0 even when one is missed: this is
 a report, not a test (shared machines are noisy). It exits 1 when anything fails outright: a
@@ -70,7 +73,11 @@ TARGETS: Final[dict[str, dict[str, Any]]] = {
     "set_alias": {"stat": "p99", "limit": 15.0, "unit": "ms", "stores": list(STORES)},
     "get_by_alias": {"stat": "p99", "limit": 3.0, "unit": "ms", "stores": list(STORES)},
     "first_page": {"stat": "p99", "limit": 50.0, "unit": "ms", "stores": list(STORES)},
+    "mlflow_first_page": {"stat": "p99", "limit": 10.0, "unit": "ms", "stores": list(STORES)},
+    "mlflow_all_models": {"stat": "p99", "limit": 20.0, "unit": "ms", "stores": list(STORES)},
 }
+MANY_PREFIX: Final = "bench-many-"
+MLFLOW_SEARCH: Final = "/api/2.0/mlflow/model-versions/search"
 
 #: The columns of model_versions (adapters/sql/schema.py), in the order version_rows fills them.
 # fmt: off
@@ -89,16 +96,29 @@ class Config:
     page_iterations: int
     seed_versions: int
     startup_runs: int
+    seed_models: int  # more models, of seed_versions // seed_models versions each
 
     @classmethod
     def full(cls) -> Config:
         return cls(
-            iterations=1000, warmup=50, page_iterations=100, seed_versions=100_000, startup_runs=5
+            iterations=1000,
+            warmup=50,
+            page_iterations=100,
+            seed_versions=100_000,
+            startup_runs=5,
+            seed_models=1000,
         )
 
     @classmethod
     def quick(cls) -> Config:
-        return cls(iterations=30, warmup=5, page_iterations=10, seed_versions=2_000, startup_runs=2)
+        return cls(
+            iterations=30,
+            warmup=5,
+            page_iterations=10,
+            seed_versions=2_000,
+            startup_runs=2,
+            seed_models=20,
+        )
 
 
 # --- statistics -----------------------------------------------------------------------------
@@ -259,21 +279,130 @@ def bench_first_page(client: LightClient, cfg: Config, total: int) -> list[float
     return timed_loop(call, check, cfg.page_iterations, min(cfg.warmup, 10))
 
 
+def bench_mlflow_first_page(client: LightClient, cfg: Config, total: int) -> list[float]:
+    params = {"filter": f"name = '{PAGE_MODEL}'", "max_results": str(PAGE_SIZE)}
+    wanted = [str(n) for n in range(total, total - PAGE_SIZE, -1)]
+
+    def check(_: int, body: Any) -> None:
+        got = [item["version"] for item in body["model_versions"]]
+        expect(got == wanted, f"MLflow first page holds {len(got)} items from {got[:1]}")
+        expect(bool(body.get("next_page_token")), "MLflow first page has no next_page_token")
+
+    def call(_: int) -> LightResponse:
+        return client.get(MLFLOW_SEARCH, params=params)
+
+    return timed_loop(call, check, cfg.page_iterations, min(cfg.warmup, 10))
+
+
+def bench_mlflow_all_models(client: LightClient, cfg: Config) -> list[float]:
+    """No name filter: the registry's first 100 versions, by name then newest version."""
+    params = {"max_results": str(PAGE_SIZE)}
+
+    def check(_: int, body: Any) -> None:
+        got = [(item["name"], -int(item["version"])) for item in body["model_versions"]]
+        expect(len(got) == PAGE_SIZE and got == sorted(got), "MLflow page out of order")
+        expect(any(n.startswith(MANY_PREFIX) for n, _ in got), "no seeded model on the page")
+        expect(bool(body.get("next_page_token")), "MLflow page has no next_page_token")
+
+    def call(_: int) -> LightResponse:
+        return client.get(MLFLOW_SEARCH, params=params)
+
+    return timed_loop(call, check, cfg.page_iterations, min(cfg.warmup, 10))
+
+
 # --- seeding straight into the database -----------------------------------------------------
 
 
-def version_rows(model_id: int, count: int) -> Iterator[tuple[Any, ...]]:
+def version_rows(model_id: int, count: int, model: str = PAGE_MODEL) -> Iterator[tuple[Any, ...]]:
     """Rows 1..count for model_versions, in VERSION_COLUMNS order, valid for the schema."""
     now = to_micros(datetime.now(UTC))
     for n in range(1, count + 1):
         at = now - (count - n) * 1_000_000
-        digest = "sha256:" + hashlib.sha256(f"{PAGE_MODEL}/{n}".encode()).hexdigest()
+        digest = "sha256:" + hashlib.sha256(f"{model}/{n}".encode()).hexdigest()
         # fmt: off
         yield (
-            model_id, n, "None", "READY", "", f"s3://bench/{PAGE_MODEL}/{n}", digest, 1024,
-            "bento", None, "[]", None, None, None, "{}", "{}", "{}", "bench", at, at, 1,
+            model_id, n, "None", "READY", "", f"s3://bench/{model}/{n}", digest, 1024,
+            "bento", None, "[]", None, f"run-{n % 97}", None, "{}", "{}", "{}", "bench", at, at,
+            1,
         )
         # fmt: on
+
+
+def model_rows(cfg: Config) -> list[tuple[Any, ...]]:
+    """The extra models (name, description, tags, owner, created_at, updated_at, revision,
+    latest_version), each with seed_versions // seed_models versions."""
+    now = to_micros(datetime.now(UTC))
+    each = cfg.seed_versions // cfg.seed_models
+    return [
+        (f"{MANY_PREFIX}{i:04d}", "", "{}", "bench", now, now, 1, each)
+        for i in range(cfg.seed_models)
+    ]
+
+
+MODEL_INSERT: Final = (
+    "INSERT INTO models (name, description, tags, owner, created_at, updated_at, revision,"
+    " latest_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def seed_models_sqlite(db_path: Path, cfg: Config) -> None:
+    """The extra models and their versions, in one IMMEDIATE transaction."""
+    db = sqlite3.connect(db_path, isolation_level=None, timeout=30)
+    try:
+        db.execute("PRAGMA busy_timeout = 30000")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(MODEL_INSERT, model_rows(cfg))
+            ids = db.execute(
+                "SELECT id, name FROM models WHERE name LIKE ?", (MANY_PREFIX + "%",)
+            ).fetchall()
+            columns, marks = ", ".join(VERSION_COLUMNS), ", ".join("?" * len(VERSION_COLUMNS))
+            each = cfg.seed_versions // cfg.seed_models
+            for model_id, name in ids:
+                db.executemany(
+                    f"INSERT INTO model_versions ({columns}) VALUES ({marks})",
+                    version_rows(model_id, each, name),
+                )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    finally:
+        db.close()
+
+
+async def seed_models_postgres(dsn: str, cfg: Config) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            numbered = MODEL_INSERT
+            for i in range(1, 9):
+                numbered = numbered.replace("?", f"${i}", 1)
+            await conn.executemany(numbered, model_rows(cfg))
+            ids = await conn.fetch(
+                "SELECT id, name FROM models WHERE name LIKE $1", MANY_PREFIX + "%"
+            )
+            each = cfg.seed_versions // cfg.seed_models
+            records = [r for i in ids for r in version_rows(int(i["id"]), each, i["name"])]
+            await conn.copy_records_to_table(
+                "model_versions", records=records, columns=list(VERSION_COLUMNS)
+            )
+        await conn.execute("ANALYZE models")
+        await conn.execute("ANALYZE model_versions")
+    finally:
+        await conn.close()
+
+
+def seed_models(store: str, proc: ModelyardProcess, cfg: Config) -> float:
+    started = time.perf_counter()
+    try:
+        if store == "sqlite":
+            seed_models_sqlite(proc.data_dir / "modelyard.db", cfg)
+        else:
+            asyncio.run(seed_models_postgres(proc.database_url, cfg))
+    except (sqlite3.Error, asyncpg.PostgresError, OSError) as exc:
+        raise BenchError(f"seeding {cfg.seed_models} models failed: {exc!r}") from exc
+    return time.perf_counter() - started
 
 
 def seed_sqlite(db_path: Path, count: int) -> None:
@@ -427,11 +556,20 @@ def measure_requests(store: str, cfg: Config, proc: ModelyardProcess, token: str
         create_model(client, PAGE_MODEL)
         seed_s = seed(store, proc, cfg.seed_versions)
         ops["first_page"] = bench_first_page(client, cfg, cfg.seed_versions)
+        ops["mlflow_first_page"] = bench_mlflow_first_page(client, cfg, cfg.seed_versions)
+        models_s = seed_models(store, proc, cfg)
+        ops["mlflow_all_models"] = bench_mlflow_all_models(client, cfg)
     results: dict[str, Any] = {}
     for name, samples in ops.items():
         results[name] = latency_summary(samples)
         judge(name, store, results[name])
     results["first_page"] |= {"seeded_versions": cfg.seed_versions, "seed_s": round(seed_s, 4)}
+    results["mlflow_first_page"] |= {"seeded_versions": cfg.seed_versions}
+    results["mlflow_all_models"] |= {
+        "seeded_models": cfg.seed_models,
+        "seeded_versions": cfg.seed_versions,
+        "seed_s": round(models_s, 4),
+    }
     return results
 
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 import msgspec
 
@@ -20,6 +20,7 @@ from registry.rollouts.windows import VariantTraffic
 from registry.webhooks.events import Due, Secret, Webhook
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class ModelWriter(Protocol):
@@ -32,6 +33,40 @@ class ModelWriter(Protocol):
         are serialized (on every replica) so `decide` always sees the latest state.
         """
         ...
+
+
+class Comparison(msgspec.Struct, frozen=True):
+    """One clause of an MLflow search filter: `tags.k = 'v'`, `name LIKE 'a%'`, ..."""
+
+    entity: Literal["attribute", "tag"]
+    key: str
+    op: str  # = != < <= > >= LIKE ILIKE IN, NOT IN
+    value: str | int | tuple[str, ...]
+
+
+class Filter(msgspec.Struct, frozen=True):
+    clauses: tuple[Comparison, ...] = ()
+
+
+class OrderBy(msgspec.Struct, frozen=True):
+    key: str  # name, version_number, creation_timestamp, last_updated_timestamp
+    ascending: bool = True
+
+
+class Search(msgspec.Struct, frozen=True):
+    """A search: every clause holds; sorted by `order` then the store's tie-breakers (name
+    ascending, then version descending); the rows after the keyset `after` (from a previous
+    page's `last`), at most `limit` of them."""
+
+    where: Filter
+    order: tuple[OrderBy, ...]
+    limit: int
+    after: tuple[Any, ...] | None = None
+
+
+class SearchPage(msgspec.Struct, Generic[R], frozen=True):
+    items: list[R]
+    last: tuple[Any, ...] | None  # the keyset to continue after, when more rows follow
 
 
 class ModelReader(Protocol):
@@ -48,6 +83,14 @@ class ModelReader(Protocol):
     ) -> list[ModelVersion]: ...
 
     async def resolve_alias(self, model: str, alias: str) -> ModelVersion: ...
+
+    async def search_models(self, query: Search) -> SearchPage[Model]:
+        """MLflow's `search_registered_models`: one indexed query, keyset-paged."""
+        ...
+
+    async def search_versions(self, query: Search) -> SearchPage[ModelVersion]:
+        """MLflow's `search_model_versions`: one indexed query, keyset-paged."""
+        ...
 
 
 class AuditLog(Protocol):

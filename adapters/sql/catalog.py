@@ -2,7 +2,8 @@
 
 Each read is one statement, so it sees one snapshot without a transaction. A model's aliases
 and a version's come packed in one string aggregate column (rows.py unpacks them), not from a
-second query. The catalog is written through `transact` (adapters/sql/changes.py).
+second query. MLflow's searches are in adapters/sql/search.py. The catalog is written through
+`transact` (adapters/sql/changes.py).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from adapters.sql import rows
-from adapters.sql.driver import OnDriver
+from adapters.sql.search import SqlSearch
 from registry.catalog.changes import ModelFilter, VersionFilter
 from registry.catalog.domain import Model, ModelVersion
 from registry.errors import NotFound
@@ -20,7 +21,7 @@ from registry.ports import ModelReader
 _MODEL_ID: Final = "(SELECT id FROM models WHERE name = ?)"
 
 
-class SqlCatalog(OnDriver, ModelReader):
+class SqlCatalog(SqlSearch, ModelReader):
     def _model_select(self) -> str:
         aliases = self.driver.dialect.string_agg("a.alias || '=' || a.version")
         return (

@@ -238,6 +238,19 @@ ALTER TABLE model_versions ADD COLUMN logged_model_id TEXT;
 ALTER TABLE model_versions ADD COLUMN run_link TEXT
 """,
     ),
+    (
+        10,
+        # MLflow's searches ordered by time (adapters/sql/search.py): within a model and across
+        # the registry; by name they walk models(name) and the versions' primary key
+        """
+CREATE INDEX model_versions_created ON model_versions (model_id, created_at);
+CREATE INDEX model_versions_updated ON model_versions (model_id, updated_at);
+CREATE INDEX model_versions_all_created ON model_versions (created_at);
+CREATE INDEX model_versions_all_updated ON model_versions (updated_at);
+CREATE INDEX models_created ON models (created_at);
+CREATE INDEX models_updated ON models (updated_at)
+""",
+    ),
 ]
 
 CREATE_MIGRATIONS_TABLE: Final = (

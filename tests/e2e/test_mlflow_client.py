@@ -78,7 +78,7 @@ def test_registry_workflow(registry: str) -> None:
     c.delete_registered_model_alias("iris", "challenger")
     with pytest.raises(MlflowException) as missing_alias:
         c.get_model_version_by_alias("iris", "challenger")
-    assert missing_alias.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+    assert missing_alias.value.error_code == "INVALID_PARAMETER_VALUE"  # as MLflow's store
 
     assert c.get_model_version_download_uri("iris", "2") == "s3://bucket/iris/2"
     c.update_model_version("iris", "3", description="three")
@@ -115,6 +115,48 @@ def test_searches(registry: str) -> None:
     with pytest.raises(MlflowException) as bad:
         c.search_model_versions("name = 'a' OR name = 'b'")
     assert bad.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+def test_behaves_as_mlflows_own_server(registry: str) -> None:
+    """Each as mlflow/server/handlers.py and its SQLAlchemy store answer."""
+    c = client(registry)
+    c.create_registered_model("old")
+    c.create_registered_model("new")
+    link = "https://tracking.example/#/experiments/1/runs/r1"
+    v1 = c.create_model_version("old", "s3://b/old/1", run_id="r1", run_link=link)
+    assert v1.run_link == link and c.get_model_version("old", "1").run_link == link
+    c.create_model_version("old", "s3://b/old/2")
+
+    def refused(call: object, code: str = "INVALID_PARAMETER_VALUE") -> str:
+        with pytest.raises(MlflowException) as err:
+            assert callable(call)
+            call()
+        assert err.value.error_code == code, err.value
+        return str(err.value)
+
+    # an alias that does not exist: 400, not 404
+    refused(lambda: c.get_model_version_by_alias("old", "nobody"))
+    # deleting a tag or an alias that does not exist is a no-op; a missing model still is not
+    c.delete_registered_model_tag("old", "never-set")
+    c.delete_model_version_tag("old", "1", "never-set")
+    c.delete_registered_model_alias("old", "never-set")
+    refused(lambda: c.delete_registered_model_tag("nope", "k"), "RESOURCE_DOES_NOT_EXIST")
+    # local paths and relative references as sources
+    for source in ("/etc", "file:///etc/passwd", "models/x", "s3://b/../../x", "s3://b/a/%2e%2e/x"):
+        message = refused(lambda s=source: c.create_model_version("old", s))  # type: ignore[misc]
+        assert "Invalid model version source" in message, message
+    # order_by timestamp is the last update
+    c.update_registered_model("old", description="touched after `new` was made")
+    by_time = c.search_registered_models(order_by=["timestamp DESC"])
+    assert [m.name for m in by_time] == ["old", "new"]
+    # the refused promotion names MLflow's parameter
+    c.transition_model_version_stage("old", "1", "Production")
+    message = refused(
+        lambda: c.transition_model_version_stage("old", "2", "Production"), "RESOURCE_CONFLICT"
+    )
+    assert "archive_existing_versions" in message, message
+    # a page token this server did not give
+    refused(lambda: c.search_model_versions(max_results=1, page_token="garbage"))
 
 
 def test_delete_and_missing_model_errors(registry: str) -> None:

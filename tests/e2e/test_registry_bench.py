@@ -19,7 +19,15 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-OPERATIONS = ("livez", "promote", "set_alias", "get_by_alias", "first_page")
+OPERATIONS = (
+    "livez",
+    "promote",
+    "set_alias",
+    "get_by_alias",
+    "first_page",
+    "mlflow_first_page",
+    "mlflow_all_models",
+)
 PERCENTILES = ("p50_ms", "p90_ms", "p99_ms", "max_ms")
 
 
@@ -43,7 +51,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,  # a loaded shared machine starts servers slowly
         check=False,
     )
     assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
@@ -61,6 +69,8 @@ def test_report_names_the_machine_and_the_targets(report: dict[str, Any]) -> Non
         "set_alias",
         "get_by_alias",
         "first_page",
+        "mlflow_first_page",
+        "mlflow_all_models",
     }
     assert all(t["limit"] > 0 for t in report["targets"].values())
     assert set(report["stores"]) == {"sqlite", "postgres"}
@@ -92,5 +102,8 @@ def check_store(found: dict[str, Any], seeded: int) -> None:
         if "target" in result:
             assert isinstance(result["pass"], bool)
     assert found["operations"]["first_page"]["seeded_versions"] == seeded
+    assert found["operations"]["mlflow_first_page"]["seeded_versions"] == seeded
+    assert found["operations"]["mlflow_all_models"]["seeded_versions"] == seeded
+    assert found["operations"]["mlflow_all_models"]["seeded_models"] >= 1
     not_positive = [(where, n) for where, n in numbers(found) if n <= 0]
     assert not not_positive, f"measured numbers must be positive: {not_positive}"

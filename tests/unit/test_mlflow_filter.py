@@ -155,7 +155,7 @@ def test_narrowing_hints() -> None:
 def test_order_by() -> None:
     assert parse_order_by(["name DESC", "timestamp"], M) == [
         OrderBy("name", False),
-        OrderBy("creation_timestamp", True),
+        OrderBy("last_updated_timestamp", True),
     ]
     assert parse_order_by(["version_number asc"], V) == [OrderBy("version_number", True)]
     assert parse_order_by(None, V) == []

@@ -33,6 +33,12 @@ from registry.web.api.body import DepthCheckedRequest
 from registry.web.api.context import READ_METHODS, RegistryDep, Req, caller_of
 from registry.web.errors import MLFLOW_HANDLERS
 from registry.web.mlflow import messages as m
+from registry.web.mlflow.compat import (
+    alias_or_invalid,
+    check_source,
+    named_for_mlflow,
+    unless_missing,
+)
 from registry.web.mlflow.queries import latest_versions, search_models, search_versions
 from registry.web.mlflow.search_filter import Target, parse_filter, parse_order_by
 from registry.web.mlflow.webhooks import WebhookController
@@ -137,8 +143,8 @@ class RegisteredModels(Controller):
         where = parse_filter(filter, Target.MODELS)
         order = parse_order_by(order_by, Target.MODELS)
         limit = m.max_results(max_results, m.DEFAULT_MODEL_RESULTS, m.MAX_MODEL_RESULTS)
-        found, more = await search_models(registry, where, order, m.page_offset(page_token), limit)
-        return m.ModelSearchBody(found, m.page_token(more) if more is not None else "")
+        found, token = await search_models(registry, where, order, page_token, limit)
+        return m.ModelSearchBody(found, token)
 
     @post("/get-latest-versions", status_code=200, opt={"role": Role.READER})
     async def latest_post(
@@ -173,7 +179,8 @@ class RegisteredModels(Controller):
     async def delete_tag(
         self, registry: RegistryDep, request: Req, data: JSONBody[m.ModelTagDeleteRequest]
     ) -> m.Empty:
-        await registry.set_model_tag(await caller_of(request), data.name, data.key, None, None)
+        caller = await caller_of(request)
+        await unless_missing(registry.set_model_tag(caller, data.name, data.key, None, None), "key")
         return m.Empty()
 
     @post("/alias", status_code=200)
@@ -188,14 +195,16 @@ class RegisteredModels(Controller):
     async def delete_alias(
         self, registry: RegistryDep, request: Req, data: JSONBody[m.AliasNameRequest]
     ) -> m.Empty:
-        await registry.delete_alias(await caller_of(request), data.name, data.alias, None)
+        caller = await caller_of(request)
+        await unless_missing(registry.delete_alias(caller, data.name, data.alias, None), "alias")
         return m.Empty()
 
     @get("/alias")
     async def by_alias(
         self, registry: RegistryDep, name: FromQuery[str], alias: FromQuery[str]
     ) -> m.VersionBody:
-        return m.VersionBody(m.to_version(await registry.resolve_alias(name, alias)))
+        found = await alias_or_invalid(registry.resolve_alias(name, alias), alias)
+        return m.VersionBody(m.to_version(found))
 
 
 class ModelVersions(Controller):
@@ -206,6 +215,7 @@ class ModelVersions(Controller):
     async def create(
         self, registry: RegistryDep, request: Req, data: JSONBody[m.CreateVersionRequest]
     ) -> m.VersionBody:
+        check_source(data.source, m.tag_map(data.tags))
         cmd = command(
             SourceVersionCreate,
             source=data.source,
@@ -250,8 +260,10 @@ class ModelVersions(Controller):
         change = StageChange(
             stage=m.stage_of(data.stage), archive_existing=data.archive_existing_versions
         )
-        found = await registry.transition_stage(
-            await caller_of(request), data.name, _version_no(data.version), change, None
+        caller = await caller_of(request)
+        number = _version_no(data.version)
+        found = await named_for_mlflow(
+            registry.transition_stage(caller, data.name, number, change, None)
         )
         return m.VersionBody(m.to_version(found))
 
@@ -267,10 +279,8 @@ class ModelVersions(Controller):
         where = parse_filter(filter, Target.VERSIONS)
         order = parse_order_by(order_by, Target.VERSIONS)
         limit = m.max_results(max_results, m.DEFAULT_VERSION_RESULTS, m.MAX_VERSION_RESULTS)
-        found, more = await search_versions(
-            registry, where, order, m.page_offset(page_token), limit
-        )
-        return m.VersionSearchBody(found, m.page_token(more) if more is not None else "")
+        found, token = await search_versions(registry, where, order, page_token, limit)
+        return m.VersionSearchBody(found, token)
 
     @get("/get-download-uri")
     async def download_uri(
@@ -294,7 +304,8 @@ class ModelVersions(Controller):
     ) -> m.Empty:
         caller = await caller_of(request)
         number = _version_no(data.version)
-        await registry.set_version_tag(caller, data.name, number, data.key, None, None)
+        delete = registry.set_version_tag(caller, data.name, number, data.key, None, None)
+        await unless_missing(delete, "key")
         return m.Empty()
 
 

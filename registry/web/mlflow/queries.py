@@ -1,38 +1,30 @@
 """MLflow's reads over modelyard's Registry: latest versions per stage, and the two searches.
 
-Searches page with MLflow's offset tokens. Candidates come from the store (narrowed by an exact
-`name =`/`name IN` or a `name LIKE 'prefix%'`), the parsed filter is evaluated on each, then
-the result is sorted by `order_by` with MLflow's tie-breakers (name ascending, then version
-descending).
+The searches run in the store as one keyset-paged query each (adapters/sql/search.py), sorted by
+`order_by` with MLflow's tie-breakers (name ascending, then version descending). Their page
+tokens carry the last row's keyset, sealed (a keyed hash: garbage and edits are refused with 400
+INVALID_PARAMETER_VALUE) and bound to the search's filter and order.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Any, Final, TypeVar
+import base64
+import binascii
+import hashlib
+import hmac
+from typing import Any, Final
 
-from registry.catalog.changes import ModelFilter, VersionFilter
-from registry.catalog.domain import Model, ModelVersion, Stage
+import msgspec
+
+from registry.catalog.changes import VersionFilter
+from registry.catalog.domain import ModelVersion, Stage
 from registry.catalog.service import Registry
-from registry.errors import InvalidInput, NotFound
-from registry.web.mlflow.messages import (
-    MlflowModel,
-    MlflowVersion,
-    model_attributes,
-    to_model,
-    to_version,
-    version_attributes,
-)
-from registry.web.mlflow.search_filter import (
-    Filter,
-    OrderBy,
-    exact_names,
-    matches,
-    name_prefix,
-)
+from registry.errors import InvalidInput
+from registry.ports import Filter, OrderBy, Search
+from registry.web.mlflow.messages import MlflowModel, MlflowVersion, to_model, to_version
 
-PAGE: Final = 1000
-T = TypeVar("T")
+#: Seals page tokens against edits. Not a secret: a token only says where a page starts.
+_TOKEN_KEY: Final = b"modelyard mlflow page token v1"
 
 
 async def latest_versions(
@@ -46,81 +38,54 @@ async def latest_versions(
     return sorted(found, key=lambda v: v.version)
 
 
-async def _models(registry: Registry, where: Filter) -> AsyncIterator[Model]:
-    names = exact_names(where)
-    if names is not None:
-        for name in dict.fromkeys(names):
-            try:
-                yield await registry.get_model(name)
-            except (NotFound, InvalidInput):  # an unknown or impossible name matches nothing
-                continue
-        return
-    after: str | None = None
-    prefix = name_prefix(where)
-    while True:
-        page = await registry.list_models(ModelFilter(prefix=prefix), after, PAGE)
-        for model in page:
-            yield model
-        if len(page) < PAGE:
-            return
-        after = page[-1].name
+def _fingerprint(where: Filter, order: list[OrderBy]) -> str:
+    return hashlib.blake2b(msgspec.json.encode((where, order)), digest_size=6).hexdigest()
 
 
-async def _versions(registry: Registry, name: str) -> list[ModelVersion]:
-    out: list[ModelVersion] = []
-    before: int | None = None
-    while True:
-        page = await registry.list_versions(name, VersionFilter(), before, PAGE)
-        out += page
-        if len(page) < PAGE:
-            return out
-        before = page[-1].version
+def page_token(where: Filter, order: list[OrderBy], last: tuple[Any, ...] | None) -> str:
+    """An opaque token for the page after the row `last` of this search ('' when none)."""
+    if last is None:
+        return ""
+    payload = msgspec.json.encode([_fingerprint(where, order), list(last)])
+    seal = hashlib.blake2b(payload, key=_TOKEN_KEY, digest_size=10).hexdigest()
+    return base64.urlsafe_b64encode(payload).decode().rstrip("=") + "." + seal
 
 
-def _sorted(items: list[T], order: list[OrderBy], key_of: Callable[[T, str], Any]) -> list[T]:
-    out = list(items)
-    for o in reversed(order):  # stable sorts, least significant key first
-        out.sort(key=lambda item, key=o.key: key_of(item, key), reverse=not o.ascending)  # type: ignore[misc]
-    return out
-
-
-def _model_key(m: MlflowModel, key: str) -> Any:
-    return model_attributes(m)[key]
-
-
-def _version_key(v: MlflowVersion, key: str) -> Any:
-    return version_attributes(v)[key]
+def page_after(where: Filter, order: list[OrderBy], token: str | None) -> tuple[Any, ...] | None:
+    """The keyset a token carries; a token this server did not give for this search is a 400."""
+    if not token:
+        return None
+    body, _, seal = token.partition(".")
+    try:
+        payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        expected = hashlib.blake2b(payload, key=_TOKEN_KEY, digest_size=10).hexdigest()
+        if not hmac.compare_digest(seal, expected):
+            raise ValueError("seal")
+        fingerprint, last = msgspec.json.decode(payload, type=tuple[str, list[str | int]])
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        raise InvalidInput(
+            "invalid page_token: not one this server returned", field="page_token"
+        ) from None
+    if fingerprint != _fingerprint(where, order):
+        raise InvalidInput(
+            "invalid page_token: it belongs to a search with another filter or order_by",
+            field="page_token",
+        )
+    return tuple(last)
 
 
 async def search_models(
-    registry: Registry, where: Filter, order: list[OrderBy], offset: int, limit: int
-) -> tuple[list[MlflowModel], int | None]:
-    found: list[tuple[MlflowModel, Model]] = []
-    async for model in _models(registry, where):
-        mapped = to_model(model)
-        if matches(where, model_attributes(mapped), model.tags):
-            found.append((mapped, model))
-    if not any(o.key == "name" for o in order):
-        order = [*order, OrderBy("name")]
-    ranked = _sorted(found, order, lambda pair, key: _model_key(pair[0], key))
-    page = ranked[offset : offset + limit]
-    out = [to_model(m, await latest_versions(registry, m.name)) for _, m in page]
-    return out, (offset + limit if len(ranked) > offset + limit else None)
+    registry: Registry, where: Filter, order: list[OrderBy], token: str | None, limit: int
+) -> tuple[list[MlflowModel], str]:
+    query = Search(where, tuple(order), limit, page_after(where, order, token))
+    page = await registry.store.search_models(query)
+    out = [to_model(m, await latest_versions(registry, m.name)) for m in page.items]
+    return out, page_token(where, order, page.last)
 
 
 async def search_versions(
-    registry: Registry, where: Filter, order: list[OrderBy], offset: int, limit: int
-) -> tuple[list[MlflowVersion], int | None]:
-    found: list[MlflowVersion] = []
-    async for model in _models(registry, where):
-        for version in await _versions(registry, model.name):
-            mapped = to_version(version)
-            if matches(where, version_attributes(mapped), version.tags):
-                found.append(mapped)
-    if not any(o.key == "name" for o in order):
-        order = [*order, OrderBy("name")]
-    if not any(o.key == "version_number" for o in order):
-        order = [*order, OrderBy("version_number", ascending=False)]
-    ranked = _sorted(found, order, _version_key)
-    page = ranked[offset : offset + limit]
-    return page, (offset + limit if len(ranked) > offset + limit else None)
+    registry: Registry, where: Filter, order: list[OrderBy], token: str | None, limit: int
+) -> tuple[list[MlflowVersion], str]:
+    query = Search(where, tuple(order), limit, page_after(where, order, token))
+    page = await registry.store.search_versions(query)
+    return [to_version(v) for v in page.items], page_token(where, order, page.last)

@@ -22,6 +22,7 @@ from typing import Final, Literal
 import msgspec
 
 from registry.errors import InvalidInput
+from registry.ports import Comparison, Filter, OrderBy
 
 IS_PROMPT_TAG: Final = "mlflow.prompt.is_prompt"
 STRING_OPS: Final = frozenset({"=", "!=", "LIKE", "ILIKE", "IN", "NOT IN"})
@@ -51,7 +52,7 @@ ORDER_KEYS: Final[dict[Target, frozenset[str]]] = {
         {"name", "version_number", "creation_timestamp", "last_updated_timestamp"}
     ),
 }
-_ORDER_ALIASES: Final = {"timestamp": "creation_timestamp"}
+_ORDER_ALIASES: Final = {"timestamp": "last_updated_timestamp"}  # as MLflow's store
 
 
 class Kind(enum.StrEnum):
@@ -69,22 +70,6 @@ class Token(msgspec.Struct, frozen=True):
     kind: Kind
     text: str
     at: int
-
-
-class Comparison(msgspec.Struct, frozen=True):
-    entity: Literal["attribute", "tag"]
-    key: str
-    op: str
-    value: str | int | tuple[str, ...]
-
-
-class Filter(msgspec.Struct, frozen=True):
-    clauses: tuple[Comparison, ...] = ()
-
-
-class OrderBy(msgspec.Struct, frozen=True):
-    key: str
-    ascending: bool = True
 
 
 _TOKEN_RE: Final = re.compile(
