@@ -39,6 +39,19 @@ def server(store_url: str, tmp_path: Path, admin_token: str) -> Iterator[Factory
             proc.stop()
 
 
+@pytest.fixture
+def replicas(pg_url: str, tmp_path: Path, admin_token: str) -> Iterator[list[ModelyardProcess]]:
+    """Two registry processes on one PostgreSQL database, stopped whatever happens."""
+    procs = [ModelyardProcess("registry", tmp_path / f"r{i}", admin_token, pg_url) for i in (1, 2)]
+    try:
+        for proc in procs:
+            proc.start()
+        yield procs
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
 @pytest.fixture(scope="session")
 def iris_bentos() -> tuple[Path, Path]:
     """The iris example's exported bentos (v1, v2) under <repo>/.cache/bentos, built once by

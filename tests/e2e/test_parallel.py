@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -68,18 +66,6 @@ async def test_64_parallel_creates_are_numbered_1_to_64(server: Factory, admin_t
         assert sorted(r.json()["version"] for r in answers) == list(range(1, 65))
         listed = (await c.get("/api/v1/models/iris/versions", params={"limit": 100})).json()
         assert [v["version"] for v in listed["items"]] == list(range(64, 0, -1))
-
-
-@pytest.fixture
-def replicas(pg_url: str, tmp_path: Path, admin_token: str) -> Iterator[list[ModelyardProcess]]:
-    procs = [ModelyardProcess("registry", tmp_path / f"r{i}", admin_token, pg_url) for i in (1, 2)]
-    try:
-        for proc in procs:
-            proc.start()
-        yield procs
-    finally:
-        for proc in procs:
-            proc.stop()
 
 
 async def test_two_replicas_share_one_production(

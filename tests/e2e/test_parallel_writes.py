@@ -4,9 +4,8 @@ start of the write), a client waits its turn. 64 threads, no client retries, on 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -114,18 +113,6 @@ def test_64_parallel_stage_alias_tag_and_traffic_writes(server: Factory, admin_t
         model = c.get("/models/iris").json()
         assert {k for k in model["tags"]} == {f"t{i}" for i in range(2, THREADS, 4)}
         assert c.get("/models/iris/audit/verify").json()["ok"]
-
-
-@pytest.fixture
-def replicas(pg_url: str, tmp_path: Path, admin_token: str) -> Iterator[list[ModelyardProcess]]:
-    procs = [ModelyardProcess("registry", tmp_path / f"r{i}", admin_token, pg_url) for i in (1, 2)]
-    try:
-        for proc in procs:
-            proc.start()
-        yield procs
-    finally:
-        for proc in procs:
-            proc.stop()
 
 
 def test_64_mlflow_clients_on_two_replicas(

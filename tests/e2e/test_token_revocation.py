@@ -5,8 +5,6 @@ LISTEN/NOTIFY (issue 18)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,18 +14,6 @@ from modelyard.processes import ModelyardProcess
 pytestmark = pytest.mark.e2e
 
 BOUND_S = 1.0
-
-
-@pytest.fixture
-def replicas(pg_url: str, tmp_path: Path, admin_token: str) -> Iterator[list[ModelyardProcess]]:
-    procs = [ModelyardProcess("registry", tmp_path / f"r{i}", admin_token, pg_url) for i in (1, 2)]
-    try:
-        for proc in procs:
-            proc.start()
-        yield procs
-    finally:
-        for proc in procs:
-            proc.stop()
 
 
 def test_a_revoked_token_is_refused_on_the_other_replica_within_1_s(
