@@ -26,6 +26,7 @@ async def livez() -> Health:
 NOT_READY: Final = {
     503: ResponseSpec(
         Health,
+        generate_examples=False,  # random values would make the document differ per start
         description="starting (served versions on their way, listed) or"
         " unavailable (the store does not answer)",
     ),

@@ -25,10 +25,19 @@ MAX_WAIT_S = 30.0
 
 
 REFUSALS: Final = {
-    400: ResponseSpec(ErrorBody, description="a bad policy, or a split of the stable version"),
-    404: ResponseSpec(ErrorBody, description="the model, or a version it names, does not exist"),
+    400: ResponseSpec(
+        ErrorBody,
+        generate_examples=False,
+        description="a bad policy, or a split of the stable version",
+    ),
+    404: ResponseSpec(
+        ErrorBody,
+        generate_examples=False,
+        description="the model, or a version it names, does not exist",
+    ),
     409: ResponseSpec(
         ErrorBody,
+        generate_examples=False,
         description="VERSION_NOT_SERVED: a version it names cannot be served (not in"
         " Production or Staging, no endpoint); or a rollout or experiment steers the traffic"
         " (ROLLOUT_IN_PROGRESS)",
