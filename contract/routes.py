@@ -35,3 +35,25 @@ class ModelRoute(msgspec.Struct, frozen=True):
 class RouteTable(msgspec.Struct, frozen=True):
     revision: int
     models: dict[str, ModelRoute]
+
+
+class RouteChanges(msgspec.Struct, frozen=True):
+    """One answer of the route feed: the models that changed since the revision the gateway
+    had (`full`: every model, to replace its table), and the names of those that went."""
+
+    revision: int
+    models: dict[str, ModelRoute]
+    removed: list[str] = []
+    full: bool = True
+
+
+def apply_changes(table: RouteTable | None, changes: RouteChanges) -> RouteTable:
+    """The table after `changes`: a new table object (the old one is left as it was, so a
+    reader holding it, or a thread saving it, sees one consistent table)."""
+    if changes.full or table is None:
+        return RouteTable(revision=changes.revision, models=dict(changes.models))
+    models = dict(table.models)
+    for name in changes.removed:
+        models.pop(name, None)
+    models.update(changes.models)
+    return RouteTable(revision=changes.revision, models=models)

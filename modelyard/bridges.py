@@ -6,7 +6,7 @@ They live in the composition root so that neither half imports the other."""
 
 from __future__ import annotations
 
-from contract.routes import RouteTable
+from contract.routes import RouteChanges
 from contract.windows import WindowReport
 from gateway.errors import FeedUnavailable
 from registry.catalog.service import Registry
@@ -20,7 +20,7 @@ class InProcessRoutes:
     def __init__(self, feed: RouteFeed) -> None:
         self.feed = feed
 
-    async def next(self, after: int, wait_s: float) -> RouteTable | None:
+    async def next(self, after: int, wait_s: float) -> RouteChanges | None:
         try:
             return await self.feed.wait(after, wait_s)
         except RegistryError as exc:

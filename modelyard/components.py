@@ -142,13 +142,15 @@ async def open_components(
         stack.push_async_callback(worker.close)
         authority = TokenAuthority(store, clock=utc_now)
         await stack.enter_async_context(revocations_heard(raw.driver, authority.forget))
+        feed = RouteFeed(registry, deployments, settings.route_poll_s)
+        stack.push_async_callback(feed.close)
         yield Components(
             registry=registry,
             authority=authority,
             artifacts=artifacts,
             registration=registration,
             deployments=deployments,
-            feed=RouteFeed(registry, deployments),
+            feed=feed,
             rollouts=rollouts,
             rollout_scheduler=controller,
             experiments=ExperimentService(registry, store),

@@ -35,6 +35,7 @@ DEFAULT_GATEWAY_MAX_BODY: Final = 16 * 1024 * 1024
 DEFAULT_GATEWAY_MAX_INFLIGHT: Final = 1024
 DEFAULT_GATEWAY_REPORT_S: Final = 2.0
 DEFAULT_ROLLOUT_TICK_S: Final = 0.5
+DEFAULT_ROUTE_POLL_S: Final = 0.2
 DEFAULT_WINDOWS_RETENTION_H: Final = 7 * 24.0
 DEFAULT_WEBHOOK_TIMEOUT_S: Final = 10.0
 
@@ -90,6 +91,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gateway_report_s: float = DEFAULT_GATEWAY_REPORT_S  # how often a gateway reports its windows
     # rollouts
     rollout_tick_s: float = DEFAULT_ROLLOUT_TICK_S  # how often the leader looks at rollouts
+    route_poll_s: float = DEFAULT_ROUTE_POLL_S  # how often the route feed looks for changes
     # traffic windows are kept this long (and as long as an active rollout reads them)
     windows_retention_h: Annotated[float, msgspec.Meta(ge=0)] = DEFAULT_WINDOWS_RETENTION_H
     # a webhook receiver gets this long to answer; a crashed worker's rows wait 2.5 times it

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -107,6 +107,37 @@ class AuditLog(Protocol):
         ...
 
 
+class Serving(msgspec.Struct, frozen=True):
+    """A model and those of its versions that may take traffic: Production, Staging, any with
+    an outside endpoint, and any an alias or the traffic policy names (the route feed's input)."""
+
+    model: Model
+    versions: list[ModelVersion]
+
+
+class RouteState(Protocol):
+    """What the route feed reads. Every committed change to a model ticks one registry-wide
+    clock, in commit order, and stamps the model with it; the feed asks what changed after the
+    clock it has seen, then reads only those models, in batches."""
+
+    async def route_clock(self) -> int:
+        """The clock of the latest committed change (0 before any)."""
+        ...
+
+    async def changed_models(self, after: int, limit: int) -> list[tuple[str, int]]:
+        """The models stamped after clock `after` as (name, clock), oldest stamp first; a
+        deleted or renamed-away model is listed under its old name."""
+        ...
+
+    async def serving(self, names: Sequence[str]) -> list[Serving]:
+        """The serving state of those of `names` that exist (any order)."""
+        ...
+
+    async def serving_page(self, after: str | None, limit: int) -> list[Serving]:
+        """The serving state of the models after the name `after`, by name."""
+        ...
+
+
 class TokenStore(Protocol):
     async def create_token(
         self, name: str, role: str, token_hash: str, prefix: str, created_by: str, now: datetime
@@ -174,6 +205,7 @@ class MetadataStore(
     ModelWriter,
     ModelReader,
     AuditLog,
+    RouteState,
     TokenStore,
     WindowStore,
     RolloutReader,

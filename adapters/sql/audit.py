@@ -49,8 +49,26 @@ async def append(conn: SqlConn, scope: str, head: Head, draft: Audit) -> Head:
     return event.seq, event.hash
 
 
-async def save_head(conn: SqlConn, scope: str, head: Head) -> None:
-    await conn.execute("UPDATE audit_heads SET seq = ?, hash = ? WHERE scope = ?", (*head, scope))
+async def save_head(conn: SqlConn, scope: str, head: Head, clock: int | None = None) -> None:
+    """Store the chain's new head; with `clock`, stamp it for the route feed (routes.py)."""
+    if clock is None:
+        await conn.execute(
+            "UPDATE audit_heads SET seq = ?, hash = ? WHERE scope = ?", (*head, scope)
+        )
+        return
+    await conn.execute(
+        "UPDATE audit_heads SET seq = ?, hash = ?, clock = ? WHERE scope = ?",
+        (*head, clock, scope),
+    )
+
+
+async def stamp(conn: SqlConn, scope: str, clock: int) -> None:
+    """Stamp `scope`'s head (made if it has none yet) with `clock` without adding an event."""
+    await conn.execute(
+        "INSERT INTO audit_heads (scope, seq, hash, clock) VALUES (?, 0, ?, ?)"
+        " ON CONFLICT (scope) DO UPDATE SET clock = excluded.clock",
+        (scope, audit.GENESIS, clock),
+    )
 
 
 class SqlAudit(OnDriver, AuditLog):

@@ -9,10 +9,11 @@ the type check (`assert_never`) instead of being skipped.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, assert_never
 
 from adapters.sql import audit, experiments, rollouts, rows
+from adapters.sql.routes import tick
 from adapters.sql.driver import OnDriver, SqlConn, fetch_one
 from registry.catalog.changes import (
     AppendLook,
@@ -56,7 +57,10 @@ class SqlChanges(OnDriver, ModelWriter):
             writing = _Writing(conn, scope, model_id, head)
             for op in decision.ops:
                 await _apply(writing, op)
-            await audit.save_head(conn, scope, writing.head)
+            clock = await tick(conn)  # last: the clock row stays locked only until the commit
+            await audit.save_head(conn, scope, writing.head, clock)
+            for other in writing.also_changed:
+                await audit.stamp(conn, other, clock)
         return decision.result
 
 
@@ -127,6 +131,7 @@ class _Writing:
     scope: str
     model_id: int | None  # None until CreateModel has made the row
     head: audit.Head
+    also_changed: list[str] = field(default_factory=list)  # other scopes the feed must see
 
 
 async def _apply(w: _Writing, op: Op) -> None:
@@ -160,6 +165,7 @@ async def _apply(w: _Writing, op: Op) -> None:
             await conn.execute("DELETE FROM models WHERE id = ?", (w.model_id,))
         case RenameModel(new_name):
             await conn.execute("UPDATE models SET name = ? WHERE id = ?", (new_name, w.model_id))
+            w.also_changed.append(model_scope(new_name))
         case CreateVersion(v):
             await conn.execute(
                 f"INSERT INTO model_versions (model_id, {_VERSION_INSERT_COLUMNS})"

@@ -251,6 +251,22 @@ CREATE INDEX models_created ON models (created_at);
 CREATE INDEX models_updated ON models (updated_at)
 """,
     ),
+    (
+        11,
+        # the route feed (adapters/sql/routes.py): one clock ticked by every change to a model,
+        # in commit order, each model's chain head stamped with it; and the versions served by
+        # an outside endpoint, found without reading a model's every version
+        """
+CREATE TABLE route_clock (
+    id INTEGER PRIMARY KEY,
+    n BIGINT NOT NULL
+);
+INSERT INTO route_clock (id, n) VALUES (1, 0);
+ALTER TABLE audit_heads ADD COLUMN clock BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX audit_heads_clock ON audit_heads (clock);
+CREATE INDEX model_versions_endpoint ON model_versions (model_id) WHERE endpoint IS NOT NULL
+""",
+    ),
 ]
 
 CREATE_MIGRATIONS_TABLE: Final = (

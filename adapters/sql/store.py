@@ -20,6 +20,7 @@ from adapters.sql.driver import SqlDriver
 from adapters.sql.experiments import SqlExperiments
 from adapters.sql.postgres import open_postgres
 from adapters.sql.rollouts import SqlRollouts
+from adapters.sql.routes import SqlRoutes
 from adapters.sql.sqlite import SqliteDriver
 from adapters.sql.tokens import SqlTokens
 from adapters.sql.windows import SqlWindows
@@ -30,6 +31,7 @@ class SqlStore(
     SqlChanges,
     SqlCatalog,
     SqlAudit,
+    SqlRoutes,
     SqlTokens,
     SqlWindows,
     SqlRollouts,

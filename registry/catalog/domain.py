@@ -179,9 +179,12 @@ def validate_tag_key(key: str, field: str = "key") -> str:
     return key
 
 
+MODEL_SCOPE_PREFIX: Final = "model:"
+
+
 def model_scope(name: str) -> str:
     """The audit chain (and write lock) that a model's changes go into."""
-    return f"model:{name}"
+    return f"{MODEL_SCOPE_PREFIX}{name}"
 
 
 SYSTEM_SCOPE: Final = "system"

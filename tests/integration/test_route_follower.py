@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from contract.routes import ModelRoute, RouteTable
+from contract.routes import ModelRoute, RouteChanges, RouteTable
 from contract.traffic import TrafficPolicy
 from gateway import follow
 from gateway.errors import FeedUnavailable
@@ -26,14 +26,14 @@ class Registry:
         self.state = "up"
         self.asked: list[tuple[int, float]] = []
 
-    async def next(self, after: int, wait_s: float) -> RouteTable | None:
+    async def next(self, after: int, wait_s: float) -> RouteChanges | None:
         self.asked.append((after, wait_s))
         if self.state == "down":
             raise FeedUnavailable("connection refused")
         if self.state == "hung":
             await asyncio.sleep(3600)
         if self.routes is not None and self.routes.revision > after:
-            return self.routes
+            return RouteChanges(self.routes.revision, self.routes.models)  # a full table
         await asyncio.sleep(wait_s)
         return None
 
@@ -127,3 +127,45 @@ async def test_a_registry_that_never_answers_counts_as_down(
     registry.state = "up"
     await settle(lambda: follower.registry_up, "the registry's return was not noticed")
     await follower.close()
+
+
+class Deltas:
+    """A route source that answers each poll with the next of `answers`, then waits."""
+
+    def __init__(self, answers: list[RouteChanges]) -> None:
+        self.answers = answers
+        self.asked: list[int] = []
+
+    async def next(self, after: int, wait_s: float) -> RouteChanges | None:
+        self.asked.append(after)
+        if self.answers:
+            return self.answers.pop(0)
+        await asyncio.sleep(wait_s)
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_changes_are_applied_to_a_new_table_and_the_latest_is_saved(
+    tmp_path: Path,
+) -> None:
+    policy = TrafficPolicy()
+    a, b, c = (ModelRoute(n, None, {}, {}, policy) for n in "abc")
+    b2 = ModelRoute("b", 2, {}, {}, policy)
+    source = Deltas(
+        [
+            RouteChanges(5, {"a": a, "b": b}),
+            RouteChanges(7, {"b": b2, "c": c}, removed=["a"], full=False),
+        ]
+    )
+    saved = tmp_path / follow.SAVED_ROUTES
+    follower = RouteFollower(source, saved)
+    await follower.start()
+    first = follower.table
+    await settle(lambda: follower.table is not None and follower.table.revision == 7, "no delta")
+    assert first is not None and first.models == {"a": a, "b": b}, "the old table was modified"
+    assert follower.table is not None and follower.table.models == {"b": b2, "c": c}
+    assert source.asked[:2] == [-1, 5]  # the delta was asked for from the revision it had
+    await follower.close()
+    assert load_table(saved) == follower.table  # the last change is on disk after close

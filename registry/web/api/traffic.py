@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Final
 
 import msgspec
-from litestar import Controller, Response, delete, get, put
+from litestar import Controller, MediaType, Response, delete, get, put
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, QueryParameter
 
-from contract.routes import RouteTable
+from contract.routes import RouteChanges
 from contract.traffic import TrafficPolicy
 from registry.catalog.domain import Model
 from registry.serving.feed import RouteFeed
@@ -89,15 +89,27 @@ class TrafficController(Controller):
         caller = await caller_of(request)
         return model_response(await registry.set_traffic(caller, name, None, if_match(request)))
 
-    @get("/routes")
+    @get(
+        "/routes",
+        responses={
+            200: ResponseSpec(
+                RouteChanges,
+                generate_examples=False,
+                description="the models changed since `after` (every model when `full`), and"
+                " the names of those that went",
+            )
+        },
+        status_code=200,
+    )
     async def routes(
         self,
         feed: FeedDep,
         after: Annotated[int, QueryParameter(ge=-1, description="revision the caller has")] = -1,
         wait_s: Annotated[float, QueryParameter(ge=0, le=MAX_WAIT_S)] = 0.0,
-    ) -> Response[RouteTable | None]:
-        """The route table once its revision is past `after`; 204 when `wait_s` ran out first."""
-        table = await feed.wait(after, wait_s)
-        if table is None:
-            return Response(None, status_code=204)
-        return Response(table)
+    ) -> Response[bytes]:
+        """What changed in the route table since revision `after` (every model when `after` is
+        -1 or too old: `full`), once there is something; 204 when `wait_s` ran out first."""
+        encoded = await feed.wait_encoded(after, wait_s)
+        if encoded is None:
+            return Response(b"", status_code=204)
+        return Response(encoded, media_type=MediaType.JSON)
