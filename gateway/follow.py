@@ -6,9 +6,10 @@ first contact); the gateway applies it to a copy of its table and swaps the copy
 request in flight keeps the table it started with.
 
 With a `saved` path (under the data dir), the latest table is kept on local disk (rewritten at
-most once per `SAVE_EVERY_S`, and on close), and a gateway that starts while the registry is down serves the one saved (never "no model named"):
-its first poll still asks for the registry's current table (`after=-1`), so a registry whose
-revisions started again from 0 is followed too. A poll that gets no answer within its wait
+most once per `SAVE_EVERY_S`, and on close), and a gateway that starts while the registry is
+down serves the one saved (never "no model named"): its first poll still asks for the
+registry's current table (`after=-1`), so a registry whose revisions started again from 0 is
+followed too. A poll that gets no answer within its wait
 plus `MARGIN_S` counts as the registry being down: a registry that accepts connections and
 never answers is not reported up.
 """
@@ -105,9 +106,7 @@ class RouteFollower:
             after = self.table.revision if self.table is not None and fresh else -1
             wait_s = WAIT_S if fresh else 0.0
             try:
-                changes = await asyncio.wait_for(
-                    self.source.next(after, wait_s), wait_s + MARGIN_S
-                )
+                changes = await asyncio.wait_for(self.source.next(after, wait_s), wait_s + MARGIN_S)
             except (httpx.HTTPError, OSError, ValueError, FeedUnavailable, TimeoutError) as exc:
                 if self.registry_up or self.problem is None:
                     revision = self.table.revision if self.table is not None else None
@@ -152,9 +151,10 @@ class RouteFollower:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if self.saved is not None and self.table is not None and self.fresh:
-            if self.table.revision != self._saved_revision:  # the last change is kept too
-                await asyncio.to_thread(save_table, self.saved, self.table)
+        table = self.table
+        unsaved = table is not None and table.revision != self._saved_revision
+        if self.saved is not None and table is not None and self.fresh and unsaved:
+            await asyncio.to_thread(save_table, self.saved, table)  # the last change too
         await self.source.close()
 
 

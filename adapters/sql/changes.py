@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, assert_never
 
 from adapters.sql import audit, experiments, rollouts, rows
-from adapters.sql.routes import tick
 from adapters.sql.driver import OnDriver, SqlConn, fetch_one
+from adapters.sql.routes import tick
 from registry.catalog.changes import (
     AppendLook,
     Audit,

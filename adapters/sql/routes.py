@@ -121,4 +121,3 @@ def _collect(into: dict[int, dict[int, Row]], found: Iterable[Row]) -> None:
 
 def _marks(values: Sequence[object]) -> str:
     return ", ".join("?" * len(values))
-
