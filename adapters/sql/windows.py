@@ -14,30 +14,38 @@ from registry.ports import WindowStore
 from registry.rollouts.windows import VariantTraffic
 
 _latencies = msgspec.json.Decoder(list[float])
+_ROWS = 100  # windows per INSERT statement (10 parameters each)
 _Sums = tuple[int, int, list[float], int, int]  # requests, errors, latencies, compared, agreed
 
 
 class SqlWindows(OnDriver, WindowStore):
     async def add_windows(self, source: str, windows: list[TrafficWindow], now: datetime) -> None:
+        """One multi-row INSERT per `_ROWS` windows: a report of a hundred windows is one
+        statement, not a hundred (the cost that grows with gateways x models)."""
         received = rows.to_micros(now)
+        values = [
+            (
+                w.model,
+                w.version,
+                w.variant,
+                source,
+                received,
+                w.requests,
+                w.errors,
+                rows.dumps(w.latencies_ms),
+                w.compared,
+                w.agreed,
+            )
+            for w in windows
+        ]
         async with self.driver.writing() as conn:
-            for w in windows:
+            for start in range(0, len(values), _ROWS):
+                chunk = values[start : start + _ROWS]
+                marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
                 await conn.execute(
                     "INSERT INTO traffic_windows (model, version, variant, source, received_at,"
-                    " requests, errors, latencies_ms, compared, agreed)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        w.model,
-                        w.version,
-                        w.variant,
-                        source,
-                        received,
-                        w.requests,
-                        w.errors,
-                        rows.dumps(w.latencies_ms),
-                        w.compared,
-                        w.agreed,
-                    ),
+                    f" requests, errors, latencies_ms, compared, agreed) VALUES {marks}",
+                    [x for row in chunk for x in row],
                 )
 
     async def prune_windows(self, before: datetime) -> int:
