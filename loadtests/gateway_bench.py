@@ -41,6 +41,7 @@ tools, CPU pinning and CPU time, processes, nginx, wrk).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import secrets
 import tempfile
@@ -53,7 +54,7 @@ from typing import Any, Final
 
 import httpx
 
-from loadtests import benchkit, gateway_e2e, gateway_report, loadreport
+from loadtests import benchkit, gateway_e2e, gateway_report, loadreport, scale_seed
 from loadtests.benchkit import (
     FIXED_LOCATION,
     PACKAGES,
@@ -73,9 +74,11 @@ from loadtests.benchkit import (
 )
 from loadtests.yard_api import register, wait_served
 from modelyard.processes import ModelyardProcess
+from modelyard.settings import DB_FILE
 
 DEFAULT_OUT: Final = Path(__file__).parent / "results" / "gateway-bench.json"
-PATHS: Final = ("direct", "nginx", "gateway")
+PATHS: Final = ("direct", "nginx", "gateway", "gateway_10k")
+MANY_MODELS: Final = 10_000  # the gateway_10k leg's route table: these and `bench`
 
 FIXED_RESPONSE: Final = '{"predictions":[0]}'
 MODEL: Final = "bench"
@@ -143,15 +146,20 @@ def make_body(size: int = BODY_BYTES) -> str:
 
 @contextmanager
 def gateway(
-    workdir: Path, pin: Pinning, upstream: Server, checkout: Path | None = None
+    workdir: Path, pin: Pinning, upstream: Server, checkout: Path | None = None, models: int = 0
 ) -> Iterator[ModelyardProcess]:
     """`modelyard serve` (no deployer) routing model `bench` to the upstream, its threads on the
     server CPU; always stopped. A failure to get there carries the server's log. `checkout`:
     run the code of another checkout of modelyard (its root is the child's working directory,
-    which `python -m` puts first on the import path)."""
+    which `python -m` puts first on the import path). `models`: that many more models in its
+    route table (loadtests/scale_seed.py), seeded before it starts."""
     token = "bench-" + secrets.token_urlsafe(24)
     env = {"MODELYARD_DEPLOYER": "none"}
     proc = ModelyardProcess("serve", workdir, token, extra_env=env, cwd=checkout)
+    if models:
+        workdir.mkdir(parents=True, exist_ok=True)
+        database = f"sqlite:///{workdir / DB_FILE}"
+        asyncio.run(scale_seed.seed(database, models, upstream.url))  # ready: they answer
     try:
         try:
             proc.start()
@@ -263,6 +271,13 @@ def run(cfg: Config, tools: Tools) -> dict[str, Any]:
         except Exception as exc:  # reported verbatim; direct and nginx are still measured
             say(f"[gateway] FAILED:\n{traceback.format_exc()}")
             report["runs"]["gateway"] = {"error": f"{type(exc).__name__}: {exc}"}
+        try:
+            say(f"[gateway_10k] starting modelyard serve with {MANY_MODELS:,} more models")
+            many = stack.enter_context(gateway(work / "many", pin, upstream, models=MANY_MODELS))
+            targets["gateway_10k"] = many.url + GATEWAY_PATH
+        except Exception as exc:
+            say(f"[gateway_10k] FAILED:\n{traceback.format_exc()}")
+            report["runs"]["gateway_10k"] = {"error": f"{type(exc).__name__}: {exc}"}
         script = lua_script(work / "post.lua", make_body())
         measured = measure_rounds(
             tools,

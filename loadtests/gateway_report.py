@@ -16,6 +16,12 @@ TARGETS: Final[dict[str, dict[str, Any]]] = {
         "limit": 5000,
         "unit": "req/s",
     },
+    "many_models_rps_c16": {
+        "what": "gateway req/s with 10,000 more models / with 1, concurrency 16",
+        "op": ">=",
+        "limit": 0.95,
+        "unit": "fraction",
+    },
     "added_p50_c1": {
         "what": "gateway p50 - direct p50 at concurrency 1",
         "op": "<=",
@@ -78,9 +84,14 @@ def ratios(runs: dict[str, Any], concurrencies: Sequence[int]) -> dict[str, Any]
         gw, direct = cell(runs, "gateway", "c1", key), cell(runs, "direct", "c1", key)
         return None if gw is None or direct is None else round(gw - direct, 4)
 
+    many: dict[str, float | None] = {}
+    for c in concurrencies:
+        gw, more = cell(runs, "gateway", f"c{c}", "rps"), cell(runs, "gateway_10k", f"c{c}", "rps")
+        many[f"c{c}"] = None if more is None or not gw else round(more / gw, 4)
     return {
         "throughput_gateway_over_direct": share("direct"),
         "throughput_gateway_over_nginx": share("nginx"),
+        "throughput_10k_models_over_1": many,
         "added_latency_c1": {"p50_ms": added("p50_ms"), "p99_ms": added("p99_ms")},
     }
 
@@ -90,6 +101,7 @@ def judge(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     shares = e2e.get("gateway_share_p50", {})
     values: dict[str, float | None] = {
         "gateway_rps_c16": cell(runs, "gateway", "c16", "rps"),
+        "many_models_rps_c16": r["throughput_10k_models_over_1"].get("c16"),
         "added_p50_c1": r["added_latency_c1"]["p50_ms"],
         "added_p99_c1": r["added_latency_c1"]["p99_ms"],
         "e2e_share_p50_c1": shares.get("c1"),
@@ -171,6 +183,9 @@ def table(report: dict[str, Any]) -> str:
         shares = r[f"throughput_gateway_over_{over}"]
         text = "  ".join(f"{c} {num(v, '.3f')}" for c, v in shares.items())
         lines.append(f"gateway/{over + ' req/s:':<14}{text}")
+    shares = r.get("throughput_10k_models_over_1", {})
+    text = "  ".join(f"{c} {num(v, '.3f')}" for c, v in shares.items())
+    lines.append(f"{'10,000 models/1 req/s:':<22}{text}")
     added = r["added_latency_c1"]
     lines.append(
         f"added by the gateway at c1: p50 {num(added['p50_ms'], '+.3f')} ms,"

@@ -17,7 +17,7 @@ from contract.routes import ApiSpec
 from contract.traffic import Split, TrafficPolicy
 from registry.catalog.domain import Model, ModelVersion, Stage, VersionStatus
 
-ENDPOINT: Final = "http://127.0.0.1:9"  # never called: the benchmark only routes tables
+ENDPOINT: Final = "http://127.0.0.1:9"  # by default never called: only tables are measured
 CANARY_EVERY: Final = 100  # 1 % of the models have a canary split
 _VERSION_INSERT: Final = rows.VERSION_COLUMNS.replace("v.", "")
 
@@ -26,7 +26,7 @@ def model_name(i: int) -> str:
     return f"scale-{i:05d}"
 
 
-def _version(name: str, number: int, stage: Stage, now: datetime) -> ModelVersion:
+def _version(name: str, number: int, stage: Stage, now: datetime, endpoint: str) -> ModelVersion:
     return ModelVersion(
         model=name,
         version=number,
@@ -39,7 +39,7 @@ def _version(name: str, number: int, stage: Stage, now: datetime) -> ModelVersio
         format="bento",
         bento_tag=None,
         apis=[ApiSpec("classify", ["input_series"])],
-        endpoint=f"{ENDPOINT}/{name}/{number}",
+        endpoint=endpoint,
         run_id=None,
         source=None,
         metrics={},
@@ -52,8 +52,9 @@ def _version(name: str, number: int, stage: Stage, now: datetime) -> ModelVersio
     )
 
 
-async def seed(database_url: str, count: int) -> None:
-    """`count` served models (the store is created and migrated if it is new)."""
+async def seed(database_url: str, count: int, endpoint: str = ENDPOINT) -> None:
+    """`count` served models (the store is created and migrated if it is new), every version
+    served at `endpoint`."""
     store = await open_metadata_store(database_url, sqlite_synchronous="OFF")
     now = datetime.now(UTC)
     try:
@@ -71,9 +72,9 @@ async def seed(database_url: str, count: int) -> None:
                     rows.model_values(model),
                 )
                 model_id = int(found[0][0])
-                versions = [_version(name, 1, Stage.PRODUCTION, now)]
+                versions = [_version(name, 1, Stage.PRODUCTION, now, endpoint)]
                 if canary:
-                    versions.append(_version(name, 2, Stage.STAGING, now))
+                    versions.append(_version(name, 2, Stage.STAGING, now, endpoint))
                 for v in versions:
                     await conn.execute(
                         f"INSERT INTO model_versions (model_id, {_VERSION_INSERT})"

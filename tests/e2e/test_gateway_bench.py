@@ -20,10 +20,11 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-PATHS = ("direct", "nginx", "gateway")
+PATHS = ("direct", "nginx", "gateway", "gateway_10k")  # the last: 10,000 models more
 CONCURRENCIES = ("c1", "c16", "c64")
 TARGETS = {
     "gateway_rps_c16",
+    "many_models_rps_c16",
     "added_p50_c1",
     "added_p99_c1",
     "e2e_share_p50_c1",
@@ -89,15 +90,17 @@ def test_every_path_is_measured_at_every_concurrency(run: tuple[dict[str, Any], 
 def test_ratios_and_added_latency_are_present(run: tuple[dict[str, Any], str]) -> None:
     report, _ = run
     ratios = report["ratios"]
-    for over in ("direct", "nginx"):
-        assert set(ratios[f"throughput_gateway_over_{over}"]) == set(CONCURRENCIES)
+    shares = ("gateway_over_direct", "gateway_over_nginx", "10k_models_over_1")
+    for share in shares:
+        assert set(ratios[f"throughput_{share}"]) == set(CONCURRENCIES)
     assert set(ratios["added_latency_c1"]) == {"p50_ms", "p99_ms"}
     found = list(numbers(ratios))
-    assert len(found) == 2 * len(CONCURRENCIES) + 2, ratios  # no None left
+    assert len(found) == len(shares) * len(CONCURRENCIES) + 2, ratios  # no None left
     # Throughput ratios are positive; the added latencies are differences of two noisy figures
     # (a p99 can come out lower through the gateway on a busy machine), so only present.
     throughput = [n for where, n in found if where.startswith(".throughput_")]
-    assert len(throughput) == 2 * len(CONCURRENCIES) and all(n > 0 for n in throughput), ratios
+    assert len(throughput) == len(shares) * len(CONCURRENCIES), ratios
+    assert all(n > 0 for n in throughput), ratios
 
 
 def test_targets_are_judged_and_e2e_is_skipped_when_quick(run: tuple[dict[str, Any], str]) -> None:
