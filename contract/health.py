@@ -94,6 +94,49 @@ def gated_endpoints(table: RouteTable) -> dict[str, str]:
     return found
 
 
+class GatedEndpoints:
+    """`gated_endpoints` kept up to date as the table changes, in time proportional to what
+    changed: a model whose route is the same object as in the previous table (the gateway
+    swaps in tables that keep every unchanged model's route, `contract.routes.apply_changes`)
+    is not walked again. The answer is this object's own dict: read it, do not keep it."""
+
+    def __init__(self) -> None:
+        self._routes: dict[str, ModelRoute] = {}
+        self._of: dict[str, dict[str, str]] = {}  # model -> its gated endpoints
+        self._users: dict[str, int] = {}  # endpoint -> how many models gate on it
+        self.endpoints: dict[str, str] = {}  # endpoint -> protocol
+
+    def update(self, table: RouteTable) -> dict[str, str]:
+        current = table.models
+        for name in self._routes.keys() - current.keys():
+            self._drop(name)
+        for name, route in current.items():
+            if self._routes.get(name) is not route:
+                self._drop(name)
+                self._add(name, route)
+        return self.endpoints
+
+    def _add(self, name: str, route: ModelRoute) -> None:
+        mine: dict[str, str] = {}
+        for number in gated(route):
+            target = route.versions.get(number)
+            if target is not None:
+                mine[target.endpoint] = target.protocol
+        for endpoint, protocol in mine.items():
+            self._users[endpoint] = self._users.get(endpoint, 0) + 1
+            self.endpoints[endpoint] = protocol
+        self._routes[name], self._of[name] = route, mine
+
+    def _drop(self, name: str) -> None:
+        self._routes.pop(name, None)
+        for endpoint in self._of.pop(name, {}):
+            left = self._users[endpoint] - 1
+            if left:
+                self._users[endpoint] = left
+            else:
+                del self._users[endpoint], self.endpoints[endpoint]
+
+
 class ReadinessSource(Protocol):
     """What the HTTP layer asks (modelyard/readiness.py gathers it)."""
 

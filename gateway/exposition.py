@@ -8,6 +8,7 @@ test_surface_metrics.py pins them):
     modelyard_gateway_shadow_{compared,agreed,dropped,failed}_total   counter  model, version
     modelyard_gateway_upstream_breaker_open        gauge      upstream, state
     modelyard_gateway_route_revision               gauge
+    modelyard_gateway_route_models                 gauge
     modelyard_gateway_registry_up                  gauge
 """
 
@@ -91,6 +92,11 @@ class GatewayCollector:
             PREFIX + "route_revision",
             "Revision of the route table being served.",
             value=m.route_revision,
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "route_models",
+            "Models in the route table being served.",
+            value=m.route_models,
         )
         yield GaugeMetricFamily(
             PREFIX + "registry_up",

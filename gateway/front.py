@@ -156,6 +156,7 @@ class Gateway:
         table = self.follower.table
         metrics = self.metrics
         metrics.route_revision = table.revision if table is not None else -1
+        metrics.route_models = len(table.models) if table is not None else 0
         metrics.registry_up = self.follower.registry_up
         return Reply(200, [_METRICS_TYPE], metrics.render())
 

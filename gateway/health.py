@@ -15,7 +15,7 @@ from typing import Final
 
 import httpx
 
-from contract.health import Probe, gated_endpoints
+from contract.health import GatedEndpoints, Probe
 from gateway.follow import RouteFollower
 
 PROBE_EVERY_S: Final = 0.2
@@ -42,14 +42,15 @@ class UpstreamChecks:
 
     async def _run(self) -> None:
         seen: int | None = None  # the table revision `wanted` was read from
+        gated = GatedEndpoints()
         wanted: Mapping[str, str] = {}
         async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_S) as client:
             while True:
                 table = self.follower.table
                 if table is not None and table.revision != seen:
-                    # walk the table only when it changed, not every round: it may hold
-                    # thousands of models, and this runs on the gateway's event loop
-                    seen, wanted = table.revision, gated_endpoints(table)
+                    # only when it changed, and only its changed models: it may hold
+                    # thousands, and this runs on the gateway's event loop
+                    seen, wanted = table.revision, gated.update(table)
                     self._probes = {e: p for e, p in self._probes.items() if e in wanted}
                 pending = [
                     (endpoint, protocol)

@@ -78,6 +78,7 @@ class GatewayMetrics:
         self.stats: dict[Key, VariantStats] = {}
         self.shadows: dict[tuple[str, str], ShadowStats] = {}
         self.route_revision = -1
+        self.route_models = 0
         self.registry_up = False
         self.breakers: Callable[[], dict[str, str]] = dict
         self.extra: Callable[[], bytes] = bytes  # more families for the same /metrics (serve)

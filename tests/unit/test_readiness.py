@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from contract.health import Probe, VersionHealth, gated, gated_endpoints
+from contract.health import GatedEndpoints, Probe, VersionHealth, gated, gated_endpoints
 from contract.routes import ModelRoute, RouteTable, VersionRoute
 from contract.traffic import TrafficPolicy
 from registry.catalog.domain import ModelVersion, Stage, VersionStatus
@@ -130,6 +130,26 @@ def test_readiness_waits_for_stable_staging_and_named_versions_only() -> None:
         "http://oip:9000": "oip"
     }
     assert routed(t)[("iris", 5)] == "http://m5:3000"
+
+
+def test_gated_endpoints_kept_up_to_date_match_a_full_walk_after_every_change() -> None:
+    from contract.routes import RouteChanges, apply_changes
+
+    t = table()
+    kept = GatedEndpoints()
+    assert kept.update(t) == gated_endpoints(t)
+    iris, oip = t.models["iris"], t.models["oip"]
+    shared = ModelRoute("copy", 1, {1: VersionRoute(1, "http://oip:9000", "oip")}, {}, oip.policy)
+    steps = [
+        RouteChanges(8, {"copy": shared}, full=False),  # a second model on one endpoint
+        RouteChanges(9, {}, removed=["oip"], full=False),  # still gated by `copy`
+        RouteChanges(10, {"iris": msgspec.structs.replace(iris, staging=[])}, full=False),
+        RouteChanges(11, {}, removed=["copy", "iris"], full=False),
+    ]
+    for step in steps:
+        t = apply_changes(t, step)
+        assert kept.update(t) == gated_endpoints(t), step.revision
+    assert kept.endpoints == {}
 
 
 def test_endpoints_are_ready_once_they_answered_until_ejected() -> None:

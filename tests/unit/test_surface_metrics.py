@@ -26,6 +26,7 @@ def recorded() -> GatewayMetrics:
     metrics.shadow("iris", "3").dropped += 1
     metrics.breakers = lambda: {"http://v1:3000": "closed", "http://v2:3000": "open"}
     metrics.route_revision = 12
+    metrics.route_models = 3
     metrics.registry_up = True
     return metrics
 
@@ -76,6 +77,7 @@ def test_the_values_are_the_counts() -> None:
     assert samples[breaker, (("state", "open"), ("upstream", "http://v2:3000"))] == 1
     assert samples[breaker, (("state", "closed"), ("upstream", "http://v1:3000"))] == 0
     assert samples["modelyard_gateway_route_revision", ()] == 12
+    assert samples["modelyard_gateway_route_models", ()] == 3
     assert samples["modelyard_gateway_registry_up", ()] == 1
 
 
