@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export BENTOML_DO_NOT_TRACK := true
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-unit test-integration test-e2e system-deps lint format bench bench-gateway loadtest example demo judge-sim experiment-sim helm-lint
+.PHONY: help run test test-unit test-integration test-e2e system-deps lint format bench bench-gateway bench-scale loadtest example demo judge-sim experiment-sim helm-lint
 
 help: ## list the targets and what they do
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ format: $(VENV)/.installed-dev ## format the code with ruff
 
 bench: $(VENV)/.installed-dev ## registry benchmark (SQLite and PostgreSQL): promote, set-alias, get-by-alias, paging
 	$(BIN)/python -m loadtests.registry_bench
+
+bench-scale: $(VENV)/.installed-dev ## route feed at scale: 1,000 and 10,000 models, 50 long-polling gateways, SQLite and PostgreSQL x2
+	$(BIN)/python -m loadtests.scale_bench
 
 bench-gateway: $(VENV)/.installed-dev system-deps ## gateway benchmark (wrk, nginx: installed by system-deps): vs direct and nginx, and in front of BentoML
 	$(BIN)/python -m loadtests.gateway_bench

@@ -13,7 +13,9 @@ database) and each table size, against real `modelyard registry` processes over 
    at a time; for each, the time from sending the change to each gateway's table having it, and
    the CPU the registry processes spent (from /proc) per change;
 3. **windows**: 50 gateways each report windows for 100 active models every 2 s for 20 s;
-   the registry processes' CPU as a share of one core.
+   the registry processes' CPU as a share of one core;
+4. **a real gateway's memory**: `modelyard gateway` following the registry, its RSS once its
+   table holds every model.
 
 The models (loadtests/scale_seed.py) have one Production version each with an outside
 endpoint, 1 % a canary split. The JSON report goes to loadtests/results/scale-bench.json.
@@ -32,6 +34,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -47,8 +50,14 @@ from modelyard.processes import ModelyardProcess
 
 DEFAULT_OUT: Final = Path(__file__).parent / "results" / "scale-bench.json"
 SIZES: Final = (1_000, 10_000)
-TARGETS: Final = {"change_p99_s": 1.0, "cpu_per_change_ms": 50.0, "first_table_s": 1.0}
-WINDOW_CPU_SHARE: Final = 0.20
+#: Each figure (where it is in a run's row) and its upper limit.
+TARGETS: Final = {
+    "change.p99_s": 1.0,
+    "change.cpu_per_change_ms": 50.0,
+    "first_table.median_s": 1.0,
+    "windows.cpu_share": 0.20,
+}
+MODELS_GAUGE: Final = "modelyard_gateway_route_models "
 CHANGE_TIMEOUT_S: Final = 60.0  # a gateway without the change by then counts as missed
 _changes = msgspec.json.Decoder(RouteChanges)
 
@@ -190,6 +199,36 @@ async def windows(
     return {"gateways": gateways, "models": 100, "reports": sum(sent), "cpu_share": share}
 
 
+def gateway_memory(registry: ModelyardProcess, tmp: Path, token: str, count: int) -> dict[str, Any]:
+    """A real `modelyard gateway` following the registry: its RSS once it has the whole table
+    (`modelyard_gateway_route_models`), beside its RSS with no table at all."""
+    env = {"MODELYARD_REGISTRY_URL": registry.url, "MODELYARD_REGISTRY_TOKEN": token}
+    proc = ModelyardProcess("gateway", tmp / f"gateway-{registry.port}", token, extra_env=env)
+    try:
+        proc.start(until="live")
+        assert proc.proc is not None
+        deadline = time.perf_counter() + 60
+        with httpx.Client(timeout=10.0) as client:
+            while True:
+                metrics = client.get(f"{proc.url}/metrics").text
+                line = next(x for x in metrics.splitlines() if x.startswith(MODELS_GAUGE))
+                if float(line.split()[-1]) >= count:
+                    break
+                if time.perf_counter() > deadline:
+                    raise BenchError(f"the gateway did not get {count} models in 60 s: {line}")
+                time.sleep(0.2)
+        return {"models": count, "rss_mb": rss_mb(proc.proc.pid)}
+    finally:
+        proc.stop()
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise BenchError(f"no VmRSS for process {pid}")
+
+
 @contextmanager
 def registries(
     store: str, workdir: Path, token: str, count: int, code: Path | None
@@ -218,17 +257,25 @@ def registries(
         yield procs
 
 
+@dataclass(frozen=True)
+class Plan:
+    gateways: int = 50  # simulated gateways long-polling, and reporting windows
+    changes: int = 20
+    window_s: float = 20.0  # how long the windows phase lasts
+
+
 def run(
-    stores: Sequence[str],
-    sizes: Sequence[int],
-    gateways: int,
-    rounds: int,
-    before: Path | None = None,
+    stores: Sequence[str], sizes: Sequence[int], plan: Plan, before: Path | None = None
 ) -> dict[str, Any]:
     """Every store and size; with `before` (another checkout), that code's registry is
     measured right before this one's, on the same seeded data, for a side-by-side."""
     token = secrets.token_urlsafe(24)
-    results: dict[str, Any] = {"machine": machine(), "targets": TARGETS, "runs": []}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "plan": asdict(plan),
+        "targets": TARGETS,
+        "runs": [],
+    }
     codes: list[Path | None] = [before, None] if before is not None else [None]
     with tempfile.TemporaryDirectory(prefix="scale-bench-") as tmp:
         for store in stores:
@@ -236,29 +283,57 @@ def run(
                 for code in codes:
                     label = "before" if code is not None else "now"
                     say(f"{store}, {count} models ({label}): seeding and starting")
-                    results["runs"].append(
-                        one_run(store, Path(tmp), token, count, gateways, rounds, code)
-                    )
+                    with registries(store, Path(tmp), token, count, code) as procs:
+                        row = one_run(procs, Path(tmp), token, count, plan)
+                    row |= {"store": store, "code": label, "verdicts": verdicts(row)}
+                    say(summary(row))
+                    results["runs"].append(row)
+    results["growth"] = growth(results["runs"])
+    for line in results["growth"]:
+        say(line)
     return results
 
 
+def figure(row: dict[str, Any], where: str) -> float:
+    part, key = where.split(".")
+    return float(row[part][key])
+
+
+def verdicts(row: dict[str, Any]) -> dict[str, str]:
+    return {w: "PASS" if figure(row, w) <= limit else "MISS" for w, limit in TARGETS.items()}
+
+
+def growth(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """How each figure grows from the smallest table to the largest, per store and code."""
+    lines = []
+    for key in sorted({(r["store"], r["code"]) for r in runs}):
+        mine = sorted(
+            (r for r in runs if (r["store"], r["code"]) == key), key=lambda r: r["models"]
+        )
+        if len(mine) < 2:
+            continue
+        small, large = mine[0], mine[-1]
+        ratios = ", ".join(
+            f"{w} x{figure(large, w) / figure(small, w):.2f}" if figure(small, w) else f"{w} -"
+            for w in TARGETS
+        )
+        lines.append(f"{key[0]} {key[1]}: {small['models']} -> {large['models']} models: {ratios}")
+    return lines
+
+
 def one_run(
-    store: str, tmp: Path, token: str, count: int, gateways: int, rounds: int, code: Path | None
+    procs: Sequence[ModelyardProcess], tmp: Path, token: str, count: int, plan: Plan
 ) -> dict[str, Any]:
-    with registries(store, tmp, token, count, code) as procs:
-        urls = [p.url for p in procs]
-        pids = [p.proc.pid for p in procs if p.proc is not None]
-        row: dict[str, Any] = {
-            "store": store,
-            "models": count,
-            "replicas": len(procs),
-            "code": "before" if code is not None else "now",
-        }
-        row["first_table"] = asyncio.run(first_table(urls[0], token))
-        row["change"] = asyncio.run(changes(urls, token, pids, count, gateways, rounds))
-        row["windows"] = asyncio.run(windows(urls, token, pids, gateways, 20.0))
-        say(summary(row))
-        return row
+    urls = [p.url for p in procs]
+    pids = [p.proc.pid for p in procs if p.proc is not None]
+    return {
+        "models": count,
+        "replicas": len(procs),
+        "first_table": asyncio.run(first_table(urls[0], token)),
+        "change": asyncio.run(changes(urls, token, pids, count, plan.gateways, plan.changes)),
+        "windows": asyncio.run(windows(urls, token, pids, plan.gateways, plan.window_s)),
+        "gateway": gateway_memory(procs[0], tmp, token, count),
+    }
 
 
 def summary(row: dict[str, Any]) -> str:
@@ -268,7 +343,9 @@ def summary(row: dict[str, Any]) -> str:
         " first table"
         f" {f['median_s'] * 1000:.0f} ms ({f['bytes'] / 1e6:.1f} MB); change to {c['gateways']}"
         f" gateways p50 {c['p50_s'] * 1000:.0f} ms p99 {c['p99_s'] * 1000:.0f} ms; registry CPU"
-        f" {c['cpu_per_change_ms']:.1f} ms/change; windows CPU {w['cpu_share'] * 100:.1f} %"
+        f" {c['cpu_per_change_ms']:.1f} ms/change; windows CPU {w['cpu_share'] * 100:.1f} %;"
+        f" gateway RSS {row['gateway']['rss_mb']:.0f} MB;"
+        f" {sum(v == 'PASS' for v in row['verdicts'].values())}/{len(TARGETS)} targets met"
     )
 
 
@@ -278,11 +355,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", type=int, default=list(SIZES))
     parser.add_argument("--gateways", type=int, default=50)
     parser.add_argument("--changes", type=int, default=20)
+    parser.add_argument("--window-s", type=float, default=20.0, help="the windows phase")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--before", type=Path, help="a checkout to measure side by side")
     args = parser.parse_args(argv)
     try:
-        report = run(args.stores, args.models, args.gateways, args.changes, args.before)
+        plan = Plan(args.gateways, args.changes, args.window_s)
+        report = run(args.stores, args.models, plan, args.before)
     except (BenchError, RuntimeError, TimeoutError, httpx.HTTPError) as exc:
         say(f"FAILED: {type(exc).__name__}: {exc}")
         return 1
