@@ -38,7 +38,7 @@ from modelyard.bridges import InProcessRoutes, InProcessSink
 from modelyard.components import Components, open_components
 from modelyard.readiness import ServingReadiness
 from modelyard.settings import Settings
-from registry.auth import TokenAuthority
+from registry.auth import TokenAuthority, revoked_admin_warning
 from registry.errors import Conflict
 from registry.web.api.context import request_id_middleware
 from registry.web.app import registry_routes
@@ -56,12 +56,15 @@ Role = Literal["serve", "registry", "gateway"]
 
 async def _bootstrap_admin(authority: TokenAuthority, configured: str | None) -> None:
     try:
-        secret = await authority.bootstrap_admin(configured)
+        outcome = await authority.bootstrap_admin(configured)
     except Conflict:  # another replica registered the same configured token first
         return
-    if secret is not None:
+    if outcome.revoked is not None:
+        log.warning("%s", revoked_admin_warning(outcome.revoked))
+    if outcome.created is not None:
         print(
-            f"modelyard: created the first admin token (shown once, store it now):\n{secret}",
+            "modelyard: created the first admin token (shown once, store it now):\n"
+            + outcome.created,
             file=sys.stderr,
             flush=True,
         )
