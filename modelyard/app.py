@@ -71,7 +71,7 @@ async def _bootstrap_admin(authority: TokenAuthority, configured: str | None) ->
 
 
 def _web_state(
-    parts: Components, readiness: ServingReadiness, dispatch: Dispatch | None
+    parts: Components, readiness: ServingReadiness, dispatch: Dispatch | None, settings: Settings
 ) -> WebState:
     """The parts as the web layer sees them; with a gateway in this process (`dispatch`), what
     it shows the console."""
@@ -94,6 +94,7 @@ def _web_state(
         sessions=Sessions(parts.sessions),
         readiness=readiness,
         gateway_status=None if dispatch is None else status,
+        proxies=settings.trusted_proxies,
     )
 
 
@@ -152,7 +153,7 @@ def create_app(
                 parts = await stack.enter_async_context(
                     open_components(settings, role, tracing, metrics)
                 )
-                install(app.state, _web_state(parts, readiness, dispatch))
+                install(app.state, _web_state(parts, readiness, dispatch, settings))
                 readiness.deployments = parts.deployments
                 await _bootstrap_admin(parts.authority, settings.admin_token)
                 source, sink = InProcessRoutes(parts.feed), InProcessSink(parts.registry)
