@@ -28,6 +28,7 @@ from typing import Final
 import httpx
 import msgspec
 
+from adapters.model_folder import model_folder
 from adapters.net import free_port
 from adapters.process_tree import descendants, kill_all
 from registry.catalog.domain import ModelVersion
@@ -107,7 +108,7 @@ class LocalBentoServers:
             )
         server = _Server(
             version=version,
-            workdir=self.root / version.model / str(version.version),
+            workdir=self.root / model_folder(version.model) / str(version.version),
             state=ServerState(model=version.model, version=version.version, status="preparing"),
             changed=self._changed,
         )

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import BinaryIO, Final
 from urllib.parse import quote, unquote, urlsplit
 
+from adapters.model_folder import SAFE_SEGMENT, model_folder
 from registry.errors import (
     ArtifactCorrupt,
     ArtifactNotFound,
@@ -35,18 +36,8 @@ from registry.ports import StoredArtifact
 CHUNK_SIZE: Final = 1024 * 1024  # bytes per read on download and per write on upload
 ARTIFACTS_DIR: Final = "artifacts"
 LINK_PATH: Final = "/api/v1/artifacts/local/"
-NAME_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
-KEY_PATTERN: Final = re.compile(rf"{ARTIFACTS_DIR}/{NAME_PATTERN.pattern}/[0-9a-f]{{32}}\.bento")
+KEY_PATTERN: Final = re.compile(rf"{ARTIFACTS_DIR}/{SAFE_SEGMENT.pattern}/[0-9a-f]{{32}}\.bento")
 NO_SPACE: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
-
-
-def artifact_folder(name: str) -> str:
-    """The folder a model's artifacts go in: its name when that is a safe path segment (what
-    every name used to be), else `n-` and a digest of the name. Any valid model name (spaces,
-    up to registry/catalog/domain.py MAX_NAME characters) has one; none is refused here."""
-    if NAME_PATTERN.fullmatch(name):
-        return name
-    return "n-" + hashlib.sha256(name.encode()).hexdigest()[:40]
 
 
 def verify_digest(uri: str, expected: str, hasher: hashlib._Hash) -> None:
@@ -136,7 +127,7 @@ class LocalArtifactStore:
         self._base_url = base_url.rstrip("/")
 
     async def put(self, name: str, chunks: AsyncIterator[bytes]) -> StoredArtifact:
-        target = self._root / ARTIFACTS_DIR / artifact_folder(name) / f"{uuid.uuid4().hex}.bento"
+        target = self._root / ARTIFACTS_DIR / model_folder(name) / f"{uuid.uuid4().hex}.bento"
         with _no_space_is_insufficient_storage(target.parent):
             spool = await asyncio.to_thread(_Spool, target.parent)
             try:

@@ -22,7 +22,8 @@ import botocore.exceptions as boto  # type: ignore[import-untyped]
 from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
 from aiobotocore.session import get_session  # type: ignore[import-untyped]
 
-from adapters.local_artifacts import artifact_folder, verify_digest
+from adapters.local_artifacts import verify_digest
+from adapters.model_folder import model_folder
 from registry.errors import ArtifactNotFound, InvalidInput, StoreUnavailable
 from registry.ports import StoredArtifact
 
@@ -171,7 +172,7 @@ class S3ArtifactStore:
         await self._stack.aclose()
 
     async def put(self, name: str, chunks: AsyncIterator[bytes]) -> StoredArtifact:
-        key = f"{self.prefix}artifacts/{artifact_folder(name)}/{uuid.uuid4().hex}.bento"
+        key = f"{self.prefix}artifacts/{model_folder(name)}/{uuid.uuid4().hex}.bento"
         upload = _Upload(self._call, self.bucket, key)
         hasher, size, buffer = hashlib.sha256(), 0, _PartBuffer()
         try:

@@ -38,7 +38,7 @@ from modelyard.bridges import InProcessRoutes, InProcessSink
 from modelyard.components import Components, open_components
 from modelyard.readiness import ServingReadiness
 from modelyard.settings import Settings
-from registry.auth import TokenAuthority
+from registry.auth import TokenAuthority, revoked_admin_warning
 from registry.errors import Conflict
 from registry.web.api.context import request_id_middleware
 from registry.web.app import registry_routes
@@ -56,19 +56,22 @@ Role = Literal["serve", "registry", "gateway"]
 
 async def _bootstrap_admin(authority: TokenAuthority, configured: str | None) -> None:
     try:
-        secret = await authority.bootstrap_admin(configured)
+        outcome = await authority.bootstrap_admin(configured)
     except Conflict:  # another replica registered the same configured token first
         return
-    if secret is not None:
+    if outcome.revoked is not None:
+        log.warning("%s", revoked_admin_warning(outcome.revoked))
+    if outcome.created is not None:
         print(
-            f"modelyard: created the first admin token (shown once, store it now):\n{secret}",
+            "modelyard: created the first admin token (shown once, store it now):\n"
+            + outcome.created,
             file=sys.stderr,
             flush=True,
         )
 
 
 def _web_state(
-    parts: Components, readiness: ServingReadiness, dispatch: Dispatch | None
+    parts: Components, readiness: ServingReadiness, dispatch: Dispatch | None, settings: Settings
 ) -> WebState:
     """The parts as the web layer sees them; with a gateway in this process (`dispatch`), what
     it shows the console."""
@@ -91,6 +94,7 @@ def _web_state(
         sessions=Sessions(parts.sessions),
         readiness=readiness,
         gateway_status=None if dispatch is None else status,
+        proxies=settings.trusted_proxies,
     )
 
 
@@ -149,7 +153,7 @@ def create_app(
                 parts = await stack.enter_async_context(
                     open_components(settings, role, tracing, metrics)
                 )
-                install(app.state, _web_state(parts, readiness, dispatch))
+                install(app.state, _web_state(parts, readiness, dispatch, settings))
                 readiness.deployments = parts.deployments
                 await _bootstrap_admin(parts.authority, settings.admin_token)
                 source, sink = InProcessRoutes(parts.feed), InProcessSink(parts.registry)

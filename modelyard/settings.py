@@ -18,6 +18,7 @@ from typing import Annotated, Any, Final, Literal, get_args, get_origin, get_typ
 import msgspec
 
 from adapters.sql.database_url import BadDatabaseUrl, absolute, parse_database_url, sqlite_url
+from registry.web.forwarded import DEFAULT_FORWARDED_ALLOW_IPS, TrustedProxies
 
 ENV_PREFIX: Final = "MODELYARD_"
 DB_FILE: Final = "modelyard.db"
@@ -96,6 +97,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     windows_retention_h: Annotated[float, msgspec.Meta(ge=0)] = DEFAULT_WINDOWS_RETENTION_H
     # a webhook receiver gets this long to answer; a crashed worker's rows wait 2.5 times it
     webhook_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = DEFAULT_WEBHOOK_TIMEOUT_S
+    # peers (IPs, networks, or `*`) whose X-Forwarded-Proto is believed: a TLS proxy in front
+    forwarded_allow_ips: str = DEFAULT_FORWARDED_ALLOW_IPS
+
+    @property
+    def trusted_proxies(self) -> TrustedProxies:
+        return TrustedProxies.parse(self.forwarded_allow_ips)
 
     def __post_init__(self) -> None:
         database = parse_database_url(self.metadata_url).sqlite_path
@@ -135,6 +142,10 @@ def load_settings(env: Mapping[str, str], *, cwd: Path | None = None, **override
         tracing_wanted(settings.tracing, env)
     except TelemetryError as exc:
         raise SettingsError(str(exc)) from None
+    try:
+        settings.trusted_proxies  # noqa: B018 (parsed now: a bad entry is refused at start)
+    except ValueError as exc:
+        raise SettingsError(f"{_named('forwarded_allow_ips')}: {exc}") from None
     if settings.artifact_url and not settings.artifact_url.startswith("s3://"):
         raise SettingsError(
             f"{_named('artifact_url')}: unknown artifact store {settings.artifact_url!r};"

@@ -111,17 +111,42 @@ class TokenAuthority:
     async def list(self) -> list[Token]:
         return await self._store.list_tokens()
 
-    async def bootstrap_admin(self, configured: str | None) -> str | None:
-        """Make sure an admin can log in. Returns a newly made secret to print once, or None.
+    async def bootstrap_admin(self, configured: str | None) -> AdminBootstrap:
+        """Make sure an admin can log in; what the operator must be told comes back.
 
-        With MODELYARD_ADMIN_TOKEN set, that token is registered (once) as an admin token.
-        Otherwise, on a store with no tokens at all, a fresh admin token is made.
+        With MODELYARD_ADMIN_TOKEN set, that token is registered (once) as an admin token; if
+        it was registered and later revoked, it stays revoked (a revocation is never undone by
+        a restart) and is returned as `revoked`, for a warning. Otherwise, on a store with no
+        tokens at all, a fresh admin token is made and returned as `created`, to print once.
         """
         if configured:
-            if await self._store.find_token(hash_token(configured)) is None:
+            found = await self._store.find_token(hash_token(configured))
+            if found is None:
                 await self.issue("bootstrap-admin", Role.ADMIN, "modelyard", secret=configured)
-            return None
+            elif found.revoked_at is not None:
+                return AdminBootstrap(revoked=found)
+            return AdminBootstrap()
         if await self._store.list_tokens():
-            return None
+            return AdminBootstrap()
         issued = await self.issue("bootstrap-admin", Role.ADMIN, "modelyard")
-        return issued.token
+        return AdminBootstrap(created=issued.token)
+
+
+class AdminBootstrap(msgspec.Struct, frozen=True):
+    """What `bootstrap_admin` found: a new admin secret to show once, or the configured admin
+    token found revoked (the operator is locked out with it and must be told)."""
+
+    created: str | None = None
+    revoked: Token | None = None
+
+
+def revoked_admin_warning(token: Token) -> str:
+    """The start-up warning for a configured admin token that was revoked: which token (its id,
+    name and prefix, never the secret), since when, and what to do."""
+    when = token.revoked_at.isoformat(timespec="seconds") if token.revoked_at else "?"
+    return (
+        f"MODELYARD_ADMIN_TOKEN is token {token.id} ({token.name!r}, {token.prefix}...), which"
+        f" was revoked at {when}: it is refused, and this start does not bring it back. Log in"
+        " with another admin token, or set MODELYARD_ADMIN_TOKEN to a new secret (at least 16"
+        " characters; it is registered as an admin token at the next start)."
+    )

@@ -155,7 +155,11 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
                 chunk, data = data[:cut], data[cut:]
             else:
                 chunk, data = data, b""
-            budget.fed(len(chunk))
+            try:
+                budget.fed(chunk)
+            except Refused as refused:
+                self._refuse(refused)
+                return
             try:
                 self.parser.feed_data(chunk)
             except httptools.HttpParserUpgrade as upgrade:  # the head went to uvicorn already
@@ -193,6 +197,7 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
     # --- httptools callbacks --------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self.budget.begin()
         self.url = b""
         self.headers = []
         self.body = []

@@ -8,6 +8,13 @@ read that crossed it). The callbacks then check the precise limits: the request 
 head's size and its number of headers, `Host` exactly once on HTTP/1.1, HTTP/1.0 and 1.1 only.
 nginx answers the same requests with 414, 400 ("Request Header Or Cookie Too Large"), 400 and
 505; the head's limits answer 431 here as RFC 6585 says.
+
+A request line without a version (`GET /` and a line end: HTTP/0.9) is refused with 400 as soon
+as its line end arrives. httptools takes such a line for HTTP/0.9 followed by headers and waits
+for the empty line, which an HTTP/0.9 client never sends: both sides waited until the head
+timeout. nginx serves HTTP/0.9 (the body alone, then it closes); modelyard serves only 1.0 and
+1.1. The line is checked from the bytes fed, so only when its message begins at a read's start
+(the usual case; one pipelined behind another in the same read falls to the head timeout).
 """
 
 from __future__ import annotations
@@ -60,13 +67,20 @@ def uri_too_long() -> Refused:
     return Refused(414, "URI_TOO_LONG", f"the request target is over {MAX_REQUEST_LINE} bytes")
 
 
+# Where a head's request line stands: the next bytes begin it, it is being read, or checked
+# (or not checked: its message began inside a read already fed).
+_LINE_NEXT: Final = 0
+_LINE_OPEN: Final = 1
+_LINE_DONE: Final = 2
+
+
 class HeadBudget:
     """Counts one request head as the parser sees it; raises `Refused` past a limit.
 
     `allowance` is how many more bytes the parser may be fed while a head is being read;
     `url`, `header` and `complete` are called from the parser's callbacks."""
 
-    __slots__ = ("count", "hosts", "in_head", "left", "size", "url_size")
+    __slots__ = ("count", "hosts", "in_head", "left", "line", "size", "spaces", "url_size")
 
     def __init__(self) -> None:
         self.in_head = True
@@ -77,10 +91,34 @@ class HeadBudget:
         self.in_head = True
         self.left = MAX_HEAD_BYTES + MAX_REQUEST_LINE + 1024  # the line, CRLFs, ": "
         self.count = self.size = self.url_size = self.hosts = 0
+        self.line = _LINE_NEXT
+        self.spaces = 0
 
-    def fed(self, size: int) -> None:
+    def begin(self) -> None:
+        """The parser began a message (`on_message_begin`): one that began inside a read
+        already fed is not at that read's start, so its line is not checked."""
+        if self.line == _LINE_NEXT:
+            self.line = _LINE_DONE
+
+    def fed(self, chunk: bytes) -> None:
+        """`chunk` is about to be parsed; raises `Refused` for a request line without a version."""
         if self.in_head:
-            self.left -= size
+            self.left -= len(chunk)
+            if self.line != _LINE_DONE:
+                self._request_line(chunk)
+
+    def _request_line(self, chunk: bytes) -> None:
+        if self.line == _LINE_NEXT:
+            chunk = chunk.lstrip(b"\r\n")  # empty lines before a request are allowed
+            if not chunk:
+                return
+            self.line = _LINE_OPEN
+        end = chunk.find(b"\n")
+        self.spaces += chunk.count(b" ", 0, len(chunk) if end < 0 else end)
+        if end >= 0:
+            self.line = _LINE_DONE
+            if self.spaces < 2:  # `METHOD SP target SP HTTP/x.y`
+                raise bad_request("the request line names no HTTP version (HTTP/0.9 is not served)")
 
     def url(self, size: int) -> None:
         self.url_size += size

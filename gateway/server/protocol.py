@@ -97,7 +97,12 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 chunk, data = data[:cut], data[cut:]
             else:
                 chunk, data = data, b""
-            budget.fed(len(chunk))
+            try:
+                budget.fed(chunk)
+            except Refused as refused:
+                self.refused = refused
+                self.send_400_response("")
+                return
             super().data_received(chunk)
             if self.transport.is_closing():
                 return
@@ -114,6 +119,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         answer_and_linger(self.transport, answer)
 
     def on_message_begin(self) -> None:
+        self.budget.begin()
         super().on_message_begin()
         self.receiving = True
         self.began = self.loop.time()

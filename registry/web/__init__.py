@@ -5,6 +5,7 @@ state.py     `WebState`: the running parts, one typed object on `app.state`, rea
 errors.py    the one mapping of errors to HTTP, for REST, the MLflow dialect and the console
 metrics.py   the registry's Prometheus metrics and `/metrics` (`RegistryMetricsPlugin`)
 tracing.py   a SERVER span per call when tracing is on (`RegistryTracingPlugin`)
+forwarded.py which peers may say a request came over TLS (`X-Forwarded-Proto`)
 api/         REST under /api/v1          mlflow/   the MLflow-compatible registry
 console/     the web console under /ui
 """

@@ -8,7 +8,7 @@ routers inject its parts by name (`registry`, `feed`, ...) with `provide`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 from litestar.connection import ASGIConnection
@@ -25,6 +25,7 @@ from registry.rollouts.service import RolloutScheduler, RolloutService
 from registry.serving.deployments import Deployments
 from registry.serving.feed import RouteFeed
 from registry.web.console.sessions import Sessions
+from registry.web.forwarded import TrustedProxies
 
 __all__ = ["STATE_KEY", "WebState", "install", "provide", "web_of", "web_state"]
 
@@ -50,6 +51,8 @@ class WebState:
     readiness: ReadinessSource
     #: what the in-process gateway shows the console (`modelyard serve`); None without one
     gateway_status: Callable[[], object] | None = None
+    #: peers whose X-Forwarded-Proto is believed (the console's `Secure` cookies)
+    proxies: TrustedProxies = field(default_factory=TrustedProxies)
 
 
 def install(state: State, web: WebState) -> None:

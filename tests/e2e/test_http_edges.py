@@ -105,6 +105,8 @@ CASES: dict[str, tuple[list[bytes], list[int]]] = {
     "HTTP/2.0 request line": ([request(FAST, version="HTTP/2.0")], [505]),
     "HTTP/2.0 request line (uvicorn)": ([request(SLOW, version="HTTP/2.0")], [505]),
     "HTTP/0.9 (GET /path, empty line)": ([f"GET {FAST}\r\n\r\n".encode()], [400]),
+    # what an HTTP/0.9 client sends: the line alone (nginx answers the body alone and closes)
+    "HTTP/0.9 (GET /path, line end only)": ([f"GET {FAST}\r\n".encode()], [400]),
     "valid, then malformed, pipelined": (
         [request(FAST) + b"GET / HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n"],
         [200, 400],
@@ -166,6 +168,27 @@ def test_http_edges_against_modelyard_and_nginx(tmp_path: Path, admin_token: str
     assert huge.statuses == [431] and huge_slow.statuses == [431]
     assert grown < 5 * MIB and grown_slow < 5 * MIB, (grown, grown_slow)
     assert alive.statuses == [200]
+
+
+def test_a_bare_request_line_gets_400_from_the_registry_role(
+    tmp_path: Path, admin_token: str
+) -> None:
+    """`modelyard registry` serves with uvicorn's protocol alone (no fast path): a request line
+    without a version is answered at once there too, not after the head's 30 s limit."""
+    proc = ModelyardProcess("registry", tmp_path / "data", admin_token)
+    proc.start()
+    try:
+        seen = {line: exchange(proc.port, [line], quiet_s=5.0) for line in BARE_LINES}
+        alive = exchange(proc.port, [request(SLOW)])
+    finally:
+        proc.stop()
+    for line, answer in seen.items():
+        print(f"{line!r}: {answer.show()}")
+        assert answer.statuses == [400] and answer.closed, (line, answer)
+    assert alive.statuses == [200]
+
+
+BARE_LINES = [b"GET /livez\r\n", b"GET /\n", b"GET /api/v1/models\r\n"]
 
 
 def nginx_answers(tmp_path: Path) -> dict[str, Seen] | None:

@@ -16,8 +16,10 @@ import httpx
 import pytest
 
 from adapters.local_artifacts import LINK_PATH, LocalArtifactStore, verify_local_link
+from adapters.model_folder import model_folder
 from adapters.s3_artifacts import PART_SIZE, S3ArtifactStore, open_s3_store
 from modelyard.processes import free_port
+from registry.catalog.domain import MAX_NAME
 from registry.errors import (
     ArtifactCorrupt,
     ArtifactNotFound,
@@ -222,6 +224,20 @@ async def test_a_name_that_is_no_safe_path_segment_gets_a_folder_that_is(harness
     of the name, never a path that leaves the store's artifacts folder."""
     stored = await harness.store.put("../escape", chunked(b"x"))
     assert ".." not in stored.uri and "/artifacts/n-" in stored.uri
+    await harness.store.delete(stored.uri)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["m" * MAX_NAME, "модель " * (MAX_NAME // 7) + "м" * (MAX_NAME % 7), "m" * 65],
+    ids=["256-ascii", "256-cyrillic", "65-ascii"],
+)
+async def test_every_name_up_to_the_limit_is_stored(harness: Harness, name: str) -> None:
+    """The one name limit (MAX_NAME) on both artifact stores: a name too long or too wide for
+    a path segment gets the digest folder, in a key far below S3's 1,024 bytes."""
+    stored = await harness.store.put(name, chunked(b"x"))
+    assert f"/artifacts/{model_folder(name)}/" in stored.uri and "/artifacts/n-" in stored.uri
+    assert await read_all(harness.store, stored.uri, stored.digest) == b"x"
     await harness.store.delete(stored.uri)
 
 

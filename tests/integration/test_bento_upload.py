@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from litestar.testing import AsyncTestClient
 
 from modelyard.app import create_app
 from modelyard.settings import load_settings
+from registry.catalog.domain import MAX_NAME
 from tests.integration.bentos import write_bento
 from tests.s3 import (
     S3_ACCESS_KEY,
@@ -231,3 +233,49 @@ async def test_an_unreachable_s3_is_503_and_registers_nothing(tmp_path: Path) ->
         assert (await client.get("/api/v1/models/iris")).json()["latest_version"] == 0
     finally:
         await client.__aexit__(None, None, None)
+
+
+LONGEST = [
+    "m" * MAX_NAME,  # 256 bytes: over a file name's 255
+    "модель " * (MAX_NAME // 7) + "м" * (MAX_NAME % 7),  # 256 characters, 476 bytes
+    "team forecasting - " + "x" * 46,  # 65 characters, with spaces (issue 18: refused)
+]
+
+
+@pytest.mark.parametrize("name", LONGEST, ids=["256-ascii", "256-cyrillic", "65-spaces"])
+async def test_any_valid_name_up_to_the_limit_takes_a_bento(
+    env: tuple[Client, Stores], tmp_path: Path, name: str
+) -> None:
+    """The name limit of the catalog (MAX_NAME) is the upload's: every valid name is stored on
+    either artifact store (issue 18: names of 65-128 characters were refused there)."""
+    client, stores = env
+    path = "/api/v1/models/" + quote(name, safe="")
+    assert (await client.post("/api/v1/models", json={"name": name})).status_code == 201
+    data = write_bento(tmp_path / "a.bento").read_bytes()
+    r = await client.post(
+        f"{path}/versions/bento",
+        content=data,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["model"] == name and r.json()["version"] == 1
+    assert await stores.objects() == 1
+    link = await client.get(f"{path}/versions/1/download-uri")
+    assert link.status_code == 200, link.text
+
+
+async def test_a_name_over_the_limit_is_refused_before_the_upload(
+    env: tuple[Client, Stores], tmp_path: Path
+) -> None:
+    client, stores = env
+    name = "m" * (MAX_NAME + 1)
+    made = await client.post("/api/v1/models", json={"name": name})
+    assert made.status_code == 400 and made.json()["field"] == "name"
+    r = await client.post(
+        f"/api/v1/models/{name}/versions/bento",
+        content=write_bento(tmp_path / "a.bento").read_bytes(),
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert r.status_code == 400 and r.json()["field"] == "name", r.text
+    assert await stores.objects() == 0
+    assert not list((tmp_path / "uploads").glob("*")), "spooled upload left behind"

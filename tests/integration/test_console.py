@@ -16,6 +16,8 @@ from litestar.testing import AsyncTestClient
 
 from modelyard.app import create_app
 from modelyard.settings import load_settings
+from registry.catalog.domain import MAX_NAME
+from registry.web.console.views import MODELS_PER_PAGE
 from registry.web.state import install, web_state
 from tests.integration.test_api import ADMIN, Client, bearer, model_with_versions, token
 
@@ -270,3 +272,22 @@ async def test_a_login_without_the_forms_csrf_token_is_refused(client: Client) -
     )
     assert r.status_code == 403
     assert (await client.get("/ui", follow_redirects=False)).status_code == 303  # no session
+
+
+async def test_model_pages_take_names_up_to_the_name_limit(client: Client) -> None:
+    """The console's search prefix and page cursor (the last name shown) hold any model name
+    (MAX_NAME characters): a page ending on a long name has a next page."""
+    names = ["m" * (MAX_NAME - 2) + f"{i:02d}" for i in range(MODELS_PER_PAGE + 1)]
+    client.headers.update(bearer(ADMIN))
+    for name in names:
+        assert (await client.post("/api/v1/models", json={"name": name})).status_code == 201
+    client.headers.pop("Authorization")
+    await log_in(client)
+    last_shown = names[MODELS_PER_PAGE - 1]
+    r = await client.get("/ui", params={"after": last_shown})
+    assert r.status_code == 200, r.text
+    assert names[-1] in r.text and last_shown not in r.text
+    r = await client.get("/ui", params={"q": names[-1]})
+    assert r.status_code == 200 and names[-1] in r.text, r.text
+    too_long = await client.get("/ui", params={"q": "m" * (MAX_NAME + 1)})
+    assert too_long.status_code == 400

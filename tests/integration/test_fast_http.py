@@ -16,6 +16,7 @@ import uvicorn
 
 from gateway.reply import Reply
 from gateway.server.fast_http import protocol_class
+from gateway.server.protocol import CoalescingHttpToolsProtocol
 from gateway.transport.base import Headers
 
 MAX_BODY = 1024
@@ -86,13 +87,15 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serving(keep_alive_s: int = 30) -> AsyncIterator[Served]:
+async def serving(keep_alive_s: int = 30, uvicorn_only: bool = False) -> AsyncIterator[Served]:
+    """The fast protocol in front of `asgi_echo`; `uvicorn_only`: uvicorn's protocol with our
+    limits alone, as `modelyard registry` serves (no fast path)."""
     handler = Handler()
     config = uvicorn.Config(
         asgi_echo,
         host="127.0.0.1",
         port=0,
-        http=protocol_class(Paths(handler)),
+        http=CoalescingHttpToolsProtocol if uvicorn_only else protocol_class(Paths(handler)),
         timeout_keep_alive=keep_alive_s,
         log_level="warning",
         timeout_graceful_shutdown=5,

@@ -79,6 +79,57 @@ async def test_only_http_1_0_and_1_1(path: str) -> None:
         assert (await refused(s.port, get(path, version="HTTP/3.0")))[0] == 400
 
 
+BARE_LINES = [b"GET /fast/x\r\n", b"GET /\n", b"\r\nGET /api/v1/x\r\n"]
+
+
+@pytest.mark.parametrize("uvicorn_only", [False, True], ids=["fast", "uvicorn"])
+@pytest.mark.parametrize("line", BARE_LINES)
+async def test_a_request_line_without_a_version_gets_400_at_once(
+    line: bytes, uvicorn_only: bool
+) -> None:
+    """HTTP/0.9 (`GET /` and a line end, nothing more): answered as soon as the line ends
+    (`Client.answer` waits 5 s; the head's limit would be 30 s), on the fast protocol and on
+    uvicorn's alone (the registry role)."""
+    async with serving(uvicorn_only=uvicorn_only) as s, connect(s.port) as c:
+        c.writer.write(line)
+        a = await c.answer()
+        assert a.status == 400 and b"no HTTP version" in a.body
+        assert await c.closed()
+
+
+@pytest.mark.parametrize("uvicorn_only", [False, True], ids=["fast", "uvicorn"])
+async def test_a_request_line_in_pieces_is_judged_when_it_ends(uvicorn_only: bool) -> None:
+    # a valid line in pieces (the pauses: separate reads), then more on the same connection
+    async with serving(uvicorn_only=uvicorn_only) as s, connect(s.port) as c:
+        for piece in (b"GET /fast", b"/x", b" HTTP", b"/1.1\r", b"\nHost: t\r\n\r\n"):
+            c.writer.write(piece)
+            await c.writer.drain()
+            await asyncio.sleep(0.05)
+        assert (await c.answer()).status == 200
+        c.writer.write(get(FAST))  # the next request on the connection is checked too
+        assert (await c.answer()).status == 200
+        c.writer.write(b"GET /fast/x")
+        await c.writer.drain()
+        await asyncio.sleep(0.05)
+        c.writer.write(b"\r\n")
+        assert (await c.answer()).status == 400
+
+
+async def test_a_bare_line_behind_an_unfinished_request_waits_its_turn() -> None:
+    """After an answer still owed on the fast path, the 400 comes second, then the close."""
+    async with serving() as s, connect(s.port) as c:
+        c.writer.write(post("/fast/slow", b"1"))
+        await c.writer.drain()
+        await asyncio.sleep(0.1)
+        c.writer.write(b"GET /\r\n")
+        await c.writer.drain()
+        await asyncio.sleep(0.1)
+        s.handler.release.set()
+        first, second = await c.answer(), await c.answer()
+        assert first.status == 200 and second.status == 400
+        assert await c.closed()
+
+
 async def test_a_malformed_request_after_a_valid_one_is_answered_after_it() -> None:
     async with serving() as s, connect(s.port) as c:
         c.writer.write(

@@ -13,7 +13,7 @@ from contract.routes import ApiSpec
 from contract.windows import TrafficWindow
 from registry.catalog.changes import Caller, ModelFilter, VersionFilter
 from registry.catalog.commands import AliasChange, ModelCreate, StageChange, VersionCreate
-from registry.catalog.domain import Principal, Role, Stage, model_scope
+from registry.catalog.domain import MAX_NAME, Principal, Role, Stage, model_scope
 from registry.catalog.service import Registry
 from registry.errors import (
     AliasInUse,
@@ -56,6 +56,22 @@ async def test_models_round_trip_and_names_are_unique(registry: Registry) -> Non
         await make(registry)
     with pytest.raises(NotFound):
         await registry.get_model("nope")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["m" * MAX_NAME, "модель " * (MAX_NAME // 7) + "м" * (MAX_NAME % 7), "churn model (eu)"],
+    ids=["256-ascii", "256-cyrillic", "spaces"],
+)
+async def test_every_name_up_to_the_limit_round_trips(registry: Registry, name: str) -> None:
+    """The one name limit (MAX_NAME, as MLflow's) holds on both stores: no column or index
+    cuts or refuses a longer one (476 bytes of Cyrillic on PostgreSQL's TEXT and SQLite)."""
+    await make(registry, name, versions=1)
+    got = await registry.get_model(name)
+    assert got.name == name and got.latest_version == 1
+    assert (await registry.get_version(name, 1)).model == name
+    listed = await registry.list_models(ModelFilter(prefix=name[:200]), None, 10)
+    assert [m.name for m in listed] == [name]
 
 
 async def test_version_fields_survive_the_store(registry: Registry) -> None:

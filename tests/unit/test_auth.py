@@ -6,7 +6,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from registry.auth import TokenAuthority, hash_token, require_role
+from registry.auth import (
+    AdminBootstrap,
+    TokenAuthority,
+    hash_token,
+    require_role,
+    revoked_admin_warning,
+)
 from registry.catalog.domain import Principal, Role, Token
 from registry.errors import NotFound, PermissionDenied, Unauthenticated
 
@@ -85,16 +91,35 @@ def test_roles_are_ordered() -> None:
 
 async def test_bootstrap_prints_a_new_admin_once(tokens: MemoryTokens) -> None:
     authority = TokenAuthority(tokens, lambda: NOW)
-    secret = await authority.bootstrap_admin(None)
+    secret = (await authority.bootstrap_admin(None)).created
     assert secret is not None
     assert (await authority.authenticate(f"Bearer {secret}")).role is Role.ADMIN
-    assert await authority.bootstrap_admin(None) is None
+    assert await authority.bootstrap_admin(None) == AdminBootstrap()
 
 
 async def test_bootstrap_registers_the_configured_token_once(tokens: MemoryTokens) -> None:
     authority = TokenAuthority(tokens, lambda: NOW)
     configured = "configured-admin-token-0123456789"
-    assert await authority.bootstrap_admin(configured) is None
-    assert await authority.bootstrap_admin(configured) is None
+    assert await authority.bootstrap_admin(configured) == AdminBootstrap()
+    assert await authority.bootstrap_admin(configured) == AdminBootstrap()
     assert len(tokens.rows) == 1
     assert (await authority.authenticate(f"Bearer {configured}")).role is Role.ADMIN
+
+
+async def test_bootstrap_reports_a_configured_admin_token_that_was_revoked(
+    tokens: MemoryTokens,
+) -> None:
+    authority = TokenAuthority(tokens, lambda: NOW)
+    configured = "configured-admin-token-0123456789"
+    await authority.bootstrap_admin(configured)
+    made = (await authority.list())[0]
+    await authority.revoke(made.id, "admin")
+    outcome = await authority.bootstrap_admin(configured)
+    assert outcome.created is None and outcome.revoked is not None
+    assert outcome.revoked.id == made.id and outcome.revoked.revoked_at == NOW
+    assert len(tokens.rows) == 1  # not registered again: a revocation stays
+    with pytest.raises(Unauthenticated):
+        await authority.authenticate(f"Bearer {configured}")
+    warning = revoked_admin_warning(outcome.revoked)
+    assert f"token {made.id} ('bootstrap-admin', {made.prefix}...)" in warning
+    assert "MODELYARD_ADMIN_TOKEN" in warning and configured not in warning

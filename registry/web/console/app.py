@@ -23,6 +23,7 @@ from registry.web.console.security import (
     CSRF_FIELD,
     UI_PATH,
     check_origin,
+    over_tls,
     safe_next,
     session_of,
     sessions_of,
@@ -40,7 +41,7 @@ def _cookie(request: Req, value: str, max_age: int | None = None) -> Cookie:
         path=UI_PATH,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=over_tls(request),
         max_age=max_age,
     )
 
@@ -55,7 +56,7 @@ def _login_cookie(request: Req, value: str, max_age: int | None = None) -> Cooki
         path=f"{UI_PATH}/login",
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=over_tls(request),
         max_age=max_age,
     )
 

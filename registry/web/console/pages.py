@@ -9,6 +9,7 @@ from litestar import Controller, get
 from litestar.params import QueryParameter
 from litestar.response import Template
 
+from registry.catalog.domain import MAX_NAME
 from registry.catalog.service import Registry
 from registry.rollouts.service import RolloutService
 from registry.web.api.context import PathStr
@@ -16,9 +17,10 @@ from registry.web.console import views
 from registry.web.console.render import Req, page
 from registry.web.state import web_of
 
-Query = Annotated[str | None, QueryParameter(max_length=128, description="name prefix")]
+# a prefix of a model name, and the last name a page showed: up to a name's length (MAX_NAME)
+Query = Annotated[str | None, QueryParameter(max_length=MAX_NAME, description="name prefix")]
 Fragment = Annotated[str | None, QueryParameter(description="`live`: only the live part")]
-After = Annotated[str | None, QueryParameter(max_length=200, description="the last name seen")]
+After = Annotated[str | None, QueryParameter(max_length=MAX_NAME, description="the last name seen")]
 
 
 def registry_of(request: Req) -> Registry:

@@ -3,6 +3,8 @@ checks on every form post.
 
 - Logging in posts the token once; the server checks it with the TokenAuthority and answers
   with an HttpOnly, SameSite=Strict cookie holding only an opaque session id (sessions.py).
+  The console's cookies are `Secure` when the browser used TLS: to this server, or to a proxy
+  in front that is trusted (`MODELYARD_FORWARDED_ALLOW_IPS`) and says so (`X-Forwarded-Proto`).
 - Every request looks the principal up again from the session's token hash and applies the
   API's role rule: reader for reads, deployer for writes unless a route asks for more.
 - Every POST must carry the session's CSRF token (form field or header) and, when the browser
@@ -75,6 +77,16 @@ async def ui_guard(connection: Conn, handler: BaseRouteHandler) -> None:
     if needed is None:
         needed = Role.READER if method in READ_METHODS else Role.DEPLOYER
     require_role(principal, needed)
+
+
+def over_tls(connection: Conn) -> bool:
+    """Did the browser use TLS (directly, or as a trusted proxy says)? Its cookies: `Secure`."""
+    client = connection.client
+    return web_of(connection).proxies.over_tls(
+        connection.url.scheme,
+        client.host if client is not None else None,
+        connection.headers.getall("x-forwarded-proto", []),
+    )
 
 
 def check_origin(connection: Conn) -> None:
