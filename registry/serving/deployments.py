@@ -13,12 +13,11 @@ import logging
 from collections.abc import Callable
 from typing import Final
 
-from registry.catalog.changes import ModelFilter, VersionFilter
 from registry.catalog.domain import ModelVersion
 from registry.catalog.service import Registry
 from registry.errors import RegistryError
 from registry.ports import ModelServers, ServerState
-from registry.serving.rules import SERVED_STAGES, wants_server
+from registry.serving.rules import wants_server
 
 log = logging.getLogger("modelyard.deployments")
 
@@ -63,20 +62,17 @@ class Deployments:
                 listener()
 
     async def desired(self) -> list[ModelVersion]:
+        """Every version that should run: read in batches of models (a fixed number of queries
+        per `PAGE` models, `RouteState.serving_page`), not a query per model."""
         wanted: list[ModelVersion] = []
-        for stage in SERVED_STAGES:
-            after: str | None = None
-            while True:
-                models = await self.registry.list_models(ModelFilter(stage=stage), after, PAGE)
-                for model in models:
-                    found = await self.registry.list_versions(
-                        model.name, VersionFilter(stage=stage), None, PAGE
-                    )
-                    wanted += [v for v in found if wants_server(v)]
-                if len(models) < PAGE:
-                    break
-                after = models[-1].name
-        return wanted
+        after: str | None = None
+        while True:
+            page = await self.registry.store.serving_page(after, PAGE)
+            for serving in page:
+                wanted += [v for v in serving.versions if wants_server(v)]
+            if len(page) < PAGE:
+                return wanted
+            after = page[-1].model.name
 
     async def reconcile(self) -> None:
         desired = await self.desired()
