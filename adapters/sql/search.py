@@ -238,7 +238,11 @@ class SqlSearch(OnDriver):
 def _exact_name(query: Search) -> str | int | None:
     """The model name an `name = '...'` clause asks for, if any."""
     for c in query.where.clauses:
-        if c.entity == "attribute" and c.key == "name" and c.op == "=":
-            if not isinstance(c.value, tuple):
-                return c.value
+        if (
+            c.entity == "attribute"
+            and c.key == "name"
+            and c.op == "="
+            and not isinstance(c.value, tuple)
+        ):
+            return c.value
     return None
