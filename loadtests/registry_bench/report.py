@@ -24,7 +24,7 @@ def _problem(found: dict[str, Any]) -> str:
 
 
 def table(report: dict[str, Any]) -> str:
-    head = f"{'store':<9}{'operation':<22}{'n':>6}{'p50':>10}{'p99':>10}{'max':>10}  {'target':<18}"
+    head = f"{'store':<9}{'operation':<26}{'n':>6}{'p50':>10}{'p99':>10}{'max':>10}  {'target':<18}"
     lines = [head + "result", "-" * (len(head) + 6)]
     for store, found in report["stores"].items():
         if "skipped" in found or "error" in found:
@@ -33,14 +33,14 @@ def table(report: dict[str, Any]) -> str:
         s = found["startup"]
         target, verdict = _verdict(s)
         lines.append(
-            f"{store:<9}{'start-up (s)':<22}{s['n']:>6}{s['median_s']:>10.3f}"
+            f"{store:<9}{'start-up (s)':<26}{s['n']:>6}{s['median_s']:>10.3f}"
             f"{'':>10}{s['max_s']:>10.3f}  {target:<18}{verdict}"
         )
         for name, r in found["operations"].items():
             label = "livez (baseline)" if name == "livez" else name
             target, verdict = _verdict(r)
             lines.append(
-                f"{store:<9}{label + ' (ms)':<22}{r['n']:>6}{r['p50_ms']:>10.3f}"
+                f"{store:<9}{label + ' (ms)':<26}{r['n']:>6}{r['p50_ms']:>10.3f}"
                 f"{r['p99_ms']:>10.3f}{r['max_ms']:>10.3f}  {target:<18}{verdict}"
             )
     return "\n".join(lines)
