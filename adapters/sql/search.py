@@ -11,8 +11,9 @@ A version search ordered by name first, without an exact name, is the one Postgr
 walk as a join: its nested loop keeps only the models' order, so it sorts each model's versions
 whole (100,000 versions of one model: ~60 ms in-process). There it reads per model, in a
 LATERAL subquery, at most a page of versions in the remaining order, from the versions' key; the
-keyset's bound inside it applies to the one model the previous page ended in (`CASE WHEN m.name = ...`), so it
-stays an index bound. SQLite's planner walks the join in that order by itself.
+keyset's bound inside it applies to the one model the previous page ended in
+(`CASE WHEN m.name = ...`), so it stays an index bound. SQLite's planner walks the join in that
+order by itself.
 
 MLflow's rules kept: LIKE is case-sensitive (SQLite's LIKE is not, so it becomes GLOB there),
 ILIKE is not, a missing value never matches (SQL's NULL), and the prompt marker tag reads as
