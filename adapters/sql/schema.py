@@ -251,6 +251,15 @@ CREATE INDEX models_created ON models (created_at);
 CREATE INDEX models_updated ON models (updated_at)
 """,
     ),
+    (
+        11,
+        # a model's newest version in a stage (MLflow's latest_versions, for a whole page of
+        # models at once: adapters/sql/catalog.py) is one probe; it covers the old index's uses
+        """
+CREATE INDEX model_versions_stage_version ON model_versions (model_id, stage, version);
+DROP INDEX model_versions_stage
+""",
+    ),
 ]
 
 CREATE_MIGRATIONS_TABLE: Final = (
