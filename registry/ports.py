@@ -13,7 +13,7 @@ import msgspec
 from contract.routes import ApiSpec
 from contract.windows import TrafficWindow
 from registry.catalog.changes import Decision, LoadSpec, ModelFilter, ModelState, VersionFilter
-from registry.catalog.domain import AuditEvent, Model, ModelVersion, Token
+from registry.catalog.domain import AuditEvent, Model, ModelVersion, Stage, Token
 from registry.experiments.stats import Experiment, Tally
 from registry.rollouts.state import Look, Rollout
 from registry.rollouts.windows import VariantTraffic
@@ -83,6 +83,13 @@ class ModelReader(Protocol):
     ) -> list[ModelVersion]: ...
 
     async def resolve_alias(self, model: str, alias: str) -> ModelVersion: ...
+
+    async def latest_versions(
+        self, models: Sequence[str], stages: Sequence[Stage]
+    ) -> dict[str, list[ModelVersion]]:
+        """The newest version of each model in each of `stages`, oldest first, in one query
+        for all of them (a model missing or without such versions maps to nothing)."""
+        ...
 
     async def search_models(self, query: Search) -> SearchPage[Model]:
         """MLflow's `search_registered_models`: one indexed query, keyset-paged."""

@@ -8,12 +8,13 @@ second query. MLflow's searches are in adapters/sql/search.py. The catalog is wr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 from adapters.sql import rows
 from adapters.sql.search import SqlSearch
 from registry.catalog.changes import ModelFilter, VersionFilter
-from registry.catalog.domain import Model, ModelVersion
+from registry.catalog.domain import Model, ModelVersion, Stage
 from registry.errors import NotFound
 from registry.ports import ModelReader
 
@@ -131,3 +132,28 @@ class SqlCatalog(SqlSearch, ModelReader):
             await self._require_model(model)
             raise NotFound(f"model {model!r} has no alias {alias!r}", field="alias")
         return rows.version_from_row(model, found[0])
+
+    async def latest_versions(
+        self, models: Sequence[str], stages: Sequence[Stage]
+    ) -> dict[str, list[ModelVersion]]:
+        """Models x stages, each pair's newest version by one probe of migration 11's
+        `(model_id, stage, version)` index: a page of MLflow models costs one query for all."""
+        if not models or not stages:
+            return {}
+        stage_list = " UNION ALL ".join(["SELECT CAST(? AS TEXT) AS stage"] * len(stages))
+        names = ", ".join("?" * len(models))
+        aliases = self.driver.dialect.string_agg("a.alias")
+        found = await self._read(
+            f"SELECT m.name, {rows.VERSION_COLUMNS}, (SELECT {aliases} FROM aliases a"
+            " WHERE a.model_id = v.model_id AND a.version = v.version)"
+            f" FROM models m CROSS JOIN ({stage_list}) s"
+            " JOIN model_versions v ON v.model_id = m.id"
+            " AND v.version = (SELECT MAX(x.version) FROM model_versions x"
+            " WHERE x.model_id = m.id AND x.stage = s.stage)"
+            f" WHERE m.name IN ({names}) ORDER BY m.name, v.version",
+            [*(s.value for s in stages), *models],
+        )
+        latest: dict[str, list[ModelVersion]] = {}
+        for r in found:
+            latest.setdefault(r[0], []).append(rows.version_from_row(r[0], r[1:]))
+        return latest

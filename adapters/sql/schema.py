@@ -253,6 +253,15 @@ CREATE INDEX models_updated ON models (updated_at)
     ),
     (
         11,
+        # a model's newest version in a stage (MLflow's latest_versions, for a whole page of
+        # models at once: adapters/sql/catalog.py) is one probe; it covers the old index's uses
+        """
+CREATE INDEX model_versions_stage_version ON model_versions (model_id, stage, version);
+DROP INDEX model_versions_stage
+""",
+    ),
+    (
+        12,
         # the route feed (adapters/sql/routes.py): one clock ticked by every change to a model,
         # in commit order, each model's chain head stamped with it; and the versions served by
         # an outside endpoint, found without reading a model's every version

@@ -26,6 +26,7 @@ OPERATIONS = (
     "get_by_alias",
     "first_page",
     "mlflow_first_page",
+    "mlflow_all_one_model",
     "mlflow_all_models",
 )
 PERCENTILES = ("p50_ms", "p90_ms", "p99_ms", "max_ms")
@@ -70,6 +71,7 @@ def test_report_names_the_machine_and_the_targets(report: dict[str, Any]) -> Non
         "get_by_alias",
         "first_page",
         "mlflow_first_page",
+        "mlflow_all_one_model",
         "mlflow_all_models",
     }
     assert all(t["limit"] > 0 for t in report["targets"].values())
@@ -103,6 +105,7 @@ def check_store(found: dict[str, Any], seeded: int) -> None:
             assert isinstance(result["pass"], bool)
     assert found["operations"]["first_page"]["seeded_versions"] == seeded
     assert found["operations"]["mlflow_first_page"]["seeded_versions"] == seeded
+    assert found["operations"]["mlflow_all_one_model"]["seeded_versions"] == seeded
     assert found["operations"]["mlflow_all_models"]["seeded_versions"] == seeded
     assert found["operations"]["mlflow_all_models"]["seeded_models"] >= 1
     not_positive = [(where, n) for where, n in numbers(found) if n <= 0]

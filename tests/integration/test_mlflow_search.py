@@ -4,6 +4,7 @@ with MLflow's tie-breakers. Every page size walks the same rows in the same orde
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -60,9 +61,23 @@ VERSION_ORDERS = [
 ]
 
 
+def ticking_clock() -> Any:
+    """A clock that moves 1 ms per reading: the store orders times by the microsecond, MLflow
+    (and this test's reference, which reads what clients see) by the millisecond, so two writes
+    in one millisecond would be ordered differently (docs/mlflow.md lists it)."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def read() -> datetime:
+        nonlocal now
+        now += timedelta(milliseconds=1)
+        return now
+
+    return read
+
+
 @pytest.fixture
 async def registry(store: SqlStore) -> Registry:
-    registry = Registry(store)
+    registry = Registry(store, clock=ticking_clock())
     for i, name in enumerate(NAMES):
         tags = {"mlflow.prompt.is_prompt": "true"} if i == 4 else {}
         await registry.create_model(ALICE, ModelCreate(name=name, tags={"n": str(i), **tags}))

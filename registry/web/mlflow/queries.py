@@ -16,7 +16,6 @@ from typing import Any, Final
 
 import msgspec
 
-from registry.catalog.changes import VersionFilter
 from registry.catalog.domain import ModelVersion, Stage
 from registry.catalog.service import Registry
 from registry.errors import InvalidInput
@@ -31,11 +30,10 @@ async def latest_versions(
     registry: Registry, name: str, stages: list[Stage] | None = None
 ) -> list[ModelVersion]:
     """The newest version in each stage (every stage when `stages` is empty), as MLflow."""
-    found: list[ModelVersion] = []
-    for stage in stages or list(Stage):
-        page = await registry.list_versions(name, VersionFilter(stage=stage), None, 1)
-        found += page
-    return sorted(found, key=lambda v: v.version)
+    found = await registry.store.latest_versions([name], stages or list(Stage))
+    if name not in found:
+        await registry.get_model(name)  # a model that does not exist is a 404
+    return found.get(name, [])
 
 
 def _fingerprint(where: Filter, order: list[OrderBy]) -> str:
@@ -79,7 +77,9 @@ async def search_models(
 ) -> tuple[list[MlflowModel], str]:
     query = Search(where, tuple(order), limit, page_after(where, order, token))
     page = await registry.store.search_models(query)
-    out = [to_model(m, await latest_versions(registry, m.name)) for m in page.items]
+    # one query for the page's latest versions (aliases and tags came with the models)
+    latest = await registry.store.latest_versions([m.name for m in page.items], list(Stage))
+    out = [to_model(m, latest.get(m.name, [])) for m in page.items]
     return out, page_token(where, order, page.last)
 
 
