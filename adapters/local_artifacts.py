@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import BinaryIO, Final
 from urllib.parse import quote, unquote, urlsplit
 
+from registry.catalog.owner import owner_in, this_process
+from registry.catalog.sweep import Kind, Leftover
 from registry.errors import (
     ArtifactCorrupt,
     ArtifactNotFound,
@@ -37,6 +39,11 @@ ARTIFACTS_DIR: Final = "artifacts"
 LINK_PATH: Final = "/api/v1/artifacts/local/"
 NAME_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 KEY_PATTERN: Final = re.compile(rf"{ARTIFACTS_DIR}/{NAME_PATTERN.pattern}/[0-9a-f]{{32}}\.bento")
+TEMP_PREFIX: Final = ".upload-"
+TEMP_SUFFIX: Final = ".tmp"
+TEMP_KEY_PATTERN: Final = re.compile(
+    rf"{ARTIFACTS_DIR}/{NAME_PATTERN.pattern}/\.upload-[A-Za-z0-9._-]{{1,80}}\.tmp"
+)
 NO_SPACE: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
@@ -78,7 +85,9 @@ class _Spool:
 
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=folder, prefix=".upload-", suffix=".tmp")
+        owner = this_process()  # in the name, so a sweep knows whether its writer still runs
+        prefix = f"{TEMP_PREFIX}{owner}-" if owner else TEMP_PREFIX
+        fd, name = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=TEMP_SUFFIX)
         self.path = Path(name)
         self.file = os.fdopen(fd, "wb")
         self.hasher = hashlib.sha256()
@@ -190,13 +199,49 @@ class LocalArtifactStore:
         path = self._root / self._key(uri)
         await asyncio.to_thread(path.unlink, missing_ok=True)
 
-    def _key(self, uri: str) -> str:
+    async def leftovers(self) -> list[Leftover]:
+        return await asyncio.to_thread(self._list, time.time())
+
+    def _list(self, now: float) -> list[Leftover]:
+        found: list[Leftover] = []
+        for folder in _entries(self._root / ARTIFACTS_DIR):
+            for entry in _entries(folder):
+                key = f"{ARTIFACTS_DIR}/{folder.name}/{entry.name}"
+                if KEY_PATTERN.fullmatch(key):
+                    kind, owner = Kind.ARTIFACT, None
+                elif TEMP_KEY_PATTERN.fullmatch(key):
+                    kind, owner = Kind.TEMPORARY, owner_in(entry.name)
+                else:
+                    continue
+                try:
+                    age = now - entry.stat().st_mtime
+                except FileNotFoundError:  # committed or removed meanwhile
+                    continue
+                found.append(Leftover(kind, entry.as_uri(), age, owner))
+        return found
+
+    async def remove(self, leftover: Leftover) -> None:
+        if leftover.kind is Kind.ARTIFACT:
+            await self.delete(leftover.name)
+            return
+        path = self._root / self._key(leftover.name, TEMP_KEY_PATTERN)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+
+    def _key(self, uri: str, pattern: re.Pattern[str] = KEY_PATTERN) -> str:
         """`artifacts/<name>/<hex>.bento` for a URI this store made; anything else is refused."""
         parts = urlsplit(uri)
         if parts.scheme != "file" or parts.netloc or parts.query or parts.fragment:
             raise InvalidInput(f"{uri!r} is not a file:// artifact URI", field="uri")
         path = os.path.normpath(unquote(parts.path))
         key = os.path.relpath(path, self._root) if os.path.isabs(path) else ""
-        if not KEY_PATTERN.fullmatch(key):
+        if not pattern.fullmatch(key):
             raise InvalidInput(f"{uri!r} is not an artifact under {self._root}", field="uri")
         return key
+
+
+def _entries(folder: Path) -> list[Path]:
+    """The folder's entries; none when it does not exist (yet, or any more)."""
+    try:
+        return list(folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []

@@ -131,3 +131,9 @@ class SqlCatalog(SqlSearch, ModelReader):
             await self._require_model(model)
             raise NotFound(f"model {model!r} has no alias {alias!r}", field="alias")
         return rows.version_from_row(model, found[0])
+
+    async def artifact_uris(self) -> set[str]:
+        found = await self._read(
+            "SELECT DISTINCT artifact_uri FROM model_versions WHERE artifact_uri IS NOT NULL", ()
+        )
+        return {str(row[0]) for row in found}
