@@ -3,7 +3,9 @@
 An upload streams into a temp file in the target folder while it is hashed and counted, is
 fsynced, then hard-linked to a fresh key `artifacts/<name>/<uuid4hex>.bento` (a link never
 replaces an existing file) and the temp name removed. File IO runs off the event loop.
-Download links are signed with HMAC-SHA256 and checked by `verify_local_link`.
+Download links name the artifact by its id alone (the key's `<uuid4hex>`, no path: readers
+never learn where the server keeps files), are signed with HMAC-SHA256 and checked by
+`verify_local_link`; the server finds the file again (`signed_file`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO, Final
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from registry.catalog.owner import owner_in, this_process
 from registry.catalog.sweep import Kind, Leftover
@@ -39,6 +41,7 @@ ARTIFACTS_DIR: Final = "artifacts"
 LINK_PATH: Final = "/api/v1/artifacts/local/"
 NAME_PATTERN: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 KEY_PATTERN: Final = re.compile(rf"{ARTIFACTS_DIR}/{NAME_PATTERN.pattern}/[0-9a-f]{{32}}\.bento")
+LINK_ID_PATTERN: Final = re.compile(r"[0-9a-f]{32}")
 TEMP_PREFIX: Final = ".upload-"
 TEMP_SUFFIX: Final = ".tmp"
 TEMP_KEY_PATTERN: Final = re.compile(
@@ -68,16 +71,21 @@ def _sign(signing_key: bytes, key: str, expires: int) -> str:
 
 
 def verify_local_link(
-    signing_key: bytes, key: str, expires: int, signature: str, now: float
+    signing_key: bytes, link_id: str, expires: int, signature: str, now: float
 ) -> None:
     """Accept a link made by `LocalArtifactStore.download_url`, or raise. Pure."""
-    if not KEY_PATTERN.fullmatch(key):
-        raise InvalidInput(f"{key!r} is not an artifact key", field="key")
-    expected = _sign(signing_key, key, expires).encode()
+    if not LINK_ID_PATTERN.fullmatch(link_id):
+        raise InvalidInput(f"{link_id!r} is not an artifact id", field="key")
+    expected = _sign(signing_key, link_id, expires).encode()
     if not hmac.compare_digest(expected, signature.encode()):
         raise PermissionDenied("the download link's signature does not match")
     if now > expires:
         raise PermissionDenied(f"the download link expired at {expires}")
+
+
+def link_id(key: str) -> str:
+    """What a download link names: the uuid of `artifacts/<folder>/<uuid>.bento`."""
+    return key.rsplit("/", 1)[-1].removesuffix(".bento")
 
 
 class _Spool:
@@ -185,15 +193,20 @@ class LocalArtifactStore:
     async def download_url(self, uri: str, expires_s: int) -> str:
         if expires_s <= 0:
             raise InvalidInput("a download link must be valid for at least 1 s", field="expires_s")
-        key = self._key(uri)
+        ident = link_id(self._key(uri))
         expires = int(time.time()) + expires_s
-        signature = _sign(self._signing_key, key, expires)
-        return f"{self._base_url}{LINK_PATH}{quote(key)}?expires={expires}&signature={signature}"
+        signature = _sign(self._signing_key, ident, expires)
+        return f"{self._base_url}{LINK_PATH}{ident}?expires={expires}&signature={signature}"
 
     def signed_file(self, key: str, expires: int, signature: str) -> Path:
-        """The file a download link names, once its signature and expiry check out."""
+        """The file a download link names (`key`: its artifact id), once its signature and
+        expiry check out; ArtifactNotFound when it is gone (blocking: looks in each folder)."""
         verify_local_link(self._signing_key, key, expires, signature, time.time())
-        return self._root / key
+        for folder in _entries(self._root / ARTIFACTS_DIR):
+            path = folder / f"{key}.bento"
+            if path.is_file():
+                return path
+        raise ArtifactNotFound(f"artifact {key} does not exist", field="key")
 
     async def delete(self, uri: str) -> None:
         path = self._root / self._key(uri)

@@ -233,7 +233,8 @@ class SignedFiles(Protocol):
     """An artifact store that serves its own download links (the local one)."""
 
     def signed_file(self, key: str, expires: int, signature: str) -> Path:
-        """The file behind a link; raises PermissionDenied for a bad or expired signature."""
+        """The file behind a link (`key`: the id it names, never a path); raises
+        PermissionDenied for a bad or expired signature, ArtifactNotFound when it is gone."""
         ...
 
 
