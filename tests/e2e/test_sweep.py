@@ -182,7 +182,7 @@ async def test_a_sweeping_replica_leaves_another_replicas_upload_alone(
 ) -> None:
     shared = tmp_path / "shared"  # one data folder: spool and artifacts on shared storage
     quiet = {"MODELYARD_SWEEP_INTERVAL_S": "3600"}  # A sweeps once, at start
-    eager = {"MODELYARD_SWEEP_INTERVAL_S": "0.5", "MODELYARD_SWEEP_MIN_AGE_S": "3"}
+    eager = {"MODELYARD_SWEEP_INTERVAL_S": "0.5", "MODELYARD_SWEEP_MIN_AGE_S": "5"}
     uploader, sweeper = procs = [
         ModelyardProcess("registry", shared, admin_token, pg_url, extra_env=env)
         for env in (quiet, eager)
@@ -202,7 +202,7 @@ async def test_a_sweeping_replica_leaves_another_replicas_upload_alone(
                     return bool(spool_seen)
 
                 async def stale_or_gone() -> bool:
-                    return not spool_seen[0].exists() or _age(spool_seen[0]) > 4.0
+                    return not spool_seen[0].exists() or _age(spool_seen[0]) > 6.0
 
                 await until(spooling, "the upload's spool file")
                 await until(stale_or_gone, "a stale spool file")
