@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
+from registry.catalog.sweep import Leftover
 from registry.errors import InvalidInput
 from registry.ports import ArtifactStore, SignedFiles, StoredArtifact
 
@@ -34,6 +35,17 @@ class ArtifactRouter:
 
     async def delete(self, uri: str) -> None:
         await self._for(uri).delete(uri)
+
+    async def leftovers(self) -> list[Leftover]:
+        """Every store's, each store once (the default is also one of `by_scheme`)."""
+        stores = {id(s): s for s in (self.default, *self.by_scheme.values())}
+        found: list[Leftover] = []
+        for store in stores.values():
+            found += await store.leftovers()
+        return found
+
+    async def remove(self, leftover: Leftover) -> None:
+        await self._for(leftover.name).remove(leftover)
 
     def signed_file(self, key: str, expires: int, signature: str) -> Path:
         local = self.by_scheme.get("file")

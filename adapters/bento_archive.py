@@ -1,21 +1,56 @@
 """Read what a `.bento` archive (the output of `bentoml export`) holds, without bentoml.
 
-An archive is a tar (xz, gzip or plain) with `bento.yaml` at its root and the models it
-needs under `models/<name>/<version>/`. We read the tag, the APIs with their input names and
-the model tags, and refuse an archive that is not a Bento or lacks a model it names.
+An archive is a tar in one of ARCHIVE_FORMATS (xz, gzip or plain) with `bento.yaml` at its
+root and the models it needs under `models/<name>/<version>/`. We read the tag, the APIs with
+their input names and the model tags, and refuse an archive that is not a Bento or lacks a
+model it names.
 """
 
 from __future__ import annotations
 
 import tarfile
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal, NamedTuple
 
 import yaml
 
 from contract.routes import ApiSpec
 from registry.errors import BadArtifact
 from registry.ports import BentoInfo
+
+
+class ArchiveFormat(NamedTuple):
+    name: str  # as messages say it
+    magic: bytes  # what the file starts with (a plain tar: "ustar" at offset 257)
+    tar_mode: Literal["r:xz", "r:gz", "r:"]  # tarfile's mode to read it
+    suffix: str  # the file name `bentoml import` reads it under: it guesses from the suffix
+
+
+#: The one list of accepted archives, shared by the registry (read_bento refuses any other at
+#: upload) and the deployer (adapters/bentoml_local.py imports each under its suffix: a
+#: `.bento` file is read as xz only, so a gzip or plain tar must be named `.tar.gz`, `.tar`).
+ARCHIVE_FORMATS: Final = (
+    ArchiveFormat("xz tar", b"\xfd7zXZ\x00", "r:xz", ".bento"),
+    ArchiveFormat("gzip tar", b"\x1f\x8b", "r:gz", ".tar.gz"),
+    ArchiveFormat("plain tar", b"ustar", "r:", ".tar"),
+)
+PLAIN_TAR_MAGIC_AT: Final = 257
+SNIFF_BYTES: Final = 512
+
+
+def archive_format(head: bytes) -> ArchiveFormat | None:
+    """Which accepted format a file starting with `head` (its first SNIFF_BYTES) is in."""
+    for fmt in ARCHIVE_FORMATS:
+        at = PLAIN_TAR_MAGIC_AT if fmt.tar_mode == "r:" else 0
+        if head[at : at + len(fmt.magic)] == fmt.magic:
+            return fmt
+    return None
+
+
+def sniff(path: Path) -> ArchiveFormat | None:
+    with path.open("rb") as file:
+        return archive_format(file.read(SNIFF_BYTES))
+
 
 MAX_MANIFEST_BYTES: Final = 1024 * 1024
 # what reaches the store is held to the API's limits (VersionCreate: bento_tag, apis)
@@ -94,8 +129,15 @@ def _models(manifest: dict[str, Any]) -> list[str]:
 
 def read_bento(path: Path) -> BentoInfo:
     """Inspect the archive at `path`; raises BadArtifact naming what is wrong."""
+    fmt = sniff(path)
+    if fmt is None:
+        accepted = ", ".join(f.name for f in ARCHIVE_FORMATS)
+        raise BadArtifact(
+            f"not a Bento archive (a tar from `bentoml export`): accepted formats are {accepted}",
+            field="bento",
+        )
     try:
-        with tarfile.open(path, "r:*") as archive:
+        with tarfile.open(path, fmt.tar_mode) as archive:
             manifest_bytes: bytes | None = None
             present: set[str] = set()
             for member in archive:

@@ -28,6 +28,7 @@ from typing import Final
 import httpx
 import msgspec
 
+from adapters.bento_archive import sniff
 from adapters.model_folder import model_folder
 from adapters.net import free_port
 from adapters.process_tree import descendants, kill_all
@@ -158,14 +159,19 @@ class LocalBentoServers:
         version = server.version
         await asyncio.to_thread(shutil.rmtree, server.workdir, True)
         await asyncio.to_thread(server.workdir.mkdir, parents=True)
-        archive = server.workdir / "archive.bento"
+        fetched = server.workdir / "archive.download"
         assert version.artifact_uri is not None and version.digest is not None
-        out = await asyncio.to_thread(archive.open, "wb")
+        out = await asyncio.to_thread(fetched.open, "wb")
         try:
             async for chunk in self.artifacts.get(version.artifact_uri, version.digest):
                 await asyncio.to_thread(out.write, chunk)
         finally:
             out.close()
+        fmt = await asyncio.to_thread(sniff, fetched)
+        if fmt is None:  # the registry accepts none such: an archive stored before the check
+            raise DeployError("the archive is in none of the accepted formats")
+        archive = fetched.with_name(f"archive{fmt.suffix}")  # bentoml reads it by its suffix
+        await asyncio.to_thread(fetched.rename, archive)
         code, output = await self._bentoml(server, "import", str(archive))
         if code != 0:
             raise DeployError(f"`bentoml import` failed: {output[-800:]}")

@@ -3,7 +3,9 @@
 An upload streams into a temp file in the target folder while it is hashed and counted, is
 fsynced, then hard-linked to a fresh key `artifacts/<name>/<uuid4hex>.bento` (a link never
 replaces an existing file) and the temp name removed. File IO runs off the event loop.
-Download links are signed with HMAC-SHA256 and checked by `verify_local_link`.
+Download links name the artifact by its id alone (the key's `<uuid4hex>`, no path: readers
+never learn where the server keeps files), are signed with HMAC-SHA256 and checked by
+`verify_local_link`; the server finds the file again (`signed_file`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import BinaryIO, Final
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from adapters.model_folder import SAFE_SEGMENT, model_folder
+from registry.catalog.owner import owner_in, this_process
+from registry.catalog.sweep import Kind, Leftover
 from registry.errors import (
     ArtifactCorrupt,
     ArtifactNotFound,
@@ -37,6 +41,12 @@ CHUNK_SIZE: Final = 1024 * 1024  # bytes per read on download and per write on u
 ARTIFACTS_DIR: Final = "artifacts"
 LINK_PATH: Final = "/api/v1/artifacts/local/"
 KEY_PATTERN: Final = re.compile(rf"{ARTIFACTS_DIR}/{SAFE_SEGMENT.pattern}/[0-9a-f]{{32}}\.bento")
+LINK_ID_PATTERN: Final = re.compile(r"[0-9a-f]{32}")
+TEMP_PREFIX: Final = ".upload-"
+TEMP_SUFFIX: Final = ".tmp"
+TEMP_KEY_PATTERN: Final = re.compile(
+    rf"{ARTIFACTS_DIR}/{SAFE_SEGMENT.pattern}/\.upload-[A-Za-z0-9._-]{{1,80}}\.tmp"
+)
 NO_SPACE: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
@@ -52,16 +62,21 @@ def _sign(signing_key: bytes, key: str, expires: int) -> str:
 
 
 def verify_local_link(
-    signing_key: bytes, key: str, expires: int, signature: str, now: float
+    signing_key: bytes, link_id: str, expires: int, signature: str, now: float
 ) -> None:
     """Accept a link made by `LocalArtifactStore.download_url`, or raise. Pure."""
-    if not KEY_PATTERN.fullmatch(key):
-        raise InvalidInput(f"{key!r} is not an artifact key", field="key")
-    expected = _sign(signing_key, key, expires).encode()
+    if not LINK_ID_PATTERN.fullmatch(link_id):
+        raise InvalidInput(f"{link_id!r} is not an artifact id", field="key")
+    expected = _sign(signing_key, link_id, expires).encode()
     if not hmac.compare_digest(expected, signature.encode()):
         raise PermissionDenied("the download link's signature does not match")
     if now > expires:
         raise PermissionDenied(f"the download link expired at {expires}")
+
+
+def link_id(key: str) -> str:
+    """What a download link names: the uuid of `artifacts/<folder>/<uuid>.bento`."""
+    return key.rsplit("/", 1)[-1].removesuffix(".bento")
 
 
 class _Spool:
@@ -69,7 +84,9 @@ class _Spool:
 
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=folder, prefix=".upload-", suffix=".tmp")
+        owner = this_process()  # in the name, so a sweep knows whether its writer still runs
+        prefix = f"{TEMP_PREFIX}{owner}-" if owner else TEMP_PREFIX
+        fd, name = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=TEMP_SUFFIX)
         self.path = Path(name)
         self.file = os.fdopen(fd, "wb")
         self.hasher = hashlib.sha256()
@@ -167,27 +184,68 @@ class LocalArtifactStore:
     async def download_url(self, uri: str, expires_s: int) -> str:
         if expires_s <= 0:
             raise InvalidInput("a download link must be valid for at least 1 s", field="expires_s")
-        key = self._key(uri)
+        ident = link_id(self._key(uri))
         expires = int(time.time()) + expires_s
-        signature = _sign(self._signing_key, key, expires)
-        return f"{self._base_url}{LINK_PATH}{quote(key)}?expires={expires}&signature={signature}"
+        signature = _sign(self._signing_key, ident, expires)
+        return f"{self._base_url}{LINK_PATH}{ident}?expires={expires}&signature={signature}"
 
     def signed_file(self, key: str, expires: int, signature: str) -> Path:
-        """The file a download link names, once its signature and expiry check out."""
+        """The file a download link names (`key`: its artifact id), once its signature and
+        expiry check out; ArtifactNotFound when it is gone (blocking: looks in each folder)."""
         verify_local_link(self._signing_key, key, expires, signature, time.time())
-        return self._root / key
+        for folder in _entries(self._root / ARTIFACTS_DIR):
+            path = folder / f"{key}.bento"
+            if path.is_file():
+                return path
+        raise ArtifactNotFound(f"artifact {key} does not exist", field="key")
 
     async def delete(self, uri: str) -> None:
         path = self._root / self._key(uri)
         await asyncio.to_thread(path.unlink, missing_ok=True)
 
-    def _key(self, uri: str) -> str:
+    async def leftovers(self) -> list[Leftover]:
+        return await asyncio.to_thread(self._list, time.time())
+
+    def _list(self, now: float) -> list[Leftover]:
+        found: list[Leftover] = []
+        for folder in _entries(self._root / ARTIFACTS_DIR):
+            for entry in _entries(folder):
+                key = f"{ARTIFACTS_DIR}/{folder.name}/{entry.name}"
+                if KEY_PATTERN.fullmatch(key):
+                    kind, owner = Kind.ARTIFACT, None
+                elif TEMP_KEY_PATTERN.fullmatch(key):
+                    kind, owner = Kind.TEMPORARY, owner_in(entry.name)
+                else:
+                    continue
+                try:
+                    age = now - entry.stat().st_mtime
+                except FileNotFoundError:  # committed or removed meanwhile
+                    continue
+                found.append(Leftover(kind, entry.as_uri(), age, owner))
+        return found
+
+    async def remove(self, leftover: Leftover) -> None:
+        if leftover.kind is Kind.ARTIFACT:
+            await self.delete(leftover.name)
+            return
+        path = self._root / self._key(leftover.name, TEMP_KEY_PATTERN)
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+
+    def _key(self, uri: str, pattern: re.Pattern[str] = KEY_PATTERN) -> str:
         """`artifacts/<name>/<hex>.bento` for a URI this store made; anything else is refused."""
         parts = urlsplit(uri)
         if parts.scheme != "file" or parts.netloc or parts.query or parts.fragment:
             raise InvalidInput(f"{uri!r} is not a file:// artifact URI", field="uri")
         path = os.path.normpath(unquote(parts.path))
         key = os.path.relpath(path, self._root) if os.path.isabs(path) else ""
-        if not KEY_PATTERN.fullmatch(key):
+        if not pattern.fullmatch(key):
             raise InvalidInput(f"{uri!r} is not an artifact under {self._root}", field="uri")
         return key
+
+
+def _entries(folder: Path) -> list[Path]:
+    """The folder's entries; none when it does not exist (yet, or any more)."""
+    try:
+        return list(folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []

@@ -14,8 +14,9 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
+from datetime import UTC, datetime
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
 import botocore.exceptions as boto  # type: ignore[import-untyped]
@@ -24,6 +25,7 @@ from aiobotocore.session import get_session  # type: ignore[import-untyped]
 
 from adapters.local_artifacts import verify_digest
 from adapters.model_folder import model_folder
+from registry.catalog.sweep import Kind, Leftover
 from registry.errors import ArtifactNotFound, InvalidInput, StoreUnavailable
 from registry.ports import StoredArtifact
 
@@ -213,6 +215,51 @@ class S3ArtifactStore:
     async def delete(self, uri: str) -> None:
         await self._call("delete_object", None, Bucket=self.bucket, Key=self._key(uri))
 
+    async def leftovers(self) -> list[Leftover]:
+        """The objects under `<prefix>artifacts/` and the multipart uploads open there."""
+        now, where = datetime.now(UTC), f"{self.prefix}artifacts/"
+        found: list[Leftover] = []
+        pages = {"list_objects_v2": "Contents", "list_multipart_uploads": "Uploads"}
+        for operation, field in pages.items():
+            paginator = self._client_now().get_paginator(operation)
+            with self._boundary(None):
+                async for page in paginator.paginate(Bucket=self.bucket, Prefix=where):
+                    for item in page.get(field, ()):
+                        found.append(self._leftover(item, now))
+        return found
+
+    def _leftover(self, item: dict[str, Any], now: datetime) -> Leftover:
+        uri = f"s3://{self.bucket}/{item['Key']}"
+        if "UploadId" in item:
+            age = (now - item["Initiated"]).total_seconds()
+            return Leftover(
+                Kind.MULTIPART, f"{uri}?{urlencode({'uploadId': item['UploadId']})}", age
+            )
+        return Leftover(Kind.ARTIFACT, uri, (now - item["LastModified"]).total_seconds())
+
+    async def remove(self, leftover: Leftover) -> None:
+        if leftover.kind is not Kind.MULTIPART:
+            await self.delete(leftover.name)
+            return
+        uri, _, query = leftover.name.partition("?")
+        upload_id = parse_qs(query).get("uploadId", [""])[0]
+        try:
+            await self._call(
+                "abort_multipart_upload",
+                None,
+                Bucket=self.bucket,
+                Key=self._key(uri),
+                UploadId=upload_id,
+            )
+        except boto.ClientError as exc:  # completed or aborted meanwhile
+            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise
+
+    def _client_now(self) -> Any:
+        if self._client is None:
+            raise RuntimeError("the S3 artifact store is not open")
+        return self._client
+
     def _key(self, uri: str) -> str:
         parts = urlsplit(uri)
         key = parts.path[1:]
@@ -221,10 +268,9 @@ class S3ArtifactStore:
         return key
 
     async def _call(self, operation: str, uri: str | None, *args: Any, **params: Any) -> Any:
-        if self._client is None:
-            raise RuntimeError("the S3 artifact store is not open")
+        client = self._client_now()
         with self._boundary(uri):
-            return await getattr(self._client, operation)(*args, **params)
+            return await getattr(client, operation)(*args, **params)
 
     @contextmanager
     def _boundary(self, uri: str | None) -> Iterator[None]:

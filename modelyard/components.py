@@ -28,6 +28,7 @@ from modelyard.settings import Settings
 from registry.auth import TokenAuthority
 from registry.catalog.registration import Registration
 from registry.catalog.service import Registry, utc_now
+from registry.catalog.sweeper import Sweeper
 from registry.experiments.service import ExperimentService
 from registry.ports import ArtifactStore
 from registry.rollouts.service import RolloutObserver, RolloutScheduler, RolloutService
@@ -94,9 +95,10 @@ async def open_components(
     settings: Settings,
     role: str,
     tracing: Tracing | None = None,
-    metrics: RolloutObserver | None = None,
+    metrics: RegistryMetrics | None = None,
 ) -> AsyncIterator[Components]:
-    """`metrics`: what the rollout controller reports to (the app's RegistryMetrics)."""
+    """`metrics`: the app's RegistryMetrics (the rollout controller and the sweeper report
+    there)."""
     metrics = RegistryMetrics() if metrics is None else metrics
     async with contextlib.AsyncExitStack() as stack:
         raw = await open_metadata_store(
@@ -115,6 +117,16 @@ async def open_components(
         registration = Registration(
             registry, artifacts, read_bento, data / "uploads", settings.max_artifact_bytes
         )
+        sweeper = Sweeper(
+            artifacts,
+            store,
+            registration.spool_dir,
+            min_age_s=settings.sweep_min_age_s,
+            interval_s=settings.sweep_interval_s,
+            on_swept=metrics.swept,
+        )
+        sweeper.start()
+        stack.push_async_callback(sweeper.close)
         deployer = settings.deployer or ("local" if role == "serve" else "none")
         deployments = None
         if deployer == "local":

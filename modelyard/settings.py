@@ -39,6 +39,8 @@ DEFAULT_ROLLOUT_TICK_S: Final = 0.5
 DEFAULT_ROUTE_POLL_S: Final = 0.2
 DEFAULT_WINDOWS_RETENTION_H: Final = 7 * 24.0
 DEFAULT_WEBHOOK_TIMEOUT_S: Final = 10.0
+DEFAULT_SWEEP_INTERVAL_S: Final = 600.0
+DEFAULT_SWEEP_MIN_AGE_S: Final = 3600.0
 
 SqliteSync = Literal["OFF", "NORMAL", "FULL", "EXTRA"]  # given in any case
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]  # any case
@@ -97,6 +99,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     windows_retention_h: Annotated[float, msgspec.Meta(ge=0)] = DEFAULT_WINDOWS_RETENTION_H
     # a webhook receiver gets this long to answer; a crashed worker's rows wait 2.5 times it
     webhook_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = DEFAULT_WEBHOOK_TIMEOUT_S
+    # the sweeper (docs/operations.md): at start, then this often; it removes a crashed
+    # upload's leftovers and unreferenced artifacts only once they are older than the age
+    sweep_interval_s: Annotated[float, msgspec.Meta(gt=0)] = DEFAULT_SWEEP_INTERVAL_S
+    sweep_min_age_s: Annotated[float, msgspec.Meta(ge=0)] = DEFAULT_SWEEP_MIN_AGE_S
     # peers (IPs, networks, or `*`) whose X-Forwarded-Proto is believed: a TLS proxy in front
     forwarded_allow_ips: str = DEFAULT_FORWARDED_ALLOW_IPS
 

@@ -14,6 +14,7 @@ from contract.routes import ApiSpec
 from contract.windows import TrafficWindow
 from registry.catalog.changes import Decision, LoadSpec, ModelFilter, ModelState, VersionFilter
 from registry.catalog.domain import AuditEvent, Model, ModelVersion, Stage, Token
+from registry.catalog.sweep import Leftover
 from registry.experiments.stats import Experiment, Tally
 from registry.rollouts.state import Look, Rollout
 from registry.rollouts.windows import VariantTraffic
@@ -97,6 +98,10 @@ class ModelReader(Protocol):
 
     async def search_versions(self, query: Search) -> SearchPage[ModelVersion]:
         """MLflow's `search_model_versions`: one indexed query, keyset-paged."""
+        ...
+
+    async def artifact_uris(self) -> set[str]:
+        """Every artifact URI a version names (what the sweeper must keep)."""
         ...
 
 
@@ -252,13 +257,23 @@ class ArtifactStore(Protocol):
         """Remove the object (used to clean up a registration that failed half-way)."""
         ...
 
+    async def leftovers(self) -> list[Leftover]:
+        """What the store holds that a sweep judges (registry/catalog/sweep.py): its artifacts,
+        its temporary files and its unfinished multipart uploads, with their ages."""
+        ...
+
+    async def remove(self, leftover: Leftover) -> None:
+        """Remove one of `leftovers()` (gone already is fine)."""
+        ...
+
 
 @runtime_checkable
 class SignedFiles(Protocol):
     """An artifact store that serves its own download links (the local one)."""
 
     def signed_file(self, key: str, expires: int, signature: str) -> Path:
-        """The file behind a link; raises PermissionDenied for a bad or expired signature."""
+        """The file behind a link (`key`: the id it names, never a path); raises
+        PermissionDenied for a bad or expired signature, ArtifactNotFound when it is gone."""
         ...
 
 

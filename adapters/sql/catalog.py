@@ -157,3 +157,9 @@ class SqlCatalog(SqlSearch, ModelReader):
         for r in found:
             latest.setdefault(r[0], []).append(rows.version_from_row(r[0], r[1:]))
         return latest
+
+    async def artifact_uris(self) -> set[str]:
+        found = await self._read(
+            "SELECT DISTINCT artifact_uri FROM model_versions WHERE artifact_uri IS NOT NULL", ()
+        )
+        return {str(row[0]) for row in found}

@@ -41,6 +41,7 @@ from adapters.local_artifacts import verify_digest
 from modelyard import __version__
 from modelyard.settings import Settings, SettingsError, load_settings
 from registry.catalog.domain import ModelVersion
+from registry.catalog.sweep import Leftover
 from registry.errors import ArtifactNotFound, InvalidInput
 from registry.ports import StoredArtifact
 
@@ -122,6 +123,12 @@ class SignedLinkArtifacts:
         raise InvalidInput("a version pod only reads archives", field="name")
 
     async def delete(self, uri: str) -> None:
+        raise InvalidInput("a version pod only reads archives", field="uri")
+
+    async def leftovers(self) -> list[Leftover]:
+        return []  # it keeps nothing: the registry sweeps its own store
+
+    async def remove(self, leftover: Leftover) -> None:
         raise InvalidInput("a version pod only reads archives", field="uri")
 
     async def download_url(self, uri: str, expires_s: int) -> str:

@@ -23,11 +23,14 @@ from msgspec.structs import asdict, replace
 from registry.catalog.changes import Caller
 from registry.catalog.commands import VersionCreate, VersionMeta
 from registry.catalog.domain import ModelVersion
+from registry.catalog.owner import this_process
 from registry.catalog.service import Registry
 from registry.errors import ArtifactCorrupt, InsufficientStorage, PayloadTooLarge
 from registry.ports import ArtifactStore, BentoInspector
 
 CHUNK: Final = 1024 * 1024
+SPOOL_PREFIX: Final = "upload-"
+SPOOL_SUFFIX: Final = ".bento"
 
 
 class Spooled:
@@ -46,7 +49,9 @@ async def spooled(
     body: AsyncIterator[bytes], folder: Path, max_bytes: int
 ) -> AsyncIterator[Spooled]:
     """Write `body` to a temp file in `folder`; removed on the way out, whatever happens."""
-    fd, name = tempfile.mkstemp(prefix="upload-", suffix=".bento", dir=folder)
+    owner = this_process()  # in the name, so a sweep knows whether its writer still runs
+    prefix = f"{SPOOL_PREFIX}{owner}-" if owner else SPOOL_PREFIX
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=SPOOL_SUFFIX, dir=folder)
     spool = Spooled(Path(name))
     try:
         with os.fdopen(fd, "wb") as out:

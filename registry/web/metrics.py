@@ -7,6 +7,8 @@ at `/metrics` in the text format 0.0.4:
     modelyard_registry_rollout_candidate_weight_ratio{model,rollout}  the candidate's share, 0..1
     modelyard_registry_rollout_verdicts_total{model,outcome}       judged looks
     modelyard_registry_rollout_transitions_total{model,phase}      phases entered
+    modelyard_registry_swept_total{kind}                           crash leftovers removed
+    modelyard_registry_sweeps_total                                sweeps run (on this replica)
 
 Requests are counted by `RegistryMetricsPlugin`'s middleware. Rollout gauges are the active
 rollouts as the controller's latest tick saw them (so they are on the replica that leads): a
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
 from litestar import Response, get
@@ -126,6 +128,16 @@ class RegistryMetrics:
             ("model", "phase"),
             registry=self.registry,
         )
+        self._swept = Counter(
+            "modelyard_registry_swept",
+            "Leftovers of crashed uploads removed by the sweeper, by kind"
+            " (spool, temporary, multipart, artifact).",
+            ("kind",),
+            registry=self.registry,
+        )
+        self._sweeps = Counter(
+            "modelyard_registry_sweeps", "Sweeps run by this replica.", registry=self.registry
+        )
         # labelled children by (method, route, status): `labels()` costs ~5 us, a lookup ~0.1
         self._children: dict[tuple[str, str, int], _Children] = {}
         self._exposed = _WithoutCreated(self.registry)
@@ -154,6 +166,13 @@ class RegistryMetrics:
             self._verdicts.labels(after.model, str(after.last.verdict.outcome)).inc()
         if after.phase != before.phase:
             self._transitions.labels(after.model, str(after.phase)).inc()
+
+    # --- the sweeper (registry/catalog/sweeper.py) ----------------------------------------------
+
+    def swept(self, removed: Mapping[str, int]) -> None:
+        self._sweeps.inc()
+        for kind, count in removed.items():
+            self._swept.labels(kind).inc(count)
 
     # --- exposition -----------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,6 +44,13 @@ def server(store_url: str, tmp_path: Path, admin_token: str) -> Iterator[Factory
 def replicas(pg_url: str, tmp_path: Path, admin_token: str) -> Iterator[list[ModelyardProcess]]:
     """Two registry processes on one PostgreSQL database, stopped whatever happens."""
     procs = [ModelyardProcess("registry", tmp_path / f"r{i}", admin_token, pg_url) for i in (1, 2)]
+    with running(procs):
+        yield procs
+
+
+@contextlib.contextmanager
+def running(procs: list[ModelyardProcess]) -> Iterator[list[ModelyardProcess]]:
+    """Start every process (in order), stop them all on the way out whatever happens."""
     try:
         for proc in procs:
             proc.start()

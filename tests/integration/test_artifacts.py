@@ -20,6 +20,7 @@ from adapters.model_folder import model_folder
 from adapters.s3_artifacts import PART_SIZE, S3ArtifactStore, open_s3_store
 from modelyard.processes import free_port
 from registry.catalog.domain import MAX_NAME
+from registry.catalog.sweep import Kind
 from registry.errors import (
     ArtifactCorrupt,
     ArtifactNotFound,
@@ -48,6 +49,7 @@ class Harness:
     tamper: Callable[[str, bytes], Awaitable[None]]  # overwrite the object behind a URI
     fetch: Callable[[str], Awaitable[bytes]]  # follow a download link
     leftovers: Callable[[], Awaitable[list[str]]]  # stored objects, temp files, pending uploads
+    crash: Callable[[], Awaitable[None]]  # leave what an upload killed mid-way leaves
 
 
 def payload(size: int, seed: int = 0) -> bytes:
@@ -81,12 +83,16 @@ def local_harness(root: Path) -> Harness:
         parts = urlsplit(url)
         key = unquote(parts.path.removeprefix(LINK_PATH))
         query = {name: values[0] for name, values in parse_qs(parts.query).items()}
-        verify_local_link(SIGNING_KEY, key, int(query["expires"]), query["signature"], time.time())
-        return (root / key).read_bytes()
+        return store.signed_file(key, int(query["expires"]), query["signature"]).read_bytes()
 
     async def leftovers() -> list[str]:
         assert database.read_bytes() == b"not an artifact"
         return [str(p) for p in root.rglob("*") if p.is_file() and p != database]
+
+    async def crash() -> None:
+        folder = root / "artifacts" / "iris"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ".upload-1.2.aaaaaaaaaaaa.bbbbbbbb-x1y2z3.tmp").write_bytes(b"half")
 
     return Harness(
         "local",
@@ -101,6 +107,7 @@ def local_harness(root: Path) -> Harness:
         tamper=tamper,
         fetch=fetch,
         leftovers=leftovers,
+        crash=crash,
     )
 
 
@@ -121,6 +128,10 @@ def s3_harness(store: S3ArtifactStore, client: Any) -> Harness:
         uploads = await client.list_multipart_uploads(Bucket=bucket)
         return [o["Key"] for o in objects.get("Contents", []) + uploads.get("Uploads", [])]
 
+    async def crash() -> None:
+        key = f"team-a/artifacts/iris/{UNUSED}.bento"
+        await client.create_multipart_upload(Bucket=bucket, Key=key)
+
     return Harness(
         "s3",
         store,
@@ -133,6 +144,7 @@ def s3_harness(store: S3ArtifactStore, client: Any) -> Harness:
         tamper=tamper,
         fetch=fetch,
         leftovers=leftovers,
+        crash=crash,
     )
 
 
@@ -196,6 +208,25 @@ async def test_delete_removes_and_tolerates_missing(harness: Harness) -> None:
         await read_all(harness.store, stored.uri, stored.digest)
     await harness.store.delete(stored.uri)
     await harness.store.delete(harness.missing_uri)
+    assert await harness.leftovers() == []
+
+
+async def test_leftovers_list_artifacts_and_crashed_uploads_and_remove_them(
+    harness: Harness,
+) -> None:
+    stored = await harness.store.put("iris", chunked(payload(100)))
+    await harness.crash()
+    found = await harness.store.leftovers()
+    crashed = Kind.TEMPORARY if harness.kind == "local" else Kind.MULTIPART
+    assert sorted(item.kind for item in found) == sorted([Kind.ARTIFACT, crashed])
+    artifact = next(item for item in found if item.kind is Kind.ARTIFACT)
+    assert artifact.name == stored.uri and 0 <= artifact.age_s < 600
+    if harness.kind == "local":  # the temp file's name carries its writer
+        assert next(i for i in found if i.kind is crashed).owner == "1.2.aaaaaaaaaaaa.bbbbbbbb"
+    for item in found:
+        await harness.store.remove(item)
+        await harness.store.remove(item)  # gone already is fine
+    assert await harness.store.leftovers() == []
     assert await harness.leftovers() == []
 
 
@@ -283,7 +314,7 @@ async def test_local_link_is_checked(tmp_path: Path) -> None:
     verify_local_link(SIGNING_KEY, key, expires, signature, now)
     flipped = signature[:-1] + ("1" if signature[-1] == "0" else "0")
     denied = [
-        (SIGNING_KEY, key.replace("/iris/", "/other/"), expires, signature, now),
+        (SIGNING_KEY, UNUSED, expires, signature, now),  # another artifact's id
         (SIGNING_KEY, key, expires, flipped, now),
         (SIGNING_KEY, key, expires + 3600, signature, now),
         (SIGNING_KEY, key, expires, signature, expires + 1),

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from adapters.bento_archive import read_bento
+from adapters.bento_archive import ARCHIVE_FORMATS, read_bento, sniff
 from contract.routes import ApiSpec
 from registry.errors import BadArtifact
 from tests.integration.bentos import write_bento
@@ -63,3 +64,32 @@ def test_a_truncated_archive_is_refused(tmp_path: Path) -> None:
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(BadArtifact):
         read_bento(cut)
+
+
+@pytest.mark.parametrize("mode", ["w:bz2", "zip"])
+def test_an_archive_the_deployer_cannot_import_is_refused(tmp_path: Path, mode: str) -> None:
+    """tarfile reads bz2, but the deployer imports only ARCHIVE_FORMATS: one list for both."""
+    path = tmp_path / "a.bento"
+    if mode == "zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("bento.yaml", "name: x\n")
+    else:
+        plain_tar = write_bento(tmp_path / "plain.tar", compression="")
+        with tarfile.open(plain_tar) as plain, tarfile.open(path, mode) as packed:
+            for member in plain:
+                packed.addfile(member, plain.extractfile(member))
+    with pytest.raises(BadArtifact, match="accepted formats are") as err:
+        read_bento(path)
+    assert err.value.field == "bento"
+    for fmt in ARCHIVE_FORMATS:
+        assert fmt.name in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("compression", "suffix"), [("xz", ".bento"), ("gz", ".tar.gz"), ("", ".tar")]
+)
+def test_each_accepted_format_is_recognised_with_the_suffix_bentoml_reads(
+    tmp_path: Path, compression: str, suffix: str
+) -> None:
+    fmt = sniff(write_bento(tmp_path / "a.bento", compression=compression))
+    assert fmt is not None and fmt.suffix == suffix

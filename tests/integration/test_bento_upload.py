@@ -4,15 +4,17 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
+from adapters.local_artifacts import LINK_PATH
 from modelyard.app import create_app
 from modelyard.settings import load_settings
 from registry.catalog.domain import MAX_NAME
@@ -117,6 +119,26 @@ async def test_a_bento_is_stored_read_and_recorded(
         async with httpx.AsyncClient() as plain:
             got = await plain.get(link["download_url"])
         assert got.status_code == 200 and got.content == data
+
+
+@pytest.mark.parametrize("env", ["local"], indirect=True)
+async def test_a_local_download_link_names_no_server_path(
+    env: tuple[Client, Stores], tmp_path: Path
+) -> None:
+    client, _ = env
+    data = write_bento(tmp_path / "iris.bento").read_bytes()
+    assert (await upload(client, data)).status_code == 201
+    version = (await client.get("/api/v1/models/iris/versions/1")).json()
+    stored = Path(unquote(urlsplit(version["artifact_uri"]).path))
+    assert stored.is_file()  # where the server keeps it: none of it may show in the link
+    link = (await client.get("/api/v1/models/iris/versions/1/download-uri")).json()
+    url = httpx.URL(link["download_url"])
+    ident = unquote(url.path).removeprefix(LINK_PATH)
+    assert re.fullmatch(r"[0-9a-f]{32}", ident), url  # an opaque id, resolved by the server
+    for part in (str(tmp_path), str(stored), stored.name, "artifacts/iris", ".bento"):
+        assert part not in unquote(str(url)), (part, url)
+    got = await client.get(url.raw_path.decode(), headers={"Authorization": ""})
+    assert got.status_code == 200 and got.content == data
 
 
 @pytest.mark.parametrize(

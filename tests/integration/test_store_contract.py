@@ -176,6 +176,20 @@ async def test_a_version_held_by_an_alias_is_not_deleted(registry: Registry) -> 
         await registry.get_version("iris", 1)
 
 
+async def test_artifact_uris_are_every_version_s_and_only_theirs(
+    registry: Registry, store: SqlStore
+) -> None:
+    """What the sweeper keeps: a deleted version's artifact is no longer named."""
+    assert await store.artifact_uris() == set()
+    await registry.create_model(ALICE, ModelCreate(name="iris"))
+    for n in (1, 2, 3):
+        cmd = VersionCreate(artifact_uri=f"s3://bucket/{n}.bento", digest=DIGEST, size_bytes=1)
+        await registry.create_version(ALICE, "iris", cmd)
+    await registry.create_version(ALICE, "iris", VersionCreate(endpoint="http://10.0.0.1:3000"))
+    await registry.delete_version(ALICE, "iris", 2, None)
+    assert await store.artifact_uris() == {"s3://bucket/1.bento", "s3://bucket/3.bento"}
+
+
 async def test_listing_filters_and_keyset_pages(registry: Registry) -> None:
     for name in ("alpha", "beta", "bravo", "charlie"):
         await make(registry, name, versions=1)

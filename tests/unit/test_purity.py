@@ -22,6 +22,7 @@ PURE = [
     "registry/catalog/domain.py",
     "registry/catalog/models.py",
     "registry/catalog/stages.py",
+    "registry/catalog/sweep.py",
     "registry/catalog/traffic.py",
     "registry/catalog/versions.py",
     "registry/serving/readiness.py",

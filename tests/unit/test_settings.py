@@ -147,6 +147,9 @@ def test_settings_never_hold_a_relative_path(fields: dict[str, str]) -> None:
         ({"MODELYARD_PORT": "eighty"}, "port"),
         ({"MODELYARD_SQLITE_SYNCHRONOUS": "sometimes"}, "sqlite_synchronous"),
         ({"MODELYARD_WEBHOOK_TIMEOUT_S": "0"}, "webhook_timeout_s"),
+        ({"MODELYARD_SWEEP_INTERVAL_S": "0"}, "sweep_interval_s"),
+        ({"MODELYARD_SWEEP_MIN_AGE_S": "-1"}, "sweep_min_age_s"),
+        ({"MODELYARD_SWEEP_MIN_AGE_S": "an hour"}, "sweep_min_age_s"),
     ],
 )
 def test_bad_values_are_refused(env: dict[str, str], match: str) -> None:

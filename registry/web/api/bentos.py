@@ -16,7 +16,7 @@ from litestar.response import File
 from registry.catalog.commands import VersionMeta
 from registry.catalog.domain import ModelVersion
 from registry.catalog.registration import Registration
-from registry.errors import ArtifactNotFound, InvalidInput, NotFound
+from registry.errors import InvalidInput, NotFound
 from registry.ports import ArtifactStore, SignedFiles
 from registry.web.api.context import PathStr, RegistryDep, Req, VersionNo, caller_of
 from registry.web.api.versions import version_response
@@ -120,10 +120,9 @@ async def local_download(
     signature: Annotated[str, QueryParameter()],
 ) -> File:
     """A signed download link of the local artifact store: the signature is the credential,
-    so no bearer token is needed (as with S3's presigned URLs)."""
+    so no bearer token is needed (as with S3's presigned URLs). `key` is the artifact's id, not
+    a path: the server finds the file."""
     if not isinstance(artifacts, SignedFiles):
         raise NotFound("this server's artifacts are not served from local files", field="key")
-    path = artifacts.signed_file(key.lstrip("/"), expires, signature)
-    if not await asyncio.to_thread(path.is_file):
-        raise ArtifactNotFound(f"artifact {key} does not exist", field="key")
+    path = await asyncio.to_thread(artifacts.signed_file, key.lstrip("/"), expires, signature)
     return File(path=path, filename=path.name, media_type="application/octet-stream")
