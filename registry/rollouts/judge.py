@@ -26,6 +26,8 @@ which sums to `alpha` over any number of looks, and within a look the budget is 
 between the three comparisons (and the error-rate gate). Looks below the minimum sample run no
 test and spend nothing. The false-fail rate of a whole rollout is therefore at most `alpha`,
 however long it runs; loadtests/judge_sim.py measures it, and the power, by simulation.
+
+scipy.stats is imported where a test runs, not at the top: see registry/experiments/fixed.py.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ from collections.abc import Sequence
 from typing import Annotated, Final
 
 import msgspec
-from scipy.stats import binomtest, fisher_exact, mannwhitneyu
 
 TAIL_QUANTILE: Final = 0.99
 TAIL_FACTOR: Final = 2.0  # fails when the candidate's share above the pooled p99 doubles
@@ -202,6 +203,8 @@ def _errors(pooled: Counts, alpha: float) -> Check:
     if pooled.candidate_errors == 0:
         return Check("errors", Outcome.PASS, None, 1.0, None, alpha, "the candidate had no errors")
     table = [[pooled.candidate_errors, c_ok], [pooled.baseline_errors, b_ok]]
+    from scipy.stats import fisher_exact
+
     odds, p = fisher_exact(table, alternative="greater")
     bad = p < alpha and c_rate > b_rate
     detail = (
@@ -222,6 +225,8 @@ def _latency(
     b_med, c_med = quantile(b, 0.5) or 0.0, quantile(c, 0.5) or 0.0
     if b == c or (b[0] == b[-1] == c[0] == c[-1]):  # identical: no test needed (nor possible)
         return Check("latency", Outcome.PASS, None, 1.0, None, alpha, "identical latencies")
+    from scipy.stats import mannwhitneyu
+
     u, p = mannwhitneyu(c, b, alternative="greater")
     ratio = c_med / b_med if b_med > 0 else math.inf
     bad = p < alpha and ratio >= 1 + floor and c_med - b_med >= floor_ms
@@ -251,6 +256,8 @@ def _tail(b: Sequence[float], c: Sequence[float], alpha: float, floor_ms: float)
     c_above, b_above = sum(1 for x in c if x > edge), sum(1 for x in b if x > edge)
     c_share, b_share = c_above / len(c), b_above / len(b)
     table = [[c_above, len(c) - c_above], [b_above, len(b) - b_above]]
+    from scipy.stats import fisher_exact
+
     _, p = fisher_exact(table, alternative="greater")
     c_p99, b_p99 = quantile(c, TAIL_QUANTILE) or 0.0, quantile(b, TAIL_QUANTILE) or 0.0
     bad = p < alpha and c_share >= TAIL_FACTOR * b_share and c_p99 - b_p99 >= floor_ms
@@ -268,6 +275,8 @@ def _slo_errors(candidate: ArmStats, bound: float, alpha: float) -> Check:
     if bound >= 1 or rate <= bound:
         detail = f"error rate {rate:.2%} within the {bound:.2%} gate"
         return Check("slo_error_rate", Outcome.PASS, rate, None, None, bound, detail)
+    from scipy.stats import binomtest
+
     p = binomtest(candidate.errors, candidate.requests, bound, alternative="greater").pvalue
     bad = p < alpha
     detail = f"error rate {rate:.2%} over the {bound:.2%} gate (binomial p={p:.2g})"
