@@ -161,6 +161,14 @@ def cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
     return found
 
 
+def rss_mb(pid: int) -> float:
+    """The process's resident memory now, in MiB (VmRSS in /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise BenchError(f"no VmRSS for process {pid}")
+
+
 def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
     """CPU seconds used between two `cpu_seconds` readings (a process new since counts whole;
     one that ended in between is lost)."""

@@ -264,6 +264,7 @@ def run(cfg: Config, tools: Tools) -> dict[str, Any]:
             return report
         targets = {"direct": upstream.url + UPSTREAM_PATH, "nginx": proxy.url + UPSTREAM_PATH}
         yard: ModelyardProcess | None = None
+        many: ModelyardProcess | None = None
         try:
             say("[gateway] starting modelyard serve")
             yard = stack.enter_context(gateway(work / "yard", pin, upstream))
@@ -291,6 +292,11 @@ def run(cfg: Config, tools: Tools) -> dict[str, Any]:
         )
         report["runs"] = {path: report["runs"].get(path, measured.get(path)) for path in PATHS}
         report["ratios"] = gateway_report.ratios(report["runs"], cfg.concurrencies)
+        report["rss_mb"] = {  # after the runs: `modelyard serve`, registry and gateway in one
+            path: benchkit.rss_mb(proc.proc.pid)
+            for path, proc in (("gateway", yard), ("gateway_10k", many))
+            if proc is not None and proc.proc is not None
+        }
         if not cfg.e2e:
             report["e2e"] = {"skipped": "--quick"}
         elif yard is None or "error" in report["runs"]["gateway"]:

@@ -186,6 +186,11 @@ def table(report: dict[str, Any]) -> str:
     shares = r.get("throughput_10k_models_over_1", {})
     text = "  ".join(f"{c} {num(v, '.3f')}" for c, v in shares.items())
     lines.append(f"{'10,000 models/1 req/s:':<22}{text}")
+    rss = report.get("rss_mb", {})
+    if rss:
+        lines.append(
+            "RSS (registry + gateway): " + ", ".join(f"{p} {v:.0f} MB" for p, v in rss.items())
+        )
     added = r["added_latency_c1"]
     lines.append(
         f"added by the gateway at c1: p50 {num(added['p50_ms'], '+.3f')} ms,"

@@ -43,7 +43,15 @@ import msgspec
 
 from contract.routes import RouteChanges, RouteTable, apply_changes
 from contract.windows import TrafficWindow, WindowReport
-from loadtests.benchkit import BenchError, cpu_seconds, cpu_used, machine, say, write_report
+from loadtests.benchkit import (
+    BenchError,
+    cpu_seconds,
+    cpu_used,
+    machine,
+    rss_mb,
+    say,
+    write_report,
+)
 from loadtests.postgres import fresh_postgres_database
 from loadtests.scale_seed import model_name, seed
 from modelyard.processes import ModelyardProcess
@@ -220,13 +228,6 @@ def gateway_memory(registry: ModelyardProcess, tmp: Path, token: str, count: int
         return {"models": count, "rss_mb": rss_mb(proc.proc.pid)}
     finally:
         proc.stop()
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise BenchError(f"no VmRSS for process {pid}")
 
 
 @contextmanager

@@ -83,6 +83,8 @@ def test_every_path_is_measured_at_every_concurrency(run: tuple[dict[str, Any], 
         for conc, cell in found.items():
             assert set(cell) >= {"rps", "p50_ms", "p99_ms"}, (path, conc)
             assert cell["p50_ms"] <= cell["p99_ms"], (path, conc, cell)
+    assert set(report["rss_mb"]) == {"gateway", "gateway_10k"}, report.get("rss_mb")
+    assert all(mb > 0 for mb in report["rss_mb"].values())
     not_positive = [(where, n) for where, n in numbers(report["runs"]) if n <= 0]
     assert not not_positive, f"measured numbers must be positive: {not_positive}"
 
