@@ -18,6 +18,7 @@ from adapters.registry_tracing import TracedRolloutObserver, TracedStore
 from adapters.s3_artifacts import open_s3_store
 from adapters.sql.database_url import parse_database_url
 from adapters.sql.leadership import open_leadership
+from adapters.sql.routes import changes_heard
 from adapters.sql.sessions import SqlSessions
 from adapters.sql.store import SqlStore, open_metadata_store
 from adapters.sql.tokens import revocations_heard
@@ -156,6 +157,7 @@ async def open_components(
         await stack.enter_async_context(revocations_heard(raw.driver, authority.forget))
         feed = RouteFeed(registry, deployments, settings.route_poll_s)
         stack.push_async_callback(feed.close)
+        await stack.enter_async_context(changes_heard(raw.driver, feed.poke))
         yield Components(
             registry=registry,
             authority=authority,

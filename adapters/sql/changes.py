@@ -57,7 +57,9 @@ class SqlChanges(OnDriver, ModelWriter):
             writing = _Writing(conn, scope, model_id, head)
             for op in decision.ops:
                 await _apply(writing, op)
-            clock = await tick(conn)  # last: the clock row stays locked only until the commit
+            clock = await tick(
+                conn, self.driver.dialect
+            )  # last: the clock row stays locked only until the commit
             await audit.save_head(conn, scope, writing.head, clock)
             for other in writing.also_changed:
                 await audit.stamp(conn, other, clock)

@@ -9,8 +9,8 @@ the few spellings the two databases do not share.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -71,3 +71,18 @@ class OnDriver:
         """One statement outside a transaction: it sees one snapshot."""
         async with self.driver.reading() as conn:
             return await conn.fetch(sql, args)
+
+
+@asynccontextmanager
+async def notifications(
+    driver: SqlDriver, channel: str, heard: Callable[[], None]
+) -> AsyncIterator[None]:
+    """While inside, `heard()` on every `NOTIFY channel` from any replica, and when the
+    listening connection is lost (PostgreSQL). SQLite has nothing to listen to: one process
+    writes, and it knows its own writes."""
+    listening = getattr(driver, "listening", None)
+    if listening is None:
+        yield
+        return
+    async with listening(channel, heard):
+        yield

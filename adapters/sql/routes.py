@@ -16,11 +16,12 @@ other version an alias or a traffic policy names.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
 from adapters.sql import rows
-from adapters.sql.driver import OnDriver, Row, SqlConn
+from adapters.sql.driver import Dialect, OnDriver, Row, SqlConn, SqlDriver, notifications
 from contract.traffic import references
 from registry.catalog.domain import EXCLUSIVE_STAGES, MODEL_SCOPE_PREFIX, Model
 from registry.ports import RouteState, Serving
@@ -30,10 +31,24 @@ _MODELS: Final = f"SELECT {rows.MODEL_COLUMNS} FROM models m"
 _VERSIONS: Final = f"SELECT v.model_id, {rows.VERSION_COLUMNS} FROM model_versions v"
 
 
-async def tick(conn: SqlConn) -> int:
-    """The next clock value, held (locked) by this transaction until it commits."""
+CHANGED_CHANNEL: Final = "modelyard_models_changed"
+
+
+async def tick(conn: SqlConn, dialect: Dialect) -> int:
+    """The next clock value, held (locked) by this transaction until it commits. On
+    PostgreSQL the commit also notifies every replica's feed (`changes_heard`), so a change
+    made through one replica reaches the gateways of another without waiting for a poll."""
     found = await conn.fetch("UPDATE route_clock SET n = n + 1 WHERE id = 1 RETURNING n")
+    if dialect.name == "postgres":
+        await conn.execute("SELECT pg_notify(?, '')", (CHANGED_CHANNEL,))
     return int(found[0][0])
+
+
+def changes_heard(
+    driver: SqlDriver, heard: Callable[[], None]
+) -> AbstractAsyncContextManager[None]:
+    """While inside, `heard()` after every change committed by any replica (PostgreSQL)."""
+    return notifications(driver, CHANGED_CHANNEL, heard)
 
 
 class SqlRoutes(OnDriver, RouteState):

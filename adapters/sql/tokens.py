@@ -7,15 +7,15 @@ lookups at once. On SQLite the registry is one process, whose revoke clears its 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Final
 
 import msgspec
 
 from adapters.sql import audit, rows
-from adapters.sql.driver import OnDriver, SqlConn, SqlDriver
+from adapters.sql.driver import OnDriver, SqlConn, SqlDriver, notifications
 from registry.catalog.changes import Audit
 from registry.catalog.domain import SYSTEM_SCOPE, Token
 from registry.errors import NotFound
@@ -24,16 +24,12 @@ from registry.ports import TokenStore
 REVOKED_CHANNEL: Final = "modelyard_token_revoked"
 
 
-@asynccontextmanager
-async def revocations_heard(driver: SqlDriver, heard: Callable[[], None]) -> AsyncIterator[None]:
+def revocations_heard(
+    driver: SqlDriver, heard: Callable[[], None]
+) -> AbstractAsyncContextManager[None]:
     """While inside, `heard()` is called whenever any replica revokes a token (PostgreSQL);
     on SQLite, nothing to listen to."""
-    listening = getattr(driver, "listening", None)
-    if listening is None:
-        yield
-        return
-    async with listening(REVOKED_CHANNEL, heard):
-        yield
+    return notifications(driver, REVOKED_CHANNEL, heard)
 
 
 class SqlTokens(OnDriver, TokenStore):

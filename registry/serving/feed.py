@@ -115,6 +115,10 @@ class RouteFeed:
 
     # --- keeping up with the store ----------------------------------------------------------
 
+    def poke(self) -> None:
+        """Look at the store now: a change was committed elsewhere (another replica)."""
+        self._poke.set()
+
     def _start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._watch())

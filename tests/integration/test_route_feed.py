@@ -9,6 +9,7 @@ import asyncio
 import msgspec
 import pytest
 
+from adapters.sql.routes import changes_heard
 from adapters.sql.store import SqlStore, open_metadata_store
 from contract.routes import RouteChanges, apply_changes
 from contract.traffic import Split, TrafficPolicy
@@ -159,3 +160,28 @@ async def test_every_waiter_gets_the_same_encoded_answer(store: SqlStore) -> Non
         assert set(decoded.models) == {"iris"} and not decoded.full
     finally:
         await feed.close()
+
+
+async def test_on_postgresql_another_replicas_change_is_heard_without_polling(pg_url: str) -> None:
+    """A change committed through one replica notifies the other's feed (LISTEN/NOTIFY): it
+    answers its waiting gateway although its own poll would not run for a minute."""
+    one, two = await open_metadata_store(pg_url), await open_metadata_store(pg_url)
+    feed = RouteFeed(Registry(two), None, poll_s=60.0)
+    try:
+        writer = Registry(one)
+        await served_model(writer, "iris", versions=2)
+        first = await feed.wait(-1, 0)
+        assert first is not None
+        async with changes_heard(two.driver, feed.poke):
+            waiting = asyncio.ensure_future(feed.wait(first.revision, 30))
+            await asyncio.sleep(0.1)  # parked, and the watcher is in its minute-long wait
+            started = asyncio.get_running_loop().time()
+            await writer.set_alias(ALICE, "iris", "champion", AliasChange(version=2), None)
+            seen = await waiting
+            took = asyncio.get_running_loop().time() - started
+        assert seen is not None and set(seen.models) == {"iris"}
+        assert took < 10, f"heard after {took:.1f} s: by the poll, not the notification"
+    finally:
+        await feed.close()
+        await one.close()
+        await two.close()
