@@ -46,6 +46,7 @@ SPEC_FLAGS: Final = {
     "alpha": "--alpha",
     "min_sample_per_arm": "--min-sample",
     "mode": "--mode",
+    "mde": "--mde",
 }
 
 START_EPILOG: Final = """\
@@ -121,6 +122,7 @@ def spec_of(args: argparse.Namespace) -> Json:
     }
     optional = {"metric": args.metric, "alpha": args.alpha, "min_sample_per_arm": args.min_sample}
     optional["mode"] = args.mode
+    optional["mde"] = args.mde
     spec.update({k: v for k, v in optional.items() if v is not None})
     return spec
 
@@ -346,6 +348,13 @@ def _start_parser(group: Sub, common: argparse.ArgumentParser) -> None:
         type=_whole(2),
         metavar="N",
         help="outcomes per arm before a verdict (default 100)",
+    )
+    judged.add_argument(
+        "--mde",
+        type=float,
+        metavar="LIFT",
+        help="the minimum detectable effect, relative to the control's mean: the always-valid"
+        " test is tuned to find it (default 0.1, +10 %%)",
     )
     start.add_argument("--quiet", action="store_true", help="print only the new experiment's id")
 

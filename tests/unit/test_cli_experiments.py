@@ -60,6 +60,8 @@ def test_the_flags_set_every_field() -> None:
         "500",
         "--mode",
         "bandit",
+        "--mde",
+        "0.2",
     )
     spec = msgspec.convert(spec_of(args), ExperimentSpec)
     assert spec == ExperimentSpec(
@@ -69,6 +71,7 @@ def test_the_flags_set_every_field() -> None:
         alpha=0.01,
         min_sample_per_arm=500,
         mode=ExperimentMode.BANDIT,
+        mde=0.2,
     )
     defaults = ExperimentSpec(arms=spec.arms, sticky=spec.sticky)
     for field in msgspec.structs.fields(ExperimentSpec):  # each one set away from its default

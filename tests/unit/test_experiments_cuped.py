@@ -89,7 +89,11 @@ def test_results_use_it_only_when_every_outcome_has_a_covariate() -> None:
     a, b = with_cuped.arms[1], without.arms[1]
     assert a.mean == b.mean  # each arm's own mean is not adjusted
     width = (a.diff_ci_high - a.diff_ci_low) / (b.diff_ci_high - b.diff_ci_low)  # type: ignore[operator]
-    assert width == pytest.approx(np.sqrt(1 - with_cuped.cuped.variance_reduction), abs=0.05)
+    # the mixture tuned to the minimum detectable effect is partly a normal mixture (width in
+    # proportion to the standard error) and partly point masses (width closer to in proportion
+    # to the variance, plus a constant): a variance cut by 80 % halves the interval here
+    kept = 1 - with_cuped.cuped.variance_reduction
+    assert kept < width < np.sqrt(kept) + 0.1
     assert with_cuped.verdict == "winner" and without.verdict == "no_difference"
     part = {**tallies, 2: msgspec.structs.replace(tallies[2], cov_n=tallies[2].n - 1)}
     assert cuped.adjust(part) is None and results(ex, part).cuped is None
