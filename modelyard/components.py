@@ -28,7 +28,7 @@ from modelyard.settings import Settings
 from registry.auth import TokenAuthority
 from registry.catalog.registration import Registration
 from registry.catalog.service import Registry, utc_now
-from registry.experiments.service import ExperimentService
+from registry.experiments.service import BanditLoop, ExperimentService
 from registry.ports import ArtifactStore
 from registry.rollouts.service import RolloutObserver, RolloutScheduler, RolloutService
 from registry.serving.deployments import Deployments
@@ -123,12 +123,14 @@ async def open_components(
             stack.push_async_callback(deployments.close)
             deployments.start()
         rollouts = RolloutService(registry, store, observer)
+        experiments = ExperimentService(registry, store)
         controller = RolloutScheduler(
             rollouts,
             open_leadership(settings.metadata_url),
             utc_now,
             settings.rollout_tick_s,
             keep_windows=timedelta(hours=settings.windows_retention_h),
+            jobs=[BanditLoop(experiments, settings.bandit_rebalance_s)],
         )
         controller.start()
         stack.push_async_callback(controller.close)
@@ -151,7 +153,7 @@ async def open_components(
             feed=RouteFeed(registry, deployments),
             rollouts=rollouts,
             rollout_scheduler=controller,
-            experiments=ExperimentService(registry, store),
+            experiments=experiments,
             webhooks=webhooks,
             sessions=SqlSessions(raw.driver),
         )

@@ -56,6 +56,12 @@ class SqlExperiments(OnDriver, ExperimentStore):
         )
         return [_experiment.decode(r[0]) for r in found]
 
+    async def active_experiments(self) -> list[Experiment]:
+        found = await self._read(
+            "SELECT state FROM experiments WHERE phase = ? ORDER BY model", (Phase.RUNNING.value,)
+        )
+        return [_experiment.decode(r[0]) for r in found]
+
     async def add_outcomes(self, experiment_id: str, tallies: list[Tally]) -> None:
         async with self.driver.writing() as conn:
             for t in tallies:

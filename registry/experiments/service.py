@@ -4,7 +4,9 @@ call: see its docstring)."""
 
 from __future__ import annotations
 
+import logging
 import secrets
+from datetime import datetime
 from typing import Final
 
 import msgspec
@@ -18,6 +20,8 @@ from registry.experiments import rules as experiment_rules
 from registry.experiments import stats as experiments
 from registry.experiments.stats import Experiment, ExperimentSpec, Outcome, Results
 from registry.ports import MetadataStore
+
+log = logging.getLogger("modelyard.experiments")
 
 BANDIT: Final = Caller(principal=Principal(token_id=0, name="experiment-bandit", role=Role.ADMIN))
 REBALANCE_EVERY_S: Final = 600.0  # a bandit experiment's arms move at most this often
@@ -115,3 +119,41 @@ class ExperimentService:
             load,
             lambda s, c: experiment_rules.rebalance(s, c, name, found.id, tallies, every_s),
         )
+
+    async def rebalance_due(self, every_s: float = REBALANCE_EVERY_S) -> list[Experiment]:
+        """Move the arms of every running bandit experiment whose last update is `every_s`
+        old (`rebalance_model` for each): those moved. One model failing (logged) does not
+        hold the others up."""
+        now = self.registry.clock()
+        moved: list[Experiment] = []
+        for found in await self.store.active_experiments():
+            if not bandit.due(found, now, every_s):
+                continue
+            try:
+                done = await self.rebalance_model(found.model, every_s)
+            except Exception:
+                log.exception("rebalancing experiment %s of %s failed", found.id, found.model)
+                continue
+            if done is not None:
+                moved.append(done)
+        return moved
+
+
+class BanditLoop:
+    """The leading registry's periodic job for bandit experiments (one of
+    `RolloutScheduler`'s jobs): every `check_s` (at most a minute, a quarter of `every_s`
+    below that) it moves the arms of the running bandit experiments that are due."""
+
+    def __init__(self, service: ExperimentService, every_s: float) -> None:
+        self.service = service
+        self.every_s = every_s
+        self.check_s = min(60.0, every_s / 4)
+        self._checked_at: datetime | None = None
+        self.moved = 0  # rebalances done, since the start
+
+    async def __call__(self, now: datetime) -> None:
+        last = self._checked_at
+        if last is not None and (now - last).total_seconds() < self.check_s:
+            return
+        self._checked_at = now
+        self.moved += len(await self.service.rebalance_due(self.every_s))
