@@ -251,6 +251,17 @@ CREATE INDEX models_created ON models (created_at);
 CREATE INDEX models_updated ON models (updated_at)
 """,
     ),
+    (
+        11,
+        # CUPED: of an arm's outcomes that came with a pre-experiment covariate x, their count
+        # and the sums of x, x^2 and x times the outcome (registry/experiments/cuped.py)
+        """
+ALTER TABLE experiment_outcomes ADD COLUMN cov_n BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE experiment_outcomes ADD COLUMN cov_total DOUBLE PRECISION NOT NULL DEFAULT 0;
+ALTER TABLE experiment_outcomes ADD COLUMN cov_total_sq DOUBLE PRECISION NOT NULL DEFAULT 0;
+ALTER TABLE experiment_outcomes ADD COLUMN cov_cross DOUBLE PRECISION NOT NULL DEFAULT 0
+""",
+    ),
 ]
 
 CREATE_MIGRATIONS_TABLE: Final = (

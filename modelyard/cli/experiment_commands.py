@@ -61,6 +61,8 @@ FEEDBACK_EPILOG: Final = f"""\
 outcomes, one a line (blank lines are skipped), as JSON lines:
   {{"key": "user-7", "value": 1}}   by the sticky key the request carried
   {{"version": 2, "value": 0.5}}    by the version that served it (x-modelyard-version)
+  {{"key": "user-7", "value": 1, "covariate": 4}}   with a figure from before the experiment
+                                    (CUPED: the results use it when every outcome has one)
 or as CSV rows, with an optional header row `key,value` (or `version,value`):
   user-7,1
 A conversion is 0 or 1, a reward any number. Every line is checked before anything is

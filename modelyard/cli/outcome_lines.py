@@ -5,7 +5,8 @@ with its number) out.
 Two formats, told apart by the first non-blank line:
 
 - JSON lines: `{"key": "user-7", "value": 1}` (by the sticky key the request carried) or
-  `{"version": 2, "value": 0.5}` (by the version that served it: its x-modelyard-version header).
+  `{"version": 2, "value": 0.5}` (by the version that served it: its x-modelyard-version header);
+  either may add `"covariate": 3.5`, a figure measured before the experiment (CUPED).
 - CSV: `key,value` rows (`user-7,1`); an optional header row `key,value`, or `version,value` to
   give versions instead of keys. Spaces around a field are ignored; a key with a comma is quoted
   (`"a,b",1`).
@@ -45,6 +46,7 @@ class Outcome(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defa
     value: float
     key: Annotated[str, msgspec.Meta(min_length=1, max_length=KEY_MAX_LENGTH)] | None = None
     version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    covariate: float | None = None  # measured before the experiment, for CUPED
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,8 @@ def _checked(outcome: Outcome, rules: Rules) -> Outcome:
         raise ValueError("give exactly one of key, version")
     if not math.isfinite(outcome.value):
         raise ValueError("value must be a finite number")
+    if outcome.covariate is not None and not math.isfinite(outcome.covariate):
+        raise ValueError("covariate must be a finite number")
     if rules.conversion and outcome.value not in (0.0, 1.0):
         raise ValueError(f"a conversion is 0 or 1, got {outcome.value:g}")
     if outcome.version is not None and rules.arms is not None and outcome.version not in rules.arms:
@@ -168,7 +172,9 @@ class _JsonLines(_LineReader):
         try:
             return msgspec.json.decode(text, type=Outcome)
         except msgspec.ValidationError as exc:
-            raise ValueError(f"{exc} (fields: key or version, and value)") from None
+            raise ValueError(
+                f"{exc} (fields: key or version, value, and optionally covariate)"
+            ) from None
         except msgspec.DecodeError as exc:
             raise ValueError(f"not valid JSON: {exc}") from None
 

@@ -100,11 +100,13 @@ class Experiment(msgspec.Struct, frozen=True):
 
 class Outcome(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One fed-back outcome: by the sticky `key` the request carried, or by the `version`
-    that served it (its `x-modelyard-version` header)."""
+    that served it (its `x-modelyard-version` header); with, optionally, a `covariate`
+    measured before the experiment (the user's conversions last month, say), for CUPED."""
 
     value: float
     key: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
     version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    covariate: float | None = None
 
 
 class Feedback(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
