@@ -28,7 +28,7 @@ from modelyard.settings import Settings
 from registry.auth import TokenAuthority
 from registry.catalog.registration import Registration
 from registry.catalog.service import Registry, utc_now
-from registry.experiments.service import BanditLoop, ExperimentService
+from registry.experiments.service import BanditLoop, ExperimentService, ReadLoop
 from registry.ports import ArtifactStore
 from registry.rollouts.service import RolloutObserver, RolloutScheduler, RolloutService
 from registry.serving.deployments import Deployments
@@ -130,7 +130,10 @@ async def open_components(
             utc_now,
             settings.rollout_tick_s,
             keep_windows=timedelta(hours=settings.windows_retention_h),
-            jobs=[BanditLoop(experiments, settings.bandit_rebalance_s)],
+            jobs=[
+                BanditLoop(experiments, settings.bandit_rebalance_s),
+                ReadLoop(experiments, settings.experiment_read_s),
+            ],
         )
         controller.start()
         stack.push_async_callback(controller.close)

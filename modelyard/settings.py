@@ -37,6 +37,7 @@ DEFAULT_GATEWAY_REPORT_S: Final = 2.0
 DEFAULT_ROLLOUT_TICK_S: Final = 0.5
 DEFAULT_WINDOWS_RETENTION_H: Final = 7 * 24.0
 DEFAULT_BANDIT_REBALANCE_S: Final = 600.0
+DEFAULT_EXPERIMENT_READ_S: Final = 300.0
 DEFAULT_WEBHOOK_TIMEOUT_S: Final = 10.0
 
 SqliteSync = Literal["OFF", "NORMAL", "FULL", "EXTRA"]  # given in any case
@@ -95,6 +96,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     windows_retention_h: Annotated[float, msgspec.Meta(ge=0)] = DEFAULT_WINDOWS_RETENTION_H
     # a bandit experiment's arms move at most this often (the leading registry moves them)
     bandit_rebalance_s: Annotated[float, msgspec.Meta(gt=0)] = DEFAULT_BANDIT_REBALANCE_S
+    # a running experiment's tallies and shares are recorded this often (when they changed)
+    experiment_read_s: Annotated[float, msgspec.Meta(gt=0)] = DEFAULT_EXPERIMENT_READ_S
     # a webhook receiver gets this long to answer; a crashed worker's rows wait 2.5 times it
     webhook_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = DEFAULT_WEBHOOK_TIMEOUT_S
 

@@ -14,7 +14,7 @@ from contract.routes import ApiSpec
 from contract.windows import TrafficWindow
 from registry.catalog.changes import Decision, LoadSpec, ModelFilter, ModelState, VersionFilter
 from registry.catalog.domain import AuditEvent, Model, ModelVersion, Token
-from registry.experiments.stats import Experiment, Tally
+from registry.experiments.stats import Experiment, Read, Tally
 from registry.rollouts.state import Look, Rollout
 from registry.rollouts.windows import VariantTraffic
 from registry.webhooks.events import Due, Secret, Webhook
@@ -162,6 +162,14 @@ class ExperimentStore(Protocol):
     async def add_outcomes(self, experiment_id: str, tallies: list[Tally]) -> None: ...
 
     async def outcomes(self, experiment_id: str) -> dict[int, Tally]: ...
+
+    async def add_read(self, experiment_id: str, read: Read) -> None:
+        """Record a read (a second one at the same instant is ignored)."""
+        ...
+
+    async def reads(self, experiment_id: str, limit: int) -> list[Read]:
+        """The latest `limit` reads, oldest first."""
+        ...
 
 
 class Leadership(Protocol):

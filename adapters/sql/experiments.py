@@ -16,10 +16,11 @@ import msgspec
 from adapters.sql import rows
 from adapters.sql.driver import OnDriver, SqlConn
 from registry.errors import NotFound
-from registry.experiments.stats import Experiment, Phase, Tally
+from registry.experiments.stats import Experiment, Phase, Read, Tally
 from registry.ports import ExperimentStore
 
 _experiment = msgspec.json.Decoder(Experiment)
+_read = msgspec.json.Decoder(Read)
 #: An arm's running sums (Tally's fields after `version`), each added to in place.
 _SUMS: Final = ("n", "total", "total_sq", "cov_n", "cov_total", "cov_total_sq", "cov_cross")
 _ADD: Final = (
@@ -76,6 +77,21 @@ class SqlExperiments(OnDriver, ExperimentStore):
         async with self.driver.writing() as conn:
             for t in tallies:
                 await conn.execute(_ADD, (experiment_id, t.version, *_sums(t)))
+
+    async def add_read(self, experiment_id: str, read: Read) -> None:
+        async with self.driver.writing() as conn:
+            await conn.execute(
+                "INSERT INTO experiment_reads (experiment_id, at, state) VALUES (?, ?, ?)"
+                " ON CONFLICT (experiment_id, at) DO NOTHING",
+                (experiment_id, rows.to_micros(read.at), rows.dumps(read)),
+            )
+
+    async def reads(self, experiment_id: str, limit: int) -> list[Read]:
+        found = await self._read(
+            "SELECT state FROM experiment_reads WHERE experiment_id = ? ORDER BY at DESC LIMIT ?",
+            (experiment_id, limit),
+        )
+        return [_read.decode(r[0]) for r in reversed(found)]
 
     async def outcomes(self, experiment_id: str) -> dict[int, Tally]:
         found = await self._read(

@@ -262,6 +262,19 @@ ALTER TABLE experiment_outcomes ADD COLUMN cov_total_sq DOUBLE PRECISION NOT NUL
 ALTER TABLE experiment_outcomes ADD COLUMN cov_cross DOUBLE PRECISION NOT NULL DEFAULT 0
 """,
     ),
+    (
+        12,
+        # an experiment's reads over time (registry.experiments.stats.Read as JSON), for the
+        # console's charts; one a change, at most every `experiment_read_s`
+        """
+CREATE TABLE experiment_reads (
+    experiment_id TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    PRIMARY KEY (experiment_id, at)
+)
+""",
+    ),
 ]
 
 CREATE_MIGRATIONS_TABLE: Final = (

@@ -128,6 +128,15 @@ class Tally(msgspec.Struct, frozen=True):
     cov_cross: float = 0.0
 
 
+class Read(msgspec.Struct, frozen=True):
+    """An experiment's tallies and traffic shares at one moment: the leading registry records
+    one whenever they changed (at most every `experiment_read_s`), for the charts over time."""
+
+    at: datetime
+    tallies: list[Tally]  # by version
+    weights: dict[int, float]  # version -> its share of the traffic, in percent
+
+
 class ArmResult(msgspec.Struct, frozen=True):
     """An arm's mean with its 95 % confidence sequence, and against the control the difference
     with its confidence sequence (at 1 - alpha per comparison) and always-valid p-value."""

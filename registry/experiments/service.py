@@ -18,13 +18,15 @@ from registry.errors import InvalidState
 from registry.experiments import bandit
 from registry.experiments import rules as experiment_rules
 from registry.experiments import stats as experiments
-from registry.experiments.stats import Experiment, ExperimentSpec, Outcome, Results
+from registry.experiments.readout import weights
+from registry.experiments.stats import Experiment, ExperimentSpec, Outcome, Read, Results
 from registry.ports import MetadataStore
 
 log = logging.getLogger("modelyard.experiments")
 
 BANDIT: Final = Caller(principal=Principal(token_id=0, name="experiment-bandit", role=Role.ADMIN))
 REBALANCE_EVERY_S: Final = 600.0  # a bandit experiment's arms move at most this often
+READS_SHOWN: Final = 500  # the reads a history holds (the latest)
 
 
 class ExperimentView(msgspec.Struct, frozen=True):
@@ -57,6 +59,10 @@ class ExperimentService:
         found = await self.store.get_experiment(experiment_id)
         tallies = await self.store.outcomes(experiment_id)
         return ExperimentView(found, experiments.results(found, tallies))
+
+    async def history(self, experiment_id: str, limit: int = READS_SHOWN) -> list[Read]:
+        """The experiment's recorded reads, oldest first (the latest `limit`)."""
+        return await self.store.reads(experiment_id, limit)
 
     async def of_model(self, name: str, limit: int = 50) -> list[Experiment]:
         return await self.store.list_experiments(validate_name(name), limit)
@@ -137,6 +143,44 @@ class ExperimentService:
             if done is not None:
                 moved.append(done)
         return moved
+
+    async def record_reads(self, seen: dict[str, Read]) -> int:
+        """Record a read (tallies and traffic shares now) of every running experiment whose
+        tallies or shares differ from its read in `seen` (the last recorded, by experiment id;
+        kept up to date, stopped experiments dropped): how many were recorded."""
+        now = self.registry.clock()
+        running = await self.store.active_experiments()
+        done = 0
+        for found in running:
+            tallies = await self.store.outcomes(found.id)
+            read = Read(now, [tallies[v] for v in sorted(tallies)], weights(found))
+            last = seen.get(found.id)
+            if last is not None and (last.tallies, last.weights) == (read.tallies, read.weights):
+                continue
+            await self.store.add_read(found.id, read)
+            seen[found.id] = read
+            done += 1
+        for gone in set(seen) - {e.id for e in running}:
+            del seen[gone]
+        return done
+
+
+class ReadLoop:
+    """The leading registry's periodic job that records the running experiments' reads (one
+    of `RolloutScheduler`'s jobs), every `every_s`: a read only when something changed."""
+
+    def __init__(self, service: ExperimentService, every_s: float) -> None:
+        self.service = service
+        self.every_s = every_s
+        self._seen: dict[str, Read] = {}
+        self._checked_at: datetime | None = None
+
+    async def __call__(self, now: datetime) -> None:
+        last = self._checked_at
+        if last is not None and (now - last).total_seconds() < self.every_s:
+            return
+        self._checked_at = now
+        await self.service.record_reads(self._seen)
 
 
 class BanditLoop:

@@ -1,27 +1,53 @@
 """The experiment page in a real headless Chromium against a real `modelyard serve`: an
 experiment started over the API, outcomes fed back while the page is open (the verdict turns
-from needs_data to winner without a reload), the intervals drawn, the fixed-horizon view
-labelled, and a deployer promoting the winner from the page. Its screenshot is saved in the
-test's tmp folder, and the path printed."""
+from needs_data to winner without a reload), the intervals drawn, the means with their
+confidence sequences and the shares drawn over time as the registry records reads, the
+fixed-horizon view labelled, and a deployer promoting the winner from the page. Its screenshot
+is saved in the test's tmp folder, and the path printed."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-from playwright.sync_api import Browser, expect
+import pytest
+from playwright.sync_api import Browser, Page, expect
 
+from adapters.net import free_port
 from modelyard.processes import ModelyardProcess
-from tests.e2e.test_console import ADMIN, api, browser, log_in, playwright, server, wait_for
+from tests.e2e.test_console import ADMIN, api, browser, log_in, playwright, wait_for
 
-__all__ = ["browser", "playwright", "server"]  # the fixtures, used by name
+__all__ = ["browser", "playwright"]  # the fixtures, used by name
 
 SPEC = {
     "arms": [{"version": 1, "weight": 50}, {"version": 2, "weight": 50}],
     "sticky": {"header": "x-user"},
     "min_sample_per_arm": 100,
 }
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ModelyardProcess]:
+    """`modelyard serve` on SQLite recording experiment reads every half second, with model
+    iris: two versions served by outside endpoints (nothing listens: no request is sent)."""
+    env = {"MODELYARD_EXPERIMENT_READ_S": "0.5"}
+    proc = ModelyardProcess("serve", tmp_path / "data", ADMIN, extra_env=env)
+    proc.start()
+    try:
+        with api(proc) as c:
+            assert c.post("/api/v1/models", json={"name": "iris"}).status_code == 201
+            for _ in (1, 2):
+                version = {"endpoint": f"http://127.0.0.1:{free_port()}"}
+                assert c.post("/api/v1/models/iris/versions", json=version).status_code == 201
+        yield proc
+    finally:
+        proc.stop()
+
+
+def points(page: Page, chart: str) -> int:
+    return int(page.locator(f"#{chart} svg").get_attribute("data-points") or 0)
 
 
 def feed(c: httpx.Client, ex: str, rates: dict[int, float], n: int) -> None:
@@ -56,8 +82,11 @@ def test_the_experiment_page_fills_in_and_promotes_the_winner(
         feed(c, ex, {1: 0.10, 2: 0.10}, 60)  # still short of the minimum sample
         wait_for(lambda: page.locator('tr.arm[data-n="60"]').count() == 2, "the first outcomes")
         expect(status).to_have_attribute("data-verdict", "needs_data")
+        wait_for(lambda: points(page, "means-over-time") >= 2, "the first read drawn")
         feed(c, ex, {1: 0.10, 2: 0.40}, 240)  # 300 each: v2 far ahead
         expect(status).to_have_attribute("data-verdict", "winner", timeout=30_000)
+        wait_for(lambda: points(page, "means-over-time") >= 4, "the second read drawn")
+        assert points(page, "weights-over-time") >= 4
         assert page.evaluate("window.__sameDocument") is True
         expect(status).to_contain_text("v2")
         expect(page.locator("#means-chart svg")).to_have_attribute("data-bars", "2")

@@ -1,6 +1,7 @@
-"""The bandit's periodic loop on both real stores: the leading registry moves a running bandit
+"""The leader's experiment jobs on both real stores: the leading registry moves a running bandit
 experiment's arms on its own (`BanditLoop`, a job of the rollout scheduler), toward the arm the
-outcomes favour, and the store lists the running experiments of every model."""
+outcomes favour; it records each running experiment's reads when they change (`ReadLoop`), which
+the console draws over time; and the store lists the running experiments of every model."""
 
 from __future__ import annotations
 
@@ -18,13 +19,15 @@ from modelyard.app import create_app
 from modelyard.settings import load_settings
 from registry.experiments import stats as experiments
 from registry.experiments.service import ExperimentService
-from registry.experiments.stats import Experiment
+from registry.experiments.stats import Experiment, Read
+from registry.web.console import experiment_views
 from registry.web.state import web_state
 from tests.integration.test_api import ADMIN, Client, bearer
 from tests.integration.test_experiments_bandit_api import in_app, policy_now, start
 from tests.integration.test_rollouts_api import production
 
 REBALANCE_S = 0.5
+READ_S = 0.2
 
 
 @pytest.fixture
@@ -36,6 +39,7 @@ async def client(store_url: str, tmp_path: Path) -> AsyncIterator[Client]:
         admin_token=ADMIN,
         rollout_tick_s=0.05,
         bandit_rebalance_s=REBALANCE_S,
+        experiment_read_s=READ_S,
     )
     async with AsyncTestClient(app=create_app(settings, "registry")) as c:
         c.headers.update(bearer(ADMIN))
@@ -100,3 +104,41 @@ async def test_a_stopped_bandit_is_left_alone(client: Client) -> None:
     assert await in_app(client, service.rebalance_model, "iris") is None
     after = (await client.get(f"/api/v1/experiments/{found.id}")).json()["experiment"]
     assert after["allocation"] == before["allocation"]
+
+
+async def test_the_leader_records_reads_when_the_tallies_change(client: Client) -> None:
+    await production(client)
+    raw = await start(client)
+    found = msgspec.convert(raw, Experiment)
+    service: ExperimentService = web_state(client.app.state).experiments
+
+    async def history() -> list[Read]:
+        return await in_app(client, service.history, found.id)
+
+    async def until(count: int) -> list[Read]:
+        deadline = time.monotonic() + 60
+        while len(got := await history()) < count:
+            assert time.monotonic() < deadline, got
+            await asyncio.sleep(0.05)  # polling the store, not waiting for a ready state
+        return got
+
+    first = await until(1)  # the experiment's first read: no outcomes yet
+    assert first[0].tallies == [] and first[0].weights == {1: 50.0, 2: 50.0}
+    outcomes = [{"version": 1 + i % 2, "value": int(i % 5 == 0)} for i in range(200)]
+    r = await client.post(f"/api/v1/experiments/{found.id}/feedback", json={"outcomes": outcomes})
+    assert r.status_code == 202, r.text
+    second = (await until(2))[-1]
+    assert [(t.version, t.n, t.total) for t in second.tallies] == [(1, 100, 20.0), (2, 100, 20.0)]
+    # nothing changes: no new read, however many times the loop looks
+    loop_runs = time.monotonic() + 10 * READ_S
+    while time.monotonic() < loop_runs:
+        await asyncio.sleep(READ_S)
+    assert len(await history()) == 2
+
+    await client.post(
+        "/ui/login"
+    )  # (no session: the page itself is checked in the console's tests)
+    page = await in_app(client, experiment_views.experiment_page, service, found.id)
+    means = page.means_over_time  # the first read has no outcomes: nothing to draw there
+    assert [(line.name, line.points) for line in means.lines] == [("v1 (control)", 1), ("v2", 1)]
+    assert [line.points for line in page.weights_over_time.lines] == [2, 2]

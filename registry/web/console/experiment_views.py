@@ -13,7 +13,8 @@ from typing import Final
 import msgspec
 
 from registry.experiments.service import ExperimentService
-from registry.experiments.stats import ArmResult, ArmSpan, Experiment, FixedArm, Results
+from registry.experiments.stats import ArmResult, ArmSpan, Experiment, FixedArm, Read, Results
+from registry.web.console.experiment_charts import TimeChart, means_chart, weights_chart
 
 WIDTH: Final = 640.0  # the interval plots' drawing width (SVG units)
 LEFT: Final = 60.0
@@ -56,6 +57,8 @@ class ExperimentPage(msgspec.Struct, frozen=True):
     means: Axis
     diffs: Axis
     outcomes: int
+    means_over_time: TimeChart
+    weights_over_time: TimeChart
 
 
 def _nice(span: float) -> float:
@@ -108,7 +111,7 @@ def _finite(*values: float | None) -> list[float]:
     return [v for v in values if v is not None and math.isfinite(v)]
 
 
-def build(experiment: Experiment, results: Results) -> ExperimentPage:
+def build(experiment: Experiment, results: Results, reads: Sequence[Read] = ()) -> ExperimentPage:
     arms = results.arms
     mean_values = [x for a in arms for x in _finite(a.mean, a.ci_low, a.ci_high)] or [0.0, 1.0]
     diff_values = [x for a in arms for x in _finite(a.diff, a.diff_ci_low, a.diff_ci_high)]
@@ -133,9 +136,12 @@ def build(experiment: Experiment, results: Results) -> ExperimentPage:
         axis(m_low, m_high),
         axis(d_low, d_high, signed=True),
         sum(a.n for a in arms),
+        means_chart(experiment, reads),
+        weights_chart(experiment, reads),
     )
 
 
 async def experiment_page(experiments: ExperimentService, experiment_id: str) -> ExperimentPage:
     view = await experiments.view(experiment_id)
-    return build(view.experiment, view.results)
+    reads = await experiments.history(experiment_id)
+    return build(view.experiment, view.results, reads)
