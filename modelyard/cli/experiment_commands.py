@@ -53,7 +53,8 @@ outcomes, one a line (blank lines are skipped), as JSON lines:
   {{"version": 2, "value": 0.5}}    by the version that served it (x-modelyard-version)
   {{"key": "user-7", "value": 1, "covariate": 4}}   with a figure from before the experiment
                                     (CUPED: the results use it when every outcome has one)
-or as CSV rows, with an optional header row `key,value` (or `version,value`):
+or as CSV rows, with an optional header row `key,value` (or `version,value`; end it with
+`,covariate` to give a third column of covariates):
   user-7,1
 A conversion is 0 or 1, a reward any number. Every line is checked before anything is
 sent: with a bad line nothing is sent, and the error gives each bad line's number.
