@@ -1,7 +1,7 @@
 """The experiment page's charts over time, as plain geometry for an inline SVG: each arm's
 mean with its always-valid 95 % confidence sequence (a band) at every recorded read, and each
-arm's share of the traffic. Pure: the results at each read come from the same `results` as
-the page's table."""
+arm's share of the traffic. Pure: each arm's interval at each read comes from the same
+function as the page's table (`readout.mean_sequence`, cheap: no comparisons)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Final
 
 import msgspec
 
-from registry.experiments.stats import Experiment, Read, results
+from registry.experiments.readout import mean_sequence
+from registry.experiments.stats import Experiment, Read
 from registry.web.console.charts import HEIGHT, LEFT, RIGHT, WIDTH, Tick, nice_max
 
 TOP: Final = 14
@@ -89,12 +90,12 @@ def _name(version: int, experiment: Experiment) -> tuple[str, str]:
 def means_chart(experiment: Experiment, reads: Sequence[Read]) -> TimeChart:
     """Each arm's mean and its 95 % confidence sequence at each read."""
     found: dict[int, list[tuple[datetime, float, float, float]]] = {}
+    arms = {a.version for a in experiment.spec.arms}
     for read in reads:
-        for arm in results(experiment, {t.version: t for t in read.tallies}).arms:
-            if arm.mean is not None and arm.ci_low is not None and arm.ci_high is not None:
-                found.setdefault(arm.version, []).append(
-                    (read.at, arm.mean, arm.ci_low, arm.ci_high)
-                )
+        for tally in read.tallies:
+            mean, low, high = mean_sequence(experiment.spec.metric, tally)
+            if tally.version in arms and mean is not None and low is not None and high is not None:
+                found.setdefault(tally.version, []).append((read.at, mean, low, high))
     values = [v for rows in found.values() for _, _, low, high in rows for v in (low, high)]
     low = min(values, default=0.0)
     high = nice_max(max(values, default=1.0)) if low >= 0 else max(values, default=1.0)
