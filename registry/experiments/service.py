@@ -1,6 +1,8 @@
-"""Experiment use cases: start, show with results, list, feed outcomes back, stop (and
-promote the winner), and the bandit's periodic rebalance (`rebalance_model`, for a loop to
-call: see its docstring)."""
+"""Experiment use cases: start, show with results (and their history), list, feed outcomes
+back, stop (and promote the winner); and the leading registry's periodic jobs (run by the
+rollout scheduler after its ticks): `BanditLoop` moves the due bandit experiments' arms
+(`rebalance_due`, `rebalance_model`), `ReadLoop` records the running experiments' reads when
+they change (`record_reads`), for the console's charts over time."""
 
 from __future__ import annotations
 
@@ -193,11 +195,10 @@ class BanditLoop:
         self.every_s = every_s
         self.check_s = min(60.0, every_s / 4)
         self._checked_at: datetime | None = None
-        self.moved = 0  # rebalances done, since the start
 
     async def __call__(self, now: datetime) -> None:
         last = self._checked_at
         if last is not None and (now - last).total_seconds() < self.check_s:
             return
         self._checked_at = now
-        self.moved += len(await self.service.rebalance_due(self.every_s))
+        await self.service.rebalance_due(self.every_s)

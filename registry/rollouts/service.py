@@ -36,7 +36,8 @@ from registry.rollouts.windows import VariantTraffic, prune_cutoff
 log = logging.getLogger("modelyard.rollouts")
 
 #: Other work only the leading replica does, run after each tick with the time (the bandit
-#: experiments' rebalance: `registry.experiments.service.BanditLoop`).
+#: experiments' rebalance and the experiments' reads over time:
+#: `registry.experiments.service.BanditLoop`, `ReadLoop`).
 LeaderJob = Callable[[datetime], Awaitable[object]]
 
 CONTROLLER: Final = Caller(
