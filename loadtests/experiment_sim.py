@@ -96,7 +96,7 @@ def winners(ex: Experiment, arm: Sums, control: Sums) -> tuple[np.ndarray, np.nd
     """Which reads say `winner`: always valid, and fixed-horizon (two arms: p below alpha and
     both arms at their minimum sample)."""
     ready = np.asarray(arm.n) >= ex.spec.min_sample_per_arm
-    always = readout.compare(arm, control, ALPHA)[3] < ALPHA
+    always = readout.compare(arm, control, ALPHA, ex.spec.mde)[3] < ALPHA
     classic = fixed.compare(ex.spec.metric, arm, control)[3] < ALPHA
     return ready & always, ready & classic
 
@@ -262,7 +262,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     report: dict[str, Any] = {
         "quick": args.quick,
         "alpha": ALPHA,
-        "mixture_sd": sequential.TAU_SD,
+        "mixture": {
+            "mde": readout.MDE,
+            "point_share": sequential.POINT_SHARE,
+            "improvement_share": sequential.IMPROVEMENT_SHARE,
+            "normal_sd": sequential.TAU_SD,
+        },
         "look_every_per_arm": LOOK,
         "a_a": [a_a(m, sims, args.seed + i) for i, m in enumerate(("conversion", "reward"))],
         "power": power(power_sims, POWER_READS, args.seed + 2),
@@ -298,6 +303,12 @@ def print_table(report: dict[str, Any]) -> None:
             f" {b['regret_fixed_50_50']:.0f}{ratio}, counted {b['counted_share_mean']:.0%},"
             f" v2 ends at {b['v2_final_share_median']:.0f}%{extra}"
         )
+    m = report["mixture"]
+    print(
+        f"always-valid test: mixture tuned to the MDE ({m['mde']:.0%} of the control's mean):"
+        f" point masses {m['point_share']:.0%} ({m['improvement_share']:.0%} of them on"
+        f" improvements), normal {1 - m['point_share']:.0%} (tau {m['normal_sd']} sd)"
+    )
     for name, ok in report["targets"].items():
         print(f"{name:<40} {'PASS' if ok else 'MISS'}")
     print(f"{report['seconds']} s")

@@ -30,7 +30,7 @@ from registry.auth import TokenAuthority
 from registry.catalog.registration import Registration
 from registry.catalog.service import Registry, utc_now
 from registry.catalog.sweeper import Sweeper
-from registry.experiments.service import ExperimentService
+from registry.experiments.service import BanditLoop, ExperimentService, ReadLoop
 from registry.ports import ArtifactStore
 from registry.rollouts.service import RolloutObserver, RolloutScheduler, RolloutService
 from registry.serving.deployments import Deployments
@@ -136,12 +136,17 @@ async def open_components(
             stack.push_async_callback(deployments.close)
             deployments.start()
         rollouts = RolloutService(registry, store, observer)
+        experiments = ExperimentService(registry, store)
         controller = RolloutScheduler(
             rollouts,
             open_leadership(settings.metadata_url),
             utc_now,
             settings.rollout_tick_s,
             keep_windows=timedelta(hours=settings.windows_retention_h),
+            jobs=[
+                BanditLoop(experiments, settings.bandit_rebalance_s),
+                ReadLoop(experiments, settings.experiment_read_s),
+            ],
         )
         controller.start()
         stack.push_async_callback(controller.close)
@@ -167,7 +172,7 @@ async def open_components(
             feed=feed,
             rollouts=rollouts,
             rollout_scheduler=controller,
-            experiments=ExperimentService(registry, store),
+            experiments=experiments,
             webhooks=webhooks,
             sessions=SqlSessions(raw.driver),
         )

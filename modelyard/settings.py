@@ -38,6 +38,8 @@ DEFAULT_GATEWAY_REPORT_S: Final = 2.0
 DEFAULT_ROLLOUT_TICK_S: Final = 0.5
 DEFAULT_ROUTE_POLL_S: Final = 0.2
 DEFAULT_WINDOWS_RETENTION_H: Final = 7 * 24.0
+DEFAULT_BANDIT_REBALANCE_S: Final = 600.0
+DEFAULT_EXPERIMENT_READ_S: Final = 300.0
 DEFAULT_WEBHOOK_TIMEOUT_S: Final = 10.0
 DEFAULT_SWEEP_INTERVAL_S: Final = 600.0
 DEFAULT_SWEEP_MIN_AGE_S: Final = 3600.0
@@ -97,6 +99,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     route_poll_s: float = DEFAULT_ROUTE_POLL_S  # how often the route feed looks for changes
     # traffic windows are kept this long (and as long as an active rollout reads them)
     windows_retention_h: Annotated[float, msgspec.Meta(ge=0)] = DEFAULT_WINDOWS_RETENTION_H
+    # a bandit experiment's arms move at most this often (the leading registry moves them)
+    bandit_rebalance_s: Annotated[float, msgspec.Meta(gt=0)] = DEFAULT_BANDIT_REBALANCE_S
+    # a running experiment's tallies and shares are recorded this often (when they changed)
+    experiment_read_s: Annotated[float, msgspec.Meta(gt=0)] = DEFAULT_EXPERIMENT_READ_S
     # a webhook receiver gets this long to answer; a crashed worker's rows wait 2.5 times it
     webhook_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = DEFAULT_WEBHOOK_TIMEOUT_S
     # the sweeper (docs/operations.md): at start, then this often; it removes a crashed

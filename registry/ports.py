@@ -15,7 +15,7 @@ from contract.windows import TrafficWindow
 from registry.catalog.changes import Decision, LoadSpec, ModelFilter, ModelState, VersionFilter
 from registry.catalog.domain import AuditEvent, Model, ModelVersion, Stage, Token
 from registry.catalog.sweep import Leftover
-from registry.experiments.stats import Experiment, Tally
+from registry.experiments.stats import Experiment, Read, Tally
 from registry.rollouts.state import Look, Rollout
 from registry.rollouts.windows import VariantTraffic
 from registry.webhooks.events import Due, Secret, Webhook
@@ -198,9 +198,21 @@ class ExperimentStore(Protocol):
 
     async def list_experiments(self, model: str, limit: int) -> list[Experiment]: ...
 
+    async def active_experiments(self) -> list[Experiment]:
+        """The running ones, of every model (at most one a model), by model name."""
+        ...
+
     async def add_outcomes(self, experiment_id: str, tallies: list[Tally]) -> None: ...
 
     async def outcomes(self, experiment_id: str) -> dict[int, Tally]: ...
+
+    async def add_read(self, experiment_id: str, read: Read) -> None:
+        """Record a read (a second one at the same instant is ignored)."""
+        ...
+
+    async def reads(self, experiment_id: str, limit: int) -> list[Read]:
+        """The latest `limit` reads, oldest first."""
+        ...
 
 
 class Leadership(Protocol):

@@ -1,6 +1,7 @@
 """Experiments in SQL: each experiment's state as one JSON document beside its phase (a
 partial unique index allows one running experiment per model), and each arm's outcomes as
-running sums (count, sum, sum of squares) that feedback increments in place.
+running sums (count, sum, sum of squares, and the CUPED covariate's sums) that feedback
+increments in place.
 
 Experiments are started and stopped inside a model's transaction (adapters/sql/changes.py
 calls `save`); outcomes are added outside it, by `SqlExperiments.add_outcomes`.
@@ -8,15 +9,25 @@ calls `save`); outcomes are added outside it, by `SqlExperiments.add_outcomes`.
 
 from __future__ import annotations
 
+from typing import Final
+
 import msgspec
 
 from adapters.sql import rows
 from adapters.sql.driver import OnDriver, SqlConn
 from registry.errors import NotFound
-from registry.experiments.stats import Experiment, Phase, Tally
+from registry.experiments.stats import Experiment, Phase, Read, Tally
 from registry.ports import ExperimentStore
 
 _experiment = msgspec.json.Decoder(Experiment)
+_read = msgspec.json.Decoder(Read)
+#: An arm's running sums (Tally's fields after `version`), each added to in place.
+_SUMS: Final = ("n", "total", "total_sq", "cov_n", "cov_total", "cov_total_sq", "cov_cross")
+_ADD: Final = (
+    f"INSERT INTO experiment_outcomes (experiment_id, version, {', '.join(_SUMS)})"
+    f" VALUES (?, ?, {', '.join('?' * len(_SUMS))}) ON CONFLICT (experiment_id, version)"
+    " DO UPDATE SET " + ", ".join(f"{c} = experiment_outcomes.{c} + excluded.{c}" for c in _SUMS)
+)
 
 
 async def running_for(conn: SqlConn, model: str) -> Experiment | None:
@@ -56,21 +67,51 @@ class SqlExperiments(OnDriver, ExperimentStore):
         )
         return [_experiment.decode(r[0]) for r in found]
 
+    async def active_experiments(self) -> list[Experiment]:
+        found = await self._read(
+            "SELECT state FROM experiments WHERE phase = ? ORDER BY model", (Phase.RUNNING.value,)
+        )
+        return [_experiment.decode(r[0]) for r in found]
+
     async def add_outcomes(self, experiment_id: str, tallies: list[Tally]) -> None:
         async with self.driver.writing() as conn:
             for t in tallies:
-                await conn.execute(
-                    "INSERT INTO experiment_outcomes (experiment_id, version, n, total, total_sq)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (experiment_id, version) DO UPDATE SET"
-                    " n = experiment_outcomes.n + excluded.n,"
-                    " total = experiment_outcomes.total + excluded.total,"
-                    " total_sq = experiment_outcomes.total_sq + excluded.total_sq",
-                    (experiment_id, t.version, t.n, t.total, t.total_sq),
-                )
+                await conn.execute(_ADD, (experiment_id, t.version, *_sums(t)))
+
+    async def add_read(self, experiment_id: str, read: Read) -> None:
+        async with self.driver.writing() as conn:
+            await conn.execute(
+                "INSERT INTO experiment_reads (experiment_id, at, state) VALUES (?, ?, ?)"
+                " ON CONFLICT (experiment_id, at) DO NOTHING",
+                (experiment_id, rows.to_micros(read.at), rows.dumps(read)),
+            )
+
+    async def reads(self, experiment_id: str, limit: int) -> list[Read]:
+        found = await self._read(
+            "SELECT state FROM experiment_reads WHERE experiment_id = ? ORDER BY at DESC LIMIT ?",
+            (experiment_id, limit),
+        )
+        return [_read.decode(r[0]) for r in reversed(found)]
 
     async def outcomes(self, experiment_id: str) -> dict[int, Tally]:
         found = await self._read(
-            "SELECT version, n, total, total_sq FROM experiment_outcomes WHERE experiment_id = ?",
+            f"SELECT version, {', '.join(_SUMS)} FROM experiment_outcomes WHERE experiment_id = ?",
             (experiment_id,),
         )
-        return {int(r[0]): Tally(int(r[0]), int(r[1]), float(r[2]), float(r[3])) for r in found}
+        return {
+            int(r[0]): Tally(
+                int(r[0]),
+                int(r[1]),
+                float(r[2]),
+                float(r[3]),
+                int(r[4]),
+                float(r[5]),
+                float(r[6]),
+                float(r[7]),
+            )
+            for r in found
+        }
+
+
+def _sums(t: Tally) -> tuple[int, float, float, int, float, float, float]:
+    return (t.n, t.total, t.total_sq, t.cov_n, t.cov_total, t.cov_total_sq, t.cov_cross)

@@ -276,6 +276,30 @@ CREATE INDEX audit_heads_clock ON audit_heads (clock);
 CREATE INDEX model_versions_endpoint ON model_versions (model_id) WHERE endpoint IS NOT NULL
 """,
     ),
+    (
+        13,
+        # CUPED: of an arm's outcomes that came with a pre-experiment covariate x, their count
+        # and the sums of x, x^2 and x times the outcome (registry/experiments/cuped.py)
+        """
+ALTER TABLE experiment_outcomes ADD COLUMN cov_n BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE experiment_outcomes ADD COLUMN cov_total DOUBLE PRECISION NOT NULL DEFAULT 0;
+ALTER TABLE experiment_outcomes ADD COLUMN cov_total_sq DOUBLE PRECISION NOT NULL DEFAULT 0;
+ALTER TABLE experiment_outcomes ADD COLUMN cov_cross DOUBLE PRECISION NOT NULL DEFAULT 0
+""",
+    ),
+    (
+        14,
+        # an experiment's reads over time (registry.experiments.stats.Read as JSON), for the
+        # console's charts; one a change, at most every `experiment_read_s`
+        """
+CREATE TABLE experiment_reads (
+    experiment_id TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    PRIMARY KEY (experiment_id, at)
+)
+""",
+    ),
 ]
 
 CREATE_MIGRATIONS_TABLE: Final = (

@@ -1,5 +1,6 @@
-"""Client subcommands for A/B experiments: start, list, show (per-arm results and the verdict),
-feedback (outcomes from a file or stdin, checked whole before any is sent), stop."""
+"""Client subcommands for A/B experiments: start, list, show (per-arm results and the verdict,
+printed by `experiment_output`), feedback (outcomes from a file or stdin, checked whole before
+any is sent), stop."""
 
 from __future__ import annotations
 
@@ -10,23 +11,12 @@ from typing import Final
 
 import msgspec
 
+from modelyard.cli import experiment_output as shown
 from modelyard.cli import outcome_lines
 from modelyard.cli.commands import Reply, Sub, UsageError, command_group, leaf
 from modelyard.cli.http import ApiError, RegistryClient, Unreachable, path
 from modelyard.cli.output import Json, table
 
-EXPERIMENT_COLUMNS: Final = ("id", "phase", "arms", "metric", "sticky", "winner", "created_at")
-ARM_COLUMNS: Final = (
-    "version",
-    "role",
-    "weight",
-    "n",
-    "mean",
-    "ci95",
-    "diff",
-    "diff_ci95",
-    "p_value",
-)
 METRICS: Final = ("conversion", "reward")
 MODES: Final = ("fixed", "bandit")
 STICKY: Final = ("header", "cookie", "json_field")
@@ -46,6 +36,7 @@ SPEC_FLAGS: Final = {
     "alpha": "--alpha",
     "min_sample_per_arm": "--min-sample",
     "mode": "--mode",
+    "mde": "--mde",
 }
 
 START_EPILOG: Final = """\
@@ -60,7 +51,10 @@ FEEDBACK_EPILOG: Final = f"""\
 outcomes, one a line (blank lines are skipped), as JSON lines:
   {{"key": "user-7", "value": 1}}   by the sticky key the request carried
   {{"version": 2, "value": 0.5}}    by the version that served it (x-modelyard-version)
-or as CSV rows, with an optional header row `key,value` (or `version,value`):
+  {{"key": "user-7", "value": 1, "covariate": 4}}   with a figure from before the experiment
+                                    (CUPED: the results use it when every outcome has one)
+or as CSV rows, with an optional header row `key,value` (or `version,value`; end it with
+`,covariate` to give a third column of covariates):
   user-7,1
 A conversion is 0 or 1, a reward any number. Every line is checked before anything is
 sent: with a bad line nothing is sent, and the error gives each bad line's number.
@@ -121,87 +115,9 @@ def spec_of(args: argparse.Namespace) -> Json:
     }
     optional = {"metric": args.metric, "alpha": args.alpha, "min_sample_per_arm": args.min_sample}
     optional["mode"] = args.mode
+    optional["mde"] = args.mde
     spec.update({k: v for k, v in optional.items() if v is not None})
     return spec
-
-
-# --- rendering ----------------------------------------------------------------------------------
-
-
-def _arms(experiment: Json) -> str:
-    control = experiment["control"]
-    return ", ".join(
-        f"v{a['version']} {a['weight']:g}%" + (" (control)" if a["version"] == control else "")
-        for a in experiment["spec"]["arms"]
-    )
-
-
-def _sticky(spec: Json) -> str:
-    return ", ".join(f"{k} {v}" for k, v in spec["sticky"].items() if v is not None)
-
-
-def _row(experiment: Json) -> Json:
-    spec = experiment["spec"]
-    winner = experiment.get("winner")
-    return {
-        **experiment,
-        "arms": _arms(experiment),
-        "metric": spec["metric"],
-        "sticky": _sticky(spec),
-        "winner": None if winner is None else f"v{winner}",
-    }
-
-
-def _num(value: float | None, signed: bool = False) -> str | None:
-    return None if value is None else format(value, "+.4g" if signed else ".4g")
-
-
-def _interval(low: float | None, high: float | None, signed: bool = False) -> str | None:
-    if low is None or high is None:
-        return None
-    return f"[{_num(low, signed)}, {_num(high, signed)}]"
-
-
-def arm_line(arm: Json, weight: float, alpha: float) -> Json:
-    p = arm.get("p_value")
-    mark = "" if p is None or p >= alpha else " *"
-    return {
-        "version": arm["version"],
-        "role": "control" if arm["control"] else "variant",
-        "weight": f"{weight:g}%",
-        "n": arm["n"],
-        "mean": _num(arm["mean"]),
-        "ci95": _interval(arm["ci_low"], arm["ci_high"]),
-        "diff": _num(arm.get("diff"), signed=True),
-        "diff_ci95": _interval(arm.get("diff_ci_low"), arm.get("diff_ci_high"), signed=True),
-        "p_value": None if p is None else f"{p:.3g}{mark}",
-    }
-
-
-def render(view: Json) -> str:
-    """An experiment's results: per-arm counts, means with 95 % intervals, differences from
-    the control with their intervals and p-values, then the verdict."""
-    ex, res = view["experiment"], view["results"]
-    spec = ex["spec"]
-    weights = {a["version"]: a["weight"] for a in spec["arms"]}
-    each = res["alpha_per_comparison"]
-    lines = [
-        f"experiment {ex['id']} of {ex['model']}: {ex['phase']} (started {ex['created_at']}"
-        f" by {ex['created_by']})",
-        f"arms {_arms(ex)}; metric {res['metric']}; sticky {_sticky(spec)}",
-        f"alpha {spec['alpha']:g} ({each:.3g} per comparison);"
-        f" at least {spec['min_sample_per_arm']} outcomes per arm",
-        "",
-        table(ARM_COLUMNS, [arm_line(a, weights[a["version"]], each) for a in res["arms"]]),
-        f"(* p below {each:.3g})",
-        "",
-        f"verdict: {res['verdict']} - {res['reason']}",
-        "winner: " + ("-" if res["winner"] is None else f"version {res['winner']}"),
-    ]
-    if ex["phase"] != "Running":
-        promoted = "" if ex.get("winner") is None else f"; version {ex['winner']} promoted"
-        lines.append(f"stopped: {ex.get('reason') or '-'}{promoted}")
-    return "\n".join(lines)
 
 
 # --- handlers -----------------------------------------------------------------------------------
@@ -212,20 +128,20 @@ def _start(client: RegistryClient, args: argparse.Namespace) -> Reply:
         raise UsageError("--quiet prints the id alone, --json the whole answer: choose one")
     body = client.post(path("models", args.name, "experiments"), spec_of(args))
     text = (
-        f"started experiment {body['id']} of {body['model']}: {_arms(body)};"
-        f" metric {body['spec']['metric']}; sticky {_sticky(body['spec'])}"
+        f"started experiment {body['id']} of {body['model']}: {shown.arms(body)};"
+        f" metric {body['spec']['metric']}; sticky {shown.sticky(body['spec'])}"
     )
     return Reply(body, body["id"] if args.quiet else text)
 
 
 def _list(client: RegistryClient, args: argparse.Namespace) -> Reply:
     body = client.get(path("models", args.name, "experiments"), {"limit": args.limit})
-    return Reply(body, table(EXPERIMENT_COLUMNS, [_row(x) for x in body]))
+    return Reply(body, table(shown.EXPERIMENT_COLUMNS, [shown.row(x) for x in body]))
 
 
 def _show(client: RegistryClient, args: argparse.Namespace) -> Reply:
     view = client.get(path("experiments", args.experiment_id))
-    return Reply(view, render(view))
+    return Reply(view, shown.render(view))
 
 
 def _read_input(source: str | None) -> tuple[bytes, str]:
@@ -346,6 +262,13 @@ def _start_parser(group: Sub, common: argparse.ArgumentParser) -> None:
         type=_whole(2),
         metavar="N",
         help="outcomes per arm before a verdict (default 100)",
+    )
+    judged.add_argument(
+        "--mde",
+        type=float,
+        metavar="LIFT",
+        help="the minimum detectable effect, relative to the control's mean: the always-valid"
+        " test is tuned to find it (default 0.1, +10 %%)",
     )
     start.add_argument("--quiet", action="store_true", help="print only the new experiment's id")
 

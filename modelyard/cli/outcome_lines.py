@@ -5,9 +5,11 @@ with its number) out.
 Two formats, told apart by the first non-blank line:
 
 - JSON lines: `{"key": "user-7", "value": 1}` (by the sticky key the request carried) or
-  `{"version": 2, "value": 0.5}` (by the version that served it: its x-modelyard-version header).
+  `{"version": 2, "value": 0.5}` (by the version that served it: its x-modelyard-version header);
+  either may add `"covariate": 3.5`, a figure measured before the experiment (CUPED).
 - CSV: `key,value` rows (`user-7,1`); an optional header row `key,value`, or `version,value` to
-  give versions instead of keys. Spaces around a field are ignored; a key with a comma is quoted
+  give versions instead of keys; a third column `covariate` when the header names it
+  (`key,value,covariate`). Spaces around a field are ignored; a key with a comma is quoted
   (`"a,b",1`).
 
 Blank lines are skipped; line numbers count every line, the first being 1.
@@ -45,6 +47,7 @@ class Outcome(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defa
     value: float
     key: Annotated[str, msgspec.Meta(min_length=1, max_length=KEY_MAX_LENGTH)] | None = None
     version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    covariate: float | None = None  # measured before the experiment, for CUPED
 
 
 @dataclass(frozen=True)
@@ -144,6 +147,8 @@ def _checked(outcome: Outcome, rules: Rules) -> Outcome:
         raise ValueError("give exactly one of key, version")
     if not math.isfinite(outcome.value):
         raise ValueError("value must be a finite number")
+    if outcome.covariate is not None and not math.isfinite(outcome.covariate):
+        raise ValueError("covariate must be a finite number")
     if rules.conversion and outcome.value not in (0.0, 1.0):
         raise ValueError(f"a conversion is 0 or 1, got {outcome.value:g}")
     if outcome.version is not None and rules.arms is not None and outcome.version not in rules.arms:
@@ -168,7 +173,9 @@ class _JsonLines(_LineReader):
         try:
             return msgspec.json.decode(text, type=Outcome)
         except msgspec.ValidationError as exc:
-            raise ValueError(f"{exc} (fields: key or version, and value)") from None
+            raise ValueError(
+                f"{exc} (fields: key or version, value, and optionally covariate)"
+            ) from None
         except msgspec.DecodeError as exc:
             raise ValueError(f"not valid JSON: {exc}") from None
 
@@ -176,6 +183,7 @@ class _JsonLines(_LineReader):
 class _Csv(_LineReader):
     def __init__(self) -> None:
         self.by_version = False
+        self.covariate = False
         self.first = True
 
     def _fields(self, text: str) -> list[str]:
@@ -190,8 +198,9 @@ class _Csv(_LineReader):
             row = [f.lower() for f in self._fields(text)]
         except ValueError:
             return False
-        if row in (["key", "value"], ["version", "value"]):
+        if row[:2] in (["key", "value"], ["version", "value"]) and row[2:] in ([], ["covariate"]):
             self.by_version, self.first = row[0] == "version", False
+            self.covariate = len(row) == 3
             return True
         return False
 
@@ -208,15 +217,20 @@ class _Csv(_LineReader):
             raise ValueError("a JSON line in CSV input (its first line is CSV): use one format")
         row = self._fields(text)
         column = "version" if self.by_version else "key"
-        if len(row) != 2:
-            raise ValueError(f"expected 2 fields ({column},value), got {len(row)}")
-        if not _NUMBER.fullmatch(row[1]):
-            raise ValueError(f"value {row[1]!r} is not a number")
+        columns = f"{column},value,covariate" if self.covariate else f"{column},value"
+        if len(row) != len(columns.split(",")):
+            raise ValueError(
+                f"expected {len(columns.split(','))} fields ({columns}), got {len(row)}"
+            )
+        for name, field in zip(("value", "covariate"), row[1:], strict=False):
+            if not _NUMBER.fullmatch(field):
+                raise ValueError(f"{name} {field!r} is not a number")
         value = float(row[1])
+        covariate = float(row[2]) if self.covariate else None
         if not self.by_version:
             if not 1 <= len(row[0]) <= KEY_MAX_LENGTH:
                 raise ValueError(f"a key has 1 to {KEY_MAX_LENGTH} characters")
-            return Outcome(value, key=row[0])
+            return Outcome(value, key=row[0], covariate=covariate)
         if not _VERSION.fullmatch(row[0]) or int(row[0]) < 1:
             raise ValueError(f"version {row[0]!r} is not a positive integer")
-        return Outcome(value, version=int(row[0]))
+        return Outcome(value, version=int(row[0]), covariate=covariate)

@@ -129,7 +129,7 @@ def tally(
     """Each arm's increments from a batch of outcomes; names the first bad one."""
     arms = {a.version for a in experiment.spec.arms}
     bandit_mode = experiment.allocation is not None
-    sums: dict[int, list[float]] = {v: [0, 0.0, 0.0] for v in arms}
+    sums: dict[int, list[float]] = {v: [0, 0.0, 0.0, 0, 0.0, 0.0, 0.0] for v in arms}
     for i, outcome in enumerate(outcomes):
         if (outcome.key is None) == (outcome.version is None):
             raise InvalidInput(
@@ -139,6 +139,10 @@ def tally(
             raise InvalidInput("value must be a finite number", field=f"outcomes[{i}].value")
         if experiment.spec.metric == Metric.CONVERSION and outcome.value not in (0.0, 1.0):
             raise InvalidInput("a conversion is 0 or 1", field=f"outcomes[{i}].value")
+        if outcome.covariate is not None and not math.isfinite(outcome.covariate):
+            raise InvalidInput(
+                "covariate must be a finite number", field=f"outcomes[{i}].covariate"
+            )
         if outcome.version is not None:
             if outcome.version not in arms:
                 raise InvalidInput(
@@ -159,4 +163,14 @@ def tally(
         acc[0] += 1
         acc[1] += outcome.value
         acc[2] += outcome.value * outcome.value
-    return {v: Tally(v, int(a[0]), a[1], a[2]) for v, a in sums.items() if a[0]}
+        x = outcome.covariate
+        if x is not None:
+            acc[3] += 1
+            acc[4] += x
+            acc[5] += x * x
+            acc[6] += x * outcome.value
+    return {
+        v: Tally(v, int(a[0]), a[1], a[2], int(a[3]), a[4], a[5], a[6])
+        for v, a in sums.items()
+        if a[0]
+    }

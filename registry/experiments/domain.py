@@ -12,7 +12,7 @@ import msgspec
 from contract.traffic import StickyKey, TrafficPolicy
 
 #: The always-valid results' method, named in every `Results`.
-ALWAYS_VALID: Final = "always-valid (normal-mixture SPRT)"
+ALWAYS_VALID: Final = "always-valid (mixture SPRT tuned to the minimum detectable effect)"
 FIXED_HORIZON_NOTE: Final = (
     "fixed-horizon figures, for comparison only: valid when read once, at a sample size set"
     " before the experiment; read repeatedly, they find winners between identical arms far"
@@ -47,6 +47,9 @@ class ExperimentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     alpha: Annotated[float, msgspec.Meta(gt=0, lt=0.5)] = 0.05
     min_sample_per_arm: Annotated[int, msgspec.Meta(ge=2)] = 100
     mode: ExperimentMode = ExperimentMode.FIXED
+    # the minimum detectable effect, relative to the control's mean (0.1: +10 %): the
+    # always-valid test is tuned to find it (see `sequential`)
+    mde: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.1
 
 
 class Before(msgspec.Struct, frozen=True):
@@ -97,11 +100,13 @@ class Experiment(msgspec.Struct, frozen=True):
 
 class Outcome(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One fed-back outcome: by the sticky `key` the request carried, or by the `version`
-    that served it (its `x-modelyard-version` header)."""
+    that served it (its `x-modelyard-version` header); with, optionally, a `covariate`
+    measured before the experiment (the user's conversions last month, say), for CUPED."""
 
     value: float
     key: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
     version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    covariate: float | None = None
 
 
 class Feedback(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -121,6 +126,15 @@ class Tally(msgspec.Struct, frozen=True):
     cov_total: float = 0.0
     cov_total_sq: float = 0.0
     cov_cross: float = 0.0
+
+
+class Read(msgspec.Struct, frozen=True):
+    """An experiment's tallies and traffic shares at one moment: the leading registry records
+    one whenever they changed (at most every `experiment_read_s`), for the charts over time."""
+
+    at: datetime
+    tallies: list[Tally]  # by version
+    weights: dict[int, float]  # version -> its share of the traffic, in percent
 
 
 class ArmResult(msgspec.Struct, frozen=True):
@@ -180,7 +194,8 @@ class Results(msgspec.Struct, frozen=True):
     reason: str
     arms: list[ArmResult]
     inference: str = ALWAYS_VALID
-    mixture_sd: float | None = None  # tau, in standard deviations of one outcome
+    mixture_sd: float | None = None  # the normal component's tau, in sds of one outcome
+    mde: float | None = None  # the minimum detectable effect the test is tuned to (relative)
     regret: float | None = None  # sum over arms of n * (best arm's mean - the arm's mean)
     cuped: Cuped | None = None
     fixed_horizon: FixedHorizon | None = None

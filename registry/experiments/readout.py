@@ -35,6 +35,8 @@ from registry.experiments.domain import (
 from registry.experiments.fixed import Sums, variance
 from registry.experiments.sequential import TAU_SD, Floats
 
+MDE = 0.10  # the default minimum detectable effect: +10 % of the control's mean
+
 ARM_LEVEL = 0.05  # each arm's own interval: a 95 % confidence sequence
 
 
@@ -45,19 +47,21 @@ class Verdict(NamedTuple):
 
 
 def compare(
-    arm: Sums, control: Sums, alpha: float | Floats, tau_sd: float = TAU_SD
+    arm: Sums, control: Sums, alpha: float | Floats, mde: float = MDE, tau_sd: float = TAU_SD
 ) -> tuple[Floats, Floats, Floats, Floats]:
     """Always-valid comparison of an arm with the control (vectorised): the difference of
-    means, its confidence sequence at level 1 - alpha, and the always-valid p-value. Each arm
-    needs at least two outcomes."""
+    means, its confidence sequence at level 1 - alpha, and the always-valid p-value, from the
+    mixture tuned to the minimum detectable effect `mde` (relative to the control's mean).
+    Each arm needs at least two outcomes."""
     n1, total1, sq1 = arm.arrays()
     n0, total0, sq0 = control.arrays()
     v1, v0 = variance(n1, total1, sq1), variance(n0, total0, sq0)
     diff = total1 / n1 - total0 / n0
     v = v1 / n1 + v0 / n0
     tau2 = sequential.mixture_variance((v1 + v0) / 2, tau_sd)
-    half = sequential.half_width(v, tau2, alpha)
-    return diff, diff - half, diff + half, sequential.p_value(diff, v, tau2)
+    effect = mde * np.abs(total0 / n0)
+    low, high = sequential.mde_interval(diff, v, effect, tau2, alpha)
+    return diff, low, high, sequential.mde_p_value(diff, v, effect, tau2)
 
 
 def mean_sequence(metric: Metric, arm: Tally) -> tuple[float | None, float | None, float | None]:
@@ -174,7 +178,12 @@ def results(experiment: Experiment, tallies: Mapping[int, Tally]) -> Results:
             )
             found.append((arm.version, arm.n, None, None))
             continue
-        vs = compare(_sums(compared_on[arm.version]), _sums(compared_on[experiment.control]), each)
+        vs = compare(
+            _sums(compared_on[arm.version]),
+            _sums(compared_on[experiment.control]),
+            each,
+            spec.mde,
+        )
         diff, d_low, d_high, p = (float(np.asarray(x)) for x in vs)
         rows.append(
             ArmResult(arm.version, False, arm.n, mean, low, high, diff, d_low, d_high, p, weight)
@@ -187,6 +196,7 @@ def results(experiment: Experiment, tallies: Mapping[int, Tally]) -> Results:
         *verdict,
         rows,
         mixture_sd=TAU_SD,
+        mde=spec.mde,
         regret=regret(arms),
         cuped=adjusted[1] if adjusted is not None else None,
         fixed_horizon=_fixed_view(experiment, arms, control, each),

@@ -31,6 +31,7 @@ from registry.experiments.domain import (
     Metric,
     Outcome,
     Phase,
+    Read,
     Results,
     Tally,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "Metric",
     "Outcome",
     "Phase",
+    "Read",
     "Results",
     "Tally",
     "arm_of",

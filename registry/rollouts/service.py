@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Final, Protocol, assert_never
 
@@ -34,6 +34,11 @@ from registry.rollouts.state import (
 from registry.rollouts.windows import VariantTraffic, prune_cutoff
 
 log = logging.getLogger("modelyard.rollouts")
+
+#: Other work only the leading replica does, run after each tick with the time (the bandit
+#: experiments' rebalance and the experiments' reads over time:
+#: `registry.experiments.service.BanditLoop`, `ReadLoop`).
+LeaderJob = Callable[[datetime], Awaitable[object]]
 
 CONTROLLER: Final = Caller(
     principal=Principal(token_id=0, name="rollout-controller", role=Role.ADMIN)
@@ -228,7 +233,8 @@ def _log_move(before: Rollout, after: Rollout) -> None:
 class RolloutScheduler:
     """Ticks the rollouts every `tick_s` while this replica holds the lead, and (every
     `PRUNE_EVERY_S`) deletes traffic windows older than `keep_windows`: one replica does it,
-    like the ticks. Both come from the settings (`rollout_tick_s`, `windows_retention_h`)."""
+    like the ticks. Both come from the settings (`rollout_tick_s`, `windows_retention_h`).
+    After each tick it runs the other leader `jobs`, each on its own."""
 
     def __init__(
         self,
@@ -237,12 +243,14 @@ class RolloutScheduler:
         clock: Callable[[], datetime],
         tick_s: float,
         keep_windows: timedelta,
+        jobs: Sequence[LeaderJob] = (),
     ) -> None:
         self.service = service
         self.leadership = leadership
         self.clock = clock
         self.tick_s = tick_s
         self.keep_windows = keep_windows
+        self.jobs = tuple(jobs)
         self._task: asyncio.Task[None] | None = None
         self._pruned_at: datetime | None = None
         self.leading = False  # as of the latest tick
@@ -266,7 +274,16 @@ class RolloutScheduler:
                             log.info("deleted %d traffic windows older than %s", gone, kept)
             except Exception:  # a store outage: keep ticking, the next tick retries
                 log.exception("rollout controller tick failed")
+            if self.leading:
+                await self._jobs()
             await asyncio.sleep(self.tick_s)
+
+    async def _jobs(self) -> None:
+        for job in self.jobs:  # each on its own: one failing does not hold the others up
+            try:
+                await job(self.clock())
+            except Exception:
+                log.exception("leader job %r failed", job)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -4,15 +4,26 @@ are read from the Struct, so a new field without a flag fails here); the arms; `
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 
 import msgspec
 import pytest
 
 from contract.traffic import StickyKey
 from modelyard.cli.commands import UsageError
-from modelyard.cli.experiment_commands import SPEC_FLAGS, arms_of, render, spec_of
+from modelyard.cli.experiment_commands import SPEC_FLAGS, arms_of, spec_of
+from modelyard.cli.experiment_output import render
 from modelyard.cli.main import build_parser, main
-from registry.experiments.stats import Arm, ExperimentMode, ExperimentSpec, Metric
+from registry.experiments.service import ExperimentView
+from registry.experiments.stats import (
+    Arm,
+    ExperimentMode,
+    ExperimentSpec,
+    Metric,
+    Tally,
+    results,
+    start,
+)
 
 
 def field_paths(kind: msgspec.inspect.Type, prefix: str = "") -> set[str]:
@@ -60,6 +71,8 @@ def test_the_flags_set_every_field() -> None:
         "500",
         "--mode",
         "bandit",
+        "--mde",
+        "0.2",
     )
     spec = msgspec.convert(spec_of(args), ExperimentSpec)
     assert spec == ExperimentSpec(
@@ -69,6 +82,7 @@ def test_the_flags_set_every_field() -> None:
         alpha=0.01,
         min_sample_per_arm=500,
         mode=ExperimentMode.BANDIT,
+        mde=0.2,
     )
     defaults = ExperimentSpec(arms=spec.arms, sticky=spec.sticky)
     for field in msgspec.structs.fields(ExperimentSpec):  # each one set away from its default
@@ -229,3 +243,56 @@ def test_show_prints_each_arm_in_columns_and_the_verdict() -> None:
         "winner: version 2",
         "stopped: v2 converts better; version 2 promoted",
     ]
+
+
+def real_view(mode: str, tallies: dict[int, Tally]) -> dict[str, object]:
+    """A `show` answer as the registry builds it (its own Structs, encoded as on the wire)."""
+    body = {
+        "arms": [{"version": 1, "weight": 50}, {"version": 2, "weight": 50}],
+        "sticky": {"header": "x-user"},
+        "metric": "reward",
+        "mode": mode,
+        "mde": 0.05,
+    }
+    spec = msgspec.convert(body, ExperimentSpec)
+    now = datetime(2026, 11, 26, tzinfo=UTC)
+    ex = start(spec, id="ex-1", model="iris", production=1, actor="bob", now=now, known={1, 2})
+    view = ExperimentView(ex, results(ex, tallies))
+    return dict(msgspec.json.decode(msgspec.json.encode(view)))
+
+
+def test_show_prints_the_always_valid_cuped_bandit_and_fixed_horizon_figures() -> None:
+    tallies = {  # rewards with a covariate on every outcome: CUPED applies
+        1: Tally(1, 4000, 8000.0, 26000.0, 4000, 8000.0, 24000.0, 24000.0),
+        2: Tally(2, 4000, 8400.0, 27600.0, 4000, 8000.0, 24000.0, 24000.0 + 400 * 2.0),
+    }
+    text = render(real_view("bandit", tallies))
+    lines = text.splitlines()
+    assert lines[2].endswith("; minimum detectable effect +5%")
+    assert any(
+        line.startswith("inference: always-valid (mixture SPRT tuned to the minimum detectable")
+        and "MDE +5%" in line
+        and line.endswith("hold at every read")
+        for line in lines
+    )
+    cuped = next(line for line in lines if line.startswith("CUPED:"))
+    assert "theta" in cuped and "variance -" in cuped
+    bandit = lines.index(next(line for line in lines if line.startswith("bandit (Thompson")))
+    assert "0 updates (the arms as started)" in lines[bandit]
+    assert lines[bandit + 1].split() == ["VERSION", "ENROLLED", "SERVED", "P_BEST"]
+    assert [line.split()[:3] for line in lines[bandit + 2 : bandit + 4]] == [
+        ["1", "10%", "50%"],
+        ["2", "10%", "50%"],
+    ]
+    fixed = lines.index(next(line for line in lines if line.startswith("fixed-horizon view")))
+    assert "for comparison only" in lines[fixed] and "read once" in lines[fixed]
+    assert lines[fixed + 1].split() == ["VERSION", "CI95", "DIFF", "DIFF_CI95", "P_VALUE"]
+    assert lines[fixed + 4].startswith("fixed-horizon verdict: ")
+    assert lines[-2].startswith("verdict: ") and lines[-1].startswith("winner: ")
+
+
+def test_show_of_a_fixed_experiment_has_no_bandit_or_cuped_lines() -> None:
+    tallies = {1: Tally(1, 300, 600.0, 1500.0), 2: Tally(2, 300, 660.0, 1700.0)}
+    text = render(real_view("fixed", tallies))
+    assert "CUPED" not in text and "bandit" not in text
+    assert "fixed-horizon verdict:" in text and "hold at every read" in text

@@ -140,3 +140,55 @@ def test_conversion_intervals_stay_within_zero_and_one() -> None:
     for arm in found.arms:
         assert arm.ci_low is not None and arm.ci_high is not None
         assert 0.0 <= arm.ci_low < arm.ci_high <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("d", "v", "mde", "tau2"), [(0.01, 1e-5, 0.01, 4e-3), (-0.3, 0.02, 0.1, 0.5)]
+)
+def test_the_mde_mixture_is_its_parts_likelihood_ratios_weighted(
+    d: float, v: float, mde: float, tau2: float
+) -> None:
+    def ratio(theta: float) -> float:
+        return float(norm.pdf(d, theta, math.sqrt(v)) / norm.pdf(d, 0, math.sqrt(v)))
+
+    up, share = sequential.IMPROVEMENT_SHARE, sequential.POINT_SHARE
+    point = up * ratio(mde) + (1 - up) * ratio(-mde)
+    normal = math.exp(float(sequential.log_mixture_ratio(d, v, tau2)))
+    expected = share * point + (1 - share) * normal
+    found = float(sequential.log_mde_ratio(d, v, mde, tau2))
+    assert found == pytest.approx(math.log(expected), rel=1e-6)
+
+
+def test_the_mde_interval_is_where_the_ratio_stays_below_one_over_alpha() -> None:
+    rng = np.random.default_rng(2)
+    d, v = rng.normal(0, 0.02, 4000), rng.uniform(1e-5, 1e-3, 4000)
+    mde, tau2 = rng.uniform(0.0, 0.03, 4000), rng.uniform(1e-4, 1e-2, 4000)
+    low, high = sequential.mde_interval(d, v, mde, tau2, 0.05)
+    p = sequential.mde_p_value(d, v, mde, tau2)
+    assert np.all(low < d) and np.all(d < high)
+    assert np.array_equal(p < 0.05, (low > 0) | (high < 0))  # the p-value and the interval agree
+    bound = math.log(20)
+    at_ends = [sequential.log_mde_ratio(d, v, mde, tau2, end) for end in (low, high)]
+    for found in at_ends:
+        assert np.allclose(found, bound, atol=1e-6)
+    inside = sequential.log_mde_ratio(d, v, mde, tau2, (low + high) / 2)
+    assert np.all(inside < bound)
+
+
+def test_improvements_need_less_evidence_than_harm_and_degenerate_inputs_are_plain() -> None:
+    better = sequential.mde_p_value(0.009, 1e-5, 0.01, 1e-3)
+    worse = sequential.mde_p_value(-0.009, 1e-5, 0.01, 1e-3)
+    assert better < 0.05 < worse
+    assert sequential.mde_p_value(0.0, 0.0, 0.01, 0.0) == 1.0
+    assert sequential.mde_p_value(0.1, 0.0, 0.01, 0.0) == 0.0
+    low, high = sequential.mde_interval(0.1, 0.0, 0.01, 0.0, 0.05)
+    assert low == high == 0.1
+    low, high = sequential.mde_interval(0.1, 1e-3, 0.0, 0.0, 0.05)  # no mixture: no evidence
+    assert (low, high) == (-math.inf, math.inf)
+
+
+def test_a_ten_percent_lift_is_found_within_20000_per_arm_mostly() -> None:
+    arm, control = peeked(0.11, 0.10, sims=300, looks=200, seed=9)
+    found = readout.compare(arm, control, 0.05)[3] < 0.05
+    diff = np.asarray(arm.total) - np.asarray(control.total)
+    assert (found & (diff > 0)).any(1).mean() >= 0.72  # about 80 % (the full simulation: 81 %)

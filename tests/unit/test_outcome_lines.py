@@ -185,3 +185,30 @@ def test_the_limits_follow_the_api() -> None:
     text = [t for t in key.types if isinstance(t, msgspec.inspect.StrType)]
     assert [(t.min_length, t.max_length) for t in text] == [(1, ol.KEY_MAX_LENGTH)]
     assert set(fields) == {f.name for f in msgspec.structs.fields(Outcome)}
+
+
+def test_json_lines_may_carry_a_covariate_and_it_reaches_the_api() -> None:
+    parsed = parse(b'{"key": "u", "value": 1, "covariate": 3.5}\n{"key": "v", "value": 0}\n')
+    assert parsed.outcomes == [Outcome(1.0, key="u", covariate=3.5), Outcome(0.0, key="v")]
+    body = msgspec.json.encode({"outcomes": parsed.outcomes})
+    assert b'"covariate"' in body and body.count(b"covariate") == 1  # left out when absent
+    sent = msgspec.json.decode(body, type=Feedback)
+    assert [o.covariate for o in sent.outcomes] == [3.5, None]
+    [(line, why)] = problems(b'{"key": "u", "value": 1, "covariate": 1e999}\n')
+    assert line == 1 and "`$.covariate`" in why
+
+
+def test_csv_with_a_covariate_column() -> None:
+    parsed = parse(b"key,value,covariate\nuser-7,1,3.5\nuser-8,0,-2\n")
+    assert parsed.outcomes == [
+        Outcome(1.0, key="user-7", covariate=3.5),
+        Outcome(0.0, key="user-8", covariate=-2.0),
+    ]
+    assert parse(b"version,value,covariate\n2,0.5,1\n").outcomes == [
+        Outcome(0.5, version=2, covariate=1.0)
+    ]
+    assert problems(b"key,value,covariate\nuser-7,1\nuser-8,1,x\n") == [
+        (2, "expected 3 fields (key,value,covariate), got 2"),
+        (3, "covariate 'x' is not a number"),
+    ]
+    assert problems(b"key,value,weight\nuser-7,1,2\n")[0][0] == 1  # not a header: an outcome

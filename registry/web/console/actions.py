@@ -13,7 +13,14 @@ from registry.errors import RegistryError
 from registry.rollouts.state import Rollout
 from registry.web.api.context import PathStr, caller_of
 from registry.web.console import forms
-from registry.web.console.pages import registry_of, render_model, render_rollout, rollouts_of
+from registry.web.console.pages import (
+    experiments_of,
+    registry_of,
+    render_experiment,
+    render_model,
+    render_rollout,
+    rollouts_of,
+)
 from registry.web.console.render import Req, flash
 from registry.web.console.security import UI_PATH
 from registry.web.errors import status_of
@@ -93,3 +100,20 @@ class ConsoleActions(Controller):
             request, f"Rollout {rollout_id}: {verb} done, now {moved.phase} at {moved.weight:g} %."
         )
         return Redirect(f"{UI_PATH}/rollouts/{rollout_id}", status_code=303)
+
+    @post("/experiments/{experiment_id:str}/stop")
+    async def stop_experiment(self, request: Req, experiment_id: PathStr) -> Answer:
+        try:
+            form = await request.form()
+            promote = forms.promote_version(form)
+            reason = forms.text(form, "reason") or None
+            caller = await caller_of(request, reason)
+            await experiments_of(request).stop(caller, experiment_id, promote)
+        except RegistryError as exc:
+            message = exc.message + (f" (field `{exc.field}`)" if exc.field else "")
+            return await render_experiment(
+                request, experiment_id, status_of(exc), {"decide": message}
+            )
+        done = "stopped" if promote is None else f"stopped; version {promote} is Production"
+        await flash(request, f"Experiment {experiment_id} {done}.")
+        return Redirect(f"{UI_PATH}/experiments/{experiment_id}", status_code=303)

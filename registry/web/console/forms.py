@@ -82,3 +82,13 @@ def rollout_spec(form: Form) -> RolloutSpec:
     if "candidate" not in data:
         raise InvalidInput("choose the candidate version", field="candidate")
     return _convert(data, RolloutSpec)
+
+
+def promote_version(form: Form) -> int | None:
+    """The version to promote when stopping an experiment, or None (the field left empty)."""
+    raw = text(form, "promote")
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise InvalidInput(f"expected a version number, got {raw!r}", field="promote")
+    return int(raw)

@@ -1,5 +1,5 @@
-"""The console's pages (GET): models, a model, a rollout, the gateway. Each page has a
-`?fragment=live` form holding only the part that console.js refreshes."""
+"""The console's pages (GET): models, a model, a rollout, an experiment, the gateway. Each page
+has a `?fragment=live` form holding only the part that console.js refreshes."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from litestar.response import Template
 
 from registry.catalog.domain import MAX_NAME
 from registry.catalog.service import Registry
+from registry.experiments.service import ExperimentService
 from registry.rollouts.service import RolloutService
 from registry.web.api.context import PathStr
-from registry.web.console import views
+from registry.web.console import experiment_views, views
 from registry.web.console.render import Req, page
 from registry.web.state import web_of
 
@@ -31,6 +32,10 @@ def rollouts_of(request: Req) -> RolloutService:
     return web_of(request).rollouts
 
 
+def experiments_of(request: Req) -> ExperimentService:
+    return web_of(request).experiments
+
+
 def _pick(fragment: str | None, whole: str, live: str) -> str:
     return live if fragment == "live" else whole
 
@@ -43,7 +48,9 @@ async def render_model(
     fragment: str | None = None,
     form: dict[str, str] | None = None,
 ) -> Template:
-    view = await views.model_page(registry_of(request), rollouts_of(request), name)
+    view = await views.model_page(
+        registry_of(request), rollouts_of(request), experiments_of(request), name
+    )
     template = _pick(fragment, "model.html", "_model_live.html")
     return page(request, template, status, view=view, errors=errors or {}, form=form or {})
 
@@ -57,6 +64,18 @@ async def render_rollout(
 ) -> Template:
     view = await views.rollout_page(rollouts_of(request), rollout_id)
     template = _pick(fragment, "rollout.html", "_rollout_live.html")
+    return page(request, template, status, view=view, errors=errors or {})
+
+
+async def render_experiment(
+    request: Req,
+    experiment_id: str,
+    status: int = 200,
+    errors: dict[str, str] | None = None,
+    fragment: str | None = None,
+) -> Template:
+    view = await experiment_views.experiment_page(experiments_of(request), experiment_id)
+    template = _pick(fragment, "experiment.html", "_experiment_live.html")
     return page(request, template, status, view=view, errors=errors or {})
 
 
@@ -79,6 +98,12 @@ class ConsolePages(Controller):
         self, request: Req, rollout_id: PathStr, fragment: Fragment = None
     ) -> Template:
         return await render_rollout(request, rollout_id, fragment=fragment)
+
+    @get("/experiments/{experiment_id:str}")
+    async def experiment(
+        self, request: Req, experiment_id: PathStr, fragment: Fragment = None
+    ) -> Template:
+        return await render_experiment(request, experiment_id, fragment=fragment)
 
     @get("/gateway")
     async def gateway(self, request: Req, fragment: Fragment = None) -> Template:

@@ -9,6 +9,8 @@ import msgspec
 from registry.catalog.changes import ModelFilter, VersionFilter
 from registry.catalog.domain import AuditEvent, Model, ModelVersion, Stage, model_scope
 from registry.catalog.service import Registry
+from registry.experiments.service import ExperimentService
+from registry.experiments.stats import Experiment
 from registry.rollouts.service import RolloutService
 from registry.rollouts.state import DEFAULT_STEPS, Look, Mode, Phase, Rollout
 from registry.web.console.charts import Chart, error_chart, latency_chart
@@ -18,6 +20,7 @@ LATEST_SHOWN: Final = 3
 VERSIONS_SHOWN: Final = 100
 AUDIT_SHOWN: Final = 30
 ROLLOUTS_SHOWN: Final = 10
+EXPERIMENTS_SHOWN: Final = 10
 LOOKS_SHOWN: Final = 1000
 
 
@@ -57,11 +60,14 @@ class ModelPage(msgspec.Struct, frozen=True):
     audit: list[AuditEvent]  # newest first
     rollouts: list[Rollout]  # newest first
     active: Rollout | None
+    experiments: list[Experiment]  # newest first
     production: int | None
     default_steps: str
 
 
-async def model_page(registry: Registry, rollouts: RolloutService, name: str) -> ModelPage:
+async def model_page(
+    registry: Registry, rollouts: RolloutService, experiments: ExperimentService, name: str
+) -> ModelPage:
     model = await registry.get_model(name)
     versions = await registry.list_versions(name, VersionFilter(), None, VERSIONS_SHOWN)
     head, _ = await registry.store.head(model_scope(model.name))
@@ -74,6 +80,7 @@ async def model_page(registry: Registry, rollouts: RolloutService, name: str) ->
         audit=audit[::-1],
         rollouts=history,
         active=next((r for r in history if r.active), None),
+        experiments=await experiments.of_model(name, EXPERIMENTS_SHOWN),
         production=production,
         default_steps=" ".join(f"{s:g}" for s in DEFAULT_STEPS),
     )
