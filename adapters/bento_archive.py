@@ -1,8 +1,9 @@
 """Read what a `.bento` archive (the output of `bentoml export`) holds, without bentoml.
 
 An archive is a tar (xz, gzip or plain) with `bento.yaml` at its root and the models it
-needs under `models/<name>/<version>/`. We read the tag, the APIs with their input names and
-the model tags, and refuse an archive that is not a Bento or lacks a model it names.
+needs under `models/<name>/<version>/`. We read the tag, the APIs with their input names (and,
+from their schemas, inputs and outputs as tensors: adapters.bento_schema) and the model tags,
+and refuse an archive that is not a Bento or lacks a model it names.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Final
 
 import yaml
 
+from adapters.bento_schema import tensors
 from contract.routes import ApiSpec
 from registry.errors import BadArtifact
 from registry.ports import BentoInfo
@@ -65,7 +67,11 @@ def _api(route: Any, key: str) -> ApiSpec:
             field="bento",
         )
     inputs = sorted(_text(k, f"an input name of API {name}", MAX_API_NAME) for k in properties)
-    return ApiSpec(name=name, inputs=inputs)
+    if key != "schema.routes":
+        return ApiSpec(name=name, inputs=inputs)
+    return ApiSpec(
+        name=name, inputs=inputs, tensors=tensors(schema), outputs=tensors(route.get("output"))
+    )
 
 
 def _apis(manifest: dict[str, Any]) -> list[ApiSpec]:

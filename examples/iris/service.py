@@ -24,7 +24,7 @@ from typing import Annotated, Any, Self
 import bentoml
 import numpy as np
 from bentoml.exceptions import InternalServerError, InvalidArgument
-from bentoml.validators import DType
+from bentoml.validators import DType, Shape
 
 MODEL_INFO_FILE = Path(__file__).resolve().parent / "model.json"
 N_FEATURES = 4
@@ -114,7 +114,9 @@ class IrisClassifier:
         self.rng = random.Random()
 
     @bentoml.api
-    def classify(self, input_series: Annotated[np.ndarray, DType("float64")]) -> dict[str, Any]:
+    def classify(
+        self, input_series: Annotated[np.ndarray, DType("float64"), Shape((-1, N_FEATURES))]
+    ) -> dict[str, Any]:
         """Class ids for each row of `input_series` (an N x 4 array of floats)."""
         self.faults.apply(self.rng)
         if input_series.ndim != 2 or input_series.shape[0] == 0:
