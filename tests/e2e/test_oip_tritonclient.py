@@ -85,6 +85,10 @@ def test_model_metadata_is_the_bentos_api_schema(client: Any) -> None:
     metadata = client.get_model_metadata("iris")
     assert metadata["versions"] == ["1"] and metadata["platform"] == "bentoml"
     assert metadata["inputs"] == [{"name": "input_series", "datatype": "FP64", "shape": [-1, 4]}]
+    assert metadata["outputs"] == [
+        {"name": "model_version", "datatype": "BYTES", "shape": []},
+        {"name": "predictions", "datatype": "INT64", "shape": [-1]},
+    ]
     assert client.get_model_metadata("iris", "1")["inputs"] == metadata["inputs"]
 
 
@@ -99,6 +103,12 @@ def test_what_the_metadata_says_infer_accepts(client: Any) -> None:
         inputs.append(tensor.set_data_from_numpy(array))
     result = client.infer("iris", inputs)
     assert result.as_numpy("predictions").tolist() == PREDICTIONS
+    declared = {o["name"]: o for o in client.get_model_metadata("iris")["outputs"]}
+    for output in result.get_response()["outputs"]:  # and what it says infer answers
+        spec = declared[output["name"]]
+        assert output["datatype"] == spec["datatype"]
+        assert len(output["shape"]) == len(spec["shape"])
+        assert all(d in (-1, g) for d, g in zip(spec["shape"], output["shape"], strict=True))
 
 
 def test_binary_tensors_both_ways_at_the_clients_defaults(client: Any) -> None:

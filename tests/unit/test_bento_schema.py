@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
 from adapters.bento_schema import tensors
-from contract.routes import TensorSpec
+from contract.routes import ApiSpec, TensorSpec
 
 #: The iris example's input schema as bentoml 1.4 writes it (examples/iris/service.py).
 IRIS_INPUT = {
@@ -107,3 +108,27 @@ def test_outputs_only_when_the_schema_lists_properties() -> None:
 def test_property_count_is_bounded() -> None:
     many = {"properties": {f"x{i:03}": {"type": "integer"} for i in range(150)}}
     assert len(tensors(many)) == 100
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"name": ""},
+        {"name": "c" * 257},
+        {"name": "c", "inputs": ["x"] * 101},
+        {"name": "c", "tensors": [{"name": "x", "datatype": "BF16"}]},
+        {"name": "c", "tensors": [{"name": "x", "shape": [-2]}]},
+        {"name": "c", "tensors": [{"name": "x", "shape": [1] * 33}]},
+        {"name": "c", "outputs": [{"name": "y", "datatype": "FP64", "extra": 1}]},
+        {"name": "c", "unknown": []},
+    ],
+)
+def test_an_api_spec_is_bounded(spec: dict[str, Any]) -> None:
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.json.decode(msgspec.json.encode(spec), type=ApiSpec)
+
+
+def test_an_api_spec_stored_before_tensors_still_reads() -> None:
+    old = b'{"name": "classify", "inputs": ["input_series"]}'
+    assert msgspec.json.decode(old, type=ApiSpec) == ApiSpec("classify", ["input_series"])
+    assert msgspec.json.encode(ApiSpec("classify", ["x"])) == b'{"name":"classify","inputs":["x"]}'
