@@ -128,12 +128,12 @@ class OipFront:
     ) -> Reply:
         """Inference, routed as any call to the model; `header_length` and binary tensor data
         (the extension) in both directions: ``Inference-Header-Content-Length`` in `raw`."""
-        header_length = inference_header_length(raw)
-        request = decode_request(body, header_length)
         _served_version(route, version)
         routing = routing_of(route, raw, version, None, None)
         if version is None:
             _served_version(route, routing.version)  # a version pinned by a header
+        header_length = inference_header_length(raw)
+        request = decode_request(body, header_length)
         forwarder = self.forwarder
         choice = forwarder.choose(route, routing)
         if choice.route.protocol == "oip":

@@ -73,6 +73,12 @@ async def test_a_model_or_version_not_served_is_a_404_with_an_error(method: str,
     assert transport.requests == []
 
 
+async def test_a_version_not_served_is_a_404_before_the_body_is_read() -> None:
+    gw, _ = gateway(answer, table())
+    reply = await gw.handle("POST", "/v2/models/iris/versions/999/infer", [], b"{not json")
+    assert reply.status == 404 and "999" in json.loads(reply.body)["error"]
+
+
 async def test_a_version_pinned_by_header_that_is_not_served_is_a_404() -> None:
     gw, transport = gateway(answer, table())
     body = msgspec.json.encode({"inputs": [rows()]})
