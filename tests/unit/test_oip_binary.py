@@ -9,6 +9,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contract.routes import TensorSpec
 from gateway.errors import BadRequest
@@ -274,3 +276,45 @@ def test_model_metadata_says_what_the_api_declares() -> None:
         {"name": "c", "datatype": "BYTES", "shape": [2, -1]},
     ]
     assert got["outputs"] == [{"name": "label", "datatype": "BYTES", "shape": [-1]}]
+
+
+_NUMPY_ELEMENTS = {
+    "BOOL": st.booleans(),
+    "INT8": st.integers(-(2**7), 2**7 - 1),
+    "UINT32": st.integers(0, 2**32 - 1),
+    "INT64": st.integers(-(2**63), 2**63 - 1),
+    "FP32": st.floats(width=32, allow_nan=False, allow_infinity=False),
+    "FP64": st.floats(allow_nan=False, allow_infinity=False),
+    "BYTES": st.text(max_size=5),
+}
+
+
+@st.composite
+def _tensors(draw: Any) -> tuple[str, Any]:
+    datatype = draw(st.sampled_from(sorted(_NUMPY_ELEMENTS)))
+    shape = draw(st.lists(st.integers(0, 3), max_size=3))
+    size = int(np.prod(shape)) if shape else 1
+    flat = draw(st.lists(_NUMPY_ELEMENTS[datatype], min_size=size, max_size=size))
+    if datatype == "BYTES":
+        array = np.array([v.encode() for v in flat], dtype=np.object_).reshape(shape)
+    else:
+        array = np.array(flat, dtype=utils.triton_to_np_dtype(datatype)).reshape(shape)
+    return datatype, array
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_tensors(), min_size=1, max_size=3), st.lists(st.booleans(), min_size=3))
+def test_any_request_tritonclient_builds_decodes_to_its_arrays(
+    tensors: list[tuple[str, Any]], binary: list[bool]
+) -> None:
+    inputs = [
+        infer_input(f"t{i}", datatype, array, binary[i])
+        for i, (datatype, array) in enumerate(tensors)
+    ]
+    body, size = triton_request(*inputs)
+    request = decode_request(body, size)
+    for tensor, (datatype, array) in zip(request.inputs, tensors, strict=True):
+        want = array.flatten().tolist()
+        if datatype == "BYTES":
+            want = [v.decode() for v in want]
+        assert tensor.shape == list(array.shape) and tensor.data == want
