@@ -1,11 +1,14 @@
-"""The gateway's Open Inference Protocol calls: server health, model metadata, model readiness
-and inference. Each takes what its request says (parsed by gateway.request) and returns the
-whole answer; the HTTP front (gateway.front) maps `/v2/...` paths to them, and a gRPC front
-would map its methods to the same calls.
+"""The gateway's Open Inference Protocol calls: server health and metadata, model metadata,
+model readiness and inference. Each takes what its request says (parsed by gateway.request)
+and returns the whole answer; the HTTP front (gateway.front) maps `/v2/...` paths to them, and
+a gRPC front maps its methods to the same calls. A model version that is not served is an
+`UnknownModel` (404, gRPC NOT_FOUND) from every call that names one.
 
-Inference to an OIP upstream forwards the body as it came; to a BentoML upstream, each input
-becomes the API argument of that name and the answer is translated back (gateway.oip). Either
-way the request body is decoded once, here.
+Inference to an OIP upstream forwards the body as it came (binary tensor data and its
+``Inference-Header-Content-Length`` included); to a BentoML upstream, each input becomes the
+API argument of that name, checked against what the API declares, and the answer is
+translated back, with binary outputs when asked (gateway.oip). Either way the request body is
+decoded once, here.
 """
 
 from __future__ import annotations
