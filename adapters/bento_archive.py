@@ -2,7 +2,8 @@
 
 An archive is a tar in one of ARCHIVE_FORMATS (xz, gzip or plain) with `bento.yaml` at its
 root and the models it needs under `models/<name>/<version>/`. We read the tag, the APIs with
-their input names and the model tags, and refuse an archive that is not a Bento or lacks a
+their input names (and, from their schemas, inputs and outputs as tensors:
+adapters.bento_schema) and the model tags, and refuse an archive that is not a Bento or lacks a
 model it names.
 """
 
@@ -14,6 +15,7 @@ from typing import Any, Final, Literal, NamedTuple
 
 import yaml
 
+from adapters.bento_schema import tensors
 from contract.routes import ApiSpec
 from registry.errors import BadArtifact
 from registry.ports import BentoInfo
@@ -100,7 +102,11 @@ def _api(route: Any, key: str) -> ApiSpec:
             field="bento",
         )
     inputs = sorted(_text(k, f"an input name of API {name}", MAX_API_NAME) for k in properties)
-    return ApiSpec(name=name, inputs=inputs)
+    if key != "schema.routes":
+        return ApiSpec(name=name, inputs=inputs)
+    return ApiSpec(
+        name=name, inputs=inputs, tensors=tensors(schema), outputs=tensors(route.get("output"))
+    )
 
 
 def _apis(manifest: dict[str, Any]) -> list[ApiSpec]:

@@ -4,16 +4,41 @@ Pure data; the registry builds it (`registry.serving.routes`), the gateway route
 
 from __future__ import annotations
 
+from typing import Annotated, Final
+
 import msgspec
 
 from contract.traffic import TrafficPolicy
 
+MAX_API_NAME: Final = 256
+MAX_TENSORS: Final = 100
+MAX_DIMS: Final = 32
+#: The Open Inference Protocol's datatypes (BF16 aside: BentoML JSON has no such number).
+TENSOR_DATATYPE: Final = r"^(BOOL|BYTES|U?INT(8|16|32|64)|FP(16|32|64))$"
 
-class ApiSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One BentoML API of a version: its name and the names of its inputs."""
+ApiName = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_API_NAME)]
+Dimension = Annotated[int, msgspec.Meta(ge=-1, le=2**62)]
 
-    name: str
-    inputs: list[str] = []
+
+class TensorSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """One input or output of an API as a tensor: its OIP datatype and shape (-1: a dimension
+    of any size). `None` says it is not known (an API argument that is not an array of one
+    type): the gateway then accepts any datatype, or any shape, for it."""
+
+    name: ApiName
+    datatype: Annotated[str, msgspec.Meta(pattern=TENSOR_DATATYPE)] | None = None
+    shape: Annotated[list[Dimension], msgspec.Meta(max_length=MAX_DIMS)] | None = None
+
+
+class ApiSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """One BentoML API of a version: its name, the names of its inputs (its arguments), and
+    what is known of them and of its outputs as tensors (read from the Bento's API schema;
+    `tensors` describes inputs by name, and may leave some out)."""
+
+    name: ApiName
+    inputs: Annotated[list[ApiName], msgspec.Meta(max_length=MAX_TENSORS)] = []
+    tensors: Annotated[list[TensorSpec], msgspec.Meta(max_length=MAX_TENSORS)] = []
+    outputs: Annotated[list[TensorSpec], msgspec.Meta(max_length=MAX_TENSORS)] = []
 
 
 class VersionRoute(msgspec.Struct, frozen=True):

@@ -31,8 +31,10 @@ from gateway.request import (
     MODEL_METADATA,
     MODEL_READY,
     SERVER_LIVE,
+    SERVER_METADATA,
     SERVER_READY,
     Call,
+    is_oip,
     parse,
     passthrough_headers,
     routing_of,
@@ -82,7 +84,7 @@ class Gateway:
         try:
             body = await _read_body(receive, self.max_body)
         except PayloadTooLarge as exc:
-            reply = error_reply(exc, path.startswith("/v2/"))
+            reply = error_reply(exc, is_oip(path))
         else:
             reply = await self.handle(scope["method"], path, scope["headers"], body)
         headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
@@ -121,6 +123,8 @@ class Gateway:
                 return self.oip.server_live()
             if kind == SERVER_READY:
                 return self.oip.server_ready(self.readiness)
+            if kind == SERVER_METADATA:
+                return self.oip.server_metadata()
             table = self.follower.table
             route = served(table, call.model)
             assert table is not None
@@ -132,7 +136,7 @@ class Gateway:
                 return self.oip.model_ready(route, call.version)
             raise UnknownModel(f"unknown OIP call {method} {path}", field="path")
         except GatewayError as exc:
-            return error_reply(exc, path.startswith("/v2/"))
+            return error_reply(exc, is_oip(path))
 
     async def _invoke(
         self, call: Call, raw: Headers, body: bytes, hooks: RequestHooks | None

@@ -4,7 +4,8 @@ The paths the gateway answers (`ROUTES`; a unit test pins them):
 
     /models/{name}/{api}                  POST  BentoML JSON passthrough; {name}@{alias} pins an
     /models/{name}/versions/{v}/{api}     POST  alias, versions/{v} a version
-    /v2/health/live, /v2/health/ready     any   Open Inference Protocol: server health
+    /v2                                   GET   Open Inference Protocol: server metadata
+    /v2/health/live, /v2/health/ready     any   server health
     /v2/models/{name}[/versions/{v}]      GET   model metadata
       .../ready                           GET   model readiness
       .../infer                           POST  inference
@@ -36,6 +37,7 @@ from gateway.transport.base import Headers
 METRICS: Final = "metrics"
 SERVER_LIVE: Final = "server_live"
 SERVER_READY: Final = "server_ready"
+SERVER_METADATA: Final = "server_metadata"
 INVOKE: Final = "invoke"  # the BentoML JSON passthrough
 MODEL_METADATA: Final = "model_metadata"
 MODEL_READY: Final = "model_ready"
@@ -51,6 +53,7 @@ ROUTES: Final = (
     ("POST", "/models/{name}/{api}", INVOKE),
     ("POST", "/models/{name}@{alias}/{api}", INVOKE),
     ("POST", "/models/{name}/versions/{version}/{api}", INVOKE),
+    ("GET", "/v2", SERVER_METADATA),
     (ANY, "/v2/health/live", SERVER_LIVE),
     (ANY, "/v2/health/ready", SERVER_READY),
     ("GET", "/v2/models/{name}", MODEL_METADATA),
@@ -76,6 +79,7 @@ class Call(msgspec.Struct, frozen=True, gc=False):
 _METRICS: Final = Call(METRICS)
 _LIVE: Final = Call(SERVER_LIVE)
 _READY: Final = Call(SERVER_READY)
+_SERVER_METADATA: Final = Call(SERVER_METADATA)
 
 
 def parse(method: str, path: str) -> Call:
@@ -84,6 +88,10 @@ def parse(method: str, path: str) -> Call:
         return _METRICS
     if path.startswith("/v2/"):
         return _oip(method, path[4:])
+    if path == "/v2":
+        if method != "GET":
+            raise UnknownModel("server metadata is GET /v2", field="path")
+        return _SERVER_METADATA
     return _passthrough(method, path[len("/models/") :])
 
 
@@ -100,6 +108,11 @@ def _passthrough(method: str, rest: str) -> Call:
     if len(parts) == 4 and parts[1] == "versions":
         return Call(INVOKE, parts[0], version_number(parts[2]), None, parts[3])
     raise UnknownModel("expected /models/{name}/{api}", field="path")
+
+
+def is_oip(path: str) -> bool:
+    """Whether `path` is one of the Open Inference Protocol's (errors then carry `error`)."""
+    return path == "/v2" or path.startswith("/v2/")
 
 
 def _oip(method: str, rest: str) -> Call:
@@ -216,8 +229,33 @@ def passthrough_headers(raw: Headers) -> Headers:
     return [(k, v) for k, v in raw if k in _PASSED_ON]
 
 
-def oip_headers(raw: Headers) -> Headers:
-    """What an inference call forwards: its trace context, and a JSON body."""
+HEADER_LENGTH: Final = b"inference-header-content-length"
+_MAX_HEADER_LENGTH_DIGITS: Final = 12
+
+
+def oip_headers(raw: Headers, header_length: int | None = None) -> Headers:
+    """What an inference call forwards: its trace context, and a JSON body (`header_length`:
+    the JSON's length, when binary tensor data follows it; the type is then binary)."""
     forward = [(k, v) for k, v in raw if k in _TRACE]
-    forward.append(JSON)
+    if header_length is None:
+        forward.append(JSON)
+    else:
+        forward.append((b"content-type", b"application/octet-stream"))
+        forward.append((HEADER_LENGTH, str(header_length).encode()))
     return forward
+
+
+def inference_header_length(raw: Headers) -> int | None:
+    """The binary tensor data extension's ``Inference-Header-Content-Length``: how many bytes
+    of the body are JSON (None: the header is absent, the whole body is JSON)."""
+    for key, value in raw:
+        if key == HEADER_LENGTH:
+            text = value.strip()
+            if not text.isdigit() or len(text) > _MAX_HEADER_LENGTH_DIGITS:
+                raise BadRequest(
+                    "Inference-Header-Content-Length must be a number of bytes, "
+                    f"got {value[:20].decode('latin-1')!r}",
+                    field="Inference-Header-Content-Length",
+                )
+            return int(text)
+    return None

@@ -20,6 +20,8 @@ from gateway.traced import Tracing, TracingHooks
 from gateway.transport.pool import Http1Transport
 
 GATEWAY_PREFIXES = ("/models/", "/v2/")
+#: Whole paths the gateway answers besides those under its prefixes.
+GATEWAY_PATHS = frozenset({"/metrics", "/v2"})
 _FAST_METHODS = frozenset({"GET", "POST"})
 
 
@@ -71,7 +73,7 @@ class Dispatch:
         self.gateway: Gateway | None = None
 
     def handler_for(self, method: str, path: str) -> Gateway | None:
-        if method in _FAST_METHODS and (path.startswith(GATEWAY_PREFIXES) or path == "/metrics"):
+        if method in _FAST_METHODS and (path.startswith(GATEWAY_PREFIXES) or path in GATEWAY_PATHS):
             return self.gateway
         return None
 
@@ -79,7 +81,7 @@ class Dispatch:
         gateway = self.gateway
         if gateway is not None and scope["type"] == "http":
             path: str = scope["path"]
-            if path.startswith(GATEWAY_PREFIXES) or path == "/metrics":
+            if path.startswith(GATEWAY_PREFIXES) or path in GATEWAY_PATHS:
                 await gateway(scope, receive, send)
                 return
         await self.api(scope, receive, send)

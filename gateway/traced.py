@@ -65,6 +65,8 @@ class Tracing(Protocol):
 
 def span_name(method: str, path: str) -> str:
     """A low-cardinality name: the route's template, never the model's name."""
+    if path == "/v2":
+        return f"{method} /v2"
     if path.startswith("/v2/"):
         if path.startswith("/v2/health/"):
             return f"{method} {path}"

@@ -19,12 +19,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Self
 
 import bentoml
 import numpy as np
 from bentoml.exceptions import InternalServerError, InvalidArgument
-from bentoml.validators import DType
+from bentoml.validators import DType, Shape
+from pydantic import BaseModel
 
 MODEL_INFO_FILE = Path(__file__).resolve().parent / "model.json"
 N_FEATURES = 4
@@ -95,6 +96,13 @@ def _env_number(env: Mapping[str, str], name: str, *, low: float, high: float) -
     return value
 
 
+class Classes(BaseModel):
+    """The answer; declared (not a bare dict) so the bento's schema names its outputs."""
+
+    predictions: list[int]
+    model_version: str
+
+
 # Read at import, so a bad model.json or fault variable fails `bentoml serve` before any worker.
 MODEL_INFO = ModelInfo.load(MODEL_INFO_FILE)
 FAULTS = Faults.from_env(os.environ)
@@ -114,7 +122,9 @@ class IrisClassifier:
         self.rng = random.Random()
 
     @bentoml.api
-    def classify(self, input_series: Annotated[np.ndarray, DType("float64")]) -> dict[str, Any]:
+    def classify(
+        self, input_series: Annotated[np.ndarray, DType("float64"), Shape((-1, N_FEATURES))]
+    ) -> Classes:
         """Class ids for each row of `input_series` (an N x 4 array of floats)."""
         self.faults.apply(self.rng)
         if input_series.ndim != 2 or input_series.shape[0] == 0:
@@ -124,4 +134,4 @@ class IrisClassifier:
         if not np.isfinite(input_series).all():
             raise InvalidArgument("input_series must hold finite numbers")
         predictions = self.model.predict(input_series)
-        return {"predictions": [int(p) for p in predictions], "model_version": MODEL_INFO.variant}
+        return Classes(predictions=[int(p) for p in predictions], model_version=MODEL_INFO.variant)

@@ -1,9 +1,10 @@
-"""Open Inference Protocol v2 (REST, JSON) ⇄ BentoML JSON APIs.
+"""Open Inference Protocol v2 (REST: JSON and binary tensor data) ⇄ BentoML JSON APIs.
 
 The package: `wire` (the JSON messages and their codecs), `tensors` (datatypes, nested arrays),
-`inputs` (request → BentoML body), `outputs` (BentoML answer → response, metadata, errors), all
-pure; and `front`, the gateway's OIP calls (server health, model metadata and readiness,
-inference), which a gRPC front would share with the HTTP one.
+`binary` (raw tensors of the binary extension), `inputs` (request → BentoML body), `outputs`
+(BentoML answer → response, metadata, errors), all pure; and `front`, the gateway's OIP calls
+(server health and metadata, model metadata and readiness, inference), which the gRPC front
+shares with the HTTP one.
 
 Request, OIP → BentoML
     ``{"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": [...]}]}`` becomes the
@@ -38,14 +39,36 @@ Answer, BentoML → OIP
     produce is a client error on ``outputs``. ``model_version`` is the version that served,
     ``id`` the request's id.
 
-Not supported: the binary tensor data extension (``binary_data_size`` and friends, and raw
-bytes after the JSON header), and per-output parameters (accepted, ignored). The model metadata
-lists each BentoML API argument as a ``BYTES`` tensor of shape ``[-1]``: BentoML JSON APIs do not
-declare tensor types, and the gateway accepts any datatype for them.
+Binary tensor data (the extension, as tritonclient sends it by default)
+    With an ``Inference-Header-Content-Length`` header, only that many bytes of the body are the
+    JSON; an input with ``parameters.binary_data_size`` (and no ``data``) takes that many of the
+    bytes after it, inputs in order, decoded (``binary``: little-endian, row-major, BYTES as
+    4-byte lengths and UTF-8 text) into ``data`` before anything else reads it. Outputs go
+    binary when the request's ``parameters.binary_data_output`` or the requested output's
+    ``parameters.binary_data`` says so: ``data`` is left out, ``parameters.binary_data_size``
+    says how many bytes of the answer after its JSON are the output's, and the answer carries
+    its own ``Inference-Header-Content-Length``.
+
+Model metadata
+    Each API argument as the Bento's API schema declares it (``ApiSpec.tensors``, read at
+    registration by adapters.bento_schema), the outputs likewise; what is not known is said as
+    ``BYTES`` of shape ``[-1]``, and the gateway then accepts any datatype or shape for it.
+    Inference refuses, before any upstream, an input whose datatype or shape the declaration
+    does not take (``check_declared``: a float input takes any number datatype, an integer
+    one any integer datatype; -1 is any size). Per-output parameters other than
+    ``binary_data`` are accepted and ignored.
 """
 
-from gateway.oip.inputs import decode_request, to_bentoml_body
-from gateway.oip.outputs import encode_response, error_body, from_bentoml_answer, model_metadata
+from gateway.oip.binary import decode_raw, encode_raw
+from gateway.oip.inputs import check_declared, decode_request, to_bentoml_body
+from gateway.oip.outputs import (
+    binary_answer,
+    encode_response,
+    error_body,
+    from_bentoml_answer,
+    model_metadata,
+    server_metadata,
+)
 from gateway.oip.tensors import DATATYPES, FLOAT_LIMITS, INT_RANGES
 from gateway.oip.wire import (
     ErrorBody,
@@ -56,6 +79,7 @@ from gateway.oip.wire import (
     MetadataTensor,
     ModelMetadata,
     RequestedOutput,
+    ServerMetadata,
 )
 
 __all__ = [
@@ -70,10 +94,16 @@ __all__ = [
     "MetadataTensor",
     "ModelMetadata",
     "RequestedOutput",
+    "ServerMetadata",
+    "binary_answer",
+    "check_declared",
+    "decode_raw",
     "decode_request",
+    "encode_raw",
     "encode_response",
     "error_body",
     "from_bentoml_answer",
     "model_metadata",
+    "server_metadata",
     "to_bentoml_body",
 ]

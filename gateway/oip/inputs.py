@@ -4,12 +4,14 @@ the field), and turned into the JSON body of a BentoML API (one argument per inp
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
 from contract.json_depth import MAX_JSON_DEPTH, too_deep
+from contract.routes import TensorSpec
 from gateway.errors import BadRequest
+from gateway.oip.binary import BadTensor, decode_raw
 from gateway.oip.tensors import (
     ALLOWED,
     DATATYPES,
@@ -37,8 +39,27 @@ def _schema_error(error: msgspec.ValidationError) -> BadRequest:
     return BadRequest(f"invalid inference request: {message}{where}", field=path or None)
 
 
-def decode_request(body: bytes) -> InferRequest:
-    """Parse and check an OIP inference request; every client error is a `BadRequest`."""
+#: The header of the binary tensor data extension: how many bytes of the body are JSON.
+HEADER_LENGTH_FIELD: Final = "Inference-Header-Content-Length"
+
+
+def decode_request(body: bytes, header_length: int | None = None) -> InferRequest:
+    """Parse and check an OIP inference request; every client error is a `BadRequest`.
+
+    `header_length` (the ``Inference-Header-Content-Length`` header): the body's first bytes
+    are the JSON, the rest the raw data of the inputs that give ``binary_data_size``, in
+    their order. Their data is decoded into ``data`` (flat, row-major), so what follows sees
+    one kind of input.
+    """
+    raw = memoryview(b"")
+    if header_length is not None:
+        if not 0 < header_length <= len(body):
+            raise BadRequest(
+                f"{HEADER_LENGTH_FIELD} is {header_length}, the body has {len(body)} bytes",
+                field=HEADER_LENGTH_FIELD,
+            )
+        raw = memoryview(body)[header_length:]
+        body = body[:header_length]
     if too_deep(body):  # before the decoder's recursion can fail
         raise BadRequest(f"request body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
@@ -50,11 +71,38 @@ def decode_request(body: bytes) -> InferRequest:
     if not request.inputs:
         raise BadRequest("an inference request needs at least one input", field="inputs")
     names: set[str] = set()
+    offset = 0
     for index, tensor in enumerate(request.inputs):
         if tensor.name in names:
             raise BadRequest(f"input {tensor.name!r} is given more than once", field="inputs")
         names.add(tensor.name)
-        _check_input(tensor, f"inputs[{index}]")
+        where = f"inputs[{index}]"
+        _check_header(tensor, where)
+        size = _binary_size(tensor, where)
+        if size is None:
+            _check_data(tensor, where)
+            continue
+        if offset + size > len(raw):
+            raise BadRequest(
+                f"{where}.parameters.binary_data_size is {size}, but only {len(raw) - offset} "
+                f"bytes of binary data are left after the JSON"
+                + ("" if header_length is not None else f" (no {HEADER_LENGTH_FIELD} header)"),
+                field=f"{where}.parameters.binary_data_size",
+            )
+        try:
+            tensor.data = decode_raw(
+                tensor.datatype, raw[offset : offset + size], math.prod(tensor.shape)
+            )
+        except BadTensor as bad:
+            field = f"{where}.parameters.binary_data_size"
+            raise BadRequest(f"{where}: {bad}", field=field) from None
+        offset += size
+    if offset != len(raw):
+        raise BadRequest(
+            f"{len(raw) - offset} bytes of binary data after the JSON are claimed by no "
+            "input's binary_data_size",
+            field="inputs",
+        )
     if request.outputs is not None:
         wanted: set[str] = set()
         for output in request.outputs:
@@ -64,27 +112,45 @@ def decode_request(body: bytes) -> InferRequest:
     return request
 
 
-def _check_input(tensor: InferInput, where: str) -> None:
+def _check_header(tensor: InferInput, where: str) -> None:
     datatype = tensor.datatype
-    allowed = ALLOWED.get(datatype)
-    if allowed is None:
+    if datatype not in ALLOWED:
         raise BadRequest(
             f"{where}.datatype: unknown datatype {datatype!r}; "
             f"one of {', '.join(sorted(DATATYPES))}",
             field=f"{where}.datatype",
-        )
-    if tensor.parameters and "binary_data_size" in tensor.parameters:
-        raise BadRequest(
-            f"{where}.parameters: the binary tensor data extension is not supported; "
-            "send the data as JSON",
-            field=f"{where}.parameters",
         )
     shape = tensor.shape
     if any(dim < 0 for dim in shape):
         raise BadRequest(
             f"{where}.shape: dimensions must not be negative, got {shape}", field=f"{where}.shape"
         )
+
+
+def _binary_size(tensor: InferInput, where: str) -> int | None:
+    """The input's ``binary_data_size``; None when its data is JSON."""
+    size = tensor.parameters.get("binary_data_size") if tensor.parameters else None
+    if size is None:
+        if tensor.data is None:
+            raise BadRequest(
+                f"{where}.data: missing; give data, or parameters.binary_data_size and the "
+                f"bytes after the JSON ({HEADER_LENGTH_FIELD})",
+                field=f"{where}.data",
+            )
+        return None
+    field = f"{where}.parameters.binary_data_size"
+    if type(size) is not int or size < 0:
+        raise BadRequest(f"{field} must be a non-negative integer, got {size!r}", field=field)
+    if tensor.data is not None:
+        raise BadRequest(f"{where}: both data and binary_data_size; give one", field=field)
+    return size
+
+
+def _check_data(tensor: InferInput, where: str) -> None:
+    datatype = tensor.datatype
+    shape = tensor.shape
     field = f"{where}.data"
+    assert tensor.data is not None
     try:
         flat, types, _ = flatten(tensor.data)
     except Ragged as ragged:
@@ -94,7 +160,7 @@ def _check_input(tensor: InferInput, where: str) -> None:
         raise BadRequest(
             f"{field}: shape {shape} needs {expected} elements, got {len(flat)}", field=field
         )
-    kinds, wanted = allowed
+    kinds, wanted = ALLOWED[datatype]
     if not types <= kinds:
         index, value = next((i, v) for i, v in enumerate(flat) if type(v) not in kinds)
         raise BadRequest(
@@ -127,6 +193,7 @@ def _natural(tensor: InferInput, where: str) -> Any:
     """The tensor's data nested as its shape. Already-nested data of that shape passes as is."""
     shape = tensor.shape
     data = tensor.data
+    assert data is not None  # decode_request filled binary inputs in
     if shape and leading_dims(data) == shape:
         return data
     try:
@@ -141,10 +208,50 @@ def _natural(tensor: InferInput, where: str) -> Any:
     return reshape(flat, shape)
 
 
-def to_bentoml_body(request: InferRequest, api_inputs: list[str] | None) -> bytes:
+#: The datatypes an input declared as one kind takes (numbers are numbers in JSON).
+_TAKES: Final[dict[str, frozenset[str]]] = {
+    **{dt: frozenset({*INT_RANGES, *FLOAT_LIMITS}) for dt in FLOAT_LIMITS},
+    **{dt: frozenset(INT_RANGES) for dt in INT_RANGES},
+    "BOOL": frozenset({"BOOL"}),
+    "BYTES": frozenset({"BYTES"}),
+}
+
+
+def check_declared(request: InferRequest, tensors: list[TensorSpec]) -> None:
+    """Each input's datatype and shape against what the API declares of it (model metadata):
+    a float input takes any number datatype, an integer one any integer datatype; each
+    declared dimension other than -1 must be matched."""
+    declared = {spec.name: spec for spec in tensors}
+    for index, tensor in enumerate(request.inputs):
+        spec = declared.get(tensor.name)
+        if spec is None:
+            continue
+        where = f"inputs[{index}]"
+        if spec.datatype is not None and tensor.datatype not in _TAKES[spec.datatype]:
+            raise BadRequest(
+                f"{where}.datatype: input {tensor.name!r} is {spec.datatype} (see the model "
+                f"metadata), got {tensor.datatype}",
+                field=f"{where}.datatype",
+            )
+        want = spec.shape
+        got = tensor.shape
+        if want is not None and (
+            len(want) != len(got) or any(w not in (-1, g) for w, g in zip(want, got, strict=True))
+        ):
+            raise BadRequest(
+                f"{where}.shape: input {tensor.name!r} has shape {want} (-1: any size; see the "
+                f"model metadata), got {got}",
+                field=f"{where}.shape",
+            )
+
+
+def to_bentoml_body(
+    request: InferRequest, api_inputs: list[str] | None, tensors: list[TensorSpec] | None = None
+) -> bytes:
     """The BentoML JSON body for a request checked by `decode_request`: one key per input.
 
-    With `api_inputs` (the API's argument names) every argument must be given, and no other.
+    With `api_inputs` (the API's argument names) every argument must be given, and no other;
+    with `tensors` (what the API declares of them), each must match (`check_declared`).
     Data already nested as its shape is passed on as is; other data is flattened and reshaped
     (count and rectangularity are checked again, element types only by `decode_request`).
     """
@@ -164,6 +271,8 @@ def to_bentoml_body(request: InferRequest, api_inputs: list[str] | None) -> byte
                 f"{', '.join(map(repr, api_inputs)) or 'no inputs'}",
                 field="inputs",
             )
+    if tensors:
+        check_declared(request, tensors)
     body = {
         tensor.name: _natural(tensor, f"inputs[{index}].data")
         for index, tensor in enumerate(request.inputs)

@@ -11,7 +11,7 @@ class InferInput(msgspec.Struct):
     name: str
     shape: list[int]
     datatype: str
-    data: list[Any]
+    data: list[Any] | None = None  # None: binary (``parameters.binary_data_size``)
     parameters: dict[str, Any] | None = None
 
 
@@ -31,7 +31,8 @@ class InferOutput(msgspec.Struct, omit_defaults=True):
     name: str
     shape: list[int]
     datatype: str
-    data: list[Any]
+    data: list[Any] | None = None  # None: binary (``parameters.binary_data_size``)
+    parameters: dict[str, Any] | None = None
 
 
 class InferResponse(msgspec.Struct, omit_defaults=True):
@@ -53,6 +54,12 @@ class ModelMetadata(msgspec.Struct):
     platform: str
     inputs: list[MetadataTensor]
     outputs: list[MetadataTensor]
+
+
+class ServerMetadata(msgspec.Struct):
+    name: str
+    version: str
+    extensions: list[str]
 
 
 class ErrorBody(msgspec.Struct):

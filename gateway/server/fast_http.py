@@ -32,6 +32,7 @@ from uvicorn.server import ServerState
 
 from gateway.errors import PayloadTooLarge
 from gateway.reply import Reply, error_reply
+from gateway.request import is_oip
 from gateway.server.handover import HandOver
 from gateway.server.limits import (
     HeadBudget,
@@ -292,7 +293,7 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
             if request.too_large:
                 limit = request.handler.max_body
                 too_large = PayloadTooLarge(f"the request body is over the {limit}-byte limit")
-                reply = error_reply(too_large, request.path.startswith("/v2/"))
+                reply = error_reply(too_large, is_oip(request.path))
             else:
                 reply = await request.handler.handle(
                     request.method, request.path, request.headers, request.body

@@ -109,7 +109,17 @@ async def test_register_promote_and_predict_through_real_bentoml(
         assert code == 0, capsys.readouterr().err
         v1 = c.get("/models/iris/versions/1").json()
         assert v1["bento_tag"] == "iris-classifier:v1" and v1["artifact_uri"].startswith("file://")
-        assert v1["apis"] == [{"name": "classify", "inputs": ["input_series"]}]
+        assert v1["apis"] == [
+            {
+                "name": "classify",
+                "inputs": ["input_series"],
+                "tensors": [{"name": "input_series", "datatype": "FP64", "shape": [-1, 4]}],
+                "outputs": [
+                    {"name": "model_version", "datatype": "BYTES", "shape": []},
+                    {"name": "predictions", "datatype": "INT64", "shape": [-1]},
+                ],
+            }
+        ]
         promoted = c.post("/models/iris/versions/1/stage", json={"stage": "Production"})
         assert promoted.status_code == 200
         ready = wait_for(c, 1, "ready")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from adapters.bento_archive import ARCHIVE_FORMATS, read_bento, sniff
-from contract.routes import ApiSpec
+from contract.routes import ApiSpec, TensorSpec
 from registry.errors import BadArtifact
-from tests.integration.bentos import write_bento
+from tests.integration.bentos import manifest, write_bento
 
 
 @pytest.mark.parametrize("compression", ["xz", "gz", ""])
@@ -93,3 +95,34 @@ def test_each_accepted_format_is_recognised_with_the_suffix_bentoml_reads(
 ) -> None:
     fmt = sniff(write_bento(tmp_path / "a.bento", compression=compression))
     assert fmt is not None and fmt.suffix == suffix
+
+
+def test_api_schemas_become_tensors_and_outputs(tmp_path: Path) -> None:
+    """What bentoml 1.4 writes for the iris example (an ndarray with dtype and shape in, a
+    pydantic model out): the version's API says it as OIP tensors."""
+    doc: dict[str, Any] = manifest()
+    route = doc["schema"]["routes"][0]
+    route["input"]["properties"]["input_series"] = {
+        "type": "tensor",
+        "format": "numpy-array",
+        "dtype": "float64",
+        "shape": [-1, 4],
+        "dim": -4,
+    }
+    route["output"] = {
+        "type": "object",
+        "properties": {
+            "predictions": {"type": "array", "items": {"type": "integer"}},
+            "model_version": {"type": "string"},
+        },
+    }
+    raw = yaml.safe_dump(doc).encode()
+    info = read_bento(write_bento(tmp_path / "a.bento", bento_yaml=raw))
+    assert info.apis == [
+        ApiSpec(
+            "classify",
+            ["input_series"],
+            [TensorSpec("input_series", "FP64", [-1, 4])],
+            [TensorSpec("model_version", "BYTES", []), TensorSpec("predictions", "INT64", [-1])],
+        )
+    ]

@@ -19,6 +19,7 @@ PURE = [
     "gateway/transport/base.py",
     "gateway/oip/wire.py",
     "gateway/oip/tensors.py",
+    "gateway/oip/binary.py",
     "gateway/oip/inputs.py",
     "gateway/oip/outputs.py",
 ]

@@ -342,9 +342,9 @@ def test_body_that_is_not_an_object_is_refused() -> None:
     assert "object" in error.message
 
 
-def test_binary_data_extension_is_refused() -> None:
+def test_data_and_binary_data_size_together_are_refused() -> None:
     raw = body({**tensor([], [2]), "parameters": {"binary_data_size": 8}})
-    assert refused(raw).field == "inputs[0].parameters"
+    assert refused(raw).field == "inputs[0].parameters.binary_data_size"
 
 
 # ------------------------------------------------------------------------------------------------

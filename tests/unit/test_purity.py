@@ -40,6 +40,7 @@ PURE = [
     "registry/web/mlflow/messages.py",
     "registry/web/mlflow/search_filter.py",
     "gateway/routing.py",
+    "adapters/bento_schema.py",
 ]
 FORBIDDEN = {
     "litestar",

@@ -81,6 +81,7 @@ def test_provider_defaults_service_name_and_parent_based_ratio() -> None:
         ),
         ("GET", "/v2/models/iris", "GET /v2/models/{name}"),
         ("GET", "/v2/health/ready", "GET /v2/health/ready"),
+        ("GET", "/v2", "GET /v2"),
     ],
 )
 def test_span_names_never_carry_the_model(method: str, path: str, name: str) -> None:
