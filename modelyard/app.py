@@ -30,6 +30,7 @@ from adapters.registry_tracing import TRACER_NAME
 from adapters.telemetry import Tracing, setup_tracing
 from gateway.api import gateway_health_routes
 from gateway.follow import SAVED_ROUTES, HttpRoutes, RouteSource, registry_client
+from gateway.grpc.server import running_grpc
 from gateway.report import HttpSink, WindowSink
 from gateway.runtime import Dispatch, running_gateway
 from gateway.status import GatewayStatus, gateway_status
@@ -173,6 +174,17 @@ def create_app(
                     gateway.metrics.extra = metrics.render
                 dispatch.gateway = readiness.gateway = gateway
                 gateway.readiness = readiness.check
+                if settings.grpc_port:  # stopped before the gateway it calls
+                    await stack.enter_async_context(
+                        running_grpc(
+                            gateway,
+                            settings.host,
+                            settings.grpc_port,
+                            max_message=settings.gateway_max_body_bytes,
+                            name="modelyard",
+                            version=__version__,
+                        )
+                    )
             readiness.start()
             stack.push_async_callback(readiness.close)
             # Everything made so far (modules, the app, the stores) lives as long as the process:
