@@ -82,7 +82,12 @@ async def traced(tmp_path: Path) -> AsyncIterator[tuple[Any, InMemorySpanExporte
     exporter = InMemorySpanExporter()
     tracing = setup_tracing("serve", {}, "off", processor=SimpleSpanProcessor(exporter))
     settings = load_settings(
-        {}, data_dir=str(tmp_path), admin_token=ADMIN, deployer="none", gateway_report_s=0.2
+        {},
+        data_dir=str(tmp_path),
+        admin_token=ADMIN,
+        deployer="none",
+        gateway_report_s=0.2,
+        grpc_port=0,  # HTTP only: no fixed port bound by a test
     )
     async with iris_on_echoes(settings, tracing) as c:
         await set_traffic(c, {})  # and wait until the gateway serves it
