@@ -6,6 +6,7 @@ split: the routing is the gateway's, the upstream only has to answer)."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections import Counter
@@ -329,3 +330,22 @@ def test_a_canary_split_over_grpc_holds_its_weight_and_sticky_users_never_flip(
     counts = windows_until(yard, since, total)
     assert counts.get("2/canary") == canary, counts
     assert sum(counts.values()) == total, counts
+
+
+def test_a_grpc_port_in_use_stops_the_start_naming_the_setting(tmp_path: Path) -> None:
+    taken = socket.socket()
+    try:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = ModelyardProcess("serve", tmp_path, TOKEN, grpc_port=port)
+        try:
+            with pytest.raises(RuntimeError, match="exited") as stopped:
+                proc.start()
+        finally:
+            proc.stop()
+    finally:
+        taken.close()
+    message = str(stopped.value)
+    assert "grpc_port (MODELYARD_GRPC_PORT)" in message
+    assert f"cannot listen for gRPC on 127.0.0.1:{port}" in message
