@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import grpc
 from grpc import aio
@@ -23,9 +23,9 @@ from gateway.transport.base import Headers
 SERVICE: Final = "inference.GRPCInferenceService"
 STOP_GRACE_S: Final = 5.0
 
-Request = TypeVar("Request")
-Response = TypeVar("Response")
 Context = aio.ServicerContext[Any, Any]
+#: grpc.StatusCode by its number (`RpcError.code`).
+_STATUS: Final = {code.value[0]: code for code in grpc.StatusCode}
 
 
 class GrpcBindError(RuntimeError):
@@ -54,9 +54,6 @@ def _unary(
         request_deserializer=request_type.FromString,
         response_serializer=response_type.SerializeToString,
     )
-
-
-_STATUS: Final = {code.value[0]: code for code in grpc.StatusCode}
 
 
 def handlers(service: InferenceService) -> grpc.GenericRpcHandler[Any, Any]:
