@@ -2,8 +2,10 @@
 # The modelyard image: one image, the role is the command. BentoML is inside (the `serving`
 # extra), so the image runs both shapes of the Helm chart:
 #   docker build -t modelyard:0.1.0 .
-#   docker run -p 8000:8000 modelyard:0.1.0     # `serve`: registry, gateway and a `bentoml serve`
-#                                               # per promoted version (the chart's default)
+#   docker run -p 8000:8000 -p 8001:8001 modelyard:0.1.0
+#                                               # `serve`: registry, gateway (gRPC on 8001) and a
+#                                               # `bentoml serve` per promoted version (the
+#                                               # chart's default)
 #   docker run modelyard:0.1.0 registry         # one role of the scaled shape (or `gateway`)
 #   docker run modelyard:0.1.0 serve-version --model iris --version 2
 #                                               # one registered version (a `models` entry)
@@ -40,6 +42,6 @@ ENV PATH=/opt/modelyard/bin:$PATH \
     MODELYARD_DATA_DIR=/var/lib/modelyard
 WORKDIR /var/lib/modelyard
 USER 10001:10001
-EXPOSE 8000
+EXPOSE 8000 8001
 ENTRYPOINT ["modelyard"]
 CMD ["serve"]

@@ -30,6 +30,7 @@ from adapters.registry_tracing import TRACER_NAME
 from adapters.telemetry import Tracing, setup_tracing
 from gateway.api import gateway_health_routes
 from gateway.follow import SAVED_ROUTES, HttpRoutes, RouteSource, registry_client
+from gateway.grpc.server import GrpcBindError, running_grpc
 from gateway.report import HttpSink, WindowSink
 from gateway.runtime import Dispatch, running_gateway
 from gateway.status import GatewayStatus, gateway_status
@@ -37,7 +38,7 @@ from modelyard import __version__
 from modelyard.bridges import InProcessRoutes, InProcessSink
 from modelyard.components import Components, open_components
 from modelyard.readiness import ServingReadiness
-from modelyard.settings import Settings
+from modelyard.settings import Settings, SettingsError
 from registry.auth import TokenAuthority, revoked_admin_warning
 from registry.errors import Conflict
 from registry.web.api.context import request_id_middleware
@@ -173,6 +174,22 @@ def create_app(
                     gateway.metrics.extra = metrics.render
                 dispatch.gateway = readiness.gateway = gateway
                 gateway.readiness = readiness.check
+                if settings.grpc_port:  # stopped before the gateway it calls
+                    grpc = running_grpc(
+                        gateway,
+                        settings.host,
+                        settings.grpc_port,
+                        max_message=settings.gateway_max_body_bytes,
+                        name="modelyard",
+                        version=__version__,
+                    )
+                    try:
+                        await stack.enter_async_context(grpc)
+                    except GrpcBindError as exc:  # named as the setting it comes from
+                        raise SettingsError(
+                            f"grpc_port (MODELYARD_GRPC_PORT): {exc}; "
+                            "choose a free port, or 0 for no gRPC"
+                        ) from None
             readiness.start()
             stack.push_async_callback(readiness.close)
             # Everything made so far (modules, the app, the stores) lives as long as the process:

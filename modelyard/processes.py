@@ -30,6 +30,7 @@ class ModelyardProcess:
     admin_token: str
     database_url: str = ""
     port: int = field(default_factory=free_port)
+    grpc_port: int = 0  # the gateway's gRPC port (MODELYARD_GRPC_PORT); 0: none
     extra_env: Mapping[str, str] = field(default_factory=dict)
     cwd: Path | None = None  # None: this process's; a checkout's root runs that checkout's code
     proc: subprocess.Popen[bytes] | None = None
@@ -38,6 +39,11 @@ class ModelyardProcess:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def grpc_target(self) -> str:
+        """Where gRPC clients connect (tritonclient's `url`): host:port."""
+        return f"127.0.0.1:{self.grpc_port}"
 
     def start(
         self, timeout: float = READY_TIMEOUT_S, until: Literal["ready", "live"] = "ready"
@@ -49,6 +55,7 @@ class ModelyardProcess:
             "MODELYARD_DATA_DIR": str(self.data_dir),
             "MODELYARD_ADMIN_TOKEN": self.admin_token,
             "MODELYARD_PORT": str(self.port),
+            "MODELYARD_GRPC_PORT": str(self.grpc_port),
             "MODELYARD_DATABASE_URL": self.database_url,
             "MODELYARD_LOG_LEVEL": "warning",
             **self.extra_env,

@@ -35,6 +35,8 @@ DEFAULT_REGISTRY_URL: Final = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 DEFAULT_GATEWAY_MAX_BODY: Final = 16 * 1024 * 1024
 DEFAULT_GATEWAY_MAX_INFLIGHT: Final = 1024
 DEFAULT_GATEWAY_REPORT_S: Final = 2.0
+#: The gateway's gRPC port (KServe v2 GRPCInferenceService), Triton's; 0 turns it off.
+DEFAULT_GRPC_PORT: Final = 8001
 DEFAULT_ROLLOUT_TICK_S: Final = 0.5
 DEFAULT_ROUTE_POLL_S: Final = 0.2
 DEFAULT_WINDOWS_RETENTION_H: Final = 7 * 24.0
@@ -94,6 +96,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gateway_max_body_bytes: int = DEFAULT_GATEWAY_MAX_BODY
     gateway_max_inflight: int = DEFAULT_GATEWAY_MAX_INFLIGHT  # past this, 503 with Retry-After
     gateway_report_s: float = DEFAULT_GATEWAY_REPORT_S  # how often a gateway reports its windows
+    # the gateway's gRPC port (`serve`, `gateway`) on `host`; 0 = no gRPC
+    grpc_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = DEFAULT_GRPC_PORT
     # rollouts
     rollout_tick_s: float = DEFAULT_ROLLOUT_TICK_S  # how often the leader looks at rollouts
     route_poll_s: float = DEFAULT_ROUTE_POLL_S  # how often the route feed looks for changes

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any, Final
 
 import httpx
+import numpy as np
 import pytest
+import tritonclient.grpc as triton
 
 from loadtests.postgres import fresh_postgres_database, postgres_available
 from modelyard.processes import free_port
@@ -62,6 +64,17 @@ def cli(url: str, token: str, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=SERVED_S + 30,
         check=False,
     )
+
+
+def predict_grpc(target: str, version: str) -> list[int]:
+    """The predictions over the pod's gRPC port (tritonclient's defaults), pinned to `version`."""
+    rows = triton.InferInput("input_series", [2, 4], "FP64")
+    rows.set_data_from_numpy(np.array(ROWS["input_series"]))
+    with triton.InferenceServerClient(target) as client:
+        result = client.infer("iris", [rows], model_version=version)
+    assert result.get_response().model_version == version
+    predictions: list[int] = result.as_numpy("predictions").tolist()
+    return predictions
 
 
 def predict(url: str, path: str, version: int) -> dict[str, Any]:
@@ -105,6 +118,7 @@ def test_the_default_pod_serves_a_promoted_bento_and_passes_helm_test(
     done = cli(url, token, "stage", "iris", "1", "Production", "--wait", str(SERVED_S))
     assert done.returncode == 0, done.stdout + done.stderr + serve.output()[-3000:]
     assert predict(url, "/models/iris/classify", 1)["predictions"] == [0, 2]
+    assert predict_grpc(f"127.0.0.1:{serve.env['MODELYARD_GRPC_PORT']}", "1") == [0, 2]
     # the data folder is the claim's directory: SQLite and the artifact are on it
     data = Path(serve.env["MODELYARD_DATA_DIR"])
     assert (data / "modelyard.db").is_file() and list((data / "artifacts").rglob("*.bento"))
@@ -124,6 +138,7 @@ def test_the_default_pod_serves_a_promoted_bento_and_passes_helm_test(
 class Scaled:
     registry: str
     gateway: str
+    gateway_grpc: str  # host:port
     token: str
     version_pod: LocalPod
     version_url: str
@@ -215,7 +230,8 @@ def _run_scaled(
     while pod.proc.poll() is None and "endpoint" not in pod.output().split(": ready", 1)[-1]:
         assert time.monotonic() < deadline, pod.output()[-3000:]
         time.sleep(0.2)
-    return Scaled(registry_url, gateway_url, token, pod, version_url, pod.proc.poll())
+    grpc_target = f"127.0.0.1:{gateway.env['MODELYARD_GRPC_PORT']}"
+    return Scaled(registry_url, gateway_url, grpc_target, token, pod, version_url, pod.proc.poll())
 
 
 def test_a_version_pod_fetches_verifies_and_serves_the_registered_archive(
@@ -253,3 +269,4 @@ def test_the_version_pod_sets_its_endpoint_and_the_gateway_routes_to_it(scaled: 
             break
         time.sleep(0.2)
     assert predict(scaled.gateway, "/models/iris/versions/2/classify", 2)["predictions"] == [0, 2]
+    assert predict_grpc(scaled.gateway_grpc, "2") == [0, 2]  # the gateway pod's gRPC port

@@ -17,7 +17,9 @@ from tests.integration.test_tracing import ADMIN, ROWS, iris_on_echoes, set_traf
 
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[Any]:
-    settings = load_settings({}, data_dir=str(tmp_path), admin_token=ADMIN, deployer="none")
+    settings = load_settings(
+        {}, data_dir=str(tmp_path), admin_token=ADMIN, deployer="none", grpc_port=0
+    )
     async with iris_on_echoes(settings) as c:
         yield c
 

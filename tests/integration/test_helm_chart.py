@@ -169,6 +169,8 @@ def test_the_schema_says_which_shape_a_values_file_selects() -> None:
         ("models[0].name=Iris_V1", "'Iris_V1' does not match pattern"),
         ("models[0].image.tag=20240101", "/models/0/image/tag': got number, want string"),
         ("ingress.enabled=true", "/ingress"),
+        ("gateway.grpcPort=65536", "/gateway/grpcPort"),
+        ("ingress.grpcHost=gRPC_host", "/ingress/grpcHost"),
     ],
 )
 def test_values_schema_rejects_wrong_values(helm: Path, setting: str, complaint: str) -> None:
@@ -195,6 +197,11 @@ def test_template_checks_refuse_what_the_schema_cannot_express(helm: Path) -> No
     ]
     done = run_helm(*base, *(arg for s in sets for arg in ("--set", s)))
     assert done.returncode != 0 and "longer than 63 characters" in done.stderr
+    done = run_helm(*base, "--set", "gateway.grpcPort=8000")
+    assert done.returncode != 0 and "gateway.grpcPort must differ from gateway.port" in done.stderr
+    grpc_off = "ingress.enabled=true,ingress.grpcHost=grpc.example.com,gateway.grpcPort=0"
+    done = run_helm(*base, "--set", grpc_off)
+    assert done.returncode != 0 and "ingress.grpcHost needs the gateway's gRPC port" in done.stderr
 
 
 def test_kubernetes_older_than_supported_is_refused(helm: Path) -> None:
@@ -250,7 +257,7 @@ EXPECTED_KINDS: Final = {
         "PodDisruptionBudget": 2,
         "NetworkPolicy": 2,
         "HorizontalPodAutoscaler": 1,
-        "Ingress": 1,
+        "Ingress": 2,  # HTTP, and gRPC (ingress.grpcHost)
         "ServiceMonitor": 1,
         "Pod": 1,
     },

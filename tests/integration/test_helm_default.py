@@ -240,3 +240,40 @@ def test_an_ingress_sends_both_hosts_to_the_one_pod() -> None:
         r["http"]["paths"][0]["backend"]["service"]["name"] for r in ingress["spec"]["rules"]
     }
     assert backends == {NAME}
+
+
+def test_the_pod_answers_grpc_on_a_port_of_its_own(docs: list[Doc]) -> None:
+    deployment = serve_deployment(docs)
+    assert {"name": "grpc", "containerPort": 8001, "protocol": "TCP"} in container(deployment)[
+        "ports"
+    ]
+    assert env_of(docs, deployment)["MODELYARD_GRPC_PORT"] == "8001"
+    (service,) = kinds(docs, "Service")
+    grpc = [p for p in service["spec"]["ports"] if p["name"] == "grpc"]
+    assert grpc == [
+        {
+            "name": "grpc",
+            "port": 8001,
+            "targetPort": "grpc",
+            "protocol": "TCP",
+            "appProtocol": "kubernetes.io/h2c",
+        }
+    ]
+    off = render("default", "1.35.0", "serve.grpcPort=0")
+    assert env_of(off, serve_deployment(off))["MODELYARD_GRPC_PORT"] == "0"
+    assert [p["name"] for p in kinds(off, "Service")[0]["spec"]["ports"]] == ["http"]
+
+
+def test_a_grpc_host_gets_an_ingress_of_its_own_to_the_pods_grpc_port() -> None:
+    docs = render("default", "1.35.0", "ingress.enabled=true", "ingress.grpcHost=grpc.example.com")
+    (ingress,) = kinds(docs, "Ingress")  # no HTTP host given: no HTTP Ingress
+    assert ingress["metadata"]["name"] == f"{NAME}-grpc"
+    assert ingress["metadata"]["annotations"] == {
+        "nginx.ingress.kubernetes.io/backend-protocol": "GRPC"
+    }
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == "grpc.example.com"
+    assert rule["http"]["paths"][0]["backend"]["service"] == {
+        "name": NAME,
+        "port": {"name": "grpc"},
+    }

@@ -292,7 +292,8 @@ def test_service_monitor_scrapes_gateways_and_model_servers(
 
 
 def test_ingress_sends_each_host_to_its_service(rendered: dict[str, list[Doc]]) -> None:
-    (ingress,) = kinds(rendered["production"], "Ingress")
+    assert len(kinds(rendered["production"], "Ingress")) == 2  # HTTP, and gRPC
+    ingress = one(rendered["production"], "Ingress", f"{RELEASE}-modelyard")
     assert ingress["spec"]["ingressClassName"] == "nginx"
     routes = {
         r["host"]: r["http"]["paths"][0]["backend"]["service"]["name"]
@@ -303,6 +304,49 @@ def test_ingress_sends_each_host_to_its_service(rendered: dict[str, list[Doc]]) 
         "registry.ml.example.com": part("registry"),
     }
     assert ingress["spec"]["tls"][0]["secretName"] == "modelyard-tls"
+
+
+def test_the_gateway_answers_grpc_on_a_port_of_its_own(rendered: dict[str, list[Doc]]) -> None:
+    """The gateway's gRPC port: in its pod, on its Service (HTTP/2 without TLS), behind an
+    Ingress of its own that tells ingress-nginx the backend speaks gRPC; never the registry's."""
+    docs = rendered["production"]
+    deployment = one(docs, "Deployment", part("gateway"))
+    gateway = container(deployment)
+    assert {"name": "grpc", "containerPort": 8001, "protocol": "TCP"} in gateway["ports"]
+    assert env_of(docs, deployment)["MODELYARD_GRPC_PORT"] == "8001"
+    service = one(docs, "Service", part("gateway"))
+    assert {
+        "name": "grpc",
+        "port": 8001,
+        "targetPort": "grpc",
+        "protocol": "TCP",
+        "appProtocol": "kubernetes.io/h2c",
+    } in service["spec"]["ports"]
+    registry = one(docs, "Service", part("registry"))
+    assert [p["name"] for p in registry["spec"]["ports"]] == ["http"]
+    registry_pod = container(one(docs, "Deployment", part("registry")))
+    assert "grpc" not in {p["name"] for p in registry_pod["ports"]}
+    ingress = one(docs, "Ingress", part("grpc"))
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == "grpc.ml.example.com"
+    assert rule["http"]["paths"][0]["backend"]["service"] == {
+        "name": part("gateway"),
+        "port": {"name": "grpc"},
+    }
+    assert ingress["metadata"]["annotations"] == {
+        "nginx.ingress.kubernetes.io/backend-protocol": "GRPC",
+        "nginx.ingress.kubernetes.io/proxy-body-size": "16m",  # the common annotations too
+    }
+    assert "grpc.ml.example.com" in ingress["spec"]["tls"][0]["hosts"]
+
+
+def test_grpc_can_be_turned_off(helm: Path) -> None:
+    docs = render("minimal", RENDER_KUBE, "gateway.grpcPort=0")
+    deployment = one(docs, "Deployment", part("gateway"))
+    assert [p["name"] for p in container(deployment)["ports"]] == ["http"]
+    assert env_of(docs, deployment)["MODELYARD_GRPC_PORT"] == "0"
+    service = one(docs, "Service", part("gateway"))
+    assert [p["name"] for p in service["spec"]["ports"]] == ["http"]
 
 
 def test_config_changes_roll_the_pods(helm: Path) -> None:

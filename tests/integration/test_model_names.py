@@ -17,7 +17,9 @@ NAME = "churn model (eu)"
 
 
 async def test_a_name_with_spaces_is_served_at_its_percent_encoded_path(tmp_path: Path) -> None:
-    settings = load_settings({}, data_dir=str(tmp_path), admin_token=ADMIN, deployer="none")
+    settings = load_settings(
+        {}, data_dir=str(tmp_path), admin_token=ADMIN, deployer="none", grpc_port=0
+    )
     path = quote(NAME, safe="")
     with echo_upstream(1) as upstream:
         async with AsyncTestClient(app=create_app(settings, "serve")) as c:

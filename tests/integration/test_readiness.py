@@ -62,6 +62,7 @@ def model_server(version: int, ready: threading.Event) -> Iterator[str]:
 
 def settings(tmp_path: Path, **kw: Any) -> Settings:
     kw.setdefault("deployer", "none")
+    kw.setdefault("grpc_port", 0)  # HTTP only: no fixed port bound by a test
     return load_settings({}, data_dir=str(tmp_path), admin_token=ADMIN, **kw)
 
 

@@ -1,7 +1,8 @@
 """Tracing in-process: `modelyard serve` built by create_app with an in-memory exporter, in
 front of two small upstreams that echo the `traceparent` they receive. Every inference
 response's version header matches its span's `model.version`; an incoming `traceparent` is
-honoured; the upstream gets the CLIENT span's; a shadow copy is its own trace, linked."""
+honoured; the upstream gets the CLIENT span's; a shadow copy is its own trace, linked; a gRPC
+inference is traced as its HTTP twin."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from litestar.testing import AsyncTestClient
 from opentelemetry.sdk.trace import ReadableSpan
@@ -22,7 +24,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from adapters.net import free_port
 from adapters.telemetry import Tracing, setup_tracing
+from gateway.grpc import grpc_predict_v2_pb2 as pb
 from modelyard.app import create_app
 from modelyard.settings import Settings, load_settings
 from tests.http_threads import serving
@@ -82,7 +86,12 @@ async def traced(tmp_path: Path) -> AsyncIterator[tuple[Any, InMemorySpanExporte
     exporter = InMemorySpanExporter()
     tracing = setup_tracing("serve", {}, "off", processor=SimpleSpanProcessor(exporter))
     settings = load_settings(
-        {}, data_dir=str(tmp_path), admin_token=ADMIN, deployer="none", gateway_report_s=0.2
+        {},
+        data_dir=str(tmp_path),
+        admin_token=ADMIN,
+        deployer="none",
+        gateway_report_s=0.2,
+        grpc_port=0,  # HTTP only: no fixed port bound by a test
     )
     async with iris_on_echoes(settings, tracing) as c:
         await set_traffic(c, {})  # and wait until the gateway serves it
@@ -252,3 +261,44 @@ async def wait_routes_served(client: Any) -> None:
     while (await client.get("/v2/health/ready")).json().get("revision") != revision:
         assert time.monotonic() < deadline, "the gateway never took the new routes"
         await asyncio.sleep(0.01)
+
+
+async def test_a_grpc_inference_is_traced_like_its_http_twin(tmp_path: Path) -> None:
+    """ModelInfer over gRPC: the `traceparent` metadata is honoured, the server span is named
+    and described as for `POST /v2/models/{name}/infer`, and the upstream gets the CLIENT
+    span's context (the echo upstream sends it back as an output)."""
+    exporter = InMemorySpanExporter()
+    tracing = setup_tracing("serve", {}, "off", processor=SimpleSpanProcessor(exporter))
+    port = free_port()
+    settings = load_settings(
+        {}, data_dir=str(tmp_path), admin_token=ADMIN, deployer="none", grpc_port=port
+    )
+    request = pb.ModelInferRequest(model_name="iris")
+    request.inputs.add(name="x", datatype="FP64", shape=[4]).contents.fp64_contents.extend(
+        ROWS["input_series"][0]
+    )
+    trace_id, parent_id = secrets.randbits(128) or 1, secrets.randbits(64) or 1
+    metadata = (("traceparent", f"00-{trace_id:032x}-{parent_id:016x}-01"),)
+    async with iris_on_echoes(settings, tracing) as client:
+        await wait_routes_served(client)
+        exporter.clear()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            infer = channel.unary_unary(
+                "/inference.GRPCInferenceService/ModelInfer",
+                request_serializer=pb.ModelInferRequest.SerializeToString,
+                response_deserializer=pb.ModelInferResponse.FromString,
+            )
+            response = await infer(request, metadata=metadata, timeout=30)
+    spans = spans_of(exporter, trace_id)
+    (server,) = [s for s in spans if s.kind == SpanKind.SERVER]
+    (upstream,) = [s for s in spans if s.kind == SpanKind.CLIENT]
+    assert server.name == "POST /v2/models/{name}/infer"
+    assert server.parent is not None and server.parent.span_id == parent_id
+    attrs = dict(server.attributes or {})
+    assert attrs["model.name"] == "iris" and attrs["http.response.status_code"] == 200
+    assert attrs["model.version"] == response.model_version == "1"
+    assert upstream.parent is not None and upstream.parent.span_id == server.context.span_id
+    names = [o.name for o in response.outputs]
+    raw = response.raw_output_contents[names.index("traceparent")]
+    sent = raw[4:].decode()  # one BYTES element: its 4-byte length, then the text
+    assert int(sent.split("-")[2], 16) == upstream.context.span_id

@@ -1,6 +1,7 @@
 """The gateway's pure layers import no IO library (DESIGN.md; the same check as
 test_purity.py): reading a request, routing, resilience (which reaches the network only through
-the Transport it is given), the breaker, replies and errors, the hooks, and the OIP codecs."""
+the Transport it is given), the breaker, replies and errors, the hooks, and the OIP codecs (JSON
+and protobuf)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ PURE = [
     "gateway/oip/binary.py",
     "gateway/oip/inputs.py",
     "gateway/oip/outputs.py",
+    "gateway/grpc/tensors.py",
 ]
 
 

@@ -150,6 +150,8 @@ def test_settings_never_hold_a_relative_path(fields: dict[str, str]) -> None:
         ({"MODELYARD_SWEEP_INTERVAL_S": "0"}, "sweep_interval_s"),
         ({"MODELYARD_SWEEP_MIN_AGE_S": "-1"}, "sweep_min_age_s"),
         ({"MODELYARD_SWEEP_MIN_AGE_S": "an hour"}, "sweep_min_age_s"),
+        ({"MODELYARD_GRPC_PORT": "-1"}, "grpc_port"),
+        ({"MODELYARD_GRPC_PORT": "65536"}, "grpc_port"),
     ],
 )
 def test_bad_values_are_refused(env: dict[str, str], match: str) -> None:
@@ -194,3 +196,9 @@ def test_levels_and_sqlite_modes_are_read_in_any_case() -> None:
     assert (s.log_level, s.sqlite_synchronous) == ("debug", "NORMAL")
     with pytest.raises(SettingsError, match="log_format"):
         load_settings({"MODELYARD_LOG_FORMAT": "JSON"}, cwd=CWD)  # as before: exact words only
+
+
+def test_the_grpc_port_is_tritons_by_default_and_zero_turns_it_off() -> None:
+    assert load_settings({}, cwd=CWD).grpc_port == 8001
+    assert load_settings({"MODELYARD_GRPC_PORT": "0"}, cwd=CWD).grpc_port == 0
+    assert load_settings({"MODELYARD_GRPC_PORT": "9001"}, cwd=CWD).grpc_port == 9001
