@@ -13,16 +13,14 @@ from typing import Any, Final
 
 import yaml
 
-from contract.routes import ApiSpec
+from contract.routes import MAX_API_NAME, MAX_APIS, MAX_INPUTS, ApiSpec
 from registry.errors import BadArtifact
 from registry.ports import BentoInfo
 
 MAX_MANIFEST_BYTES: Final = 1024 * 1024
-# what reaches the store is held to the API's limits (VersionCreate: bento_tag, apis)
+# what reaches the store is held to the API's limits (VersionCreate: bento_tag; the APIs'
+# limits are contract/routes.py's)
 MAX_TAG: Final = 500
-MAX_APIS: Final = 100
-MAX_API_NAME: Final = 256
-MAX_INPUTS: Final = 100
 
 
 def _load(manifest_bytes: bytes) -> Any:

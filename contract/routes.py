@@ -4,9 +4,18 @@ Pure data; the registry builds it (`registry.serving.routes`), the gateway route
 
 from __future__ import annotations
 
+from typing import Final
+
 import msgspec
 
 from contract.traffic import TrafficPolicy
+
+#: What a version may say of its APIs, on every way in (the JSON create-version request and a
+#: Bento's manifest): at most MAX_APIS APIs, each named in 1 to MAX_API_NAME characters, with at
+#: most MAX_INPUTS input names of the same length. What is read back is not checked again.
+MAX_APIS: Final = 100
+MAX_API_NAME: Final = 256
+MAX_INPUTS: Final = 100
 
 
 class ApiSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

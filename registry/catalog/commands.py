@@ -6,13 +6,14 @@ from typing import Annotated
 
 import msgspec
 
-from contract.routes import ApiSpec
+from contract.routes import MAX_API_NAME, MAX_APIS, MAX_INPUTS
 from registry.catalog.domain import AliasName, Description, ModelName, Role, Stage, Tags, TagValue
 
 Digest = Annotated[str, msgspec.Meta(pattern=r"^sha256:[0-9a-f]{64}$")]
 Uri = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9+.-]*://\S+$", max_length=2048)]
 Reason = Annotated[str, msgspec.Meta(max_length=1000)]
 ShortText = Annotated[str, msgspec.Meta(max_length=500)]
+ApiName = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_API_NAME)]
 Metrics = Annotated[
     dict[Annotated[str, msgspec.Meta(max_length=250)], float], msgspec.Meta(max_length=500)
 ]
@@ -46,6 +47,14 @@ class VersionMeta(_Input, frozen=True):
     tags: Tags = {}
 
 
+class ApiInput(_Input, frozen=True):
+    """One BentoML API of a new version (contract.routes.ApiSpec), held to the limits a
+    Bento's manifest is."""
+
+    name: ApiName
+    inputs: Annotated[list[ApiName], msgspec.Meta(max_length=MAX_INPUTS)] = []
+
+
 class VersionCreate(VersionMeta, frozen=True):
     """A new version: an artifact (URI + digest + size) or an `endpoint`, or both."""
 
@@ -54,7 +63,7 @@ class VersionCreate(VersionMeta, frozen=True):
     size_bytes: Annotated[int, msgspec.Meta(ge=0)] | None = None
     format: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,32}$")] = "bento"
     bento_tag: ShortText | None = None
-    apis: Annotated[list[ApiSpec], msgspec.Meta(max_length=100)] = []
+    apis: Annotated[list[ApiInput], msgspec.Meta(max_length=MAX_APIS)] = []
     endpoint: Uri | None = None
 
 
@@ -98,6 +107,7 @@ class TokenCreate(_Input, frozen=True):
 __all__ = [
     "AliasChange",
     "AliasName",
+    "ApiInput",
     "ModelCreate",
     "ModelUpdate",
     "SourceVersionCreate",

@@ -21,7 +21,7 @@ from typing import Final
 from msgspec.structs import asdict, replace
 
 from registry.catalog.changes import Caller
-from registry.catalog.commands import VersionCreate, VersionMeta
+from registry.catalog.commands import ApiInput, VersionCreate, VersionMeta
 from registry.catalog.domain import ModelVersion
 from registry.catalog.service import Registry
 from registry.errors import ArtifactCorrupt, InsufficientStorage, PayloadTooLarge
@@ -110,7 +110,7 @@ class Registration:
             size_bytes=stored.size_bytes,
             format="bento",
             bento_tag=info.tag,
-            apis=info.apis,
+            apis=[ApiInput(api.name, list(api.inputs)) for api in info.apis],
         )
         try:
             version = await self.registry.create_version(caller, name, cmd)

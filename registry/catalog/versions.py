@@ -7,6 +7,7 @@ from datetime import datetime
 
 from msgspec.structs import replace
 
+from contract.routes import ApiSpec
 from registry.catalog.changes import (
     CreateVersion,
     Decision,
@@ -121,7 +122,7 @@ def create_version(
         size_bytes=cmd.size_bytes,
         format=cmd.format,
         bento_tag=cmd.bento_tag,
-        apis=list(cmd.apis),
+        apis=[ApiSpec(api.name, list(api.inputs)) for api in cmd.apis],
         endpoint=cmd.endpoint,
         run_id=cmd.run_id,
         source=cmd.source,

@@ -1,6 +1,6 @@
 """Hostile input gets a 4xx naming the field, never a 500 (issue 18): YAML alias bombs and
-oversized strings in bento.yaml, version numbers and cursors out of range, windows with
-out-of-range numbers."""
+oversized strings in bento.yaml and in a JSON version's API declarations, version numbers and
+cursors out of range, windows with out-of-range numbers."""
 
 from __future__ import annotations
 
@@ -179,3 +179,32 @@ async def test_deeply_nested_json_is_400(client: Client) -> None:
             r = await client.post(path, content=body, headers={"Content-Type": "application/json"})
             error(r, 400, "INVALID_PARAMETER_VALUE")
             assert "nests deeper" in r.json()["message"], r.text
+
+
+@pytest.mark.parametrize(
+    "apis",
+    [
+        [{"name": "x" * 257}],
+        [{"name": ""}],
+        [{"name": "classify", "inputs": ["i" * 257]}],
+        [{"name": "classify", "inputs": [""]}],
+        [{"name": "classify", "inputs": [f"i{n}" for n in range(101)]}],
+        [{"name": f"a{n}"} for n in range(101)],
+    ],
+    ids=["long-name", "empty-name", "long-input", "empty-input", "101-inputs", "101-apis"],
+)
+async def test_json_api_declarations_are_held_to_the_bento_limits(
+    client: Client, apis: list[dict[str, object]]
+) -> None:
+    """The JSON create-version path holds the APIs to what a Bento's manifest may say."""
+    assert (await client.post("/api/v1/models", json={"name": "iris"})).status_code == 201
+    body = {"endpoint": "http://127.0.0.1:9", "apis": apis}
+    r = await client.post("/api/v1/models/iris/versions", json=body)
+    error(r, 400, "INVALID_PARAMETER_VALUE")
+    assert r.json()["field"].startswith("apis"), r.text
+    assert (await client.get("/api/v1/models/iris")).json()["latest_version"] == 0
+    # at the limits it is taken
+    fits = [{"name": "x" * 256, "inputs": [f"i{n}" for n in range(100)]}]
+    r = await client.post("/api/v1/models/iris/versions", json={**body, "apis": fits})
+    assert r.status_code == 201, r.text
+    assert r.json()["apis"] == fits
