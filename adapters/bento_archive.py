@@ -44,6 +44,8 @@ def _text(value: object, what: str, limit: int) -> str:
             f"bento.yaml: {what} must have 1 to {limit} characters (has {len(text)})",
             field="bento",
         )
+    if "\x00" in text:  # YAML's "\0": PostgreSQL's text cannot hold it, the API refuses it
+        raise BadArtifact(f"bento.yaml: {what} holds a NUL character", field="bento")
     return text
 
 
