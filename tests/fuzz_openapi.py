@@ -10,7 +10,8 @@ Half of the cases carry numbers at the edges of their types (EDGE_INTS, EDGE_FLO
 the generated ones; half are pinned to objects that exist (`Seed`: a model with a tag, two
 versions, an alias, a webhook), so the fuzz reaches past the 404s into the use cases. URLs the
 registry would call (a webhook's `url`, a version's `endpoint`) are pointed at a closed loopback
-port: the fuzz never makes the registry call out; a long-poll waits at most MAX_WAIT_S.
+port: the fuzz never makes the registry call out; a long-poll waits at most MAX_WAIT_S. The
+headers the document leaves out (`If-Match`, `Idempotency-Key`) are sent now and then.
 """
 
 from __future__ import annotations
@@ -47,6 +48,17 @@ EDGE_FLOATS: Final = (-1.0, 0.0, 5e-324, 2.0**63, 1e300, -1e300)
 METHODS: Final = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _SEGMENT: Final = st.text(
     alphabet=st.sampled_from("abcdefghijklmnopqrstuvwxyz0123456789-_.~%"), min_size=1, max_size=24
+)
+#: the request headers the API reads that its document does not declare, sometimes sent
+_HEADER_TEXT: Final = st.text(
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=0, max_size=300
+)
+_HEADERS: Final = st.fixed_dictionaries(
+    {},
+    optional={
+        "If-Match": _HEADER_TEXT | st.just('"1"') | st.just("*"),
+        "Idempotency-Key": _HEADER_TEXT,
+    },
 )
 _JSON: Final = st.recursive(
     st.none()
@@ -236,8 +248,20 @@ class Fuzzer:
         )
 
         @_fuzz_settings(examples, self.seed)
-        @given(case=cases, pinned=st.booleans(), edges=st.booleans(), data=st.data())
-        def run(case: schemathesis.Case, pinned: bool, edges: bool, data: st.DataObject) -> None:
+        @given(
+            case=cases,
+            pinned=st.booleans(),
+            edges=st.booleans(),
+            headers=_HEADERS,
+            data=st.data(),
+        )
+        def run(
+            case: schemathesis.Case,
+            pinned: bool,
+            edges: bool,
+            headers: dict[str, str],
+            data: st.DataObject,
+        ) -> None:
             if pinned:
                 _pin(case, known)
             if edges:
@@ -248,7 +272,7 @@ class Fuzzer:
                 return case.call(
                     base_url=self.base_url,
                     session=self.session,
-                    headers=self.headers,
+                    headers={**self.headers, **headers},
                     timeout=TIMEOUT_S,
                 )
 

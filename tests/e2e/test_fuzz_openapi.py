@@ -5,7 +5,8 @@ and once with a reader's, and not one answer is a 5xx (issue 18).
 Bounded by count, EXAMPLES cases per operation and token (about 50 s a token on a busy 2-core
 machine), and by time: past BUDGET_S a token, the operations left get fewer. MODELYARD_FUZZ_SEED
 repeats a run (the seed is printed with the figures); MODELYARD_FUZZ_EXAMPLES runs it longer,
-MODELYARD_FUZZ_ONLY (a part of an operation's label) fuzzes just the operations it names."""
+MODELYARD_FUZZ_ONLY (a part of an operation's label) fuzzes just the operations it names,
+MODELYARD_FUZZ_STORE=postgres runs it on a fresh PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ import os
 import re
 import secrets
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
+from loadtests.postgres import fresh_postgres_database
 from modelyard.processes import ModelyardProcess
 from tests.fuzz_openapi import CLOSED, Seed, fuzz
 
@@ -28,6 +31,7 @@ EXAMPLES = int(os.environ.get("MODELYARD_FUZZ_EXAMPLES", "50"))
 #: past this, each operation left gets a fifth of EXAMPLES (tests/fuzz_openapi.py: fuzz)
 BUDGET_S = float(os.environ.get("MODELYARD_FUZZ_BUDGET_S", "70"))
 SEED = int(os.environ.get("MODELYARD_FUZZ_SEED", str(secrets.randbelow(2**32))))
+STORE = os.environ.get("MODELYARD_FUZZ_STORE", "sqlite")  # or "postgres"
 ONLY = os.environ.get("MODELYARD_FUZZ_ONLY", "")  # e.g. "POST /api/v1/windows": just those
 #: the operations it must cover (the OpenAPI document's 78 when written, and the MLflow
 #: prefixes' unserved paths) and, of their requests, at least half the most it can make
@@ -62,9 +66,16 @@ class Fuzzed:
 
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
+    with ExitStack() as stack:
+        database = ""  # SQLite in the data folder
+        if STORE == "postgres":
+            database = stack.enter_context(fresh_postgres_database())
+        yield from _fuzzed(tmp_path_factory.mktemp("fuzz"), database)
+
+
+def _fuzzed(data: Path, database: str) -> Iterator[Fuzzed]:
     admin_token = "fuzz-" + secrets.token_urlsafe(24)
-    data: Path = tmp_path_factory.mktemp("fuzz")
-    registry = ModelyardProcess("registry", data, admin_token)
+    registry = ModelyardProcess("registry", data, admin_token, database)
     try:
         registry.start()
         admin = {"Authorization": f"Bearer {admin_token}"}
