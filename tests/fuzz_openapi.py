@@ -10,7 +10,8 @@ Half of the cases carry numbers at the edges of their types (EDGE_INTS, EDGE_FLO
 the generated ones; half are pinned to objects that exist (`Seed`: a model with a tag, two
 versions, an alias, a webhook), so the fuzz reaches past the 404s into the use cases. URLs the
 registry would call (a webhook's `url`, a version's `endpoint`) are pointed at a closed loopback
-port: the fuzz never makes the registry call out; a long-poll waits at most MAX_WAIT_S. The
+port: the fuzz never makes the registry call out; a long-poll waits at most MAX_WAIT_S; the
+fuzz never revokes the tokens it runs with. The
 headers the document leaves out (`If-Match`, `Idempotency-Key`) are sent now and then.
 """
 
@@ -41,6 +42,8 @@ LONG_POLL: Final = "wait_s"
 MAX_WAIT_S: Final = 0.1
 TIMEOUT_S: Final = 30.0
 MIN_EXAMPLES: Final = 5
+TOKEN_ID: Final = "token_id"  # DELETE /api/v1/tokens/{token_id}
+NO_TOKEN: Final = 2**31 - 1
 #: numbers at the edges of what stores them (BIGINT, float64, a JSON number exact in a double),
 #: which generated cases seldom reach
 EDGE_INTS: Final = (0, -1, 2**31, 2**53 + 1, 2**63 - 1, 2**63, 2**64, 10**30, -(2**63) - 1)
@@ -79,6 +82,7 @@ class Seed:
     tag: str = "team"
     alias: str = "champion"
     webhook_id: str = ""
+    tokens: frozenset[int] = frozenset()  # the fuzz's own tokens: never revoked by it
 
     def known(self) -> dict[str, str]:
         values = {"name": self.model, "version": "1", "alias": self.alias, "key": self.tag}
@@ -189,8 +193,12 @@ def _to_edges(case: schemathesis.Case, draw: Callable[[st.SearchStrategy[Any]], 
         case.body = _edges(case.body, draw)
 
 
-def _tame(case: schemathesis.Case) -> None:
-    """No call out of the registry, no long-poll held for long."""
+def _tame(case: schemathesis.Case, tokens: frozenset[int]) -> None:
+    """No call out of the registry, no long-poll held for long, none of `tokens` revoked."""
+    if isinstance(case.path_parameters, dict):
+        token_id = case.path_parameters.get(TOKEN_ID)
+        if str(token_id) in {str(t) for t in tokens}:
+            case.path_parameters[TOKEN_ID] = NO_TOKEN
     if isinstance(case.query, dict):
         wait = case.query.get(LONG_POLL)
         if isinstance(wait, int | float) and not isinstance(wait, bool):
@@ -240,9 +248,8 @@ class Fuzzer:
             error = ServerError(label, answer.status_code, answer.text[:300], curl())
             self.report.server_errors.append(error)
 
-    def operation(
-        self, op: schemathesis.APIOperation, examples: int, known: Mapping[str, str]
-    ) -> None:
+    def operation(self, op: schemathesis.APIOperation, examples: int, seed: Seed) -> None:
+        known = seed.known()
         cases = st.one_of(
             op.as_strategy(GenerationMode.POSITIVE), op.as_strategy(GenerationMode.NEGATIVE)
         )
@@ -266,7 +273,7 @@ class Fuzzer:
                 _pin(case, known)
             if edges:
                 _to_edges(case, data.draw)
-            _tame(case)
+            _tame(case, seed.tokens)
 
             def send() -> requests.Response:
                 return case.call(
@@ -340,7 +347,7 @@ def fuzz(
         if only in op.label:
             n = cases()
             report.planned += n
-            fuzzer.operation(op, n, before_each().known())
+            fuzzer.operation(op, n, before_each())
     if not only:
         before_each()
         n = 2 * cases()
