@@ -255,3 +255,36 @@ async def test_nul_characters_are_400_naming_the_field_on_both_stores(client: Cl
     assert (got["description"], got["tags"], got["latest_version"]) == ("", {}, 1)
     r = await client.patch(v1, content=b'{"description": "a\\\\u0000b"}')
     assert r.status_code == 200 and r.json()["description"] == "a\\u0000b", r.text
+
+
+async def test_ids_and_versions_of_2_63_or_more_are_400_on_every_other_route(
+    client: Client,
+) -> None:
+    """Found by the API fuzz on PostgreSQL (a token id of 2^64 was a 500): every integer that
+    reaches a BIGINT column is bounded before it does."""
+    await model_with_versions(client, 1)
+    arms = [{"version": 1, "weight": 50}, {"version": HUGE, "weight": 50}]
+    for method, path, body, field in [
+        ("DELETE", f"/api/v1/tokens/{HUGE}", None, "token_id"),
+        ("DELETE", f"/api/v1/tokens/{2**64}", None, "token_id"),
+        ("DELETE", f"/api/v1/tokens/{-(2**63) - 1}", None, "token_id"),
+        ("GET", f"/api/v1/routes?after={HUGE}", None, "after"),
+        ("GET", f"/api/v1/rollouts/ro-x?after={HUGE}", None, "after"),
+        ("POST", "/api/v1/models/iris/rollouts", {"candidate": HUGE}, "candidate"),
+        (
+            "POST",
+            "/api/v1/models/iris/experiments",
+            {"arms": arms, "sticky": {"header": "x-user"}},
+            "arms[1].version",
+        ),
+        ("POST", "/api/v1/experiments/ex-x/stop", {"promote": HUGE}, "promote"),
+        (
+            "POST",
+            "/api/v1/experiments/ex-x/feedback",
+            {"outcomes": [{"value": 1, "version": HUGE}]},
+            "outcomes[0].version",
+        ),
+    ]:
+        r = await client.request(method, path, json=body)
+        error(r, 400, "INVALID_PARAMETER_VALUE", field)
+    assert (await client.get("/api/v1/tokens")).json()["items"][0]["revoked_at"] is None

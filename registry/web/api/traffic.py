@@ -15,7 +15,7 @@ from contract.traffic import TrafficPolicy
 from registry.catalog.domain import Model
 from registry.serving.feed import RouteFeed
 from registry.serving.rules import VersionServing, traffic_versions
-from registry.web.api.context import PathStr, RegistryDep, Req, caller_of, if_match
+from registry.web.api.context import MAX_BIGINT, PathStr, RegistryDep, Req, caller_of, if_match
 from registry.web.api.models import model_response
 from registry.web.errors import ErrorBody
 from registry.web.state import web_of
@@ -93,7 +93,9 @@ class TrafficController(Controller):
     async def routes(
         self,
         feed: FeedDep,
-        after: Annotated[int, QueryParameter(ge=-1, description="revision the caller has")] = -1,
+        after: Annotated[
+            int, QueryParameter(ge=-1, le=MAX_BIGINT, description="revision the caller has")
+        ] = -1,
         wait_s: Annotated[float, QueryParameter(ge=0, le=MAX_WAIT_S)] = 0.0,
     ) -> Response[RouteTable | None]:
         """The route table once its revision is past `after`; 204 when `wait_s` ran out first."""
