@@ -16,7 +16,7 @@ from typing import Any, Final, Literal, NamedTuple
 import yaml
 
 from adapters.bento_schema import tensors
-from contract.routes import ApiSpec
+from contract.routes import MAX_API_NAME, MAX_APIS, MAX_INPUTS, ApiSpec
 from registry.errors import BadArtifact
 from registry.ports import BentoInfo
 
@@ -55,11 +55,9 @@ def sniff(path: Path) -> ArchiveFormat | None:
 
 
 MAX_MANIFEST_BYTES: Final = 1024 * 1024
-# what reaches the store is held to the API's limits (VersionCreate: bento_tag, apis)
+# what reaches the store is held to the API's limits (VersionCreate: bento_tag; the APIs'
+# limits are contract/routes.py's)
 MAX_TAG: Final = 500
-MAX_APIS: Final = 100
-MAX_API_NAME: Final = 256
-MAX_INPUTS: Final = 100
 
 
 def _load(manifest_bytes: bytes) -> Any:
@@ -83,6 +81,8 @@ def _text(value: object, what: str, limit: int) -> str:
             f"bento.yaml: {what} must have 1 to {limit} characters (has {len(text)})",
             field="bento",
         )
+    if "\x00" in text:  # YAML's "\0": PostgreSQL's text cannot hold it, the API refuses it
+        raise BadArtifact(f"bento.yaml: {what} holds a NUL character", field="bento")
     return text
 
 

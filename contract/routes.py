@@ -10,8 +10,13 @@ import msgspec
 
 from contract.traffic import TrafficPolicy
 
+#: What a version may say of its APIs, on every way in (the JSON create-version request and a
+#: Bento's manifest): at most MAX_APIS APIs, each named in 1 to MAX_API_NAME characters, with at
+#: most MAX_INPUTS inputs (and as many tensors and outputs), each named likewise.
+MAX_APIS: Final = 100
 MAX_API_NAME: Final = 256
-MAX_TENSORS: Final = 100
+MAX_INPUTS: Final = 100
+MAX_TENSORS: Final = MAX_INPUTS
 MAX_DIMS: Final = 32
 #: The Open Inference Protocol's datatypes (BF16 aside: BentoML JSON has no such number).
 TENSOR_DATATYPE: Final = r"^(BOOL|BYTES|U?INT(8|16|32|64)|FP(16|32|64))$"

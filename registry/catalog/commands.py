@@ -6,7 +6,7 @@ from typing import Annotated
 
 import msgspec
 
-from contract.routes import ApiSpec
+from contract.routes import MAX_APIS, ApiSpec
 from registry.catalog.domain import AliasName, Description, ModelName, Role, Stage, Tags, TagValue
 
 Digest = Annotated[str, msgspec.Meta(pattern=r"^sha256:[0-9a-f]{64}$")]
@@ -54,7 +54,8 @@ class VersionCreate(VersionMeta, frozen=True):
     size_bytes: Annotated[int, msgspec.Meta(ge=0)] | None = None
     format: Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_-]{1,32}$")] = "bento"
     bento_tag: ShortText | None = None
-    apis: Annotated[list[ApiSpec], msgspec.Meta(max_length=100)] = []
+    # each API held to the bounds of contract.routes.ApiSpec, as a Bento's manifest is
+    apis: Annotated[list[ApiSpec], msgspec.Meta(max_length=MAX_APIS)] = []
     endpoint: Uri | None = None
 
 

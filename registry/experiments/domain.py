@@ -9,7 +9,7 @@ from typing import Annotated, Final
 
 import msgspec
 
-from contract.traffic import StickyKey, TrafficPolicy
+from contract.traffic import StickyKey, TrafficPolicy, Version
 
 #: The always-valid results' method, named in every `Results`.
 ALWAYS_VALID: Final = "always-valid (mixture SPRT tuned to the minimum detectable effect)"
@@ -36,7 +36,7 @@ class ExperimentMode(enum.StrEnum):
 
 
 class Arm(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    version: Annotated[int, msgspec.Meta(ge=1)]
+    version: Version
     weight: Annotated[float, msgspec.Meta(gt=0, le=100)]
 
 
@@ -105,7 +105,7 @@ class Outcome(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     value: float
     key: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | None = None
-    version: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    version: Version | None = None
     covariate: float | None = None
 
 

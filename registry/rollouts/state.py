@@ -10,7 +10,7 @@ from typing import Annotated, Final
 
 import msgspec
 
-from contract.traffic import AnswerField, StickyKey
+from contract.traffic import AnswerField, StickyKey, Version
 from registry.rollouts.judge import ArmStats, JudgeMemory, Verdict
 
 DEFAULT_STEPS: Final = (1.0, 5.0, 25.0, 50.0, 100.0)
@@ -39,7 +39,7 @@ class Mode(enum.StrEnum):
 class RolloutSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """What a user asks for when starting a rollout."""
 
-    candidate: Annotated[int, msgspec.Meta(ge=1)]
+    candidate: Version
     steps: Annotated[list[Percent], msgspec.Meta(min_length=1, max_length=20)] = msgspec.field(
         default_factory=lambda: list(DEFAULT_STEPS)
     )

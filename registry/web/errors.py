@@ -32,6 +32,7 @@ INTERNAL: Final = "INTERNAL_ERROR"
 INVALID: Final = "INVALID_PARAMETER_VALUE"
 CONFLICT: Final = (409, "RESOURCE_CONFLICT")
 MLFLOW_INTERNAL: Final = (500, INTERNAL)
+MLFLOW_TOO_LARGE: Final = (413, INVALID)
 
 
 class Row(NamedTuple):
@@ -42,10 +43,12 @@ class Row(NamedTuple):
 ERRORS: Final[dict[type[errors.RegistryError], Row]] = {
     errors.InvalidInput: Row(400, (400, INVALID)),
     errors.BadArtifact: Row(422, (400, INVALID)),
-    errors.PayloadTooLarge: Row(413, MLFLOW_INTERNAL),
-    errors.ArtifactCorrupt: Row(502, MLFLOW_INTERNAL),
-    errors.DeployError: Row(502, MLFLOW_INTERNAL),
-    errors.InsufficientStorage: Row(507, MLFLOW_INTERNAL),
+    # MLflow has no code of its own for these: the nearest of its ErrorCode enum, and the
+    # status /api/v1 answers (a too-large request is the client's error, never a 500)
+    errors.PayloadTooLarge: Row(413, MLFLOW_TOO_LARGE),
+    errors.ArtifactCorrupt: Row(502, (502, "DATA_LOSS")),
+    errors.DeployError: Row(502, (502, "INVALID_STATE")),
+    errors.InsufficientStorage: Row(507, (507, "RESOURCE_EXHAUSTED")),
     errors.Unauthenticated: Row(401, (401, "UNAUTHENTICATED")),
     errors.PermissionDenied: Row(403, (403, "PERMISSION_DENIED")),
     errors.NotFound: Row(404, (404, "RESOURCE_DOES_NOT_EXIST")),
@@ -167,7 +170,11 @@ def mlflow_validation_error(request: Req, exc: ValidationException) -> Response[
 
 
 def mlflow_http_error(request: Req, exc: HTTPException) -> Response[MlflowErrorBody]:
-    code = HTTP_CODES.get(exc.status_code, INTERNAL if exc.status_code >= 500 else "BAD_REQUEST")
+    if exc.status_code == MLFLOW_TOO_LARGE[0]:  # a body over the limit: as PayloadTooLarge
+        code = MLFLOW_TOO_LARGE[1]
+    else:
+        fallback = INTERNAL if exc.status_code >= 500 else "BAD_REQUEST"
+        code = HTTP_CODES.get(exc.status_code, fallback)
     return Response(
         MlflowErrorBody(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
     )

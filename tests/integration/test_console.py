@@ -291,3 +291,24 @@ async def test_model_pages_take_names_up_to_the_name_limit(client: Client) -> No
     assert r.status_code == 200 and names[-1] in r.text, r.text
     too_long = await client.get("/ui", params={"q": "m" * (MAX_NAME + 1)})
     assert too_long.status_code == 400
+
+
+async def test_nul_characters_and_huge_versions_are_400_not_500(client: Client) -> None:
+    """As on the API (issue 18): PostgreSQL's text cannot hold U+0000, and versions are
+    BIGINTs; each is a message next to the form, nothing written."""
+    await api_setup(client)
+    csrf = await log_in(client)
+    stage = {"csrf_token": csrf, "version": "1", "stage": "Staging"}
+    nul = await client.post("/ui/models/iris/stage", data={**stage, "reason": "a\x00b"})
+    assert nul.status_code == 400 and "(field `reason`)" in errors(nul.text)[0], nul.text
+    huge = await client.post("/ui/models/iris/stage", data={**stage, "version": str(2**63)})
+    assert huge.status_code == 400 and "(field `version`)" in errors(huge.text)[0], huge.text
+    alias = {"csrf_token": csrf, "alias": "champion", "version": str(2**63)}
+    huge = await client.post("/ui/models/iris/alias", data=alias)
+    assert huge.status_code == 400 and "(field `version`)" in errors(huge.text)[0], huge.text
+    in_path = await client.get("/ui/models/a%00b")
+    assert in_path.status_code == 400 and "NUL character" in in_path.text, in_path.text
+    for r in (nul, huge, in_path):
+        assert "Traceback" not in r.text
+    audit = (await client.get("/api/v1/models/iris/audit", headers=bearer(ADMIN))).json()
+    assert [e["action"] for e in audit["items"] if e["version"] == 1] == ["version.create"]

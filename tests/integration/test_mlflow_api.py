@@ -16,6 +16,7 @@ from modelyard.settings import load_settings
 ADMIN = "admin-token-for-tests-0123456789abcdef"
 API = "/api/2.0/mlflow"
 Client = AsyncTestClient[Any]
+INVALID = "INVALID_PARAMETER_VALUE"
 
 
 @pytest.fixture
@@ -364,6 +365,20 @@ async def test_errors_have_mlflow_shape(client: Client) -> None:
     # the native API keeps its own shape
     r = await client.get("/api/v1/models/nope")
     assert r.status_code == 404 and r.json()["field"] == "name"
+
+
+async def test_a_body_over_the_limit_is_mlflows_invalid_parameter_not_a_500(
+    client: Client,
+) -> None:
+    """The fixture's limit is 64 KiB: a larger body is refused before it is read whole, with a
+    code MLflow's client knows (issue 18), and nothing is created."""
+    big = {"name": "iris", "description": "x" * 70_000}
+    error(await client.post(f"{API}/registered-models/create", json=big), 413, INVALID)
+    r = await client.get(f"{API}/registered-models/get", params={"name": "iris"})
+    error(r, 404, "RESOURCE_DOES_NOT_EXIST")
+    # the native API keeps its own code
+    r = await client.post("/api/v1/models", json=big)
+    assert (r.status_code, r.json()["error_code"]) == (413, "REQUEST_TOO_LARGE"), r.text
 
 
 async def test_what_mlflow_3_sends_with_a_version_is_kept(client: Client) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from mlflow.protos.databricks_pb2 import ErrorCode
 
 from registry import errors
 from registry.web.errors import (
@@ -18,21 +19,23 @@ from registry.web.errors import (
 )
 from registry.web.mlflow.messages import ErrorBody as MlflowErrorBody
 
+MLFLOW_CODES = set(ErrorCode.keys())
+
 #: class -> (REST status, REST error_code, MLflow status, MLflow error_code)
 EXPECTED: dict[type[errors.RegistryError], tuple[int, str, int, str]] = {
     errors.AliasInUse: (409, "ALIAS_IN_USE", 409, "RESOURCE_CONFLICT"),
     errors.AlreadyExists: (409, "RESOURCE_ALREADY_EXISTS", 400, "RESOURCE_ALREADY_EXISTS"),
-    errors.ArtifactCorrupt: (502, "ARTIFACT_CORRUPT", 500, "INTERNAL_ERROR"),
+    errors.ArtifactCorrupt: (502, "ARTIFACT_CORRUPT", 502, "DATA_LOSS"),
     errors.ArtifactNotFound: (404, "ARTIFACT_NOT_FOUND", 404, "RESOURCE_DOES_NOT_EXIST"),
     errors.BadArtifact: (422, "INVALID_ARTIFACT", 400, "INVALID_PARAMETER_VALUE"),
     errors.Conflict: (409, "CONFLICT", 409, "RESOURCE_CONFLICT"),
-    errors.DeployError: (502, "DEPLOY_FAILED", 500, "INTERNAL_ERROR"),
+    errors.DeployError: (502, "DEPLOY_FAILED", 502, "INVALID_STATE"),
     errors.IdempotencyKeyReused: (422, "IDEMPOTENCY_KEY_REUSED", 409, "RESOURCE_CONFLICT"),
-    errors.InsufficientStorage: (507, "INSUFFICIENT_STORAGE", 500, "INTERNAL_ERROR"),
+    errors.InsufficientStorage: (507, "INSUFFICIENT_STORAGE", 507, "RESOURCE_EXHAUSTED"),
     errors.InvalidInput: (400, "INVALID_PARAMETER_VALUE", 400, "INVALID_PARAMETER_VALUE"),
     errors.InvalidState: (409, "INVALID_STATE", 409, "RESOURCE_CONFLICT"),
     errors.NotFound: (404, "RESOURCE_DOES_NOT_EXIST", 404, "RESOURCE_DOES_NOT_EXIST"),
-    errors.PayloadTooLarge: (413, "REQUEST_TOO_LARGE", 500, "INTERNAL_ERROR"),
+    errors.PayloadTooLarge: (413, "REQUEST_TOO_LARGE", 413, "INVALID_PARAMETER_VALUE"),
     errors.PermissionDenied: (403, "PERMISSION_DENIED", 403, "PERMISSION_DENIED"),
     errors.PreconditionFailed: (412, "PRECONDITION_FAILED", 409, "RESOURCE_CONFLICT"),
     errors.RegistryError: (500, "INTERNAL_ERROR", 500, "INTERNAL_ERROR"),
@@ -95,3 +98,19 @@ def test_framework_errors() -> None:
     teapot = HTTPException(status_code=418, detail="short and stout")
     assert answer(REST_HANDLERS, teapot)[1].error_code == "HTTP_ERROR"
     assert answer(MLFLOW_HANDLERS, teapot)[1].error_code == "BAD_REQUEST"
+
+
+def test_the_mlflow_dialect_answers_codes_mlflow_knows() -> None:
+    """An MLflow client turns an `error_code` it does not know into INTERNAL_ERROR; only the
+    server's own faults (store, artifact bytes, model servers, disk) are 5xx, and none is
+    INTERNAL_ERROR (issue 18: these four were 500 INTERNAL_ERROR)."""
+    for cls in EXPECTED:
+        assert answer(MLFLOW_HANDLERS, cls("x"))[1].error_code in MLFLOW_CODES, cls
+    fixed = (errors.PayloadTooLarge, errors.ArtifactCorrupt, errors.DeployError)
+    for cls in (*fixed, errors.InsufficientStorage):
+        status, body, _ = answer(MLFLOW_HANDLERS, cls("x"))
+        assert status != 500 and body.error_code != "INTERNAL_ERROR", cls
+    too_large = HTTPException(status_code=413, detail="Request Entity Too Large")
+    status, body, _ = answer(MLFLOW_HANDLERS, too_large)
+    assert (status, body.error_code) == (413, "INVALID_PARAMETER_VALUE")
+    assert answer(REST_HANDLERS, too_large)[1].error_code == "REQUEST_TOO_LARGE"

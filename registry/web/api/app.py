@@ -7,7 +7,7 @@ from litestar import Router
 from registry.web.api.aliases import AliasController
 from registry.web.api.audit import AuditController
 from registry.web.api.bentos import BentoController, local_download
-from registry.web.api.body import DepthCheckedRequest
+from registry.web.api.body import DepthCheckedRequest, refuse_nul_in_url
 from registry.web.api.context import role_guard
 from registry.web.api.deployments import DeploymentController
 from registry.web.api.experiments import ExperimentController
@@ -40,6 +40,7 @@ def api_routes() -> tuple[Router, Router]:
         ],
         guards=[role_guard],
         request_class=DepthCheckedRequest,
+        before_request=refuse_nul_in_url,
         dependencies={
             "registry": provide(lambda web: web.registry),
             "authority": provide(lambda web: web.authority),

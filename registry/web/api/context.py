@@ -25,7 +25,8 @@ RegistryDep = NamedDependency[Registry]
 AuthorityDep = NamedDependency[TokenAuthority]
 Req = Request[Any, Any, Any]
 PathStr = Annotated[str, PathParameter()]
-MAX_VERSION = 2**63 - 1  # a BIGINT column: larger numbers are refused, not overflowed
+MAX_BIGINT = 2**63 - 1  # a BIGINT column: larger numbers are refused, not overflowed
+MAX_VERSION = MAX_BIGINT
 VersionNo = Annotated[int, PathParameter(ge=1, le=MAX_VERSION, description="version number")]
 Limit = Annotated[int, QueryParameter(ge=1, le=1000, description="page size")]
 Cursor = Annotated[str | None, QueryParameter(description="next_cursor of the previous page")]

@@ -9,6 +9,7 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter, QueryParameter
 
+from contract.traffic import Version
 from registry.experiments.service import ExperimentService, ExperimentView
 from registry.experiments.stats import Experiment, ExperimentSpec, Feedback
 from registry.web.api.context import PathStr, Req, caller_of
@@ -18,7 +19,7 @@ ExperimentId = Annotated[str, PathParameter(max_length=64, description="experime
 
 
 class Stop(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    promote: Annotated[int, msgspec.Meta(ge=1)] | None = None  # the version to make Production
+    promote: Version | None = None  # the version to make Production
 
 
 class Accepted(msgspec.Struct, frozen=True):

@@ -11,7 +11,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from registry.rollouts.service import RolloutService
 from registry.rollouts.state import Look, Rollout, RolloutSpec
-from registry.web.api.context import PathStr, Req, caller_of
+from registry.web.api.context import MAX_BIGINT, PathStr, Req, caller_of
 
 RolloutsDep = NamedDependency[RolloutService]
 RolloutId = Annotated[str, PathParameter(max_length=64, description="rollout id (ro-...)")]
@@ -50,7 +50,9 @@ class RolloutController(Controller):
         self,
         rollouts: RolloutsDep,
         rollout_id: RolloutId,
-        after: Annotated[int, QueryParameter(ge=0, description="only looks after this seq")] = 0,
+        after: Annotated[
+            int, QueryParameter(ge=0, le=MAX_BIGINT, description="only looks after this seq")
+        ] = 0,
     ) -> RolloutView:
         return RolloutView(await rollouts.get(rollout_id), await rollouts.looks(rollout_id, after))
 

@@ -10,6 +10,7 @@ from litestar.params import JSONBody, PathParameter
 from registry.catalog.commands import TokenCreate
 from registry.catalog.domain import Principal, Role, Token
 from registry.web.api.context import (
+    MAX_BIGINT,
     AuthorityDep,
     Req,
     principal_of,
@@ -38,7 +39,10 @@ class TokenController(Controller):
 
     @delete("/{token_id:int}", status_code=200)
     async def revoke_token(
-        self, authority: AuthorityDep, request: Req, token_id: Annotated[int, PathParameter()]
+        self,
+        authority: AuthorityDep,
+        request: Req,
+        token_id: Annotated[int, PathParameter(ge=1, le=MAX_BIGINT)],
     ) -> Token:
         return await authority.revoke(token_id, principal_of(request).name)
 

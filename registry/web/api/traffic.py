@@ -15,7 +15,7 @@ from contract.traffic import TrafficPolicy
 from registry.catalog.domain import Model
 from registry.serving.feed import RouteFeed
 from registry.serving.rules import VersionServing, traffic_versions
-from registry.web.api.context import PathStr, RegistryDep, Req, caller_of, if_match
+from registry.web.api.context import MAX_BIGINT, PathStr, RegistryDep, Req, caller_of, if_match
 from registry.web.api.models import model_response
 from registry.web.errors import ErrorBody
 from registry.web.state import web_of
@@ -104,7 +104,9 @@ class TrafficController(Controller):
     async def routes(
         self,
         feed: FeedDep,
-        after: Annotated[int, QueryParameter(ge=-1, description="revision the caller has")] = -1,
+        after: Annotated[
+            int, QueryParameter(ge=-1, le=MAX_BIGINT, description="revision the caller has")
+        ] = -1,
         wait_s: Annotated[float, QueryParameter(ge=0, le=MAX_WAIT_S)] = 0.0,
     ) -> Response[bytes]:
         """What changed in the route table since revision `after` (every model when `after` is

@@ -15,6 +15,7 @@ from litestar.types import ControllerRouterHandler
 
 from registry.auth import hash_token
 from registry.errors import Unauthenticated
+from registry.web.api.body import refuse_nul_in_url
 from registry.web.console.actions import ConsoleActions
 from registry.web.console.pages import ConsolePages
 from registry.web.console.render import EXCEPTION_HANDLERS, STATIC, Req, page
@@ -117,6 +118,7 @@ def console_routes() -> list[ControllerRouterHandler]:
         path=UI_PATH,
         route_handlers=[ConsolePages, ConsoleActions, login_form, login, logout],
         guards=[ui_guard],
+        before_request=refuse_nul_in_url,
         exception_handlers=EXCEPTION_HANDLERS,
         include_in_schema=False,
     )

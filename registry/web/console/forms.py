@@ -30,6 +30,8 @@ def _convert(data: dict[str, Any], into: type[T]) -> T:
 
 def text(form: Form, key: str) -> str:
     value = form.get(key)
+    if isinstance(value, str) and "\x00" in value:  # as the API: PostgreSQL cannot hold it
+        raise InvalidInput(f"`{key}` holds a NUL character (U+0000)", field=key)
     return value.strip() if isinstance(value, str) else ""
 
 
@@ -60,7 +62,7 @@ def alias_change(form: Form) -> tuple[str, AliasChange]:
 
 def version_of(form: Form) -> int:
     value = text(form, "version")
-    if not value.isdigit() or int(value) < 1:
+    if not value.isdigit() or not 1 <= int(value) < 2**63:  # versions are BIGINTs
         raise InvalidInput("choose a version", field="version")
     return int(value)
 

@@ -29,7 +29,7 @@ from registry.auth import require_role
 from registry.catalog.commands import AliasChange, ModelCreate, SourceVersionCreate, StageChange
 from registry.catalog.domain import Role
 from registry.catalog.service import Registry
-from registry.web.api.body import DepthCheckedRequest
+from registry.web.api.body import DepthCheckedRequest, refuse_nul_in_url
 from registry.web.api.context import READ_METHODS, RegistryDep, Req, caller_of
 from registry.web.errors import MLFLOW_HANDLERS
 from registry.web.mlflow import messages as m
@@ -345,4 +345,5 @@ def mlflow_router() -> Router:
         },
         exception_handlers=MLFLOW_HANDLERS,
         request_class=DepthCheckedRequest,
+        before_request=refuse_nul_in_url,
     )
