@@ -16,7 +16,7 @@ iris rows, FP32 [3, 4].
   POSTing one gRPC frame (a serialized `ModelInferRequest`, `raw_input_contents` as tritonclient
   sends) to `/inference.GRPCInferenceService/ModelInfer` with `content-type: application/grpc`,
   one stream per connection, as many connections as wrk's. No gRPC load generator is packaged
-  (`ghz` is neither in Debian nor on PyPI; npm has none that is maintained), and a Python client
+  (`ghz` is neither in Debian nor on PyPI; on npm `ghz` is an empty 0.0.0 name), and a Python client
   would cost more CPU per call than the server. h2load cannot read a gRPC status (it travels in
   trailers), so each run is checked otherwise: every answer is HTTP 200 and the DATA bytes add up
   to one whole answer message per request (a gRPC error has no message), and one call with a
