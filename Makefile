@@ -57,7 +57,7 @@ bench: $(VENV)/.installed-dev ## registry benchmark (SQLite and PostgreSQL): pro
 bench-scale: $(VENV)/.installed-dev ## route feed at scale: 1,000 and 10,000 models, 50 long-polling gateways, SQLite and PostgreSQL x2
 	$(BIN)/python -m loadtests.scale_bench
 
-bench-gateway: $(VENV)/.installed-dev system-deps ## gateway benchmark (wrk, nginx: installed by system-deps): vs direct and nginx, and in front of BentoML
+bench-gateway: $(VENV)/.installed-dev system-deps ## gateway benchmark (wrk, nginx, h2load: installed by system-deps): vs direct and nginx, OIP over HTTP and gRPC, in front of BentoML
 	$(BIN)/python -m loadtests.gateway_bench
 
 loadtest: $(VENV)/.installed-dev ## locust, 60 s of steady inference on iris through a local `modelyard serve`; budgets, JSON + PNG report

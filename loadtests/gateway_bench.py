@@ -6,10 +6,10 @@ Run it from the repository root (or with `make bench-gateway`):
     python -m loadtests.gateway_bench --quick    # 1 s a measurement, no BentoML: a smoke run
     python -m loadtests.gateway_bench --out /tmp/gateway-bench.json
 
-It needs `wrk` and `nginx` from Debian (`apt-get install -y wrk nginx-light`) and installs
-nothing itself. Everything runs on loopback, wrk pinned to one CPU and every server to another
-(`taskset`; the modelyard process's threads with `sched_setaffinity`), as DESIGN.md's "How to
-measure" says. What it measures, in one run:
+It needs `wrk`, `nginx` and `h2load` from Debian (`apt-get install -y wrk nginx-light
+nghttp2-client`) and installs nothing itself. Everything runs on loopback, wrk (and h2load)
+pinned to one CPU and every server to another (`taskset`; the modelyard process's threads with
+`sched_setaffinity`), as DESIGN.md's "How to measure" says. What it measures, in one run:
 
 1. Three paths to one fixed-response upstream (nginx, one worker, answering every POST with
    `{"predictions":[0]}`), interleaved round by round so that noise hits them alike:
@@ -19,7 +19,12 @@ measure" says. What it measures, in one run:
    wrk POSTs a 200-byte JSON body with one thread at 1, 16 and 64 connections, 10 s each, and
    gives req/s, p50 and p99 (its `--latency` distribution). From these: the gateway's throughput
    as a share of direct and of nginx, and the latency it adds at concurrency 1.
-2. In front of BentoML (skipped by --quick; loadtests/gateway_e2e.py): the iris example's v1
+2. The Open Inference Protocol on the gateway leg's `modelyard serve` (loadtests/oip_legs.py):
+   `POST /v2/models/bench/infer` as OIP JSON and with binary tensors (wrk), and gRPC
+   `ModelInfer` on its gRPC port (h2load), translated to the same fixed upstream, at the same
+   concurrencies and durations; req/s, p50 and p99, the gRPC and binary throughput over the
+   JSON path's, and the p50 each adds to a direct call at concurrency 1.
+3. In front of BentoML (skipped by --quick; loadtests/gateway_e2e.py): the iris example's v1
    under `bentoml serve`, called directly and through the gateway at concurrency 1 and 8, in 6
    interleaved rounds of 3 s a path, BentoML and the gateway on one CPU; the gateway's share of
    the end-to-end p50, (gw - direct) / gw, on the medians of the rounds, and its share of the
@@ -32,7 +37,8 @@ Exit codes: 0 it ran; 1 something failed outright (a non-2xx answer or a socket 
 wrk, a server that did not start, a wrong answer); 2 a tool is missing. The JSON report goes to
 loadtests/results/gateway-bench.json unless `--out` says otherwise.
 
-Modules: this one (command line, config, the fixed-response legs, the run); gateway_e2e.py (in
+Modules: this one (command line, config, the fixed-response legs, the run); oip_legs.py (the
+OIP legs: bodies, the gRPC check, h2load); gateway_e2e.py (in
 front of BentoML) with bento_server.py; gateway_report.py (ratios, targets, the table);
 yard_api.py (register, promote, wait until served); benchkit.py (what the benchmarks share:
 tools, CPU pinning and CPU time, processes, nginx, wrk).
@@ -54,7 +60,8 @@ from typing import Any, Final
 
 import httpx
 
-from loadtests import benchkit, gateway_e2e, gateway_report, loadreport, scale_seed
+from adapters.net import free_port
+from loadtests import benchkit, gateway_e2e, gateway_report, loadreport, oip_legs, scale_seed
 from loadtests.benchkit import (
     FIXED_LOCATION,
     PACKAGES,
@@ -146,16 +153,24 @@ def make_body(size: int = BODY_BYTES) -> str:
 
 @contextmanager
 def gateway(
-    workdir: Path, pin: Pinning, upstream: Server, checkout: Path | None = None, models: int = 0
+    workdir: Path,
+    pin: Pinning,
+    upstream: Server,
+    checkout: Path | None = None,
+    models: int = 0,
+    grpc_port: int = 0,
 ) -> Iterator[ModelyardProcess]:
     """`modelyard serve` (no deployer) routing model `bench` to the upstream, its threads on the
     server CPU; always stopped. A failure to get there carries the server's log. `checkout`:
     run the code of another checkout of modelyard (its root is the child's working directory,
     which `python -m` puts first on the import path). `models`: that many more models in its
-    route table (loadtests/scale_seed.py), seeded before it starts."""
+    route table (loadtests/scale_seed.py), seeded before it starts. `grpc_port`: its gRPC port
+    (0: none)."""
     token = "bench-" + secrets.token_urlsafe(24)
     env = {"MODELYARD_DEPLOYER": "none"}
-    proc = ModelyardProcess("serve", workdir, token, extra_env=env, cwd=checkout)
+    proc = ModelyardProcess(
+        "serve", workdir, token, extra_env=env, cwd=checkout, grpc_port=grpc_port
+    )
     if models:
         workdir.mkdir(parents=True, exist_ok=True)
         database = f"sqlite:///{workdir / DB_FILE}"
@@ -228,7 +243,28 @@ def machine(tools: Tools, pin: Pinning) -> dict[str, Any]:
     }
 
 
-def run(cfg: Config, tools: Tools) -> dict[str, Any]:
+def oip(
+    cfg: Config, tools: Tools, pin: Pinning, yard: ModelyardProcess, h2load: str, work: Path
+) -> dict[str, Any]:
+    """The OIP legs (loadtests/oip_legs.py) on the gateway leg's `modelyard serve`."""
+    grpc_target = None
+    try:
+        answer_bytes = oip_legs.check_grpc(yard.grpc_target, MODEL)
+        frame = work / "grpc-frame.bin"
+        frame.write_bytes(oip_legs.grpc_frame(oip_legs.grpc_request(MODEL)))
+        grpc_target = oip_legs.H2Target(h2load, f"http://{yard.grpc_target}", frame, answer_bytes)
+    except BenchError as exc:
+        say(f"[oip grpc] FAILED: {exc}")
+    plan = (cfg.concurrencies, cfg.duration_s, cfg.warmup_s, cfg.threads)
+    runs = oip_legs.measure(
+        tools, pin, yard.url + oip_legs.infer_path(MODEL), grpc_target, work, plan
+    )
+    if grpc_target is None:
+        runs["grpc"] = {"error": "the gRPC check call failed (see stderr)"}
+    return runs
+
+
+def run(cfg: Config, tools: Tools, h2load: str) -> dict[str, Any]:
     pin = Pinning.choose(tools.taskset)
     report: dict[str, Any] = {
         "machine": machine(tools, pin),
@@ -267,7 +303,8 @@ def run(cfg: Config, tools: Tools) -> dict[str, Any]:
         many: ModelyardProcess | None = None
         try:
             say("[gateway] starting modelyard serve")
-            yard = stack.enter_context(gateway(work / "yard", pin, upstream))
+            grpc_port = free_port() if h2load else 0
+            yard = stack.enter_context(gateway(work / "yard", pin, upstream, grpc_port=grpc_port))
             targets["gateway"] = yard.url + GATEWAY_PATH
         except Exception as exc:  # reported verbatim; direct and nginx are still measured
             say(f"[gateway] FAILED:\n{traceback.format_exc()}")
@@ -292,6 +329,11 @@ def run(cfg: Config, tools: Tools) -> dict[str, Any]:
         )
         report["runs"] = {path: report["runs"].get(path, measured.get(path)) for path in PATHS}
         report["ratios"] = gateway_report.ratios(report["runs"], cfg.concurrencies)
+        if yard is not None:
+            report["oip"] = oip(cfg, tools, pin, yard, h2load, work)
+            report["oip_ratios"] = gateway_report.oip_ratios(
+                report["oip"], report["runs"], cfg.concurrencies
+            )
         report["rss_mb"] = {  # after the runs: `modelyard serve`, registry and gateway in one
             path: benchkit.rss_mb(proc.proc.pid)
             for path, proc in (("gateway", yard), ("gateway_10k", many))
@@ -336,7 +378,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" apt-get update && apt-get install -y {packages}"
         )
         return 2
-    report = run(Config.quick() if args.quick else Config.full(), tools)
+    h2load = oip_legs.find_h2load()
+    if h2load is None:
+        say(
+            "missing: h2load (the gRPC leg's load generator). Install with:"
+            f" apt-get update && apt-get install -y {oip_legs.PACKAGE}"
+        )
+        return 2
+    report = run(Config.quick() if args.quick else Config.full(), tools, h2load)
     report.update(loadreport.bench_fields(report))  # the load tests' report shape too
     benchkit.write_report(args.out, report)
     print(gateway_report.table(report))

@@ -34,6 +34,12 @@ TARGETS: Final[dict[str, dict[str, Any]]] = {
         "limit": 1.0,
         "unit": "ms",
     },
+    "grpc_over_http_json_rps_c16": {
+        "what": "OIP: gRPC req/s / HTTP JSON req/s at concurrency 16",
+        "op": ">=",
+        "limit": 0.8,
+        "unit": "fraction",
+    },
     "e2e_share_p50_c1": {
         "what": "gateway share of the p50 in front of BentoML, concurrency 1",
         "op": "<",
@@ -96,6 +102,34 @@ def ratios(runs: dict[str, Any], concurrencies: Sequence[int]) -> dict[str, Any]
     }
 
 
+OIP_LEGS: Final = ("http_json", "http_binary", "grpc")  # loadtests/oip_legs.py
+
+
+def oip_ratios(
+    oip: dict[str, Any], runs: dict[str, Any], concurrencies: Sequence[int]
+) -> dict[str, Any]:
+    """The OIP legs against each other (throughput over HTTP JSON's) and the p50 each adds to
+    a direct call at concurrency 1."""
+
+    def over_json(leg: str) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for c in concurrencies:
+            mine, json_rps = cell(oip, leg, f"c{c}", "rps"), cell(oip, "http_json", f"c{c}", "rps")
+            out[f"c{c}"] = None if mine is None or not json_rps else round(mine / json_rps, 4)
+        return out
+
+    direct = cell(runs, "direct", "c1", "p50_ms")
+    added: dict[str, float | None] = {}
+    for leg in OIP_LEGS:
+        mine = cell(oip, leg, "c1", "p50_ms")
+        added[leg] = None if mine is None or direct is None else round(mine - direct, 4)
+    return {
+        "throughput_grpc_over_http_json": over_json("grpc"),
+        "throughput_http_binary_over_http_json": over_json("http_binary"),
+        "added_p50_ms_c1": added,
+    }
+
+
 def judge(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     runs, r, e2e = report["runs"], report["ratios"], report["e2e"]
     shares = e2e.get("gateway_share_p50", {})
@@ -104,6 +138,9 @@ def judge(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "many_models_rps_c16": r["throughput_10k_models_over_1"].get("c16"),
         "added_p50_c1": r["added_latency_c1"]["p50_ms"],
         "added_p99_c1": r["added_latency_c1"]["p99_ms"],
+        "grpc_over_http_json_rps_c16": report.get("oip_ratios", {})
+        .get("throughput_grpc_over_http_json", {})
+        .get("c16"),
         "e2e_share_p50_c1": shares.get("c1"),
         "e2e_share_p50_c8": shares.get("c8"),
         "e2e_share_p50_c1_apart": e2e.get("apart_share_p50", {}).get("c1"),
@@ -126,6 +163,7 @@ def failed(report: dict[str, Any]) -> bool:
     return (
         "error" in report
         or any("error" in found for found in report["runs"].values())
+        or any("error" in found for found in report.get("oip", {}).values())
         or "error" in e2e
         or any("error" in e2e.get(path, {}) for path in E2E_PATHS)
     )
@@ -196,6 +234,8 @@ def table(report: dict[str, Any]) -> str:
         f"added by the gateway at c1: p50 {num(added['p50_ms'], '+.3f')} ms,"
         f" p99 {num(added['p99_ms'], '+.3f')} ms"
     )
+    if "oip" in report:
+        lines += ["", *oip_lines(report, head)]
     e2e = report["e2e"]
     lines.append("")
     if "skipped" in e2e:
@@ -215,6 +255,27 @@ def table(report: dict[str, Any]) -> str:
         value = num(t["value"], VALUE_FORMAT[t["unit"]])
         lines.append(f"{rules[name]:<{width}}{value:>10}  {verdict}")
     return "\n".join(lines)
+
+
+def oip_lines(report: dict[str, Any], head: str) -> list[str]:
+    """The Open Inference Protocol part: `POST /v2/models/bench/infer` as JSON and binary (wrk)
+    and gRPC `ModelInfer` (h2load), translated to the fixed BentoML upstream."""
+    lines = [
+        "Open Inference Protocol through the gateway to the same upstream (OIP -> BentoML JSON"
+        " and back): http_json, http_binary (wrk), grpc (h2load, one stream a connection)",
+        head,
+        "-" * len(head),
+    ]
+    lines += _run_lines(report["oip"], OIP_LEGS, report["config"]["concurrencies"])
+    r = report.get("oip_ratios", {})
+    for leg in ("grpc", "http_binary"):
+        shares = r.get(f"throughput_{leg}_over_http_json", {})
+        text = "  ".join(f"{c} {num(v, '.3f')}" for c, v in shares.items())
+        lines.append(f"{leg + '/http_json req/s:':<28}{text}")
+    added = r.get("added_p50_ms_c1", {})
+    text = ", ".join(f"{leg} {num(v, '+.3f')} ms" for leg, v in added.items())
+    lines.append(f"added p50 at c1 (over direct): {text}")
+    return lines
 
 
 def e2e_lines(e2e: dict[str, Any]) -> list[str]:

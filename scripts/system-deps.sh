@@ -4,6 +4,7 @@
 #
 #   chromium      the web console's browser tests (Playwright drives Debian's chromium)
 #   wrk, nginx    the gateway and tracing benchmarks' smoke tests (load generator, reference proxy)
+#   h2load        the gateway benchmark's gRPC leg (Debian's nghttp2-client: HTTP/2 load generator)
 #   PostgreSQL    the PostgreSQL half of the store tests: started when installed but down
 #
 # Run as root it installs with apt-get; otherwise it stops and prints the exact command to run.
@@ -17,6 +18,7 @@ missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
+command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
 
 if [ ${#missing[@]} -gt 0 ]; then
   install="apt-get update && apt-get install -y ${missing[*]}"

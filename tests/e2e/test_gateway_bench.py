@@ -2,8 +2,8 @@
 
 Timings are not asserted against the targets (a shared machine is too noisy for that): only that
 every path was measured at every concurrency with positive numbers, and that the ratios and the
-verdicts are there. Where wrk or nginx is missing the test fails with the install command (`make
-test` installs them through scripts/system-deps.sh).
+verdicts are there. Where wrk, nginx or h2load is missing the test fails with the install command
+(`make test` installs them through scripts/system-deps.sh).
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 PATHS = ("direct", "nginx", "gateway", "gateway_10k")  # the last: 10,000 models more
 CONCURRENCIES = ("c1", "c16", "c64")
+OIP_LEGS = ("http_json", "http_binary", "grpc")  # /v2/models/bench/infer, and gRPC ModelInfer
 TARGETS = {
+    "grpc_over_http_json_rps_c16",
     "gateway_rps_c16",
     "many_models_rps_c16",
     "added_p50_c1",
@@ -58,7 +60,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
         timeout=240,
         check=False,
     )
-    # 2: it could not be set up (no wrk or nginx): a failure, never a skip (make system-deps)
+    # 2: it could not be set up (no wrk, nginx or h2load): a failure, never a skip
     assert done.returncode != 2, done.stderr.strip()
     assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     loaded: dict[str, Any] = json.loads(out.read_text())
@@ -103,6 +105,25 @@ def test_ratios_and_added_latency_are_present(run: tuple[dict[str, Any], str]) -
     throughput = [n for where, n in found if where.startswith(".throughput_")]
     assert len(throughput) == len(shares) * len(CONCURRENCIES), ratios
     assert all(n > 0 for n in throughput), ratios
+
+
+def test_every_oip_leg_is_measured_at_every_concurrency(run: tuple[dict[str, Any], str]) -> None:
+    report, stdout = run
+    assert set(report["oip"]) == set(OIP_LEGS)
+    for leg in OIP_LEGS:
+        found = report["oip"][leg]
+        assert "error" not in found, found.get("error")
+        assert set(found) == set(CONCURRENCIES), leg
+        for conc, cell in found.items():
+            assert cell["requests"] > 0 and cell["rps"] > 0, (leg, conc, cell)
+            assert 0 < cell["p50_ms"] <= cell["p99_ms"], (leg, conc, cell)
+    ratios = report["oip_ratios"]
+    for name in ("throughput_grpc_over_http_json", "throughput_http_binary_over_http_json"):
+        assert set(ratios[name]) == set(CONCURRENCIES), ratios
+        assert all(v is not None and v > 0 for v in ratios[name].values()), ratios
+    assert set(ratios["added_p50_ms_c1"]) == set(OIP_LEGS), ratios
+    assert all(v is not None for v in ratios["added_p50_ms_c1"].values()), ratios
+    assert "grpc/http_json req/s" in stdout and "Open Inference Protocol" in stdout
 
 
 def test_targets_are_judged_and_e2e_is_skipped_when_quick(run: tuple[dict[str, Any], str]) -> None:
