@@ -42,6 +42,8 @@ async def running_gateway(
     transport = Http1Transport()
     metrics = GatewayMetrics()
     hooks = TracingHooks(tracing) if tracing is not None else None
+    if tracing is not None:
+        metrics.spans_dropped = lambda: tracing.dropped
     shadow = ShadowQueue(transport, metrics, hooks=hooks)
     follower = RouteFollower(source, saved_routes)
     checks = UpstreamChecks(follower)

@@ -131,7 +131,9 @@ def test_injected_headers_are_the_propagators(sampled: bool) -> None:
     expected: dict[str, str] = {}
     tracing.propagator.inject(expected, context=set_span_in_context(span))
     caller = [(b"traceparent", b"00-old"), (b"content-type", b"application/json")]
-    got = _inject(span, caller)
+    context = span.get_span_context()
+    state = context.trace_state.to_header() if context.trace_state else ""
+    got = _inject(caller, context.trace_id, context.span_id, context.trace_flags, state)
     assert got[0] == (b"content-type", b"application/json")
     assert {k.decode(): v.decode() for k, v in got[1:]} == expected
     assert expected["traceparent"].endswith("-01" if sampled else "-00")
