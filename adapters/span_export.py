@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final, Protocol
 
 from opentelemetry.sdk.resources import Resource
@@ -31,6 +31,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
+from adapters.otlp_wire import Encoder
 from contract.spans import SpanRecord
 
 MAX_QUEUE: Final = 2048  # the SDK's BatchSpanProcessor default (OTEL_BSP_MAX_QUEUE_SIZE)
@@ -174,12 +175,25 @@ def make_exporter(name: str) -> SpanExporter:
     return OTLPSpanExporter()
 
 
+def _sender(
+    exporter: SpanExporter, resource: Resource, scope: InstrumentationScope
+) -> Callable[[list[SpanRecord]], object]:
+    """How a batch leaves: for OTLP/HTTP, our wire encoder (adapters.otlp_wire, 5x cheaper
+    than the SDK's) and the exporter's own HTTP client (endpoint, headers, compression,
+    retries from the `OTEL_EXPORTER_OTLP_*` variables); else the exporter's `export`."""
+    post = getattr(getattr(exporter, "_client", None), "export", None)
+    if callable(post):
+        encoder = Encoder(resource, scope)
+        return lambda batch: post(encoder.encode(batch))
+    return lambda batch: exporter.export([readable(r, resource, scope) for r in batch])
+
+
 def _child(exporter_name: str, scope_name: str, env: Mapping[str, str]) -> int:
     # marshal data only ever comes from the parent that started this process (env, stdin)
     attrs = marshal.loads(bytes.fromhex(env.get("MODELYARD_SPAN_RESOURCE", "")))  # noqa: S302
     resource = Resource(attrs)  # already merged by the parent: not Resource.create again
-    scope = InstrumentationScope(scope_name)
     exporter = make_exporter(exporter_name)
+    send = _sender(exporter, resource, InstrumentationScope(scope_name))
     source = sys.stdin.buffer
     try:
         while True:
@@ -187,9 +201,8 @@ def _child(exporter_name: str, scope_name: str, env: Mapping[str, str]) -> int:
             if len(head) < 4:
                 return 0
             batch = marshal.loads(source.read(int.from_bytes(head, "big")))  # noqa: S302
-            spans = [readable(r, resource, scope) for r in batch]
-            for i in range(0, len(spans), MAX_BATCH):
-                exporter.export(spans[i : i + MAX_BATCH])
+            for i in range(0, len(batch), MAX_BATCH):
+                send(batch[i : i + MAX_BATCH])
     finally:
         exporter.shutdown()
 

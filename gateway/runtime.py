@@ -16,7 +16,8 @@ from gateway.metrics import GatewayMetrics
 from gateway.report import REPORT_S, Reporter, WindowSink
 from gateway.resilience import Resilient
 from gateway.shadow import ShadowQueue
-from gateway.traced import Tracing, TracingHooks
+from gateway.spans import Tracing
+from gateway.traced import TracingHooks
 from gateway.transport.pool import Http1Transport
 
 GATEWAY_PREFIXES = ("/models/", "/v2/")

@@ -25,30 +25,33 @@ queue drops the span and counts it (`modelyard_gateway_spans_dropped_total`).
 
 from __future__ import annotations
 
-import random
 import time
-import traceback
-from typing import Final, Protocol
+from typing import Final
 
 from msgspec.structs import replace
-from opentelemetry.propagators.textmap import TextMapPropagator
-from opentelemetry.trace import SpanKind, StatusCode, get_current_span
+from opentelemetry.trace import get_current_span
 
 from contract.routes import ModelRoute, RouteTable, VersionRoute
-from contract.spans import SpanAttributes, SpanEvent, SpanLink, SpanRecord
+from contract.spans import SpanLink
 from contract.traffic import SHADOW_VARIANT
 from gateway.errors import GatewayError
 from gateway.routing import Choice
 from gateway.shadow import ShadowCopy
+from gateway.spans import (
+    CLIENT,
+    SAMPLED,
+    SERVER,
+    TRACE_HEADERS,
+    SpanBuilder,
+    Tracing,
+    exception_event,
+    inject,
+    new_id,
+)
 from gateway.transport.base import Headers, UpstreamRequest, UpstreamResponse
 
 TRACER_NAME: Final = "modelyard.gateway"
-_TRACE_HEADERS: Final = frozenset({b"traceparent", b"tracestate"})
 _UNTRACED: Final = "/v2/health/"
-_SERVER: Final = SpanKind.SERVER.value
-_CLIENT: Final = SpanKind.CLIENT.value
-_ERROR: Final = StatusCode.ERROR.value
-_SAMPLED: Final = 1
 
 # Attribute names: OpenTelemetry's HTTP conventions where they exist, `model.*` and
 # `modelyard.*` for ours.
@@ -63,23 +66,6 @@ RETRY: Final = "modelyard.retry"
 BREAKER: Final = "modelyard.breaker.state"
 AGREED: Final = "modelyard.shadow.agreed"
 STATUS: Final = "http.response.status_code"
-
-
-class Tracing(Protocol):
-    """What the gateway needs of a running tracer provider (`adapters.telemetry` gives one)."""
-
-    @property
-    def propagator(self) -> TextMapPropagator: ...
-
-    @property
-    def dropped(self) -> int:
-        """Spans dropped so far (the export queue was full)."""
-
-    def sample(self, trace_id: int, parent_span_id: int, parent_flags: int, name: str) -> bool:
-        """The sampler's decision for a SERVER span; `parent_flags` -1: no parent."""
-
-    def emit(self, record: SpanRecord) -> None:
-        """A finished span, for export (never blocks)."""
 
 
 def span_name(method: str, path: str) -> str:
@@ -98,37 +84,6 @@ def span_name(method: str, path: str) -> str:
     return f"{method} /models/{{name}}/{{api}}"
 
 
-def _new_id(bits: int) -> int:
-    """A random non-zero id, as the SDK's RandomIdGenerator makes them."""
-    while True:
-        value = random.getrandbits(bits)
-        if value:
-            return value
-
-
-def _inject(headers: Headers, trace_id: int, span_id: int, flags: int, state: str) -> Headers:
-    """`headers` with the caller's trace headers replaced by this span's. The same bytes as
-    `TraceContextTextMapPropagator.inject` (a unit test checks), formatted directly: it runs
-    on every request, sampled or not, and the propagator's context and dict cost 3x more."""
-    out = [h for h in headers if h[0] not in _TRACE_HEADERS]
-    out.append((b"traceparent", b"00-%032x-%016x-%02x" % (trace_id, span_id, flags)))
-    if state:
-        out.append((b"tracestate", state.encode("latin-1")))
-    return out
-
-
-def _exception(error: BaseException) -> SpanEvent:
-    """The event `Span.record_exception` adds (the same attributes)."""
-    module, name = type(error).__module__, type(error).__qualname__
-    attrs: SpanAttributes = {
-        "exception.type": f"{module}.{name}" if module and module != "builtins" else name,
-        "exception.message": str(error),
-        "exception.stacktrace": "".join(traceback.format_exception(error)),
-        "exception.escaped": "False",
-    }
-    return ("exception", time.time_ns(), attrs)
-
-
 class TracingHooks:
     """The gateway's hooks (gateway.hooks.Hooks) with a tracer provider behind them."""
 
@@ -140,7 +95,7 @@ class TracingHooks:
         an invalid one: parsed by the SDK's propagator (only when a trace header came)."""
         carrier: dict[str, str] | None = None
         for name, value in headers:
-            if name in _TRACE_HEADERS:
+            if name in TRACE_HEADERS:
                 carrier = carrier or {}
                 carrier[name.decode()] = value.decode("latin-1")
         if carrier is None:
@@ -158,22 +113,22 @@ class TracingHooks:
             return None
         trace_id, parent_id, flags, state = self._parent(headers)
         if flags < 0:
-            trace_id = _new_id(128)
+            trace_id = new_id(128)
         name = span_name(method, path)
         if not self.tracing.sample(trace_id, parent_id, flags, name):
             # not sampled: only the trace context travels on, nothing is recorded
-            return _UnsampledRequest(trace_id, _new_id(64), state)
+            return _UnsampledRequest(trace_id, new_id(64), state)
         span = _RequestSpan(self.tracing, name, trace_id, parent_id, flags >= 0, state)
         span.attrs.update({"http.request.method": method, "url.path": path})
         return span
 
     def shadow(self, copy: ShadowCopy) -> _ShadowSpan | _UnsampledShadow:
         name = f"shadow POST {copy.path.decode(errors='replace')}"
-        trace_id = _new_id(128)  # a new trace: the copy is not part of the answer's latency
+        trace_id = new_id(128)  # a new trace: the copy is not part of the answer's latency
         if not self.tracing.sample(trace_id, 0, -1, name):
-            span_id = _new_id(64)
+            span_id = new_id(64)
             return _UnsampledShadow(
-                copy._replace(headers=_inject(copy.headers, trace_id, span_id, 0, ""))
+                copy._replace(headers=inject(copy.headers, trace_id, span_id, 0, ""))
             )
         return _ShadowSpan(self.tracing, name, trace_id, copy)
 
@@ -191,7 +146,7 @@ class _UnsampledRequest:
     def attempt(
         self, route: ModelRoute, target: VersionRoute, request: UpstreamRequest
     ) -> _Injected:
-        headers = _inject(request.headers, self.trace_id, self.span_id, 0, self.state)
+        headers = inject(request.headers, self.trace_id, self.span_id, 0, self.state)
         return _Injected(replace(request, headers=headers))
 
     def fallback(self, route: ModelRoute, before: Choice, after: Choice, why: str) -> None:
@@ -222,78 +177,7 @@ class _Injected:
         return None
 
 
-class _Span:
-    """A sampled span being recorded: plain fields, one tuple for `Tracing.emit` at its end."""
-
-    __slots__ = (
-        "attrs",
-        "code",
-        "description",
-        "events",
-        "kind",
-        "links",
-        "name",
-        "parent_id",
-        "remote",
-        "span_id",
-        "start",
-        "state",
-        "trace_id",
-        "tracing",
-    )
-
-    def __init__(
-        self,
-        tracing: Tracing,
-        name: str,
-        kind: int,
-        trace_id: int,
-        parent_id: int,
-        remote: bool,
-        state: str,
-    ) -> None:
-        self.tracing = tracing
-        self.name = name
-        self.kind = kind
-        self.trace_id = trace_id
-        self.span_id = _new_id(64)
-        self.parent_id = parent_id
-        self.remote = remote
-        self.state = state
-        self.start = time.time_ns()
-        self.attrs: SpanAttributes = {}
-        self.events: list[SpanEvent] = []
-        self.links: list[SpanLink] = []
-        self.code = 0
-        self.description = ""
-
-    def error(self, description: str = "") -> None:
-        self.code = _ERROR
-        self.description = description
-
-    def finish(self) -> None:
-        self.tracing.emit(
-            (
-                self.name,
-                self.kind,
-                self.trace_id,
-                self.span_id,
-                self.parent_id,
-                self.remote,
-                _SAMPLED,
-                self.state,
-                self.start,
-                time.time_ns(),
-                self.attrs,
-                self.code,
-                self.description,
-                self.events,
-                self.links,
-            )
-        )
-
-
-class _RequestSpan(_Span):
+class _RequestSpan(SpanBuilder):
     """A sampled request: its SERVER span, and the count of its upstream attempts."""
 
     __slots__ = ("attempts",)
@@ -301,7 +185,7 @@ class _RequestSpan(_Span):
     def __init__(
         self, tracing: Tracing, name: str, trace_id: int, parent_id: int, remote: bool, state: str
     ) -> None:
-        super().__init__(tracing, name, _SERVER, trace_id, parent_id, remote, state)
+        super().__init__(tracing, name, SERVER, trace_id, parent_id, remote, state)
         self.attempts = 0
 
     def attempt(
@@ -311,7 +195,7 @@ class _RequestSpan(_Span):
         self.attempts += 1
         name = f"POST {request.path.decode(errors='replace')}"
         span = _AttemptSpan(
-            self.tracing, name, _CLIENT, self.trace_id, self.span_id, False, self.state
+            self.tracing, name, CLIENT, self.trace_id, self.span_id, False, self.state
         )
         span.attrs.update(
             {
@@ -322,7 +206,7 @@ class _RequestSpan(_Span):
                 RETRY: retry,
             }
         )
-        headers = _inject(request.headers, self.trace_id, span.span_id, _SAMPLED, self.state)
+        headers = inject(request.headers, self.trace_id, span.span_id, SAMPLED, self.state)
         span.request = replace(request, headers=headers)
         return span
 
@@ -345,12 +229,12 @@ class _RequestSpan(_Span):
             attrs[ROLLOUT] = route.policy.steered_by
 
     def origin(self) -> object | None:
-        link: SpanLink = (self.trace_id, self.span_id, _SAMPLED, self.state)
+        link: SpanLink = (self.trace_id, self.span_id, SAMPLED, self.state)
         return link
 
     def end(self, status: int, error: BaseException | None) -> None:
         if error is not None:
-            self.events.append(_exception(error))
+            self.events.append(exception_event(error))
             self.error(type(error).__name__)
         if self.attempts:
             self.attrs[ATTEMPTS] = self.attempts
@@ -361,7 +245,7 @@ class _RequestSpan(_Span):
         self.finish()
 
 
-class _AttemptSpan(_Span):
+class _AttemptSpan(SpanBuilder):
     """A CLIENT span per upstream attempt; the upstream gets its trace context."""
 
     __slots__ = ("request",)
@@ -397,13 +281,13 @@ class _UnsampledShadow:
         return None
 
 
-class _ShadowSpan(_Span):
+class _ShadowSpan(SpanBuilder):
     """A shadow copy's CLIENT span: a trace of its own, linked to the primary request."""
 
     __slots__ = ("copy",)
 
     def __init__(self, tracing: Tracing, name: str, trace_id: int, copy: ShadowCopy) -> None:
-        super().__init__(tracing, name, _CLIENT, trace_id, 0, False, "")
+        super().__init__(tracing, name, CLIENT, trace_id, 0, False, "")
         origin = copy.origin
         if isinstance(origin, tuple) and len(origin) == 4:
             self.links.append(origin)
@@ -417,7 +301,7 @@ class _ShadowSpan(_Span):
         )
         if copy.route.policy.steered_by:
             self.attrs[ROLLOUT] = copy.route.policy.steered_by
-        headers = _inject(copy.headers, trace_id, self.span_id, _SAMPLED, "")
+        headers = inject(copy.headers, trace_id, self.span_id, SAMPLED, "")
         self.copy = copy._replace(headers=headers)
 
     def end(self, agreed: bool | None, error: BaseException | None) -> None:

@@ -14,7 +14,8 @@ from opentelemetry.trace.propagation import set_span_in_context
 
 from adapters.json_logs import REQUEST_ID, JsonFormatter
 from adapters.telemetry import TelemetryError, setup_tracing, tracing_wanted
-from gateway.traced import _inject, span_name
+from gateway.spans import inject
+from gateway.traced import span_name
 from modelyard.settings import SettingsError, load_settings
 
 
@@ -133,7 +134,7 @@ def test_injected_headers_are_the_propagators(sampled: bool) -> None:
     caller = [(b"traceparent", b"00-old"), (b"content-type", b"application/json")]
     context = span.get_span_context()
     state = context.trace_state.to_header() if context.trace_state else ""
-    got = _inject(caller, context.trace_id, context.span_id, context.trace_flags, state)
+    got = inject(caller, context.trace_id, context.span_id, context.trace_flags, state)
     assert got[0] == (b"content-type", b"application/json")
     assert {k.decode(): v.decode() for k, v in got[1:]} == expected
     assert expected["traceparent"].endswith("-01" if sampled else "-00")
