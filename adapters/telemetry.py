@@ -10,7 +10,9 @@ span, attaches no context and pays no branch (the gateway picks its traced class
 What the SDK reads itself (its own env handling, not re-implemented here): the exporter's
 endpoint, headers, timeout and compression (`OTEL_EXPORTER_OTLP_*`), the batch processor
 (`OTEL_BSP_*`), resource attributes (`OTEL_RESOURCE_ATTRIBUTES`, `OTEL_SERVICE_NAME`) and, when
-`OTEL_TRACES_SAMPLER` is set, the sampler. Defaults of ours:
+`OTEL_TRACES_SAMPLER` is set, the sampler. The gateway's own export queue (below) takes
+`OTEL_BSP_MAX_QUEUE_SIZE` (default 2048 spans) and `OTEL_BSP_SCHEDULE_DELAY` (default 500 ms).
+Defaults of ours:
 
 - service name `modelyard-<role>` (`modelyard-serve`, `modelyard-registry`, `modelyard-gateway`)
   unless `OTEL_SERVICE_NAME` (or `service.name` in `OTEL_RESOURCE_ATTRIBUTES`) names one;
@@ -53,7 +55,14 @@ from opentelemetry.trace import (
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from adapters.span_export import DirectSpans, ExportPipe, SpanSink, make_exporter
+from adapters.span_export import (
+    DELAY_S,
+    MAX_QUEUE,
+    DirectSpans,
+    ExportPipe,
+    SpanSink,
+    make_exporter,
+)
 from contract.spans import SpanRecord
 
 __all__ = ["TRACING_MODES", "TelemetryError", "Tracing", "setup_tracing", "tracing_wanted"]
@@ -179,7 +188,18 @@ def _gateway_sink(
     name = _exporter_name(env)
     if name == "none" or role == "registry":  # no gateway in the process: no child
         return _Discard()
-    return ExportPipe(name, resource, GATEWAY_SCOPE)
+    max_queue = _positive(env, "OTEL_BSP_MAX_QUEUE_SIZE", MAX_QUEUE)
+    delay_ms = _positive(env, "OTEL_BSP_SCHEDULE_DELAY", round(DELAY_S * 1000))
+    return ExportPipe(name, resource, GATEWAY_SCOPE, max_queue=max_queue, delay_s=delay_ms / 1000)
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise TelemetryError(f"{name} must be a positive integer, got {raw!r}")
+    return int(raw)
 
 
 def setup_tracing(

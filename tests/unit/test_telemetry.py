@@ -139,3 +139,10 @@ def test_injected_headers_are_the_propagators(sampled: bool) -> None:
     assert {k.decode(): v.decode() for k, v in got[1:]} == expected
     assert expected["traceparent"].endswith("-01" if sampled else "-00")
     tracing.shutdown()
+
+
+@pytest.mark.parametrize("name", ["OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_SCHEDULE_DELAY"])
+@pytest.mark.parametrize("raw", ["0", "-3", "many"])
+def test_the_gateway_export_queue_refuses_a_bad_size_or_delay(name: str, raw: str) -> None:
+    with pytest.raises(TelemetryError, match=name):
+        setup_tracing("gateway", {"OTEL_TRACES_EXPORTER": "console", name: raw}, "auto")
