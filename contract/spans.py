@@ -11,6 +11,10 @@ request path). Pure.
 - `trace_state`: the W3C `tracestate` header ("" when none);
 - an event is (name, time ns, attributes); a link is (trace_id, span_id, trace_flags,
   trace_state).
+
+Tuples all the way down (no lists), and attribute values atomic: CPython's collector then
+untracks a record at its first pass, so records waiting in the export queue add nothing to the
+gateway's garbage collections.
 """
 
 from __future__ import annotations
@@ -34,6 +38,6 @@ SpanRecord: TypeAlias = tuple[
     SpanAttributes,
     int,  # status_code
     str,  # status_description
-    list[SpanEvent],
-    list[SpanLink],
+    tuple[SpanEvent, ...],
+    tuple[SpanLink, ...],
 ]

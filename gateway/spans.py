@@ -110,8 +110,8 @@ class SpanBuilder:
         self.state = state
         self.start = time.time_ns()
         self.attrs: SpanAttributes = {}
-        self.events: list[SpanEvent] = []
-        self.links: list[SpanLink] = []
+        self.events: tuple[SpanEvent, ...] = ()  # tuples: see contract.spans
+        self.links: tuple[SpanLink, ...] = ()
         self.code = 0
         self.description = ""
 

@@ -217,7 +217,7 @@ class _RequestSpan(SpanBuilder):
             "to.version": str(after.version),
             "reason": why,
         }
-        self.events.append(("fallback", time.time_ns(), dict(event)))
+        self.events += (("fallback", time.time_ns(), dict(event)),)
 
     def chosen(self, table: RouteTable, route: ModelRoute, choice: Choice) -> None:
         attrs = self.attrs
@@ -234,7 +234,7 @@ class _RequestSpan(SpanBuilder):
 
     def end(self, status: int, error: BaseException | None) -> None:
         if error is not None:
-            self.events.append(exception_event(error))
+            self.events += (exception_event(error),)
             self.error(type(error).__name__)
         if self.attempts:
             self.attrs[ATTEMPTS] = self.attempts
@@ -290,7 +290,7 @@ class _ShadowSpan(SpanBuilder):
         super().__init__(tracing, name, CLIENT, trace_id, 0, False, "")
         origin = copy.origin
         if isinstance(origin, tuple) and len(origin) == 4:
-            self.links.append(origin)
+            self.links = (origin,)
         self.attrs.update(
             {
                 MODEL: copy.route.name,

@@ -12,7 +12,7 @@ from contract.spans import SpanRecord
 
 
 def record(name: str) -> SpanRecord:
-    return (name, 1, 7, 8, 0, False, 1, "", 1, 2, {"k": "v"}, 0, "", [], [])
+    return (name, 1, 7, 8, 0, False, 1, "", 1, 2, {"k": "v"}, 0, "", (), ())
 
 
 def test_the_export_queue_is_bounded_and_counts_its_drops(

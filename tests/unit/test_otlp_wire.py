@@ -29,8 +29,8 @@ ROOT: SpanRecord = (
     {"model.name": "iris", "modelyard.route.revision": 12, "modelyard.retry": False},
     0,
     "",
-    [],
-    [],
+    (),
+    (),
 )
 CHILD_OF_REMOTE: SpanRecord = (
     "POST /classify",
@@ -46,13 +46,13 @@ CHILD_OF_REMOTE: SpanRecord = (
     {"http.response.status_code": 503, "ratio": 0.25, "négatif": -4, "empty": ""},
     2,  # ERROR
     "upstream_unavailable: the model is down",
-    [
+    (
         ("exception", 7, {"exception.type": "OSError", "exception.escaped": "False"}),
         ("fallback", 8, {}),
-    ],
-    [(1, 2, 1, ""), ((1 << 128) - 1, (1 << 64) - 1, 0, "a=b")],
+    ),
+    ((1, 2, 1, ""), ((1 << 128) - 1, (1 << 64) - 1, 0, "a=b")),
 )
-ERROR_NO_TEXT: SpanRecord = (*ROOT[:11], 2, "", [], [])
+ERROR_NO_TEXT: SpanRecord = (*ROOT[:11], 2, "", (), ())
 
 
 def parsed(data: bytes) -> ExportTraceServiceRequest:
