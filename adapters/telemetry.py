@@ -10,13 +10,21 @@ span, attaches no context and pays no branch (the gateway picks its traced class
 What the SDK reads itself (its own env handling, not re-implemented here): the exporter's
 endpoint, headers, timeout and compression (`OTEL_EXPORTER_OTLP_*`), the batch processor
 (`OTEL_BSP_*`), resource attributes (`OTEL_RESOURCE_ATTRIBUTES`, `OTEL_SERVICE_NAME`) and, when
-`OTEL_TRACES_SAMPLER` is set, the sampler. Defaults of ours:
+`OTEL_TRACES_SAMPLER` is set, the sampler. The gateway's own export queue (below) takes
+`OTEL_BSP_MAX_QUEUE_SIZE` (default 2048 spans) and `OTEL_BSP_SCHEDULE_DELAY` (default 500 ms).
+Defaults of ours:
 
 - service name `modelyard-<role>` (`modelyard-serve`, `modelyard-registry`, `modelyard-gateway`)
   unless `OTEL_SERVICE_NAME` (or `service.name` in `OTEL_RESOURCE_ATTRIBUTES`) names one;
 - sampler parent-based trace-id ratio, the ratio from `OTEL_TRACES_SAMPLER_ARG` (default 1.0):
   an incoming sampled `traceparent` is always followed;
 - exporter OTLP over HTTP/protobuf (`OTEL_TRACES_EXPORTER=otlp`, the default), or `console`.
+
+The gateway's spans do not go through SDK span objects: it records plain tuples
+(contract.spans) and hands them to `Tracing.emit`, which queues them for a child process that
+encodes and exports them (adapters.span_export), so the export never holds the gateway's
+interpreter; `Tracing.sample` is the provider's sampler decision without a span. The
+registry's spans (fewer, not on the inference path) stay SDK spans with a batch processor.
 
 An unknown exporter or mode is a start-up error (`TelemetryError`), never a silent default.
 """
@@ -30,14 +38,32 @@ from typing import Final
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    ConsoleSpanExporter,
-    SpanExporter,
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import (
+    Decision,
+    ParentBasedTraceIdRatio,
+    Sampler,
+    TraceIdRatioBased,
 )
-from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio, Sampler
-from opentelemetry.trace import Tracer
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    TraceFlags,
+    Tracer,
+    set_span_in_context,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from adapters.span_export import (
+    DELAY_S,
+    MAX_QUEUE,
+    DirectSpans,
+    ExportPipe,
+    SpanSink,
+    make_exporter,
+)
+from contract.spans import SpanRecord
 
 __all__ = ["TRACING_MODES", "TelemetryError", "Tracing", "setup_tracing", "tracing_wanted"]
 
@@ -47,6 +73,20 @@ ENDPOINT_VARIABLES: Final = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_
 SERVICE_PREFIX: Final = "modelyard-"
 DEFAULT_RATIO: Final = 1.0
 _SDK_SAMPLER_ENV: Final = "OTEL_TRACES_SAMPLER"
+GATEWAY_SCOPE: Final = "modelyard.gateway"  # the instrumentation scope of emitted records
+_ID_MASK: Final = TraceIdRatioBased.TRACE_ID_LIMIT
+
+
+class _Discard:
+    """`OTEL_TRACES_EXPORTER=none`: records go nowhere."""
+
+    dropped = 0
+
+    def emit(self, record: SpanRecord) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
 
 
 class TelemetryError(ValueError):
@@ -59,12 +99,39 @@ class Tracing:
 
     provider: TracerProvider
     propagator: TextMapPropagator
+    spans: SpanSink
+    #: The parent-based ratio sampler's bound on a trace id's low 64 bits, or None when the
+    #: SDK's own `OTEL_TRACES_SAMPLER` decides (then `sample` asks it).
+    bound: int | None
 
     def tracer(self, name: str) -> Tracer:
         return self.provider.get_tracer(name)
 
+    def sample(self, trace_id: int, parent_span_id: int, parent_flags: int, name: str) -> bool:
+        """The sampler's decision for a SERVER span; `parent_flags` -1: no parent."""
+        if self.bound is not None:  # ParentBasedTraceIdRatio, decided without objects
+            if parent_flags >= 0:
+                return bool(parent_flags & 1)
+            return trace_id & _ID_MASK < self.bound
+        parent = None
+        if parent_flags >= 0:
+            remote = SpanContext(trace_id, parent_span_id, True, TraceFlags(parent_flags))
+            parent = set_span_in_context(NonRecordingSpan(remote))
+        result = self.provider.sampler.should_sample(parent, trace_id, name, SpanKind.SERVER)
+        return result.decision == Decision.RECORD_AND_SAMPLE
+
+    def emit(self, record: SpanRecord) -> None:
+        """A finished gateway span, queued for export (dropped and counted when full)."""
+        self.spans.emit(record)
+
+    @property
+    def dropped(self) -> int:
+        """Gateway spans dropped so far because the export queue was full."""
+        return self.spans.dropped
+
     def shutdown(self) -> None:
-        """Flush what is still queued and stop the exporter (bounded by the SDK's timeouts)."""
+        """Flush what is still queued and stop the exporters (bounded by their timeouts)."""
+        self.spans.close()
         self.provider.shutdown()
 
 
@@ -94,7 +161,7 @@ def tracing_wanted(mode: str, env: Mapping[str, str]) -> bool:
     return configured or ("OTEL_TRACES_EXPORTER" in env and exporter != "none")
 
 
-def _sampler(env: Mapping[str, str]) -> Sampler | None:
+def _ratio(env: Mapping[str, str]) -> float | None:
     """None lets the SDK read OTEL_TRACES_SAMPLER (and its _ARG) itself."""
     if env.get(_SDK_SAMPLER_ENV):
         return None
@@ -105,21 +172,34 @@ def _sampler(env: Mapping[str, str]) -> Sampler | None:
         raise TelemetryError(f"OTEL_TRACES_SAMPLER_ARG must be a number, got {raw!r}") from None
     if not 0.0 <= ratio <= 1.0:
         raise TelemetryError(f"OTEL_TRACES_SAMPLER_ARG must be within [0, 1], got {ratio:g}")
-    return ParentBasedTraceIdRatio(ratio)
+    return ratio
 
 
 def _default_processor(env: Mapping[str, str]) -> SpanProcessor | None:
     name = _exporter_name(env)
-    exporter: SpanExporter
-    if name == "none":
-        return None
-    if name == "console":
-        exporter = ConsoleSpanExporter()
-    else:  # imported here: it pulls in `requests`, which only exporting processes need
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    return None if name == "none" else BatchSpanProcessor(make_exporter(name))
 
-        exporter = OTLPSpanExporter()
-    return BatchSpanProcessor(exporter)
+
+def _gateway_sink(
+    role: str, env: Mapping[str, str], processor: SpanProcessor | None, resource: Resource
+) -> SpanSink:
+    if processor is not None:
+        return DirectSpans(processor, resource, GATEWAY_SCOPE)
+    name = _exporter_name(env)
+    if name == "none" or role == "registry":  # no gateway in the process: no child
+        return _Discard()
+    max_queue = _positive(env, "OTEL_BSP_MAX_QUEUE_SIZE", MAX_QUEUE)
+    delay_ms = _positive(env, "OTEL_BSP_SCHEDULE_DELAY", round(DELAY_S * 1000))
+    return ExportPipe(name, resource, GATEWAY_SCOPE, max_queue=max_queue, delay_s=delay_ms / 1000)
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise TelemetryError(f"{name} must be a positive integer, got {raw!r}")
+    return int(raw)
 
 
 def setup_tracing(
@@ -143,8 +223,12 @@ def setup_tracing(
         attributes[SERVICE_NAME] = SERVICE_PREFIX + role
     # Resource.create merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME (which win).
     resource = Resource.create(attributes)
-    provider = TracerProvider(sampler=_sampler(env), resource=resource)
+    ratio = _ratio(env)
+    sampler: Sampler | None = None if ratio is None else ParentBasedTraceIdRatio(ratio)
+    provider = TracerProvider(sampler=sampler, resource=resource)
     chosen = processor if processor is not None else _default_processor(env)
     if chosen is not None:
         provider.add_span_processor(chosen)
-    return Tracing(provider, TraceContextTextMapPropagator())
+    bound = None if ratio is None else TraceIdRatioBased.get_bound_for_rate(ratio)
+    spans = _gateway_sink(role, env, processor, provider.resource)
+    return Tracing(provider, TraceContextTextMapPropagator(), spans, bound)

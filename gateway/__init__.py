@@ -9,6 +9,7 @@ forward.py    choose, send, measure, name the version in the answer, offer the s
 resilience.py load shedding, breakers (breaker.py), fallback to stable, around a Transport
 transport/    the Transport Protocol, the keep-alive HTTP/1.1 pools, a MockTransport
 hooks.py      where an observer hears a request's life; traced.py, OpenTelemetry spans
+              (spans.py: recorded as plain tuples, exported by another process)
 metrics.py    counts, latency and windows; exposition.py, /metrics via prometheus_client
 shadow.py     shadow copies and their agreement; follow.py, report.py, health.py: the
               route feed, the windows sent back, the upstreams' first health checks

@@ -88,6 +88,11 @@ class GatewayCollector:
         for upstream, state in sorted(m.breakers().items()):
             breakers.add_metric((upstream, state), int(state != "closed"))
         yield breakers
+        yield CounterMetricFamily(
+            PREFIX + "spans_dropped",
+            "Trace spans dropped because the export queue was full.",
+            value=m.spans_dropped(),
+        )
         yield GaugeMetricFamily(
             PREFIX + "route_revision",
             "Revision of the route table being served.",

@@ -82,6 +82,7 @@ class GatewayMetrics:
         self.registry_up = False
         self.breakers: Callable[[], dict[str, str]] = dict
         self.extra: Callable[[], bytes] = bytes  # more families for the same /metrics (serve)
+        self.spans_dropped: Callable[[], int] = int  # tracing's export queue overflowing
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(GatewayCollector(self, LATENCY_BUCKETS_S))
 

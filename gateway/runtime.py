@@ -16,7 +16,8 @@ from gateway.metrics import GatewayMetrics
 from gateway.report import REPORT_S, Reporter, WindowSink
 from gateway.resilience import Resilient
 from gateway.shadow import ShadowQueue
-from gateway.traced import Tracing, TracingHooks
+from gateway.spans import Tracing
+from gateway.traced import TracingHooks
 from gateway.transport.pool import Http1Transport
 
 GATEWAY_PREFIXES = ("/models/", "/v2/")
@@ -42,6 +43,8 @@ async def running_gateway(
     transport = Http1Transport()
     metrics = GatewayMetrics()
     hooks = TracingHooks(tracing) if tracing is not None else None
+    if tracing is not None:
+        metrics.spans_dropped = lambda: tracing.dropped
     shadow = ShadowQueue(transport, metrics, hooks=hooks)
     follower = RouteFollower(source, saved_routes)
     checks = UpstreamChecks(follower)

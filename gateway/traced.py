@@ -14,29 +14,43 @@ Per inference request:
 - a CLIENT span per shadow copy, the root of a trace of its own (it runs after the answer) with a
   link to the primary request's SERVER span, and the agreement as an attribute.
 
-Spans are made with the SDK's tracer directly (no ASGI instrumentation middleware: it costs
-several times more); a request's hooks object holds its SERVER span.
+No SDK span objects on the request path: the sampler decides once per request, from the
+caller's `traceparent` flags and the ratio (`Tracing.sample`), before anything is made. An
+unsampled request only forwards a `traceparent` (the caller's trace, a span id of ours, flag
+00). A sampled one keeps its spans as plain attributes here and, when each ends, hands a tuple
+(contract.spans) to `Tracing.emit`, which queues it for a separate exporting process
+(adapters.span_export): encoding and export never hold the event loop's interpreter; a full
+queue drops the span and counts it (`modelyard_gateway_spans_dropped_total`).
 """
 
 from __future__ import annotations
 
-from typing import Final, Protocol
+import time
+from typing import Final
 
 from msgspec.structs import replace
-from opentelemetry.context import Context
-from opentelemetry.propagators.textmap import TextMapPropagator
-from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, Tracer
-from opentelemetry.trace.propagation import set_span_in_context
+from opentelemetry.trace import get_current_span
 
 from contract.routes import ModelRoute, RouteTable, VersionRoute
+from contract.spans import SpanLink
 from contract.traffic import SHADOW_VARIANT
 from gateway.errors import GatewayError
 from gateway.routing import Choice
 from gateway.shadow import ShadowCopy
+from gateway.spans import (
+    CLIENT,
+    SAMPLED,
+    SERVER,
+    TRACE_HEADERS,
+    SpanBuilder,
+    Tracing,
+    exception_event,
+    inject,
+    new_id,
+)
 from gateway.transport.base import Headers, UpstreamRequest, UpstreamResponse
 
 TRACER_NAME: Final = "modelyard.gateway"
-_TRACE_HEADERS: Final = frozenset({b"traceparent", b"tracestate"})
 _UNTRACED: Final = "/v2/health/"
 
 # Attribute names: OpenTelemetry's HTTP conventions where they exist, `model.*` and
@@ -52,15 +66,6 @@ RETRY: Final = "modelyard.retry"
 BREAKER: Final = "modelyard.breaker.state"
 AGREED: Final = "modelyard.shadow.agreed"
 STATUS: Final = "http.response.status_code"
-
-
-class Tracing(Protocol):
-    """What the gateway needs of a running tracer provider (`adapters.telemetry` gives one)."""
-
-    @property
-    def propagator(self) -> TextMapPropagator: ...
-
-    def tracer(self, name: str) -> Tracer: ...
 
 
 def span_name(method: str, path: str) -> str:
@@ -79,64 +84,70 @@ def span_name(method: str, path: str) -> str:
     return f"{method} /models/{{name}}/{{api}}"
 
 
-def _inject(span: Span, headers: Headers) -> Headers:
-    """`headers` with the caller's trace headers replaced by `span`'s. The same bytes as
-    `TraceContextTextMapPropagator.inject` (a unit test checks), formatted directly: it runs
-    on every request, sampled or not, and the propagator's context and dict cost 3x more."""
-    context = span.get_span_context()
-    out = [h for h in headers if h[0] not in _TRACE_HEADERS]
-    ids = (context.trace_id, context.span_id, context.trace_flags)
-    out.append((b"traceparent", b"00-%032x-%016x-%02x" % ids))
-    if context.trace_state:
-        out.append((b"tracestate", context.trace_state.to_header().encode("latin-1")))
-    return out
-
-
 class TracingHooks:
     """The gateway's hooks (gateway.hooks.Hooks) with a tracer provider behind them."""
 
     def __init__(self, tracing: Tracing) -> None:
         self.tracing = tracing
-        self.tracer: Tracer = tracing.tracer(TRACER_NAME)
 
-    def _parent(self, headers: Headers) -> Context | None:
+    def _parent(self, headers: Headers) -> tuple[int, int, int, str]:
+        """The caller's (trace id, span id, flags, tracestate), or (0, 0, -1, "") for none or
+        an invalid one: parsed by the SDK's propagator (only when a trace header came)."""
         carrier: dict[str, str] | None = None
         for name, value in headers:
-            if name in _TRACE_HEADERS:
+            if name in TRACE_HEADERS:
                 carrier = carrier or {}
                 carrier[name.decode()] = value.decode("latin-1")
-        return self.tracing.propagator.extract(carrier) if carrier else None
+        if carrier is None:
+            return 0, 0, -1, ""
+        context = get_current_span(self.tracing.propagator.extract(carrier)).get_span_context()
+        if not context.is_valid:
+            return 0, 0, -1, ""
+        state = context.trace_state.to_header() if context.trace_state else ""
+        return context.trace_id, context.span_id, context.trace_flags, state
 
     def request(
         self, method: str, path: str, headers: Headers
     ) -> _RequestSpan | _UnsampledRequest | None:
         if path == "/metrics" or path.startswith(_UNTRACED):  # probes and scrapes: no spans
             return None
-        # No attributes before the sampler decides: an unsampled request builds no dict.
-        span = self.tracer.start_span(
-            span_name(method, path), context=self._parent(headers), kind=SpanKind.SERVER
-        )
-        if not span.is_recording():  # not sampled: only the trace context travels on
-            return _UnsampledRequest(span)
-        span.set_attributes({"http.request.method": method, "url.path": path})
-        return _RequestSpan(span, self.tracer)
+        trace_id, parent_id, flags, state = self._parent(headers)
+        if flags < 0:
+            trace_id = new_id(128)
+        name = span_name(method, path)
+        if not self.tracing.sample(trace_id, parent_id, flags, name):
+            # not sampled: only the trace context travels on, nothing is recorded
+            return _UnsampledRequest(trace_id, new_id(64), state)
+        span = _RequestSpan(self.tracing, name, trace_id, parent_id, flags >= 0, state)
+        span.attrs.update({"http.request.method": method, "url.path": path})
+        return span
 
-    def shadow(self, copy: ShadowCopy) -> _ShadowSpan:
-        return _ShadowSpan(self.tracer, copy)
+    def shadow(self, copy: ShadowCopy) -> _ShadowSpan | _UnsampledShadow:
+        name = f"shadow POST {copy.path.decode(errors='replace')}"
+        trace_id = new_id(128)  # a new trace: the copy is not part of the answer's latency
+        if not self.tracing.sample(trace_id, 0, -1, name):
+            span_id = new_id(64)
+            return _UnsampledShadow(
+                copy._replace(headers=inject(copy.headers, trace_id, span_id, 0, ""))
+            )
+        return _ShadowSpan(self.tracing, name, trace_id, copy)
 
 
 class _UnsampledRequest:
     """A request the sampler left out: its trace context still goes to the upstream."""
 
-    __slots__ = ("span",)
+    __slots__ = ("span_id", "state", "trace_id")
 
-    def __init__(self, span: Span) -> None:
-        self.span = span
+    def __init__(self, trace_id: int, span_id: int, state: str) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.state = state
 
     def attempt(
         self, route: ModelRoute, target: VersionRoute, request: UpstreamRequest
     ) -> _Injected:
-        return _Injected(replace(request, headers=_inject(self.span, request.headers)))
+        headers = inject(request.headers, self.trace_id, self.span_id, 0, self.state)
+        return _Injected(replace(request, headers=headers))
 
     def fallback(self, route: ModelRoute, before: Choice, after: Choice, why: str) -> None:
         return None
@@ -145,10 +156,11 @@ class _UnsampledRequest:
         return None
 
     def origin(self) -> object | None:
-        return self.span.get_span_context()
+        link: SpanLink = (self.trace_id, self.span_id, 0, self.state)
+        return link
 
     def end(self, status: int, error: BaseException | None) -> None:
-        self.span.end()
+        return None
 
 
 class _Injected:
@@ -165,14 +177,15 @@ class _Injected:
         return None
 
 
-class _RequestSpan:
+class _RequestSpan(SpanBuilder):
     """A sampled request: its SERVER span, and the count of its upstream attempts."""
 
-    __slots__ = ("attempts", "span", "tracer")
+    __slots__ = ("attempts",)
 
-    def __init__(self, span: Span, tracer: Tracer) -> None:
-        self.span = span
-        self.tracer = tracer
+    def __init__(
+        self, tracing: Tracing, name: str, trace_id: int, parent_id: int, remote: bool, state: str
+    ) -> None:
+        super().__init__(tracing, name, SERVER, trace_id, parent_id, remote, state)
         self.attempts = 0
 
     def attempt(
@@ -180,111 +193,121 @@ class _RequestSpan:
     ) -> _AttemptSpan:
         retry = self.attempts > 0
         self.attempts += 1
-        span = self.tracer.start_span(
-            f"POST {request.path.decode(errors='replace')}",
-            context=set_span_in_context(self.span),
-            kind=SpanKind.CLIENT,
-            attributes={
+        name = f"POST {request.path.decode(errors='replace')}"
+        span = _AttemptSpan(
+            self.tracing, name, CLIENT, self.trace_id, self.span_id, False, self.state
+        )
+        span.attrs.update(
+            {
                 MODEL: route.name,
                 VERSION: str(target.version),
                 "server.address": target.endpoint,
                 "http.request.method": "POST",
                 RETRY: retry,
-            },
-        )
-        return _AttemptSpan(span, replace(request, headers=_inject(span, request.headers)))
-
-    def fallback(self, route: ModelRoute, before: Choice, after: Choice, why: str) -> None:
-        self.span.set_attribute(FALLBACK, why)
-        self.span.add_event(
-            "fallback",
-            {"from.version": str(before.version), "to.version": str(after.version), "reason": why},
-        )
-
-    def chosen(self, table: RouteTable, route: ModelRoute, choice: Choice) -> None:
-        self.span.set_attributes(
-            {
-                MODEL: route.name,
-                VERSION: str(choice.version),
-                VARIANT: choice.variant,
-                REVISION: table.revision,
             }
         )
+        headers = inject(request.headers, self.trace_id, span.span_id, SAMPLED, self.state)
+        span.request = replace(request, headers=headers)
+        return span
+
+    def fallback(self, route: ModelRoute, before: Choice, after: Choice, why: str) -> None:
+        self.attrs[FALLBACK] = why
+        event = {
+            "from.version": str(before.version),
+            "to.version": str(after.version),
+            "reason": why,
+        }
+        self.events += (("fallback", time.time_ns(), dict(event)),)
+
+    def chosen(self, table: RouteTable, route: ModelRoute, choice: Choice) -> None:
+        attrs = self.attrs
+        attrs[MODEL] = route.name
+        attrs[VERSION] = str(choice.version)
+        attrs[VARIANT] = choice.variant
+        attrs[REVISION] = table.revision
         if route.policy.steered_by:
-            self.span.set_attribute(ROLLOUT, route.policy.steered_by)
+            attrs[ROLLOUT] = route.policy.steered_by
 
     def origin(self) -> object | None:
-        return self.span.get_span_context()
+        link: SpanLink = (self.trace_id, self.span_id, SAMPLED, self.state)
+        return link
 
     def end(self, status: int, error: BaseException | None) -> None:
-        span = self.span
         if error is not None:
-            span.record_exception(error)
-            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            self.events += (exception_event(error),)
+            self.error(type(error).__name__)
         if self.attempts:
-            span.set_attribute(ATTEMPTS, self.attempts)
+            self.attrs[ATTEMPTS] = self.attempts
         if status:
-            span.set_attribute(STATUS, status)
+            self.attrs[STATUS] = status
             if status >= 500:
-                span.set_status(Status(StatusCode.ERROR))
-        span.end()
+                self.error()
+        self.finish()
 
 
-class _AttemptSpan:
+class _AttemptSpan(SpanBuilder):
     """A CLIENT span per upstream attempt; the upstream gets its trace context."""
 
-    __slots__ = ("request", "span")
+    __slots__ = ("request",)
 
-    def __init__(self, span: Span, request: UpstreamRequest) -> None:
-        self.span = span
-        self.request = request
+    request: UpstreamRequest
 
     def end(
         self, answer: UpstreamResponse | None, error: BaseException | None, breaker: str
     ) -> None:
-        span = self.span
         if isinstance(error, GatewayError):
-            span.set_attribute("error.type", error.code)
-            span.set_status(Status(StatusCode.ERROR, error.message))
+            self.attrs["error.type"] = error.code
+            self.error(error.message)
         elif error is not None:
-            span.set_attribute("error.type", type(error).__name__)
-            span.set_status(Status(StatusCode.ERROR))
+            self.attrs["error.type"] = type(error).__name__
+            self.error()
         elif answer is not None:
-            span.set_attribute(STATUS, answer.status)
+            self.attrs[STATUS] = answer.status
             if answer.status >= 500:
-                span.set_status(Status(StatusCode.ERROR))
-        span.set_attribute(BREAKER, breaker)
-        span.end()
+                self.error()
+        self.attrs[BREAKER] = breaker
+        self.finish()
 
 
-class _ShadowSpan:
+class _UnsampledShadow:
+    """A shadow copy the sampler left out: only its trace context goes out."""
+
+    __slots__ = ("copy",)
+
+    def __init__(self, copy: ShadowCopy) -> None:
+        self.copy = copy
+
+    def end(self, agreed: bool | None, error: BaseException | None) -> None:
+        return None
+
+
+class _ShadowSpan(SpanBuilder):
     """A shadow copy's CLIENT span: a trace of its own, linked to the primary request."""
 
-    __slots__ = ("copy", "span")
+    __slots__ = ("copy",)
 
-    def __init__(self, tracer: Tracer, copy: ShadowCopy) -> None:
+    def __init__(self, tracing: Tracing, name: str, trace_id: int, copy: ShadowCopy) -> None:
+        super().__init__(tracing, name, CLIENT, trace_id, 0, False, "")
         origin = copy.origin
-        links = [Link(origin)] if isinstance(origin, SpanContext) and origin.is_valid else []
-        steered_by = copy.route.policy.steered_by
-        self.span = tracer.start_span(
-            f"shadow POST {copy.path.decode(errors='replace')}",
-            context=Context(),  # a new trace: the copy is not part of the answer's latency
-            kind=SpanKind.CLIENT,
-            links=links,
-            attributes={
+        if isinstance(origin, tuple) and len(origin) == 4:
+            self.links = (origin,)
+        self.attrs.update(
+            {
                 MODEL: copy.route.name,
                 VERSION: str(copy.target.version),
                 VARIANT: SHADOW_VARIANT,
                 "server.address": copy.target.endpoint,
-                **({ROLLOUT: steered_by} if steered_by else {}),
-            },
+            }
         )
-        self.copy = copy._replace(headers=_inject(self.span, copy.headers))
+        if copy.route.policy.steered_by:
+            self.attrs[ROLLOUT] = copy.route.policy.steered_by
+        headers = inject(copy.headers, trace_id, self.span_id, SAMPLED, "")
+        self.copy = copy._replace(headers=headers)
 
     def end(self, agreed: bool | None, error: BaseException | None) -> None:
         if error is None:
             if agreed is not None:
-                self.span.set_attribute(AGREED, agreed)
+                self.attrs[AGREED] = agreed
             else:
-                self.span.set_status(Status(StatusCode.ERROR, "no comparable answer"))
-        self.span.end()
+                self.error("no comparable answer")
+        self.finish()

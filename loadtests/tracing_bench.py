@@ -5,7 +5,8 @@ by side in one run.
     python -m loadtests.tracing_bench --quick    # 2 rounds of 1 s: a smoke run
     python -m loadtests.tracing_bench --out /tmp/tracing-bench.json
 
-Three `modelyard serve` processes (threads pinned to the server CPU) route model `bench` to the
+Three `modelyard serve` processes (all their threads, and their span exporter's process,
+pinned to the server CPU) route model `bench` to the
 fixed-response nginx upstream of loadtests/gateway_bench.py; wrk (pinned to the other CPU)
 POSTs a 200-byte body. The modes differ only in their environment:
 
@@ -17,7 +18,8 @@ Sampled spans really are exported: OTLP/HTTP protobuf through the SDK's batch pr
 receiver in this process that reads each body and answers 200 without decoding it (so the
 export cost is the real one and the receiver's is small). Rounds are interleaved (every mode
 once per round, in turn) so that the machine's noise hits the modes alike; the report gives
-each mode's median req/s over the rounds, its spread (min-max), and the ratio to `off`.
+each mode's median req/s over the rounds, its spread (min-max), and the ratio to `off`, and
+the spans each gateway dropped (`modelyard_gateway_spans_dropped_total`: its export queue full).
 Needs wrk and nginx (`apt-get install -y wrk nginx-light`); exit 2 when they are missing.
 """
 
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from loadtests import benchkit
 from loadtests.benchkit import (
@@ -137,12 +140,23 @@ def gateway(
             if answer.text != FIXED_RESPONSE:
                 raise BenchError(f"the gateway answered {answer.text[:200]!r}")
             assert proc.proc is not None
-            pin.pin_threads(proc.proc.pid)
+            # the whole tree: the span exporter's child process shares the gateway's CPU, so
+            # the modes compare the CPU each costs, not what a spare core could absorb
+            pin.pin_tree(proc.proc.pid)
         except (BenchError, httpx.HTTPError, RuntimeError, TimeoutError) as exc:
             raise BenchError(f"{exc}\n--- gateway log (tail) ---\n{proc.output()}") from exc
         yield proc
     finally:
         proc.stop()
+
+
+def spans_dropped(base_url: str) -> int:
+    """The gateway's `modelyard_gateway_spans_dropped_total` (0 with tracing off)."""
+    text = httpx.get(base_url + "/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        if family.name == "modelyard_gateway_spans_dropped":
+            return int(family.samples[0].value)
+    raise BenchError("no modelyard_gateway_spans_dropped_total on the gateway's /metrics")
 
 
 def summarize(rps: dict[str, list[float]]) -> dict[str, Any]:
@@ -177,12 +191,14 @@ def run(cfg: Config, tools: Tools) -> dict[str, Any]:
             nginx(tools, pin, work / "upstream", FIXED_LOCATION.format(body=FIXED_RESPONSE))
         )
         targets: dict[str, str] = {}
+        yards: dict[str, str] = {}
         for i, mode in enumerate(MODES):
             say(f"[{mode}] starting modelyard serve")
             yard = stack.enter_context(
                 gateway(work / f"yard{i}", pin, upstream, mode_env(mode, otlp_url))
             )
             targets[mode] = yard.url + GATEWAY_PATH
+            yards[mode] = yard.url
         script = lua_script(work / "post.lua", make_body())
         for url in targets.values():  # warm-up
             wrk(tools, pin, url, script, max(cfg.concurrencies), cfg.warmup_s, 1)
@@ -195,6 +211,9 @@ def run(cfg: Config, tools: Tools) -> dict[str, Any]:
                     say(f"[{mode}] c{connections} round {round_ + 1}: {result.rps:,.0f} req/s")
             report["results"][f"c{connections}"] = summarize(rps)
         report["exported"] = {"requests": received[0], "bytes": received[1]}
+        # spans the gateways' bounded export queues dropped (a fast 100 % that dropped most
+        # of its spans would not be a fair figure)
+        report["spans_dropped"] = {mode: spans_dropped(yards[mode]) for mode in MODES}
     return report
 
 
@@ -231,7 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table(report))
     print(
         f"\nspans exported: {report['exported']['requests']} requests,"
-        f" {report['exported']['bytes']:,} bytes"
+        f" {report['exported']['bytes']:,} bytes; dropped (queue full):"
+        f" {', '.join(f'{m} {n:,}' for m, n in report['spans_dropped'].items())}"
     )
     print(f"report: {args.out}")
     return 0

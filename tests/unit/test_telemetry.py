@@ -14,7 +14,8 @@ from opentelemetry.trace.propagation import set_span_in_context
 
 from adapters.json_logs import REQUEST_ID, JsonFormatter
 from adapters.telemetry import TelemetryError, setup_tracing, tracing_wanted
-from gateway.traced import _inject, span_name
+from gateway.spans import inject
+from gateway.traced import span_name
 from modelyard.settings import SettingsError, load_settings
 
 
@@ -131,8 +132,17 @@ def test_injected_headers_are_the_propagators(sampled: bool) -> None:
     expected: dict[str, str] = {}
     tracing.propagator.inject(expected, context=set_span_in_context(span))
     caller = [(b"traceparent", b"00-old"), (b"content-type", b"application/json")]
-    got = _inject(span, caller)
+    context = span.get_span_context()
+    state = context.trace_state.to_header() if context.trace_state else ""
+    got = inject(caller, context.trace_id, context.span_id, context.trace_flags, state)
     assert got[0] == (b"content-type", b"application/json")
     assert {k.decode(): v.decode() for k, v in got[1:]} == expected
     assert expected["traceparent"].endswith("-01" if sampled else "-00")
     tracing.shutdown()
+
+
+@pytest.mark.parametrize("name", ["OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_SCHEDULE_DELAY"])
+@pytest.mark.parametrize("raw", ["0", "-3", "many"])
+def test_the_gateway_export_queue_refuses_a_bad_size_or_delay(name: str, raw: str) -> None:
+    with pytest.raises(TelemetryError, match=name):
+        setup_tracing("gateway", {"OTEL_TRACES_EXPORTER": "console", name: raw}, "auto")

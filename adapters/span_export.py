@@ -1,0 +1,211 @@
+"""Where the gateway's finished spans (contract.spans records) go, off its request path.
+
+- `ExportPipe`: a bounded in-memory queue; a thread of ours takes it in batches, `marshal`s
+  each batch (C, a few us) and writes it to a child process (`python -m adapters.span_export`)
+  that rebuilds the spans and runs the SDK's exporter (OTLP protobuf encoding and the HTTP
+  export: the expensive part, in another interpreter, so never holding the gateway's GIL).
+  A record that finds the queue full is dropped and counted (`dropped`).
+- `DirectSpans`: each record handed at once to a span processor in this process: for tests
+  (an in-memory exporter) and the registry-style callers that give their own processor.
+
+Wire format to the child: per batch a 4-byte big-endian length, then `marshal.dumps(list of
+records)`; end of input (stdin closed) means flush and exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import os
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Final, Protocol
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.span import TraceState
+
+from adapters.otlp_wire import Encoder
+from contract.spans import SpanRecord
+
+MAX_QUEUE: Final = 2048  # the SDK's BatchSpanProcessor default (OTEL_BSP_MAX_QUEUE_SIZE)
+MAX_BATCH: Final = 512
+DELAY_S: Final = 0.5  # how long a record may wait for a fuller batch
+_KINDS: Final = {k.value: k for k in SpanKind}
+_CODES: Final = {c.value: c for c in StatusCode}
+
+
+class SpanSink(Protocol):
+    dropped: int
+
+    def emit(self, record: SpanRecord) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _state(header: str) -> TraceState | None:
+    return TraceState.from_header([header]) if header else None
+
+
+def readable(record: SpanRecord, resource: Resource, scope: InstrumentationScope) -> ReadableSpan:
+    """The SDK's span for `record` (what processors and exporters take)."""
+    (name, kind, trace_id, span_id, parent_id, remote, flags, state, start, end) = record[:10]
+    attributes, code, description, events, links = record[10:]
+    state_ = _state(state)
+    context = SpanContext(trace_id, span_id, False, TraceFlags(flags), state_)
+    parent = (
+        SpanContext(trace_id, parent_id, remote, TraceFlags(flags), state_) if parent_id else None
+    )
+    status = Status(_CODES[code], description or None) if code else Status(StatusCode.UNSET)
+    return ReadableSpan(
+        name,
+        context=context,
+        parent=parent,
+        resource=resource,
+        attributes=attributes,
+        events=[Event(n, a, t) for n, t, a in events],
+        links=[Link(SpanContext(t, s, False, TraceFlags(f), _state(ts))) for t, s, f, ts in links],
+        kind=_KINDS[kind],
+        status=status,
+        start_time=start,
+        end_time=end,
+        instrumentation_scope=scope,
+    )
+
+
+class DirectSpans:
+    """Records handed at once to `processor` in this process (tests, no export cost saved)."""
+
+    def __init__(self, processor: SpanProcessor, resource: Resource, scope: str) -> None:
+        self.processor = processor
+        self.resource = resource
+        self.scope = InstrumentationScope(scope)
+        self.dropped = 0
+
+    def emit(self, record: SpanRecord) -> None:
+        self.processor.on_end(readable(record, self.resource, self.scope))
+
+    def close(self) -> None:
+        return None
+
+
+class ExportPipe:
+    """Records queued here, exported by a child process (see the module's docstring)."""
+
+    def __init__(
+        self,
+        exporter: str,
+        resource: Resource,
+        scope: str,
+        *,
+        max_queue: int = MAX_QUEUE,
+        delay_s: float = DELAY_S,
+    ) -> None:
+        self.max_queue = max_queue
+        self.delay_s = delay_s
+        self.dropped = 0
+        self._queue: deque[SpanRecord] = deque()
+        self._wake = threading.Event()
+        self._closing = False
+        attrs = {
+            k: v for k, v in resource.attributes.items() if isinstance(v, str | bool | int | float)
+        }
+        self._child = subprocess.Popen(
+            [sys.executable, "-m", "adapters.span_export", exporter, scope],
+            stdin=subprocess.PIPE,
+            env={**os.environ, "MODELYARD_SPAN_RESOURCE": marshal.dumps(attrs).hex()},
+        )
+        self._thread = threading.Thread(target=self._send, name="span-export", daemon=True)
+        self._thread.start()
+
+    def emit(self, record: SpanRecord) -> None:
+        queue = self._queue
+        if len(queue) >= self.max_queue:
+            self.dropped += 1
+            return
+        queue.append(record)  # deque.append is thread-safe: no lock taken on the loop
+        if len(queue) >= MAX_BATCH:
+            self._wake.set()
+
+    def _send(self) -> None:
+        stdin = self._child.stdin
+        assert stdin is not None
+        while True:
+            self._wake.wait(self.delay_s)
+            self._wake.clear()
+            queue = self._queue
+            batch = [queue.popleft() for _ in range(len(queue))]
+            if batch:
+                data = marshal.dumps(batch)
+                try:
+                    stdin.write(len(data).to_bytes(4, "big") + data)
+                    stdin.flush()
+                except (BrokenPipeError, OSError):
+                    self.dropped += len(batch)
+            if self._closing and not self._queue:
+                return
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Send what is queued, let the child export it and exit (bounded by `timeout_s`)."""
+        self._closing = True
+        self._wake.set()
+        self._thread.join(timeout_s)
+        if self._child.stdin is not None:
+            with contextlib.suppress(OSError):
+                self._child.stdin.close()
+        try:
+            self._child.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self._child.kill()
+            self._child.wait()
+
+
+def make_exporter(name: str) -> SpanExporter:
+    if name == "console":
+        return ConsoleSpanExporter()
+    # imported here: it pulls in `requests`, which only exporting processes need
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()
+
+
+def _sender(
+    exporter: SpanExporter, resource: Resource, scope: InstrumentationScope
+) -> Callable[[list[SpanRecord]], object]:
+    """How a batch leaves: for OTLP/HTTP, our wire encoder (adapters.otlp_wire, 5x cheaper
+    than the SDK's) and the exporter's own HTTP client (endpoint, headers, compression,
+    retries from the `OTEL_EXPORTER_OTLP_*` variables); else the exporter's `export`."""
+    post = getattr(getattr(exporter, "_client", None), "export", None)
+    if callable(post):
+        encoder = Encoder(resource, scope)
+        return lambda batch: post(encoder.encode(batch))
+    return lambda batch: exporter.export([readable(r, resource, scope) for r in batch])
+
+
+def _child(exporter_name: str, scope_name: str, env: Mapping[str, str]) -> int:
+    # marshal data only ever comes from the parent that started this process (env, stdin)
+    attrs = marshal.loads(bytes.fromhex(env.get("MODELYARD_SPAN_RESOURCE", "")))  # noqa: S302
+    resource = Resource(attrs)  # already merged by the parent: not Resource.create again
+    exporter = make_exporter(exporter_name)
+    send = _sender(exporter, resource, InstrumentationScope(scope_name))
+    source = sys.stdin.buffer
+    try:
+        while True:
+            head = source.read(4)
+            if len(head) < 4:
+                return 0
+            batch = marshal.loads(source.read(int.from_bytes(head, "big")))  # noqa: S302
+            for i in range(0, len(batch), MAX_BATCH):
+                send(batch[i : i + MAX_BATCH])
+    finally:
+        exporter.shutdown()
+
+
+if __name__ == "__main__":
+    raise SystemExit(_child(sys.argv[1], sys.argv[2], os.environ))

@@ -1,0 +1,73 @@
+"""Our OTLP wire encoder (adapters.otlp_wire) writes the same ExportTraceServiceRequest as the
+SDK's `encode_spans` of the same spans: both parsed and compared as messages."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from adapters.otlp_wire import Encoder
+from adapters.span_export import readable
+from contract.spans import SpanRecord
+
+RESOURCE = Resource({"service.name": "modelyard-gateway", "deployment": "test", "replicas": 3})
+SCOPE = InstrumentationScope("modelyard.gateway")
+ROOT: SpanRecord = (
+    "POST /models/{name}/{api}",
+    1,  # SERVER
+    (1 << 127) | 12345,
+    (1 << 63) | 7,
+    0,
+    False,
+    1,
+    "",
+    1_700_000_000_000_000_000,
+    1_700_000_000_001_500_000,
+    {"model.name": "iris", "modelyard.route.revision": 12, "modelyard.retry": False},
+    0,
+    "",
+    (),
+    (),
+)
+CHILD_OF_REMOTE: SpanRecord = (
+    "POST /classify",
+    2,  # CLIENT
+    0xAB * (1 << 120) + 99,
+    3,
+    0xCDCD,
+    True,
+    1,
+    "vendor=x,other=y",
+    5,
+    10,
+    {"http.response.status_code": 503, "ratio": 0.25, "négatif": -4, "empty": ""},
+    2,  # ERROR
+    "upstream_unavailable: the model is down",
+    (
+        ("exception", 7, {"exception.type": "OSError", "exception.escaped": "False"}),
+        ("fallback", 8, {}),
+    ),
+    ((1, 2, 1, ""), ((1 << 128) - 1, (1 << 64) - 1, 0, "a=b")),
+)
+ERROR_NO_TEXT: SpanRecord = (*ROOT[:11], 2, "", (), ())
+
+
+def parsed(data: bytes) -> ExportTraceServiceRequest:
+    message = ExportTraceServiceRequest()
+    message.ParseFromString(data)
+    return message
+
+
+@pytest.mark.parametrize(
+    "records",
+    [[ROOT], [CHILD_OF_REMOTE], [ERROR_NO_TEXT], [ROOT, CHILD_OF_REMOTE, ERROR_NO_TEXT]],
+)
+def test_the_same_message_as_the_sdks_encoder(records: list[SpanRecord]) -> None:
+    ours = Encoder(RESOURCE, SCOPE).encode(records)
+    theirs = encode_spans([readable(r, RESOURCE, SCOPE) for r in records]).SerializeToString()
+    assert parsed(ours) == parsed(theirs)
+    spans = parsed(ours).resource_spans[0].scope_spans[0].spans
+    assert [s.name for s in spans] == [r[0] for r in records]  # not two empty messages
