@@ -40,7 +40,16 @@ from typing import Any, Final
 import grpc
 
 from gateway.grpc import grpc_predict_v2_pb2 as pb
-from loadtests.benchkit import WRK_GRACE_S, BenchError, Pinning, Tools, WrkResult, say, wrk
+from loadtests.benchkit import (
+    WRK_GRACE_S,
+    BenchError,
+    NoRequestCompleted,
+    Pinning,
+    Tools,
+    WrkResult,
+    say,
+    wrk,
+)
 
 LEGS: Final = ("http_json", "http_binary", "grpc")
 PACKAGE: Final = "nghttp2-client"  # Debian: h2load
@@ -183,6 +192,8 @@ def parse_h2load(output: str, durations_us: list[int], answer_bytes: int) -> Wrk
         raise BenchError(f"could not read h2load's output:\n{output}")
     done, succeeded = int(requests.group(3)), int(requests.group(4))
     failed, errored, timeout = (int(requests.group(i)) for i in (5, 6, 7))
+    if done == 0 and not (failed or errored or timeout):
+        raise NoRequestCompleted(f"h2load completed no request:\n{output}")
     if done == 0 or failed or errored or timeout or int(status.group(1)) != done:
         raise BenchError(f"h2load counted failures:\n{output}")
     if int(data.group(1)) < succeeded * answer_bytes:  # a gRPC error carries no message
@@ -198,7 +209,18 @@ def parse_h2load(output: str, durations_us: list[int], answer_bytes: int) -> Wrk
 
 def h2load(target: H2Target, pin: Pinning, log: Path, connections: int, seconds: int) -> WrkResult:
     """One h2load run on the client CPU: `connections` connections, one stream each, for
-    `seconds` (no warm-up of its own: like wrk's, the leg's warm-up is a run before)."""
+    `seconds` (no warm-up of its own: like wrk's, the leg's warm-up is a run before). A run in
+    which no request finished is run once more, five times as long (as `benchkit.wrk`)."""
+    try:
+        return _h2load_once(target, pin, log, connections, seconds)
+    except NoRequestCompleted:
+        say(f"{target.url}: no request finished in {seconds} s; once more for {5 * seconds} s")
+        return _h2load_once(target, pin, log, connections, 5 * seconds)
+
+
+def _h2load_once(
+    target: H2Target, pin: Pinning, log: Path, connections: int, seconds: int
+) -> WrkResult:
     command = pin.client_command(
         [
             target.h2load,
@@ -235,6 +257,8 @@ def h2load(target: H2Target, pin: Pinning, log: Path, connections: int, seconds:
             durations.append(int(fields[2]))
     try:
         return parse_h2load(done.stdout, durations, target.answer_bytes)
+    except NoRequestCompleted as exc:
+        raise NoRequestCompleted(f"gRPC {target.url}, {connections} connections: {exc}") from exc
     except BenchError as exc:
         raise BenchError(f"gRPC {target.url}, {connections} connections: {exc}") from exc
 
