@@ -15,7 +15,6 @@ from adapters.bento_archive import read_bento
 from adapters.bentoml_local import LocalBentoServers
 from adapters.local_artifacts import LocalArtifactStore
 from adapters.registry_tracing import TracedRolloutObserver, TracedStore
-from adapters.s3_artifacts import open_s3_store
 from adapters.sql.database_url import parse_database_url
 from adapters.sql.leadership import open_leadership
 from adapters.sql.routes import changes_heard
@@ -80,6 +79,9 @@ async def _artifact_store(settings: Settings, stack: contextlib.AsyncExitStack) 
     local = _local_store(settings)
     if not settings.artifact_url:
         return ArtifactRouter(local, {"file": local})
+    # imported here: aiobotocore costs ~0.1-0.2 s at every start that does not use S3
+    from adapters.s3_artifacts import open_s3_store
+
     s3 = await open_s3_store(
         settings.artifact_url,
         endpoint_url=settings.s3_endpoint_url,
