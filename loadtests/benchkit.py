@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -404,3 +404,41 @@ def _wrk_once(
         raise NoRequestCompleted(f"POST {url}, {connections} connections: {exc}") from exc
     except BenchError as exc:
         raise BenchError(f"POST {url}, {connections} connections: {exc}") from exc
+
+
+def interleaved(
+    legs: Sequence[str],
+    run: Callable[[str, int, int], WrkResult],
+    concurrencies: Sequence[int],
+    seconds: int,
+    warmup_s: int,
+    prefix: str = "",
+) -> dict[str, dict[str, Any]]:
+    """Warm every leg up, then for each concurrency measure every leg in turn (`run(leg,
+    connections, seconds)`), so that noise hits them alike. A leg that fails gets
+    {"error": ...} and is not measured again; the others go on."""
+    runs: dict[str, dict[str, Any]] = {leg: {} for leg in legs}
+    live = list(legs)
+
+    def one(leg: str, connections: int, duration: int) -> WrkResult | None:
+        try:
+            return run(leg, connections, duration)
+        except BenchError as exc:
+            say(f"[{prefix}{leg}] FAILED: {exc}")
+            runs[leg] = {"error": str(exc)}
+            live.remove(leg)
+            return None
+
+    for leg in list(live):
+        say(f"[{prefix}{leg}] warm-up {warmup_s} s at c{max(concurrencies)}")
+        one(leg, max(concurrencies), warmup_s)
+    for connections in concurrencies:
+        for leg in list(live):
+            result = one(leg, connections, seconds)
+            if result is not None:
+                runs[leg][f"c{connections}"] = result.summary()
+                say(
+                    f"[{prefix}{leg}] c{connections}: {result.rps:,.0f} req/s,"
+                    f" p50 {result.p50_ms:.3f} ms, p99 {result.p99_ms:.3f} ms"
+                )
+    return runs

@@ -201,33 +201,13 @@ def measure_rounds(
     warmup_s: int,
     threads: int,
 ) -> dict[str, dict[str, Any]]:
-    """Warm every path up, then for each concurrency measure every path in turn. A path that
-    fails gets {"error": ...} and is not measured again; the others go on."""
-    runs: dict[str, dict[str, Any]] = {path: {} for path in targets}
-    live = dict(targets)
+    """Every path warmed up, then each concurrency over every path in turn
+    (`benchkit.interleaved`)."""
 
-    def one(path: str, connections: int, duration: int) -> WrkResult | None:
-        try:
-            return wrk(tools, pin, live[path], script, connections, duration, threads)
-        except BenchError as exc:
-            say(f"[{path}] FAILED: {exc}")
-            runs[path] = {"error": str(exc)}
-            del live[path]
-            return None
+    def run(path: str, connections: int, duration: int) -> WrkResult:
+        return wrk(tools, pin, targets[path], script, connections, duration, threads)
 
-    for path in list(live):
-        say(f"[{path}] warm-up {warmup_s} s at c{max(concurrencies)}")
-        one(path, max(concurrencies), warmup_s)
-    for connections in concurrencies:
-        for path in list(live):
-            result = one(path, connections, seconds)
-            if result is not None:
-                runs[path][f"c{connections}"] = result.summary()
-                say(
-                    f"[{path}] c{connections}: {result.rps:,.0f} req/s,"
-                    f" p50 {result.p50_ms:.3f} ms, p99 {result.p99_ms:.3f} ms"
-                )
-    return runs
+    return benchkit.interleaved(list(targets), run, concurrencies, seconds, warmup_s)
 
 
 # --- the run --------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from loadtests.benchkit import (
     Pinning,
     Tools,
     WrkResult,
+    interleaved,
     say,
     wrk,
 )
@@ -279,32 +280,14 @@ def measure(
     gets {"error": ...} and is not measured again; the others go on."""
     concurrencies, seconds, warmup_s, threads = plan
     scripts = wrk_scripts(work)
-    runs: dict[str, dict[str, Any]] = {leg: {} for leg in LEGS}
     live = [leg for leg in LEGS if leg != "grpc" or grpc_target is not None]
 
-    def one(leg: str, connections: int, duration: int) -> WrkResult | None:
-        try:
-            if leg == "grpc":
-                assert grpc_target is not None
-                log = work / f"h2load-c{connections}.log"
-                return h2load(grpc_target, pin, log, connections, duration)
-            return wrk(tools, pin, http_url, scripts[leg], connections, duration, threads)
-        except BenchError as exc:
-            say(f"[oip {leg}] FAILED: {exc}")
-            runs[leg] = {"error": str(exc)}
-            live.remove(leg)
-            return None
+    def run(leg: str, connections: int, duration: int) -> WrkResult:
+        if leg == "grpc":
+            assert grpc_target is not None
+            log = work / f"h2load-c{connections}.log"
+            return h2load(grpc_target, pin, log, connections, duration)
+        return wrk(tools, pin, http_url, scripts[leg], connections, duration, threads)
 
-    for leg in list(live):
-        say(f"[oip {leg}] warm-up {warmup_s} s at c{max(concurrencies)}")
-        one(leg, max(concurrencies), warmup_s)
-    for connections in concurrencies:
-        for leg in list(live):
-            result = one(leg, connections, seconds)
-            if result is not None:
-                runs[leg][f"c{connections}"] = result.summary()
-                say(
-                    f"[oip {leg}] c{connections}: {result.rps:,.0f} req/s,"
-                    f" p50 {result.p50_ms:.3f} ms, p99 {result.p99_ms:.3f} ms"
-                )
-    return runs
+    runs = interleaved(live, run, concurrencies, seconds, warmup_s, prefix="oip ")
+    return {leg: runs.get(leg, {}) for leg in LEGS}
