@@ -11,6 +11,8 @@ fields to its own report, see `bench_fields`):
     config    what ran
     summary   {series: {requests, errors, error_rate, rps, p50_ms, p95_ms, p99_ms, max_ms, mean_ms}}
     budgets   [{budget, metric, op, limit, value, passed, over_by, message}]
+    comparison  load tests with direct calls: {checks: [{metric, gateway, direct, limit, rule,
+              passed}], over_cap, passed} (time_split.compare; beside the budgets, no exit code)
     passed    true when every budget held
 """
 
@@ -24,6 +26,7 @@ from typing import Any, Final
 
 import msgspec
 
+from loadtests import time_split
 from loadtests.budget_check import Sample, Verdict, stats
 
 KIND: Final = "modelyard-loadtest/1"
@@ -169,6 +172,8 @@ def table(report: dict[str, Any]) -> str:
         ]
     if report.get("breakdown"):
         lines += ["", *breakdown_lines(report["breakdown"])]
+    if report.get("comparison"):
+        lines += ["", *time_split.comparison_lines(report["comparison"])]
     lines += ["", "budgets:"]
     lines += [f"  {v['message']}" for v in report["budgets"]]
     return "\n".join(lines)

@@ -78,6 +78,10 @@ ROLLOUT_PLAN: Final = {
 TERMINAL: Final = frozenset({"Succeeded", "RolledBack", "Aborted"})
 SERVE_ENV: Final = {"MODELYARD_GATEWAY_REPORT_S": "1", "MODELYARD_ROLLOUT_TICK_S": "0.5"}
 LOCUST_GRACE_S: Final = 60.0  # locust's start and stop, beyond its run time
+#: open loop: arrivals stop at the load's duration, locust runs this much longer so that the
+#: last requests in flight are answered (and counted) before it stops
+POISSON_DRAIN_S: Final = 2.0
+OVER_CAP: Final = "(over the cap)"  # locustfiles/common.py names arrivals not sent so
 
 
 def say(text: str) -> None:
@@ -100,6 +104,9 @@ def run_locust(
     """locust headless on `host` for `seconds`; every request it made, from its recorder. With
     LOADRUN_DIRECT_HOST in `env`, one user more: the one calling BentoML directly."""
     users = load.users + (1 if env.get("LOADRUN_DIRECT_HOST") else 0)
+    run_s = seconds
+    if load.arrivals == "poisson":  # one open-loop user sends every arrival (locustfiles/steady.py)
+        users, run_s = 1, seconds + POISSON_DRAIN_S
     samples_csv = work / f"samples-{scenario}-{time.monotonic_ns()}.csv"
     command = [
         sys.executable,
@@ -113,7 +120,7 @@ def run_locust(
         "-r",
         str(users),
         "-t",
-        f"{seconds:g}s",
+        f"{run_s:g}s",
         "--host",
         host,
         "--only-summary",
@@ -129,6 +136,10 @@ def run_locust(
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         "LOADRUN_SAMPLES": str(samples_csv),
         "LOADRUN_RATE_PER_USER": f"{load.rate_per_user:g}",
+        "LOADRUN_ARRIVALS": load.arrivals,
+        "LOADRUN_GATEWAY_RATE": f"{load.rate:g}",
+        "LOADRUN_DIRECT_SHARE": f"{load.direct_share:g}",
+        "LOADRUN_DURATION_S": f"{seconds:g}",
         **env,
     }
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -139,11 +150,11 @@ def run_locust(
             cwd=REPO,
             capture_output=True,
             text=True,
-            timeout=seconds + LOCUST_GRACE_S,
+            timeout=run_s + LOCUST_GRACE_S,
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
-        raise SetupError(f"locust did not stop within {seconds + LOCUST_GRACE_S:g} s") from exc
+        raise SetupError(f"locust did not stop within {run_s + LOCUST_GRACE_S:g} s") from exc
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0 or not samples_csv.exists():
         raise SetupError(f"locust failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -320,10 +331,13 @@ def measure(setup: Setup, args: argparse.Namespace, spec: BudgetFile, work: Path
     if args.scenario == "canary" and setup.candidate is not None:
         watch = RolloutWatch(t, setup.model, setup.candidate, args.rollout_at_s)
         watch.start()
-    say(
-        f"{args.scenario}: {load.users} users x {load.rate_per_user:g} req/s for"
-        f" {load.duration_s:g} s against {t.url}"
-    )
+    shape = f"{load.users} users x {load.rate_per_user:g} req/s"
+    if load.arrivals == "poisson":
+        direct = (
+            f", {load.direct_share:.0%} of arrivals direct" if "LOADRUN_DIRECT_HOST" in env else ""
+        )
+        shape = f"Poisson arrivals, {load.rate:g} req/s through the gateway{direct}"
+    say(f"{args.scenario}: {shape} for {load.duration_s:g} s against {t.url}")
     main = run_locust(args.scenario, t.url, load, load.duration_s, work, env)
     cpu_after = benchkit.cpu_seconds([*yard, *bento])
     if watch is not None:
@@ -339,7 +353,7 @@ def measure(setup: Setup, args: argparse.Namespace, spec: BudgetFile, work: Path
         report["rollout"] = {"final": watch.rollout, "error": watch.error}
     if inference:
         cpu = (yard, bento, cpu_before, cpu_after)
-        report["breakdown"] = breakdown(setup, main, since, metrics_before, cpu)
+        report["breakdown"] = breakdown(setup, load, main, since, metrics_before, cpu)
     report["main"] = main
     report["t0"] = t0
     return report
@@ -347,6 +361,7 @@ def measure(setup: Setup, args: argparse.Namespace, spec: BudgetFile, work: Path
 
 def breakdown(
     setup: Setup,
+    load: Load,
     main: Phase,
     since: datetime,
     metrics_before: str,
@@ -376,7 +391,10 @@ def breakdown(
         "locust (client)": round(1000 * main.locust_cpu_s / max(1, len(main.samples)), 3),
     }
     direct = stats(direct_samples, main.seconds) if direct_samples else None
-    out = time_split.split(stats(through, main.seconds), upstream, p50_up, direct, cpu_ms)
+    gateway = stats(through, main.seconds)
+    out = time_split.split(gateway, upstream, p50_up, direct, cpu_ms, load.arrivals)
+    over_cap = sum(s.name.endswith(OVER_CAP) for s in main.samples)
+    out["comparison"] = time_split.compare(gateway, direct, over_cap)
     if direct is not None and direct.errors:
         out["notes"].append(f"{direct.errors} of the direct calls failed: their figure is suspect")
     if direct is None:
@@ -389,6 +407,7 @@ def write_report(
 ) -> tuple[dict[str, Any], Path, Path]:
     main: Phase = measured.pop("main")
     t0: float = measured.pop("t0")
+    comparison = (measured.get("breakdown") or {}).pop("comparison", None)
     verdicts = check(main.samples, spec.budget, main.seconds)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out_json = args.out_dir / f"{args.scenario}-{stamp}.json"
@@ -412,6 +431,7 @@ def write_report(
         "summary": loadreport.summary(main.samples, main.seconds),
         "timeline": loadreport.timeline(main.samples, t0, main.seconds),
         **measured,
+        "comparison": comparison,
         "budgets": loadreport.verdicts_json(verdicts),
         "passed": not broken(verdicts),
         "files": {"json": str(out_json), "png": str(out_png)},
@@ -434,6 +454,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, help="seconds of load (default: the budget file's)")
     p.add_argument("--users", type=int)
     p.add_argument("--rate-per-user", type=float)
+    p.add_argument(
+        "--arrivals",
+        choices=("paced", "poisson"),
+        help="steady: one open-loop Poisson process (its default) or paced closed-loop users",
+    )
+    p.add_argument("--direct-share", type=float, help="poisson: share of arrivals sent direct")
     p.add_argument(
         "--fault-latency-ms",
         type=float,
@@ -466,6 +492,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ("users", args.users),
                 ("duration_s", args.duration),
                 ("rate_per_user", args.rate_per_user),
+                ("arrivals", args.arrivals),
+                ("direct_share", args.direct_share),
             )
             if v is not None
         },
