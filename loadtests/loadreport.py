@@ -189,6 +189,10 @@ def breakdown_lines(b: dict[str, Any]) -> list[str]:
     if cpu:
         parts = [f"{k} {_f(v, '.2f')}" for k, v in cpu.items()]
         lines.append("  CPU ms per request: " + ", ".join(parts))
+    wait = b.get("run_queue_wait_ms_per_request")
+    if wait:
+        parts = [f"{k} {_f(v, '.2f')}" for k, v in wait.items()]
+        lines.append("  waiting for a CPU (run queue), ms per request: " + ", ".join(parts))
     lines += [f"  {note}" for note in b.get("notes", [])]
     return lines
 

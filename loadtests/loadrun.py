@@ -45,8 +45,7 @@ from typing import Any, Final
 import httpx
 import msgspec
 
-from adapters.process_tree import descendants
-from loadtests import benchkit, loadreport, time_split
+from loadtests import benchkit, loadreport, split_measure
 from loadtests.budget_check import (
     BudgetFile,
     BudgetFileError,
@@ -55,7 +54,6 @@ from loadtests.budget_check import (
     broken,
     check,
     parse_budgets,
-    stats,
 )
 from loadtests.yard_setup import REPO, SetupError, Target, build_bentos, fault_tags
 from modelyard.processes import ModelyardProcess
@@ -81,7 +79,6 @@ LOCUST_GRACE_S: Final = 60.0  # locust's start and stop, beyond its run time
 #: open loop: arrivals stop at the load's duration, locust runs this much longer so that the
 #: last requests in flight are answered (and counted) before it stops
 POISSON_DRAIN_S: Final = 2.0
-OVER_CAP: Final = "(over the cap)"  # locustfiles/common.py names arrivals not sent so
 
 
 def say(text: str) -> None:
@@ -287,28 +284,6 @@ def wait_server_ready(target: Target, model: str, version: int, within_s: float 
 # --- one run --------------------------------------------------------------------------------
 
 
-def bento_pids(target: Target, model: str, version: int) -> tuple[str | None, list[int]]:
-    server = target.server_of(model, version)
-    if server is None or server.get("endpoint") is None:
-        return None, []
-    pid = server.get("pid")
-    return server["endpoint"], [pid, *descendants(pid)] if pid else []
-
-
-def metrics_text(target: Target) -> str:
-    return httpx.get(f"{target.url}/metrics", timeout=10).text
-
-
-def upstream_p50(target: Target, model: str, since: datetime) -> float | None:
-    """The gateway's p50 of its upstream calls since `since`, from its reported windows (the
-    variant with the most requests)."""
-    with target.api() as api:
-        r = api.get(f"/models/{model}/windows", params={"since": since.isoformat()})
-    found = r.json() if r.status_code == 200 else []
-    best = max(found, key=lambda w: w["requests"], default=None)
-    return round(best["p50_ms"], 3) if best and best["p50_ms"] is not None else None
-
-
 def measure(setup: Setup, args: argparse.Namespace, spec: BudgetFile, work: Path) -> dict[str, Any]:
     t, load = setup.target, spec.load
     env = {
@@ -318,14 +293,16 @@ def measure(setup: Setup, args: argparse.Namespace, spec: BudgetFile, work: Path
         "LOADRUN_REGISTRY_VERSIONS": str(REGISTRY_VERSIONS),
     }
     inference = args.scenario in INFERENCE
-    endpoint, bento = bento_pids(t, setup.model, setup.stable) if inference else (None, [])
+    endpoint, bento = (
+        split_measure.bento_pids(t, setup.model, setup.stable) if inference else (None, [])
+    )
     yard = [setup.yard_pid] if setup.yard_pid else []
     if args.scenario == "canary":
         bento = []  # two versions' servers serve it, one of them stops: no CPU per request
     if endpoint is not None and args.scenario != "canary" and not args.no_direct:
         env["LOADRUN_DIRECT_HOST"] = endpoint
-    metrics_before = metrics_text(t) if inference else ""
-    cpu_before = benchkit.cpu_seconds([*yard, *bento])
+    metrics_before = split_measure.metrics_text(t) if inference else ""
+    procs_before = split_measure.read([*yard, *bento])
     since = datetime.now(UTC)
     watch = None
     if args.scenario == "canary" and setup.candidate is not None:
@@ -339,7 +316,7 @@ def measure(setup: Setup, args: argparse.Namespace, spec: BudgetFile, work: Path
         shape = f"Poisson arrivals, {load.rate:g} req/s through the gateway{direct}"
     say(f"{args.scenario}: {shape} for {load.duration_s:g} s against {t.url}")
     main = run_locust(args.scenario, t.url, load, load.duration_s, work, env)
-    cpu_after = benchkit.cpu_seconds([*yard, *bento])
+    procs_after = split_measure.read([*yard, *bento])
     if watch is not None:
         watch.stopping.set()
         watch.join(timeout=10)
@@ -352,54 +329,18 @@ def measure(setup: Setup, args: argparse.Namespace, spec: BudgetFile, work: Path
         ]
         report["rollout"] = {"final": watch.rollout, "error": watch.error}
     if inference:
-        cpu = (yard, bento, cpu_before, cpu_after)
-        report["breakdown"] = breakdown(setup, load, main, since, metrics_before, cpu)
+        report["breakdown"] = split_measure.breakdown(
+            t,
+            setup.model,
+            load.arrivals,
+            (main.samples, main.seconds, main.locust_cpu_s),
+            since,
+            metrics_before,
+            (yard, bento, procs_before, procs_after),
+        )
     report["main"] = main
     report["t0"] = t0
     return report
-
-
-def breakdown(
-    setup: Setup,
-    load: Load,
-    main: Phase,
-    since: datetime,
-    metrics_before: str,
-    cpu: tuple[list[int], list[int], dict[int, float], dict[int, float]],
-) -> dict[str, Any]:
-    t = setup.target
-    upstream = time_split.totals_delta(
-        time_split.histogram_totals(metrics_before, setup.model),
-        time_split.histogram_totals(metrics_text(t), setup.model),
-    )
-    time.sleep(1.5)  # the gateway's last window reaches the registry
-    p50_up = upstream_p50(t, setup.model, since)
-    yard, bento, before, after = cpu
-    through = [s for s in main.samples if s.name == "classify"]
-    direct_samples = [s for s in main.samples if s.name == "classify direct"]
-
-    def per_request(pids: list[int], requests: int) -> float | None:
-        """CPU ms per request of these processes, if all of them lived through the run (in a
-        canary the baseline's server stops when the candidate is promoted)."""
-        if not pids or not requests or any(p not in before or p not in after for p in pids):
-            return None
-        return round(1000 * sum(after[p] - before[p] for p in pids) / requests, 3)
-
-    cpu_ms = {
-        "gateway (modelyard process)": per_request(yard, len(through)),
-        "BentoML (server + workers)": per_request(bento, len(through) + len(direct_samples)),
-        "locust (client)": round(1000 * main.locust_cpu_s / max(1, len(main.samples)), 3),
-    }
-    direct = stats(direct_samples, main.seconds) if direct_samples else None
-    gateway = stats(through, main.seconds)
-    out = time_split.split(gateway, upstream, p50_up, direct, cpu_ms, load.arrivals)
-    over_cap = sum(s.name.endswith(OVER_CAP) for s in main.samples)
-    out["comparison"] = time_split.compare(gateway, direct, over_cap)
-    if direct is not None and direct.errors:
-        out["notes"].append(f"{direct.errors} of the direct calls failed: their figure is suspect")
-    if direct is None:
-        out["notes"].append("no direct calls (canary, --no-direct, or BentoML not run here)")
-    return out
 
 
 def write_report(
