@@ -13,10 +13,13 @@ already serves (canary uploads and stages its candidate there; registry makes it
 
 The load is locust, headless, as a subprocess (loadtests/locustfiles/<scenario>.py), on loopback
 only, for the scenario's bounded time; the load shape (users, requests/s each, duration) and the
-budgets come from loadtests/budgets/<scenario>.toml (see budget_check.py). After an inference
-run one more locust user calls the served version's BentoML server directly, at the same rate and
-in the same seconds (`classify direct`), to split the time between gateway and BentoML under the
-same noise (time_split.py; `--no-direct` leaves it out). The report goes to
+budgets come from loadtests/budgets/<scenario>.toml (see budget_check.py). In an inference run
+the served version's BentoML server is also called directly (`classify direct`), to split the
+time between gateway and BentoML under the same noise (time_split.py, split_measure.py;
+`--no-direct` leaves it out): in steady a random share of one open-loop Poisson arrival process
+(loadtests/arrivals.py, `--arrivals paced` for the earlier closed-loop users), elsewhere one more
+paced user. The gateway-vs-direct comparison (p50 + 1 ms, p99 x 1.2) is printed beside the
+budgets and does not change the exit code. The report goes to
 loadtests/results/<scenario>-<time>.json and .png (loadreport.py); the table, and every budget
 with by how much it broke, to stdout.
 

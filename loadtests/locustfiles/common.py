@@ -19,7 +19,7 @@ TOKEN: Final = os.environ.get("LOADRUN_TOKEN", "")
 RATE_PER_USER: Final = float(os.environ.get("LOADRUN_RATE_PER_USER", "5"))
 #: through the gateway; loadrun.py points it at BentoML's `/classify` for the direct phase
 INFER_PATH: Final = os.environ.get("LOADRUN_INFER_PATH") or f"/models/{MODEL}/classify"
-#: loadrun.py sets it to the served version's BentoML URL: one more user calls it directly
+#: loadrun.py sets it to the served version's BentoML URL: the direct path calls it
 DIRECT_HOST: Final = os.environ.get("LOADRUN_DIRECT_HOST", "")
 REGISTRY_MODEL: Final = os.environ.get("LOADRUN_REGISTRY_MODEL", "loadtest-registry")
 REGISTRY_VERSIONS: Final = int(os.environ.get("LOADRUN_REGISTRY_VERSIONS", "5"))
