@@ -92,13 +92,15 @@ def split(
             _minus(e2e.p50_ms, direct_p50),
         ),
     ]
-    notes = [
-        "direct calls are a random share of the same open-loop Poisson arrivals: the same"
-        " queueing at BentoML and the same noise hit both paths"
-        if arrivals == "poisson"
-        else "direct calls come from one user beside the others, in the same seconds: the same"
-        " noise hits both paths (but not the same queueing: the paced users arrive in bursts)",
-    ]
+    notes: list[str] = []
+    if direct is not None:
+        notes.append(
+            "direct calls are a random share of the same open-loop Poisson arrivals: the same"
+            " queueing at BentoML and the same noise hit both paths"
+            if arrivals == "poisson"
+            else "direct calls come from one user beside the others, in the same seconds: the"
+            " same noise hits both paths (but not the same queueing: paced users arrive in bursts)"
+        )
     if up_mean is not None and e2e.mean_ms:
         notes.insert(
             0,

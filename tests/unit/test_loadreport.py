@@ -102,3 +102,10 @@ def test_the_printed_table_gives_the_comparison_verdict_and_the_run_queue_wait()
     assert "gateway vs direct, same run: FAILED" in text
     assert "FAILED p50_ms: gateway 3.5 ms > 3 ms (direct p50 + 1 ms, direct 2 ms)" in text
     assert "FAILED p99_ms: gateway 3.5 ms > 2.4 ms (direct p99 x 1.2, direct 2 ms)" in text
+
+
+def test_without_direct_calls_the_split_says_nothing_about_them() -> None:
+    gateway = stats([Sample(0, "classify", "stable", 3.5, True)] * 10, 1)
+    out = time_split.split(gateway, {("1", "stable"): (10.0, 0.02)}, None, None, {})
+    assert not any("direct calls" in note for note in out["notes"]), out["notes"]
+    assert out["rows"][3]["mean_ms"] is None
