@@ -7,6 +7,11 @@ A scenario's file (`loadtests/budgets/<scenario>.toml`) holds the load it runs a
     users = 8                 # locust users
     rate_per_user = 5.0       # requests/s each (locust's constant_throughput)
     duration_s = 60
+    arrivals = "poisson"      # optional: one open-loop Poisson process at users x rate_per_user
+                              # through the gateway (loadtests/arrivals.py); "paced" (default):
+                              # closed-loop users at constant_throughput
+    direct_share = 0.333      # optional, poisson only: the share of arrivals sent to BentoML
+                              # directly (on top of the gateway's rate)
 
     [[budget]]
     requests = "classify"     # locust request name these limits apply to
@@ -25,7 +30,7 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Iterable, Sequence
-from typing import Annotated, Final, NamedTuple
+from typing import Annotated, Final, Literal, NamedTuple
 
 import msgspec
 
@@ -37,6 +42,8 @@ class Load(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     users: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 8
     rate_per_user: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 5.0
     duration_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 60.0
+    arrivals: Literal["paced", "poisson"] = "paced"
+    direct_share: Annotated[float, msgspec.Meta(ge=0, le=0.9)] = 1 / 3
 
     @property
     def rate(self) -> float:

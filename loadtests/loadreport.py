@@ -11,6 +11,8 @@ fields to its own report, see `bench_fields`):
     config    what ran
     summary   {series: {requests, errors, error_rate, rps, p50_ms, p95_ms, p99_ms, max_ms, mean_ms}}
     budgets   [{budget, metric, op, limit, value, passed, over_by, message}]
+    comparison  load tests with direct calls: {checks: [{metric, gateway, direct, limit, rule,
+              passed}], over_cap, passed} (time_split.compare; beside the budgets, no exit code)
     passed    true when every budget held
 """
 
@@ -24,6 +26,7 @@ from typing import Any, Final
 
 import msgspec
 
+from loadtests import time_split
 from loadtests.budget_check import Sample, Verdict, stats
 
 KIND: Final = "modelyard-loadtest/1"
@@ -169,6 +172,8 @@ def table(report: dict[str, Any]) -> str:
         ]
     if report.get("breakdown"):
         lines += ["", *breakdown_lines(report["breakdown"])]
+    if report.get("comparison"):
+        lines += ["", *time_split.comparison_lines(report["comparison"])]
     lines += ["", "budgets:"]
     lines += [f"  {v['message']}" for v in report["budgets"]]
     return "\n".join(lines)
@@ -184,6 +189,10 @@ def breakdown_lines(b: dict[str, Any]) -> list[str]:
     if cpu:
         parts = [f"{k} {_f(v, '.2f')}" for k, v in cpu.items()]
         lines.append("  CPU ms per request: " + ", ".join(parts))
+    wait = b.get("run_queue_wait_ms_per_request")
+    if wait:
+        parts = [f"{k} {_f(v, '.2f')}" for k, v in wait.items()]
+        lines.append("  waiting for a CPU (run queue), ms per request: " + ", ".join(parts))
     lines += [f"  {note}" for note in b.get("notes", [])]
     return lines
 

@@ -13,10 +13,13 @@ already serves (canary uploads and stages its candidate there; registry makes it
 
 The load is locust, headless, as a subprocess (loadtests/locustfiles/<scenario>.py), on loopback
 only, for the scenario's bounded time; the load shape (users, requests/s each, duration) and the
-budgets come from loadtests/budgets/<scenario>.toml (see budget_check.py). After an inference
-run one more locust user calls the served version's BentoML server directly, at the same rate and
-in the same seconds (`classify direct`), to split the time between gateway and BentoML under the
-same noise (time_split.py; `--no-direct` leaves it out). The report goes to
+budgets come from loadtests/budgets/<scenario>.toml (see budget_check.py). In an inference run
+the served version's BentoML server is also called directly (`classify direct`), to split the
+time between gateway and BentoML under the same noise (time_split.py, split_measure.py;
+`--no-direct` leaves it out): in steady a random share of one open-loop Poisson arrival process
+(loadtests/arrivals.py, `--arrivals paced` for the earlier closed-loop users), elsewhere one more
+paced user. The gateway-vs-direct comparison (p50 + 1 ms, p99 x 1.2) is printed beside the
+budgets and does not change the exit code. The report goes to
 loadtests/results/<scenario>-<time>.json and .png (loadreport.py); the table, and every budget
 with by how much it broke, to stdout.
 
@@ -45,8 +48,7 @@ from typing import Any, Final
 import httpx
 import msgspec
 
-from adapters.process_tree import descendants
-from loadtests import benchkit, loadreport, time_split
+from loadtests import benchkit, loadreport, split_measure
 from loadtests.budget_check import (
     BudgetFile,
     BudgetFileError,
@@ -55,7 +57,6 @@ from loadtests.budget_check import (
     broken,
     check,
     parse_budgets,
-    stats,
 )
 from loadtests.yard_setup import REPO, SetupError, Target, build_bentos, fault_tags
 from modelyard.processes import ModelyardProcess
@@ -78,6 +79,9 @@ ROLLOUT_PLAN: Final = {
 TERMINAL: Final = frozenset({"Succeeded", "RolledBack", "Aborted"})
 SERVE_ENV: Final = {"MODELYARD_GATEWAY_REPORT_S": "1", "MODELYARD_ROLLOUT_TICK_S": "0.5"}
 LOCUST_GRACE_S: Final = 60.0  # locust's start and stop, beyond its run time
+#: open loop: arrivals stop at the load's duration, locust runs this much longer so that the
+#: last requests in flight are answered (and counted) before it stops
+POISSON_DRAIN_S: Final = 2.0
 
 
 def say(text: str) -> None:
@@ -100,6 +104,9 @@ def run_locust(
     """locust headless on `host` for `seconds`; every request it made, from its recorder. With
     LOADRUN_DIRECT_HOST in `env`, one user more: the one calling BentoML directly."""
     users = load.users + (1 if env.get("LOADRUN_DIRECT_HOST") else 0)
+    run_s = seconds
+    if load.arrivals == "poisson":  # one open-loop user sends every arrival (locustfiles/steady.py)
+        users, run_s = 1, seconds + POISSON_DRAIN_S
     samples_csv = work / f"samples-{scenario}-{time.monotonic_ns()}.csv"
     command = [
         sys.executable,
@@ -113,7 +120,7 @@ def run_locust(
         "-r",
         str(users),
         "-t",
-        f"{seconds:g}s",
+        f"{run_s:g}s",
         "--host",
         host,
         "--only-summary",
@@ -129,6 +136,10 @@ def run_locust(
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         "LOADRUN_SAMPLES": str(samples_csv),
         "LOADRUN_RATE_PER_USER": f"{load.rate_per_user:g}",
+        "LOADRUN_ARRIVALS": load.arrivals,
+        "LOADRUN_GATEWAY_RATE": f"{load.rate:g}",
+        "LOADRUN_DIRECT_SHARE": f"{load.direct_share:g}",
+        "LOADRUN_DURATION_S": f"{seconds:g}",
         **env,
     }
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -139,11 +150,11 @@ def run_locust(
             cwd=REPO,
             capture_output=True,
             text=True,
-            timeout=seconds + LOCUST_GRACE_S,
+            timeout=run_s + LOCUST_GRACE_S,
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
-        raise SetupError(f"locust did not stop within {seconds + LOCUST_GRACE_S:g} s") from exc
+        raise SetupError(f"locust did not stop within {run_s + LOCUST_GRACE_S:g} s") from exc
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0 or not samples_csv.exists():
         raise SetupError(f"locust failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -276,28 +287,6 @@ def wait_server_ready(target: Target, model: str, version: int, within_s: float 
 # --- one run --------------------------------------------------------------------------------
 
 
-def bento_pids(target: Target, model: str, version: int) -> tuple[str | None, list[int]]:
-    server = target.server_of(model, version)
-    if server is None or server.get("endpoint") is None:
-        return None, []
-    pid = server.get("pid")
-    return server["endpoint"], [pid, *descendants(pid)] if pid else []
-
-
-def metrics_text(target: Target) -> str:
-    return httpx.get(f"{target.url}/metrics", timeout=10).text
-
-
-def upstream_p50(target: Target, model: str, since: datetime) -> float | None:
-    """The gateway's p50 of its upstream calls since `since`, from its reported windows (the
-    variant with the most requests)."""
-    with target.api() as api:
-        r = api.get(f"/models/{model}/windows", params={"since": since.isoformat()})
-    found = r.json() if r.status_code == 200 else []
-    best = max(found, key=lambda w: w["requests"], default=None)
-    return round(best["p50_ms"], 3) if best and best["p50_ms"] is not None else None
-
-
 def measure(setup: Setup, args: argparse.Namespace, spec: BudgetFile, work: Path) -> dict[str, Any]:
     t, load = setup.target, spec.load
     env = {
@@ -307,25 +296,30 @@ def measure(setup: Setup, args: argparse.Namespace, spec: BudgetFile, work: Path
         "LOADRUN_REGISTRY_VERSIONS": str(REGISTRY_VERSIONS),
     }
     inference = args.scenario in INFERENCE
-    endpoint, bento = bento_pids(t, setup.model, setup.stable) if inference else (None, [])
+    endpoint, bento = (
+        split_measure.bento_pids(t, setup.model, setup.stable) if inference else (None, [])
+    )
     yard = [setup.yard_pid] if setup.yard_pid else []
     if args.scenario == "canary":
         bento = []  # two versions' servers serve it, one of them stops: no CPU per request
     if endpoint is not None and args.scenario != "canary" and not args.no_direct:
         env["LOADRUN_DIRECT_HOST"] = endpoint
-    metrics_before = metrics_text(t) if inference else ""
-    cpu_before = benchkit.cpu_seconds([*yard, *bento])
+    metrics_before = split_measure.metrics_text(t) if inference else ""
+    procs_before = split_measure.read([*yard, *bento])
     since = datetime.now(UTC)
     watch = None
     if args.scenario == "canary" and setup.candidate is not None:
         watch = RolloutWatch(t, setup.model, setup.candidate, args.rollout_at_s)
         watch.start()
-    say(
-        f"{args.scenario}: {load.users} users x {load.rate_per_user:g} req/s for"
-        f" {load.duration_s:g} s against {t.url}"
-    )
+    shape = f"{load.users} users x {load.rate_per_user:g} req/s"
+    if load.arrivals == "poisson":
+        direct = (
+            f", {load.direct_share:.0%} of arrivals direct" if "LOADRUN_DIRECT_HOST" in env else ""
+        )
+        shape = f"Poisson arrivals, {load.rate:g} req/s through the gateway{direct}"
+    say(f"{args.scenario}: {shape} for {load.duration_s:g} s against {t.url}")
     main = run_locust(args.scenario, t.url, load, load.duration_s, work, env)
-    cpu_after = benchkit.cpu_seconds([*yard, *bento])
+    procs_after = split_measure.read([*yard, *bento])
     if watch is not None:
         watch.stopping.set()
         watch.join(timeout=10)
@@ -338,50 +332,18 @@ def measure(setup: Setup, args: argparse.Namespace, spec: BudgetFile, work: Path
         ]
         report["rollout"] = {"final": watch.rollout, "error": watch.error}
     if inference:
-        cpu = (yard, bento, cpu_before, cpu_after)
-        report["breakdown"] = breakdown(setup, main, since, metrics_before, cpu)
+        report["breakdown"] = split_measure.breakdown(
+            t,
+            setup.model,
+            load.arrivals,
+            (main.samples, main.seconds, main.locust_cpu_s),
+            since,
+            metrics_before,
+            (yard, bento, procs_before, procs_after),
+        )
     report["main"] = main
     report["t0"] = t0
     return report
-
-
-def breakdown(
-    setup: Setup,
-    main: Phase,
-    since: datetime,
-    metrics_before: str,
-    cpu: tuple[list[int], list[int], dict[int, float], dict[int, float]],
-) -> dict[str, Any]:
-    t = setup.target
-    upstream = time_split.totals_delta(
-        time_split.histogram_totals(metrics_before, setup.model),
-        time_split.histogram_totals(metrics_text(t), setup.model),
-    )
-    time.sleep(1.5)  # the gateway's last window reaches the registry
-    p50_up = upstream_p50(t, setup.model, since)
-    yard, bento, before, after = cpu
-    through = [s for s in main.samples if s.name == "classify"]
-    direct_samples = [s for s in main.samples if s.name == "classify direct"]
-
-    def per_request(pids: list[int], requests: int) -> float | None:
-        """CPU ms per request of these processes, if all of them lived through the run (in a
-        canary the baseline's server stops when the candidate is promoted)."""
-        if not pids or not requests or any(p not in before or p not in after for p in pids):
-            return None
-        return round(1000 * sum(after[p] - before[p] for p in pids) / requests, 3)
-
-    cpu_ms = {
-        "gateway (modelyard process)": per_request(yard, len(through)),
-        "BentoML (server + workers)": per_request(bento, len(through) + len(direct_samples)),
-        "locust (client)": round(1000 * main.locust_cpu_s / max(1, len(main.samples)), 3),
-    }
-    direct = stats(direct_samples, main.seconds) if direct_samples else None
-    out = time_split.split(stats(through, main.seconds), upstream, p50_up, direct, cpu_ms)
-    if direct is not None and direct.errors:
-        out["notes"].append(f"{direct.errors} of the direct calls failed: their figure is suspect")
-    if direct is None:
-        out["notes"].append("no direct calls (canary, --no-direct, or BentoML not run here)")
-    return out
 
 
 def write_report(
@@ -389,6 +351,7 @@ def write_report(
 ) -> tuple[dict[str, Any], Path, Path]:
     main: Phase = measured.pop("main")
     t0: float = measured.pop("t0")
+    comparison = (measured.get("breakdown") or {}).pop("comparison", None)
     verdicts = check(main.samples, spec.budget, main.seconds)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     out_json = args.out_dir / f"{args.scenario}-{stamp}.json"
@@ -412,6 +375,7 @@ def write_report(
         "summary": loadreport.summary(main.samples, main.seconds),
         "timeline": loadreport.timeline(main.samples, t0, main.seconds),
         **measured,
+        "comparison": comparison,
         "budgets": loadreport.verdicts_json(verdicts),
         "passed": not broken(verdicts),
         "files": {"json": str(out_json), "png": str(out_png)},
@@ -434,6 +398,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, help="seconds of load (default: the budget file's)")
     p.add_argument("--users", type=int)
     p.add_argument("--rate-per-user", type=float)
+    p.add_argument(
+        "--arrivals",
+        choices=("paced", "poisson"),
+        help="steady: one open-loop Poisson process (its default) or paced closed-loop users",
+    )
+    p.add_argument("--direct-share", type=float, help="poisson: share of arrivals sent direct")
     p.add_argument(
         "--fault-latency-ms",
         type=float,
@@ -466,6 +436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ("users", args.users),
                 ("duration_s", args.duration),
                 ("rate_per_user", args.rate_per_user),
+                ("arrivals", args.arrivals),
+                ("direct_share", args.direct_share),
             )
             if v is not None
         },

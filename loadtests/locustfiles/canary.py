@@ -1,4 +1,4 @@
-"""A canary rollout under load: the steady scenario's users; `loadtests/loadrun.py canary`
+"""A canary rollout under load: the paced users (locustfiles/paced.py); `loadrun.py canary`
 starts a rollout of the candidate (healthy, or with `--faulty` its fault switch on) mid-run
 over REST and records every phase and weight change for the report.
 
@@ -7,6 +7,6 @@ over REST and records every phase and weight change for the report.
 
 from __future__ import annotations
 
-from loadtests.locustfiles.steady import Inference
+from loadtests.locustfiles.paced import Inference
 
 __all__ = ["Inference"]

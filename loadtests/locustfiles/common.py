@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import time
 from typing import Any, Final
 
 from locust import events
@@ -18,11 +19,19 @@ TOKEN: Final = os.environ.get("LOADRUN_TOKEN", "")
 RATE_PER_USER: Final = float(os.environ.get("LOADRUN_RATE_PER_USER", "5"))
 #: through the gateway; loadrun.py points it at BentoML's `/classify` for the direct phase
 INFER_PATH: Final = os.environ.get("LOADRUN_INFER_PATH") or f"/models/{MODEL}/classify"
-#: loadrun.py sets it to the served version's BentoML URL: one more user calls it directly
+#: loadrun.py sets it to the served version's BentoML URL: the direct path calls it
 DIRECT_HOST: Final = os.environ.get("LOADRUN_DIRECT_HOST", "")
 REGISTRY_MODEL: Final = os.environ.get("LOADRUN_REGISTRY_MODEL", "loadtest-registry")
 REGISTRY_VERSIONS: Final = int(os.environ.get("LOADRUN_REGISTRY_VERSIONS", "5"))
 SAMPLES: Final = os.environ.get("LOADRUN_SAMPLES", "")
+#: the open-loop arrival process (steady.py): the gateway path's mean rate, the share of the
+#: arrivals sent directly to BentoML, the cap on requests in flight, the RNG's seed, the seconds
+ARRIVALS: Final = os.environ.get("LOADRUN_ARRIVALS", "paced")
+GATEWAY_RATE: Final = float(os.environ.get("LOADRUN_GATEWAY_RATE", "40"))
+DIRECT_SHARE: Final = float(os.environ.get("LOADRUN_DIRECT_SHARE", "0"))
+MAX_IN_FLIGHT: Final = int(os.environ.get("LOADRUN_MAX_IN_FLIGHT", "64"))
+SEED: Final = int(os.environ["LOADRUN_SEED"]) if os.environ.get("LOADRUN_SEED") else None
+DURATION_S: Final = float(os.environ.get("LOADRUN_DURATION_S", "60"))
 
 IRIS_BODY: Final = '{"input_series": [[5.1, 3.5, 1.4, 0.2]]}'
 JSON_HEADERS: Final = {"Content-Type": "application/json"}
@@ -48,6 +57,11 @@ def _record(
         version = response.headers.get(VERSION_HEADER) or ""
     ok = int(exception is None)
     _rows.append((start_time or 0.0, name, variant, response_time, ok, version))
+
+
+def record_over_cap(name: str) -> None:
+    """An arrival not sent because the cap on requests in flight was reached."""
+    _rows.append((time.time(), f"{name} (over the cap)", "", 0.0, 0, ""))
 
 
 @events.test_stop.add_listener

@@ -1,4 +1,4 @@
-"""Inference and registry traffic at once: the steady scenario's users and the registry
+"""Inference and registry traffic at once: the paced users (locustfiles/paced.py) and the registry
 scenario's, four to one (their `weight`s), on one modelyard process.
 
     python -m loadtests.loadrun mixed
@@ -6,7 +6,7 @@ scenario's, four to one (their `weight`s), on one modelyard process.
 
 from __future__ import annotations
 
+from loadtests.locustfiles.paced import DirectToBentoML, Inference
 from loadtests.locustfiles.registry import RegistryUser
-from loadtests.locustfiles.steady import DirectToBentoML, Inference
 
 __all__ = ["DirectToBentoML", "Inference", "RegistryUser"]

@@ -1,41 +1,70 @@
-"""Steady inference through the gateway: every user POSTs one iris row to
-`/models/<model>/classify` at a constant rate (LOADRUN_RATE_PER_USER requests/s each).
+"""Steady inference, open loop: one arrival process (loadtests/arrivals.py) for both paths.
+Requests arrive as a Poisson process and each one goes, at random, through the gateway
+(`/models/<model>/classify`, named `classify`) or straight to the served version's BentoML
+server (LOADRUN_DIRECT_HOST, named `classify direct`; a share LOADRUN_DIRECT_SHARE of the
+arrivals). The gateway path gets LOADRUN_GATEWAY_RATE requests/s on average whatever the share.
+
+Open loop: every arrival is sent in its own greenlet at its time, whether or not earlier answers
+came back, so the same queueing at BentoML hits both paths. At most LOADRUN_MAX_IN_FLIGHT
+requests are in flight; an arrival beyond that is not sent and is recorded as
+`<name> (over the cap)`, failed, so the report shows it.
 
     python -m loadtests.loadrun steady      # the one command: serve, load, budgets, report
-    locust -f loadtests/locustfiles/steady.py --headless -u 8 -r 8 -t 30s --host http://127.0.0.1:8000
-
-With LOADRUN_DIRECT_HOST set (loadrun.py does, to the served version's BentoML server), one
-more user sends the same requests to BentoML itself, at the same rate and in the same seconds,
-named `classify direct`: what the gateway adds is then measured under the same noise.
+    python -m loadtests.loadrun steady --arrivals paced   # the earlier closed-loop users instead
 """
 
 from __future__ import annotations
 
-from locust import FastHttpUser, constant_throughput, task
+import random
+import time
 
+import gevent
+import gevent.pool
+from locust import FastHttpUser, constant, task
+from locust.exception import StopUser
+
+from loadtests import arrivals
 from loadtests.locustfiles import common
 
+if common.ARRIVALS == "paced":  # the earlier closed-loop design, for comparison (--arrivals)
+    from loadtests.locustfiles.paced import DirectToBentoML, Inference
 
-class Inference(FastHttpUser):
-    weight = 4
-    wait_time = constant_throughput(common.RATE_PER_USER)
-
-    @task
-    def classify(self) -> None:
-        self.client.post(
-            common.INFER_PATH, data=common.IRIS_BODY, headers=common.JSON_HEADERS, name="classify"
-        )
+    __all__ = ["DirectToBentoML", "Inference"]
 
 
-class DirectToBentoML(FastHttpUser):
+class OpenLoopInference(FastHttpUser):
+    abstract = common.ARRIVALS != "poisson"
     fixed_count = 1
-    abstract = not common.DIRECT_HOST  # without the variable locust leaves this class out
-    wait_time = constant_throughput(common.RATE_PER_USER)
+    concurrency = common.MAX_IN_FLIGHT  # keep-alive connections per host in its client's pool
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        self._in_flight = gevent.pool.Pool(common.MAX_IN_FLIGHT)
+        self._direct_url = f"{common.DIRECT_HOST}/classify"
+        self._share = common.DIRECT_SHARE if common.DIRECT_HOST else 0.0
+
+    def on_stop(self) -> None:
+        self._in_flight.kill(block=False)
 
     @task
-    def classify(self) -> None:
-        # an absolute URL: locust's --host (the gateway) overrides every user's `host`
-        url = f"{common.DIRECT_HOST}/classify"
-        self.client.post(
-            url, data=common.IRIS_BODY, headers=common.JSON_HEADERS, name="classify direct"
-        )
+    def arrive(self) -> None:
+        rate = arrivals.total_rate(common.GATEWAY_RATE, self._share)
+        rng = random.Random(common.SEED)
+        start = time.monotonic()
+        for arrival in arrivals.schedule(rate, self._share, rng):
+            if arrival.at_s >= common.DURATION_S:
+                break
+            delay = start + arrival.at_s - time.monotonic()
+            if delay > 0:
+                gevent.sleep(delay)
+            if self._in_flight.full():
+                common.record_over_cap(arrival.name)
+                continue
+            self._in_flight.spawn(self._send, arrival.name)
+        self._in_flight.join(timeout=10)
+        raise StopUser
+
+    def _send(self, name: str) -> None:
+        # an absolute URL for the direct path: locust's --host (the gateway) is the client's base
+        url = self._direct_url if name == arrivals.DIRECT else common.INFER_PATH
+        self.client.post(url, data=common.IRIS_BODY, headers=common.JSON_HEADERS, name=name)

@@ -83,3 +83,29 @@ def test_the_gateway_bench_report_gets_the_shared_fields() -> None:
     assert miss["budget"] == "added_p50_c1" and miss["over_by"] == pytest.approx(0.2)
     assert miss["message"].startswith("BROKEN  added_p50_c1")
     assert unknown["passed"] is None
+
+
+def test_the_printed_table_gives_the_comparison_verdict_and_the_run_queue_wait() -> None:
+    gateway = stats([Sample(0, "classify", "stable", 3.5, True)] * 10, 1)
+    direct = stats([Sample(0, "classify direct", "", 2.0, True)] * 10, 1)
+    b = time_split.split(gateway, {}, None, direct, {"locust": 1.0}, arrivals="poisson")
+    b["run_queue_wait_ms_per_request"] = {"gateway (modelyard process)": 0.42}
+    assert "same open-loop Poisson arrivals" in b["notes"][-1]
+    report = {
+        "summary": {},
+        "breakdown": b,
+        "comparison": time_split.compare(gateway, direct),
+        "budgets": [],
+    }
+    text = loadreport.table(report)
+    assert "waiting for a CPU (run queue), ms per request: gateway (modelyard process) 0.42" in text
+    assert "gateway vs direct, same run: FAILED" in text
+    assert "FAILED p50_ms: gateway 3.5 ms > 3 ms (direct p50 + 1 ms, direct 2 ms)" in text
+    assert "FAILED p99_ms: gateway 3.5 ms > 2.4 ms (direct p99 x 1.2, direct 2 ms)" in text
+
+
+def test_without_direct_calls_the_split_says_nothing_about_them() -> None:
+    gateway = stats([Sample(0, "classify", "stable", 3.5, True)] * 10, 1)
+    out = time_split.split(gateway, {("1", "stable"): (10.0, 0.02)}, None, None, {})
+    assert not any("direct calls" in note for note in out["notes"]), out["notes"]
+    assert out["rows"][3]["mean_ms"] is None
