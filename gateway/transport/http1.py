@@ -297,7 +297,12 @@ class Http1Connection(asyncio.Protocol):
         if waiter is None or waiter.done():
             self._stop = "the server sent more than one answer"
             raise _Stop
-        self._reset_message()
+        self._status = 0  # `_reset_message`, inlined: once per answer
+        self._headers = []
+        self._body = []
+        self._connection = None
+        self._transfer_encoding = None
+        self._headers_done = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._headers_done:
@@ -319,8 +324,11 @@ class Http1Connection(asyncio.Protocol):
                 self._stop = "the server switched protocols (unexpected 101)"
                 raise _Stop
             return  # informational (100 Continue, 103 Early Hints): skipped
-        if self._connection is not None:
-            named = _listed_in_connection(self._connection)
+        connection = self._connection
+        if connection is not None and (
+            len(connection) != 1 or connection[0].lower() not in _CONNECTION_TOKENS_KEPT
+        ):  # the usual `keep-alive` alone, tested here: no call for it on every answer
+            named = _listed_in_connection(connection)
             if named:
                 self._headers = [h for h in self._headers if h[0] not in named]
         if self._head_only:

@@ -135,7 +135,7 @@ class UpstreamPool:
         data = encode_request(method, path, self._head_middle, headers, body)
         if timeout_s <= 0:  # a spent budget: do not make the upstream work for nothing
             raise self._timed_out(timeout_s)
-        loop = self._running_loop()
+        loop = self._loop or self._running_loop()
         deadline = loop.time() + timeout_s
         conn = self._pop_idle(loop) if self._idle else None  # the hot path: no await before send
         if conn is None:
@@ -330,7 +330,8 @@ class Http1Transport:
 
     def handle(self, request: UpstreamRequest) -> Coroutine[Any, Any, UpstreamResponse]:
         """The pool's own coroutine, returned as is: no frame of this method's on the hot path."""
-        return self.pool(request.endpoint).request(
+        pool = self._pools.get(request.endpoint) or self.pool(request.endpoint)
+        return pool.request(
             request.method, request.path, request.headers, request.body, request.timeout_s
         )
 
