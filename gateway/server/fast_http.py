@@ -24,9 +24,10 @@ import asyncio
 import http
 import logging
 from collections import deque
-from typing import Any, Final, NamedTuple, Protocol
+from typing import Any, Final, Protocol
 
 import httptools
+import msgspec
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
@@ -87,7 +88,10 @@ class FastPaths(Protocol):
         ...
 
 
-class _Request(NamedTuple):
+class _Request(msgspec.Struct, frozen=True, gc=False):
+    """A msgspec Struct: a NamedTuple's `__new__` is a Python function, one more frame for
+    every request."""
+
     handler: FastHandler
     method: str
     path: str
