@@ -172,7 +172,8 @@ class Gateway:
             reply = forwarder.reply(
                 table, route, choice, answer.status, answer.body, answer.headers, hooks
             )
-            forwarder.offer_shadow(route, choice, path, forward, body, answer, hooks)
+            if route.policy.shadow is not None:  # (tested here: no call without a shadow)
+                forwarder.offer_shadow(route, choice, path, forward, body, answer, hooks)
         except GatewayError as exc:
             return error_reply(exc, False)  # /models/...: not an OIP path
         return reply

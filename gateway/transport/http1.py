@@ -345,7 +345,11 @@ class Http1Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self._status >= _FIRST_FINAL_STATUS:
             self.keep_alive = self._parser.should_keep_alive()
-            self._complete()
+            waiter = self._waiter  # `_complete`, inlined: once per answer
+            if waiter is not None and not waiter.done():
+                body = self._body
+                answer = b"".join(body) if len(body) != 1 else body[0]
+                waiter.set_result(UpstreamResponse(self._status, self._headers, answer))
 
     # -- helpers ----------------------------------------------------------------------------------
 
