@@ -137,7 +137,14 @@ class UpstreamPool:
             raise self._timed_out(timeout_s)
         loop = self._loop or self._running_loop()
         deadline = loop.time() + timeout_s
-        conn = self._pop_idle(loop) if self._idle else None  # the hot path: no await before send
+        idle = self._idle
+        conn: Http1Connection | None
+        if idle and loop.time() - idle[0].idle_since <= self._idle_timeout_s:
+            conn = idle.pop()  # the hot path, `_pop_idle` inlined: none expired, no await
+            conn.idle = False
+            self._reused += 1
+        else:
+            conn = self._pop_idle(loop) if idle else None
         if conn is None:
             conn = await self._before(deadline, timeout_s, self._acquire())
         head_only = method == _HEAD
