@@ -126,7 +126,11 @@ def lua_script(path: Path, body: str) -> Path:
 
 def split_counts(url: str) -> dict[str, int]:
     """Requests per version of `MODEL` since the gateway started, from its /metrics."""
-    text = httpx.get(url + "/metrics", timeout=10.0).text
+    return parse_split(httpx.get(url + "/metrics", timeout=10.0).text)
+
+
+def parse_split(text: str) -> dict[str, int]:
+    """Requests per version of `MODEL` in a Prometheus exposition (any label order)."""
     counts: dict[str, int] = {}
     for labels, value in _REQUESTS_LINE.findall(text):
         found = dict(_LABEL.findall(labels))
