@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final, NamedTuple
+from typing import Final
 
 import msgspec
 
@@ -21,8 +21,9 @@ from gateway.transport.base import Headers
 JSON: Final = (b"content-type", b"application/json")
 
 
-class Reply(NamedTuple):
-    """A whole answer; the server adds `content-length`."""
+class Reply(msgspec.Struct, frozen=True, gc=False):
+    """A whole answer; the server adds `content-length`. A msgspec Struct: made for every
+    request, and a NamedTuple's `__new__` is a Python function."""
 
     status: int
     headers: Headers

@@ -85,7 +85,7 @@ class Resilient:
         try:
             route, hooks = forward.route, forward.hooks
             target = forward.choice.route
-            breaker = self._breaker(target.endpoint)
+            breaker = self.breakers.get(target.endpoint) or self._breaker(target.endpoint)
             # a closed breaker allows everything: only an open one needs asking (and a clock)
             if breaker.opened_at is not None and not breaker.allow(self.clock()):
                 target = self._fallback(forward, "its upstream is ejected")

@@ -63,7 +63,8 @@ def _served(route: ModelRoute, version: int, variant: str) -> Choice:
     found = route.versions.get(version)
     if found is None:
         raise NoHealthyUpstream(f"version {version} of {route.name!r} is not being served now")
-    return Choice(version, variant, found)
+    # tuple.__new__: a NamedTuple's own __new__ is a Python function (one frame a request)
+    return tuple.__new__(Choice, (version, variant, found))
 
 
 def choose(
@@ -99,7 +100,7 @@ def choose(
         if split is not None:
             target = route.versions.get(split.version)
             if target is not None:
-                return Choice(split.version, split.variant or CANARY, target)
+                return tuple.__new__(Choice, (split.version, split.variant or CANARY, target))
             # its version is not served: this user stays on stable
     if route.stable is None:
         raise NoHealthyUpstream(f"model {route.name!r} has no Production version to serve")

@@ -10,6 +10,9 @@ direct, nginx, before and after in turn, round after round, at concurrency 1 and
 the machine's noise (other processes, a hypervisor's steal time) hits all four alike. Medians
 over the rounds, and each round's after/before ratio, give the comparison and its spread.
 Pinning and tools as in `loadtests.gateway_bench` (wrk on one CPU, the servers on the other).
+With `--canary`, each side also gets the routed leg of loadtests/canary_leg.py (a second
+model with a 10 % sticky canary split, a different key per request): `before_canary` and
+`after_canary`, compared the same way.
 The JSON report goes to loadtests/results/gateway-ab.json unless `--out` says otherwise.
 """
 
@@ -24,7 +27,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Final
 
-from loadtests import benchkit
+from loadtests import benchkit, canary_leg
 from loadtests.benchkit import (
     FIXED_LOCATION,
     PROXY_LOCATION,
@@ -47,17 +50,23 @@ from loadtests.gateway_bench import (
 
 DEFAULT_OUT: Final = Path(__file__).parent / "results" / "gateway-ab.json"
 PATHS: Final = ("direct", "nginx", "before", "after")
+CANARY_PATHS: Final = ("before_canary", "after_canary")
+#: (before, after) legs compared, and the name of their comparison in the summary
+PAIRS: Final = (("before", "after", ""), ("before_canary", "after_canary", "canary_"))
 
 
 def summarize(
-    rounds: list[dict[str, dict[str, Any]]], concurrencies: Sequence[int]
+    rounds: list[dict[str, dict[str, Any]]],
+    concurrencies: Sequence[int],
+    paths: Sequence[str] = PATHS,
 ) -> dict[str, Any]:
     """Per concurrency: each path's median req/s and p50 over the rounds, and the after/before
-    ratios of every round (throughput, and the latency each adds over direct at c1)."""
+    ratios of every round (throughput, and the latency each adds over direct at c1), for the
+    pinned legs and, when measured, the canary legs (keys prefixed `canary_`)."""
     out: dict[str, Any] = {}
     for c in concurrencies:
         key = f"c{c}"
-        ok = [r for r in rounds if all(key in r.get(p, {}) for p in PATHS)]
+        ok = [r for r in rounds if all(key in r.get(p, {}) for p in paths)]
         if not ok:
             out[key] = {"error": "no complete round"}
             continue
@@ -66,29 +75,33 @@ def summarize(
                 "rps": statistics.median(r[p][key]["rps"] for r in ok),
                 "p50_ms": statistics.median(r[p][key]["p50_ms"] for r in ok),
             }
-            for p in PATHS
+            for p in paths
         }
-        ratios = [r["after"][key]["rps"] / r["before"][key]["rps"] for r in ok]
-        added = {
-            side: [r[side][key]["p50_ms"] - r["direct"][key]["p50_ms"] for r in ok]
-            for side in ("before", "after")
-        }
-        out[key] = {
-            "rounds": len(ok),
-            "median": med,
-            "after_over_before_rps": {
-                "median": statistics.median(ratios),
-                "min": min(ratios),
-                "max": max(ratios),
-            },
-            "after_over_nginx_rps": med["after"]["rps"] / med["nginx"]["rps"],
-            "before_over_nginx_rps": med["before"]["rps"] / med["nginx"]["rps"],
-            "added_p50_ms": {side: statistics.median(v) for side, v in added.items()},
-        }
+        out[key] = {"rounds": len(ok), "median": med}
+        for before, after, prefix in PAIRS:
+            if before not in paths:
+                continue
+            ratios = [r[after][key]["rps"] / r[before][key]["rps"] for r in ok]
+            added = {
+                side: [r[leg][key]["p50_ms"] - r["direct"][key]["p50_ms"] for r in ok]
+                for side, leg in (("before", before), ("after", after))
+            }
+            out[key] |= {
+                f"{prefix}after_over_before_rps": {
+                    "median": statistics.median(ratios),
+                    "min": min(ratios),
+                    "max": max(ratios),
+                },
+                f"{prefix}after_over_nginx_rps": med[after]["rps"] / med["nginx"]["rps"],
+                f"{prefix}before_over_nginx_rps": med[before]["rps"] / med["nginx"]["rps"],
+                f"{prefix}added_p50_ms": {side: statistics.median(v) for side, v in added.items()},
+            }
     return out
 
 
-def run(before: Path, rounds: int, seconds: int, concurrencies: Sequence[int]) -> dict[str, Any]:
+def run(
+    before: Path, rounds: int, seconds: int, concurrencies: Sequence[int], canary: bool = False
+) -> dict[str, Any]:
     tools = find_tools()
     if isinstance(tools, list):
         raise SystemExit(f"missing tools: {', '.join(tools)} (make system-deps)")
@@ -111,18 +124,26 @@ def run(before: Path, rounds: int, seconds: int, concurrencies: Sequence[int]) -
             "after": new.url + GATEWAY_PATH,
         }
         script = lua_script(work / "post.lua", make_body())
+        scripts = dict.fromkeys(targets, script)
+        paths: tuple[str, ...] = PATHS
+        if canary:
+            for leg, proc in zip(CANARY_PATHS, (old, new), strict=True):
+                canary_leg.setup(proc, upstream.url, make_body())
+                targets[leg] = proc.url + canary_leg.PATH
+                scripts[leg] = canary_leg.lua_script(work / "canary.lua", make_body())
+            paths = (*PATHS, *CANARY_PATHS)
         measured = []
         for n in range(rounds):
             say(f"round {n + 1}/{rounds}")
             measured.append(
-                measure_rounds(tools, pin, targets, script, concurrencies, seconds, 1, 1)
+                measure_rounds(tools, pin, targets, scripts, concurrencies, seconds, 1, 1)
             )
     return {
         "machine": machine(tools, pin),
         "before": str(before),
         "config": {"rounds": rounds, "seconds": seconds, "concurrencies": list(concurrencies)},
         "rounds": measured,
-        "summary": summarize(measured, concurrencies),
+        "summary": summarize(measured, concurrencies, paths),
     }
 
 
@@ -132,21 +153,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seconds", type=int, default=5, help="one wrk measurement")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--canary", action="store_true", help="the routed legs too")
     args = parser.parse_args(argv)
-    report = run(args.before.resolve(), args.rounds, args.seconds, (1, 16))
+    report = run(args.before.resolve(), args.rounds, args.seconds, (1, 16), args.canary)
     benchkit.write_report(args.out, report)
     for key, found in report["summary"].items():
         if "error" in found:
             say(f"{key}: {found['error']}")
             continue
-        med, ratio = found["median"], found["after_over_before_rps"]
-        say(
-            f"{key}: req/s direct {med['direct']['rps']:,.0f}, nginx {med['nginx']['rps']:,.0f},"
-            f" before {med['before']['rps']:,.0f}, after {med['after']['rps']:,.0f};"
-            f" after/before {ratio['median']:.3f} (rounds {ratio['min']:.3f}..{ratio['max']:.3f});"
-            f" added p50 before {found['added_p50_ms']['before']:.3f} ms,"
-            f" after {found['added_p50_ms']['after']:.3f} ms"
-        )
+        med = found["median"]
+        say(f"{key}: req/s direct {med['direct']['rps']:,.0f}, nginx {med['nginx']['rps']:,.0f}")
+        for before, after, prefix in PAIRS:
+            if f"{prefix}after_over_before_rps" not in found:
+                continue
+            ratio, added = found[f"{prefix}after_over_before_rps"], found[f"{prefix}added_p50_ms"]
+            say(
+                f"  {before} {med[before]['rps']:,.0f}, {after} {med[after]['rps']:,.0f};"
+                f" after/before {ratio['median']:.3f}"
+                f" (rounds {ratio['min']:.3f}..{ratio['max']:.3f});"
+                f" /nginx before {found[prefix + 'before_over_nginx_rps']:.3f},"
+                f" after {found[prefix + 'after_over_nginx_rps']:.3f};"
+                f" added p50 before {added['before']:.3f} ms, after {added['after']:.3f} ms"
+            )
     say(f"report: {args.out}")
     return 0
 

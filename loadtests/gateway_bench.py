@@ -5,6 +5,7 @@ Run it from the repository root (or with `make bench-gateway`):
     python -m loadtests.gateway_bench            # the full run (about three minutes)
     python -m loadtests.gateway_bench --quick    # 1 s a measurement, no BentoML: a smoke run
     python -m loadtests.gateway_bench --out /tmp/gateway-bench.json
+    python -m loadtests.gateway_bench --quick --only fixed   # direct, nginx, pinned, routed
 
 It needs `wrk`, `nginx` and `h2load` from Debian (`apt-get install -y wrk nginx-light
 nghttp2-client`) and installs nothing itself. Everything runs on loopback, wrk (and h2load)
@@ -15,7 +16,12 @@ pinned to one CPU and every server to another (`taskset`; the modelyard process'
    `{"predictions":[0]}`), interleaved round by round so that noise hits them alike:
    - direct:  wrk -> upstream `POST /predict`;
    - nginx:   wrk -> nginx reverse proxy (one worker, keep-alive pool of 64) -> upstream;
-   - gateway: wrk -> `modelyard serve` `POST /models/bench/predict` -> upstream `/predict`.
+   - gateway: wrk -> `modelyard serve` `POST /models/bench/predict` -> upstream `/predict`;
+   - gateway_canary: the same `modelyard serve`, `POST /models/bench-canary/predict`, a model
+     with a 10 % canary split and sticky keys from a header that changes on every request
+     (loadtests/canary_leg.py); the report's `canary_split` counts each version's requests
+     from the gateway's /metrics;
+   - gateway_10k: another `modelyard serve` with 10,000 more models in its route table.
    wrk POSTs a 200-byte JSON body with one thread at 1, 16 and 64 connections, 10 s each, and
    gives req/s, p50 and p99 (its `--latency` distribution). From these: the gateway's throughput
    as a share of direct and of nginx, and the latency it adds at concurrency 1.
@@ -48,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import secrets
 import tempfile
@@ -61,7 +68,15 @@ from typing import Any, Final
 import httpx
 
 from adapters.net import free_port
-from loadtests import benchkit, gateway_e2e, gateway_report, loadreport, oip_legs, scale_seed
+from loadtests import (
+    benchkit,
+    canary_leg,
+    gateway_e2e,
+    gateway_report,
+    loadreport,
+    oip_legs,
+    scale_seed,
+)
 from loadtests.benchkit import (
     FIXED_LOCATION,
     PACKAGES,
@@ -84,7 +99,9 @@ from modelyard.processes import ModelyardProcess
 from modelyard.settings import DB_FILE
 
 DEFAULT_OUT: Final = Path(__file__).parent / "results" / "gateway-bench.json"
-PATHS: Final = ("direct", "nginx", "gateway", "gateway_10k")
+PATHS: Final = ("direct", "nginx", "gateway", "gateway_canary", "gateway_10k")
+#: `--only fixed`: the fixed-response legs that compare the pinned and the routed path.
+FIXED_ONLY: Final = ("direct", "nginx", "gateway", "gateway_canary")
 MANY_MODELS: Final = 10_000  # the gateway_10k leg's route table: these and `bench`
 
 FIXED_RESPONSE: Final = '{"predictions":[0]}'
@@ -104,6 +121,7 @@ class Config:
     e2e_duration_s: int  # one round of one path in front of BentoML
     e2e_concurrencies: tuple[int, ...]
     e2e_rounds: int  # measured rounds per path and concurrency, after one warm-up round each
+    fixed_only: bool = False  # only the FIXED_ONLY legs: no 10,000 models, OIP or BentoML
 
     @classmethod
     def full(cls) -> Config:
@@ -195,17 +213,17 @@ def measure_rounds(
     tools: Tools,
     pin: Pinning,
     targets: dict[str, str],
-    script: Path,
+    scripts: dict[str, Path],
     concurrencies: Sequence[int],
     seconds: int,
     warmup_s: int,
     threads: int,
 ) -> dict[str, dict[str, Any]]:
     """Every path warmed up, then each concurrency over every path in turn
-    (`benchkit.interleaved`)."""
+    (`benchkit.interleaved`); each path with its wrk script."""
 
     def run(path: str, connections: int, duration: int) -> WrkResult:
-        return wrk(tools, pin, targets[path], script, connections, duration, threads)
+        return wrk(tools, pin, targets[path], scripts[path], connections, duration, threads)
 
     return benchkit.interleaved(list(targets), run, concurrencies, seconds, warmup_s)
 
@@ -289,27 +307,45 @@ def run(cfg: Config, tools: Tools, h2load: str) -> dict[str, Any]:
         except Exception as exc:  # reported verbatim; direct and nginx are still measured
             say(f"[gateway] FAILED:\n{traceback.format_exc()}")
             report["runs"]["gateway"] = {"error": f"{type(exc).__name__}: {exc}"}
-        try:
-            say(f"[gateway_10k] starting modelyard serve with {MANY_MODELS:,} more models")
-            many = stack.enter_context(gateway(work / "many", pin, upstream, models=MANY_MODELS))
-            targets["gateway_10k"] = many.url + GATEWAY_PATH
-        except Exception as exc:
-            say(f"[gateway_10k] FAILED:\n{traceback.format_exc()}")
-            report["runs"]["gateway_10k"] = {"error": f"{type(exc).__name__}: {exc}"}
+            report["runs"]["gateway_canary"] = {"error": "the gateway leg failed"}
+        if yard is not None:
+            try:  # on the same `modelyard serve`: a second model, its traffic split
+                say("[gateway_canary] a 10 % canary split with sticky keys, beside `bench`")
+                canary_leg.setup(yard, upstream.url, make_body())
+                targets["gateway_canary"] = yard.url + canary_leg.PATH
+            except Exception as exc:
+                say(f"[gateway_canary] FAILED:\n{traceback.format_exc()}")
+                report["runs"]["gateway_canary"] = {"error": f"{type(exc).__name__}: {exc}"}
+        if not cfg.fixed_only:
+            try:
+                say(f"[gateway_10k] starting modelyard serve with {MANY_MODELS:,} more models")
+                many = stack.enter_context(
+                    gateway(work / "many", pin, upstream, models=MANY_MODELS)
+                )
+                targets["gateway_10k"] = many.url + GATEWAY_PATH
+            except Exception as exc:
+                say(f"[gateway_10k] FAILED:\n{traceback.format_exc()}")
+                report["runs"]["gateway_10k"] = {"error": f"{type(exc).__name__}: {exc}"}
         script = lua_script(work / "post.lua", make_body())
+        scripts = dict.fromkeys(targets, script)
+        scripts["gateway_canary"] = canary_leg.lua_script(work / "canary.lua", make_body())
         measured = measure_rounds(
             tools,
             pin,
             targets,
-            script,
+            scripts,
             cfg.concurrencies,
             cfg.duration_s,
             cfg.warmup_s,
             cfg.threads,
         )
-        report["runs"] = {path: report["runs"].get(path, measured.get(path)) for path in PATHS}
+        paths = FIXED_ONLY if cfg.fixed_only else PATHS
+        report["runs"] = {path: report["runs"].get(path, measured.get(path)) for path in paths}
         report["ratios"] = gateway_report.ratios(report["runs"], cfg.concurrencies)
-        if yard is not None:
+        if "gateway_canary" in targets:
+            assert yard is not None
+            report["canary_split"] = canary_leg.split_counts(yard.url)
+        if yard is not None and not cfg.fixed_only:
             report["oip"] = oip(cfg, tools, pin, yard, h2load, work)
             report["oip_ratios"] = gateway_report.oip_ratios(
                 report["oip"], report["runs"], cfg.concurrencies
@@ -319,7 +355,9 @@ def run(cfg: Config, tools: Tools, h2load: str) -> dict[str, Any]:
             for path, proc in (("gateway", yard), ("gateway_10k", many))
             if proc is not None and proc.proc is not None
         }
-        if not cfg.e2e:
+        if cfg.fixed_only:
+            report["e2e"] = {"skipped": "--only fixed"}
+        elif not cfg.e2e:
             report["e2e"] = {"skipped": "--quick"}
         elif yard is None or "error" in report["runs"]["gateway"]:
             report["e2e"] = {"skipped": "the gateway leg failed"}
@@ -345,6 +383,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="1 s runs, no BentoML (smoke test)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON report path")
+    parser.add_argument(
+        "--only",
+        choices=("all", "fixed"),
+        default="all",
+        help="fixed: only direct, nginx, gateway and gateway_canary (while iterating)",
+    )
     return parser.parse_args(argv)
 
 
@@ -365,7 +409,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" apt-get update && apt-get install -y {oip_legs.PACKAGE}"
         )
         return 2
-    report = run(Config.quick() if args.quick else Config.full(), tools, h2load)
+    cfg = Config.quick() if args.quick else Config.full()
+    report = run(dataclasses.replace(cfg, fixed_only=args.only == "fixed"), tools, h2load)
     report.update(loadreport.bench_fields(report))  # the load tests' report shape too
     benchkit.write_report(args.out, report)
     print(gateway_report.table(report))

@@ -34,6 +34,18 @@ TARGETS: Final[dict[str, dict[str, Any]]] = {
         "limit": 1.0,
         "unit": "ms",
     },
+    "canary_over_nginx_rps_c16": {
+        "what": "gateway with a 10 % sticky canary split / nginx, req/s at concurrency 16",
+        "op": ">=",
+        "limit": 0.6,
+        "unit": "fraction",
+    },
+    "canary_added_p50_c1": {
+        "what": "gateway with a 10 % sticky canary split: p50 - direct p50 at concurrency 1",
+        "op": "<=",
+        "limit": 0.05,
+        "unit": "ms",
+    },
     "grpc_over_http_json_rps_c16": {
         "what": "OIP: gRPC req/s / HTTP JSON req/s at concurrency 16",
         "op": ">=",
@@ -79,15 +91,15 @@ def cell(runs: dict[str, Any], path: str, conc: str, key: str) -> float | None:
 
 
 def ratios(runs: dict[str, Any], concurrencies: Sequence[int]) -> dict[str, Any]:
-    def share(over: str) -> dict[str, float | None]:
+    def share(over: str, leg: str = "gateway") -> dict[str, float | None]:
         out: dict[str, float | None] = {}
         for c in concurrencies:
-            gw, base = cell(runs, "gateway", f"c{c}", "rps"), cell(runs, over, f"c{c}", "rps")
+            gw, base = cell(runs, leg, f"c{c}", "rps"), cell(runs, over, f"c{c}", "rps")
             out[f"c{c}"] = None if gw is None or not base else round(gw / base, 4)
         return out
 
-    def added(key: str) -> float | None:
-        gw, direct = cell(runs, "gateway", "c1", key), cell(runs, "direct", "c1", key)
+    def added(key: str, leg: str = "gateway") -> float | None:
+        gw, direct = cell(runs, leg, "c1", key), cell(runs, "direct", "c1", key)
         return None if gw is None or direct is None else round(gw - direct, 4)
 
     many: dict[str, float | None] = {}
@@ -99,6 +111,13 @@ def ratios(runs: dict[str, Any], concurrencies: Sequence[int]) -> dict[str, Any]
         "throughput_gateway_over_nginx": share("nginx"),
         "throughput_10k_models_over_1": many,
         "added_latency_c1": {"p50_ms": added("p50_ms"), "p99_ms": added("p99_ms")},
+        # the routed leg (a 10 % sticky canary split) against nginx and the pinned leg
+        "throughput_canary_over_nginx": share("nginx", "gateway_canary"),
+        "throughput_canary_over_gateway": share("gateway", "gateway_canary"),
+        "canary_added_latency_c1": {
+            "p50_ms": added("p50_ms", "gateway_canary"),
+            "p99_ms": added("p99_ms", "gateway_canary"),
+        },
     }
 
 
@@ -138,6 +157,8 @@ def judge(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "many_models_rps_c16": r["throughput_10k_models_over_1"].get("c16"),
         "added_p50_c1": r["added_latency_c1"]["p50_ms"],
         "added_p99_c1": r["added_latency_c1"]["p99_ms"],
+        "canary_over_nginx_rps_c16": r["throughput_canary_over_nginx"].get("c16"),
+        "canary_added_p50_c1": r["canary_added_latency_c1"]["p50_ms"],
         "grpc_over_http_json_rps_c16": report.get("oip_ratios", {})
         .get("throughput_grpc_over_http_json", {})
         .get("c16"),
@@ -190,12 +211,12 @@ def _run_lines(
             r = (runs.get(path) or {}).get(f"c{c}")
             if r is not None:
                 lines.append(
-                    f"{path:<10}{c:>5}{r['rps']:>12,.0f}{r['p50_ms']:>10.3f}{r['p99_ms']:>10.3f}"
+                    f"{path:<15}{c:>5}{r['rps']:>12,.0f}{r['p50_ms']:>10.3f}{r['p99_ms']:>10.3f}"
                 )
     for path in paths:
         found = runs.get(path) or {}
         if "error" in found:
-            lines.append(f"{path:<10}ERROR: {_first_line(found['error'])}")
+            lines.append(f"{path:<15}ERROR: {_first_line(found['error'])}")
     return lines
 
 
@@ -206,7 +227,7 @@ def table(report: dict[str, Any]) -> str:
         if m["server_cpu"] is not None
         else "not pinned (one CPU)"
     )
-    head = f"{'path':<10}{'conc':>5}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}"
+    head = f"{'path':<15}{'conc':>5}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}"
     lines = [
         f"{m['cpus']} CPUs, load {m['loadavg_1m_at_start']}, {pinning};"
         f" {cfg['duration_s']} s a run, {cfg['body_bytes']}-byte POST",
@@ -221,19 +242,32 @@ def table(report: dict[str, Any]) -> str:
         shares = r[f"throughput_gateway_over_{over}"]
         text = "  ".join(f"{c} {num(v, '.3f')}" for c, v in shares.items())
         lines.append(f"gateway/{over + ' req/s:':<14}{text}")
-    shares = r.get("throughput_10k_models_over_1", {})
-    text = "  ".join(f"{c} {num(v, '.3f')}" for c, v in shares.items())
-    lines.append(f"{'10,000 models/1 req/s:':<22}{text}")
+    for name, label in (
+        ("throughput_canary_over_nginx", "canary/nginx req/s:"),
+        ("throughput_canary_over_gateway", "canary/gateway req/s:"),
+        ("throughput_10k_models_over_1", "10,000 models/1 req/s:"),
+    ):
+        shares = r.get(name, {})
+        text = "  ".join(f"{c} {num(v, '.3f')}" for c, v in shares.items())
+        lines.append(f"{label:<22}{text}")
+    split = report.get("canary_split")
+    if split:
+        total = sum(split.values())
+        lines.append(
+            "canary split (gateway /metrics): "
+            + ", ".join(f"v{v} {n:,} ({n / total:.1%})" for v, n in sorted(split.items()))
+        )
     rss = report.get("rss_mb", {})
     if rss:
         lines.append(
             "RSS (registry + gateway): " + ", ".join(f"{p} {v:.0f} MB" for p, v in rss.items())
         )
-    added = r["added_latency_c1"]
-    lines.append(
-        f"added by the gateway at c1: p50 {num(added['p50_ms'], '+.3f')} ms,"
-        f" p99 {num(added['p99_ms'], '+.3f')} ms"
-    )
+    for name, label in (("added_latency_c1", "gateway"), ("canary_added_latency_c1", "canary")):
+        added = r[name]
+        lines.append(
+            f"added by the {label} leg at c1: p50 {num(added['p50_ms'], '+.3f')} ms,"
+            f" p99 {num(added['p99_ms'], '+.3f')} ms"
+        )
     if "oip" in report:
         lines += ["", *oip_lines(report, head)]
     e2e = report["e2e"]

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import msgspec
+from msgspec.structs import replace
 
 from contract.health import Readiness
 from contract.routes import ModelRoute, RouteTable, VersionRoute
@@ -147,7 +148,7 @@ class OipFront:
                 table, route, choice, answer.status, answer.body, answer.headers, hooks
             )
             length = [(k, v) for k, v in answer.headers if k == HEADER_LENGTH]
-            return reply._replace(headers=[*reply.headers, *length]) if length else reply
+            return replace(reply, headers=[*reply.headers, *length]) if length else reply
         api = choice.route.apis[0] if choice.route.apis else None
         upstream_body = to_bentoml_body(
             request, api.inputs if api else None, api.tensors if api else None
@@ -171,7 +172,7 @@ class OipFront:
         if json_length is None:
             return forwarder.reply(table, route, choice, answer.status, out, [JSON], hooks)
         reply = forwarder.reply(table, route, choice, answer.status, out, [_BINARY], hooks)
-        return reply._replace(headers=[*reply.headers, (HEADER_LENGTH, str(json_length).encode())])
+        return replace(reply, headers=[*reply.headers, (HEADER_LENGTH, str(json_length).encode())])
 
 
 def _served_version(route: ModelRoute, version: int | None) -> VersionRoute | None:

@@ -29,15 +29,14 @@ class UpstreamRequest(msgspec.Struct, frozen=True, gc=False):
     timeout_s: float
 
 
-class UpstreamResponse:
-    """A complete answer: status, lower-cased end-to-end headers, the whole (de-chunked) body."""
+class UpstreamResponse(msgspec.Struct, gc=False):
+    """A complete answer: status, lower-cased end-to-end headers, the whole (de-chunked) body.
+    A msgspec Struct, like `UpstreamRequest`: a class with its own `__init__` cost a Python
+    frame for every answer."""
 
-    __slots__ = ("body", "headers", "status")
-
-    def __init__(self, status: int, headers: Headers, body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
+    status: int
+    headers: Headers
+    body: bytes
 
     def __repr__(self) -> str:
         return f"UpstreamResponse(status={self.status}, {len(self.body)} bytes)"

@@ -102,8 +102,10 @@ def encode_request(
     if (
         data.count(b"\n", 0, head_end) != lines
         or data.count(b"\r", 0, head_end) != lines
-        or _SP in path
-        or _SP in method
+        # find, not `in`: `bytes in bytes` first tries the needle as an integer and builds and
+        # drops a TypeError (measured: 1.9k instructions each, find: 0.2k)
+        or path.find(_SP) >= 0
+        or method.find(_SP) >= 0
     ):
         raise BadRequest("request method, path or a header contains a space, CR or LF")
     return data
@@ -297,7 +299,12 @@ class Http1Connection(asyncio.Protocol):
         if waiter is None or waiter.done():
             self._stop = "the server sent more than one answer"
             raise _Stop
-        self._reset_message()
+        self._status = 0  # `_reset_message`, inlined: once per answer
+        self._headers = []
+        self._body = []
+        self._connection = None
+        self._transfer_encoding = None
+        self._headers_done = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._headers_done:
@@ -319,8 +326,11 @@ class Http1Connection(asyncio.Protocol):
                 self._stop = "the server switched protocols (unexpected 101)"
                 raise _Stop
             return  # informational (100 Continue, 103 Early Hints): skipped
-        if self._connection is not None:
-            named = _listed_in_connection(self._connection)
+        connection = self._connection
+        if connection is not None and (
+            len(connection) != 1 or connection[0].lower() not in _CONNECTION_TOKENS_KEPT
+        ):  # the usual `keep-alive` alone, tested here: no call for it on every answer
+            named = _listed_in_connection(connection)
             if named:
                 self._headers = [h for h in self._headers if h[0] not in named]
         if self._head_only:
@@ -335,7 +345,11 @@ class Http1Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self._status >= _FIRST_FINAL_STATUS:
             self.keep_alive = self._parser.should_keep_alive()
-            self._complete()
+            waiter = self._waiter  # `_complete`, inlined: once per answer
+            if waiter is not None and not waiter.done():
+                body = self._body
+                answer = b"".join(body) if len(body) != 1 else body[0]
+                waiter.set_result(UpstreamResponse(self._status, self._headers, answer))
 
     # -- helpers ----------------------------------------------------------------------------------
 

@@ -135,9 +135,16 @@ class UpstreamPool:
         data = encode_request(method, path, self._head_middle, headers, body)
         if timeout_s <= 0:  # a spent budget: do not make the upstream work for nothing
             raise self._timed_out(timeout_s)
-        loop = self._running_loop()
+        loop = self._loop or self._running_loop()
         deadline = loop.time() + timeout_s
-        conn = self._pop_idle(loop) if self._idle else None  # the hot path: no await before send
+        idle = self._idle
+        conn: Http1Connection | None
+        if idle and loop.time() - idle[0].idle_since <= self._idle_timeout_s:
+            conn = idle.pop()  # the hot path, `_pop_idle` inlined: none expired, no await
+            conn.idle = False
+            self._reused += 1
+        else:
+            conn = self._pop_idle(loop) if idle else None
         if conn is None:
             conn = await self._before(deadline, timeout_s, self._acquire())
         head_only = method == _HEAD
@@ -330,7 +337,8 @@ class Http1Transport:
 
     def handle(self, request: UpstreamRequest) -> Coroutine[Any, Any, UpstreamResponse]:
         """The pool's own coroutine, returned as is: no frame of this method's on the hot path."""
-        return self.pool(request.endpoint).request(
+        pool = self._pools.get(request.endpoint) or self.pool(request.endpoint)
+        return pool.request(
             request.method, request.path, request.headers, request.body, request.timeout_s
         )
 

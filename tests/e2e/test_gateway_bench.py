@@ -20,7 +20,8 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-PATHS = ("direct", "nginx", "gateway", "gateway_10k")  # the last: 10,000 models more
+# gateway_canary: a 10 % sticky canary split; gateway_10k: 10,000 models more
+PATHS = ("direct", "nginx", "gateway", "gateway_canary", "gateway_10k")
 CONCURRENCIES = ("c1", "c16", "c64")
 OIP_LEGS = ("http_json", "http_binary", "grpc")  # /v2/models/bench/infer, and gRPC ModelInfer
 TARGETS = {
@@ -29,6 +30,8 @@ TARGETS = {
     "many_models_rps_c16",
     "added_p50_c1",
     "added_p99_c1",
+    "canary_over_nginx_rps_c16",
+    "canary_added_p50_c1",
     "e2e_share_p50_c1",
     "e2e_share_p50_c8",
     "e2e_share_p50_c1_apart",
@@ -94,12 +97,19 @@ def test_every_path_is_measured_at_every_concurrency(run: tuple[dict[str, Any], 
 def test_ratios_and_added_latency_are_present(run: tuple[dict[str, Any], str]) -> None:
     report, _ = run
     ratios = report["ratios"]
-    shares = ("gateway_over_direct", "gateway_over_nginx", "10k_models_over_1")
+    shares = (
+        "gateway_over_direct",
+        "gateway_over_nginx",
+        "10k_models_over_1",
+        "canary_over_nginx",
+        "canary_over_gateway",
+    )
     for share in shares:
         assert set(ratios[f"throughput_{share}"]) == set(CONCURRENCIES)
     assert set(ratios["added_latency_c1"]) == {"p50_ms", "p99_ms"}
+    assert set(ratios["canary_added_latency_c1"]) == {"p50_ms", "p99_ms"}
     found = list(numbers(ratios))
-    assert len(found) == len(shares) * len(CONCURRENCIES) + 2, ratios  # no None left
+    assert len(found) == len(shares) * len(CONCURRENCIES) + 4, ratios  # no None left
     # Throughput ratios are positive; the added latencies are differences of two noisy figures
     # (a p99 can come out lower through the gateway on a busy machine), so only present.
     throughput = [n for where, n in found if where.startswith(".throughput_")]
@@ -136,3 +146,15 @@ def test_targets_are_judged_and_e2e_is_skipped_when_quick(run: tuple[dict[str, A
             assert target["value"] is None and target["pass"] is None, name
         else:
             assert target["value"] is not None and isinstance(target["pass"], bool), name
+
+
+def test_the_canary_leg_really_splits(run: tuple[dict[str, Any], str]) -> None:
+    """Both versions served the routed leg, the canary about a tenth (from the gateway's own
+    /metrics: 10 % of sticky buckets, keys cycling through 1,000 users)."""
+    report, stdout = run
+    split = report["canary_split"]
+    assert set(split) == {"1", "2"}, split
+    total = sum(split.values())
+    assert total >= sum(c["requests"] for c in report["runs"]["gateway_canary"].values())
+    assert 0.05 < split["2"] / total < 0.15, split
+    assert "canary split (gateway /metrics)" in stdout and "canary/nginx req/s" in stdout

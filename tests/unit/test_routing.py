@@ -239,3 +239,19 @@ def test_choices_are_cheap_enough_to_make_per_request() -> None:
 def test_rule_header_names_match_in_any_case() -> None:
     policy = TrafficPolicy(rules=[HeaderRule(header="X-Tester", value="yes", version=3)])
     assert choose(route(policy), headers={"x-tester": "yes"})[:2] == (3, RULE)
+
+
+def test_buckets_are_blake2b_of_salt_nul_key_whatever_the_salt_or_key() -> None:
+    """The sticky buckets are a contract between gateways and the registry's experiments:
+    however `bucket` computes them, they are the first 8 bytes of BLAKE2b(salt NUL key)."""
+    import hashlib
+
+    def reference(salt: str, key: str) -> int:
+        digest = hashlib.blake2b(f"{salt}\x00{key}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") % 10_000
+
+    keys = ["", "alice", "ü-user", "x" * 300, "a\x00b", "user-17"]
+    for salt in ("", "s", "ß", "bench", "y" * 64):
+        for key in keys:
+            assert bucket(salt, key) == reference(salt, key), (salt, key)
+    assert bucket("s", "alice") == reference("s", "alice")  # again, from the salted state kept

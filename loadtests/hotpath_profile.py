@@ -1,0 +1,286 @@
+"""The gateway's hot path per request, with no sockets: a tool for deterministic measures.
+
+    python -m loadtests.hotpath_profile --leg pinned --requests 2000
+    python -m loadtests.hotpath_profile --leg routed --profile      # cProfile: where it goes
+    python -m loadtests.hotpath_profile --callgrind                 # instructions per request
+
+It runs the real code from the client's bytes to the client's answer: the fast HTTP protocol
+(gateway/server/fast_http.py, httptools), `Gateway.handle`, routing, metrics, the resilient
+transport and the upstream pool with its HTTP/1.1 connection (gateway/transport/pool.py and
+http1.py: request encoding, response parsing). Only the two sockets are fakes: the client's
+transport feeds the next request when an answer is written, and the upstream's transport
+answers every request with a fixed 200 on the next loop turn (uvloop, as deployed), so what is
+counted is the gateway's own work.
+
+Legs (the same model `bench`, its stable version 1 and version 2 at the same upstream):
+- `pinned`: no traffic policy, every request to the stable version;
+- `routed`: a 10 % canary split to version 2 with a sticky key from the `x-user` header, each
+  request a different key (as loadtests/gateway_bench.py's `gateway_canary` leg sends).
+
+`--callgrind` runs each leg under `valgrind --tool=callgrind --toggle-collect=uv_run` (only
+the event loop's work is counted: start-up and imports are not) and divides by the requests
+run; the figure is repeatable whatever the neighbours do (no lock needed; `PYTHONHASHSEED=0`).
+A run of n and of 2n requests, differenced, gave the same figure within 0.5 %. `--profile`
+prints cProfile's top functions by own time, and the calls per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Final, cast
+
+import uvloop
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+
+from contract.routes import ModelRoute, RouteTable, VersionRoute
+from contract.traffic import Split, StickyKey, TrafficPolicy
+from gateway.follow import RouteFollower
+from gateway.forward import Forwarder
+from gateway.front import Gateway
+from gateway.metrics import GatewayMetrics
+from gateway.resilience import Resilient
+from gateway.server.fast_http import FastHandler, protocol_class
+from gateway.shadow import ShadowQueue
+from gateway.transport.pool import Http1Transport
+
+LEGS: Final = ("pinned", "routed")
+UPSTREAM: Final = "http://127.0.0.1:9"  # never connected: the loop below fakes the socket
+STICKY_HEADER: Final = "x-user"
+BODY: Final = b'{"input_series":[[5.1,3.5,1.4,0.2]],"request_id":"bench-0001"}'
+ANSWER: Final = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Mon, 07 Dec 2026 07:00:00 GMT\r\n"
+    b"Content-Type: application/json\r\nContent-Length: 19\r\nConnection: keep-alive\r\n\r\n"
+    b'{"predictions":[0]}'
+)
+
+
+def route_table(leg: str) -> RouteTable:
+    versions = {v: VersionRoute(v, UPSTREAM, "bentoml") for v in (1, 2)}
+    policy = TrafficPolicy()
+    if leg == "routed":
+        policy = TrafficPolicy(
+            splits=[Split(version=2, weight=10.0)], sticky=StickyKey(header=STICKY_HEADER)
+        )
+    route = ModelRoute("bench", 1, versions, {}, policy)
+    return RouteTable(1, {"bench": route})
+
+
+def request_bytes(leg: str, n: int) -> bytes:
+    """What wrk sends (its Lua script's headers), with a different sticky key each request."""
+    key = b"x-user: user-%d\r\n" % n if leg == "routed" else b""
+    return (
+        b"POST /models/bench/predict HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n"
+        b"Content-Type: application/json\r\n%bContent-Length: %d\r\n\r\n%b" % (key, len(BODY), BODY)
+    )
+
+
+class _Follower:
+    """What the gateway reads of a `RouteFollower`: the table."""
+
+    def __init__(self, table: RouteTable) -> None:
+        self.table: RouteTable | None = table
+        self.registry_up = True
+
+
+class _UpstreamSocket:
+    """The upstream's side of a connection: every request written is answered on the next
+    loop turn with `ANSWER`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, protocol: asyncio.Protocol) -> None:
+        self.loop = loop
+        self.protocol = protocol
+
+    def write(self, data: bytes) -> None:
+        self.loop.call_soon(self.protocol.data_received, ANSWER)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def close(self) -> None:
+        self.loop.call_soon(self.protocol.connection_lost, None)
+
+    abort = close
+
+
+class FakeNetLoop(uvloop.Loop):
+    """uvloop, with connections that reach `_UpstreamSocket` instead of the network."""
+
+    async def create_connection(  # type: ignore[override]
+        self, factory: Callable[[], asyncio.Protocol], host: str, port: int
+    ) -> tuple[_UpstreamSocket, asyncio.Protocol]:
+        protocol = factory()
+        sock = _UpstreamSocket(self, protocol)
+        protocol.connection_made(cast(asyncio.Transport, sock))
+        return sock, protocol
+
+
+class _Client:
+    """The client's side: sends `total` requests one after the other (concurrency 1), the next
+    when the answer to the last is written; `done` when all are answered."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, requests: list[bytes]) -> None:
+        self.loop = loop
+        self.requests = requests
+        self.sent = 0
+        self.answers = 0
+        self.last = b""
+        self.protocol: asyncio.Protocol | None = None
+        self.done: asyncio.Future[None] = loop.create_future()
+
+    def next(self) -> None:
+        assert self.protocol is not None
+        data = self.requests[self.sent % len(self.requests)]
+        self.sent += 1
+        self.protocol.data_received(data)
+
+    def write(self, data: bytes) -> None:
+        self.answers += 1
+        self.last = data
+        if self.answers >= len(self.requests):
+            self.done.set_result(None)
+        else:
+            self.loop.call_soon(self.next)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _Paths:
+    def __init__(self, handler: FastHandler) -> None:
+        self.handler = handler
+
+    def handler_for(self, method: str, path: str) -> FastHandler | None:
+        return self.handler
+
+
+async def drive(leg: str, requests: int, warmup: int, profile: cProfile.Profile | None) -> bytes:
+    """`warmup` requests, then `requests` measured ones (profiled with `profile`); the last
+    answer."""
+    loop = asyncio.get_running_loop()
+    transport = Http1Transport()
+    metrics = GatewayMetrics()
+    follower = cast(RouteFollower, _Follower(route_table(leg)))
+    forwarder = Forwarder(Resilient(transport), metrics, ShadowQueue(transport, metrics))
+    gateway = Gateway(follower, forwarder)
+    config = Config(app="never:loaded", access_log=False)  # the protocol reads its settings
+    state = ServerState()
+    cls = protocol_class(_Paths(gateway))
+    last = b""
+    for count, prof in ((warmup, None), (requests, profile)):
+        if count == 0:
+            continue
+        client = _Client(loop, [request_bytes(leg, n) for n in range(count)])
+        protocol = cls(config, state, {}, _loop=loop)  # type: ignore[call-arg]
+        client.protocol = protocol
+        protocol.connection_made(cast(asyncio.Transport, client))
+        if prof is not None:
+            prof.enable()
+        client.next()
+        await client.done
+        if prof is not None:
+            prof.disable()
+        protocol.connection_lost(None)
+        last = client.last
+    if not last.startswith(b"HTTP/1.1 200 "):
+        raise SystemExit(f"the gateway answered {last[:300]!r}")
+    await transport.close()
+    return last
+
+
+def run(leg: str, requests: int, warmup: int, profile: cProfile.Profile | None = None) -> bytes:
+    loop = FakeNetLoop()
+    try:
+        return loop.run_until_complete(drive(leg, requests, warmup, profile))
+    finally:
+        loop.close()
+
+
+def callgrind_per_request(leg: str, requests: int, warmup: int, out: Path) -> float:
+    """Instructions per request of one leg under callgrind, counted only inside uvloop's
+    `uv_run` (the event loop: start-up and imports are left out), over every request run."""
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--toggle-collect=uv_run",
+        f"--callgrind-out-file={out}",
+        sys.executable,
+        "-m",
+        "loadtests.hotpath_profile",
+        "--leg",
+        leg,
+        "--requests",
+        str(requests),
+        "--warmup",
+        str(warmup),
+    ]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}  # the same dict probing on every run
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"callgrind failed:\n{done.stderr[-2000:]}")
+    return int(found.group(1)) / (requests + warmup)
+
+
+def per_request(legs: Sequence[str], requests: int, warmup: int) -> dict[str, float]:
+    """Instructions per request of each leg (`callgrind_per_request`)."""
+    with tempfile.TemporaryDirectory(prefix="hotpath-") as tmp:
+        return {
+            leg: callgrind_per_request(leg, requests, warmup, Path(tmp) / f"{leg}.out")
+            for leg in legs
+        }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtests.hotpath_profile")
+    parser.add_argument("--leg", choices=LEGS, default="routed")
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--profile", action="store_true", help="cProfile the measured requests")
+    parser.add_argument(
+        "--callgrind", action="store_true", help="instructions per request of both legs"
+    )
+    args = parser.parse_args(argv)
+    if args.callgrind:
+        for leg, figure in per_request(LEGS, args.requests, args.warmup).items():
+            print(f"{leg}: {figure:,.0f} instructions per request")
+        return 0
+    if args.profile:
+        profile = cProfile.Profile()
+        run(args.leg, args.requests, args.warmup, profile)
+        stats = pstats.Stats(profile)
+        calls = sum(s[1] for s in stats.stats.values())  # type: ignore[attr-defined]
+        print(f"{args.leg}: {calls / args.requests:.1f} function calls per request")
+        stats.sort_stats("tottime").print_stats(30)
+        return 0
+    run(args.leg, args.requests, args.warmup)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,38 @@
+"""The hot-path harness (loadtests/hotpath_profile.py) drives the real gateway with fake
+sockets: its answers must be the gateway's real answers, and its routed leg must really split.
+The routed leg's parser of /metrics (loadtests/canary_leg.py) reads any label order."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.metrics import GatewayMetrics
+from gateway.routing import choose
+from loadtests import canary_leg, hotpath_profile
+
+
+@pytest.mark.parametrize("leg", hotpath_profile.LEGS)
+def test_the_harness_answers_through_the_whole_gateway(leg: str) -> None:
+    last = hotpath_profile.run(leg, requests=40, warmup=5)
+    head, _, body = last.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert b"\r\nx-modelyard-model: bench\r\n" in head
+    assert body == b'{"predictions":[0]}'
+
+
+def test_the_routed_leg_sends_every_request_its_own_key_and_a_tenth_reach_the_canary() -> None:
+    route = hotpath_profile.route_table("routed").models["bench"]
+    canary = 0
+    for n in range(2000):
+        assert b"\r\nx-user: user-%d\r\n" % n in hotpath_profile.request_bytes("routed", n)
+        canary += choose(route, key=f"user-{n}").version == 2
+    assert 100 < canary < 300, canary  # 10 % of the buckets
+
+
+def test_the_split_is_read_from_metrics_whatever_the_label_order() -> None:
+    metrics = GatewayMetrics()
+    for version, variant, count in (("1", "stable", 9), ("2", "canary", 1)):
+        for _ in range(count):
+            metrics.observe(canary_leg.MODEL, version, variant, 0.001, False)
+    metrics.observe("bench", "1", "stable", 0.001, False)
+    assert canary_leg.parse_split(metrics.render().decode()) == {"1": 9, "2": 1}
