@@ -26,10 +26,10 @@ queue drops the span and counts it (`modelyard_gateway_spans_dropped_total`).
 from __future__ import annotations
 
 import time
+from random import getrandbits
 from typing import Final
 
 from msgspec.structs import replace
-from opentelemetry.trace import get_current_span
 
 from contract.routes import ModelRoute, RouteTable, VersionRoute
 from contract.spans import SpanLink
@@ -39,6 +39,7 @@ from gateway.routing import Choice
 from gateway.shadow import ShadowCopy
 from gateway.spans import (
     CLIENT,
+    NO_PARENT,
     SAMPLED,
     SERVER,
     TRACE_HEADERS,
@@ -47,11 +48,13 @@ from gateway.spans import (
     exception_event,
     inject,
     new_id,
+    parent,
 )
 from gateway.transport.base import Headers, UpstreamRequest, UpstreamResponse
 
 TRACER_NAME: Final = "modelyard.gateway"
 _UNTRACED: Final = "/v2/health/"
+_LOW: Final = (1 << 64) - 1  # the ratio sampler looks at a trace id's low 64 bits
 
 # Attribute names: OpenTelemetry's HTTP conventions where they exist, `model.*` and
 # `modelyard.*` for ours.
@@ -89,35 +92,48 @@ class TracingHooks:
 
     def __init__(self, tracing: Tracing) -> None:
         self.tracing = tracing
+        self.bound = tracing.bound
 
-    def _parent(self, headers: Headers) -> tuple[int, int, int, str]:
-        """The caller's (trace id, span id, flags, tracestate), or (0, 0, -1, "") for none or
-        an invalid one: parsed by the SDK's propagator (only when a trace header came)."""
-        carrier: dict[str, str] | None = None
-        for name, value in headers:
-            if name in TRACE_HEADERS:
-                carrier = carrier or {}
-                carrier[name.decode()] = value.decode("latin-1")
-        if carrier is None:
-            return 0, 0, -1, ""
-        context = get_current_span(self.tracing.propagator.extract(carrier)).get_span_context()
-        if not context.is_valid:
-            return 0, 0, -1, ""
-        state = context.trace_state.to_header() if context.trace_state else ""
-        return context.trace_id, context.span_id, context.trace_flags, state
-
-    def request(
-        self, method: str, path: str, headers: Headers
-    ) -> _RequestSpan | _UnsampledRequest | None:
+    def request(self, method: str, path: str, headers: Headers) -> _RequestSpan | Headers | None:
+        """A sampled request's SERVER span; for one the sampler left out, only the headers it
+        goes on with (its trace context for the upstream: the caller's trace or a new one, a
+        span id of ours, flag 00), so that the gateway answers it on its plain path."""
         if path == "/metrics" or path.startswith(_UNTRACED):  # probes and scrapes: no spans
             return None
-        trace_id, parent_id, flags, state = self._parent(headers)
+        traceparent = tracestate = None
+        for name, value in headers:
+            if name in TRACE_HEADERS:
+                if name == b"traceparent":
+                    traceparent = value
+                else:
+                    tracestate = value
+        bound = self.bound
+        if traceparent is None and bound is not None:
+            # a root with the ratio sampler (the common case): the trace id's low half decides
+            low = getrandbits(64)
+            if low >= bound:
+                value = b"00-%016x%016x-%016x-00" % (getrandbits(64) or 1, low, new_id(64))
+                if tracestate is not None:
+                    headers = [h for h in headers if h[0] not in TRACE_HEADERS]
+                return [*headers, (b"traceparent", value)]
+            return self._sampled(method, path, (getrandbits(64) << 64 | low) or 1, 0, -1, "")
+        trace_id, parent_id, flags, state = NO_PARENT
+        if traceparent is not None:
+            trace_id, parent_id, flags, state = parent(traceparent, tracestate)
         if flags < 0:
             trace_id = new_id(128)
+        if bound is not None:
+            sampled = bool(flags & SAMPLED) if flags >= 0 else trace_id & _LOW < bound
+        else:
+            sampled = self.tracing.sample(trace_id, parent_id, flags, span_name(method, path))
+        if not sampled:
+            return inject(headers, trace_id, new_id(64), 0, state)
+        return self._sampled(method, path, trace_id, parent_id, flags, state)
+
+    def _sampled(
+        self, method: str, path: str, trace_id: int, parent_id: int, flags: int, state: str
+    ) -> _RequestSpan:
         name = span_name(method, path)
-        if not self.tracing.sample(trace_id, parent_id, flags, name):
-            # not sampled: only the trace context travels on, nothing is recorded
-            return _UnsampledRequest(trace_id, new_id(64), state)
         span = _RequestSpan(self.tracing, name, trace_id, parent_id, flags >= 0, state)
         span.attrs.update({"http.request.method": method, "url.path": path})
         return span
@@ -133,48 +149,18 @@ class TracingHooks:
         return _ShadowSpan(self.tracing, name, trace_id, copy)
 
 
-class _UnsampledRequest:
-    """A request the sampler left out: its trace context still goes to the upstream."""
-
-    __slots__ = ("span_id", "state", "trace_id")
-
-    def __init__(self, trace_id: int, span_id: int, state: str) -> None:
-        self.trace_id = trace_id
-        self.span_id = span_id
-        self.state = state
-
-    def attempt(
-        self, route: ModelRoute, target: VersionRoute, request: UpstreamRequest
-    ) -> _Injected:
-        headers = inject(request.headers, self.trace_id, self.span_id, 0, self.state)
-        return _Injected(replace(request, headers=headers))
-
-    def fallback(self, route: ModelRoute, before: Choice, after: Choice, why: str) -> None:
+def _unsampled_origin(headers: Headers) -> SpanLink | None:
+    """The trace context an unsampled request forwarded (its shadow copies link to it)."""
+    traceparent = tracestate = None
+    for name, value in headers:
+        if name == b"traceparent":
+            traceparent = value
+        elif name == b"tracestate":
+            tracestate = value
+    if traceparent is None:
         return None
-
-    def chosen(self, table: RouteTable, route: ModelRoute, choice: Choice) -> None:
-        return None
-
-    def origin(self) -> object | None:
-        link: SpanLink = (self.trace_id, self.span_id, 0, self.state)
-        return link
-
-    def end(self, status: int, error: BaseException | None) -> None:
-        return None
-
-
-class _Injected:
-    """An upstream attempt of an unsampled request: no CLIENT span of its own."""
-
-    __slots__ = ("request",)
-
-    def __init__(self, request: UpstreamRequest) -> None:
-        self.request = request
-
-    def end(
-        self, answer: UpstreamResponse | None, error: BaseException | None, breaker: str
-    ) -> None:
-        return None
+    trace_id, span_id, flags, state = parent(traceparent, tracestate)
+    return (trace_id, span_id, flags, state) if flags >= 0 else None
 
 
 class _RequestSpan(SpanBuilder):
@@ -288,7 +274,7 @@ class _ShadowSpan(SpanBuilder):
 
     def __init__(self, tracing: Tracing, name: str, trace_id: int, copy: ShadowCopy) -> None:
         super().__init__(tracing, name, CLIENT, trace_id, 0, False, "")
-        origin = copy.origin
+        origin = copy.origin if copy.origin is not None else _unsampled_origin(copy.headers)
         if isinstance(origin, tuple) and len(origin) == 4:
             self.links = (origin,)
         self.attrs.update(
