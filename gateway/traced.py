@@ -26,7 +26,6 @@ queue drops the span and counts it (`modelyard_gateway_spans_dropped_total`).
 from __future__ import annotations
 
 import time
-from random import getrandbits
 from typing import Final
 
 from msgspec.structs import replace
@@ -48,6 +47,7 @@ from gateway.spans import (
     exception_event,
     inject,
     new_id,
+    new_traceparents,
     parent,
 )
 from gateway.transport.base import Headers, UpstreamRequest, UpstreamResponse
@@ -55,6 +55,7 @@ from gateway.transport.base import Headers, UpstreamRequest, UpstreamResponse
 TRACER_NAME: Final = "modelyard.gateway"
 _UNTRACED: Final = "/v2/health/"
 _LOW: Final = (1 << 64) - 1  # the ratio sampler looks at a trace id's low 64 bits
+_BLOCK: Final = 1024  # traceparents made at a time
 
 # Attribute names: OpenTelemetry's HTTP conventions where they exist, `model.*` and
 # `modelyard.*` for ours.
@@ -92,7 +93,11 @@ class TracingHooks:
 
     def __init__(self, tracing: Tracing) -> None:
         self.tracing = tracing
-        self.bound = tracing.bound
+        self.bound = bound = tracing.bound
+        #: The bound as the 16 hex digits of a trace id's low half compare with it (b"g":
+        #: above them all, every trace sampled).
+        self._bound_hex = b"g" if bound is None or bound >> 64 else b"%016x" % bound
+        self._fresh: list[bytes] = []  # new traceparents (flag 00), made a block at a time
 
     def request(self, method: str, path: str, headers: Headers) -> _RequestSpan | Headers | None:
         """A sampled request's SERVER span; for one the sampler left out, only the headers it
@@ -107,21 +112,21 @@ class TracingHooks:
                     traceparent = value
                 else:
                     tracestate = value
-        bound = self.bound
-        if traceparent is None and bound is not None:
-            # a root with the ratio sampler (the common case): the trace id's low half decides
-            low = getrandbits(64)
-            if low >= bound:
-                value = b"00-%016x%016x-%016x-00" % (getrandbits(64) or 1, low, new_id(64))
+        if traceparent is None and self.bound is not None:
+            # a root with the ratio sampler (the common case): a new trace id's low half decides
+            fresh = self._fresh or self._refill()
+            value = fresh.pop()
+            if value[19:35] >= self._bound_hex:
                 if tracestate is not None:
                     headers = [h for h in headers if h[0] not in TRACE_HEADERS]
                 return [*headers, (b"traceparent", value)]
-            return self._sampled(method, path, (getrandbits(64) << 64 | low) or 1, 0, -1, "")
+            return self._sampled(method, path, int(value[3:35], 16), 0, -1, "")
         trace_id, parent_id, flags, state = NO_PARENT
         if traceparent is not None:
             trace_id, parent_id, flags, state = parent(traceparent, tracestate)
         if flags < 0:
             trace_id = new_id(128)
+        bound = self.bound
         if bound is not None:
             sampled = bool(flags & SAMPLED) if flags >= 0 else trace_id & _LOW < bound
         else:
@@ -129,6 +134,10 @@ class TracingHooks:
         if not sampled:
             return inject(headers, trace_id, new_id(64), 0, state)
         return self._sampled(method, path, trace_id, parent_id, flags, state)
+
+    def _refill(self) -> list[bytes]:
+        self._fresh = new_traceparents(_BLOCK)
+        return self._fresh
 
     def _sampled(
         self, method: str, path: str, trace_id: int, parent_id: int, flags: int, state: str
