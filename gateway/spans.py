@@ -151,17 +151,18 @@ class SpanBuilder:
         parent_id: int,
         remote: bool,
         state: str,
+        attrs: SpanAttributes,
     ) -> None:
         self.tracing = tracing
         self.name = name
         self.kind = kind
         self.trace_id = trace_id
-        self.span_id = new_id(64)
+        self.span_id = random.getrandbits(64) or 1  # (new_id's loop, without its call)
         self.parent_id = parent_id
         self.remote = remote
         self.state = state
         self.start = time.time_ns()
-        self.attrs: SpanAttributes = {}
+        self.attrs = attrs
         self.events: tuple[SpanEvent, ...] = ()  # tuples: see contract.spans
         self.links: tuple[SpanLink, ...] = ()
         self.code = 0

@@ -31,7 +31,7 @@ from typing import Final
 from msgspec.structs import replace
 
 from contract.routes import ModelRoute, RouteTable, VersionRoute
-from contract.spans import SpanLink
+from contract.spans import SpanAttributes, SpanLink
 from contract.traffic import SHADOW_VARIANT
 from gateway.errors import GatewayError
 from gateway.routing import Choice
@@ -142,10 +142,9 @@ class TracingHooks:
     def _sampled(
         self, method: str, path: str, trace_id: int, parent_id: int, flags: int, state: str
     ) -> _RequestSpan:
+        attrs: SpanAttributes = {"http.request.method": method, "url.path": path}
         name = span_name(method, path)
-        span = _RequestSpan(self.tracing, name, trace_id, parent_id, flags >= 0, state)
-        span.attrs.update({"http.request.method": method, "url.path": path})
-        return span
+        return _RequestSpan(self.tracing, name, trace_id, parent_id, flags >= 0, state, attrs)
 
     def shadow(self, copy: ShadowCopy) -> _ShadowSpan | _UnsampledShadow:
         name = f"shadow POST {copy.path.decode(errors='replace')}"
@@ -172,15 +171,32 @@ def _unsampled_origin(headers: Headers) -> SpanLink | None:
     return (trace_id, span_id, flags, state) if flags >= 0 else None
 
 
+_CLIENT_NAMES: dict[bytes, str] = {}  # a CLIENT span's name by the upstream path
+
+
+def _client_name(path: bytes) -> str:
+    if len(_CLIENT_NAMES) >= 1024:
+        _CLIENT_NAMES.clear()
+    name = _CLIENT_NAMES[path] = f"POST {path.decode(errors='replace')}"
+    return name
+
+
 class _RequestSpan(SpanBuilder):
     """A sampled request: its SERVER span, and the count of its upstream attempts."""
 
     __slots__ = ("attempts",)
 
     def __init__(
-        self, tracing: Tracing, name: str, trace_id: int, parent_id: int, remote: bool, state: str
+        self,
+        tracing: Tracing,
+        name: str,
+        trace_id: int,
+        parent_id: int,
+        remote: bool,
+        state: str,
+        attrs: SpanAttributes,
     ) -> None:
-        super().__init__(tracing, name, SERVER, trace_id, parent_id, remote, state)
+        super().__init__(tracing, name, SERVER, trace_id, parent_id, remote, state, attrs)
         self.attempts = 0
 
     def attempt(
@@ -188,18 +204,16 @@ class _RequestSpan(SpanBuilder):
     ) -> _AttemptSpan:
         retry = self.attempts > 0
         self.attempts += 1
-        name = f"POST {request.path.decode(errors='replace')}"
+        name = _CLIENT_NAMES.get(request.path) or _client_name(request.path)
+        attrs: SpanAttributes = {
+            MODEL: route.name,
+            VERSION: str(target.version),
+            "server.address": target.endpoint,
+            "http.request.method": "POST",
+            RETRY: retry,
+        }
         span = _AttemptSpan(
-            self.tracing, name, CLIENT, self.trace_id, self.span_id, False, self.state
-        )
-        span.attrs.update(
-            {
-                MODEL: route.name,
-                VERSION: str(target.version),
-                "server.address": target.endpoint,
-                "http.request.method": "POST",
-                RETRY: retry,
-            }
+            self.tracing, name, CLIENT, self.trace_id, self.span_id, False, self.state, attrs
         )
         headers = inject(request.headers, self.trace_id, span.span_id, SAMPLED, self.state)
         span.request = replace(request, headers=headers)
@@ -282,7 +296,7 @@ class _ShadowSpan(SpanBuilder):
     __slots__ = ("copy",)
 
     def __init__(self, tracing: Tracing, name: str, trace_id: int, copy: ShadowCopy) -> None:
-        super().__init__(tracing, name, CLIENT, trace_id, 0, False, "")
+        super().__init__(tracing, name, CLIENT, trace_id, 0, False, "", {})
         origin = copy.origin if copy.origin is not None else _unsampled_origin(copy.headers)
         if isinstance(origin, tuple) and len(origin) == 4:
             self.links = (origin,)
