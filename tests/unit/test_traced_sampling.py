@@ -28,7 +28,7 @@ from gateway.forward import Forwarder
 from gateway.front import Gateway
 from gateway.metrics import GatewayMetrics
 from gateway.resilience import Resilient
-from gateway.shadow import ShadowQueue
+from gateway.shadow import ShadowCopy, ShadowQueue
 from gateway.spans import NO_PARENT, parent
 from gateway.traced import TracingHooks
 from gateway.transport import MockTransport, UpstreamRequest, UpstreamResponse
@@ -187,3 +187,29 @@ def test_a_sampled_parent_gets_a_server_and_a_client_span() -> None:
     )
     assert server.instrumentation_scope is not None
     assert server.instrumentation_scope.name == "modelyard.gateway"
+
+
+def test_a_shadow_copy_of_an_unsampled_request_links_to_the_context_it_forwarded() -> None:
+    """An unsampled request runs on the gateway's plain path (no hooks, so no `origin`): its
+    shadow copy still links to the trace context the primary forwarded."""
+    tracing, exporter = traced("1.0")
+    forwarded_context = f"00-{'ab' * 16}-{'cd' * 8}-00"
+    copy = ShadowCopy(
+        ROUTE,
+        TARGET,
+        b"/classify",
+        [(b"content-type", b"application/json"), (b"traceparent", forwarded_context.encode())],
+        b"{}",
+        b"{}",
+    )
+    try:
+        hooks = TracingHooks(tracing).shadow(copy)
+        sent = dict(hooks.copy.headers)[b"traceparent"].decode()
+        hooks.end(True, None)
+    finally:
+        tracing.shutdown()
+    (shadow,) = exporter.get_finished_spans()
+    assert [(link.context.trace_id, link.context.span_id) for link in shadow.links] == [
+        (int("ab" * 16, 16), int("cd" * 8, 16))
+    ]
+    assert sent.endswith("-01") and sent.split("-")[1] != "ab" * 16  # a trace of its own
