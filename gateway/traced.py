@@ -15,9 +15,11 @@ Per inference request:
   link to the primary request's SERVER span, and the agreement as an attribute.
 
 No SDK span objects on the request path: the sampler decides once per request, from the
-caller's `traceparent` flags and the ratio (`Tracing.sample`), before anything is made. An
-unsampled request only forwards a `traceparent` (the caller's trace, a span id of ours, flag
-00). A sampled one keeps its spans as plain attributes here and, when each ends, hands a tuple
+caller's `traceparent` flags and the ratio (the bound of `Tracing.bound`, or `Tracing.sample`),
+before anything is made. An unsampled request only forwards a `traceparent` (the caller's
+trace or a new one, a span id of ours, flag 00): `TracingHooks.request` gives the gateway just
+those headers, and it answers on its plain path, the one tracing off runs. A sampled one
+keeps its spans as plain attributes here and, when each ends, hands a tuple
 (contract.spans) to `Tracing.emit`, which queues it for a separate exporting process
 (adapters.span_export): encoding and export never hold the event loop's interpreter; a full
 queue drops the span and counts it (`modelyard_gateway_spans_dropped_total`).
