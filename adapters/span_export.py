@@ -35,7 +35,11 @@ from adapters.otlp_wire import Encoder
 from contract.spans import SpanRecord
 
 MAX_QUEUE: Final = 2048  # the SDK's BatchSpanProcessor default (OTEL_BSP_MAX_QUEUE_SIZE)
-MAX_BATCH: Final = 512
+#: Spans per export (at most; `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`), and the queue length that
+#: wakes the sending thread. Half the default queue, not the SDK's 512: an export is an HTTP
+#: request that costs the exporting process about 0.6 ms of CPU whatever its size up to a few
+#: hundred kB (measured: 0.57 ms for 150 kB, 0.60 for 300 kB), on the gateway's core.
+MAX_BATCH: Final = 1024
 DELAY_S: Final = 0.5  # how long a record may wait for a fuller batch
 _KINDS: Final = {k.value: k for k in SpanKind}
 _CODES: Final = {c.value: c for c in StatusCode}
@@ -106,9 +110,11 @@ class ExportPipe:
         *,
         max_queue: int = MAX_QUEUE,
         delay_s: float = DELAY_S,
+        max_batch: int = MAX_BATCH,
     ) -> None:
         self.max_queue = max_queue
         self.delay_s = delay_s
+        self.max_batch = max_batch
         self.dropped = 0
         self._queue: deque[SpanRecord] = deque()
         self._wake = threading.Event()
@@ -117,7 +123,7 @@ class ExportPipe:
             k: v for k, v in resource.attributes.items() if isinstance(v, str | bool | int | float)
         }
         self._child = subprocess.Popen(
-            [sys.executable, "-m", "adapters.span_export", exporter, scope],
+            [sys.executable, "-m", "adapters.span_export", exporter, scope, str(max_batch)],
             stdin=subprocess.PIPE,
             env={**os.environ, "MODELYARD_SPAN_RESOURCE": marshal.dumps(attrs).hex()},
         )
@@ -130,7 +136,7 @@ class ExportPipe:
             self.dropped += 1
             return
         queue.append(record)  # deque.append is thread-safe: no lock taken on the loop
-        if len(queue) >= MAX_BATCH:
+        if len(queue) >= self.max_batch:
             self._wake.set()
 
     def _send(self) -> None:
@@ -188,7 +194,7 @@ def _sender(
     return lambda batch: exporter.export([readable(r, resource, scope) for r in batch])
 
 
-def _child(exporter_name: str, scope_name: str, env: Mapping[str, str]) -> int:
+def _child(exporter_name: str, scope_name: str, max_batch: int, env: Mapping[str, str]) -> int:
     # marshal data only ever comes from the parent that started this process (env, stdin)
     attrs = marshal.loads(bytes.fromhex(env.get("MODELYARD_SPAN_RESOURCE", "")))  # noqa: S302
     resource = Resource(attrs)  # already merged by the parent: not Resource.create again
@@ -201,11 +207,11 @@ def _child(exporter_name: str, scope_name: str, env: Mapping[str, str]) -> int:
             if len(head) < 4:
                 return 0
             batch = marshal.loads(source.read(int.from_bytes(head, "big")))  # noqa: S302
-            for i in range(0, len(batch), MAX_BATCH):
-                send(batch[i : i + MAX_BATCH])
+            for i in range(0, len(batch), max_batch):
+                send(batch[i : i + max_batch])
     finally:
         exporter.shutdown()
 
 
 if __name__ == "__main__":
-    raise SystemExit(_child(sys.argv[1], sys.argv[2], os.environ))
+    raise SystemExit(_child(sys.argv[1], sys.argv[2], int(sys.argv[3]), os.environ))

@@ -11,7 +11,9 @@ What the SDK reads itself (its own env handling, not re-implemented here): the e
 endpoint, headers, timeout and compression (`OTEL_EXPORTER_OTLP_*`), the batch processor
 (`OTEL_BSP_*`), resource attributes (`OTEL_RESOURCE_ATTRIBUTES`, `OTEL_SERVICE_NAME`) and, when
 `OTEL_TRACES_SAMPLER` is set, the sampler. The gateway's own export queue (below) takes
-`OTEL_BSP_MAX_QUEUE_SIZE` (default 2048 spans) and `OTEL_BSP_SCHEDULE_DELAY` (default 500 ms).
+`OTEL_BSP_MAX_QUEUE_SIZE` (default 2048 spans), `OTEL_BSP_SCHEDULE_DELAY` (default 500 ms)
+and `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` (default half the queue, at most 1024 spans: not the SDK's
+512, each export costs the exporting process an HTTP request; see adapters.span_export).
 Defaults of ours:
 
 - service name `modelyard-<role>` (`modelyard-serve`, `modelyard-registry`, `modelyard-gateway`)
@@ -57,6 +59,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from adapters.span_export import (
     DELAY_S,
+    MAX_BATCH,
     MAX_QUEUE,
     DirectSpans,
     ExportPipe,
@@ -73,6 +76,7 @@ ENDPOINT_VARIABLES: Final = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_
 SERVICE_PREFIX: Final = "modelyard-"
 DEFAULT_RATIO: Final = 1.0
 _SDK_SAMPLER_ENV: Final = "OTEL_TRACES_SAMPLER"
+_BATCH_ENV: Final = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"
 GATEWAY_SCOPE: Final = "modelyard.gateway"  # the instrumentation scope of emitted records
 _ID_MASK: Final = TraceIdRatioBased.TRACE_ID_LIMIT
 
@@ -104,6 +108,10 @@ class Tracing:
     #: SDK's own `OTEL_TRACES_SAMPLER` decides (then `sample` asks it).
     bound: int | None
 
+    def __post_init__(self) -> None:
+        # `emit` runs twice a sampled request: the sink's own method, without a call of ours
+        object.__setattr__(self, "emit", self.spans.emit)
+
     def tracer(self, name: str) -> Tracer:
         return self.provider.get_tracer(name)
 
@@ -121,7 +129,8 @@ class Tracing:
         return result.decision == Decision.RECORD_AND_SAMPLE
 
     def emit(self, record: SpanRecord) -> None:
-        """A finished gateway span, queued for export (dropped and counted when full)."""
+        """A finished gateway span, queued for export (dropped and counted when full); the
+        instance's is the sink's `emit` itself (see `__post_init__`)."""
         self.spans.emit(record)
 
     @property
@@ -190,7 +199,17 @@ def _gateway_sink(
         return _Discard()
     max_queue = _positive(env, "OTEL_BSP_MAX_QUEUE_SIZE", MAX_QUEUE)
     delay_ms = _positive(env, "OTEL_BSP_SCHEDULE_DELAY", round(DELAY_S * 1000))
-    return ExportPipe(name, resource, GATEWAY_SCOPE, max_queue=max_queue, delay_s=delay_ms / 1000)
+    batch = _positive(env, _BATCH_ENV, min(MAX_BATCH, max(1, max_queue // 2)))
+    if batch > max_queue:
+        raise TelemetryError(f"{_BATCH_ENV} ({batch}) must not exceed OTEL_BSP_MAX_QUEUE_SIZE")
+    return ExportPipe(
+        name,
+        resource,
+        GATEWAY_SCOPE,
+        max_queue=max_queue,
+        delay_s=delay_ms / 1000,
+        max_batch=batch,
+    )
 
 
 def _positive(env: Mapping[str, str], name: str, default: int) -> int:

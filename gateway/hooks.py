@@ -2,7 +2,7 @@
 (gateway.traced) is the observer. Without one (`hooks=None`, tracing off) the gateway makes no
 call at all: each point is one `is not None` test.
 
-    Hooks.request(method, path, headers) -> RequestHooks | None     request start
+    Hooks.request(method, path, headers) -> RequestHooks | Headers | None   request start
         RequestHooks.attempt(route, target, request) -> AttemptHooks    each upstream attempt
             AttemptHooks.request                                        what to send instead
             AttemptHooks.end(answer, error, breaker state)
@@ -62,7 +62,9 @@ class ShadowHooks(Protocol):
 
 
 class Hooks(Protocol):
-    def request(self, method: str, path: str, headers: Headers) -> RequestHooks | None:
-        """A request starts; None: nothing to observe on this one (probes, scrapes)."""
+    def request(self, method: str, path: str, headers: Headers) -> RequestHooks | Headers | None:
+        """A request starts. None: nothing to observe on this one (probes, scrapes); a header
+        list: nothing to observe either, but answer it as if it came with these headers (an
+        unsampled request's trace context for the upstream)."""
 
     def shadow(self, copy: ShadowCopy) -> ShadowHooks: ...

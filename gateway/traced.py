@@ -15,9 +15,11 @@ Per inference request:
   link to the primary request's SERVER span, and the agreement as an attribute.
 
 No SDK span objects on the request path: the sampler decides once per request, from the
-caller's `traceparent` flags and the ratio (`Tracing.sample`), before anything is made. An
-unsampled request only forwards a `traceparent` (the caller's trace, a span id of ours, flag
-00). A sampled one keeps its spans as plain attributes here and, when each ends, hands a tuple
+caller's `traceparent` flags and the ratio (the bound of `Tracing.bound`, or `Tracing.sample`),
+before anything is made. An unsampled request only forwards a `traceparent` (the caller's
+trace or a new one, a span id of ours, flag 00): `TracingHooks.request` gives the gateway just
+those headers, and it answers on its plain path, the one tracing off runs. A sampled one
+keeps its spans as plain attributes here and, when each ends, hands a tuple
 (contract.spans) to `Tracing.emit`, which queues it for a separate exporting process
 (adapters.span_export): encoding and export never hold the event loop's interpreter; a full
 queue drops the span and counts it (`modelyard_gateway_spans_dropped_total`).
@@ -29,16 +31,16 @@ import time
 from typing import Final
 
 from msgspec.structs import replace
-from opentelemetry.trace import get_current_span
 
 from contract.routes import ModelRoute, RouteTable, VersionRoute
-from contract.spans import SpanLink
+from contract.spans import SpanAttributes, SpanLink
 from contract.traffic import SHADOW_VARIANT
 from gateway.errors import GatewayError
 from gateway.routing import Choice
 from gateway.shadow import ShadowCopy
 from gateway.spans import (
     CLIENT,
+    NO_PARENT,
     SAMPLED,
     SERVER,
     TRACE_HEADERS,
@@ -47,11 +49,15 @@ from gateway.spans import (
     exception_event,
     inject,
     new_id,
+    new_traceparents,
+    parent,
 )
 from gateway.transport.base import Headers, UpstreamRequest, UpstreamResponse
 
 TRACER_NAME: Final = "modelyard.gateway"
 _UNTRACED: Final = "/v2/health/"
+_LOW: Final = (1 << 64) - 1  # the ratio sampler looks at a trace id's low 64 bits
+_BLOCK: Final = 1024  # traceparents made at a time
 
 # Attribute names: OpenTelemetry's HTTP conventions where they exist, `model.*` and
 # `modelyard.*` for ours.
@@ -89,38 +95,58 @@ class TracingHooks:
 
     def __init__(self, tracing: Tracing) -> None:
         self.tracing = tracing
+        self.bound = bound = tracing.bound
+        #: The bound as the 16 hex digits of a trace id's low half compare with it (b"g":
+        #: above them all, every trace sampled).
+        self._bound_hex = b"g" if bound is None or bound >> 64 else b"%016x" % bound
+        self._fresh: list[bytes] = []  # new traceparents (flag 00), made a block at a time
 
-    def _parent(self, headers: Headers) -> tuple[int, int, int, str]:
-        """The caller's (trace id, span id, flags, tracestate), or (0, 0, -1, "") for none or
-        an invalid one: parsed by the SDK's propagator (only when a trace header came)."""
-        carrier: dict[str, str] | None = None
-        for name, value in headers:
-            if name in TRACE_HEADERS:
-                carrier = carrier or {}
-                carrier[name.decode()] = value.decode("latin-1")
-        if carrier is None:
-            return 0, 0, -1, ""
-        context = get_current_span(self.tracing.propagator.extract(carrier)).get_span_context()
-        if not context.is_valid:
-            return 0, 0, -1, ""
-        state = context.trace_state.to_header() if context.trace_state else ""
-        return context.trace_id, context.span_id, context.trace_flags, state
-
-    def request(
-        self, method: str, path: str, headers: Headers
-    ) -> _RequestSpan | _UnsampledRequest | None:
+    def request(self, method: str, path: str, headers: Headers) -> _RequestSpan | Headers | None:
+        """A sampled request's SERVER span; for one the sampler left out, only the headers it
+        goes on with (its trace context for the upstream: the caller's trace or a new one, a
+        span id of ours, flag 00), so that the gateway answers it on its plain path."""
         if path == "/metrics" or path.startswith(_UNTRACED):  # probes and scrapes: no spans
             return None
-        trace_id, parent_id, flags, state = self._parent(headers)
+        traceparent = tracestate = None
+        for name, value in headers:
+            if name in TRACE_HEADERS:
+                if name == b"traceparent":
+                    traceparent = value
+                else:
+                    tracestate = value
+        if traceparent is None and self.bound is not None:
+            # a root with the ratio sampler (the common case): a new trace id's low half decides
+            fresh = self._fresh or self._refill()
+            value = fresh.pop()
+            if value[19:35] >= self._bound_hex:
+                if tracestate is not None:
+                    headers = [h for h in headers if h[0] not in TRACE_HEADERS]
+                return [*headers, (b"traceparent", value)]
+            return self._sampled(method, path, int(value[3:35], 16), 0, -1, "")
+        trace_id, parent_id, flags, state = NO_PARENT
+        if traceparent is not None:
+            trace_id, parent_id, flags, state = parent(traceparent, tracestate)
         if flags < 0:
             trace_id = new_id(128)
+        bound = self.bound
+        if bound is not None:
+            sampled = bool(flags & SAMPLED) if flags >= 0 else trace_id & _LOW < bound
+        else:
+            sampled = self.tracing.sample(trace_id, parent_id, flags, span_name(method, path))
+        if not sampled:
+            return inject(headers, trace_id, new_id(64), 0, state)
+        return self._sampled(method, path, trace_id, parent_id, flags, state)
+
+    def _refill(self) -> list[bytes]:
+        self._fresh = new_traceparents(_BLOCK)
+        return self._fresh
+
+    def _sampled(
+        self, method: str, path: str, trace_id: int, parent_id: int, flags: int, state: str
+    ) -> _RequestSpan:
+        attrs: SpanAttributes = {"http.request.method": method, "url.path": path}
         name = span_name(method, path)
-        if not self.tracing.sample(trace_id, parent_id, flags, name):
-            # not sampled: only the trace context travels on, nothing is recorded
-            return _UnsampledRequest(trace_id, new_id(64), state)
-        span = _RequestSpan(self.tracing, name, trace_id, parent_id, flags >= 0, state)
-        span.attrs.update({"http.request.method": method, "url.path": path})
-        return span
+        return _RequestSpan(self.tracing, name, trace_id, parent_id, flags >= 0, state, attrs)
 
     def shadow(self, copy: ShadowCopy) -> _ShadowSpan | _UnsampledShadow:
         name = f"shadow POST {copy.path.decode(errors='replace')}"
@@ -133,48 +159,28 @@ class TracingHooks:
         return _ShadowSpan(self.tracing, name, trace_id, copy)
 
 
-class _UnsampledRequest:
-    """A request the sampler left out: its trace context still goes to the upstream."""
-
-    __slots__ = ("span_id", "state", "trace_id")
-
-    def __init__(self, trace_id: int, span_id: int, state: str) -> None:
-        self.trace_id = trace_id
-        self.span_id = span_id
-        self.state = state
-
-    def attempt(
-        self, route: ModelRoute, target: VersionRoute, request: UpstreamRequest
-    ) -> _Injected:
-        headers = inject(request.headers, self.trace_id, self.span_id, 0, self.state)
-        return _Injected(replace(request, headers=headers))
-
-    def fallback(self, route: ModelRoute, before: Choice, after: Choice, why: str) -> None:
+def _unsampled_origin(headers: Headers) -> SpanLink | None:
+    """The trace context an unsampled request forwarded (its shadow copies link to it)."""
+    traceparent = tracestate = None
+    for name, value in headers:
+        if name == b"traceparent":
+            traceparent = value
+        elif name == b"tracestate":
+            tracestate = value
+    if traceparent is None:
         return None
-
-    def chosen(self, table: RouteTable, route: ModelRoute, choice: Choice) -> None:
-        return None
-
-    def origin(self) -> object | None:
-        link: SpanLink = (self.trace_id, self.span_id, 0, self.state)
-        return link
-
-    def end(self, status: int, error: BaseException | None) -> None:
-        return None
+    trace_id, span_id, flags, state = parent(traceparent, tracestate)
+    return (trace_id, span_id, flags, state) if flags >= 0 else None
 
 
-class _Injected:
-    """An upstream attempt of an unsampled request: no CLIENT span of its own."""
+_CLIENT_NAMES: dict[bytes, str] = {}  # a CLIENT span's name by the upstream path
 
-    __slots__ = ("request",)
 
-    def __init__(self, request: UpstreamRequest) -> None:
-        self.request = request
-
-    def end(
-        self, answer: UpstreamResponse | None, error: BaseException | None, breaker: str
-    ) -> None:
-        return None
+def _client_name(path: bytes) -> str:
+    if len(_CLIENT_NAMES) >= 1024:
+        _CLIENT_NAMES.clear()
+    name = _CLIENT_NAMES[path] = f"POST {path.decode(errors='replace')}"
+    return name
 
 
 class _RequestSpan(SpanBuilder):
@@ -183,9 +189,16 @@ class _RequestSpan(SpanBuilder):
     __slots__ = ("attempts",)
 
     def __init__(
-        self, tracing: Tracing, name: str, trace_id: int, parent_id: int, remote: bool, state: str
+        self,
+        tracing: Tracing,
+        name: str,
+        trace_id: int,
+        parent_id: int,
+        remote: bool,
+        state: str,
+        attrs: SpanAttributes,
     ) -> None:
-        super().__init__(tracing, name, SERVER, trace_id, parent_id, remote, state)
+        super().__init__(tracing, name, SERVER, trace_id, parent_id, remote, state, attrs)
         self.attempts = 0
 
     def attempt(
@@ -193,18 +206,16 @@ class _RequestSpan(SpanBuilder):
     ) -> _AttemptSpan:
         retry = self.attempts > 0
         self.attempts += 1
-        name = f"POST {request.path.decode(errors='replace')}"
+        name = _CLIENT_NAMES.get(request.path) or _client_name(request.path)
+        attrs: SpanAttributes = {
+            MODEL: route.name,
+            VERSION: str(target.version),
+            "server.address": target.endpoint,
+            "http.request.method": "POST",
+            RETRY: retry,
+        }
         span = _AttemptSpan(
-            self.tracing, name, CLIENT, self.trace_id, self.span_id, False, self.state
-        )
-        span.attrs.update(
-            {
-                MODEL: route.name,
-                VERSION: str(target.version),
-                "server.address": target.endpoint,
-                "http.request.method": "POST",
-                RETRY: retry,
-            }
+            self.tracing, name, CLIENT, self.trace_id, self.span_id, False, self.state, attrs
         )
         headers = inject(request.headers, self.trace_id, span.span_id, SAMPLED, self.state)
         span.request = replace(request, headers=headers)
@@ -287,8 +298,8 @@ class _ShadowSpan(SpanBuilder):
     __slots__ = ("copy",)
 
     def __init__(self, tracing: Tracing, name: str, trace_id: int, copy: ShadowCopy) -> None:
-        super().__init__(tracing, name, CLIENT, trace_id, 0, False, "")
-        origin = copy.origin
+        super().__init__(tracing, name, CLIENT, trace_id, 0, False, "", {})
+        origin = copy.origin if copy.origin is not None else _unsampled_origin(copy.headers)
         if isinstance(origin, tuple) and len(origin) == 4:
             self.links = (origin,)
         self.attrs.update(

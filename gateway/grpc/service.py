@@ -122,6 +122,8 @@ class InferenceService:
         version_path = f"/versions/{request.model_version}" if request.model_version else ""
         path = f"/v2/models/{request.model_name}{version_path}/infer"
         hooks = gateway.hooks.request("POST", path, headers) if gateway.hooks else None
+        if isinstance(hooks, list):  # nothing to observe, other headers (a trace context)
+            headers, hooks = hooks, None
         try:
             reply = await self._infer(request, headers, hooks)
         except RpcError as exc:

@@ -71,3 +71,16 @@ def test_the_same_message_as_the_sdks_encoder(records: list[SpanRecord]) -> None
     assert parsed(ours) == parsed(theirs)
     spans = parsed(ours).resource_spans[0].scope_spans[0].spans
     assert [s.name for s in spans] == [r[0] for r in records]  # not two empty messages
+
+
+def test_kept_parts_tell_a_bool_from_an_int_and_repeat_exactly() -> None:
+    """Attribute sets are kept encoded by value: `True` and `1` (equal in Python) stay apart,
+    and a set seen before encodes to the same bytes."""
+    as_bool: SpanRecord = (*ROOT[:10], {"x": True}, *ROOT[11:])  # type: ignore[assignment]
+    as_int: SpanRecord = (*ROOT[:10], {"x": 1}, *ROOT[11:])  # type: ignore[assignment]
+    encoder = Encoder(RESOURCE, SCOPE)
+    for records in ([as_bool, as_int], [as_int, as_bool], [ROOT, ROOT, CHILD_OF_REMOTE]):
+        ours = encoder.encode(records)
+        theirs = encode_spans([readable(r, RESOURCE, SCOPE) for r in records]).SerializeToString()
+        assert parsed(ours) == parsed(theirs)
+        assert encoder.encode(records) == ours

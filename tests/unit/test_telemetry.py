@@ -141,8 +141,21 @@ def test_injected_headers_are_the_propagators(sampled: bool) -> None:
     tracing.shutdown()
 
 
-@pytest.mark.parametrize("name", ["OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_SCHEDULE_DELAY"])
+@pytest.mark.parametrize(
+    "name",
+    ["OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_SCHEDULE_DELAY", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"],
+)
 @pytest.mark.parametrize("raw", ["0", "-3", "many"])
 def test_the_gateway_export_queue_refuses_a_bad_size_or_delay(name: str, raw: str) -> None:
     with pytest.raises(TelemetryError, match=name):
         setup_tracing("gateway", {"OTEL_TRACES_EXPORTER": "console", name: raw}, "auto")
+
+
+def test_an_export_batch_larger_than_the_queue_is_refused() -> None:
+    env = {
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_BSP_MAX_QUEUE_SIZE": "100",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "101",
+    }
+    with pytest.raises(TelemetryError, match="OTEL_BSP_MAX_EXPORT_BATCH_SIZE"):
+        setup_tracing("gateway", env, "auto")

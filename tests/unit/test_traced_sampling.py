@@ -5,6 +5,7 @@ decision as the SDK's sampler) and an unsampled request records nothing yet forw
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
@@ -15,14 +16,22 @@ from opentelemetry.trace import (
     SpanContext,
     SpanKind,
     TraceFlags,
+    get_current_span,
     set_span_in_context,
 )
 
 from adapters.telemetry import Tracing, setup_tracing
-from contract.routes import ModelRoute, VersionRoute
+from contract.routes import ModelRoute, RouteTable, VersionRoute
 from contract.traffic import TrafficPolicy
+from gateway.follow import RouteFollower
+from gateway.forward import Forwarder
+from gateway.front import Gateway
+from gateway.metrics import GatewayMetrics
+from gateway.resilience import Resilient
+from gateway.shadow import ShadowCopy, ShadowQueue
+from gateway.spans import NO_PARENT, parent
 from gateway.traced import TracingHooks
-from gateway.transport.base import UpstreamRequest
+from gateway.transport import MockTransport, UpstreamRequest, UpstreamResponse
 
 TARGET = VersionRoute(version=1, endpoint="http://127.0.0.1:9", protocol="bentoml")
 ROUTE = ModelRoute(name="iris", stable=1, versions={1: TARGET}, aliases={}, policy=TrafficPolicy())
@@ -42,14 +51,24 @@ def traced(ratio: str) -> tuple[Tracing, InMemorySpanExporter]:
 
 
 def forwarded(tracing: Tracing, headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    """What the upstream gets, through a request's hooks, for a request with `headers`."""
-    hooks = TracingHooks(tracing).request("POST", PATH, headers)
-    assert hooks is not None
-    request = UpstreamRequest(TARGET.endpoint, b"POST", b"/classify", headers, b"{}", 5.0)
-    attempt = hooks.attempt(ROUTE, TARGET, request)
-    attempt.end(None, None, "closed")
-    hooks.end(200, None)
-    return {k.decode(): v.decode() for k, v in attempt.request.headers}
+    """What the upstream gets, through the gateway with these hooks, for a request with
+    `headers` (a sampled one is traced; an unsampled one only gets other headers)."""
+    sent: list[UpstreamRequest] = []
+
+    def answer(request: UpstreamRequest) -> UpstreamResponse:
+        sent.append(request)
+        return UpstreamResponse(200, [], b"{}")
+
+    transport = MockTransport(answer)
+    metrics = GatewayMetrics()
+    follower = RouteFollower(source=None)  # type: ignore[arg-type]  # never started here
+    follower.table = RouteTable(1, {"iris": ROUTE})
+    forwarder = Forwarder(Resilient(transport), metrics, ShadowQueue(transport, metrics))
+    gateway = Gateway(follower, forwarder, hooks=TracingHooks(tracing))
+    reply = asyncio.run(gateway.handle("POST", PATH, headers, b"{}"))
+    assert reply.status == 200
+    (request,) = sent
+    return {k.decode(): v.decode() for k, v in request.headers}
 
 
 @pytest.mark.parametrize("ratio", [0.0, 0.25, 1.0])
@@ -70,6 +89,57 @@ def test_the_decision_is_the_sdk_samplers(ratio: float) -> None:
             assert tracing.sample(trace_id, span_id, flags, "s") == expected
     finally:
         tracing.shutdown()
+
+
+def test_a_root_requests_decision_is_the_sdk_samplers_on_the_trace_id_it_forwards() -> None:
+    """The gateway decides a root request from a trace id's low half before it makes the
+    rest of the id: the forwarded flag is what the SDK's sampler says of the whole id."""
+    tracing, exporter = traced("0.25")
+    sampler = tracing.provider.sampler
+    try:
+        flags = []
+        for _ in range(400):
+            sent = forwarded(tracing, [(b"content-type", b"application/json")])
+            _, trace, span, flag = sent["traceparent"].split("-")
+            assert int(trace, 16) and int(span, 16)
+            sdk = sampler.should_sample(None, int(trace, 16), "s", SpanKind.SERVER)
+            assert flag == ("01" if sdk.decision.is_sampled() else "00")  # type: ignore[no-untyped-call]
+            flags.append(flag)
+    finally:
+        tracing.shutdown()
+    assert 40 < flags.count("01") < 160  # about a quarter
+    assert len(exporter.get_finished_spans()) == 2 * flags.count("01")
+
+
+TRACEPARENTS = [
+    f"00-{'ab' * 16}-{'cd' * 8}-01",
+    f"00-{'ab' * 16}-{'cd' * 8}-00",
+    f"  00-{'ab' * 16}-{'cd' * 8}-03\t",
+    f"01-{'ab' * 16}-{'cd' * 8}-01-future",
+    f"00-{'ab' * 16}-{'cd' * 8}-01-extra",  # version 00 has no more fields
+    f"ff-{'ab' * 16}-{'cd' * 8}-01",
+    f"00-{'00' * 16}-{'cd' * 8}-01",
+    f"00-{'ab' * 16}-{'00' * 8}-01",
+    f"00-{'AB' * 16}-{'cd' * 8}-01",
+    f"00-{'ab' * 15}-{'cd' * 8}-01",
+    "garbage",
+    "",
+]
+
+
+@pytest.mark.parametrize("header", TRACEPARENTS)
+@pytest.mark.parametrize("state", [None, "vendor=x,other=y", "bad state,=", "k=" + "v" * 600])
+def test_the_parent_is_read_as_the_propagator_reads_it(header: str, state: str | None) -> None:
+    tracing, _ = traced("1")
+    carrier = {"traceparent": header} | ({"tracestate": state} if state is not None else {})
+    context = get_current_span(tracing.propagator.extract(carrier)).get_span_context()
+    expected = NO_PARENT
+    if context.is_valid:
+        trace_state = context.trace_state.to_header() if context.trace_state else ""
+        expected = (context.trace_id, context.span_id, context.trace_flags, trace_state)
+    got = parent(header.encode(), state.encode() if state is not None else None)
+    tracing.shutdown()
+    assert got == expected
 
 
 def test_an_unsampled_parent_records_nothing_and_its_trace_goes_on() -> None:
@@ -117,3 +187,29 @@ def test_a_sampled_parent_gets_a_server_and_a_client_span() -> None:
     )
     assert server.instrumentation_scope is not None
     assert server.instrumentation_scope.name == "modelyard.gateway"
+
+
+def test_a_shadow_copy_of_an_unsampled_request_links_to_the_context_it_forwarded() -> None:
+    """An unsampled request runs on the gateway's plain path (no hooks, so no `origin`): its
+    shadow copy still links to the trace context the primary forwarded."""
+    tracing, exporter = traced("1.0")
+    forwarded_context = f"00-{'ab' * 16}-{'cd' * 8}-00"
+    copy = ShadowCopy(
+        ROUTE,
+        TARGET,
+        b"/classify",
+        [(b"content-type", b"application/json"), (b"traceparent", forwarded_context.encode())],
+        b"{}",
+        b"{}",
+    )
+    try:
+        hooks = TracingHooks(tracing).shadow(copy)
+        sent = dict(hooks.copy.headers)[b"traceparent"].decode()
+        hooks.end(True, None)
+    finally:
+        tracing.shutdown()
+    (shadow,) = exporter.get_finished_spans()
+    assert [(link.context.trace_id, link.context.span_id) for link in shadow.links] == [
+        (int("ab" * 16, 16), int("cd" * 8, 16))
+    ]
+    assert sent.endswith("-01") and sent.split("-")[1] != "ab" * 16  # a trace of its own
