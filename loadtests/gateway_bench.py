@@ -5,6 +5,7 @@ Run it from the repository root (or with `make bench-gateway`):
     python -m loadtests.gateway_bench            # the full run (about three minutes)
     python -m loadtests.gateway_bench --quick    # 1 s a measurement, no BentoML: a smoke run
     python -m loadtests.gateway_bench --out /tmp/gateway-bench.json
+    python -m loadtests.gateway_bench --quick --only oip   # the OIP legs alone (and direct)
 
 It needs `wrk`, `nginx` and `h2load` from Debian (`apt-get install -y wrk nginx-light
 nghttp2-client`) and installs nothing itself. Everything runs on loopback, wrk (and h2load)
@@ -48,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import secrets
 import tempfile
@@ -104,6 +106,7 @@ class Config:
     e2e_duration_s: int  # one round of one path in front of BentoML
     e2e_concurrencies: tuple[int, ...]
     e2e_rounds: int  # measured rounds per path and concurrency, after one warm-up round each
+    only_oip: bool = False  # `--only oip`: the OIP legs (and direct, for their added p50) alone
 
     @classmethod
     def full(cls) -> Config:
@@ -289,13 +292,20 @@ def run(cfg: Config, tools: Tools, h2load: str) -> dict[str, Any]:
         except Exception as exc:  # reported verbatim; direct and nginx are still measured
             say(f"[gateway] FAILED:\n{traceback.format_exc()}")
             report["runs"]["gateway"] = {"error": f"{type(exc).__name__}: {exc}"}
-        try:
-            say(f"[gateway_10k] starting modelyard serve with {MANY_MODELS:,} more models")
-            many = stack.enter_context(gateway(work / "many", pin, upstream, models=MANY_MODELS))
-            targets["gateway_10k"] = many.url + GATEWAY_PATH
-        except Exception as exc:
-            say(f"[gateway_10k] FAILED:\n{traceback.format_exc()}")
-            report["runs"]["gateway_10k"] = {"error": f"{type(exc).__name__}: {exc}"}
+        if cfg.only_oip:  # direct stays: the OIP legs' added p50 is over a direct call
+            targets = {"direct": targets["direct"]}
+            for path in ("nginx", "gateway", "gateway_10k"):
+                report["runs"][path] = {"error": "not measured (--only oip)"}
+        else:
+            try:
+                say(f"[gateway_10k] starting modelyard serve with {MANY_MODELS:,} more models")
+                many = stack.enter_context(
+                    gateway(work / "many", pin, upstream, models=MANY_MODELS)
+                )
+                targets["gateway_10k"] = many.url + GATEWAY_PATH
+            except Exception as exc:
+                say(f"[gateway_10k] FAILED:\n{traceback.format_exc()}")
+                report["runs"]["gateway_10k"] = {"error": f"{type(exc).__name__}: {exc}"}
         script = lua_script(work / "post.lua", make_body())
         measured = measure_rounds(
             tools,
@@ -319,7 +329,9 @@ def run(cfg: Config, tools: Tools, h2load: str) -> dict[str, Any]:
             for path, proc in (("gateway", yard), ("gateway_10k", many))
             if proc is not None and proc.proc is not None
         }
-        if not cfg.e2e:
+        if cfg.only_oip:
+            report["e2e"] = {"skipped": "--only oip"}
+        elif not cfg.e2e:
             report["e2e"] = {"skipped": "--quick"}
         elif yard is None or "error" in report["runs"]["gateway"]:
             report["e2e"] = {"skipped": "the gateway leg failed"}
@@ -345,6 +357,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="1 s runs, no BentoML (smoke test)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON report path")
+    parser.add_argument(
+        "--only",
+        choices=("oip",),
+        help="oip: the OIP legs alone (HTTP JSON, binary, gRPC), with direct for their added p50",
+    )
     return parser.parse_args(argv)
 
 
@@ -365,7 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" apt-get update && apt-get install -y {oip_legs.PACKAGE}"
         )
         return 2
-    report = run(Config.quick() if args.quick else Config.full(), tools, h2load)
+    cfg = Config.quick() if args.quick else Config.full()
+    report = run(dataclasses.replace(cfg, only_oip=args.only == "oip"), tools, h2load)
     report.update(loadreport.bench_fields(report))  # the load tests' report shape too
     benchkit.write_report(args.out, report)
     print(gateway_report.table(report))

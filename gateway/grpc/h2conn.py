@@ -26,9 +26,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Final, Protocol, cast
 
-import hpack
-
 from gateway.grpc import h2frames as f
+from gateway.grpc import hpack_decode
 from gateway.server.limits import HEAD_TIMEOUT_S, MAX_HEAD_BYTES
 
 log = logging.getLogger(__name__)
@@ -97,8 +96,7 @@ class H2Connection(asyncio.Protocol):
         self.block: bytearray | None = None  # a header block awaiting CONTINUATION
         self.block_stream = 0
         self.block_end = False
-        self.decoder = hpack.Decoder()
-        self.decoder.max_header_list_size = MAX_HEAD_BYTES
+        self.decoder = hpack_decode.Decoder(MAX_HEAD_BYTES)
         self.peer_window = f.DEFAULT_WINDOW  # for new streams: the peer's INITIAL_WINDOW_SIZE
         self.peer_frame = f.DEFAULT_FRAME_SIZE
         self.send_window = f.DEFAULT_WINDOW  # the connection's
@@ -242,10 +240,10 @@ class H2Connection(asyncio.Protocol):
         assert block is not None
         self.block = None
         try:
-            headers = self.decoder.decode(bytes(block), raw=True)
-        except hpack.OversizedHeaderListError:
+            headers = self.decoder.decode(bytes(block))
+        except hpack_decode.ListTooLarge:
             raise f.FrameError(f.ENHANCE_YOUR_CALM, "a header list over the limit") from None
-        except (hpack.HPACKError, ValueError, IndexError) as exc:
+        except hpack_decode.DecodeError as exc:
             raise f.FrameError(f.COMPRESSION_ERROR, f"not valid HPACK: {exc}") from None
         stream = self.streams.get(ident)
         if stream is not None:  # trailers of a request: the body is complete
@@ -262,7 +260,7 @@ class H2Connection(asyncio.Protocol):
             self.write(f.rst_stream(ident, f.REFUSED_STREAM))
             return
         stream = Stream(ident, self.peer_window, self.loop.time())
-        stream.headers = [(bytes(k), bytes(v)) for k, v in headers]
+        stream.headers = headers
         self.streams[ident] = stream
         if end:
             self.dispatch(stream)
