@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Final, Protocol, cast
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, Protocol, cast
 
 from gateway.grpc import h2frames as f
 from gateway.grpc import hpack_decode
@@ -42,7 +42,9 @@ CONNECTION_WINDOW: Final = 16 << 20
 
 
 class Calls(Protocol):
-    def call(self, headers: RequestHeaders, body: bytes) -> Answer | Awaitable[Answer]: ...
+    def call(
+        self, headers: RequestHeaders, body: bytes
+    ) -> Answer | Coroutine[Any, Any, Answer]: ...
 
     def oversized(self) -> Answer: ...
 
@@ -66,7 +68,7 @@ class Stream:
         self.body = bytearray()
         self.send_window = send_window
         self.began = began
-        self.task: asyncio.Task[Answer] | None = None
+        self.task: asyncio.Task[None] | None = None
         self.outbox: bytes | None = None  # None: request not complete yet
         self.trailer = b""
         self.taken = 0  # bytes received since our last WINDOW_UPDATE of this stream
@@ -123,6 +125,7 @@ class H2Connection(asyncio.Protocol):
             )
             + f.window_update(0, CONNECTION_WINDOW - f.DEFAULT_WINDOW)
         )
+        self.flush()
         self.timer = self.loop.call_later(self.head_timeout_s, self.check_slow)
 
     def data_received(self, data: bytes) -> None:
@@ -152,6 +155,7 @@ class H2Connection(asyncio.Protocol):
             del buffer[:at]
         except f.FrameError as exc:
             self.fail(exc.code, str(exc))
+        self.flush()
 
     def pause_writing(self) -> None:
         self.paused = True
@@ -355,20 +359,21 @@ class H2Connection(asyncio.Protocol):
         if isinstance(answer, tuple):
             self.answer(stream, answer)
             return
-        task: asyncio.Task[Answer] = asyncio.ensure_future(answer)
-        stream.task = task
-        task.add_done_callback(lambda done: self.answered(stream, done))
+        stream.task = self.loop.create_task(self.run(stream, answer))
 
-    def answered(self, stream: Stream, task: asyncio.Task[Answer]) -> None:
-        stream.task = None
-        if task.cancelled() or self.streams.get(stream.ident) is not stream:
-            return
-        error = task.exception()
-        if error is not None:
-            log.error("gRPC call failed", exc_info=error)
+    async def run(self, stream: Stream, call: Coroutine[Any, Any, Answer]) -> None:
+        """A call answered later; written at once when it ends (no turn of the loop waits)."""
+        try:
+            answer = await call
+        except Exception:
+            log.exception("gRPC call failed")
+            stream.task = None
             self.reset(stream, f.INTERNAL_ERROR)
-            return
-        self.answer(stream, task.result())
+        else:
+            stream.task = None
+            if self.streams.get(stream.ident) is stream:
+                self.answer(stream, answer)
+        self.flush()
 
     def answer(self, stream: Stream, answer: Answer) -> None:
         head, body, trailer = answer
@@ -417,8 +422,7 @@ class H2Connection(asyncio.Protocol):
     # --- the connection -----------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if not self.out:
-            self.loop.call_soon(self.flush)
+        """Held until `flush`: at the end of `data_received`, of a call, of a timer's check."""
         self.out.append(data)
 
     def flush(self) -> None:
@@ -443,6 +447,7 @@ class H2Connection(asyncio.Protocol):
         if not self.closing:
             self.closing = True
             self.write(f.goaway(self.last_stream, f.NO_ERROR))
+            self.flush()
         self.maybe_close()
 
     def maybe_close(self) -> None:
@@ -461,4 +466,5 @@ class H2Connection(asyncio.Protocol):
         for stream in list(self.streams.values()):
             if stream.outbox is None and now - stream.began >= self.head_timeout_s:
                 self.reset(stream, f.CANCEL)
+        self.flush()
         self.timer = self.loop.call_later(self.head_timeout_s / 2, self.check_slow)
