@@ -53,7 +53,7 @@ def failure(code: int, message: str) -> Answer:
 
 def success(message: bytes, metadata: Headers) -> Answer:
     body = b"\x00" + len(message).to_bytes(4, "big") + message
-    return f.RESPONSE_HEAD, body, f.trailers(0, "", metadata)
+    return f.RESPONSE_HEAD, body, f.ok_trailers(metadata)
 
 
 def http_refusal(status: int) -> Answer:
@@ -65,10 +65,7 @@ class GrpcCalls:
 
     def __init__(self, service: InferenceService, max_message: int) -> None:
         self.max_message = max_message
-
-        async def model_infer(request: pb.ModelInferRequest, headers: Headers) -> Answer:
-            answer, said = await service.model_infer(request, headers)
-            return success(answer.SerializeToString(), said)
+        self.service = service
 
         self.methods: dict[bytes, tuple[Any, Handler, bool]] = {
             PREFIX + b"ServerLive": (
@@ -96,7 +93,7 @@ class GrpcCalls:
                 lambda r, h: service.model_metadata(r),
                 False,
             ),
-            PREFIX + b"ModelInfer": (pb.ModelInferRequest, model_infer, True),
+            PREFIX + b"ModelInfer": (pb.ModelInferRequest, service.model_infer, True),
         }
 
     def oversized(self) -> Answer:
@@ -145,18 +142,21 @@ class GrpcCalls:
         except DecodeError:
             return failure(INTERNAL, "Exception deserializing request!")
         if awaits:
-            return self._awaited(handler(request, metadata), timeout)
+            return self._awaited(request, metadata, timeout)
         try:
             return success(handler(request, metadata).SerializeToString(), [])
         except RpcError as exc:
             return failure(exc.code, exc.message)
 
-    async def _awaited(self, call: Coroutine[Any, Any, Answer], limit_s: float | None) -> Answer:
+    async def _awaited(
+        self, request: pb.ModelInferRequest, metadata: Headers, limit_s: float | None
+    ) -> Answer:
         try:
             if limit_s is None:
-                return await call
-            async with asyncio.timeout(limit_s) as within:
-                return await call
+                answer, said = await self.service.model_infer(request, metadata)
+            else:
+                async with asyncio.timeout(limit_s) as within:
+                    answer, said = await self.service.model_infer(request, metadata)
         except RpcError as exc:
             return failure(exc.code, exc.message)
         except TimeoutError:
@@ -166,3 +166,4 @@ class GrpcCalls:
         except Exception as exc:
             log.exception("gRPC call failed")
             return failure(INTERNAL, f"Unexpected {type(exc).__name__}: {exc}")
+        return success(answer.SerializeToString(), said)

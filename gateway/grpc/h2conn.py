@@ -28,7 +28,9 @@ from typing import Any, Final, Protocol, cast
 
 from gateway.grpc import h2frames as f
 from gateway.grpc import hpack_decode
-from gateway.server.limits import HEAD_TIMEOUT_S, MAX_HEAD_BYTES
+from gateway.server.limits import MAX_HEAD_BYTES
+
+HEAD_TIMEOUT_S = 30.0  # the HTTP server's (gateway/server/limits.py); tests shorten it
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +83,13 @@ class H2Connection(asyncio.Protocol):
         *,
         max_body: int,
         max_streams: int = 128,
-        head_timeout_s: float = HEAD_TIMEOUT_S,
+        head_timeout_s: float | None = None,
         on_close: Callable[[H2Connection], None] | None = None,
     ) -> None:
         self.calls = calls
         self.max_body = max_body
         self.max_streams = max_streams
-        self.head_timeout_s = head_timeout_s
+        self.head_timeout_s = HEAD_TIMEOUT_S if head_timeout_s is None else head_timeout_s
         self.on_close = on_close
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None

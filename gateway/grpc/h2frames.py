@@ -192,6 +192,22 @@ def grpc_message(message: str) -> bytes:
     return quote(message.encode(), safe=_UNRESERVED).encode("ascii")
 
 
+_OK_TRAILERS: dict[tuple[tuple[bytes, bytes], ...], bytes] = {}
+_OK_TRAILERS_MAX: Final = 256
+
+
+def ok_trailers(metadata: list[tuple[bytes, bytes]]) -> bytes:
+    """`trailers(0, "", metadata)`, kept for the metadata seen last (a model's answers repeat
+    theirs: model, version, variant, route revision)."""
+    key = tuple(metadata)
+    found = _OK_TRAILERS.get(key)
+    if found is None:
+        if len(_OK_TRAILERS) >= _OK_TRAILERS_MAX:
+            _OK_TRAILERS.clear()
+        found = _OK_TRAILERS[key] = trailers(0, "", metadata)
+    return found
+
+
 def trailers(code: int, message: str, metadata: list[tuple[bytes, bytes]]) -> bytes:
     """The trailers' header block: status, message (if any) and trailing metadata."""
     parts = [OK_TRAILER if code == 0 else literal(b"grpc-status", b"%d" % code)]
