@@ -7,7 +7,7 @@ import hpack
 import pytest
 
 from gateway.grpc import h2frames as f
-from gateway.grpc.hpack_decode import Decoder, DecodeError, ListTooLarge
+from gateway.grpc.hpack_decode import DecodeError, Decoder, ListTooLarge
 
 
 def parsed(data: bytes, max_size: int = f.DEFAULT_FRAME_SIZE) -> tuple[int, int, int, bytes]:
