@@ -60,12 +60,44 @@ def http_refusal(status: int) -> Answer:
     return f.status_head(status), b"", b""
 
 
+_Parsed = tuple[bytes, bytes, bytes, bytes | None, float | None, Headers]
+_SEEN_MAX: Final = 64
+
+
+def _parse(headers: RequestHeaders) -> _Parsed:
+    """:path, :method, content-type, grpc-encoding, grpc-timeout (seconds) and the metadata
+    (the rest; the gateway only reads it)."""
+    path = method = content_type = b""
+    encoding = None
+    timeout = None
+    metadata: Headers = []
+    for name, value in headers:
+        if name[:1] == b":":
+            if name == b":path":
+                path = value
+            elif name == b":method":
+                method = value
+        elif name in _PROTOCOL_HEADERS:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"grpc-encoding":
+                encoding = value
+            elif name == b"grpc-timeout":
+                timeout = f.parse_timeout(value)
+        else:
+            metadata.append((name, value))
+    return path, method, content_type, encoding, timeout, metadata
+
+
 class GrpcCalls:
     """The service's methods by path; `call` answers at once for all but ModelInfer."""
 
     def __init__(self, service: InferenceService, max_message: int) -> None:
         self.max_message = max_message
         self.service = service
+        #: header lists parsed, by identity: the HPACK decoder hands out the same list for
+        #: the same block (a client repeating a call), so it is parsed once
+        self._seen: dict[int, tuple[RequestHeaders, _Parsed]] = {}
 
         self.methods: dict[bytes, tuple[Any, Handler, bool]] = {
             PREFIX + b"ServerLive": (
@@ -103,24 +135,15 @@ class GrpcCalls:
         )
 
     def call(self, headers: RequestHeaders, body: bytes) -> Answer | Coroutine[Any, Any, Answer]:
-        path = method = content_type = b""
-        encoding = timeout = None
-        metadata: Headers = []
-        for name, value in headers:
-            if name[:1] == b":":
-                if name == b":path":
-                    path = value
-                elif name == b":method":
-                    method = value
-            elif name in _PROTOCOL_HEADERS:
-                if name == b"content-type":
-                    content_type = value
-                elif name == b"grpc-encoding":
-                    encoding = value
-                elif name == b"grpc-timeout":
-                    timeout = f.parse_timeout(value)
-            else:
-                metadata.append((name, value))
+        seen = self._seen.get(id(headers))
+        if seen is not None and seen[0] is headers:  # the decoder's list of an identical block
+            path, method, content_type, encoding, timeout, metadata = seen[1]
+        else:
+            parsed = _parse(headers)
+            if len(self._seen) >= _SEEN_MAX:
+                self._seen.clear()
+            self._seen[id(headers)] = (headers, parsed)
+            path, method, content_type, encoding, timeout, metadata = parsed
         if method != b"POST":
             return http_refusal(405)
         if not content_type.startswith(b"application/grpc"):

@@ -131,30 +131,34 @@ class H2Connection(asyncio.Protocol):
         self.timer = self.loop.call_later(self.head_timeout_s, self.check_slow)
 
     def data_received(self, data: bytes) -> None:
-        if self.transport is None or self.transport.is_closing():
+        transport = self.transport
+        if transport is None or transport.is_closing():
             return
-        buffer = self.buffer
-        buffer += data
+        if self.buffer:  # the rest of a frame begun in an earlier read
+            data = bytes(self.buffer + data)
+            self.buffer.clear()
         try:
             at = 0
             if not self.preface:
-                if len(buffer) < len(f.PREFACE):
-                    if not f.PREFACE.startswith(buffer):
+                if len(data) < len(f.PREFACE):
+                    if not f.PREFACE.startswith(data):
                         raise f.FrameError(f.PROTOCOL_ERROR, "not the HTTP/2 preface")
+                    self.buffer += data
                     return
-                if not buffer.startswith(f.PREFACE):
+                if not data.startswith(f.PREFACE):
                     raise f.FrameError(f.PROTOCOL_ERROR, "not the HTTP/2 preface")
                 self.preface = True
                 at = len(f.PREFACE)
             while True:
-                found = f.parse_frame(buffer, at, f.DEFAULT_FRAME_SIZE)
+                found = f.parse_frame(data, at, f.DEFAULT_FRAME_SIZE)
                 if found is None:
                     break
                 kind, flags, stream, payload, at = found
                 self.frame(kind, flags, stream, payload)
-                if self.transport.is_closing():
+                if transport.is_closing():
                     return
-            del buffer[:at]
+            if at < len(data):  # at most a frame's header and payload (parse_frame's bound)
+                self.buffer += data[at:]
         except f.FrameError as exc:
             self.fail(exc.code, str(exc))
         self.flush()
@@ -379,6 +383,23 @@ class H2Connection(asyncio.Protocol):
 
     def answer(self, stream: Stream, answer: Answer) -> None:
         head, body, trailer = answer
+        size, room = len(body), self.peer_frame
+        if (
+            0 < size <= room
+            and size <= self.send_window
+            and size <= stream.send_window
+            and len(head) <= room
+            and len(trailer) <= room
+        ):  # the usual answer: three frames, sent at once
+            ident = stream.ident
+            self.send_window -= size
+            self.out.append(
+                f.frame(f.HEADERS, f.END_HEADERS, ident, head)
+                + f.frame(f.DATA, 0, ident, body)
+                + f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, ident, trailer)
+            )
+            self.done(stream)
+            return
         end = not body and not trailer
         self.write(f.header_frames(stream.ident, head, self.peer_frame, end))
         if end:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 from typing import Any, Final
 
 import msgspec
@@ -40,6 +41,28 @@ NUMPY_TYPES: Final[dict[str, str]] = {
     "FP32": "<f4",
     "FP64": "<f8",
 }
+#: Each fixed-size datatype's width in bytes.
+WIDTHS: Final = {name: np.dtype(kind).itemsize for name, kind in NUMPY_TYPES.items()}
+#: `memoryview.cast` formats of the datatypes it reads as the protocol's little-endian raw
+#: bytes (on a little-endian machine; elsewhere numpy reads them all): half the time of
+#: `np.frombuffer(...).tolist()` for a small tensor.
+_NATIVE: Final[dict[str, str]] = (
+    {
+        "BOOL": "?",
+        "UINT8": "B",
+        "UINT16": "H",
+        "UINT32": "I",
+        "UINT64": "Q",
+        "INT8": "b",
+        "INT16": "h",
+        "INT32": "i",
+        "INT64": "q",
+        "FP32": "f",
+        "FP64": "d",
+    }
+    if sys.byteorder == "little"
+    else {}
+)
 #: The `InferTensorContents` field holding each datatype (FP16 travels as raw bytes only).
 CONTENTS_FIELDS: Final[dict[str, str]] = {
     "BOOL": "bool_contents",
@@ -113,13 +136,18 @@ def _from_raw(raw: bytes, datatype: str, count: int, where: str) -> list[Any]:
             f"{', '.join(sorted([*NUMPY_TYPES, 'BYTES']))}",
             field=where,
         )
-    width = np.dtype(numpy_type).itemsize
+    width = WIDTHS[datatype]
     if len(raw) != count * width:
         raise BadRequest(
             f"{where}: {count} {datatype} elements take {count * width} bytes, got {len(raw)}",
             field=where,
         )
-    values: list[Any] = np.frombuffer(raw, dtype=numpy_type).tolist()
+    native = _NATIVE.get(datatype)
+    values: list[Any] = (
+        memoryview(raw).cast(native).tolist()
+        if native is not None
+        else np.frombuffer(raw, dtype=numpy_type).tolist()
+    )
     return values
 
 
