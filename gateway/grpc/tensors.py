@@ -96,26 +96,25 @@ def infer_body(request: pb.ModelInferRequest) -> bytes:
         )
     inputs = []
     for index, tensor in enumerate(request.inputs):
-        where = f"inputs[{index}]"
         shape = list(tensor.shape)
-        if any(dim < 0 for dim in shape):
+        if shape and min(shape) < 0:
+            where = f"inputs[{index}]"
             raise BadRequest(
                 f"{where}.shape: dimensions must not be negative, got {shape}",
                 field=f"{where}.shape",
             )
         count = math.prod(shape)
+        datatype = tensor.datatype
         if raw:
             if tensor.HasField("contents"):
                 raise BadRequest(
-                    f"{where}.contents: not allowed with raw_input_contents",
-                    field=f"{where}.contents",
+                    f"inputs[{index}].contents: not allowed with raw_input_contents",
+                    field=f"inputs[{index}].contents",
                 )
-            data = _from_raw(raw[index], tensor.datatype, count, f"raw_input_contents[{index}]")
+            data = _from_raw(raw[index], datatype, count, index)
         else:
-            data = _from_contents(tensor, count, where)
-        inputs.append(
-            {"name": tensor.name, "shape": shape, "datatype": tensor.datatype, "data": data}
-        )
+            data = _from_contents(tensor, count, f"inputs[{index}]")
+        inputs.append({"name": tensor.name, "shape": shape, "datatype": datatype, "data": data})
     body: dict[str, Any] = {"inputs": inputs}
     if request.id:
         body["id"] = request.id
@@ -126,29 +125,28 @@ def infer_body(request: pb.ModelInferRequest) -> bytes:
     return _encoder.encode(body)
 
 
-def _from_raw(raw: bytes, datatype: str, count: int, where: str) -> list[Any]:
+def _from_raw(raw: bytes, datatype: str, count: int, index: int) -> list[Any]:
+    """The input's data from its raw contents (`index`: which, for the messages)."""
+    width = WIDTHS.get(datatype)
+    if width is not None and len(raw) == count * width:  # the usual case, checked at once
+        native = _NATIVE.get(datatype)
+        if native is not None:
+            values: list[Any] = memoryview(raw).cast(native).tolist()  # type: ignore[call-overload]
+            return values
+        return np.frombuffer(raw, dtype=NUMPY_TYPES[datatype]).tolist()  # type: ignore[no-any-return]
+    where = f"raw_input_contents[{index}]"
     if datatype == "BYTES":
         return _texts(_split_bytes(raw, count, where), where)
-    numpy_type = NUMPY_TYPES.get(datatype)
-    if numpy_type is None:
+    if width is None:
         raise BadRequest(
             f"{where}: unknown datatype {datatype!r}; one of "
             f"{', '.join(sorted([*NUMPY_TYPES, 'BYTES']))}",
             field=where,
         )
-    width = WIDTHS[datatype]
-    if len(raw) != count * width:
-        raise BadRequest(
-            f"{where}: {count} {datatype} elements take {count * width} bytes, got {len(raw)}",
-            field=where,
-        )
-    native = _NATIVE.get(datatype)
-    values: list[Any] = (
-        memoryview(raw).cast(native).tolist()
-        if native is not None
-        else np.frombuffer(raw, dtype=numpy_type).tolist()
+    raise BadRequest(
+        f"{where}: {count} {datatype} elements take {count * width} bytes, got {len(raw)}",
+        field=where,
     )
-    return values
 
 
 def _split_bytes(raw: bytes, count: int, where: str) -> list[bytes]:
