@@ -161,6 +161,9 @@ class H2Connection(asyncio.Protocol):
                 self.buffer += data[at:]
         except f.FrameError as exc:
             self.fail(exc.code, str(exc))
+        except Exception:  # a bug of ours: this connection ends, the server goes on
+            log.exception("HTTP/2 connection failed")
+            self.fail(f.INTERNAL_ERROR, "internal error")
         self.flush()
 
     def pause_writing(self) -> None:
