@@ -6,6 +6,7 @@ Run it from the repository root (or with `make bench-gateway`):
     python -m loadtests.gateway_bench --quick    # 1 s a measurement, no BentoML: a smoke run
     python -m loadtests.gateway_bench --out /tmp/gateway-bench.json
     python -m loadtests.gateway_bench --quick --only fixed   # direct, nginx, pinned, routed
+    python -m loadtests.gateway_bench --quick --only oip     # the OIP legs alone (and direct)
 
 It needs `wrk`, `nginx` and `h2load` from Debian (`apt-get install -y wrk nginx-light
 nghttp2-client`) and installs nothing itself. Everything runs on loopback, wrk (and h2load)
@@ -121,7 +122,7 @@ class Config:
     e2e_duration_s: int  # one round of one path in front of BentoML
     e2e_concurrencies: tuple[int, ...]
     e2e_rounds: int  # measured rounds per path and concurrency, after one warm-up round each
-    fixed_only: bool = False  # only the FIXED_ONLY legs: no 10,000 models, OIP or BentoML
+    only: str = "all"  # "fixed": only the FIXED_ONLY legs; "oip": the OIP legs (and direct)
 
     @classmethod
     def full(cls) -> Config:
@@ -308,7 +309,7 @@ def run(cfg: Config, tools: Tools, h2load: str) -> dict[str, Any]:
             say(f"[gateway] FAILED:\n{traceback.format_exc()}")
             report["runs"]["gateway"] = {"error": f"{type(exc).__name__}: {exc}"}
             report["runs"]["gateway_canary"] = {"error": "the gateway leg failed"}
-        if yard is not None:
+        if yard is not None and cfg.only != "oip":
             try:  # on the same `modelyard serve`: a second model, its traffic split
                 say("[gateway_canary] a 10 % canary split with sticky keys, beside `bench`")
                 canary_leg.setup(yard, upstream.url, make_body())
@@ -316,7 +317,11 @@ def run(cfg: Config, tools: Tools, h2load: str) -> dict[str, Any]:
             except Exception as exc:
                 say(f"[gateway_canary] FAILED:\n{traceback.format_exc()}")
                 report["runs"]["gateway_canary"] = {"error": f"{type(exc).__name__}: {exc}"}
-        if not cfg.fixed_only:
+        if cfg.only == "oip":  # direct stays: the OIP legs' added p50 is over a direct call
+            targets = {"direct": targets["direct"]}
+            for path in ("nginx", "gateway", "gateway_canary", "gateway_10k"):
+                report["runs"][path] = {"error": "not measured (--only oip)"}
+        elif cfg.only == "all":
             try:
                 say(f"[gateway_10k] starting modelyard serve with {MANY_MODELS:,} more models")
                 many = stack.enter_context(
@@ -339,13 +344,13 @@ def run(cfg: Config, tools: Tools, h2load: str) -> dict[str, Any]:
             cfg.warmup_s,
             cfg.threads,
         )
-        paths = FIXED_ONLY if cfg.fixed_only else PATHS
+        paths = FIXED_ONLY if cfg.only == "fixed" else PATHS
         report["runs"] = {path: report["runs"].get(path, measured.get(path)) for path in paths}
         report["ratios"] = gateway_report.ratios(report["runs"], cfg.concurrencies)
         if "gateway_canary" in targets:
             assert yard is not None
             report["canary_split"] = canary_leg.split_counts(yard.url)
-        if yard is not None and not cfg.fixed_only:
+        if yard is not None and cfg.only != "fixed":
             report["oip"] = oip(cfg, tools, pin, yard, h2load, work)
             report["oip_ratios"] = gateway_report.oip_ratios(
                 report["oip"], report["runs"], cfg.concurrencies
@@ -355,8 +360,8 @@ def run(cfg: Config, tools: Tools, h2load: str) -> dict[str, Any]:
             for path, proc in (("gateway", yard), ("gateway_10k", many))
             if proc is not None and proc.proc is not None
         }
-        if cfg.fixed_only:
-            report["e2e"] = {"skipped": "--only fixed"}
+        if cfg.only != "all":
+            report["e2e"] = {"skipped": f"--only {cfg.only}"}
         elif not cfg.e2e:
             report["e2e"] = {"skipped": "--quick"}
         elif yard is None or "error" in report["runs"]["gateway"]:
@@ -385,9 +390,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON report path")
     parser.add_argument(
         "--only",
-        choices=("all", "fixed"),
+        choices=("all", "fixed", "oip"),
         default="all",
-        help="fixed: only direct, nginx, gateway and gateway_canary (while iterating)",
+        help="fixed: only direct, nginx, gateway and gateway_canary (while iterating);"
+        " oip: the OIP legs alone (HTTP JSON, binary, gRPC), with direct for their added p50",
     )
     return parser.parse_args(argv)
 
@@ -410,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     cfg = Config.quick() if args.quick else Config.full()
-    report = run(dataclasses.replace(cfg, fixed_only=args.only == "fixed"), tools, h2load)
+    report = run(dataclasses.replace(cfg, only=args.only), tools, h2load)
     report.update(loadreport.bench_fields(report))  # the load tests' report shape too
     benchkit.write_report(args.out, report)
     print(gateway_report.table(report))

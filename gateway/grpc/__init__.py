@@ -9,7 +9,12 @@
                                    grpc_predict_v2.proto
     tensors                    protobuf ⇄ OIP JSON (pure)
     service                    the methods, over a running gateway; gateway errors → gRPC codes
-    server                     grpc.aio in the gateway's event loop
+    calls                      gRPC unary calls: method table, status, grpc-timeout, limits
+    server                     listening, graceful stop (an HTTP/2 server of our own, in the
+                               gateway's event loop):
+    h2conn                     one HTTP/2 connection: state machine, flow control, bounds
+    h2frames                   HTTP/2 frames and our answers' headers (pure)
+    hpack_decode               HPACK decoding of requests' headers (pure)
 
 How a call is translated, and what differs from HTTP: docs/grpc.md.
 """

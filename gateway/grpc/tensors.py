@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 from typing import Any, Final
 
 import msgspec
@@ -40,6 +41,28 @@ NUMPY_TYPES: Final[dict[str, str]] = {
     "FP32": "<f4",
     "FP64": "<f8",
 }
+#: Each fixed-size datatype's width in bytes.
+WIDTHS: Final = {name: np.dtype(kind).itemsize for name, kind in NUMPY_TYPES.items()}
+#: `memoryview.cast` formats of the datatypes it reads as the protocol's little-endian raw
+#: bytes (on a little-endian machine; elsewhere numpy reads them all): half the time of
+#: `np.frombuffer(...).tolist()` for a small tensor.
+_NATIVE: Final[dict[str, str]] = (
+    {
+        "BOOL": "?",
+        "UINT8": "B",
+        "UINT16": "H",
+        "UINT32": "I",
+        "UINT64": "Q",
+        "INT8": "b",
+        "INT16": "h",
+        "INT32": "i",
+        "INT64": "q",
+        "FP32": "f",
+        "FP64": "d",
+    }
+    if sys.byteorder == "little"
+    else {}
+)
 #: The `InferTensorContents` field holding each datatype (FP16 travels as raw bytes only).
 CONTENTS_FIELDS: Final[dict[str, str]] = {
     "BOOL": "bool_contents",
@@ -73,26 +96,25 @@ def infer_body(request: pb.ModelInferRequest) -> bytes:
         )
     inputs = []
     for index, tensor in enumerate(request.inputs):
-        where = f"inputs[{index}]"
         shape = list(tensor.shape)
-        if any(dim < 0 for dim in shape):
+        if shape and min(shape) < 0:
+            where = f"inputs[{index}]"
             raise BadRequest(
                 f"{where}.shape: dimensions must not be negative, got {shape}",
                 field=f"{where}.shape",
             )
         count = math.prod(shape)
+        datatype = tensor.datatype
         if raw:
             if tensor.HasField("contents"):
                 raise BadRequest(
-                    f"{where}.contents: not allowed with raw_input_contents",
-                    field=f"{where}.contents",
+                    f"inputs[{index}].contents: not allowed with raw_input_contents",
+                    field=f"inputs[{index}].contents",
                 )
-            data = _from_raw(raw[index], tensor.datatype, count, f"raw_input_contents[{index}]")
+            data = _from_raw(raw[index], datatype, count, index)
         else:
-            data = _from_contents(tensor, count, where)
-        inputs.append(
-            {"name": tensor.name, "shape": shape, "datatype": tensor.datatype, "data": data}
-        )
+            data = _from_contents(tensor, count, f"inputs[{index}]")
+        inputs.append({"name": tensor.name, "shape": shape, "datatype": datatype, "data": data})
     body: dict[str, Any] = {"inputs": inputs}
     if request.id:
         body["id"] = request.id
@@ -103,24 +125,28 @@ def infer_body(request: pb.ModelInferRequest) -> bytes:
     return _encoder.encode(body)
 
 
-def _from_raw(raw: bytes, datatype: str, count: int, where: str) -> list[Any]:
+def _from_raw(raw: bytes, datatype: str, count: int, index: int) -> list[Any]:
+    """The input's data from its raw contents (`index`: which, for the messages)."""
+    width = WIDTHS.get(datatype)
+    if width is not None and len(raw) == count * width:  # the usual case, checked at once
+        native = _NATIVE.get(datatype)
+        if native is not None:
+            values: list[Any] = memoryview(raw).cast(native).tolist()  # type: ignore[call-overload]
+            return values
+        return np.frombuffer(raw, dtype=NUMPY_TYPES[datatype]).tolist()  # type: ignore[no-any-return]
+    where = f"raw_input_contents[{index}]"
     if datatype == "BYTES":
         return _texts(_split_bytes(raw, count, where), where)
-    numpy_type = NUMPY_TYPES.get(datatype)
-    if numpy_type is None:
+    if width is None:
         raise BadRequest(
             f"{where}: unknown datatype {datatype!r}; one of "
             f"{', '.join(sorted([*NUMPY_TYPES, 'BYTES']))}",
             field=where,
         )
-    width = np.dtype(numpy_type).itemsize
-    if len(raw) != count * width:
-        raise BadRequest(
-            f"{where}: {count} {datatype} elements take {count * width} bytes, got {len(raw)}",
-            field=where,
-        )
-    values: list[Any] = np.frombuffer(raw, dtype=numpy_type).tolist()
-    return values
+    raise BadRequest(
+        f"{where}: {count} {datatype} elements take {count * width} bytes, got {len(raw)}",
+        field=where,
+    )
 
 
 def _split_bytes(raw: bytes, count: int, where: str) -> list[bytes]:

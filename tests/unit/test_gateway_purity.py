@@ -24,6 +24,8 @@ PURE = [
     "gateway/oip/inputs.py",
     "gateway/oip/outputs.py",
     "gateway/grpc/tensors.py",
+    "gateway/grpc/h2frames.py",
+    "gateway/grpc/hpack_decode.py",
 ]
 
 
