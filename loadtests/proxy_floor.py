@@ -166,7 +166,7 @@ async def serve(port: int, upstream: str, path: str) -> None:
 
 
 @contextmanager
-def floor_proxy(pin: Any, upstream_url: str, root: Path) -> Iterator[str]:
+def floor_proxy(pin: Any, upstream_url: str, root: Path) -> Iterator[tuple[str, int]]:
     """This module as a server on the server CPU; always stopped."""
     from loadtests.benchkit import terminate, wait_http
 
@@ -193,13 +193,16 @@ def floor_proxy(pin: Any, upstream_url: str, root: Path) -> Iterator[str]:
     try:
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/", 20, proc, log)
-        yield url
+        yield url, proc.pid
     finally:
         terminate(proc)
 
 
-def bench(quick: bool, checkouts: dict[str, Path]) -> dict[str, Any]:
-    """direct, nginx, floor and one gateway leg per checkout (pinned path), interleaved."""
+def bench(quick: bool, rounds: int, checkouts: dict[str, Path]) -> dict[str, Any]:
+    """direct, nginx, floor and two gateway legs per checkout (pinned and the 10 % sticky
+    canary), interleaved; for every proxy leg also its own CPU time per request (the proxy's
+    processes only, from /proc: the upstream's CPU is not in it), the per-core figure."""
+    from adapters.process_tree import descendants
     from loadtests import benchkit, canary_leg
     from loadtests.benchkit import FIXED_LOCATION, PROXY_LOCATION, PROXY_UPSTREAM, Pinning
     from loadtests.gateway_bench import FIXED_RESPONSE, GATEWAY_PATH, gateway, make_body
@@ -209,6 +212,7 @@ def bench(quick: bool, checkouts: dict[str, Path]) -> dict[str, Any]:
         raise SystemExit(f"missing: {tools}")
     pin = Pinning.choose(tools.taskset)
     seconds, warmup = (2, 1) if quick else (5, 2)
+    loads = [Path("/proc/loadavg").read_text().split()[0]]
     with tempfile.TemporaryDirectory(prefix="proxy-floor-") as tmp, ExitStack() as stack:
         work = Path(tmp)
         upstream = stack.enter_context(
@@ -223,27 +227,41 @@ def bench(quick: bool, checkouts: dict[str, Path]) -> dict[str, Any]:
                 PROXY_UPSTREAM.format(port=upstream.url.rsplit(":", 1)[1]),
             )
         )
-        floor = stack.enter_context(floor_proxy(pin, upstream.url, work / "floor"))
+        floor, floor_pid = stack.enter_context(floor_proxy(pin, upstream.url, work / "floor"))
         targets = {
             "direct": upstream.url + "/predict",
             "nginx": proxy.url + "/predict",
             "floor": floor + "/predict",
         }
+        pids = {"direct": upstream.pid, "nginx": proxy.pid, "floor": floor_pid}
         script = benchkit.lua_script(work / "post.lua", make_body())
         scripts = dict.fromkeys(targets, script)
         for name, checkout in checkouts.items():
             yard = stack.enter_context(gateway(work / name, pin, upstream, checkout=checkout))
+            assert yard.proc is not None
             targets[name] = yard.url + GATEWAY_PATH
             scripts[name] = script
             canary_leg.setup(yard, upstream.url, make_body())
             targets[name + "_canary"] = yard.url + canary_leg.PATH
             scripts[name + "_canary"] = canary_leg.lua_script(work / "canary.lua", make_body())
+            pids[name] = pids[name + "_canary"] = yard.proc.pid
+        cpu: dict[str, dict[int, list[float]]] = {leg: {} for leg in targets}
 
         def run(leg: str, connections: int, duration: int) -> benchkit.WrkResult:
-            return benchkit.wrk(tools, pin, targets[leg], scripts[leg], connections, duration, 1)
+            tree = [pids[leg], *descendants(pids[leg])]
+            before = benchkit.cpu_seconds(tree)
+            result = benchkit.wrk(tools, pin, targets[leg], scripts[leg], connections, duration, 1)
+            used = benchkit.cpu_used(before, benchkit.cpu_seconds(tree))
+            if duration == seconds:  # not the warm-ups
+                cpu[leg].setdefault(connections, []).append(1e6 * used / result.requests)
+            return result
 
-        runs = benchkit.interleaved(list(targets), run, (1, 16), seconds, warmup)
-    return {"load": open("/proc/loadavg").read().split()[:3], "runs": runs, "at": time.time()}
+        runs = [
+            benchkit.interleaved(list(targets), run, (1, 16), seconds, warmup)
+            for _ in range(rounds)
+        ]
+        loads.append(Path("/proc/loadavg").read_text().split()[0])
+    return {"load": loads, "runs": runs, "cpu_us_per_request": cpu, "at": time.time()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", default="/predict")
     parser.add_argument("--bench", action="store_true")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument(
         "--checkout", action="append", default=[], help="name=path: a gateway leg's checkout"
     )
@@ -262,7 +281,11 @@ def main(argv: list[str] | None = None) -> int:
             name: Path(path).resolve()
             for name, path in (item.split("=", 1) for item in args.checkout)
         }
-        print(json.dumps(bench(args.quick, checkouts or {"gateway": Path.cwd()}), indent=2))
+        print(
+            json.dumps(
+                bench(args.quick, args.rounds, checkouts or {"gateway": Path.cwd()}), indent=2
+            )
+        )
         return 0
     uvloop.install()
     asyncio.run(serve(args.port, args.upstream, args.path))
