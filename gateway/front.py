@@ -72,6 +72,7 @@ class Gateway:
         self.readiness: Callable[[], Readiness] | None = None
         #: Answer one request whose whole body has been read (and held to `max_body`).
         self.handle: Handle = self._answer if hooks is None else self._observed
+        self._hear = hooks.request if hooks is not None else _unheard
         self.metrics.breakers = forwarder.resilient.states
 
     @property
@@ -97,12 +98,11 @@ class Gateway:
         """`handle` with hooks: a request they leave out (None, or only other headers: an
         unsampled request's trace context) is answered by the plain path's coroutine itself,
         with no frame of ours around it."""
-        assert self.hooks is not None
-        hooks = self.hooks.request(method, path, headers)
+        hooks = self._hear(method, path, headers)
+        if isinstance(hooks, list):  # the common case first (an unsampled request)
+            return self._answer(method, path, hooks, body)
         if hooks is None:
             return self._answer(method, path, headers, body)
-        if isinstance(hooks, list):
-            return self._answer(method, path, hooks, body)
         return self._heard(method, path, headers, body, hooks)
 
     async def _heard(
@@ -197,6 +197,10 @@ class Gateway:
         metrics.route_models = len(table.models) if table is not None else 0
         metrics.registry_up = self.follower.registry_up
         return Reply(200, [_METRICS_TYPE], metrics.render())
+
+
+def _unheard(method: str, path: str, headers: Headers) -> None:
+    return None  # (no hooks: `_observed` is never `handle` then)
 
 
 async def _ready(reply: Reply) -> Reply:

@@ -213,3 +213,20 @@ def test_a_shadow_copy_of_an_unsampled_request_links_to_the_context_it_forwarded
         (int("ab" * 16, 16), int("cd" * 8, 16))
     ]
     assert sent.endswith("-01") and sent.split("-")[1] != "ab" * 16  # a trace of its own
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/v2/health/live", "/v2/health/ready"])
+def test_probes_and_scrapes_never_start_a_span(path: str) -> None:
+    """The probe check runs only where a span could start (a sampled root, or a caller's
+    trace context): at ratio 1 every root would be sampled, and none of these is."""
+    tracing, exporter = traced("1.0")
+    hooks = TracingHooks(tracing)
+    sampled_parent = [(b"traceparent", f"00-{'ab' * 16}-{'cd' * 8}-01".encode())]
+    try:
+        for _ in range(3):
+            assert hooks.request("GET", path, []) is None
+            assert hooks.request("GET", path, sampled_parent) is None
+        assert hooks.request("POST", PATH, []) is not None  # (an inference request is)
+    finally:
+        tracing.shutdown()
+    assert exporter.get_finished_spans() == ()
