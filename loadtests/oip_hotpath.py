@@ -91,7 +91,9 @@ def grpc_requests(count: int) -> list[bytes]:
             f.DATA, f.END_STREAM, ident, message
         )
         if n == 0:
-            call = f.PREFACE + f.settings([]) + f.SETTINGS_ACK + call
+            # h2load opens the connection's window at the start (nghttp2: to 2^30 - 1)
+            opening = f.settings([]) + f.window_update(0, (1 << 30) - 1 - f.DEFAULT_WINDOW)
+            call = f.PREFACE + opening + f.SETTINGS_ACK + call
         out.append(call)
     return out
 
@@ -112,22 +114,27 @@ def _gateway() -> tuple[Gateway, Http1Transport]:
     return Gateway(follower, forwarder), transport
 
 
-async def drive(leg: str, requests: int, warmup: int, profile: cProfile.Profile | None) -> bytes:
-    """`warmup` calls, then `requests` measured ones (profiled with `profile`); the last
+def calls_of(leg: str, count: int) -> list[bytes]:
+    """What the client sends, call by call (made before the loop runs: not counted)."""
+    return grpc_requests(count) if leg == "grpc" else [http_request()] * count
+
+
+async def drive(leg: str, rounds: list[list[bytes]], profile: cProfile.Profile | None) -> bytes:
+    """The warm-up's calls, then the measured ones (profiled with `profile`); the last
     answer."""
     loop = asyncio.get_running_loop()
     gateway, transport = _gateway()
     last = b""
-    for count, prof in ((warmup, None), (requests, profile)):
-        if count == 0:
+    for sent, prof in zip(rounds, (None, profile), strict=True):
+        if not sent:
             continue
         protocol: Any
         if leg == "grpc":
-            client: hp._Client = _GrpcClient(loop, grpc_requests(count))
+            client: hp._Client = _GrpcClient(loop, sent)
             calls = GrpcCalls(InferenceService(gateway, "modelyard", "0"), 1 << 20)
             protocol = H2Connection(calls, max_body=(1 << 20) + 5)
         else:
-            client = hp._Client(loop, [http_request()] * count)
+            client = hp._Client(loop, sent)
             cls = protocol_class(hp._Paths(gateway))
             config = Config(app="never:loaded", access_log=False)
             protocol = cls(config, ServerState(), {}, _loop=loop)
@@ -150,8 +157,9 @@ async def drive(leg: str, requests: int, warmup: int, profile: cProfile.Profile 
 
 def run(leg: str, requests: int, warmup: int, profile: cProfile.Profile | None = None) -> bytes:
     loop = hp.FakeNetLoop()
-    try:
-        return loop.run_until_complete(drive(leg, requests, warmup, profile))
+    try:  # uv_run starts in run_until_complete: the requests are made before it
+        rounds = [calls_of(leg, warmup), calls_of(leg, requests)]
+        return loop.run_until_complete(drive(leg, rounds, profile))
     finally:
         loop.close()
 

@@ -18,7 +18,7 @@ from gateway.front import Gateway
 from gateway.grpc import grpc_predict_v2_pb2 as pb
 from gateway.grpc.tensors import (
     error_message,
-    infer_body,
+    infer_request,
     infer_response,
     model_metadata_response,
 )
@@ -143,7 +143,7 @@ class InferenceService:
     ) -> tuple[int, pb.ModelInferResponse, Headers]:
         try:
             route, version = self._model(request.model_name, request.model_version)
-            body = infer_body(request)
+            body = infer_request(request)
             table = self.gateway.follower.table
             assert table is not None  # `_model` found the route in it
             reply = await self.gateway.oip.infer(table, route, version, headers, body, hooks)
