@@ -302,13 +302,17 @@ class H2Connection(asyncio.Protocol):
             self.write(f.rst_stream(ident, f.NO_ERROR))
             stream.body = bytearray()
             return
+        if flags & f.END_STREAM:
+            if stream.body:
+                stream.body += data
+                self.dispatch(stream)
+            else:  # the usual unary request: its message in one DATA frame, not copied
+                self.dispatch(stream, data)
+            return
         stream.body += data
-        end = flags & f.END_STREAM
-        if not end and stream.taken >= RECEIVE_WINDOW // 2:
+        if stream.taken >= RECEIVE_WINDOW // 2:
             self.write(f.window_update(ident, stream.taken))
             stream.taken = 0
-        if end:
-            self.dispatch(stream)
 
     def on_settings(self, flags: int, ident: int, payload: bytes) -> None:
         if ident != 0:
@@ -355,11 +359,12 @@ class H2Connection(asyncio.Protocol):
 
     # --- calls ---------------------------------------------------------------------------
 
-    def dispatch(self, stream: Stream) -> None:
+    def dispatch(self, stream: Stream, body: bytes | None = None) -> None:
+        """The request is complete: its body `body`, else what `stream.body` gathered."""
         assert stream.headers is not None
         stream.outbox = b""  # the request is complete
         try:
-            answer = self.calls.call(stream.headers, bytes(stream.body))
+            answer = self.calls.call(stream.headers, bytes(stream.body) if body is None else body)
         except Exception:
             log.exception("gRPC call failed")
             self.reset(stream, f.INTERNAL_ERROR)

@@ -119,9 +119,12 @@ class InferenceService:
         """The answer, and the gateway's headers naming model, version, variant and revision
         (sent as the call's trailing metadata)."""
         gateway = self.gateway
+        if gateway.hooks is None:  # no tracing: nothing to tell, the plain path
+            _, answer, said = await self._infer(request, headers, None)
+            return answer, said
         version_path = f"/versions/{request.model_version}" if request.model_version else ""
         path = f"/v2/models/{request.model_name}{version_path}/infer"
-        hooks = gateway.hooks.request("POST", path, headers) if gateway.hooks else None
+        hooks = gateway.hooks.request("POST", path, headers)
         if isinstance(hooks, list):  # nothing to observe, other headers (a trace context)
             headers, hooks = hooks, None
         try:
