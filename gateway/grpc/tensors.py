@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import struct
 import sys
+from array import array
 from typing import Any, Final
 
 import msgspec
@@ -81,6 +82,7 @@ CONTENTS_FIELDS: Final[dict[str, str]] = {
 }
 _LENGTH: Final = struct.Struct("<I")
 _FLOATS: Final = frozenset(("FP16", "FP32", "FP64"))
+_NUMBERS: Final = frozenset((int, float))
 _encoder: Final = msgspec.json.Encoder()
 
 
@@ -303,9 +305,16 @@ def infer_response(body: bytes, version: str | None) -> pb.ModelInferResponse:
 def _to_raw(output: _Output) -> bytes:
     where = f"output {output.name!r}"
     try:
-        flat, _, _ = flatten(output.data)
+        flat, types, _ = flatten(output.data)
     except Ragged as ragged:
         raise UpstreamBroken(f"{where} is not a rectangular array: {ragged}") from None
+    native = _NATIVE.get(output.datatype)
+    if native is not None and native != "?" and types <= _NUMBERS:
+        # what numpy gives for these, at a fifth of `np.asarray`'s cost for a small tensor
+        try:
+            return array(native, flat).tobytes()
+        except (TypeError, OverflowError):
+            pass  # numpy's way below: float to int, and its messages
     if output.datatype == "BYTES":
         parts: list[bytes] = []
         for value in flat:
