@@ -137,7 +137,7 @@ async def drive(leg: str, rounds: list[list[bytes]], profile: cProfile.Profile |
             client = hp._Client(loop, sent)
             cls = protocol_class(hp._Paths(gateway))
             config = Config(app="never:loaded", access_log=False)
-            protocol = cls(config, ServerState(), {}, _loop=loop)
+            protocol = cls(config, ServerState(), {}, _loop=loop)  # type: ignore[call-arg]
         client.protocol = protocol
         protocol.connection_made(cast(asyncio.Transport, client))
         if prof is not None:
