@@ -158,8 +158,13 @@ class InferenceService:
             reply = await self.gateway.oip.infer(table, route, version, headers, body, hooks)
             if reply.status >= 400:
                 raise _failed(reply)
-            said = [(k, v) for k, v in reply.headers if k in _GATEWAY_HEADERS]
-            served_by = next((v.decode() for k, v in said if k == VERSION_HEADER), None)
+            said: Headers = []
+            served_by = None
+            for name, value in reply.headers:
+                if name in _GATEWAY_HEADERS:
+                    said.append((name, value))
+                    if name == VERSION_HEADER:
+                        served_by = value.decode()
             answer = infer_response(reply.body, served_by)
         except GatewayError as exc:
             raise RpcError.of(exc) from None
