@@ -221,9 +221,12 @@ def run(leg: str, requests: int, warmup: int, profile: cProfile.Profile | None =
         loop.close()
 
 
-def callgrind_per_request(leg: str, requests: int, warmup: int, out: Path) -> float:
-    """Instructions per request of one leg under callgrind, counted only inside uvloop's
-    `uv_run` (the event loop: start-up and imports are left out), over every request run."""
+def callgrind_per_request(
+    leg: str, requests: int, warmup: int, out: Path, module: str = "loadtests.hotpath_profile"
+) -> float:
+    """Instructions per request of one leg (of `module`'s harness) under callgrind, counted
+    only inside uvloop's `uv_run` (the event loop: start-up and imports are left out), over
+    every request run."""
     command = [
         "valgrind",
         "--tool=callgrind",
@@ -231,7 +234,7 @@ def callgrind_per_request(leg: str, requests: int, warmup: int, out: Path) -> fl
         f"--callgrind-out-file={out}",
         sys.executable,
         "-m",
-        "loadtests.hotpath_profile",
+        module,
         "--leg",
         leg,
         "--requests",

@@ -202,11 +202,12 @@ class H2Connection(asyncio.Protocol):
                 if len(fragment) < 5:
                     raise f.FrameError(f.FRAME_SIZE_ERROR, "HEADERS too short for its priority")
                 fragment = fragment[5:]
-            self.block = bytearray(fragment)
             self.block_stream = ident
             self.block_end = bool(flags & f.END_STREAM)
-            if flags & f.END_HEADERS:
-                self.on_headers()
+            if flags & f.END_HEADERS:  # the usual: the whole block in this frame
+                self.on_headers(fragment)
+            else:
+                self.block = bytearray(fragment)
         elif kind == f.CONTINUATION:
             if self.block is None or ident != self.block_stream:
                 raise f.FrameError(f.PROTOCOL_ERROR, "CONTINUATION without its HEADERS")
@@ -214,7 +215,7 @@ class H2Connection(asyncio.Protocol):
             if len(self.block) > MAX_HEAD_BYTES:
                 raise f.FrameError(f.ENHANCE_YOUR_CALM, "a header block over the limit")
             if flags & f.END_HEADERS:
-                self.on_headers()
+                self.on_headers(bytes(self.block))
         elif kind == f.SETTINGS:
             self.on_settings(flags, ident, payload)
         elif kind == f.WINDOW_UPDATE:
@@ -248,12 +249,12 @@ class H2Connection(asyncio.Protocol):
             raise f.FrameError(f.PROTOCOL_ERROR, "PUSH_PROMISE from a client")
         # frames of unknown types are ignored (RFC 9113 4.1)
 
-    def on_headers(self) -> None:
-        block, ident, end = self.block, self.block_stream, self.block_end
-        assert block is not None
+    def on_headers(self, block: bytes) -> None:
+        """A whole header block (`block`) of stream `block_stream` arrived."""
+        ident, end = self.block_stream, self.block_end
         self.block = None
         try:
-            headers = self.decoder.decode(bytes(block))
+            headers = self.decoder.decode(block)
         except hpack_decode.ListTooLarge:
             raise f.FrameError(f.ENHANCE_YOUR_CALM, "a header list over the limit") from None
         except hpack_decode.DecodeError as exc:
@@ -302,13 +303,17 @@ class H2Connection(asyncio.Protocol):
             self.write(f.rst_stream(ident, f.NO_ERROR))
             stream.body = bytearray()
             return
+        if flags & f.END_STREAM:
+            if stream.body:
+                stream.body += data
+                self.dispatch(stream)
+            else:  # the usual unary request: its message in one DATA frame, not copied
+                self.dispatch(stream, data)
+            return
         stream.body += data
-        end = flags & f.END_STREAM
-        if not end and stream.taken >= RECEIVE_WINDOW // 2:
+        if stream.taken >= RECEIVE_WINDOW // 2:
             self.write(f.window_update(ident, stream.taken))
             stream.taken = 0
-        if end:
-            self.dispatch(stream)
 
     def on_settings(self, flags: int, ident: int, payload: bytes) -> None:
         if ident != 0:
@@ -355,11 +360,12 @@ class H2Connection(asyncio.Protocol):
 
     # --- calls ---------------------------------------------------------------------------
 
-    def dispatch(self, stream: Stream) -> None:
+    def dispatch(self, stream: Stream, body: bytes | None = None) -> None:
+        """The request is complete: its body `body`, else what `stream.body` gathered."""
         assert stream.headers is not None
         stream.outbox = b""  # the request is complete
         try:
-            answer = self.calls.call(stream.headers, bytes(stream.body))
+            answer = self.calls.call(stream.headers, bytes(stream.body) if body is None else body)
         except Exception:
             log.exception("gRPC call failed")
             self.reset(stream, f.INTERNAL_ERROR)
@@ -396,11 +402,10 @@ class H2Connection(asyncio.Protocol):
         ):  # the usual answer: three frames, sent at once
             ident = stream.ident
             self.send_window -= size
-            self.out.append(
-                f.frame(f.HEADERS, f.END_HEADERS, ident, head)
-                + f.frame(f.DATA, 0, ident, body)
-                + f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, ident, trailer)
-            )
+            out = self.out
+            out.append(f.frame(f.HEADERS, f.END_HEADERS, ident, head))
+            out.append(f.frame(f.DATA, 0, ident, body))
+            out.append(f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, ident, trailer))
             self.done(stream)
             return
         end = not body and not trailer

@@ -9,7 +9,8 @@ status code of the HTTP status the same call over HTTP would have had (`CODES`).
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Coroutine
+from typing import Any, Final
 
 from contract.routes import ModelRoute
 from gateway.errors import GatewayError, UnknownModel
@@ -18,7 +19,7 @@ from gateway.front import Gateway
 from gateway.grpc import grpc_predict_v2_pb2 as pb
 from gateway.grpc.tensors import (
     error_message,
-    infer_body,
+    infer_request,
     infer_response,
     model_metadata_response,
 )
@@ -113,19 +114,28 @@ class InferenceService:
         except GatewayError as exc:
             raise RpcError.of(exc) from None
 
-    async def model_infer(
+    def model_infer(
+        self, request: pb.ModelInferRequest, headers: Headers
+    ) -> Coroutine[Any, Any, tuple[pb.ModelInferResponse, Headers]]:
+        """The answer, and the gateway's headers naming model, version, variant and revision
+        (sent as the call's trailing metadata). Without hooks (no tracing) the call itself:
+        one coroutine fewer for every step of the call."""
+        if self.gateway.hooks is None:
+            return self._infer(request, headers, None)
+        return self._hooked(request, headers)
+
+    async def _hooked(
         self, request: pb.ModelInferRequest, headers: Headers
     ) -> tuple[pb.ModelInferResponse, Headers]:
-        """The answer, and the gateway's headers naming model, version, variant and revision
-        (sent as the call's trailing metadata)."""
         gateway = self.gateway
+        assert gateway.hooks is not None
         version_path = f"/versions/{request.model_version}" if request.model_version else ""
         path = f"/v2/models/{request.model_name}{version_path}/infer"
-        hooks = gateway.hooks.request("POST", path, headers) if gateway.hooks else None
+        hooks = gateway.hooks.request("POST", path, headers)
         if isinstance(hooks, list):  # nothing to observe, other headers (a trace context)
             headers, hooks = hooks, None
         try:
-            reply = await self._infer(request, headers, hooks)
+            return await self._infer(request, headers, hooks)
         except RpcError as exc:
             if hooks is not None:
                 hooks.end(exc.status, None)
@@ -134,26 +144,33 @@ class InferenceService:
             if hooks is not None:
                 hooks.end(0, exc)
             raise
-        if hooks is not None:
-            hooks.end(reply[0], None)
-        return reply[1], reply[2]
 
     async def _infer(
         self, request: pb.ModelInferRequest, headers: Headers, hooks: RequestHooks | None
-    ) -> tuple[int, pb.ModelInferResponse, Headers]:
+    ) -> tuple[pb.ModelInferResponse, Headers]:
+        """The call; `hooks` told how it ended when it answers (the caller tells them of a
+        failure)."""
         try:
             route, version = self._model(request.model_name, request.model_version)
-            body = infer_body(request)
+            body = infer_request(request)
             table = self.gateway.follower.table
             assert table is not None  # `_model` found the route in it
             reply = await self.gateway.oip.infer(table, route, version, headers, body, hooks)
             if reply.status >= 400:
                 raise _failed(reply)
-            said = [(k, v) for k, v in reply.headers if k in _GATEWAY_HEADERS]
-            served_by = next((v.decode() for k, v in said if k == VERSION_HEADER), None)
-            return reply.status, infer_response(reply.body, served_by), said
+            said: Headers = []
+            served_by = None
+            for name, value in reply.headers:
+                if name in _GATEWAY_HEADERS:
+                    said.append((name, value))
+                    if name == VERSION_HEADER:
+                        served_by = value.decode()
+            answer = infer_response(reply.body, served_by)
         except GatewayError as exc:
             raise RpcError.of(exc) from None
+        if hooks is not None:
+            hooks.end(reply.status, None)
+        return answer, said
 
     def _model(self, name: str, version_text: str) -> tuple[ModelRoute, int | None]:
         """The model's route and the version asked for ("" = none); `UnknownModel` for a model

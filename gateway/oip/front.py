@@ -26,7 +26,7 @@ from gateway.errors import UnknownModel
 from gateway.follow import RouteFollower
 from gateway.forward import Forwarder
 from gateway.hooks import RequestHooks
-from gateway.oip.inputs import decode_request, to_bentoml_body
+from gateway.oip.inputs import check_request, decode_request, to_bentoml_body
 from gateway.oip.outputs import (
     binary_answer,
     binary_output_default,
@@ -34,6 +34,7 @@ from gateway.oip.outputs import (
     model_metadata,
     server_metadata,
 )
+from gateway.oip.wire import InferRequest
 from gateway.reply import JSON, Reply
 from gateway.request import HEADER_LENGTH, inference_header_length, oip_headers, routing_of
 from gateway.transport.base import Headers
@@ -127,22 +128,29 @@ class OipFront:
         route: ModelRoute,
         version: int | None,
         raw: Headers,
-        body: bytes,
+        body: bytes | InferRequest,
         hooks: RequestHooks | None,
     ) -> Reply:
         """Inference, routed as any call to the model; `header_length` and binary tensor data
-        (the extension) in both directions: ``Inference-Header-Content-Length`` in `raw`."""
+        (the extension) in both directions: ``Inference-Header-Content-Length`` in `raw`.
+        `body` the request's bytes, or the request already decoded (the gRPC front: checked
+        here as bytes are, encoded as JSON only for an OIP upstream)."""
         _served_version(route, version)
         routing = routing_of(route, raw, version, None, None)
         if version is None:
             _served_version(route, routing.version)  # a version pinned by a header
         header_length = inference_header_length(raw)
-        request = decode_request(body, header_length)
+        if isinstance(body, InferRequest):
+            request = check_request(body)
+        else:
+            request = decode_request(body, header_length)
         forwarder = self.forwarder
         choice = forwarder.choose(route, routing)
         if choice.route.protocol == "oip":
             path = f"/v2/models/{route.name}/infer".encode()
             forward = oip_headers(raw, header_length)
+            if isinstance(body, InferRequest):
+                body = request_json(body)
             answer, choice = await forwarder.send(route, choice, path, forward, body, hooks)
             reply = forwarder.reply(
                 table, route, choice, answer.status, answer.body, answer.headers, hooks
@@ -173,6 +181,15 @@ class OipFront:
             return forwarder.reply(table, route, choice, answer.status, out, [JSON], hooks)
         reply = forwarder.reply(table, route, choice, answer.status, out, [_BINARY], hooks)
         return replace(reply, headers=[*reply.headers, (HEADER_LENGTH, str(json_length).encode())])
+
+
+def request_json(request: InferRequest) -> bytes:
+    """The OIP JSON of a decoded request, its unset fields left out (as a client sends it)."""
+    found = msgspec.to_builtins(request)
+    for tensor in (*found["inputs"], *(found["outputs"] or ())):
+        for key in [key for key, value in tensor.items() if value is None]:
+            del tensor[key]
+    return msgspec.json.encode({k: v for k, v in found.items() if v is not None})
 
 
 def _served_version(route: ModelRoute, version: int | None) -> VersionRoute | None:

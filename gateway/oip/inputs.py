@@ -68,6 +68,16 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferReques
         raise _schema_error(error) from None
     except msgspec.DecodeError as error:
         raise BadRequest(f"request body is not valid JSON: {error}") from None
+    return check_request(request, raw, header_length)
+
+
+def check_request(
+    request: InferRequest, raw: memoryview | None = None, header_length: int | None = None
+) -> InferRequest:
+    """`decode_request`'s checks of a request already decoded (the gRPC front builds its
+    `InferRequest` from the protobuf message: no JSON round trip); `raw` the binary data."""
+    if raw is None:
+        raw = memoryview(b"")
     if not request.inputs:
         raise BadRequest("an inference request needs at least one input", field="inputs")
     names: set[str] = set()

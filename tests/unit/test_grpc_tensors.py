@@ -16,10 +16,13 @@ from gateway.grpc.service import code_of
 from gateway.grpc.tensors import (
     error_message,
     infer_body,
+    infer_request,
     infer_response,
     model_metadata_response,
 )
 from gateway.oip import decode_request
+from gateway.oip.front import request_json
+from gateway.oip.wire import InferRequest
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 
@@ -228,3 +231,27 @@ def test_model_metadata_and_error_messages_are_read_from_their_json() -> None:
 )
 def test_http_statuses_map_to_grpc_codes(status: int, code: int) -> None:
     assert code_of(status) == code
+
+
+def test_the_decoded_request_is_what_the_oip_front_decodes_from_its_json() -> None:
+    request = raw_request(
+        ("x", "FP32", [2, 4], np.array(ROWS, "<f4").tobytes()),
+        ("n", "INT64", [2], np.array([7, -1], "<i8").tobytes()),
+    )
+    request.id = "r-9"
+    request.outputs.add(name="label")
+    request.parameters["threshold"].string_param = "high"
+    decoded = infer_request(request)
+    assert isinstance(decoded, InferRequest)
+    assert decoded == decode_request(infer_body(request))
+    assert msgspec.json.decode(request_json(decoded)) == as_json(request)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_value_json_cannot_carry_goes_as_json_and_is_refused_as_over_http(value: float) -> None:
+    request = raw_request(("x", "FP32", [2], np.array([1.0, value], "<f4").tobytes()))
+    given = infer_request(request)
+    assert given == infer_body(request)
+    assert isinstance(given, bytes)
+    with pytest.raises(BadRequest, match=r"inputs\[0\]\.data: element 1"):
+        decode_request(given)
