@@ -141,6 +141,20 @@ class _Client:
         self.protocol: asyncio.Protocol | None = None
         self.done: asyncio.Future[None] = loop.create_future()
 
+    async def exchange(self, protocol: Any, profile: cProfile.Profile | None) -> bytes:
+        """Connect `protocol` to this client, send every request (profiled when `profile` is
+        given), disconnect; the last answer."""
+        self.protocol = protocol
+        protocol.connection_made(cast(asyncio.Transport, self))
+        if profile is not None:
+            profile.enable()
+        self.next()
+        await self.done
+        if profile is not None:
+            profile.disable()
+        protocol.connection_lost(None)
+        return self.last
+
     def next(self) -> None:
         assert self.protocol is not None
         data = self.requests[self.sent % len(self.requests)]
@@ -197,16 +211,7 @@ async def drive(leg: str, requests: int, warmup: int, profile: cProfile.Profile 
             continue
         client = _Client(loop, [request_bytes(leg, n) for n in range(count)])
         protocol = cls(config, state, {}, _loop=loop)  # type: ignore[call-arg]
-        client.protocol = protocol
-        protocol.connection_made(cast(asyncio.Transport, client))
-        if prof is not None:
-            prof.enable()
-        client.next()
-        await client.done
-        if prof is not None:
-            prof.disable()
-        protocol.connection_lost(None)
-        last = client.last
+        last = await client.exchange(protocol, prof)
     if not last.startswith(b"HTTP/1.1 200 "):
         raise SystemExit(f"the gateway answered {last[:300]!r}")
     await transport.close()
@@ -250,39 +255,70 @@ def callgrind_per_request(
     return int(found.group(1)) / (requests + warmup)
 
 
-def per_request(legs: Sequence[str], requests: int, warmup: int) -> dict[str, float]:
-    """Instructions per request of each leg (`callgrind_per_request`)."""
+def per_request(
+    legs: Sequence[str], requests: int, warmup: int, module: str = "loadtests.hotpath_profile"
+) -> dict[str, float]:
+    """Instructions per request of each leg (`callgrind_per_request`) of `module`'s harness."""
     with tempfile.TemporaryDirectory(prefix="hotpath-") as tmp:
         return {
-            leg: callgrind_per_request(leg, requests, warmup, Path(tmp) / f"{leg}.out")
+            leg: callgrind_per_request(leg, requests, warmup, Path(tmp) / f"{leg}.out", module)
             for leg in legs
         }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.hotpath_profile")
-    parser.add_argument("--leg", choices=LEGS, default="routed")
-    parser.add_argument("--requests", type=int, default=3000)
+Run = Callable[[str, int, int, "cProfile.Profile | None"], bytes]
+
+
+def command(
+    argv: Sequence[str] | None,
+    *,
+    module: str,
+    legs: Sequence[str],
+    default: str,
+    requests: int,
+    run: Run,
+    unit: str = "request",
+) -> int:
+    """The command line of a harness like this one (`module`, whose `run` drives one leg):
+    `--callgrind` (instructions per `unit` of every leg, and the ratio of the last to the
+    first), `--profile` (cProfile's view of one leg), or a plain run."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}")
+    parser.add_argument("--leg", choices=legs, default=default)
+    parser.add_argument("--requests", type=int, default=requests)
     parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--profile", action="store_true", help="cProfile the measured requests")
+    parser.add_argument("--profile", action="store_true", help=f"cProfile the measured {unit}s")
     parser.add_argument(
-        "--callgrind", action="store_true", help="instructions per request of both legs"
+        "--callgrind", action="store_true", help=f"instructions per {unit} of every leg"
     )
     args = parser.parse_args(argv)
     if args.callgrind:
-        for leg, figure in per_request(LEGS, args.requests, args.warmup).items():
-            print(f"{leg}: {figure:,.0f} instructions per request")
+        figures = per_request(legs, args.requests, args.warmup, module)
+        for leg, figure in figures.items():
+            print(f"{leg}: {figure:,.0f} instructions per {unit}")
+        first, last = legs[0], legs[-1]
+        print(f"{last}/{first}: {figures[last] / figures[first]:.3f}")
         return 0
     if args.profile:
         profile = cProfile.Profile()
         run(args.leg, args.requests, args.warmup, profile)
         stats = pstats.Stats(profile)
         calls = sum(s[1] for s in stats.stats.values())  # type: ignore[attr-defined]
-        print(f"{args.leg}: {calls / args.requests:.1f} function calls per request")
+        print(f"{args.leg}: {calls / args.requests:.1f} function calls per {unit}")
         stats.sort_stats("tottime").print_stats(30)
         return 0
-    run(args.leg, args.requests, args.warmup)
+    run(args.leg, args.requests, args.warmup, None)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return command(
+        argv,
+        module="loadtests.hotpath_profile",
+        legs=LEGS,
+        default="routed",
+        requests=3000,
+        run=run,
+    )
 
 
 if __name__ == "__main__":

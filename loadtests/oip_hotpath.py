@@ -20,13 +20,9 @@ divides by the calls run; repeatable whatever the neighbours do (no lock; `PYTHO
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import cProfile
-import pstats
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Final, cast
 
 import hpack
@@ -138,16 +134,7 @@ async def drive(leg: str, rounds: list[list[bytes]], profile: cProfile.Profile |
             cls = protocol_class(hp._Paths(gateway))
             config = Config(app="never:loaded", access_log=False)
             protocol = cls(config, ServerState(), {}, _loop=loop)  # type: ignore[call-arg]
-        client.protocol = protocol
-        protocol.connection_made(cast(asyncio.Transport, client))
-        if prof is not None:
-            prof.enable()
-        client.next()
-        await client.done
-        if prof is not None:
-            prof.disable()
-        protocol.connection_lost(None)
-        last = client.last
+        last = await client.exchange(protocol, prof)
     ok = b"grpc-status\x010" in last if leg == "grpc" else last.startswith(b"HTTP/1.1 200 ")
     if not ok:
         raise SystemExit(f"the gateway answered {last[:300]!r}")
@@ -164,41 +151,16 @@ def run(leg: str, requests: int, warmup: int, profile: cProfile.Profile | None =
         loop.close()
 
 
-def per_request(legs: Sequence[str], requests: int, warmup: int) -> dict[str, float]:
-    """Instructions per call of each leg under callgrind (hotpath_profile's method)."""
-    with tempfile.TemporaryDirectory(prefix="oip-hotpath-") as tmp:
-        return {
-            leg: hp.callgrind_per_request(
-                leg, requests, warmup, Path(tmp) / f"{leg}.out", module="loadtests.oip_hotpath"
-            )
-            for leg in legs
-        }
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.oip_hotpath")
-    parser.add_argument("--leg", choices=LEGS, default="grpc")
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--profile", action="store_true", help="cProfile the measured calls")
-    parser.add_argument("--callgrind", action="store_true", help="instructions per call, both")
-    args = parser.parse_args(argv)
-    if args.callgrind:
-        figures = per_request(LEGS, args.requests, args.warmup)
-        for leg, figure in figures.items():
-            print(f"{leg}: {figure:,.0f} instructions per call")
-        print(f"grpc/oip_json: {figures['grpc'] / figures['oip_json']:.3f}")
-        return 0
-    if args.profile:
-        profile = cProfile.Profile()
-        run(args.leg, args.requests, args.warmup, profile)
-        stats = pstats.Stats(profile)
-        calls = sum(s[1] for s in stats.stats.values())  # type: ignore[attr-defined]
-        print(f"{args.leg}: {calls / args.requests:.1f} function calls per call")
-        stats.sort_stats("tottime").print_stats(35)
-        return 0
-    run(args.leg, args.requests, args.warmup)
-    return 0
+    return hp.command(
+        argv,
+        module="loadtests.oip_hotpath",
+        legs=LEGS,
+        default="grpc",
+        requests=2000,
+        run=run,
+        unit="call",
+    )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import numpy as np
 
 from gateway.errors import BadRequest, UpstreamBroken
 from gateway.grpc import grpc_predict_v2_pb2 as pb
+from gateway.oip.binary import TYPECODES
 from gateway.oip.tensors import Ragged, flatten
 from gateway.oip.wire import InferInput, InferRequest, RequestedOutput
 
@@ -48,23 +49,7 @@ WIDTHS: Final = {name: np.dtype(kind).itemsize for name, kind in NUMPY_TYPES.ite
 #: `memoryview.cast` formats of the datatypes it reads as the protocol's little-endian raw
 #: bytes (on a little-endian machine; elsewhere numpy reads them all): half the time of
 #: `np.frombuffer(...).tolist()` for a small tensor.
-_NATIVE: Final[dict[str, str]] = (
-    {
-        "BOOL": "?",
-        "UINT8": "B",
-        "UINT16": "H",
-        "UINT32": "I",
-        "UINT64": "Q",
-        "INT8": "b",
-        "INT16": "h",
-        "INT32": "i",
-        "INT64": "q",
-        "FP32": "f",
-        "FP64": "d",
-    }
-    if sys.byteorder == "little"
-    else {}
-)
+_NATIVE: Final[dict[str, str]] = {"BOOL": "?", **TYPECODES} if sys.byteorder == "little" else {}
 #: The `InferTensorContents` field holding each datatype (FP16 travels as raw bytes only).
 CONTENTS_FIELDS: Final[dict[str, str]] = {
     "BOOL": "bool_contents",
