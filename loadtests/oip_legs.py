@@ -146,7 +146,7 @@ def check_grpc(target: str, model: str) -> int:
     """One `ModelInfer` with grpcio; the answer must be the fixed upstream's, translated.
     Returns the answer's size on the wire (a gRPC frame: 5 bytes and the message)."""
     with grpc.insecure_channel(target) as channel:
-        call = channel.unary_unary(GRPC_METHOD)
+        call = channel.unary_unary(GRPC_METHOD, None, None)  # bytes in, bytes out
         try:
             answer = call(grpc_request(model), timeout=10.0)
         except grpc.RpcError as exc:

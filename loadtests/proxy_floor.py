@@ -39,7 +39,26 @@ from adapters.net import free_port
 STATUS_LINE: Final = b"HTTP/1.1 200 OK\r\n"
 
 
-class Upstream(asyncio.Protocol):
+class _Message(asyncio.Protocol):
+    """httptools callbacks both sides share: the content type and the body of a message."""
+
+    ctype: bytes
+    body: list[bytes]
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"content-type":
+            self.ctype = value
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def take_body(self) -> bytes:
+        body = b"".join(self.body)
+        self.body = []
+        return body
+
+
+class Upstream(_Message):
     """One keep-alive connection to the upstream; answers go back to `client`."""
 
     def __init__(self, client: Front) -> None:
@@ -55,23 +74,15 @@ class Upstream(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.parser.feed_data(data)
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == b"content-type":
-            self.ctype = value
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
     def on_message_complete(self) -> None:
-        body = b"".join(self.body)
-        self.body = []
+        body = self.take_body()
         self.client.answer(self.parser.get_status_code(), self.ctype, body)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.client.upstream_lost()
 
 
-class Front(asyncio.Protocol):
+class Front(_Message):
     """A client connection: parse, forward, answer; one request in flight."""
 
     def __init__(self, host: str, port: int, path: bytes) -> None:
@@ -99,16 +110,8 @@ class Front(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         pass  # one fixed route
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == b"content-type":
-            self.ctype = value
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
     def on_message_complete(self) -> None:
-        body = b"".join(self.body)
-        self.body = []
+        body = self.take_body()
         head = b"POST %b HTTP/1.1\r\nHost: %b\r\nContent-Type: %b\r\nContent-Length: %d\r\n\r\n" % (
             self.path,
             self.host_header,
