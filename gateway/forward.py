@@ -107,7 +107,8 @@ class Forwarder:
         own = self._own.get(key)
         if own is None:
             own = self._own_headers(key)
-        headers = [(k, v) for k, v in upstream_headers if k == _CONTENT_TYPE] or [JSON]
+        # the tuples themselves: the OIP front marks a written answer by its header's identity
+        headers = [kv for kv in upstream_headers if kv[0] == _CONTENT_TYPE] or [JSON]
         headers += own
         return Reply(status, headers, body)
 

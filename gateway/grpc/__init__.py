@@ -8,6 +8,7 @@
                                python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. \\
                                    grpc_predict_v2.proto
     tensors                    protobuf ⇄ OIP JSON (pure)
+    answers                    a BentoML answer's outputs as ModelInferResponse bytes (pure)
     service                    the methods, over a running gateway; gateway errors → gRPC codes
     calls                      gRPC unary calls: method table, status, grpc-timeout, limits
     server                     listening, graceful stop (an HTTP/2 server of our own, in the

@@ -189,4 +189,4 @@ class GrpcCalls:
         except Exception as exc:
             log.exception("gRPC call failed")
             return failure(INTERNAL, f"Unexpected {type(exc).__name__}: {exc}")
-        return success(answer.SerializeToString(), said)
+        return success(answer, said)

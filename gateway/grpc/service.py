@@ -17,6 +17,7 @@ from gateway.errors import GatewayError, UnknownModel
 from gateway.forward import MODEL_HEADER, REVISION_HEADER, VARIANT_HEADER, VERSION_HEADER
 from gateway.front import Gateway
 from gateway.grpc import grpc_predict_v2_pb2 as pb
+from gateway.grpc.answers import infer_response_bytes
 from gateway.grpc.tensors import (
     error_message,
     infer_request,
@@ -24,6 +25,7 @@ from gateway.grpc.tensors import (
     model_metadata_response,
 )
 from gateway.hooks import RequestHooks
+from gateway.oip.front import WRITTEN
 from gateway.reply import Reply, status_of
 from gateway.request import served, version_number
 from gateway.transport.base import Headers
@@ -116,17 +118,17 @@ class InferenceService:
 
     def model_infer(
         self, request: pb.ModelInferRequest, headers: Headers
-    ) -> Coroutine[Any, Any, tuple[pb.ModelInferResponse, Headers]]:
-        """The answer, and the gateway's headers naming model, version, variant and revision
-        (sent as the call's trailing metadata). Without hooks (no tracing) the call itself:
-        one coroutine fewer for every step of the call."""
+    ) -> Coroutine[Any, Any, tuple[bytes, Headers]]:
+        """The answer (the serialized `ModelInferResponse`), and the gateway's headers naming
+        model, version, variant and revision (sent as the call's trailing metadata). Without
+        hooks (no tracing) the call itself: one coroutine fewer for every step of the call."""
         if self.gateway.hooks is None:
             return self._infer(request, headers, None)
         return self._hooked(request, headers)
 
     async def _hooked(
         self, request: pb.ModelInferRequest, headers: Headers
-    ) -> tuple[pb.ModelInferResponse, Headers]:
+    ) -> tuple[bytes, Headers]:
         gateway = self.gateway
         assert gateway.hooks is not None
         version_path = f"/versions/{request.model_version}" if request.model_version else ""
@@ -147,7 +149,7 @@ class InferenceService:
 
     async def _infer(
         self, request: pb.ModelInferRequest, headers: Headers, hooks: RequestHooks | None
-    ) -> tuple[pb.ModelInferResponse, Headers]:
+    ) -> tuple[bytes, Headers]:
         """The call; `hooks` told how it ended when it answers (the caller tells them of a
         failure)."""
         try:
@@ -155,7 +157,9 @@ class InferenceService:
             body = infer_request(request)
             table = self.gateway.follower.table
             assert table is not None  # `_model` found the route in it
-            reply = await self.gateway.oip.infer(table, route, version, headers, body, hooks)
+            reply = await self.gateway.oip.infer(
+                table, route, version, headers, body, hooks, infer_response_bytes
+            )
             if reply.status >= 400:
                 raise _failed(reply)
             said: Headers = []
@@ -165,7 +169,10 @@ class InferenceService:
                     said.append((name, value))
                     if name == VERSION_HEADER:
                         served_by = value.decode()
-            answer = infer_response(reply.body, served_by)
+            if reply.headers[0] is WRITTEN:  # a BentoML model's: the message itself
+                answer = reply.body
+            else:  # an OIP upstream's JSON
+                answer = infer_response(reply.body, served_by).SerializeToString()
         except GatewayError as exc:
             raise RpcError.of(exc) from None
         if hooks is not None:

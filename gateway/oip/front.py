@@ -28,13 +28,14 @@ from gateway.forward import Forwarder
 from gateway.hooks import RequestHooks
 from gateway.oip.inputs import check_request, decode_request, to_bentoml_body
 from gateway.oip.outputs import (
+    answer_outputs,
     binary_answer,
     binary_output_default,
     error_body,
     model_metadata,
     server_metadata,
 )
-from gateway.oip.wire import InferRequest
+from gateway.oip.wire import InferOutput, InferRequest
 from gateway.reply import JSON, Reply
 from gateway.request import HEADER_LENGTH, inference_header_length, oip_headers, routing_of
 from gateway.transport.base import Headers
@@ -46,6 +47,14 @@ _SERVER_METADATA: Final = Reply(
 _BINARY: Final = (b"content-type", b"application/octet-stream")
 _DEFAULT_API: Final = "predict"
 _ERROR_TEXT_CHARS: Final = 1000
+
+#: Writes a BentoML model's answer as another front's message, from its outputs, the model's
+#: name, the version that served and the request's id (the gRPC front: the serialized
+#: `ModelInferResponse`, without the OIP JSON in between).
+OutputsWriter = Callable[[list[InferOutput], str, str, str | None], bytes]
+#: The content type of an answer an `OutputsWriter` wrote: the reply's first header, this very
+#: tuple (an upstream's headers are never it; `Forwarder.reply` keeps the tuples it is given).
+WRITTEN: Final = (b"content-type", b"application/x-modelyard-written")
 
 
 class OipFront:
@@ -130,11 +139,14 @@ class OipFront:
         raw: Headers,
         body: bytes | InferRequest,
         hooks: RequestHooks | None,
+        writer: OutputsWriter | None = None,
     ) -> Reply:
         """Inference, routed as any call to the model; `header_length` and binary tensor data
         (the extension) in both directions: ``Inference-Header-Content-Length`` in `raw`.
         `body` the request's bytes, or the request already decoded (the gRPC front: checked
-        here as bytes are, encoded as JSON only for an OIP upstream)."""
+        here as bytes are, encoded as JSON only for an OIP upstream). With `writer`, a BentoML
+        model's successful answer is what it writes, with the content type `WRITTEN` (an OIP
+        upstream's answer and every error stay OIP JSON)."""
         _served_version(route, version)
         routing = routing_of(route, raw, version, None, None)
         if version is None:
@@ -168,6 +180,10 @@ class OipFront:
         if answer.status >= 400:
             text = answer.body.decode(errors="replace")[:_ERROR_TEXT_CHARS]
             out = error_body(f"version {choice.version} answered {answer.status}: {text}")
+        elif writer is not None:
+            outputs = answer_outputs(answer.body, request.outputs)
+            out = writer(outputs, route.name, str(choice.version), request.id)
+            return forwarder.reply(table, route, choice, answer.status, out, [WRITTEN], hooks)
         else:
             out, json_length = binary_answer(
                 answer.body,

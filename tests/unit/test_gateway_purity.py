@@ -24,6 +24,7 @@ PURE = [
     "gateway/oip/inputs.py",
     "gateway/oip/outputs.py",
     "gateway/grpc/tensors.py",
+    "gateway/grpc/answers.py",
     "gateway/grpc/h2frames.py",
     "gateway/grpc/hpack_decode.py",
 ]
