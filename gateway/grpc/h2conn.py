@@ -41,6 +41,8 @@ RequestHeaders = list[tuple[bytes, bytes]]
 
 RECEIVE_WINDOW: Final = 1 << 20  # per stream and (x16) per connection
 CONNECTION_WINDOW: Final = 16 << 20
+#: named: an unnamed task formats "Task-<n>" for its name (as gateway/server/fast_http.py)
+_TASK_NAME: Final = "modelyard-grpc"
 
 
 class Calls(Protocol):
@@ -374,7 +376,7 @@ class H2Connection(asyncio.Protocol):
         if isinstance(answer, tuple):
             self.answer(stream, answer)
             return
-        stream.task = self.loop.create_task(self.run(stream, answer))
+        stream.task = asyncio.Task(self.run(stream, answer), loop=self.loop, name=_TASK_NAME)
 
     async def run(self, stream: Stream, call: Coroutine[Any, Any, Answer]) -> None:
         """A call answered later; written at once when it ends (no turn of the loop waits)."""
