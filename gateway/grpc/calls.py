@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
@@ -51,9 +52,11 @@ def failure(code: int, message: str) -> Answer:
     return f.RESPONSE_HEAD + f.trailers(code, message, []), b"", b""
 
 
+_MESSAGE_PREFIX: Final = struct.Struct(">BI")  # compressed flag, length
+
+
 def success(message: bytes, metadata: Headers) -> Answer:
-    body = b"\x00" + len(message).to_bytes(4, "big") + message
-    return f.RESPONSE_HEAD, body, f.ok_trailers(metadata)
+    return f.RESPONSE_HEAD, _MESSAGE_PREFIX.pack(0, len(message)) + message, f.ok_trailers(metadata)
 
 
 def http_refusal(status: int) -> Answer:
@@ -61,10 +64,9 @@ def http_refusal(status: int) -> Answer:
 
 
 _Parsed = tuple[bytes, bytes, bytes, bytes | None, float | None, Headers]
-_SEEN_MAX: Final = 64
 
 
-def _parse(headers: RequestHeaders) -> _Parsed:
+def _parse(headers: list[tuple[bytes, bytes]]) -> _Parsed:
     """:path, :method, content-type, grpc-encoding, grpc-timeout (seconds) and the metadata
     (the rest; the gateway only reads it)."""
     path = method = content_type = b""
@@ -95,10 +97,6 @@ class GrpcCalls:
     def __init__(self, service: InferenceService, max_message: int) -> None:
         self.max_message = max_message
         self.service = service
-        #: header lists parsed, by identity: the HPACK decoder hands out the same list for
-        #: the same block (a client repeating a call), so it is parsed once
-        self._seen: dict[int, tuple[RequestHeaders, _Parsed]] = {}
-
         self.methods: dict[bytes, tuple[Any, Handler, bool]] = {
             PREFIX + b"ServerLive": (
                 pb.ServerLiveRequest,
@@ -135,15 +133,10 @@ class GrpcCalls:
         )
 
     def call(self, headers: RequestHeaders, body: bytes) -> Answer | Coroutine[Any, Any, Answer]:
-        seen = self._seen.get(id(headers))
-        if seen is not None and seen[0] is headers:  # the decoder's list of an identical block
-            path, method, content_type, encoding, timeout, metadata = seen[1]
-        else:
-            parsed = _parse(headers)
-            if len(self._seen) >= _SEEN_MAX:
-                self._seen.clear()
-            self._seen[id(headers)] = (headers, parsed)
-            path, method, content_type, encoding, timeout, metadata = parsed
+        parsed: _Parsed | None = headers.memo  # the same block parsed before
+        if parsed is None:
+            parsed = headers.memo = _parse(headers.headers)
+        path, method, content_type, encoding, timeout, metadata = parsed
         if method != b"POST":
             return http_refusal(405)
         if not content_type.startswith(b"application/grpc"):

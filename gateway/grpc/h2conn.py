@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 #: What a call answers: the header block of the answer's head, its body (DATA, possibly
 #: empty) and the trailers' block (empty: the head ends the stream, e.g. a trailers-only call).
 Answer = tuple[bytes, bytes, bytes]
-RequestHeaders = list[tuple[bytes, bytes]]
+#: A request's header block, decoded (`.headers`), with a `.memo` its reader may fill.
+RequestHeaders = hpack_decode.Block
 
 RECEIVE_WINDOW: Final = 1 << 20  # per stream and (x16) per connection
 CONNECTION_WINDOW: Final = 16 << 20
@@ -256,7 +257,7 @@ class H2Connection(asyncio.Protocol):
         ident, end = self.block_stream, self.block_end
         self.block = None
         try:
-            headers = self.decoder.decode(block)
+            headers = self.decoder.decode_block(block)
         except hpack_decode.ListTooLarge:
             raise f.FrameError(f.ENHANCE_YOUR_CALM, "a header list over the limit") from None
         except hpack_decode.DecodeError as exc:
@@ -402,12 +403,8 @@ class H2Connection(asyncio.Protocol):
             and len(head) <= room
             and len(trailer) <= room
         ):  # the usual answer: three frames, sent at once
-            ident = stream.ident
             self.send_window -= size
-            out = self.out
-            out.append(f.frame(f.HEADERS, f.END_HEADERS, ident, head))
-            out.append(f.frame(f.DATA, 0, ident, body))
-            out.append(f.frame(f.HEADERS, f.END_HEADERS | f.END_STREAM, ident, trailer))
+            self.out.append(f.answer_frames(stream.ident, head, body, trailer))
             self.done(stream)
             return
         end = not body and not trailer

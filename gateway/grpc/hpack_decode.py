@@ -22,7 +22,7 @@ bytes and as many blocks of at most `CACHE_BLOCK` bytes.
 from __future__ import annotations
 
 from collections import deque
-from typing import Final
+from typing import Any, Final
 
 from hpack.exceptions import HPACKDecodingError
 from hpack.huffman_table import decode_huffman
@@ -42,6 +42,20 @@ class DecodeError(Exception):
 
 class ListTooLarge(DecodeError):
     """A header list over the limit."""
+
+
+class Block:
+    """A decoded header block: its headers (shared with later identical blocks: do not change
+    them) and `memo`, what the block's reader made of them (gateway.grpc.calls: the call's
+    head), kept in the decoder's cache entry with the headers, so that a client repeating a
+    call has it parsed once per connection."""
+
+    __slots__ = ("generation", "headers", "memo")
+
+    def __init__(self, generation: int, headers: list[Header]) -> None:
+        self.generation = generation
+        self.headers = headers
+        self.memo: Any = None
 
 
 class Decoder:
@@ -64,21 +78,26 @@ class Decoder:
         self.capacity = max_table_size  # the encoder's choice, at most ours
         self.huffman: dict[bytes, bytes] = {}
         self.generation = 0  # counts the changes of the dynamic table
-        self.blocks: dict[bytes, tuple[int, list[Header]]] = {}
+        self.blocks: dict[bytes, Block] = {}
 
     def decode(self, data: bytes) -> list[Header]:
         """The block's headers (the list may be shared with an earlier identical block: do not
         change it)."""
+        return self.decode_block(data).headers
+
+    def decode_block(self, data: bytes) -> Block:
+        """The block decoded; the same `Block` as an earlier identical one while the dynamic
+        table has not changed since (its `memo` with it)."""
         found = self.blocks.get(data)
-        if found is not None and found[0] == self.generation:
-            return found[1]
+        if found is not None and found.generation == self.generation:
+            return found
         generation = self.generation
-        headers = self._decode(data)
+        block = Block(generation, self._decode(data))
         if generation == self.generation and len(data) <= CACHE_BLOCK:
             if len(self.blocks) >= CACHE_ENTRIES:
                 self.blocks.clear()
-            self.blocks[data] = (generation, headers)
-        return headers
+            self.blocks[data] = block
+        return block
 
     def _decode(self, data: bytes) -> list[Header]:
         headers: list[Header] = []

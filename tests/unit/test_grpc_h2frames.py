@@ -170,6 +170,24 @@ def test_a_repeated_block_is_decoded_again_once_the_table_changed() -> None:
     assert decoder.decode(block) == [(b"x-b", b"2")]
 
 
+def test_a_blocks_memo_lives_with_its_cache_entry_and_not_past_a_table_change() -> None:
+    """The call head gateway.grpc.calls parses is kept on the block the decoder caches (not
+    in a cache of the reader's keyed by the list's id(), which could alias once it is freed)."""
+    decoder = Decoder(65_536)
+    block = b"\xbe"
+    decoder.decode(b"\x40\x03x-a\x011")
+    first = decoder.decode_block(block)
+    assert first.memo is None
+    first.memo = "parsed"
+    again = decoder.decode_block(block)
+    assert again is first and again.memo == "parsed"
+    decoder.decode(b"\x40\x03x-b\x012")
+    changed = decoder.decode_block(block)
+    assert changed is not first and changed.memo is None
+    assert changed.headers == [(b"x-b", b"2")]
+    assert decoder.decode_block(block) is changed
+
+
 @pytest.mark.parametrize(
     "data",
     [
