@@ -79,21 +79,19 @@ def infer_request(request: pb.ModelInferRequest) -> InferRequest | bytes:
     would make of `infer_body`'s JSON, without the JSON round trip: a third of the gRPC call's
     own work in loadtests/oip_hotpath.py), or that JSON when the round trip would change a
     value (a NaN or an infinity becomes JSON null, which the OIP front refuses)."""
-    found = infer_dict(request)
     inputs = []
-    for tensor in found["inputs"]:
-        data = tensor["data"]
-        if tensor["datatype"] in _FLOATS and not all(map(math.isfinite, data)):
-            return _encoder.encode(found)
-        inputs.append(InferInput(tensor["name"], tensor["shape"], tensor["datatype"], data))
-    given = found.get("parameters")
+    for name, shape, datatype, data in _inputs(request):
+        if datatype in _FLOATS and not all(map(math.isfinite, data)):
+            return infer_body(request)
+        inputs.append(InferInput(name, shape, datatype, data))
+    given = parameters(request.parameters) if request.parameters else None
     if given and any(type(v) is float and not math.isfinite(v) for v in given.values()):
-        return _encoder.encode(found)
-    wanted = found.get("outputs")
+        return infer_body(request)
+    wanted = request.outputs
     return InferRequest(
         inputs,
-        found.get("id"),
-        [RequestedOutput(output["name"]) for output in wanted] if wanted else None,
+        request.id or None,
+        [RequestedOutput(output.name) for output in wanted] if wanted else None,
         given,
     )
 
@@ -105,15 +103,33 @@ def infer_body(request: pb.ModelInferRequest) -> bytes:
 
 def infer_dict(request: pb.ModelInferRequest) -> dict[str, Any]:
     """`infer_body`'s JSON object."""
+    inputs = [
+        {"name": name, "shape": shape, "datatype": datatype, "data": data}
+        for name, shape, datatype, data in _inputs(request)
+    ]
+    body: dict[str, Any] = {"inputs": inputs}
+    if request.id:
+        body["id"] = request.id
+    if request.outputs:
+        body["outputs"] = [{"name": output.name} for output in request.outputs]
+    if request.parameters:
+        body["parameters"] = parameters(request.parameters)
+    return body
+
+
+def _inputs(request: pb.ModelInferRequest) -> list[tuple[str, list[int], str, list[Any]]]:
+    """Each input's name, shape, datatype and flat data, from `raw_input_contents` or its
+    typed contents; `BadRequest` names the protobuf field of the first that is wrong."""
     raw = request.raw_input_contents
-    if raw and len(raw) != len(request.inputs):
+    tensors = request.inputs
+    if raw and len(raw) != len(tensors):
         raise BadRequest(
-            f"raw_input_contents: {len(raw)} entries for {len(request.inputs)} inputs; "
+            f"raw_input_contents: {len(raw)} entries for {len(tensors)} inputs; "
             "give one per input, in the order of inputs",
             field="raw_input_contents",
         )
-    inputs = []
-    for index, tensor in enumerate(request.inputs):
+    found = []
+    for index, tensor in enumerate(tensors):
         shape = list(tensor.shape)
         if shape and min(shape) < 0:
             where = f"inputs[{index}]"
@@ -132,15 +148,8 @@ def infer_dict(request: pb.ModelInferRequest) -> dict[str, Any]:
             data = _from_raw(raw[index], datatype, count, index)
         else:
             data = _from_contents(tensor, count, f"inputs[{index}]")
-        inputs.append({"name": tensor.name, "shape": shape, "datatype": datatype, "data": data})
-    body: dict[str, Any] = {"inputs": inputs}
-    if request.id:
-        body["id"] = request.id
-    if request.outputs:
-        body["outputs"] = [{"name": output.name} for output in request.outputs]
-    if request.parameters:
-        body["parameters"] = parameters(request.parameters)
-    return body
+        found.append((tensor.name, shape, datatype, data))
+    return found
 
 
 def _from_raw(raw: bytes, datatype: str, count: int, index: int) -> list[Any]:
