@@ -57,3 +57,16 @@ def test_requested_outputs_are_selected_and_ordered() -> None:
 def test_varints_are_protobufs(value: int) -> None:
     message = pb.ModelInferResponse.InferOutputTensor(shape=[value])
     assert message.SerializeToString() == b"\x1a" + varint(len(varint(value))) + varint(value)
+
+
+def test_kept_heads_and_tensors_follow_each_answers_own_values() -> None:
+    """The bytes kept per model/version and per output description never leak into another
+    answer: same output name with another shape or datatype, another version, past the bound."""
+    for n in range(300):
+        answer = msgspec.json.encode({"y": [n % 7] * (n % 5) if n % 2 else [0.5] * (n % 3)})
+        outputs = answer_outputs(answer, None)
+        ours = infer_response_bytes(outputs, f"m{n % 3}", str(n), None)
+        json = from_bentoml_answer(
+            answer, model=f"m{n % 3}", version=str(n), request_id=None, requested=None
+        )
+        assert ours == infer_response(json, str(n)).SerializeToString(), n
