@@ -5,8 +5,9 @@ Why: under uvicorn, each request builds an ASGI scope (with a copy of the app st
 cycle with an `asyncio.Event`, `receive`/`send` message dicts whose headers are checked one by
 one, and arms a keep-alive timer when it ends; for a proxy whose own work is a routing decision
 and one upstream call, that was about a third of the gateway's CPU per request. Here a request
-on a fast path is parsed by httptools straight into (method, path, headers, body), answered by
-the handler (`Gateway.handle`), and written with one `write`. Per connection there is one idle
+on a fast path is parsed by httptools straight into (method, path, headers, body), handed to
+the handler (`Gateway.start`), and its answer, given back through a `respond` callback (at
+once, or later: no Task here), is written with one `write`. Per connection there is one idle
 timer, re-armed only when it fires, instead of one per request.
 
 A request that is not on a fast path (the registry API, the console, an upgrade, a method the
@@ -24,6 +25,7 @@ import asyncio
 import http
 import logging
 from collections import deque
+from collections.abc import Coroutine
 from typing import Any, Final, Protocol
 
 import httptools
@@ -34,6 +36,7 @@ from uvicorn.server import ServerState
 from gateway.errors import PayloadTooLarge
 from gateway.reply import Reply, error_reply
 from gateway.request import is_oip
+from gateway.respond import Respond, in_task
 from gateway.server.handover import HandOver
 from gateway.server.limits import (
     MAX_HEAD_BYTES,
@@ -57,7 +60,6 @@ _STATUS_LINES: Final = {
     s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in http.HTTPStatus
 }
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
-_TASK_NAME: Final = "modelyard-http"
 _INTERNAL: Final = (
     b'{"error_code":"INTERNAL","message":"the gateway failed to answer; see its log"}'
 )
@@ -79,7 +81,25 @@ def _default_head(headers: list[tuple[bytes, bytes]]) -> bytes:
 class FastHandler(Protocol):
     max_body: int
 
-    async def handle(self, method: str, path: str, headers: Headers, body: bytes) -> Reply: ...
+    def start(
+        self, method: str, path: str, headers: Headers, body: bytes, respond: Respond
+    ) -> None:
+        """Answer the request by calling `respond` once, now or later (None: a 500)."""
+
+
+class CoroutineHandler:
+    """A `FastHandler`'s `start` for a handler that answers with a coroutine (`handle`): it
+    runs in a Task of its own."""
+
+    def handle(
+        self, method: str, path: str, headers: Headers, body: bytes
+    ) -> Coroutine[Any, Any, Reply]:
+        raise NotImplementedError
+
+    def start(
+        self, method: str, path: str, headers: Headers, body: bytes, respond: Respond
+    ) -> None:
+        in_task(self.handle(method, path, headers, body), respond)
 
 
 class FastPaths(Protocol):
@@ -140,6 +160,8 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
         self.budget = HeadBudget()
         # per connection
         self.queue: deque[_Request] = deque()
+        self.current: _Request | None = None  # the request being answered (one at a time)
+        self.respond: Respond = self._respond  # bound once: handed to every request
         self.busy = False
         self.closing = False
         self.paused = False  # reading paused: too many pipelined requests queued
@@ -305,9 +327,8 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
             if len(self.queue) >= MAX_PIPELINED and self.transport is not None:
                 self.transport.pause_reading()
                 self.paused = True
-        else:  # `_start`, inlined
-            self.busy = True
-            asyncio.Task(self._answer(request), loop=self.loop, name=_TASK_NAME)
+        else:
+            self._start(request)
 
     # --- answering ------------------------------------------------------------------------------
 
@@ -324,22 +345,30 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
 
     def _start(self, request: _Request) -> None:
         self.busy = True
-        # named: an unnamed task formats "Task-<n>" for its name (measured: 1 % of a request)
-        asyncio.Task(self._answer(request), loop=self.loop, name=_TASK_NAME)
-
-    async def _answer(self, request: _Request) -> None:
-        keep_alive = request.keep_alive
+        self.current = request
+        if request.too_large:
+            limit = request.handler.max_body
+            too_large = PayloadTooLarge(f"the request body is over the {limit}-byte limit")
+            self._respond(error_reply(too_large, is_oip(request.path)))
+            return
         try:
-            if request.too_large:
-                limit = request.handler.max_body
-                too_large = PayloadTooLarge(f"the request body is over the {limit}-byte limit")
-                reply = error_reply(too_large, is_oip(request.path))
-            else:
-                reply = await request.handler.handle(
-                    request.method, request.path, request.headers, request.body
-                )
+            request.handler.start(
+                request.method, request.path, request.headers, request.body, self.respond
+            )
         except Exception:
             log.exception("unhandled error answering %s %s", request.method, request.path)
+            if self.current is request:  # (not answered before it raised)
+                self._respond(None)
+
+    def _respond(self, reply: Reply | None) -> None:
+        """The handler's answer to the request in flight (None: it failed, a 500 that closes
+        the connection); once per request, the first answer counting."""
+        request = self.current
+        if request is None:
+            return
+        self.current = None
+        keep_alive = request.keep_alive
+        if reply is None:
             reply, keep_alive = Reply(500, [_JSON], _INTERNAL), False
         self._write_reply(reply, keep_alive, request.http10)
         if self.access_log:

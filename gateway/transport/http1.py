@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable
-from typing import cast
+from typing import Protocol, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
@@ -129,12 +129,26 @@ class DeadlineExceeded(Exception):
     """The request's deadline passed before the whole answer arrived."""
 
 
+class Listener(Protocol):
+    """What `Http1Connection.start` tells instead of resolving a future: exactly one of the two
+    calls, from inside the connection's own callbacks (so neither may raise)."""
+
+    def answered(self, response: UpstreamResponse) -> None: ...
+
+    def failed(self, error: Exception) -> None:
+        """`ConnectionLost`, `InvalidResponse` or `DeadlineExceeded`, as `send`'s future."""
+
+
 class _Stop(Exception):
     """Raised inside a parser callback to stop llhttp; the reason sits on the connection."""
 
 
 class Http1Connection(asyncio.Protocol):
     """One keep-alive connection; at most one request in flight (no pipelining).
+
+    A request is sent in one of two forms: `send` returns a future (the coroutine path), `start`
+    calls a `Listener` back instead (the gateway's callback lane, gateway.lane: no future, no
+    Task woken). `_waiter` or `_listener` holds the request in flight, never both.
 
     The pool owns the fields without a leading underscore: `idle`, `idle_since`, `reused`.
 
@@ -153,6 +167,7 @@ class Http1Connection(asyncio.Protocol):
         "_head_only",
         "_headers",
         "_headers_done",
+        "_listener",
         "_loop",
         "_on_lost",
         "_parser",
@@ -180,6 +195,7 @@ class Http1Connection(asyncio.Protocol):
         self._parser = HttpResponseParser(self)
         self._transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[UpstreamResponse] | None = None
+        self._listener: Listener | None = None
         self._head_only = False
         self._received = False
         self._eof = False
@@ -218,6 +234,22 @@ class Http1Connection(asyncio.Protocol):
         waiter: asyncio.Future[UpstreamResponse] = self._loop.create_future()
         self._waiter = waiter
         self._head_only = head_only
+        self._write(transport, data, deadline)
+        return waiter
+
+    def start(self, data: bytes, deadline: float, listener: Listener) -> None:
+        """`send` in callback form (never HEAD): `listener` hears the answer or the error, as
+        `send`'s future would have; `ConnectionLost` raised here too when nothing was written."""
+        transport = self._transport
+        if self.closed or transport is None or transport.is_closing():
+            raise ConnectionLost(
+                "closed before the request was written", received=False, sent=False
+            )
+        self._listener = listener
+        self._head_only = False
+        self._write(transport, data, deadline)
+
+    def _write(self, transport: asyncio.Transport, data: bytes, deadline: float) -> None:
         self._received = False
         self._deadline = deadline
         timer = self._timer
@@ -227,11 +259,11 @@ class Http1Connection(asyncio.Protocol):
             self._timer = self._loop.call_at(deadline, self._on_timer)
             self._timer_at = deadline
         transport.write(data)
-        return waiter
 
     def finish(self) -> bool:
         """After an answer: forget the request; True if the connection can serve another."""
         self._waiter = None
+        self._listener = None
         return self.keep_alive and not self.closed
 
     def close(self, *, graceful: bool) -> None:
@@ -253,7 +285,7 @@ class Http1Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         waiter = self._waiter
-        if waiter is None or waiter.done():
+        if (self._listener is None) if waiter is None else waiter.done():
             # Bytes while idle or after the whole answer: the stream is out of step, drop it.
             self.close(graceful=False)
             return
@@ -281,22 +313,21 @@ class Http1Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
+        if not self.lost.done():
+            self.lost.set_result(None)
+        self._on_lost(self)
+        if self._pending():  # told last: the pool's own bookkeeping of the loss is done
             if self._eof and exc is None and self._ends_at_close():
                 self._complete()
             else:
                 cause = f"{type(exc).__name__}: {exc}" if exc else "connection closed"
-                waiter.set_exception(ConnectionLost(cause, received=self._received))
-        if not self.lost.done():
-            self.lost.set_result(None)
-        self._on_lost(self)
+                self._settle(None, ConnectionLost(cause, received=self._received))
 
     # -- httptools callbacks ----------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         waiter = self._waiter
-        if waiter is None or waiter.done():
+        if (self._listener is None) if waiter is None else waiter.done():
             self._stop = "the server sent more than one answer"
             raise _Stop
         self._status = 0  # `_reset_message`, inlined: once per answer
@@ -345,36 +376,61 @@ class Http1Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self._status >= _FIRST_FINAL_STATUS:
             self.keep_alive = self._parser.should_keep_alive()
-            waiter = self._waiter  # `_complete`, inlined: once per answer
+            body = self._body  # `_complete`, inlined: once per answer
+            listener = self._listener
+            if listener is not None:
+                self._listener = None
+                answer = b"".join(body) if len(body) != 1 else body[0]
+                listener.answered(UpstreamResponse(self._status, self._headers, answer))
+                return
+            waiter = self._waiter
             if waiter is not None and not waiter.done():
-                body = self._body
                 answer = b"".join(body) if len(body) != 1 else body[0]
                 waiter.set_result(UpstreamResponse(self._status, self._headers, answer))
 
     # -- helpers ----------------------------------------------------------------------------------
 
+    def _pending(self) -> bool:
+        """A request is in flight and not yet answered nor failed."""
+        waiter = self._waiter
+        return self._listener is not None or (waiter is not None and not waiter.done())
+
+    def _settle(self, answer: UpstreamResponse | None, error: Exception | None) -> None:
+        """Hand the request in flight its answer or its error (the future's or the listener's
+        form), once."""
+        listener = self._listener
+        if listener is not None:
+            self._listener = None
+            if error is None:
+                assert answer is not None
+                listener.answered(answer)
+            else:
+                listener.failed(error)
+            return
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            if error is None:
+                waiter.set_result(cast(UpstreamResponse, answer))
+            else:
+                waiter.set_exception(error)
+
     def _on_timer(self) -> None:
         self._timer = None
-        waiter = self._waiter
-        if waiter is None or waiter.done():
+        if not self._pending():
             return  # idle, or answered: the next request arms the timer again
         if self._loop.time() < self._deadline:  # a later request than the one that armed it
             self._timer = self._loop.call_at(self._deadline, self._on_timer)
             self._timer_at = self._deadline
             return
-        waiter.set_exception(DeadlineExceeded())
-        self.close(graceful=False)
+        self.close(graceful=False)  # closed first: a listener hears of a connection already done
+        self._settle(None, DeadlineExceeded())
 
     def _complete(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(UpstreamResponse(self._status, self._headers, b"".join(self._body)))
+        self._settle(UpstreamResponse(self._status, self._headers, b"".join(self._body)), None)
 
     def _fail(self, message: str) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(InvalidResponse(message))
         self.close(graceful=False)
+        self._settle(None, InvalidResponse(message))
 
     def _ends_at_close(self) -> bool:
         """A final answer with neither a length nor chunked coding ends when the server closes."""
