@@ -38,7 +38,7 @@ from gateway.reply import Reply, error_reply
 from gateway.respond import Respond, in_task
 from gateway.routing import Choice
 from gateway.transport.base import Headers, UpstreamResponse
-from gateway.transport.http1 import Http1Connection
+from gateway.transport.http1 import Http1Connection, encode_request
 from gateway.transport.pool import Http1Transport, UpstreamPool
 
 log = logging.getLogger("modelyard.http")
@@ -109,7 +109,7 @@ class Lane:
             return False
         started = time.perf_counter()
         try:
-            data = pool.encode(_POST, path, headers, body)
+            data = encode_request(_POST, path, pool.head_middle, headers, body)
         except BadRequest:
             return False  # the coroutine path says so, with its metrics
         conn = pool.warm()
@@ -173,7 +173,9 @@ class _Flight(msgspec.Struct, gc=False):
             lane = self.lane
             resilient = lane.resilient
             status = response.status
-            resilient.answered(self.breaker, status)
+            breaker = self.breaker
+            if status >= 500 or breaker.failures or breaker.opened_at is not None:
+                resilient.answered(breaker, status)  # (on a clean breaker a 2xx changes nothing)
             resilient.inflight -= 1
             forwarder = lane.forwarder
             route, choice = self.route, self.choice

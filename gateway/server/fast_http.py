@@ -327,8 +327,17 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
             if len(self.queue) >= MAX_PIPELINED and self.transport is not None:
                 self.transport.pause_reading()
                 self.paused = True
-        else:
+        elif request.too_large:
             self._start(request)
+        else:  # `_start`, inlined: once per request
+            self.busy = True
+            self.current = request
+            try:
+                handler.start(self.method, self.path, self.headers, request.body, self.respond)
+            except Exception:
+                log.exception("unhandled error answering %s %s", request.method, request.path)
+                if self.current is request:  # (not answered before it raised)
+                    self._respond(None)
 
     # --- answering ------------------------------------------------------------------------------
 
@@ -370,15 +379,7 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
         keep_alive = request.keep_alive
         if reply is None:
             reply, keep_alive = Reply(500, [_JSON], _INTERNAL), False
-        self._write_reply(reply, keep_alive, request.http10)
-        if self.access_log:
-            logging.getLogger("uvicorn.access").info(
-                '%s - "%s %s HTTP/1.1" %d', self.client, request.method, request.path, reply.status
-            )
-        self._done(keep_alive)
-
-    def _write_reply(self, reply: Reply, keep_alive: bool, http10: bool) -> None:
-        status = reply.status
+        status = reply.status  # the answer's bytes, joined for one `write`
         line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
         parts = [line, _default_head(self.server_state.default_headers)]
         for name, value in reply.headers:
@@ -387,12 +388,17 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
         parts.append(b"content-length: %d\r\n" % len(body))
         if not keep_alive:
             parts.append(b"connection: close\r\n")
-        elif http10:  # keep-alive is not HTTP/1.0's default: say it is kept
+        elif request.http10:  # keep-alive is not HTTP/1.0's default: say it is kept
             parts.append(b"connection: keep-alive\r\n")
         parts += (b"\r\n", body)
-        transport = self.transport  # `_write`, inlined
+        transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.write(b"".join(parts))
+        if self.access_log:
+            logging.getLogger("uvicorn.access").info(
+                '%s - "%s %s HTTP/1.1" %d', self.client, request.method, request.path, reply.status
+            )
+        self._done(keep_alive)
 
     def _write(self, data: bytes) -> None:
         transport = self.transport

@@ -226,30 +226,23 @@ class Http1Connection(asyncio.Protocol):
     ) -> asyncio.Future[UpstreamResponse]:
         """Write one request; the future resolves with the answer or fails with our errors
         (`DeadlineExceeded` once `loop.time()` passes `deadline`)."""
-        transport = self._transport
-        if self.closed or transport is None or transport.is_closing():
-            raise ConnectionLost(
-                "closed before the request was written", received=False, sent=False
-            )
+        self.start(data, deadline, None, head_only)  # (nothing is answered before it returns)
         waiter: asyncio.Future[UpstreamResponse] = self._loop.create_future()
         self._waiter = waiter
-        self._head_only = head_only
-        self._write(transport, data, deadline)
         return waiter
 
-    def start(self, data: bytes, deadline: float, listener: Listener) -> None:
-        """`send` in callback form (never HEAD): `listener` hears the answer or the error, as
-        `send`'s future would have; `ConnectionLost` raised here too when nothing was written."""
+    def start(
+        self, data: bytes, deadline: float, listener: Listener | None, head_only: bool = False
+    ) -> None:
+        """`send` in callback form: `listener` hears the answer or the error, as `send`'s
+        future would have; `ConnectionLost` raised here too when nothing was written."""
         transport = self._transport
         if self.closed or transport is None or transport.is_closing():
             raise ConnectionLost(
                 "closed before the request was written", received=False, sent=False
             )
         self._listener = listener
-        self._head_only = False
-        self._write(transport, data, deadline)
-
-    def _write(self, transport: asyncio.Transport, data: bytes, deadline: float) -> None:
+        self._head_only = head_only
         self._received = False
         self._deadline = deadline
         timer = self._timer

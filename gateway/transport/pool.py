@@ -62,7 +62,6 @@ class UpstreamPool:
         "_closed",
         "_connect_timeout_s",
         "_conns",
-        "_head_middle",
         "_host",
         "_idle",
         "_idle_timeout_s",
@@ -72,6 +71,7 @@ class UpstreamPool:
         "_reused",
         "_slots",
         "_waiters",
+        "head_middle",
     )
 
     def __init__(
@@ -97,7 +97,8 @@ class UpstreamPool:
         self._base_url = base_url.rstrip("/")
         self._host = parts.hostname
         self._port = parts.port or DEFAULT_HTTP_PORT
-        self._head_middle = head_middle(parts.netloc)
+        #: What `encode_request` puts between the path and the body length (the `host` line).
+        self.head_middle = head_middle(parts.netloc)
         self._max = max_connections
         self._connect_timeout_s = connect_timeout_s
         self._idle_timeout_s = idle_timeout_s
@@ -139,7 +140,7 @@ class UpstreamPool:
         Not a coroutine itself: with a warm idle connection, the coroutine returned is the
         exchange on it (`_exchange`), with no frame of this method's around it.
         """
-        data = encode_request(method, path, self._head_middle, headers, body)
+        data = encode_request(method, path, self.head_middle, headers, body)
         if timeout_s <= 0:  # a spent budget: do not make the upstream work for nothing
             raise self._timed_out(timeout_s)
         loop = self._loop or self._running_loop()
@@ -202,14 +203,6 @@ class UpstreamPool:
             self._reused += 1
             return conn
         return None
-
-    def encode(self, method: bytes, path: bytes, headers: Headers, body: bytes) -> bytes:
-        """The request's bytes for this upstream (`BadRequest` if it cannot be sent)."""
-        return encode_request(method, path, self._head_middle, headers, body)
-
-    def release(self, conn: Http1Connection) -> None:
-        """After a complete answer on a lent connection (see `_release`)."""
-        self._release(conn)
 
     def failed(
         self, conn: Http1Connection, exc: BaseException, timeout_s: float
@@ -342,7 +335,8 @@ class UpstreamPool:
         return conn
 
     def _release(self, conn: Http1Connection) -> None:
-        """Return a connection after a complete answer: to a waiter, the idle stack, or closed."""
+        """Return a connection after a complete answer: to a waiter, the idle stack, or closed.
+        Also `release`: the callback lane's, for a connection `warm` lent it."""
         if not conn.finish() or self._closed:
             self._drop(conn, graceful=True)
             return
@@ -355,6 +349,8 @@ class UpstreamPool:
         conn.idle = True
         conn.idle_since = self._running_loop().time()
         self._idle.append(conn)
+
+    release = _release
 
     def _drop(
         self, conn: Http1Connection, *, keep_slot: bool = False, graceful: bool = False
