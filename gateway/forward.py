@@ -114,7 +114,12 @@ class Forwarder:
         own = self._own.get(key)
         if own is None:
             own = self._own_headers(key)
-        headers = [(k, v) for k, v in upstream_headers if k == _CONTENT_TYPE] or [JSON]
+        headers = []  # a loop, not a comprehension: one frame less (Python 3.11)
+        for pair in upstream_headers:
+            if pair[0] == _CONTENT_TYPE:
+                headers.append(pair)
+        if not headers:
+            headers.append(JSON)
         headers += own
         return Reply(status, headers, body)
 

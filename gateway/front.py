@@ -46,7 +46,7 @@ from gateway.request import (
     served,
 )
 from gateway.respond import Respond, in_task
-from gateway.routing import Choice
+from gateway.routing import Choice, choose
 from gateway.transport.base import Headers, UpstreamResponse
 
 Scope = dict[str, Any]
@@ -229,7 +229,14 @@ class Gateway:
         route = served(table, call.model)
         assert table is not None
         routing = routing_of(route, raw, call.version, call.alias, body)
-        choice = self.forwarder.choose(route, routing)
+        choice = choose(  # `Forwarder.choose`, inlined: one frame less on every passthrough call
+            route,
+            version=routing.version,
+            alias=routing.alias,
+            key=routing.key,
+            headers=routing.headers,
+            draw=self.forwarder.draws,
+        )
         return table, route, choice, b"/" + call.api.encode(), passthrough_headers(raw)
 
     async def _forwarded(

@@ -39,6 +39,8 @@ from gateway.request import is_oip
 from gateway.respond import Respond, in_task
 from gateway.server.handover import HandOver
 from gateway.server.limits import (
+    LINE_DONE,
+    LINE_NEXT,
     MAX_HEAD_BYTES,
     MAX_HEADERS,
     MAX_REQUEST_LINE,
@@ -244,7 +246,9 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
     # --- httptools callbacks --------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self.budget.begin()
+        budget = self.budget  # HeadBudget.begin, inlined
+        if budget.line == LINE_NEXT:
+            budget.line = LINE_DONE
         self.url = b""
         self.headers = []
         self.body = []
@@ -381,7 +385,9 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
             reply, keep_alive = Reply(500, [_JSON], _INTERNAL), False
         status = reply.status  # the answer's bytes, joined for one `write`
         line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
-        parts = [line, _default_head(self.server_state.default_headers)]
+        defaults = self.server_state.default_headers
+        found = _default_heads[0]  # `_default_head`, inlined
+        parts = [line, found[1] if found[0] is defaults else _default_head(defaults)]
         for name, value in reply.headers:
             parts += (name, b": ", value, b"\r\n")
         body = reply.body
@@ -398,6 +404,10 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
             logging.getLogger("uvicorn.access").info(
                 '%s - "%s %s HTTP/1.1" %d', self.client, request.method, request.path, reply.status
             )
+        if keep_alive and not (self.queue or self.closing or self.refusal or self.handing_over):
+            self.busy = False  # `_done`'s common case: nothing more owed, the connection kept
+            self.last_active = self.loop.time()
+            return
         self._done(keep_alive)
 
     def _write(self, data: bytes) -> None:
