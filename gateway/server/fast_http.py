@@ -204,11 +204,14 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
                 chunk, data = data[:cut], data[cut:]
             else:
                 chunk, data = data, b""
-            try:
-                budget.fed(chunk)
-            except Refused as refused:
-                self._refuse(refused)
-                return
+            if budget.in_head:  # `HeadBudget.fed`, inlined: once per request at least
+                budget.left -= len(chunk)
+                if budget.line != LINE_DONE:
+                    try:
+                        budget.request_line(chunk)
+                    except Refused as refused:
+                        self._refuse(refused)
+                        return
             try:
                 self.parser.feed_data(chunk)
             except httptools.HttpParserUpgrade as upgrade:  # the head went to uvicorn already

@@ -105,9 +105,10 @@ class HeadBudget:
         if self.in_head:
             self.left -= len(chunk)
             if self.line != LINE_DONE:
-                self._request_line(chunk)
+                self.request_line(chunk)
 
-    def _request_line(self, chunk: bytes) -> None:
+    def request_line(self, chunk: bytes) -> None:
+        """The request line's part in `chunk`: raises `Refused` for one without a version."""
         if self.line == LINE_NEXT:
             chunk = chunk.lstrip(b"\r\n")  # empty lines before a request are allowed
             if not chunk:

@@ -347,7 +347,7 @@ class UpstreamPool:
                 waiter.set_result(conn)
                 return
         conn.idle = True
-        conn.idle_since = self._running_loop().time()
+        conn.idle_since = (self._loop or self._running_loop()).time()
         self._idle.append(conn)
 
     release = _release
