@@ -158,6 +158,7 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
         self.handler: FastHandler | None = None
         self.too_large = False
         self.chunked = False
+        self.expect: bytes | None = None  # the `Expect` header's value
         self.http10 = False
         self.budget = HeadBudget()
         # per connection
@@ -259,6 +260,7 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
         self.handler = None
         self.too_large = False
         self.chunked = False
+        self.expect = None
 
     def on_url(self, url: bytes) -> None:
         budget = self.budget  # HeadBudget.url, inlined
@@ -279,18 +281,34 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
         lower = name.lower()
         if lower == b"host":
             budget.hosts += 1
+        elif lower == b"expect":  # noted here: no second pass over the headers for it
+            self.expect = value
         self.headers.append((lower, value))
 
     def on_headers_complete(self) -> None:
-        version = self.parser.get_http_version()
-        self.budget.complete(version)
+        parser = self.parser
+        version = parser.get_http_version()
+        budget = self.budget
+        if version == "1.1" and budget.hosts == 1:  # `HeadBudget.complete`'s usual case
+            budget.in_head = False
+        else:
+            budget.complete(version)
         self.http10 = version == "1.0"
         if not self.handing_over:
-            handler = self.handler = self._fast_handler()
+            # who answers (None: hand the connection to uvicorn), worked out inline: once a
+            # request, and a call less
+            handler = None
+            if not parser.should_upgrade():
+                path = httptools.parse_url(self.url).path.decode("latin-1")
+                if "%" not in path:  # percent-encoded: uvicorn decodes it; no gateway path needs it
+                    self.path = path
+                    self.method = method = parser.get_method().decode("ascii")
+                    handler = self.paths.handler_for(method, path)
+            self.handler = handler
             if handler is not None:
-                for name, value in self.headers:
-                    if name == b"expect" and value.lower() == b"100-continue":
-                        self._continue(handler.max_body)
+                expect = self.expect
+                if expect is not None and expect.lower() == b"100-continue":
+                    self._continue(handler.max_body)
                 return
             self.handing_over = True
             if self.idle_timer is not None:
@@ -347,17 +365,6 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
                     self._respond(None)
 
     # --- answering ------------------------------------------------------------------------------
-
-    def _fast_handler(self) -> FastHandler | None:
-        if self.parser.should_upgrade():
-            return None
-        parsed = httptools.parse_url(self.url)
-        path = parsed.path.decode("latin-1")
-        if "%" in path:  # percent-encoded: uvicorn decodes it; no gateway path needs it
-            return None
-        self.path = path
-        self.method = method = self.parser.get_method().decode("ascii")
-        return self.paths.handler_for(method, path)
 
     def _start(self, request: _Request) -> None:
         self.busy = True
