@@ -401,3 +401,35 @@ async def test_a_mock_transport_keeps_the_coroutine_path() -> None:
     table = RouteTable(1, {})
     gw = Gateway(cast(RouteFollower, _Follower(table)), forwarder)
     assert gw.lane is None
+
+
+async def test_a_connection_closing_as_the_lane_takes_it_is_resent_on_a_fresh_one(
+    env: Env,
+) -> None:
+    """Closed by us (the server's FIN read) but not yet reported lost: the lane's `start`
+    writes nothing on it, and the request goes out once, on a new connection."""
+    server = await env.server(echo)
+    async with closing(gateway_for({1: server.url})) as gw:
+        await started(gw, "/models/m/predict")
+        transport = gw.forwarder.resilient.transport
+        assert isinstance(transport, Http1Transport)
+        idle = transport.pools[server.url]._idle  # (the pool's own stack: no public view)
+        idle[-1].close(graceful=True)  # closing, still on the stack until the loop reports it
+        reply, _ = await started(gw, "/models/m/again")
+        assert reply.status == 200 and reply.body == b"/again " + BODY
+        assert [(conn, r.line) for conn, r in server.requests] == [
+            (0, b"POST /predict HTTP/1.1"),
+            (1, b"POST /again HTTP/1.1"),
+        ]
+        assert stats(gw) == (2, 0) and gw.forwarder.resilient.inflight == 0
+
+
+async def test_start_answers_what_it_can_at_once_and_the_rest_in_a_task(env: Env) -> None:
+    server = await env.server(echo)
+    async with closing(gateway_for({1: server.url})) as gw:
+        replies: list[Reply | None] = []
+        gw.start("GET", "/models/m/predict", HEADERS, b"", replies.append)
+        gw.start("POST", "/models/nothere/predict", HEADERS, b"", replies.append)
+        assert [r.status for r in replies if r is not None] == [404, 404]  # no await needed
+        metrics, on_lane = await started(gw, "/metrics")
+        assert not on_lane and metrics.status == 200
