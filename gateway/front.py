@@ -1,7 +1,10 @@
 """The gateway's HTTP front: one request in (method, path, headers, whole body), one `Reply` out.
 
-The fast HTTP server (gateway.server.fast_http) calls `Gateway.handle` directly; `__call__`
-is the same as a plain ASGI app (a framework handler costs more than the proxying itself). The
+The fast HTTP server (gateway.server.fast_http) calls `Gateway.start`, which answers through a
+`respond` callback (gateway.respond): a passthrough call in the common case takes the callback
+lane (gateway.lane), with no Task or coroutine at all; anything else runs the coroutine that
+`Gateway.handle` returns, in one Task. `handle` is also what `__call__` (the same as a plain
+ASGI app: a framework handler costs more than the proxying itself) and other callers await. The
 paths are read by gateway.request; the BentoML JSON passthrough is answered here, the Open
 Inference Protocol by gateway.oip.front, both forwarding through gateway.forward.
 
@@ -15,12 +18,14 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final
 
 from contract.health import Readiness
+from contract.routes import ModelRoute, RouteTable
 from gateway.breaker import Breaker
 from gateway.errors import GatewayError, PayloadTooLarge, UnknownModel
 from gateway.follow import RouteFollower
 from gateway.forward import Forwarder
 from gateway.health import UpstreamChecks
 from gateway.hooks import Hooks, RequestHooks
+from gateway.lane import Lane
 from gateway.metrics import GatewayMetrics
 from gateway.oip.front import OipFront
 from gateway.reply import Reply, error_reply
@@ -40,7 +45,9 @@ from gateway.request import (
     routing_of,
     served,
 )
-from gateway.transport.base import Headers
+from gateway.respond import Respond, in_task
+from gateway.routing import Choice, choose
+from gateway.transport.base import Headers, UpstreamResponse
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -74,6 +81,7 @@ class Gateway:
         self.handle: Handle = self._answer if hooks is None else self._observed
         self._hear = hooks.request if hooks is not None else _unheard
         self.metrics.breakers = forwarder.resilient.states
+        self.lane = Lane.of(forwarder, self._forwarded)
 
     @property
     def breakers(self) -> dict[str, Breaker]:
@@ -91,6 +99,41 @@ class Gateway:
         headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.body})
+
+    def start(
+        self, method: str, path: str, headers: Headers, body: bytes, respond: Respond
+    ) -> None:
+        """Answer one request through `respond` (called once, now or later): on the callback
+        lane when it can be (gateway.lane), else by `handle`'s coroutine in one Task. The same
+        answer either way."""
+        if self.hooks is not None:
+            heard = self._hear(method, path, headers)
+            if isinstance(heard, list):  # unsampled: only the trace context to pass on
+                headers = heard
+            elif heard is not None:  # sampled: the hooks hear it all, on the coroutine path
+                in_task(self._heard(method, path, headers, body, heard), respond)
+                return
+        try:
+            call = parse(method, path)
+        except GatewayError as exc:
+            respond(error_reply(exc, is_oip(path)))
+            return
+        if call.kind != INVOKE:
+            in_task(self._other(call, method, path, headers, body, None), respond)
+            return
+        try:
+            table, route, choice, upstream_path, forward = self._routed(call, headers, body)
+        except GatewayError as exc:
+            respond(error_reply(exc, False))  # /models/...: not an OIP path
+            return
+        lane = self.lane
+        if (
+            lane is None
+            or route.policy.shadow is not None
+            or not lane.send(table, route, choice, upstream_path, forward, body, respond)
+        ):
+            answer = self._forwarded(table, route, choice, upstream_path, forward, body, None)
+            in_task(answer, respond)
 
     def _observed(
         self, method: str, path: str, headers: Headers, body: bytes
@@ -167,20 +210,56 @@ class Gateway:
         except GatewayError as exc:
             return error_reply(exc, is_oip(path))
 
-    async def _invoke(
+    def _invoke(
         self, call: Call, raw: Headers, body: bytes, hooks: RequestHooks | None
-    ) -> Reply:
-        """The BentoML JSON passthrough: the body goes to the chosen version's API as it is."""
+    ) -> Coroutine[Any, Any, Reply]:
+        """The BentoML JSON passthrough: the body goes to the chosen version's API as it is.
+        The routing decision is made at once; the coroutine returned forwards it."""
         try:
-            table = self.follower.table
-            route = served(table, call.model)
-            assert table is not None
-            forwarder = self.forwarder
-            routing = routing_of(route, raw, call.version, call.alias, body)
-            choice = forwarder.choose(route, routing)
-            forward = passthrough_headers(raw)
-            path = b"/" + call.api.encode()
-            answer, choice = await forwarder.send(route, choice, path, forward, body, hooks)
+            table, route, choice, path, forward = self._routed(call, raw, body)
+        except GatewayError as exc:
+            return _ready(error_reply(exc, False))  # /models/...: not an OIP path
+        return self._forwarded(table, route, choice, path, forward, body, hooks)
+
+    def _routed(
+        self, call: Call, raw: Headers, body: bytes
+    ) -> tuple[RouteTable, ModelRoute, Choice, bytes, Headers]:
+        """A passthrough call's route, the version chosen, and the upstream path and headers."""
+        table = self.follower.table
+        route = table.models.get(call.model) if table is not None else None
+        if route is None:
+            route = served(table, call.model)  # (raises: `served`'s common case is inlined)
+        assert table is not None
+        routing = routing_of(route, raw, call.version, call.alias, body)
+        choice = choose(  # `Forwarder.choose`, inlined: one frame less on every passthrough call
+            route,
+            version=routing.version,
+            alias=routing.alias,
+            key=routing.key,
+            headers=routing.headers,
+            draw=self.forwarder.draws,
+        )
+        return table, route, choice, b"/" + call.api.encode(), passthrough_headers(raw)
+
+    async def _forwarded(
+        self,
+        table: RouteTable,
+        route: ModelRoute,
+        choice: Choice,
+        path: bytes,
+        forward: Headers,
+        body: bytes,
+        hooks: RequestHooks | None,
+        underway: Awaitable[UpstreamResponse] | None = None,
+        started: float = 0.0,
+    ) -> Reply:
+        """A passthrough call from its routing decision on: send, answer, offer the shadow.
+        `underway`, `started`: a request the callback lane hands over (gateway.lane)."""
+        forwarder = self.forwarder
+        try:
+            answer, choice = await forwarder.send(
+                route, choice, path, forward, body, hooks, underway, started
+            )
             reply = forwarder.reply(
                 table, route, choice, answer.status, answer.body, answer.headers, hooks
             )

@@ -82,8 +82,18 @@ _READY: Final = Call(SERVER_READY)
 _SERVER_METADATA: Final = Call(SERVER_METADATA)
 
 
+#: Passthrough calls by path (POST only), as `parse` found them: the same few paths come again
+#: and again, and reading one is two frames, a split and a Struct. Remembered up to this many.
+_PASSTHROUGHS: dict[str, Call] = {}
+_MAX_PASSTHROUGHS: Final = 4096
+
+
 def parse(method: str, path: str) -> Call:
     """The call `method path` makes; `UnknownModel` (404) or `BadRequest` (400) if none."""
+    if method == "POST":
+        found = _PASSTHROUGHS.get(path)
+        if found is not None:
+            return found
     if path == "/metrics":
         return _METRICS
     if path.startswith("/v2/"):
@@ -92,7 +102,11 @@ def parse(method: str, path: str) -> Call:
         if method != "GET":
             raise UnknownModel("server metadata is GET /v2", field="path")
         return _SERVER_METADATA
-    return _passthrough(method, path[len("/models/") :])
+    call = _passthrough(method, path[len("/models/") :])
+    if len(_PASSTHROUGHS) >= _MAX_PASSTHROUGHS:
+        _PASSTHROUGHS.clear()
+    _PASSTHROUGHS[path] = call  # (only POST gets here: `_passthrough` refuses the rest)
+    return call
 
 
 def _passthrough(method: str, rest: str) -> Call:
@@ -208,9 +222,14 @@ def routing_of(
     """`version`/`alias`: the path's pins; `body`: a JSON body a sticky key may be read from
     (None: not from the body)."""
     policy = route.policy
-    reads = _reads(policy)
+    reads = _READS.get(id(policy))  # `_reads`, its common case inlined: one frame a request
+    if reads is None or reads.policy is not policy:
+        reads = _reads(policy)
     wanted = reads.wanted
-    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw if k in wanted}
+    headers = {}  # a loop, not a comprehension: one frame less (as `passthrough_headers`)
+    for k, v in raw:
+        if k in wanted:
+            headers[k.decode("latin-1")] = v.decode("latin-1")
     if headers and version is None and alias is None:
         if VERSION_HEADER in headers:
             version = version_number(headers[VERSION_HEADER])
@@ -259,8 +278,13 @@ _PASSED_ON: Final = frozenset({b"content-type", b"accept", *_TRACE})
 
 
 def passthrough_headers(raw: Headers) -> Headers:
-    """What a passthrough call forwards: its body's type, what it accepts, its trace context."""
-    return [(k, v) for k, v in raw if k in _PASSED_ON]
+    """What a passthrough call forwards: its body's type, what it accepts, its trace context.
+    A loop, not a list comprehension: that is one more frame (Python 3.11), on every call."""
+    forward = []
+    for pair in raw:
+        if pair[0] in _PASSED_ON:
+            forward.append(pair)
+    return forward
 
 
 HEADER_LENGTH: Final = b"inference-header-content-length"

@@ -11,12 +11,17 @@
   was sent (a stale keep-alive connection is the transport's own, safe, retry).
 
 The hooks (gateway.hooks) hear about each fallback and each upstream attempt.
+
+The gateway's callback lane (gateway.lane) makes the same decisions without this coroutine for
+its common case, through the same functions (`answered`, `failed`), and hands a request back to
+`send` (`underway`) where the coroutine path must go on: the stale keep-alive retry and what
+follows it.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import msgspec
@@ -76,37 +81,54 @@ class Resilient:
         now = self.clock()
         return {endpoint: b.state(now) for endpoint, b in self.breakers.items()}
 
-    async def send(self, forward: Forward) -> UpstreamResponse:
+    async def send(
+        self, forward: Forward, underway: Awaitable[UpstreamResponse] | None = None
+    ) -> UpstreamResponse:
         """Send `forward` to its chosen version, or to the stable one (see the module's
-        docstring); the answer whatever its status, or a `GatewayError`."""
-        if self.inflight >= self.max_inflight:
-            raise Overloaded(f"over {self.max_inflight} requests in flight; retry shortly")
-        self.inflight += 1
+        docstring); the answer whatever its status, or a `GatewayError`.
+
+        `underway`: the callback lane's first attempt on the chosen version, already counted
+        in flight and past its breaker (the stale retry, gateway.lane), to be awaited instead
+        of sending; what follows it is this coroutine's as for any request."""
+        if underway is None:
+            if self.inflight >= self.max_inflight:
+                raise Overloaded(f"over {self.max_inflight} requests in flight; retry shortly")
+            self.inflight += 1
         try:
             route, hooks = forward.route, forward.hooks
             target = forward.choice.route
             breaker = self.breakers.get(target.endpoint) or self._breaker(target.endpoint)
             # a closed breaker allows everything: only an open one needs asking (and a clock)
-            if breaker.opened_at is not None and not breaker.allow(self.clock()):
+            if (
+                underway is None
+                and breaker.opened_at is not None
+                and not breaker.allow(self.clock())
+            ):
                 target = self._fallback(forward, "its upstream is ejected")
                 breaker = self._breaker(target.endpoint)
             retried = False
             while True:  # at most twice: the retry of a refused connection on the stable version
-                request = UpstreamRequest(
-                    target.endpoint,
-                    _POST,
-                    forward.path,
-                    forward.headers,
-                    forward.body,
-                    route.policy.deadline_ms / 1000,
-                )
-                attempt = hooks.attempt(route, target, request) if hooks is not None else None
-                if attempt is not None:
-                    request = attempt.request
+                attempt = None
+                if underway is None:  # (the lane's attempt has no hooks: none, or unsampled)
+                    request = UpstreamRequest(
+                        target.endpoint,
+                        _POST,
+                        forward.path,
+                        forward.headers,
+                        forward.body,
+                        route.policy.deadline_ms / 1000,
+                    )
+                    attempt = hooks.attempt(route, target, request) if hooks is not None else None
+                    if attempt is not None:
+                        request = attempt.request
                 try:
-                    answer = await self.transport.handle(request)
+                    if underway is None:
+                        answer = await self.transport.handle(request)
+                    else:
+                        answer, underway = await underway, None
                 except BaseException as exc:
-                    error = self._failed(route, target, breaker, exc)
+                    underway = None
+                    error = self.failed(route, target, breaker, exc)
                     if attempt is not None:
                         attempt.end(None, error, breaker.state(self.clock()))
                     if isinstance(error, ConnectFailed) and not retried:
@@ -117,17 +139,21 @@ class Resilient:
                     if error is exc:
                         raise
                     raise error from None
-                if answer.status >= 500:
-                    breaker.failure(self.clock())
-                elif breaker.failures or breaker.opened_at is not None:
-                    breaker.success()  # (on a clean breaker it would change nothing)
+                self.answered(breaker, answer.status)
                 if attempt is not None:
                     attempt.end(answer, None, breaker.state(self.clock()))
                 return answer
         finally:
             self.inflight -= 1
 
-    def _failed(
+    def answered(self, breaker: Breaker, status: int) -> None:
+        """An attempt's answer: a 5xx counts against its upstream, anything else for it."""
+        if status >= 500:
+            breaker.failure(self.clock())
+        elif breaker.failures or breaker.opened_at is not None:
+            breaker.success()  # (on a clean breaker it would change nothing)
+
+    def failed(
         self, route: ModelRoute, target: VersionRoute, breaker: Breaker, exc: BaseException
     ) -> BaseException:
         """What an attempt's failure means: upstream errors count against the upstream, and

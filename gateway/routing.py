@@ -102,9 +102,13 @@ def choose(
             if target is not None:
                 return tuple.__new__(Choice, (split.version, split.variant or CANARY, target))
             # its version is not served: this user stays on stable
-    if route.stable is None:
+    stable = route.stable
+    if stable is None:
         raise NoHealthyUpstream(f"model {route.name!r} has no Production version to serve")
-    return _served(route, route.stable, STABLE)
+    found = route.versions.get(stable)  # `_served`, inlined for the most common answer
+    if found is None:
+        return _served(route, stable, STABLE)  # (raises)
+    return tuple.__new__(Choice, (stable, STABLE, found))
 
 
 def shadow_target(route: ModelRoute, chosen: int, draw: int) -> VersionRoute | None:

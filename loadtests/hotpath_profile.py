@@ -5,9 +5,10 @@
     python -m loadtests.hotpath_profile --callgrind                 # instructions per request
 
 It runs the real code from the client's bytes to the client's answer: the fast HTTP protocol
-(gateway/server/fast_http.py, httptools), `Gateway.handle`, routing, metrics, the resilient
-transport and the upstream pool with its HTTP/1.1 connection (gateway/transport/pool.py and
-http1.py: request encoding, response parsing). Only the two sockets are fakes: the client's
+(gateway/server/fast_http.py, httptools), `Gateway.start` (once the pool is warm: the callback
+lane, gateway/lane.py), routing, metrics, the resilient transport's decisions and the upstream
+pool with its HTTP/1.1 connection (gateway/transport/pool.py and http1.py: request encoding,
+response parsing). Only the two sockets are fakes: the client's
 transport feeds the next request when an answer is written, and the upstream's transport
 answers every request with a fixed 200 on the next loop turn (uvloop, as deployed), so what is
 counted is the gateway's own work.

@@ -8,7 +8,7 @@ the next request when an answer is written, the upstream's answering `{"predicti
 the next loop turn) for the two OIP legs of loadtests/oip_legs.py, with the same tensor (FP32
 [3, 4], iris rows) to the same BentoML-protocol version:
 - `oip_json`: ``POST /v2/models/bench/infer`` with the OIP JSON body wrk sends, through the
-  fast HTTP protocol and `Gateway.handle`;
+  fast HTTP protocol and `Gateway.start` (the OIP front's coroutine, in one Task);
 - `grpc`: `ModelInfer` as h2load sends it: one HTTP/2 connection (the preface and SETTINGS
   once), then per call a HEADERS frame (HPACK with its dynamic table, as nghttp2 encodes a
   repeated request) and a DATA frame ending the stream, `raw_input_contents` holding the

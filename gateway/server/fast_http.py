@@ -5,8 +5,9 @@ Why: under uvicorn, each request builds an ASGI scope (with a copy of the app st
 cycle with an `asyncio.Event`, `receive`/`send` message dicts whose headers are checked one by
 one, and arms a keep-alive timer when it ends; for a proxy whose own work is a routing decision
 and one upstream call, that was about a third of the gateway's CPU per request. Here a request
-on a fast path is parsed by httptools straight into (method, path, headers, body), answered by
-the handler (`Gateway.handle`), and written with one `write`. Per connection there is one idle
+on a fast path is parsed by httptools straight into (method, path, headers, body), handed to
+the handler (`Gateway.start`), and its answer, given back through a `respond` callback (at
+once, or later: no Task here), is written with one `write`. Per connection there is one idle
 timer, re-armed only when it fires, instead of one per request.
 
 A request that is not on a fast path (the registry API, the console, an upgrade, a method the
@@ -24,6 +25,7 @@ import asyncio
 import http
 import logging
 from collections import deque
+from collections.abc import Coroutine
 from typing import Any, Final, Protocol
 
 import httptools
@@ -34,8 +36,11 @@ from uvicorn.server import ServerState
 from gateway.errors import PayloadTooLarge
 from gateway.reply import Reply, error_reply
 from gateway.request import is_oip
+from gateway.respond import Respond, in_task
 from gateway.server.handover import HandOver
 from gateway.server.limits import (
+    LINE_DONE,
+    LINE_NEXT,
     MAX_HEAD_BYTES,
     MAX_HEADERS,
     MAX_REQUEST_LINE,
@@ -57,7 +62,6 @@ _STATUS_LINES: Final = {
     s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in http.HTTPStatus
 }
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
-_TASK_NAME: Final = "modelyard-http"
 _INTERNAL: Final = (
     b'{"error_code":"INTERNAL","message":"the gateway failed to answer; see its log"}'
 )
@@ -79,7 +83,25 @@ def _default_head(headers: list[tuple[bytes, bytes]]) -> bytes:
 class FastHandler(Protocol):
     max_body: int
 
-    async def handle(self, method: str, path: str, headers: Headers, body: bytes) -> Reply: ...
+    def start(
+        self, method: str, path: str, headers: Headers, body: bytes, respond: Respond
+    ) -> None:
+        """Answer the request by calling `respond` once, now or later (None: a 500)."""
+
+
+class CoroutineHandler:
+    """A `FastHandler`'s `start` for a handler that answers with a coroutine (`handle`): it
+    runs in a Task of its own."""
+
+    def handle(
+        self, method: str, path: str, headers: Headers, body: bytes
+    ) -> Coroutine[Any, Any, Reply]:
+        raise NotImplementedError
+
+    def start(
+        self, method: str, path: str, headers: Headers, body: bytes, respond: Respond
+    ) -> None:
+        in_task(self.handle(method, path, headers, body), respond)
 
 
 class FastPaths(Protocol):
@@ -136,10 +158,13 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
         self.handler: FastHandler | None = None
         self.too_large = False
         self.chunked = False
+        self.expect: bytes | None = None  # the `Expect` header's value
         self.http10 = False
         self.budget = HeadBudget()
         # per connection
         self.queue: deque[_Request] = deque()
+        self.current: _Request | None = None  # the request being answered (one at a time)
+        self.respond: Respond = self._respond  # bound once: handed to every request
         self.busy = False
         self.closing = False
         self.paused = False  # reading paused: too many pipelined requests queued
@@ -180,11 +205,14 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
                 chunk, data = data[:cut], data[cut:]
             else:
                 chunk, data = data, b""
-            try:
-                budget.fed(chunk)
-            except Refused as refused:
-                self._refuse(refused)
-                return
+            if budget.in_head:  # `HeadBudget.fed`, inlined: once per request at least
+                budget.left -= len(chunk)
+                if budget.line != LINE_DONE:
+                    try:
+                        budget.request_line(chunk)
+                    except Refused as refused:
+                        self._refuse(refused)
+                        return
             try:
                 self.parser.feed_data(chunk)
             except httptools.HttpParserUpgrade as upgrade:  # the head went to uvicorn already
@@ -222,7 +250,9 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
     # --- httptools callbacks --------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self.budget.begin()
+        budget = self.budget  # HeadBudget.begin, inlined
+        if budget.line == LINE_NEXT:
+            budget.line = LINE_DONE
         self.url = b""
         self.headers = []
         self.body = []
@@ -230,6 +260,7 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
         self.handler = None
         self.too_large = False
         self.chunked = False
+        self.expect = None
 
     def on_url(self, url: bytes) -> None:
         budget = self.budget  # HeadBudget.url, inlined
@@ -250,18 +281,34 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
         lower = name.lower()
         if lower == b"host":
             budget.hosts += 1
+        elif lower == b"expect":  # noted here: no second pass over the headers for it
+            self.expect = value
         self.headers.append((lower, value))
 
     def on_headers_complete(self) -> None:
-        version = self.parser.get_http_version()
-        self.budget.complete(version)
+        parser = self.parser
+        version = parser.get_http_version()
+        budget = self.budget
+        if version == "1.1" and budget.hosts == 1:  # `HeadBudget.complete`'s usual case
+            budget.in_head = False
+        else:
+            budget.complete(version)
         self.http10 = version == "1.0"
         if not self.handing_over:
-            handler = self.handler = self._fast_handler()
+            # who answers (None: hand the connection to uvicorn), worked out inline: once a
+            # request, and a call less
+            handler = None
+            if not parser.should_upgrade():
+                path = httptools.parse_url(self.url).path.decode("latin-1")
+                if "%" not in path:  # percent-encoded: uvicorn decodes it; no gateway path needs it
+                    self.path = path
+                    self.method = method = parser.get_method().decode("ascii")
+                    handler = self.paths.handler_for(method, path)
+            self.handler = handler
             if handler is not None:
-                for name, value in self.headers:
-                    if name == b"expect" and value.lower() == b"100-continue":
-                        self._continue(handler.max_body)
+                expect = self.expect
+                if expect is not None and expect.lower() == b"100-continue":
+                    self._continue(handler.max_body)
                 return
             self.handing_over = True
             if self.idle_timer is not None:
@@ -305,65 +352,73 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
             if len(self.queue) >= MAX_PIPELINED and self.transport is not None:
                 self.transport.pause_reading()
                 self.paused = True
-        else:  # `_start`, inlined
+        elif request.too_large:
+            self._start(request)
+        else:  # `_start`, inlined: once per request
             self.busy = True
-            asyncio.Task(self._answer(request), loop=self.loop, name=_TASK_NAME)
+            self.current = request
+            try:
+                handler.start(self.method, self.path, self.headers, request.body, self.respond)
+            except Exception:
+                log.exception("unhandled error answering %s %s", request.method, request.path)
+                if self.current is request:  # (not answered before it raised)
+                    self._respond(None)
 
     # --- answering ------------------------------------------------------------------------------
 
-    def _fast_handler(self) -> FastHandler | None:
-        if self.parser.should_upgrade():
-            return None
-        parsed = httptools.parse_url(self.url)
-        path = parsed.path.decode("latin-1")
-        if "%" in path:  # percent-encoded: uvicorn decodes it; no gateway path needs it
-            return None
-        self.path = path
-        self.method = method = self.parser.get_method().decode("ascii")
-        return self.paths.handler_for(method, path)
-
     def _start(self, request: _Request) -> None:
         self.busy = True
-        # named: an unnamed task formats "Task-<n>" for its name (measured: 1 % of a request)
-        asyncio.Task(self._answer(request), loop=self.loop, name=_TASK_NAME)
-
-    async def _answer(self, request: _Request) -> None:
-        keep_alive = request.keep_alive
+        self.current = request
+        if request.too_large:
+            limit = request.handler.max_body
+            too_large = PayloadTooLarge(f"the request body is over the {limit}-byte limit")
+            self._respond(error_reply(too_large, is_oip(request.path)))
+            return
         try:
-            if request.too_large:
-                limit = request.handler.max_body
-                too_large = PayloadTooLarge(f"the request body is over the {limit}-byte limit")
-                reply = error_reply(too_large, is_oip(request.path))
-            else:
-                reply = await request.handler.handle(
-                    request.method, request.path, request.headers, request.body
-                )
+            request.handler.start(
+                request.method, request.path, request.headers, request.body, self.respond
+            )
         except Exception:
             log.exception("unhandled error answering %s %s", request.method, request.path)
-            reply, keep_alive = Reply(500, [_JSON], _INTERNAL), False
-        self._write_reply(reply, keep_alive, request.http10)
-        if self.access_log:
-            logging.getLogger("uvicorn.access").info(
-                '%s - "%s %s HTTP/1.1" %d', self.client, request.method, request.path, reply.status
-            )
-        self._done(keep_alive)
+            if self.current is request:  # (not answered before it raised)
+                self._respond(None)
 
-    def _write_reply(self, reply: Reply, keep_alive: bool, http10: bool) -> None:
-        status = reply.status
+    def _respond(self, reply: Reply | None) -> None:
+        """The handler's answer to the request in flight (None: it failed, a 500 that closes
+        the connection); once per request, the first answer counting."""
+        request = self.current
+        if request is None:
+            return
+        self.current = None
+        keep_alive = request.keep_alive
+        if reply is None:
+            reply, keep_alive = Reply(500, [_JSON], _INTERNAL), False
+        status = reply.status  # the answer's bytes, joined for one `write`
         line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
-        parts = [line, _default_head(self.server_state.default_headers)]
+        defaults = self.server_state.default_headers
+        found = _default_heads[0]  # `_default_head`, inlined
+        parts = [line, found[1] if found[0] is defaults else _default_head(defaults)]
         for name, value in reply.headers:
             parts += (name, b": ", value, b"\r\n")
         body = reply.body
         parts.append(b"content-length: %d\r\n" % len(body))
         if not keep_alive:
             parts.append(b"connection: close\r\n")
-        elif http10:  # keep-alive is not HTTP/1.0's default: say it is kept
+        elif request.http10:  # keep-alive is not HTTP/1.0's default: say it is kept
             parts.append(b"connection: keep-alive\r\n")
         parts += (b"\r\n", body)
-        transport = self.transport  # `_write`, inlined
+        transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.write(b"".join(parts))
+        if self.access_log:
+            logging.getLogger("uvicorn.access").info(
+                '%s - "%s %s HTTP/1.1" %d', self.client, request.method, request.path, reply.status
+            )
+        if keep_alive and not (self.queue or self.closing or self.refusal or self.handing_over):
+            self.busy = False  # `_done`'s common case: nothing more owed, the connection kept
+            self.last_active = self.loop.time()
+            return
+        self._done(keep_alive)
 
     def _write(self, data: bytes) -> None:
         transport = self.transport

@@ -69,9 +69,9 @@ def uri_too_long() -> Refused:
 
 # Where a head's request line stands: the next bytes begin it, it is being read, or checked
 # (or not checked: its message began inside a read already fed).
-_LINE_NEXT: Final = 0
-_LINE_OPEN: Final = 1
-_LINE_DONE: Final = 2
+LINE_NEXT: Final = 0
+LINE_OPEN: Final = 1
+LINE_DONE: Final = 2
 
 
 class HeadBudget:
@@ -91,32 +91,33 @@ class HeadBudget:
         self.in_head = True
         self.left = MAX_HEAD_BYTES + MAX_REQUEST_LINE + 1024  # the line, CRLFs, ": "
         self.count = self.size = self.url_size = self.hosts = 0
-        self.line = _LINE_NEXT
+        self.line = LINE_NEXT
         self.spaces = 0
 
     def begin(self) -> None:
         """The parser began a message (`on_message_begin`): one that began inside a read
         already fed is not at that read's start, so its line is not checked."""
-        if self.line == _LINE_NEXT:
-            self.line = _LINE_DONE
+        if self.line == LINE_NEXT:
+            self.line = LINE_DONE
 
     def fed(self, chunk: bytes) -> None:
         """`chunk` is about to be parsed; raises `Refused` for a request line without a version."""
         if self.in_head:
             self.left -= len(chunk)
-            if self.line != _LINE_DONE:
-                self._request_line(chunk)
+            if self.line != LINE_DONE:
+                self.request_line(chunk)
 
-    def _request_line(self, chunk: bytes) -> None:
-        if self.line == _LINE_NEXT:
+    def request_line(self, chunk: bytes) -> None:
+        """The request line's part in `chunk`: raises `Refused` for one without a version."""
+        if self.line == LINE_NEXT:
             chunk = chunk.lstrip(b"\r\n")  # empty lines before a request are allowed
             if not chunk:
                 return
-            self.line = _LINE_OPEN
+            self.line = LINE_OPEN
         end = chunk.find(b"\n")
         self.spaces += chunk.count(b" ", 0, len(chunk) if end < 0 else end)
         if end >= 0:
-            self.line = _LINE_DONE
+            self.line = LINE_DONE
             if self.spaces < 2:  # `METHOD SP target SP HTTP/x.y`
                 raise bad_request("the request line names no HTTP version (HTTP/0.9 is not served)")
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable
-from typing import cast
+from typing import Final, Protocol, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
@@ -49,6 +49,21 @@ _FIRST_FINAL_STATUS = 200
 _SWITCHING_PROTOCOLS = 101
 
 
+_REQUEST_LINE_SPACES: Final = 2
+#: Content-length values and their CRLF by body size: `b"%d\r\n" % n` (bytes formatting,
+#: an int's decimal string) cost more than a dict lookup, and answers and requests of one
+#: model come in few sizes. Remembered up to this many sizes.
+_LENGTHS: dict[int, bytes] = {}
+_MAX_LENGTHS: Final = 4096
+
+
+def _length_line(size: int) -> bytes:
+    if len(_LENGTHS) >= _MAX_LENGTHS:
+        _LENGTHS.clear()
+    line = _LENGTHS[size] = b"%d\r\n" % size
+    return line
+
+
 def head_middle(netloc: str) -> bytes:
     """What every request head to one upstream has between the path and the body length:
     the protocol, the `host` line and the `content-length` name. Built once per pool."""
@@ -75,7 +90,8 @@ def encode_request(
     `host` and `content-length` are always ours. CR or LF inside a forwarded header or a space in
     the path would let a caller smuggle a second request, so they raise `BadRequest`.
     """
-    parts = [method, _SP, path, middle, b"%d\r\n" % len(body)]
+    size = len(body)
+    parts = [method, _SP, path, middle, _LENGTHS.get(size) or _length_line(size)]
     connection: list[bytes] | None = None
     kept = 0
     for name, value in headers:
@@ -102,10 +118,11 @@ def encode_request(
     if (
         data.count(b"\n", 0, head_end) != lines
         or data.count(b"\r", 0, head_end) != lines
-        # find, not `in`: `bytes in bytes` first tries the needle as an integer and builds and
-        # drops a TypeError (measured: 1.9k instructions each, find: 0.2k)
-        or path.find(_SP) >= 0
-        or method.find(_SP) >= 0
+        # method SP path SP (`middle` begins with one): two spaces unless the method or the path
+        # holds one. One count, not two `find`s (each parses its arguments through the
+        # buffer protocol); not `in`: `bytes in bytes` first tries the needle as an integer
+        # and builds and drops a TypeError (measured: 1.9k instructions each, find: 0.2k)
+        or data.count(_SP, 0, len(method) + len(path) + 2) != _REQUEST_LINE_SPACES
     ):
         raise BadRequest("request method, path or a header contains a space, CR or LF")
     return data
@@ -129,12 +146,26 @@ class DeadlineExceeded(Exception):
     """The request's deadline passed before the whole answer arrived."""
 
 
+class Listener(Protocol):
+    """What `Http1Connection.start` tells instead of resolving a future: exactly one of the two
+    calls, from inside the connection's own callbacks (so neither may raise)."""
+
+    def answered(self, response: UpstreamResponse) -> None: ...
+
+    def failed(self, error: Exception) -> None:
+        """`ConnectionLost`, `InvalidResponse` or `DeadlineExceeded`, as `send`'s future."""
+
+
 class _Stop(Exception):
     """Raised inside a parser callback to stop llhttp; the reason sits on the connection."""
 
 
 class Http1Connection(asyncio.Protocol):
     """One keep-alive connection; at most one request in flight (no pipelining).
+
+    A request is sent in one of two forms: `send` returns a future (the coroutine path), `start`
+    calls a `Listener` back instead (the gateway's callback lane, gateway.lane: no future, no
+    Task woken). `_waiter` or `_listener` holds the request in flight, never both.
 
     The pool owns the fields without a leading underscore: `idle`, `idle_since`, `reused`.
 
@@ -153,6 +184,7 @@ class Http1Connection(asyncio.Protocol):
         "_head_only",
         "_headers",
         "_headers_done",
+        "_listener",
         "_loop",
         "_on_lost",
         "_parser",
@@ -180,6 +212,7 @@ class Http1Connection(asyncio.Protocol):
         self._parser = HttpResponseParser(self)
         self._transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[UpstreamResponse] | None = None
+        self._listener: Listener | None = None
         self._head_only = False
         self._received = False
         self._eof = False
@@ -210,13 +243,22 @@ class Http1Connection(asyncio.Protocol):
     ) -> asyncio.Future[UpstreamResponse]:
         """Write one request; the future resolves with the answer or fails with our errors
         (`DeadlineExceeded` once `loop.time()` passes `deadline`)."""
+        self.start(data, deadline, None, head_only)  # (nothing is answered before it returns)
+        waiter: asyncio.Future[UpstreamResponse] = self._loop.create_future()
+        self._waiter = waiter
+        return waiter
+
+    def start(
+        self, data: bytes, deadline: float, listener: Listener | None, head_only: bool = False
+    ) -> None:
+        """`send` in callback form: `listener` hears the answer or the error, as `send`'s
+        future would have; `ConnectionLost` raised here too when nothing was written."""
         transport = self._transport
         if self.closed or transport is None or transport.is_closing():
             raise ConnectionLost(
                 "closed before the request was written", received=False, sent=False
             )
-        waiter: asyncio.Future[UpstreamResponse] = self._loop.create_future()
-        self._waiter = waiter
+        self._listener = listener
         self._head_only = head_only
         self._received = False
         self._deadline = deadline
@@ -227,11 +269,11 @@ class Http1Connection(asyncio.Protocol):
             self._timer = self._loop.call_at(deadline, self._on_timer)
             self._timer_at = deadline
         transport.write(data)
-        return waiter
 
     def finish(self) -> bool:
         """After an answer: forget the request; True if the connection can serve another."""
         self._waiter = None
+        self._listener = None
         return self.keep_alive and not self.closed
 
     def close(self, *, graceful: bool) -> None:
@@ -253,7 +295,7 @@ class Http1Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         waiter = self._waiter
-        if waiter is None or waiter.done():
+        if (self._listener is None) if waiter is None else waiter.done():
             # Bytes while idle or after the whole answer: the stream is out of step, drop it.
             self.close(graceful=False)
             return
@@ -281,22 +323,21 @@ class Http1Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
+        if not self.lost.done():
+            self.lost.set_result(None)
+        self._on_lost(self)
+        if self._pending():  # told last: the pool's own bookkeeping of the loss is done
             if self._eof and exc is None and self._ends_at_close():
                 self._complete()
             else:
                 cause = f"{type(exc).__name__}: {exc}" if exc else "connection closed"
-                waiter.set_exception(ConnectionLost(cause, received=self._received))
-        if not self.lost.done():
-            self.lost.set_result(None)
-        self._on_lost(self)
+                self._settle(None, ConnectionLost(cause, received=self._received))
 
     # -- httptools callbacks ----------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         waiter = self._waiter
-        if waiter is None or waiter.done():
+        if (self._listener is None) if waiter is None else waiter.done():
             self._stop = "the server sent more than one answer"
             raise _Stop
         self._status = 0  # `_reset_message`, inlined: once per answer
@@ -345,36 +386,61 @@ class Http1Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self._status >= _FIRST_FINAL_STATUS:
             self.keep_alive = self._parser.should_keep_alive()
-            waiter = self._waiter  # `_complete`, inlined: once per answer
+            body = self._body  # `_complete`, inlined: once per answer
+            listener = self._listener
+            if listener is not None:
+                self._listener = None
+                answer = b"".join(body) if len(body) != 1 else body[0]
+                listener.answered(UpstreamResponse(self._status, self._headers, answer))
+                return
+            waiter = self._waiter
             if waiter is not None and not waiter.done():
-                body = self._body
                 answer = b"".join(body) if len(body) != 1 else body[0]
                 waiter.set_result(UpstreamResponse(self._status, self._headers, answer))
 
     # -- helpers ----------------------------------------------------------------------------------
 
+    def _pending(self) -> bool:
+        """A request is in flight and not yet answered nor failed."""
+        waiter = self._waiter
+        return self._listener is not None or (waiter is not None and not waiter.done())
+
+    def _settle(self, answer: UpstreamResponse | None, error: Exception | None) -> None:
+        """Hand the request in flight its answer or its error (the future's or the listener's
+        form), once."""
+        listener = self._listener
+        if listener is not None:
+            self._listener = None
+            if error is None:
+                assert answer is not None
+                listener.answered(answer)
+            else:
+                listener.failed(error)
+            return
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            if error is None:
+                waiter.set_result(cast(UpstreamResponse, answer))
+            else:
+                waiter.set_exception(error)
+
     def _on_timer(self) -> None:
         self._timer = None
-        waiter = self._waiter
-        if waiter is None or waiter.done():
+        if not self._pending():
             return  # idle, or answered: the next request arms the timer again
         if self._loop.time() < self._deadline:  # a later request than the one that armed it
             self._timer = self._loop.call_at(self._deadline, self._on_timer)
             self._timer_at = self._deadline
             return
-        waiter.set_exception(DeadlineExceeded())
-        self.close(graceful=False)
+        self.close(graceful=False)  # closed first: a listener hears of a connection already done
+        self._settle(None, DeadlineExceeded())
 
     def _complete(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(UpstreamResponse(self._status, self._headers, b"".join(self._body)))
+        self._settle(UpstreamResponse(self._status, self._headers, b"".join(self._body)), None)
 
     def _fail(self, message: str) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(InvalidResponse(message))
         self.close(graceful=False)
+        self._settle(None, InvalidResponse(message))
 
     def _ends_at_close(self) -> bool:
         """A final answer with neither a length nor chunked coding ends when the server closes."""

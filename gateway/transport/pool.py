@@ -15,6 +15,11 @@ wire work sits in `gateway.transport.http1`; this module owns the connections:
 - One deadline bounds the whole request: `asyncio.timeout_at` while queueing or connecting (rare
   once warm), the connection's re-armed timer while awaiting the answer (measured cheaper than a
   timeout per request). On timeout, cancellation or error the connection is aborted, not reused.
+
+The gateway's callback lane (gateway.lane) uses the same pool without a coroutine: `warm` lends
+it a warm idle connection, `Http1Connection.start` sends, `release` or `failed` end the
+request, and a stale connection's retry continues as the coroutine `resend`. What a failure
+means (`failed`) is the one mapping both paths use.
 """
 
 from __future__ import annotations
@@ -57,7 +62,6 @@ class UpstreamPool:
         "_closed",
         "_connect_timeout_s",
         "_conns",
-        "_head_middle",
         "_host",
         "_idle",
         "_idle_timeout_s",
@@ -67,6 +71,7 @@ class UpstreamPool:
         "_reused",
         "_slots",
         "_waiters",
+        "head_middle",
     )
 
     def __init__(
@@ -92,7 +97,8 @@ class UpstreamPool:
         self._base_url = base_url.rstrip("/")
         self._host = parts.hostname
         self._port = parts.port or DEFAULT_HTTP_PORT
-        self._head_middle = head_middle(parts.netloc)
+        #: What `encode_request` puts between the path and the body length (the `host` line).
+        self.head_middle = head_middle(parts.netloc)
         self._max = max_connections
         self._connect_timeout_s = connect_timeout_s
         self._idle_timeout_s = idle_timeout_s
@@ -125,56 +131,105 @@ class UpstreamPool:
         """Requests sent on a connection that had served an earlier request."""
         return self._reused
 
-    async def request(
+    def request(
         self, method: bytes, path: bytes, headers: Headers, body: bytes, timeout_s: float
-    ) -> UpstreamResponse:
+    ) -> Coroutine[Any, Any, UpstreamResponse]:
         """Send one request and return the whole answer, or raise an `UpstreamError`.
 
         `timeout_s` bounds the whole request: waiting for a connection, connecting, the answer.
+        Not a coroutine itself: with a warm idle connection, the coroutine returned is the
+        exchange on it (`_exchange`), with no frame of this method's around it.
         """
-        data = encode_request(method, path, self._head_middle, headers, body)
+        data = encode_request(method, path, self.head_middle, headers, body)
         if timeout_s <= 0:  # a spent budget: do not make the upstream work for nothing
             raise self._timed_out(timeout_s)
         loop = self._loop or self._running_loop()
         deadline = loop.time() + timeout_s
         idle = self._idle
-        conn: Http1Connection | None
         if idle and loop.time() - idle[0].idle_since <= self._idle_timeout_s:
             conn = idle.pop()  # the hot path, `_pop_idle` inlined: none expired, no await
             conn.idle = False
             self._reused += 1
-        else:
-            conn = self._pop_idle(loop) if idle else None
+            return self._exchange(conn, data, method == _HEAD, deadline, timeout_s)
+        return self._queued(data, method == _HEAD, deadline, timeout_s)
+
+    async def _queued(
+        self, data: bytes, head_only: bool, deadline: float, timeout_s: float
+    ) -> UpstreamResponse:
+        """`request` without a warm connection: an idle one after expiring the cold ones, or a
+        new one, or one handed over in turn (all under the deadline)."""
+        conn = self._pop_idle(self._running_loop()) if self._idle else None
         if conn is None:
             conn = await self._before(deadline, timeout_s, self._acquire())
-        head_only = method == _HEAD
+        return await self._exchange(conn, data, head_only, deadline, timeout_s)
+
+    async def resend(self, data: bytes, deadline: float, timeout_s: float) -> UpstreamResponse:
+        """The stale keep-alive retry of a request sent by the callback lane: on a fresh
+        connection, in the slot `failed` kept, under the same deadline."""
+        conn = await self._before(deadline, timeout_s, self._connect())
+        return await self._exchange(conn, data, False, deadline, timeout_s)
+
+    async def _exchange(
+        self,
+        conn: Http1Connection,
+        data: bytes,
+        head_only: bool,
+        deadline: float,
+        timeout_s: float,
+    ) -> UpstreamResponse:
         while True:
             try:
                 response = await conn.send(data, head_only=head_only, deadline=deadline)
-            except DeadlineExceeded:
-                self._drop(conn)
-                raise self._timed_out(timeout_s) from None
-            except ConnectionLost as lost:
-                stale = conn.reused and not lost.received
-                self._drop(conn, keep_slot=stale)
-                if stale:  # the server closed it while idle: it never read this request
+            except BaseException as exc:
+                error = self.failed(conn, exc, timeout_s)
+                if error is None:  # stale: the server never read this request
                     conn = await self._before(deadline, timeout_s, self._connect())
                     continue
-                if not lost.sent:
-                    raise ConnectFailed(
-                        f"upstream {self._base_url}: connection closed before sending ({lost})"
-                    ) from None
-                raise UpstreamBroken(
-                    f"upstream {self._base_url}: connection lost before a complete answer ({lost})"
-                ) from None
-            except InvalidResponse as exc:
-                self._drop(conn)
-                raise UpstreamBroken(f"upstream {self._base_url}: {exc}") from None
-            except BaseException:  # cancelled: the answer may still come, so drop the connection
-                self._drop(conn)
-                raise
+                if error is exc:
+                    raise
+                raise error from None
             self._release(conn)
             return response
+
+    # -- the callback lane's side (gateway.lane) ------------------------------------------------
+
+    def warm(self) -> Http1Connection | None:
+        """A warm idle connection lent to the callback lane, or None (none idle, the oldest
+        expired, or never used yet: `request` deals with those)."""
+        idle, loop = self._idle, self._loop
+        if idle and loop is not None and loop.time() - idle[0].idle_since <= self._idle_timeout_s:
+            conn = idle.pop()
+            conn.idle = False
+            self._reused += 1
+            return conn
+        return None
+
+    def failed(
+        self, conn: Http1Connection, exc: BaseException, timeout_s: float
+    ) -> BaseException | None:
+        """What a failed exchange on `conn` means, for both paths; `conn` is dropped. None: a
+        stale keep-alive connection (reused, lost before any answer byte: the server never
+        read the request), whose slot is kept for the retry on a fresh connection. Otherwise
+        the `UpstreamError` to raise, or `exc` itself (cancelled: the answer may still come,
+        so the connection goes too)."""
+        if isinstance(exc, ConnectionLost):
+            stale = conn.reused and not exc.received
+            self._drop(conn, keep_slot=stale)
+            if stale:
+                return None
+            if not exc.sent:
+                return ConnectFailed(
+                    f"upstream {self._base_url}: connection closed before sending ({exc})"
+                )
+            return UpstreamBroken(
+                f"upstream {self._base_url}: connection lost before a complete answer ({exc})"
+            )
+        self._drop(conn)
+        if isinstance(exc, DeadlineExceeded):
+            return self._timed_out(timeout_s)
+        if isinstance(exc, InvalidResponse):
+            return UpstreamBroken(f"upstream {self._base_url}: {exc}")
+        return exc
 
     async def close(self) -> None:
         """Close every connection, fail queued requests, and wait until the sockets are closed."""
@@ -280,7 +335,8 @@ class UpstreamPool:
         return conn
 
     def _release(self, conn: Http1Connection) -> None:
-        """Return a connection after a complete answer: to a waiter, the idle stack, or closed."""
+        """Return a connection after a complete answer: to a waiter, the idle stack, or closed.
+        Also `release`: the callback lane's, for a connection `warm` lent it."""
         if not conn.finish() or self._closed:
             self._drop(conn, graceful=True)
             return
@@ -291,8 +347,10 @@ class UpstreamPool:
                 waiter.set_result(conn)
                 return
         conn.idle = True
-        conn.idle_since = self._running_loop().time()
+        conn.idle_since = (self._loop or self._running_loop()).time()
         self._idle.append(conn)
+
+    release = _release
 
     def _drop(
         self, conn: Http1Connection, *, keep_slot: bool = False, graceful: bool = False
@@ -334,6 +392,11 @@ class Http1Transport:
     ) -> None:
         self._options = (max_connections, connect_timeout_s, idle_timeout_s)
         self._pools: dict[str, UpstreamPool] = {}
+
+    @property
+    def pools(self) -> dict[str, UpstreamPool]:
+        """The pools made so far, by base URL (the callback lane looks its pool up here)."""
+        return self._pools
 
     def handle(self, request: UpstreamRequest) -> Coroutine[Any, Any, UpstreamResponse]:
         """The pool's own coroutine, returned as is: no frame of this method's on the hot path."""

@@ -15,7 +15,7 @@ import pytest
 import uvicorn
 
 from gateway.reply import Reply
-from gateway.server.fast_http import protocol_class
+from gateway.server.fast_http import CoroutineHandler, protocol_class
 from gateway.server.protocol import CoalescingHttpToolsProtocol
 from gateway.transport.base import Headers
 
@@ -25,7 +25,7 @@ JSON = (b"content-type", b"application/json")
 
 
 @dataclass
-class Handler:
+class Handler(CoroutineHandler):
     """Answers `/fast/...`: echoes method, path, body and the `x-tag` header; `/fast/slow`
     waits for `release`; `/fast/boom` raises."""
 

@@ -1,0 +1,232 @@
+"""The callback lane: a BentoML passthrough request forwarded with no Task, future or coroutine
+frame, for the common case.
+
+Why: on the coroutine path every request made a Task, a future on its upstream connection, and
+five coroutine frames that the answer resumed one after the other (`Gateway._invoke`,
+`Forwarder.send`, `Resilient.send`, `UpstreamPool.request`, the connection's future), plus the
+`Forward` and `UpstreamRequest` records. Here the request is sent synchronously from the
+server's parser callback (`Gateway.start`) on a warm pooled connection
+(`Http1Connection.start`), and the connection's parser callback answers it (`_Flight.answered`):
+loadtests/hotpath_profile.py --callgrind counted the figures in docs/performance.md.
+
+The lane is taken only when nothing on the coroutine path would do more than send, wait and
+answer: no shadow, no sampled hooks, the in-flight limit not reached, the chosen upstream's
+breaker closed and a warm idle connection in its pool (`Lane.send` says False otherwise, having
+done nothing, and the coroutine path runs). Its outcomes go through the same functions as the
+coroutine path's (`UpstreamPool.failed`, `Resilient.answered`/`failed`, `Forwarder.measured`
+and `reply`), so answers, headers, metrics, breaker effects and errors are the same. Where the
+coroutine path would go on (a stale keep-alive connection: resent on a fresh one, then the
+fallback to stable if that is refused), the request is handed to it, `underway`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Coroutine
+from typing import Any, Final, Protocol
+
+import msgspec
+
+from contract.routes import ModelRoute, RouteTable
+from gateway.breaker import Breaker
+from gateway.errors import BadRequest, ConnectFailed, GatewayError
+from gateway.forward import Forwarder
+from gateway.hooks import RequestHooks
+from gateway.reply import Reply, error_reply
+from gateway.respond import Respond, in_task
+from gateway.routing import Choice
+from gateway.transport.base import Headers, UpstreamResponse
+from gateway.transport.http1 import Http1Connection, encode_request
+from gateway.transport.pool import Http1Transport, UpstreamPool
+
+log = logging.getLogger("modelyard.http")
+
+_POST: Final = b"POST"
+
+
+class Forwarded(Protocol):
+    """The coroutine path from a routing decision on (`Gateway._forwarded`)."""
+
+    def __call__(
+        self,
+        table: RouteTable,
+        route: ModelRoute,
+        choice: Choice,
+        path: bytes,
+        forward: Headers,
+        body: bytes,
+        hooks: RequestHooks | None,
+        underway: Awaitable[UpstreamResponse] | None = None,
+        started: float = 0.0,
+    ) -> Coroutine[Any, Any, Reply]: ...
+
+
+class Lane:
+    """Starts passthrough requests on warm connections of an `Http1Transport`'s pools."""
+
+    __slots__ = ("_loop", "forwarded", "forwarder", "pools", "resilient")
+
+    def __init__(self, forwarder: Forwarder, pools: dict[str, UpstreamPool], forwarded: Forwarded):
+        self.forwarder = forwarder
+        self.resilient = forwarder.resilient
+        self.pools = pools
+        self.forwarded = forwarded
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def of(cls, forwarder: Forwarder, forwarded: Forwarded) -> Lane | None:
+        """The lane over `forwarder`'s transport, if it offers one (only `Http1Transport`
+        does: a `MockTransport` keeps every request on the coroutine path)."""
+        transport = forwarder.resilient.transport
+        if isinstance(transport, Http1Transport):
+            return cls(forwarder, transport.pools, forwarded)
+        return None
+
+    def send(
+        self,
+        table: RouteTable,
+        route: ModelRoute,
+        choice: Choice,
+        path: bytes,
+        headers: Headers,
+        body: bytes,
+        respond: Respond,
+    ) -> bool:
+        """Start the request and True (`respond` is called when it ends), or False: not for the
+        lane, nothing done."""
+        resilient = self.resilient
+        if resilient.inflight >= resilient.max_inflight:
+            return False
+        endpoint = choice.route.endpoint
+        breaker = resilient.breakers.get(endpoint)
+        if breaker is None or breaker.opened_at is not None:
+            return False
+        pool = self.pools.get(endpoint)
+        timeout_s = route.policy.deadline_ms / 1000
+        if pool is None or timeout_s <= 0:
+            return False
+        started = time.perf_counter()
+        try:
+            data = encode_request(_POST, path, pool.head_middle, headers, body)
+        except BadRequest:
+            return False  # the coroutine path says so, with its metrics
+        conn = pool.warm()
+        if conn is None:
+            return False
+        loop = self._loop or self._running_loop()
+        deadline = loop.time() + timeout_s
+        resilient.inflight += 1
+        flight = _Flight(
+            self,
+            table,
+            route,
+            choice,
+            path,
+            headers,
+            body,
+            respond,
+            breaker,
+            pool,
+            conn,
+            data,
+            deadline,
+            timeout_s,
+            started,
+        )
+        try:
+            conn.start(data, deadline, flight)
+        except Exception as exc:  # ConnectionLost: nothing written (a stale connection)
+            flight.failed(exc)
+        return True
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop = asyncio.get_running_loop()
+        return loop
+
+
+class _Flight(msgspec.Struct, gc=False):
+    """One request on the lane, and the connection's `Listener` for it. A msgspec Struct: its
+    `__init__` is no Python frame."""
+
+    lane: Lane
+    table: RouteTable
+    route: ModelRoute
+    choice: Choice
+    path: bytes
+    headers: Headers
+    body: bytes
+    respond: Respond
+    breaker: Breaker
+    pool: UpstreamPool
+    conn: Http1Connection
+    data: bytes
+    deadline: float
+    timeout_s: float
+    started: float  # time.perf_counter(), as `Forwarder.send` measures
+
+    def answered(self, response: UpstreamResponse) -> None:
+        """The whole answer (from inside the connection's parser: nothing may escape)."""
+        try:
+            self.pool.release(self.conn)
+            lane = self.lane
+            resilient = lane.resilient
+            status = response.status
+            breaker = self.breaker
+            if status >= 500 or breaker.failures or breaker.opened_at is not None:
+                resilient.answered(breaker, status)  # (on a clean breaker a 2xx changes nothing)
+            resilient.inflight -= 1
+            forwarder = lane.forwarder
+            route, choice = self.route, self.choice
+            forwarder.measured(route, choice, self.started, status >= 500)
+            reply: Reply | None = forwarder.reply(
+                self.table, route, choice, status, response.body, response.headers, None
+            )
+        except Exception:
+            log.exception("unhandled error answering a request")
+            reply = None
+        self.respond(reply)
+
+    def failed(self, error: Exception) -> None:
+        """The attempt failed (`ConnectionLost`, `InvalidResponse`, `DeadlineExceeded`)."""
+        try:
+            lane = self.lane
+            failure = self.pool.failed(self.conn, error, self.timeout_s)
+            if failure is None:  # stale: resent on a fresh connection, by the coroutine path
+                self._resume(self.pool.resend(self.data, self.deadline, self.timeout_s))
+                return
+            if isinstance(failure, ConnectFailed):  # nothing sent: the fallback to stable
+                self._resume(_raise(failure))
+                return
+            resilient = lane.resilient
+            failure = resilient.failed(self.route, self.choice.route, self.breaker, failure)
+            resilient.inflight -= 1
+            if not isinstance(failure, GatewayError):
+                raise failure
+            lane.forwarder.measured(self.route, self.choice, self.started, True)
+            reply: Reply | None = error_reply(failure, False)  # /models/...: not an OIP path
+        except Exception:
+            log.exception("unhandled error answering a request")
+            reply = None
+        self.respond(reply)
+
+    def _resume(self, underway: Coroutine[Any, Any, UpstreamResponse]) -> None:
+        """Hand the request, its first attempt `underway`, to the coroutine path."""
+        answer = self.lane.forwarded(
+            self.table,
+            self.route,
+            self.choice,
+            self.path,
+            self.headers,
+            self.body,
+            None,
+            underway,
+            self.started,
+        )
+        in_task(answer, self.respond)
+
+
+async def _raise(error: BaseException) -> UpstreamResponse:
+    """A first attempt that failed already, for the coroutine path to deal with."""
+    raise error

@@ -1,0 +1,51 @@
+"""`encode_request`: the request's bytes, and what it refuses (a request smuggled in the method,
+the path or a header); the content-length values it remembers by size stay right."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.errors import BadRequest
+from gateway.transport import http1
+from gateway.transport.http1 import encode_request, head_middle
+
+MIDDLE = head_middle("up:80")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers"),
+    [
+        (b"PO ST", b"/a", []),
+        (b"POST", b"/a b", []),
+        (b"POST ", b"/a", []),
+        (b"POST", b"/a ", []),
+        (b"POST", b"/a\r\nx: 1", []),
+        (b"POST", b"/a", [(b"x-a", b"1\r\nx-evil: 1")]),
+        (b"POST", b"/a", [(b"x-a", b"1\nx-evil: 1")]),
+        (b"POST", b"/a", [(b"x-a\r", b"1")]),
+    ],
+)
+def test_a_smuggled_space_cr_or_lf_is_refused(
+    method: bytes, path: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    with pytest.raises(BadRequest):
+        encode_request(method, path, MIDDLE, headers, b"{}")
+
+
+def test_the_request_is_encoded_with_its_length() -> None:
+    for _ in range(2):  # the second time from the remembered length line
+        for body in (b"", b"{}", b"x" * 1000):
+            data = encode_request(b"POST", b"/p", MIDDLE, [(b"Content-Type", b"a/b")], body)
+            assert data == (
+                b"POST /p HTTP/1.1\r\nhost: up:80\r\ncontent-length: %d\r\n"
+                b"content-type: a/b\r\n\r\n%b" % (len(body), body)
+            )
+
+
+def test_the_remembered_lengths_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http1, "_MAX_LENGTHS", 3)
+    monkeypatch.setattr(http1, "_LENGTHS", {})
+    for size in range(10):
+        data = encode_request(b"POST", b"/p", MIDDLE, [], b"x" * size)
+        assert b"content-length: %d\r\n" % size in data
+        assert len(http1._LENGTHS) <= 3
