@@ -163,6 +163,14 @@ class Encoder:
         self.scope_tail = _field(3, scope.schema_url.encode()) if scope.schema_url else b""
 
     def encode(self, records: Iterable[SpanRecord]) -> bytes:
-        spans = b"".join(_field(2, span(r)) for r in records)
-        scope_spans = _field(2, self.scope + spans + self.scope_tail)
+        return self.message(list(map(self.span, records)))
+
+    @staticmethod
+    def span(record: SpanRecord) -> bytes:
+        """One span as the field of its `ScopeSpans` (to be given to `message`)."""
+        return _field(2, span(record))
+
+    def message(self, spans: list[bytes]) -> bytes:
+        """The request for spans encoded by `span`."""
+        scope_spans = _field(2, self.scope + b"".join(spans) + self.scope_tail)
         return _field(1, self.resource + scope_spans + self.resource_tail)
