@@ -43,9 +43,17 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+#: every varint of one or two bytes (a length below 16,384: a span, an attribute), made once
+_SHORT: Final = _SMALL + [bytes((n & 0x7F | 0x80, n >> 7)) for n in range(0x80, 0x4000)]
+
+
+def _length(size: int) -> bytes:
+    return _SHORT[size] if size < 0x4000 else _varint(size)
+
+
 def _field(number: int, payload: bytes) -> bytes:
     """A length-delimited field (wire type 2)."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+    return _SHORT[number << 3 | 2] + _length(len(payload)) + payload
 
 
 def _any_value(value: str | bool | int | float) -> bytes:
@@ -78,7 +86,7 @@ def _attributes(number: int, attributes: SpanAttributes) -> bytes:
     out = []
     for key, value in attributes.items():
         key_value = _key_value(key, value)
-        out.append(tag + _varint(len(key_value)) + key_value)
+        out.append(tag + _length(len(key_value)) + key_value)
     return b"".join(out)
 
 
@@ -168,7 +176,9 @@ class Encoder:
     @staticmethod
     def span(record: SpanRecord) -> bytes:
         """One span as the field of its `ScopeSpans` (to be given to `message`)."""
-        return _field(2, span(record))
+        encoded = span(record)
+        size = len(encoded)
+        return b"\x12" + (_SHORT[size] if size < 0x4000 else _varint(size)) + encoded
 
     def message(self, spans: list[bytes]) -> bytes:
         """The request for spans encoded by `span`."""
