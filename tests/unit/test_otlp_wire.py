@@ -76,11 +76,28 @@ def test_the_same_message_as_the_sdks_encoder(records: list[SpanRecord]) -> None
 def test_kept_parts_tell_a_bool_from_an_int_and_repeat_exactly() -> None:
     """Attribute sets are kept encoded by value: `True` and `1` (equal in Python) stay apart,
     and a set seen before encodes to the same bytes."""
-    as_bool: SpanRecord = (*ROOT[:10], {"x": True}, *ROOT[11:])  # type: ignore[assignment]
-    as_int: SpanRecord = (*ROOT[:10], {"x": 1}, *ROOT[11:])  # type: ignore[assignment]
+    as_bool: SpanRecord = (*ROOT[:10], {"x": True}, *ROOT[11:])
+    as_int: SpanRecord = (*ROOT[:10], {"x": 1}, *ROOT[11:])
     encoder = Encoder(RESOURCE, SCOPE)
     for records in ([as_bool, as_int], [as_int, as_bool], [ROOT, ROOT, CHILD_OF_REMOTE]):
         ours = encoder.encode(records)
         theirs = encode_spans([readable(r, RESOURCE, SCOPE) for r in records]).SerializeToString()
         assert parsed(ours) == parsed(theirs)
         assert encoder.encode(records) == ours
+
+
+def test_spans_encoded_one_by_one_make_the_same_message() -> None:
+    """The exporting child encodes each frame's spans as they arrive (`Encoder.span`) and
+    joins them at the batch's end (`message`): the same bytes as `encode` of the batch."""
+    encoder = Encoder(RESOURCE, SCOPE)
+    records = [ROOT, CHILD_OF_REMOTE, ERROR_NO_TEXT]
+    assert encoder.message([encoder.span(r) for r in records]) == encoder.encode(records)
+
+
+@pytest.mark.parametrize("size", [127, 128, 16_383, 16_384, 100_000])
+def test_lengths_of_every_size_are_the_sdks(size: int) -> None:
+    """Lengths below 16,384 come from a table, longer ones are computed: both right."""
+    record: SpanRecord = (*ROOT[:10], {"big": "x" * size}, *ROOT[11:])
+    ours = Encoder(RESOURCE, SCOPE).encode([record])
+    theirs = encode_spans([readable(record, RESOURCE, SCOPE)]).SerializeToString()
+    assert parsed(ours) == parsed(theirs)
