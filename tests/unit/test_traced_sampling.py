@@ -289,3 +289,18 @@ def test_the_share_of_sampled_roots_is_the_ratio() -> None:
     assert 800 < sampled < 1200  # 1,000 expected (sd about 31)
     forwarded_ids = {a[0][1][3:35] for a in answers if isinstance(a, list)}
     assert len(forwarded_ids) == 20_000 - sampled  # a new trace for each
+
+
+def test_each_kind_of_span_runs_its_own_copy_of_the_shared_methods() -> None:
+    """CPython specializes attribute access per code object and type: the request's and the
+    attempt's spans must not share `finish` (nor the attempt `__init__`), or one of them
+    always takes the generic path (gateway.spans.SpanBuilder.__init_subclass__)."""
+    from gateway.spans import SpanBuilder
+    from gateway.traced import _AttemptSpan, _RequestSpan, _ShadowSpan
+
+    finishes = {
+        id(cls.finish.__code__) for cls in (SpanBuilder, _RequestSpan, _AttemptSpan, _ShadowSpan)
+    }
+    assert len(finishes) == 4  # (code objects compare by value: by identity here)
+    assert _AttemptSpan.__init__.__code__ is not SpanBuilder.__init__.__code__
+    assert _AttemptSpan.error.__defaults__ == ("",)
