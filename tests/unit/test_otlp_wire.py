@@ -101,3 +101,23 @@ def test_lengths_of_every_size_are_the_sdks(size: int) -> None:
     ours = Encoder(RESOURCE, SCOPE).encode([record])
     theirs = encode_spans([readable(record, RESOURCE, SCOPE)]).SerializeToString()
     assert parsed(ours) == parsed(theirs)
+
+
+def test_the_child_posts_one_message_per_batch_with_every_span() -> None:
+    """adapters.span_export's OTLP sender: frames added, one post at the batch's end (or when
+    `max_batch` spans wait), none for an empty batch."""
+    from adapters.span_export import _Encoded
+
+    posts: list[bytes] = []
+    encoder = Encoder(RESOURCE, SCOPE)
+    batches = _Encoded(posts.append, encoder, max_batch=4)
+    batches.add([ROOT, CHILD_OF_REMOTE])
+    batches.add([ERROR_NO_TEXT])
+    assert posts == []
+    batches.flush()
+    batches.flush()  # nothing waits: no empty export
+    batches.add([ROOT, ROOT, ROOT, ROOT])  # max_batch reached: sent at once
+    assert posts == [
+        encoder.encode([ROOT, CHILD_OF_REMOTE, ERROR_NO_TEXT]),
+        encoder.encode([ROOT] * 4),
+    ]
