@@ -53,6 +53,7 @@ CHILD_OF_REMOTE: SpanRecord = (
     ((1, 2, 1, ""), ((1 << 128) - 1, (1 << 64) - 1, 0, "a=b")),
 )
 ERROR_NO_TEXT: SpanRecord = (*ROOT[:11], 2, "", (), ())
+CHILD_NO_STATE: SpanRecord = (*ROOT[:4], 0xEF01, False, *ROOT[6:])  # (ids and parent: one pack)
 
 
 def parsed(data: bytes) -> ExportTraceServiceRequest:
@@ -63,7 +64,13 @@ def parsed(data: bytes) -> ExportTraceServiceRequest:
 
 @pytest.mark.parametrize(
     "records",
-    [[ROOT], [CHILD_OF_REMOTE], [ERROR_NO_TEXT], [ROOT, CHILD_OF_REMOTE, ERROR_NO_TEXT]],
+    [
+        [ROOT],
+        [CHILD_OF_REMOTE],
+        [ERROR_NO_TEXT],
+        [CHILD_NO_STATE],
+        [ROOT, CHILD_OF_REMOTE, ERROR_NO_TEXT, CHILD_NO_STATE],
+    ],
 )
 def test_the_same_message_as_the_sdks_encoder(records: list[SpanRecord]) -> None:
     ours = Encoder(RESOURCE, SCOPE).encode(records)
