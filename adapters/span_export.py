@@ -163,16 +163,11 @@ class ExportPipe:
                 return
 
     def _batch(self, batch: list[SpanRecord]) -> None:
-        """One batch to the child, in frames (see FRAME), with one write."""
+        """One batch to the child, with one write."""
         stdin = self._child.stdin
         assert stdin is not None
-        out: list[bytes] = []
-        for at in range(0, len(batch), FRAME):
-            data = marshal.dumps(batch[at : at + FRAME])
-            out += (len(data).to_bytes(4, "big"), data)
-        out.append(_END)
         try:
-            stdin.write(b"".join(out))
+            stdin.write(wire(batch))
             stdin.flush()
         except (BrokenPipeError, OSError):
             self.dropped += len(batch)
@@ -190,6 +185,16 @@ class ExportPipe:
         except subprocess.TimeoutExpired:
             self._child.kill()
             self._child.wait()
+
+
+def wire(batch: list[SpanRecord]) -> bytes:
+    """A batch as the child reads it: its frames (see FRAME) and the frame that ends it."""
+    out: list[bytes] = []
+    for at in range(0, len(batch), FRAME):
+        data = marshal.dumps(batch[at : at + FRAME])
+        out += (len(data).to_bytes(4, "big"), data)
+    out.append(_END)
+    return b"".join(out)
 
 
 def make_exporter(name: str) -> SpanExporter:
