@@ -151,14 +151,21 @@ class ExportPipe:
         """Woken by a full batch, it sends full batches only (what is left over waits for the
         next, at most `delay_s`): an export costs the child about 0.6 ms whatever its size,
         and a queue a little over `max_batch` sent whole was split by the child into a full
-        export and one of a few spans; woken by the timer or the close, it sends all."""
+        export and one of a few spans; woken by the timer or the close, it sends all. What it
+        sends is counted when it wakes: records that arrive meanwhile wait for the next wake
+        (re-reading the queue would send them a few at a time, an export each)."""
         queue = self._queue
         while True:
             full = self._wake.wait(self.delay_s)
             self._wake.clear()
             closing = self._closing
-            while len(queue) >= self.max_batch or (queue and (closing or not full)):
-                self._batch([queue.popleft() for _ in range(min(len(queue), self.max_batch))])
+            waiting = len(queue)
+            if full and not closing:
+                waiting -= waiting % self.max_batch
+            while waiting > 0:
+                count = min(waiting, self.max_batch)
+                self._batch([queue.popleft() for _ in range(count)])
+                waiting -= count
             if closing and not queue:
                 return
 
