@@ -8,8 +8,9 @@
 - `DirectSpans`: each record handed at once to a span processor in this process: for tests
   (an in-memory exporter) and the registry-style callers that give their own processor.
 
-Wire format to the child: per batch a 4-byte big-endian length, then `marshal.dumps(list of
-records)`; end of input (stdin closed) means flush and exit.
+Wire format to the child: frames of a 4-byte big-endian length, then `marshal.dumps(list of
+at most FRAME records)`; a frame of length 0 ends a batch (the child exports what it has);
+end of input (stdin closed) means export what is left and exit.
 """
 
 from __future__ import annotations
@@ -41,6 +42,13 @@ MAX_QUEUE: Final = 2048  # the SDK's BatchSpanProcessor default (OTEL_BSP_MAX_QU
 #: hundred kB (measured: 0.57 ms for 150 kB, 0.60 for 300 kB), on the gateway's core.
 MAX_BATCH: Final = 1024
 DELAY_S: Final = 0.5  # how long a record may wait for a fuller batch
+#: Records per marshalled frame: the child loads a frame, encodes its spans and lets its
+#: records go before the next, so a batch never lives there as objects all at once (1,024
+#: records: about 1.3 MB of objects, freed and allocated again for every batch). Measured on
+#: the gateway's records (loads and encoding, no HTTP): 2.57 us a span in one frame of 1,024,
+#: 2.24 in frames of 128.
+FRAME: Final = 128
+_END: Final = bytes(4)  # the frame that ends a batch
 _KINDS: Final = {k.value: k for k in SpanKind}
 _CODES: Final = {c.value: c for c in StatusCode}
 
@@ -140,22 +148,36 @@ class ExportPipe:
             self._wake.set()
 
     def _send(self) -> None:
+        """Woken by a full batch, it sends full batches only (what is left over waits for the
+        next, at most `delay_s`): an export costs the child about 0.6 ms whatever its size,
+        and a queue a little over `max_batch` sent whole was split by the child into a full
+        export and one of a few spans; woken by the timer or the close, it sends all. What it
+        sends is counted when it wakes: records that arrive meanwhile wait for the next wake
+        (re-reading the queue would send them a few at a time, an export each)."""
+        queue = self._queue
+        while True:
+            full = self._wake.wait(self.delay_s)
+            self._wake.clear()
+            closing = self._closing
+            waiting = len(queue)
+            if full and not closing:
+                waiting -= waiting % self.max_batch
+            while waiting > 0:
+                count = min(waiting, self.max_batch)
+                self._batch([queue.popleft() for _ in range(count)])
+                waiting -= count
+            if closing and not queue:
+                return
+
+    def _batch(self, batch: list[SpanRecord]) -> None:
+        """One batch to the child, with one write."""
         stdin = self._child.stdin
         assert stdin is not None
-        while True:
-            self._wake.wait(self.delay_s)
-            self._wake.clear()
-            queue = self._queue
-            batch = [queue.popleft() for _ in range(len(queue))]
-            if batch:
-                data = marshal.dumps(batch)
-                try:
-                    stdin.write(len(data).to_bytes(4, "big") + data)
-                    stdin.flush()
-                except (BrokenPipeError, OSError):
-                    self.dropped += len(batch)
-            if self._closing and not self._queue:
-                return
+        try:
+            stdin.write(wire(batch))
+            stdin.flush()
+        except (BrokenPipeError, OSError):
+            self.dropped += len(batch)
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Send what is queued, let the child export it and exit (bounded by `timeout_s`)."""
@@ -172,6 +194,16 @@ class ExportPipe:
             self._child.wait()
 
 
+def wire(batch: list[SpanRecord]) -> bytes:
+    """A batch as the child reads it: its frames (see FRAME) and the frame that ends it."""
+    out: list[bytes] = []
+    for at in range(0, len(batch), FRAME):
+        data = marshal.dumps(batch[at : at + FRAME])
+        out += (len(data).to_bytes(4, "big"), data)
+    out.append(_END)
+    return b"".join(out)
+
+
 def make_exporter(name: str) -> SpanExporter:
     if name == "console":
         return ConsoleSpanExporter()
@@ -181,17 +213,70 @@ def make_exporter(name: str) -> SpanExporter:
     return OTLPSpanExporter()
 
 
-def _sender(
-    exporter: SpanExporter, resource: Resource, scope: InstrumentationScope
-) -> Callable[[list[SpanRecord]], object]:
-    """How a batch leaves: for OTLP/HTTP, our wire encoder (adapters.otlp_wire, 5x cheaper
-    than the SDK's) and the exporter's own HTTP client (endpoint, headers, compression,
-    retries from the `OTEL_EXPORTER_OTLP_*` variables); else the exporter's `export`."""
+class _Batches(Protocol):
+    def add(self, records: list[SpanRecord]) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+class _Encoded:
+    """OTLP/HTTP: each frame's spans encoded as they arrive (adapters.otlp_wire, 5x cheaper
+    than the SDK's), so only their bytes wait for the batch's end; posted with the exporter's
+    own HTTP client (endpoint, headers, compression, retries from `OTEL_EXPORTER_OTLP_*`)."""
+
+    def __init__(self, post: Callable[[bytes], object], encoder: Encoder, max_batch: int) -> None:
+        self.post = post
+        self.encoder = encoder
+        self.max_batch = max_batch
+        self.spans: list[bytes] = []
+
+    def add(self, records: list[SpanRecord]) -> None:
+        self.spans += map(self.encoder.span, records)
+        if len(self.spans) >= self.max_batch:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.spans:
+            self.post(self.encoder.message(self.spans))
+            self.spans = []
+
+
+class _Readable:
+    """Any other exporter: the SDK's spans, through its `export`."""
+
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        resource: Resource,
+        scope: InstrumentationScope,
+        max_batch: int,
+    ) -> None:
+        self.exporter = exporter
+        self.resource = resource
+        self.scope = scope
+        self.max_batch = max_batch
+        self.records: list[SpanRecord] = []
+
+    def add(self, records: list[SpanRecord]) -> None:
+        self.records += records
+        if len(self.records) >= self.max_batch:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.records:
+            self.exporter.export([readable(r, self.resource, self.scope) for r in self.records])
+            self.records = []
+
+
+def _batches(
+    exporter: SpanExporter, resource: Resource, scope: InstrumentationScope, max_batch: int
+) -> _Batches:
+    """How batches leave: for OTLP/HTTP our wire encoder and the exporter's HTTP client, else
+    the exporter's `export`."""
     post = getattr(getattr(exporter, "_client", None), "export", None)
     if callable(post):
-        encoder = Encoder(resource, scope)
-        return lambda batch: post(encoder.encode(batch))
-    return lambda batch: exporter.export([readable(r, resource, scope) for r in batch])
+        return _Encoded(post, Encoder(resource, scope), max_batch)
+    return _Readable(exporter, resource, scope, max_batch)
 
 
 def _child(exporter_name: str, scope_name: str, max_batch: int, env: Mapping[str, str]) -> int:
@@ -199,16 +284,19 @@ def _child(exporter_name: str, scope_name: str, max_batch: int, env: Mapping[str
     attrs = marshal.loads(bytes.fromhex(env.get("MODELYARD_SPAN_RESOURCE", "")))  # noqa: S302
     resource = Resource(attrs)  # already merged by the parent: not Resource.create again
     exporter = make_exporter(exporter_name)
-    send = _sender(exporter, resource, InstrumentationScope(scope_name))
+    batches = _batches(exporter, resource, InstrumentationScope(scope_name), max_batch)
     source = sys.stdin.buffer
     try:
         while True:
             head = source.read(4)
             if len(head) < 4:
+                batches.flush()
                 return 0
-            batch = marshal.loads(source.read(int.from_bytes(head, "big")))  # noqa: S302
-            for i in range(0, len(batch), max_batch):
-                send(batch[i : i + max_batch])
+            size = int.from_bytes(head, "big")
+            if size:
+                batches.add(marshal.loads(source.read(size)))  # noqa: S302
+            else:
+                batches.flush()
     finally:
         exporter.shutdown()
 

@@ -4,6 +4,7 @@ by side in one run.
     python -m loadtests.tracing_bench            # 5 rounds of 5 s a mode and concurrency
     python -m loadtests.tracing_bench --quick    # 2 rounds of 1 s: a smoke run
     python -m loadtests.tracing_bench --out /tmp/tracing-bench.json
+    python -m loadtests.tracing_bench --modes off 0% 1% 100%   # other sampling ratios
 
 Three `modelyard serve` processes (all their threads, and their span exporter's process,
 pinned to the server CPU) route model `bench` to the
@@ -20,6 +21,12 @@ export cost is the real one and the receiver's is small). Rounds are interleaved
 once per round, in turn) so that the machine's noise hits the modes alike; the report gives
 each mode's median req/s over the rounds, its spread (min-max), and the ratio to `off`, and
 the spans each gateway dropped (`modelyard_gateway_spans_dropped_total`: its export queue full).
+
+It also gives each mode's CPU per request: the user + system time of the gateway's whole
+process tree (every thread, and the span exporting child) over a round, from /proc, divided
+by the requests wrk counted; and `cpu_vs_off`, off's CPU per request over the mode's. On a
+shared machine that is the steadier figure: a neighbour's load moves req/s by 25-40 % but CPU
+per request by a few per cent.
 Needs wrk and nginx (`apt-get install -y wrk nginx-light`); exit 2 when they are missing.
 """
 
@@ -40,6 +47,7 @@ from typing import Any, Final
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from adapters.process_tree import descendants
 from loadtests import benchkit
 from loadtests.benchkit import (
     FIXED_LOCATION,
@@ -48,6 +56,8 @@ from loadtests.benchkit import (
     Pinning,
     Server,
     Tools,
+    cpu_seconds,
+    cpu_used,
     find_tools,
     lua_script,
     nginx,
@@ -59,7 +69,7 @@ from loadtests.yard_api import register, wait_served
 from modelyard.processes import ModelyardProcess
 
 DEFAULT_OUT: Final = Path(__file__).parent / "results" / "tracing-bench.json"
-MODES: Final = ("off", "1%", "100%")
+MODES: Final = ("off", "1%", "100%")  # the default; `--modes` takes any "<ratio>%"
 
 
 @dataclass(frozen=True)
@@ -113,10 +123,26 @@ def sink() -> Iterator[tuple[str, list[int]]]:
         thread.join(timeout=5)
 
 
+def mode_name(text: str) -> str:
+    """A `--modes` word: off, or a sampling ratio in per cent ("1%", "0%", "12.5%")."""
+    if text != "off":
+        try:
+            ratio = float(text.removesuffix("%"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: off or a ratio like 1%") from None
+        if not text.endswith("%") or not 0 <= ratio <= 100:
+            raise argparse.ArgumentTypeError(f"{text!r}: off or a ratio like 1%")
+    return text
+
+
+def load_average() -> str:
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
 def mode_env(mode: str, otlp_url: str) -> dict[str, str]:
     if mode == "off":
         return {"MODELYARD_TRACING": "off"}
-    ratio = {"1%": "0.01", "100%": "1.0"}[mode]
+    ratio = str(float(mode.removesuffix("%")) / 100)
     return {
         "MODELYARD_TRACING": "auto",
         "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_url,
@@ -159,22 +185,35 @@ def spans_dropped(base_url: str) -> int:
     raise BenchError("no modelyard_gateway_spans_dropped_total on the gateway's /metrics")
 
 
-def summarize(rps: dict[str, list[float]]) -> dict[str, Any]:
+def tree_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds so far of `pid` and its descendants (the span exporting child)."""
+    return cpu_seconds([pid, *descendants(pid)])
+
+
+def summarize(rps: dict[str, list[float]], cpu: dict[str, list[float]]) -> dict[str, Any]:
+    """`cpu`: each round's CPU microseconds a request, by mode."""
     off = statistics.median(rps["off"])
+    off_cpu = statistics.median(cpu["off"])
     out: dict[str, Any] = {}
     for mode, values in rps.items():
         median = statistics.median(values)
+        cpu_median = statistics.median(cpu[mode])
         out[mode] = {
             "rps_median": round(median, 1),
             "rps_min": round(min(values), 1),
             "rps_max": round(max(values), 1),
             "ratio_to_off": round(median / off, 3) if off else None,
             "rounds": [round(v, 1) for v in values],
+            "cpu_us_median": round(cpu_median, 2),
+            "cpu_us_min": round(min(cpu[mode]), 2),
+            "cpu_us_max": round(max(cpu[mode]), 2),
+            "cpu_vs_off": round(off_cpu / cpu_median, 3) if cpu_median else None,
+            "cpu_rounds": [round(v, 2) for v in cpu[mode]],
         }
     return out
 
 
-def run(cfg: Config, tools: Tools) -> dict[str, Any]:
+def run(cfg: Config, tools: Tools, modes: Sequence[str] = MODES) -> dict[str, Any]:
     pin = Pinning.choose(tools.taskset)
     report: dict[str, Any] = {
         "machine": {**benchkit.machine(), "client_cpu": pin.client, "server_cpu": pin.server},
@@ -192,41 +231,55 @@ def run(cfg: Config, tools: Tools) -> dict[str, Any]:
         )
         targets: dict[str, str] = {}
         yards: dict[str, str] = {}
-        for i, mode in enumerate(MODES):
+        pids: dict[str, int] = {}
+        for i, mode in enumerate(modes):
             say(f"[{mode}] starting modelyard serve")
             yard = stack.enter_context(
                 gateway(work / f"yard{i}", pin, upstream, mode_env(mode, otlp_url))
             )
             targets[mode] = yard.url + GATEWAY_PATH
             yards[mode] = yard.url
+            assert yard.proc is not None
+            pids[mode] = yard.proc.pid
         script = lua_script(work / "post.lua", make_body())
         for url in targets.values():  # warm-up
             wrk(tools, pin, url, script, max(cfg.concurrencies), cfg.warmup_s, 1)
         for connections in cfg.concurrencies:
-            rps: dict[str, list[float]] = {mode: [] for mode in MODES}
+            rps: dict[str, list[float]] = {mode: [] for mode in modes}
+            cpu: dict[str, list[float]] = {mode: [] for mode in modes}
             for round_ in range(cfg.rounds):
                 for mode, url in targets.items():
+                    before = tree_cpu(pids[mode])
                     result = wrk(tools, pin, url, script, connections, cfg.duration_s, 1)
+                    used = cpu_used(before, tree_cpu(pids[mode]))
                     rps[mode].append(result.rps)
-                    say(f"[{mode}] c{connections} round {round_ + 1}: {result.rps:,.0f} req/s")
-            report["results"][f"c{connections}"] = summarize(rps)
+                    cpu[mode].append(used / result.requests * 1e6)
+                    say(
+                        f"[{mode}] c{connections} round {round_ + 1}: {result.rps:,.0f} req/s,"
+                        f" {cpu[mode][-1]:.1f} us CPU a request (load {load_average()})"
+                    )
+            report["results"][f"c{connections}"] = summarize(rps, cpu)
         report["exported"] = {"requests": received[0], "bytes": received[1]}
+        report["load_average"] = load_average()
         # spans the gateways' bounded export queues dropped (a fast 100 % that dropped most
         # of its spans would not be a fair figure)
-        report["spans_dropped"] = {mode: spans_dropped(yards[mode]) for mode in MODES}
+        report["spans_dropped"] = {mode: spans_dropped(yards[mode]) for mode in modes}
     return report
 
 
 def table(report: dict[str, Any]) -> str:
     lines = [
-        "| concurrency | tracing | req/s (median) | min-max | vs off |",
-        "|---|---|---|---|---|",
+        "| concurrency | tracing | req/s (median) | min-max | vs off |"
+        " CPU us a request (median) | min-max | off's CPU / this |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for level, modes in report["results"].items():
         for mode, r in modes.items():
             lines.append(
                 f"| {level} | {mode} | {r['rps_median']:,.0f} |"
                 f" {r['rps_min']:,.0f}-{r['rps_max']:,.0f} | {r['ratio_to_off']:.2f} |"
+                f" {r['cpu_us_median']:.1f} | {r['cpu_us_min']:.1f}-{r['cpu_us_max']:.1f} |"
+                f" {r['cpu_vs_off']:.2f} |"
             )
     return "\n".join(lines)
 
@@ -235,14 +288,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtests.tracing_bench")
     parser.add_argument("--quick", action="store_true", help="2 rounds of 1 s (smoke test)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON report path")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        type=mode_name,
+        default=list(MODES),
+        help='"off" and sampling ratios such as "1%%" (default: off 1%% 100%%)',
+    )
     args = parser.parse_args(argv)
+    if "off" not in args.modes:
+        parser.error("--modes needs off (the ratios are to it)")
     tools = find_tools()
     if isinstance(tools, list):
         packages = " ".join(PACKAGES[name] for name in tools)
         say(f"missing: {', '.join(tools)}. Install with: apt-get install -y {packages}")
         return 2
     try:
-        report = run(Config.quick() if args.quick else Config.full(), tools)
+        report = run(Config.quick() if args.quick else Config.full(), tools, args.modes)
     except BenchError as exc:
         say(f"FAILED: {exc}")
         return 1

@@ -9,12 +9,18 @@ under callgrind. Deterministic, so it needs neither the benchmark lock nor a qui
 Each mode runs twice (a few and many requests) and the difference divided by the extra
 requests is the per-request cost: start-up (imports, the provider) cancels out. Needs
 valgrind; exit 2 without it.
+
+Then the exporting child's instructions a span (`--modes child`, in the default run too):
+`python -m adapters.span_export` under callgrind, fed batches of 1,024 of the records the
+sampled mode makes, as the gateway sends them (`span_export.wire`), exporting OTLP/HTTP to a
+no-op receiver in this process; 2 and 12 batches, the difference over 10,240 spans.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import marshal
 import os
 import re
 import shutil
@@ -39,6 +45,8 @@ from gateway.transport import MockTransport, UpstreamRequest, UpstreamResponse
 from gateway.transport.base import Headers
 
 MODES: Final = ("off", "unsampled", "sampled")
+CHILD: Final = "child"
+CHILD_BATCHES: Final = (2, 12)  # batches of 1,024 records for the exporting child
 VALGRIND: Final = shutil.which("valgrind")
 FEW: Final = 500
 MANY: Final = 3500
@@ -111,6 +119,60 @@ def _run(mode: str, n: int) -> None:
     asyncio.run(_drive(gateway, n))
 
 
+def _records(n: int) -> list[SpanRecord]:
+    """The records `n` sampled requests make (two spans each)."""
+    made: list[SpanRecord] = []
+    gateway = _gateway("sampled")
+    assert isinstance(gateway.hooks, TracingHooks)
+    object.__setattr__(gateway.hooks.tracing, "emit", made.append)
+    asyncio.run(_drive(gateway, n))
+    return made
+
+
+def _child_per_span(out: Path) -> float:
+    from adapters.span_export import wire
+    from loadtests.tracing_bench import sink
+
+    assert VALGRIND is not None
+    records = _records(512 * max(CHILD_BATCHES))
+    counts: dict[int, int] = {}
+    with sink() as (url, _received):
+        for batches in CHILD_BATCHES:
+            fed = out / f"wire.{batches}"
+            fed.write_bytes(
+                b"".join(wire(records[at : at + 1024]) for at in range(0, batches * 1024, 1024))
+            )
+            target = out / f"cg.child.{batches}"
+            with fed.open("rb") as stdin:
+                subprocess.run(
+                    [
+                        VALGRIND,
+                        "--tool=callgrind",
+                        f"--callgrind-out-file={target}",
+                        sys.executable,
+                        "-m",
+                        "adapters.span_export",
+                        "otlp",
+                        "modelyard.gateway",
+                        "1024",
+                    ],
+                    stdin=stdin,
+                    check=True,
+                    capture_output=True,
+                    env={
+                        **os.environ,
+                        "PYTHONHASHSEED": "0",
+                        "OTEL_EXPORTER_OTLP_ENDPOINT": url,
+                        "MODELYARD_SPAN_RESOURCE": marshal.dumps({"service.name": "x"}).hex(),
+                    },
+                )
+            summary = re.search(rb"^summary: (\d+)", target.read_bytes(), re.M)
+            assert summary is not None
+            counts[batches] = int(summary.group(1))
+    few, many = CHILD_BATCHES
+    return (counts[many] - counts[few]) / ((many - few) * 1024)
+
+
 def _instructions(mode: str, n: int, out: Path) -> int:
     assert VALGRIND is not None
     target = out / f"cg.{mode}.{n}"
@@ -139,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtests.tracing_instr")
     parser.add_argument("--run", nargs=2, metavar=("MODE", "N"))
     parser.add_argument("--keep", type=Path, help="keep the callgrind files in this directory")
-    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--modes", nargs="+", choices=[*MODES, CHILD], default=[*MODES, CHILD])
     args = parser.parse_args(argv)
     if args.run:
         _run(args.run[0], int(args.run[1]))
@@ -152,13 +214,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         per: dict[str, float] = {}
         for mode in args.modes:
-            few, many = _instructions(mode, FEW, out), _instructions(mode, MANY, out)
-            per[mode] = (many - few) / (MANY - FEW)
+            if mode != CHILD:
+                few, many = _instructions(mode, FEW, out), _instructions(mode, MANY, out)
+                per[mode] = (many - few) / (MANY - FEW)
+        child = _child_per_span(out) if CHILD in args.modes else None
     print("| tracing | instructions per request | vs off |")
     print("|---|---|---|")
     for mode, value in per.items():
         extra = f"+{value - per['off']:,.0f}" if "off" in per else "-"
         print(f"| {mode} | {value:,.0f} | {extra} |")
+    if child is not None:
+        print(f"\nexporting child: {child:,.0f} instructions a span")
     return 0
 
 

@@ -53,6 +53,7 @@ CHILD_OF_REMOTE: SpanRecord = (
     ((1, 2, 1, ""), ((1 << 128) - 1, (1 << 64) - 1, 0, "a=b")),
 )
 ERROR_NO_TEXT: SpanRecord = (*ROOT[:11], 2, "", (), ())
+CHILD_NO_STATE: SpanRecord = (*ROOT[:4], 0xEF01, False, *ROOT[6:])  # (ids and parent: one pack)
 
 
 def parsed(data: bytes) -> ExportTraceServiceRequest:
@@ -63,7 +64,13 @@ def parsed(data: bytes) -> ExportTraceServiceRequest:
 
 @pytest.mark.parametrize(
     "records",
-    [[ROOT], [CHILD_OF_REMOTE], [ERROR_NO_TEXT], [ROOT, CHILD_OF_REMOTE, ERROR_NO_TEXT]],
+    [
+        [ROOT],
+        [CHILD_OF_REMOTE],
+        [ERROR_NO_TEXT],
+        [CHILD_NO_STATE],
+        [ROOT, CHILD_OF_REMOTE, ERROR_NO_TEXT, CHILD_NO_STATE],
+    ],
 )
 def test_the_same_message_as_the_sdks_encoder(records: list[SpanRecord]) -> None:
     ours = Encoder(RESOURCE, SCOPE).encode(records)
@@ -76,11 +83,48 @@ def test_the_same_message_as_the_sdks_encoder(records: list[SpanRecord]) -> None
 def test_kept_parts_tell_a_bool_from_an_int_and_repeat_exactly() -> None:
     """Attribute sets are kept encoded by value: `True` and `1` (equal in Python) stay apart,
     and a set seen before encodes to the same bytes."""
-    as_bool: SpanRecord = (*ROOT[:10], {"x": True}, *ROOT[11:])  # type: ignore[assignment]
-    as_int: SpanRecord = (*ROOT[:10], {"x": 1}, *ROOT[11:])  # type: ignore[assignment]
+    as_bool: SpanRecord = (*ROOT[:10], {"x": True}, *ROOT[11:])
+    as_int: SpanRecord = (*ROOT[:10], {"x": 1}, *ROOT[11:])
     encoder = Encoder(RESOURCE, SCOPE)
     for records in ([as_bool, as_int], [as_int, as_bool], [ROOT, ROOT, CHILD_OF_REMOTE]):
         ours = encoder.encode(records)
         theirs = encode_spans([readable(r, RESOURCE, SCOPE) for r in records]).SerializeToString()
         assert parsed(ours) == parsed(theirs)
         assert encoder.encode(records) == ours
+
+
+def test_spans_encoded_one_by_one_make_the_same_message() -> None:
+    """The exporting child encodes each frame's spans as they arrive (`Encoder.span`) and
+    joins them at the batch's end (`message`): the same bytes as `encode` of the batch."""
+    encoder = Encoder(RESOURCE, SCOPE)
+    records = [ROOT, CHILD_OF_REMOTE, ERROR_NO_TEXT]
+    assert encoder.message([encoder.span(r) for r in records]) == encoder.encode(records)
+
+
+@pytest.mark.parametrize("size", [127, 128, 16_383, 16_384, 100_000])
+def test_lengths_of_every_size_are_the_sdks(size: int) -> None:
+    """Lengths below 16,384 come from a table, longer ones are computed: both right."""
+    record: SpanRecord = (*ROOT[:10], {"big": "x" * size}, *ROOT[11:])
+    ours = Encoder(RESOURCE, SCOPE).encode([record])
+    theirs = encode_spans([readable(record, RESOURCE, SCOPE)]).SerializeToString()
+    assert parsed(ours) == parsed(theirs)
+
+
+def test_the_child_posts_one_message_per_batch_with_every_span() -> None:
+    """adapters.span_export's OTLP sender: frames added, one post at the batch's end (or when
+    `max_batch` spans wait), none for an empty batch."""
+    from adapters.span_export import _Encoded
+
+    posts: list[bytes] = []
+    encoder = Encoder(RESOURCE, SCOPE)
+    batches = _Encoded(posts.append, encoder, max_batch=4)
+    batches.add([ROOT, CHILD_OF_REMOTE])
+    batches.add([ERROR_NO_TEXT])
+    assert posts == []
+    batches.flush()
+    batches.flush()  # nothing waits: no empty export
+    batches.add([ROOT, ROOT, ROOT, ROOT])  # max_batch reached: sent at once
+    assert posts == [
+        encoder.encode([ROOT, CHILD_OF_REMOTE, ERROR_NO_TEXT]),
+        encoder.encode([ROOT] * 4),
+    ]

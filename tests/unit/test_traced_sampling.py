@@ -29,7 +29,7 @@ from gateway.front import Gateway
 from gateway.metrics import GatewayMetrics
 from gateway.resilience import Resilient
 from gateway.shadow import ShadowCopy, ShadowQueue
-from gateway.spans import NO_PARENT, parent
+from gateway.spans import NO_PARENT, below, parent, traceparent_block, traceparents
 from gateway.traced import TracingHooks
 from gateway.transport import MockTransport, UpstreamRequest, UpstreamResponse
 
@@ -230,3 +230,77 @@ def test_probes_and_scrapes_never_start_a_span(path: str) -> None:
     finally:
         tracing.shutdown()
     assert exporter.get_finished_spans() == ()
+
+
+def test_a_block_of_traceparents_is_valid_and_random() -> None:
+    block = traceparent_block(512)
+    values = traceparents(block)
+    assert len(values) == 512 and len(set(values)) == 512
+    for value in values:
+        trace_id, span_id, flags, state = parent(value, None)
+        assert (flags, state) == (0, "") and trace_id and span_id
+        assert value == b"00-%032x-%016x-00" % (trace_id, span_id)
+    # every hex digit of the ids about as likely (a bias in the digits' making would show)
+    digits = b"".join(v[3:35] + v[36:52] for v in values)
+    counts = [digits.count(d) for d in b"0123456789abcdef"]
+    assert all(abs(c - len(digits) / 16) < len(digits) / 16 * 0.15 for c in counts)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.01, 0.3, 0.97])
+def test_below_finds_exactly_the_trace_ids_the_ratio_sampler_takes(ratio: float) -> None:
+    tracing, _ = traced(str(ratio))
+    sampler = tracing.provider.sampler
+    bound = tracing.bound
+    tracing.shutdown()
+    assert bound is not None
+    block = traceparent_block(4096)
+    taken = set(below(block, b"%016x" % bound))
+    for at, value in enumerate(traceparents(block)):
+        sdk = sampler.should_sample(None, int(value[3:35], 16), "s", SpanKind.SERVER)
+        assert (at in taken) == sdk.decision.is_sampled()  # type: ignore[no-untyped-call]
+
+
+@pytest.mark.parametrize("ratio", ["0.01", "0.5", "1.0"])
+def test_a_sampled_roots_trace_id_is_one_the_sampler_takes(ratio: str) -> None:
+    tracing, _ = traced(ratio)
+    sampler = tracing.provider.sampler
+    hooks = TracingHooks(tracing)
+    try:
+        ids = set()
+        for _ in range(200):
+            trace_id = hooks._sampled_root()
+            sdk = sampler.should_sample(None, trace_id, "s", SpanKind.SERVER)
+            assert trace_id and sdk.decision.is_sampled()  # type: ignore[no-untyped-call]
+            assert trace_id >> 64  # the high half random too
+            ids.add(trace_id)
+        assert len(ids) == 200
+    finally:
+        tracing.shutdown()
+
+
+def test_the_share_of_sampled_roots_is_the_ratio() -> None:
+    tracing, _ = traced("0.05")
+    hooks = TracingHooks(tracing)
+    try:
+        answers = [hooks.request("POST", PATH, []) for _ in range(20_000)]
+    finally:
+        tracing.shutdown()
+    sampled = sum(1 for a in answers if not isinstance(a, list))
+    assert 800 < sampled < 1200  # 1,000 expected (sd about 31)
+    forwarded_ids = {a[0][1][3:35] for a in answers if isinstance(a, list)}
+    assert len(forwarded_ids) == 20_000 - sampled  # a new trace for each
+
+
+def test_each_kind_of_span_runs_its_own_copy_of_the_shared_methods() -> None:
+    """CPython specializes attribute access per code object and type: the request's and the
+    attempt's spans must not share `finish` (nor the attempt `__init__`), or one of them
+    always takes the generic path (gateway.spans.SpanBuilder.__init_subclass__)."""
+    from gateway.spans import SpanBuilder
+    from gateway.traced import _AttemptSpan, _RequestSpan, _ShadowSpan
+
+    finishes = {
+        id(cls.finish.__code__) for cls in (SpanBuilder, _RequestSpan, _AttemptSpan, _ShadowSpan)
+    }
+    assert len(finishes) == 4  # (code objects compare by value: by identity here)
+    assert _AttemptSpan.__init__.__code__ is not SpanBuilder.__init__.__code__
+    assert _AttemptSpan.error.__defaults__ == ("",)
