@@ -13,6 +13,7 @@ import platform
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -413,10 +414,13 @@ def interleaved(
     seconds: int,
     warmup_s: int,
     prefix: str = "",
+    rounds: int = 1,
 ) -> dict[str, dict[str, Any]]:
     """Warm every leg up, then for each concurrency measure every leg in turn (`run(leg,
-    connections, seconds)`), so that noise hits them alike. A leg that fails gets
-    {"error": ...} and is not measured again; the others go on."""
+    connections, seconds)`), `rounds` times over, so that noise hits them alike: a burst
+    of a neighbour's work lands in one round of every leg rather than in all of one leg's
+    seconds. A leg's figure is the median of its rounds (`median_summary`). A leg that fails
+    gets {"error": ...} and is not measured again; the others go on."""
     runs: dict[str, dict[str, Any]] = {leg: {} for leg in legs}
     live = list(legs)
 
@@ -433,12 +437,32 @@ def interleaved(
         say(f"[{prefix}{leg}] warm-up {warmup_s} s at c{max(concurrencies)}")
         one(leg, max(concurrencies), warmup_s)
     for connections in concurrencies:
-        for leg in list(live):
-            result = one(leg, connections, seconds)
-            if result is not None:
-                runs[leg][f"c{connections}"] = result.summary()
+        measured: dict[str, list[WrkResult]] = {leg: [] for leg in legs}
+        for round_ in range(rounds):
+            for leg in list(live):
+                result = one(leg, connections, seconds)
+                if result is None:
+                    continue
+                measured[leg].append(result)
+                of = f" (round {round_ + 1}/{rounds})" if rounds > 1 else ""
                 say(
-                    f"[{prefix}{leg}] c{connections}: {result.rps:,.0f} req/s,"
+                    f"[{prefix}{leg}] c{connections}{of}: {result.rps:,.0f} req/s,"
                     f" p50 {result.p50_ms:.3f} ms, p99 {result.p99_ms:.3f} ms"
                 )
+        for leg in live:
+            runs[leg][f"c{connections}"] = median_summary(measured[leg])
     return runs
+
+
+def median_summary(results: Sequence[WrkResult]) -> dict[str, Any]:
+    """One leg's figure over its rounds: the median of each of req/s, p50 and p99 (each
+    over the rounds on its own), the requests of all rounds, and each round's req/s."""
+    if len(results) == 1:
+        return results[0].summary()
+    return {
+        "rps": round(statistics.median(r.rps for r in results), 1),
+        "p50_ms": round(statistics.median(r.p50_ms for r in results), 4),
+        "p99_ms": round(statistics.median(r.p99_ms for r in results), 4),
+        "requests": sum(r.requests for r in results),
+        "rounds_rps": [round(r.rps, 1) for r in results],
+    }

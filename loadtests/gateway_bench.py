@@ -114,7 +114,8 @@ BODY_BYTES: Final = 200
 
 @dataclass(frozen=True)
 class Config:
-    duration_s: int  # one wrk measurement
+    duration_s: int  # one wrk measurement (one round of one leg)
+    rounds: int  # rounds of every leg in turn per concurrency (medians: benchkit.interleaved)
     warmup_s: int  # one wrk warm-up per path before the measured rounds
     concurrencies: tuple[int, ...]
     threads: int
@@ -127,7 +128,8 @@ class Config:
     @classmethod
     def full(cls) -> Config:
         return cls(
-            duration_s=10,
+            duration_s=4,
+            rounds=3,
             warmup_s=2,
             concurrencies=(1, 16, 64),
             threads=1,
@@ -141,6 +143,7 @@ class Config:
     def quick(cls) -> Config:
         return cls(
             duration_s=1,
+            rounds=1,
             warmup_s=1,
             concurrencies=(1, 16, 64),
             threads=1,
@@ -219,14 +222,15 @@ def measure_rounds(
     seconds: int,
     warmup_s: int,
     threads: int,
+    rounds: int = 1,
 ) -> dict[str, dict[str, Any]]:
-    """Every path warmed up, then each concurrency over every path in turn
+    """Every path warmed up, then each concurrency over every path in turn, `rounds` times
     (`benchkit.interleaved`); each path with its wrk script."""
 
     def run(path: str, connections: int, duration: int) -> WrkResult:
         return wrk(tools, pin, targets[path], scripts[path], connections, duration, threads)
 
-    return benchkit.interleaved(list(targets), run, concurrencies, seconds, warmup_s)
+    return benchkit.interleaved(list(targets), run, concurrencies, seconds, warmup_s, rounds=rounds)
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -254,7 +258,7 @@ def oip(
         grpc_target = oip_legs.H2Target(h2load, f"http://{yard.grpc_target}", frame, answer_bytes)
     except BenchError as exc:
         say(f"[oip grpc] FAILED: {exc}")
-    plan = (cfg.concurrencies, cfg.duration_s, cfg.warmup_s, cfg.threads)
+    plan = (cfg.concurrencies, cfg.duration_s, cfg.warmup_s, cfg.threads, cfg.rounds)
     runs = oip_legs.measure(
         tools, pin, yard.url + oip_legs.infer_path(MODEL), grpc_target, work, plan
     )
@@ -343,6 +347,7 @@ def run(cfg: Config, tools: Tools, h2load: str) -> dict[str, Any]:
             cfg.duration_s,
             cfg.warmup_s,
             cfg.threads,
+            cfg.rounds,
         )
         paths = FIXED_ONLY if cfg.only == "fixed" else PATHS
         report["runs"] = {path: report["runs"].get(path, measured.get(path)) for path in paths}

@@ -230,7 +230,7 @@ def table(report: dict[str, Any]) -> str:
     head = f"{'path':<15}{'conc':>5}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}"
     lines = [
         f"{m['cpus']} CPUs, load {m['loadavg_1m_at_start']}, {pinning};"
-        f" {cfg['duration_s']} s a run, {cfg['body_bytes']}-byte POST",
+        f" {_rounds(cfg)}, {cfg['body_bytes']}-byte POST",
     ]
     if "error" in report:
         return "\n".join([*lines, f"ERROR: {_first_line(report['error'])}"])
@@ -370,3 +370,11 @@ def e2e_lines(e2e: dict[str, Any]) -> list[str]:
         " as a share of one core while the direct rounds ran)",
     ]
     return lines
+
+
+def _rounds(cfg: dict[str, Any]) -> str:
+    """How each leg was measured: one run, or the median of interleaved rounds."""
+    rounds = cfg.get("rounds", 1)
+    if rounds == 1:
+        return f"{cfg['duration_s']} s a run"
+    return f"medians of {rounds} interleaved rounds of {cfg['duration_s']} s"

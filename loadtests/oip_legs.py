@@ -273,12 +273,13 @@ def measure(
     http_url: str,
     grpc_target: H2Target | None,
     work: Path,
-    plan: tuple[tuple[int, ...], int, int, int],
+    plan: tuple[tuple[int, ...], int, int, int, int],
 ) -> dict[str, dict[str, Any]]:
-    """Every leg warmed up, then for each concurrency every leg in turn (as the other legs are
-    measured). `plan`: (concurrencies, seconds, warm-up seconds, wrk threads). A leg that fails
-    gets {"error": ...} and is not measured again; the others go on."""
-    concurrencies, seconds, warmup_s, threads = plan
+    """Every leg warmed up, then for each concurrency every leg in turn, round after round
+    (as the other legs are measured). `plan`: (concurrencies, seconds a round, warm-up
+    seconds, wrk threads, rounds). A leg that fails gets {"error": ...} and is not measured
+    again; the others go on."""
+    concurrencies, seconds, warmup_s, threads, rounds = plan
     scripts = wrk_scripts(work)
     live = [leg for leg in LEGS if leg != "grpc" or grpc_target is not None]
 
@@ -289,5 +290,5 @@ def measure(
             return h2load(grpc_target, pin, log, connections, duration)
         return wrk(tools, pin, http_url, scripts[leg], connections, duration, threads)
 
-    runs = interleaved(live, run, concurrencies, seconds, warmup_s, prefix="oip ")
+    runs = interleaved(live, run, concurrencies, seconds, warmup_s, prefix="oip ", rounds=rounds)
     return {leg: runs.get(leg, {}) for leg in LEGS}
