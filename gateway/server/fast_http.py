@@ -61,6 +61,7 @@ _JSON: Final = (b"content-type", b"application/json")
 _STATUS_LINES: Final = {
     s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in http.HTTPStatus
 }
+_NOTED: Final = frozenset((b"host", b"expect"))  # headers `on_header` notes
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _INTERNAL: Final = (
     b'{"error_code":"INTERNAL","message":"the gateway failed to answer; see its log"}'
@@ -161,6 +162,9 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
         self.expect: bytes | None = None  # the `Expect` header's value
         self.http10 = False
         self.budget = HeadBudget()
+        self.fed = 0  # bytes fed to the parser on this connection
+        self.feeding = 0  # ... before the chunk being fed
+        self.head_from = 0  # `feeding` when the message began: its head is in the bytes after
         # per connection
         self.queue: deque[_Request] = deque()
         self.current: _Request | None = None  # the request being answered (one at a time)
@@ -213,6 +217,8 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
                     except Refused as refused:
                         self._refuse(refused)
                         return
+            self.feeding = fed = self.fed
+            self.fed = fed + len(chunk)
             try:
                 self.parser.feed_data(chunk)
             except httptools.HttpParserUpgrade as upgrade:  # the head went to uvicorn already
@@ -253,6 +259,7 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
         budget = self.budget  # HeadBudget.begin, inlined
         if budget.line == LINE_NEXT:
             budget.line = LINE_DONE
+        self.head_from = self.feeding
         self.url = b""
         self.headers = []
         self.body = []
@@ -270,22 +277,35 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # HeadBudget.header's checks, inlined: this runs for every header of every request
-        budget = self.budget
-        budget.count += 1
-        budget.size += len(name) + len(value)
-        if budget.count > MAX_HEADERS:
-            raise too_many_headers()
-        if budget.size > MAX_HEAD_BYTES:
-            raise head_too_large()
+        """Runs for every header of every request, so it only keeps the header: the number
+        and size limits (`HeadBudget.header`'s) are checked once, in `on_headers_complete`.
+        The list cannot grow without bound meanwhile: `data_received` feeds a head at most
+        `HeadBudget.left` bytes past one read. Measured (loadtests/hotpath_profile.py
+        --callgrind, routed): 4.5k instructions a request less than the checks per header."""
         lower = name.lower()
-        if lower == b"host":
-            budget.hosts += 1
-        elif lower == b"expect":  # noted here: no second pass over the headers for it
-            self.expect = value
+        if lower in _NOTED:  # one set lookup; the name's hash is kept for routing's lookups
+            if lower == b"host":
+                self.budget.hosts += 1
+            else:  # `expect`, noted here: no second pass over the headers for it
+                self.expect = value
         self.headers.append((lower, value))
 
+    def _head_limits(self) -> None:
+        """`HeadBudget.header`'s limits on the whole head: at most `MAX_HEADERS` headers, and
+        their names and values at most `MAX_HEAD_BYTES`. The sizes are added up only when the
+        bytes fed since the message began (a bound on the head's size) are over that."""
+        headers = self.headers
+        if len(headers) > MAX_HEADERS:
+            raise too_many_headers()
+        size = 0
+        for name, value in headers:
+            size += len(name) + len(value)
+        if size > MAX_HEAD_BYTES:
+            raise head_too_large()
+
     def on_headers_complete(self) -> None:
+        if len(self.headers) > MAX_HEADERS or self.fed - self.head_from > MAX_HEAD_BYTES:
+            self._head_limits()  # (raises, or the head is within the limits)
         parser = self.parser
         version = parser.get_http_version()
         budget = self.budget

@@ -54,6 +54,32 @@ async def test_a_header_over_the_head_limit_gets_431(path: str) -> None:
 
 
 @pytest.mark.parametrize("path", [FAST, API])
+async def test_one_header_over_the_count_gets_431(path: str) -> None:
+    """A small head, complete, one header over the limit (Host and `MAX_HEADERS` more): the
+    fast protocol counts the headers once the head is complete, not as they come."""
+    async with serving() as s:
+        extra = [f"X-H{i}: v" for i in range(limits.MAX_HEADERS)]
+        status, body = await refused(s.port, get(path, *extra))
+        assert status == 431 and b"more than" in body
+
+
+async def test_a_pipelined_head_read_with_a_body_is_held_to_the_size_limit() -> None:
+    """The next request's head arrives in the read that ends the last one's body, so none
+    of its bytes went through the head budget's count: its size is still checked."""
+    async with serving() as s, connect(s.port) as c:
+        big = "X-Big: " + "a" * (limits.MAX_HEAD_BYTES + 1)
+        first = post(FAST, b"0123456789")
+        c.writer.write(first[:-10])  # the head alone: its body comes with the next request
+        await c.writer.drain()
+        await asyncio.sleep(0.1)
+        c.writer.write(b"0123456789" + get(FAST, big))
+        assert (await c.answer()).status == 200
+        a = await c.answer()
+        assert a.status == 431 and b"HEADERS_TOO_LARGE" in a.body
+        assert await c.closed()
+
+
+@pytest.mark.parametrize("path", [FAST, API])
 async def test_a_long_request_line_gets_414(path: str) -> None:
     async with serving() as s:
         long = path + "?" + "q" * (limits.MAX_REQUEST_LINE + 1)
