@@ -68,6 +68,20 @@ _INTERNAL: Final = (
 )
 
 
+#: `content-length` lines by body size: bytes formatting (`%d`) costs more than a dict lookup,
+#: and a model's answers come in few sizes (loadtests/hotpath_profile.py --callgrind, routed:
+#: 0.4k instructions a request less). Remembered up to this many sizes.
+_LENGTH_LINES: dict[int, bytes] = {}
+_MAX_LENGTH_LINES: Final = 4096
+
+
+def _length_line(size: int) -> bytes:
+    if len(_LENGTH_LINES) >= _MAX_LENGTH_LINES:
+        _LENGTH_LINES.clear()
+    line = _LENGTH_LINES[size] = b"content-length: %d\r\n" % size
+    return line
+
+
 _default_heads: list[tuple[list[tuple[bytes, bytes]], bytes]] = [([], b"")]
 
 
@@ -421,7 +435,8 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
         for name, value in reply.headers:
             parts += (name, b": ", value, b"\r\n")
         body = reply.body
-        parts.append(b"content-length: %d\r\n" % len(body))
+        size = len(body)
+        parts.append(_LENGTH_LINES.get(size) or _length_line(size))
         if not keep_alive:
             parts.append(b"connection: close\r\n")
         elif request.http10:  # keep-alive is not HTTP/1.0's default: say it is kept
