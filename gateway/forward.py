@@ -15,7 +15,7 @@ from contract.traffic import BUCKETS
 from gateway.draws import Draws
 from gateway.errors import GatewayError, Overloaded
 from gateway.hooks import RequestHooks
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import GatewayMetrics, VariantStats
 from gateway.reply import JSON, Reply
 from gateway.request import Routing
 from gateway.resilience import Forward, Resilient
@@ -38,7 +38,7 @@ _OwnKey = tuple[int, str, int, str]  # revision, model, version, variant
 
 
 class Forwarder:
-    __slots__ = ("_own", "draws", "metrics", "resilient", "shadow")
+    __slots__ = ("_cells", "_own", "draws", "metrics", "resilient", "shadow")
 
     def __init__(
         self,
@@ -52,6 +52,7 @@ class Forwarder:
         self.shadow = shadow
         self.draws = draws if draws is not None else Draws()
         self._own: dict[_OwnKey, Headers] = {}
+        self._cells: dict[tuple[str, int, str], VariantStats] = {}  # metrics.cell's, kept
 
     def choose(self, route: ModelRoute, routing: Routing) -> Choice:
         return choose(
@@ -95,7 +96,11 @@ class Forwarder:
         """One forwarded request's latency (since `started`, `time.perf_counter`) and outcome,
         under the version that answered and its variant."""
         seconds = time.perf_counter() - started
-        self.metrics.observe(route.name, str(choice.version), choice.variant, seconds, error)
+        key = (route.name, choice.version, choice.variant)
+        cell = self._cells.get(key)  # no `str(version)` and no lookup by text per request
+        if cell is None:
+            cell = self._cells[key] = self.metrics.cell(key[0], str(key[1]), key[2])
+        cell.record(seconds, error)
 
     def reply(
         self,

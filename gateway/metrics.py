@@ -65,6 +65,26 @@ class VariantStats:
         self.w_compared = self.w_agreed = 0
         self.samples: list[float] = []
 
+    def record(self, seconds: float, error: bool) -> None:
+        """One request's latency and outcome (`GatewayMetrics.observe`, once its cell is
+        found: a caller that keeps the cell skips the lookup)."""
+        self.requests += 1
+        self.sum_s += seconds
+        self.buckets[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        self.w_requests += 1
+        if error:
+            self.errors += 1
+            self.w_errors += 1
+        self.seen += 1
+        if len(self.samples) < WINDOW_SAMPLES:
+            self.samples.append(seconds * 1000.0)
+        else:  # reservoir sampling keeps a uniform sample of the window
+            # uniform in [0, seen) like randrange(seen), at under half its cost: every request
+            # of a busy window gets here (the bias, seen / 2**53, is nil)
+            slot = int(random() * self.seen)
+            if slot < WINDOW_SAMPLES:
+                self.samples[slot] = seconds * 1000.0
+
 
 class ShadowStats:
     __slots__ = ("agreed", "compared", "dropped", "failed")
@@ -89,26 +109,17 @@ class GatewayMetrics:
     def observe(
         self, model: str, version: str, variant: str, seconds: float, error: bool
     ) -> VariantStats:
+        stats = self.cell(model, version, variant)
+        stats.record(seconds, error)
+        return stats
+
+    def cell(self, model: str, version: str, variant: str) -> VariantStats:
+        """The counters of (model, version, variant), made on first use; never replaced, so a
+        caller may keep it."""
         key = (model, version, variant)
         stats = self.stats.get(key)
         if stats is None:
             stats = self.stats[key] = VariantStats()
-        stats.requests += 1
-        stats.sum_s += seconds
-        stats.buckets[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
-        stats.w_requests += 1
-        if error:
-            stats.errors += 1
-            stats.w_errors += 1
-        stats.seen += 1
-        if len(stats.samples) < WINDOW_SAMPLES:
-            stats.samples.append(seconds * 1000.0)
-        else:  # reservoir sampling keeps a uniform sample of the window
-            # uniform in [0, seen) like randrange(seen), at under half its cost: every request
-            # of a busy window gets here (the bias, seen / 2**53, is nil)
-            slot = int(random() * stats.seen)
-            if slot < WINDOW_SAMPLES:
-                stats.samples[slot] = seconds * 1000.0
         return stats
 
     def shadow_answer(self, model: str, version: str, seconds: float, agreed: bool | None) -> None:
