@@ -69,7 +69,6 @@ def _served(route: ModelRoute, version: int, variant: str) -> Choice:
 
 def choose(
     route: ModelRoute,
-    *,
     version: int | None = None,
     alias: str | None = None,
     key: str | None = None,
