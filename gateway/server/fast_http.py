@@ -452,8 +452,12 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
         defaults = self.server_state.default_headers
         found = _default_heads[0]  # `_default_head`, inlined
         parts = [line, found[1] if found[0] is defaults else _default_head(defaults)]
-        for name, value in reply.headers:
-            parts += (name, b": ", value, b"\r\n")
+        headers = reply.headers
+        if reply.head_of is headers:
+            parts.append(reply.head)
+        else:
+            for name, value in headers:
+                parts += (name, b": ", value, b"\r\n")
         body = reply.body
         size = len(body)
         parts.append(_LENGTH_LINES.get(size) or _length_line(size))
