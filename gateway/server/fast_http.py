@@ -48,6 +48,7 @@ from gateway.server.limits import (
     Refused,
     answer_and_linger,
     head_too_large,
+    no_version,
     refusal,
     too_many_headers,
     uri_too_long,
@@ -61,6 +62,8 @@ _JSON: Final = (b"content-type", b"application/json")
 _STATUS_LINES: Final = {
     s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in http.HTTPStatus
 }
+_CR: Final = 13  # a read beginning with a byte above it begins with no empty line
+_REQUEST_LINE_SPACES: Final = 2  # `METHOD SP target SP HTTP/x.y`
 _NOTED: Final = frozenset((b"host", b"expect"))  # headers `on_header` notes
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _INTERNAL: Final = (
@@ -237,21 +240,34 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         budget = self.budget
         while data and not self.refused:
-            if budget.in_head and len(data) > budget.left:  # never more than the limit parsed
-                cut = max(budget.left, 0)
-                chunk, data = data[:cut], data[cut:]
-            else:
-                chunk, data = data, b""
+            size = len(data)
             if budget.in_head:  # `HeadBudget.fed`, inlined: once per request at least
-                budget.left -= len(chunk)
+                left = budget.left
+                if size > left:  # never more than the limit parsed
+                    size = max(left, 0)
+                    chunk, data = data[:size], data[size:]
+                else:
+                    chunk, data = data, b""
+                budget.left = left - size
                 if budget.line != LINE_DONE:
+                    # `HeadBudget.request_line`'s usual case inlined: a whole request line at
+                    # the read's start (the rest, as `request_line` does)
+                    line = budget.line == LINE_NEXT and size and chunk[0] > _CR
+                    end = chunk.find(b"\n") if line else -1
                     try:
-                        budget.request_line(chunk)
+                        if end < 0:
+                            budget.request_line(chunk)
+                        else:
+                            budget.line = LINE_DONE
+                            if chunk.count(b" ", 0, end) < _REQUEST_LINE_SPACES:
+                                raise no_version()
                     except Refused as refused:
                         self._refuse(refused)
                         return
+            else:
+                chunk, data = data, b""
             self.feeding = fed = self.fed
-            self.fed = fed + len(chunk)
+            self.fed = fed + size
             try:
                 self.parser.feed_data(chunk)
             except httptools.HttpParserUpgrade as upgrade:  # the head went to uvicorn already

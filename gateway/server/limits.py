@@ -55,6 +55,10 @@ def bad_request(message: str = "malformed HTTP request") -> Refused:
     return Refused(400, "BAD_REQUEST", message)
 
 
+def no_version() -> Refused:
+    return bad_request("the request line names no HTTP version (HTTP/0.9 is not served)")
+
+
 def head_too_large() -> Refused:
     return Refused(431, "HEADERS_TOO_LARGE", f"the headers are over {MAX_HEAD_BYTES} bytes")
 
@@ -119,7 +123,7 @@ class HeadBudget:
         if end >= 0:
             self.line = LINE_DONE
             if self.spaces < 2:  # `METHOD SP target SP HTTP/x.y`
-                raise bad_request("the request line names no HTTP version (HTTP/0.9 is not served)")
+                raise no_version()
 
     def url(self, size: int) -> None:
         self.url_size += size
