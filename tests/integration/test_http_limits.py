@@ -200,6 +200,33 @@ async def test_an_http_1_0_keep_alive_answer_says_keep_alive() -> None:
             assert a.status == 200 and a.headers[b"connection"] == b"keep-alive"
 
 
+async def test_each_request_on_a_connection_is_held_to_its_own_version() -> None:
+    """The fast protocol takes the version from a whole request line it read (HTTP/1.1)
+    or asks the parser: 1.1 then 1.0 alternate on one connection, in separate reads and
+    pipelined in one, and 1.0 is answered as 1.0 (kept alive only when asked) each time."""
+    http10 = get(FAST, "Connection: keep-alive", version="HTTP/1.0", host=False)
+    async with serving() as s, connect(s.port) as c:
+        for _ in range(2):
+            c.writer.write(get(FAST))
+            a = await c.answer()
+            assert a.status == 200 and b"connection" not in a.headers
+            c.writer.write(http10)
+            a = await c.answer()
+            assert a.status == 200 and a.headers[b"connection"] == b"keep-alive"
+        c.writer.write(get(FAST) + http10 + get(FAST) + get(FAST, version="HTTP/1.0", host=False))
+        answers = [await c.answer() for _ in range(4)]
+        assert [a.status for a in answers] == [200] * 4
+        assert [a.headers.get(b"connection") for a in answers] == [
+            None,
+            b"keep-alive",
+            None,
+            b"close",
+        ]
+        assert await c.closed()
+    async with serving() as s:  # HTTP/1.0 without Host is served; 1.1 without it is not
+        assert (await refused(s.port, get(FAST, host=False)))[0] == 400
+
+
 async def test_a_slow_body_on_a_handed_over_connection_is_timed_out(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
