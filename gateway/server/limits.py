@@ -28,6 +28,7 @@ MAX_HEAD_BYTES: Final = 64 * 1024  # names and values of all headers (h11: 64 Ki
 MAX_HEADERS: Final = 100
 HEAD_TIMEOUT_S: Final = 30.0  # a request's head must be complete this long after it began
 BODY_IDLE_S: Final = 30.0  # a request's body may not stall longer than this between reads
+HEAD_ALLOWANCE: Final = MAX_HEAD_BYTES + MAX_REQUEST_LINE + 1024  # the line, CRLFs, ": "
 LINGER_S: Final = 2.0  # after a refusal, what the client still sends is read and dropped
 
 
@@ -93,7 +94,7 @@ class HeadBudget:
     def reset(self) -> None:
         """The next message's head (called when a message ends, and at the start)."""
         self.in_head = True
-        self.left = MAX_HEAD_BYTES + MAX_REQUEST_LINE + 1024  # the line, CRLFs, ": "
+        self.left = HEAD_ALLOWANCE
         self.count = self.size = self.url_size = self.hosts = 0
         self.line = LINE_NEXT
         self.spaces = 0
