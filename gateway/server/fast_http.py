@@ -416,7 +416,11 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
                 self.body.append(body)
 
     def on_message_complete(self) -> None:
-        self.budget.reset()
+        budget = self.budget  # `HeadBudget.reset`, inlined (its `count` and `size`: not used here)
+        budget.in_head = True
+        budget.left = HEAD_ALLOWANCE
+        budget.url_size = budget.hosts = budget.spaces = 0
+        budget.line = LINE_NEXT
         self.http11 = False  # (set again only where the next message's line is read whole)
         handler = self.handler
         if handler is None:
