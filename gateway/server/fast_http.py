@@ -116,17 +116,21 @@ def _path_of(url: bytes) -> str:
     return path
 
 
-_default_heads: list[tuple[list[tuple[bytes, bytes]], bytes]] = [([], b"")]
+_DefaultHead = tuple[list[tuple[bytes, bytes]], bytes, bytes]
+_OK: Final = 200
+_default_heads: list[_DefaultHead] = [([], b"", b"")]
 
 
-def _default_head(headers: list[tuple[bytes, bytes]]) -> bytes:
+def _default_head(headers: list[tuple[bytes, bytes]]) -> _DefaultHead:
     """uvicorn's default headers (`date`, kept fresh by replacing the list every second) as
-    header lines, joined once per list rather than once per answer."""
+    header lines, joined once per list rather than once per answer; and after a 200's status
+    line, the usual answer's start in one piece (a piece less to join: 0.3k instructions)."""
     found = _default_heads[0]
     if found[0] is not headers:
-        found = (headers, b"".join(b"%b: %b\r\n" % pair for pair in headers))
+        lines = b"".join(b"%b: %b\r\n" % pair for pair in headers)
+        found = (headers, lines, _STATUS_LINES[_OK] + lines)
         _default_heads[0] = found
-    return found[1]
+    return found
 
 
 class FastHandler(Protocol):
@@ -486,10 +490,15 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
         if reply is None:
             reply, keep_alive = Reply(500, [_JSON], _INTERNAL), False
         status = reply.status  # the answer's bytes, joined for one `write`
-        line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
         defaults = self.server_state.default_headers
         found = _default_heads[0]  # `_default_head`, inlined
-        parts = [line, found[1] if found[0] is defaults else _default_head(defaults)]
+        if found[0] is not defaults:
+            found = _default_head(defaults)
+        if status == _OK:
+            parts = [found[2]]
+        else:
+            line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
+            parts = [line, found[1]]
         headers = reply.headers
         if reply.head_of is headers:
             parts.append(reply.head)
