@@ -213,8 +213,8 @@ def _reads(policy: TrafficPolicy) -> _Reads:
     header = sticky.header.lower() if sticky is not None and sticky.header is not None else None
     if len(_READS) >= _MAX_READS:
         _READS.clear()
-    names = {name: name.decode("latin-1") for name in wanted}
-    found = _READS[id(policy)] = _Reads(policy, wanted, names, header)
+    texts = {name: name.decode("latin-1") for name in wanted}
+    found = _READS[id(policy)] = _Reads(policy, wanted, texts, header)
     return found
 
 
