@@ -49,7 +49,6 @@ class VariantStats:
         "errors",
         "requests",
         "samples",
-        "seen",
         "sum_s",
         "w_agreed",
         "w_compared",
@@ -61,7 +60,7 @@ class VariantStats:
         self.requests = self.errors = 0
         self.sum_s = 0.0
         self.buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)
-        self.w_requests = self.w_errors = self.seen = 0
+        self.w_requests = self.w_errors = 0  # (`w_requests`: also the reservoir's count seen)
         self.w_compared = self.w_agreed = 0
         self.samples: list[float] = []
 
@@ -75,13 +74,13 @@ class VariantStats:
         if error:
             self.errors += 1
             self.w_errors += 1
-        self.seen += 1
         if len(self.samples) < WINDOW_SAMPLES:
             self.samples.append(seconds * 1000.0)
         else:  # reservoir sampling keeps a uniform sample of the window
-            # uniform in [0, seen) like randrange(seen), at under half its cost: every request
+            # uniform in [0, seen) like randrange(seen) (seen: `w_requests`, the requests of the
+            # window), at under half its cost: every request
             # of a busy window gets here (the bias, seen / 2**53, is nil)
-            slot = int(random() * self.seen)
+            slot = int(random() * self.w_requests)
             if slot < WINDOW_SAMPLES:
                 self.samples[slot] = seconds * 1000.0
 
@@ -171,7 +170,7 @@ class GatewayMetrics:
                         s.w_agreed,
                     )
                 )
-            s.w_requests = s.w_errors = s.seen = s.w_compared = s.w_agreed = 0
+            s.w_requests = s.w_errors = s.w_compared = s.w_agreed = 0
             s.samples = []
         return out
 
