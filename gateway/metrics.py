@@ -77,9 +77,9 @@ class VariantStats:
         if len(self.samples) < WINDOW_SAMPLES:
             self.samples.append(seconds * 1000.0)
         else:  # reservoir sampling keeps a uniform sample of the window
-            # uniform in [0, seen) like randrange(seen) (seen: `w_requests`, the requests of the
-            # window), at under half its cost: every request
-            # of a busy window gets here (the bias, seen / 2**53, is nil)
+            # uniform in [0, seen) like randrange(seen) (seen: `w_requests`, the window's
+            # requests), at under half its cost: every request of a busy window gets here
+            # (the bias, seen / 2**53, is nil)
             slot = int(random() * self.w_requests)
             if slot < WINDOW_SAMPLES:
                 self.samples[slot] = seconds * 1000.0
