@@ -15,7 +15,7 @@ from contract.traffic import BUCKETS
 from gateway.draws import Draws
 from gateway.errors import GatewayError, Overloaded
 from gateway.hooks import RequestHooks
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import GatewayMetrics, VariantStats
 from gateway.reply import JSON, Reply
 from gateway.request import Routing
 from gateway.resilience import Forward, Resilient
@@ -28,6 +28,8 @@ VERSION_HEADER: Final = b"x-modelyard-version"
 VARIANT_HEADER: Final = b"x-modelyard-variant"
 REVISION_HEADER: Final = b"x-modelyard-route-revision"
 _CONTENT_TYPE: Final = b"content-type"
+_CONTENT_TYPE_LINE: Final = b"content-type: "
+_CRLF: Final = b"\r\n"
 
 
 #: The gateway's own answer headers are the same for every answer of one version under one
@@ -35,10 +37,11 @@ _CONTENT_TYPE: Final = b"content-type"
 #: 3 % of a request's instructions (loadtests/hotpath_profile.py). Remembered up to this many.
 _MAX_OWN_HEADERS: Final = 4096
 _OwnKey = tuple[int, str, int, str]  # revision, model, version, variant
+_Own = tuple[Headers, bytes]  # the headers, and as header lines (`Reply.head`)
 
 
 class Forwarder:
-    __slots__ = ("_own", "draws", "metrics", "resilient", "shadow")
+    __slots__ = ("_cells", "_own", "draws", "metrics", "resilient", "shadow")
 
     def __init__(
         self,
@@ -51,7 +54,8 @@ class Forwarder:
         self.metrics = metrics
         self.shadow = shadow
         self.draws = draws if draws is not None else Draws()
-        self._own: dict[_OwnKey, Headers] = {}
+        self._own: dict[_OwnKey, _Own] = {}
+        self._cells: dict[tuple[str, int, str], VariantStats] = {}  # metrics.cell's, kept
 
     def choose(self, route: ModelRoute, routing: Routing) -> Choice:
         return choose(
@@ -95,7 +99,11 @@ class Forwarder:
         """One forwarded request's latency (since `started`, `time.perf_counter`) and outcome,
         under the version that answered and its variant."""
         seconds = time.perf_counter() - started
-        self.metrics.observe(route.name, str(choice.version), choice.variant, seconds, error)
+        key = (route.name, choice.version, choice.variant)
+        cell = self._cells.get(key)  # no `str(version)` and no lookup by text per request
+        if cell is None:
+            cell = self._cells[key] = self.metrics.cell(key[0], str(key[1]), key[2])
+        cell.record(seconds, error)
 
     def reply(
         self,
@@ -122,19 +130,24 @@ class Forwarder:
                 headers.append(pair)
         if not headers:
             headers.append(JSON)
-        headers += own
-        return Reply(status, headers, body)
+        if len(headers) != 1:  # (several content types: the server encodes them itself)
+            return Reply(status, headers + own[0], body)
+        head = b"".join((_CONTENT_TYPE_LINE, headers[0][1], _CRLF, own[1]))
+        headers += own[0]
+        return Reply(status, headers, body, head, headers)
 
-    def _own_headers(self, key: _OwnKey) -> Headers:
+    def _own_headers(self, key: _OwnKey) -> _Own:
         revision, model, version, variant = key
         if len(self._own) >= _MAX_OWN_HEADERS:
             self._own.clear()
-        own = self._own[key] = [
+        headers = [
             (MODEL_HEADER, model.encode()),
             (VERSION_HEADER, str(version).encode()),
             (VARIANT_HEADER, variant.encode()),
             (REVISION_HEADER, str(revision).encode()),
         ]
+        lines = b"".join(b"%b: %b\r\n" % pair for pair in headers)
+        own = self._own[key] = (headers, lines)
         return own
 
     def offer_shadow(

@@ -231,13 +231,15 @@ class Gateway:
             route = served(table, call.model)  # (raises: `served`'s common case is inlined)
         assert table is not None
         routing = routing_of(route, raw, call.version, call.alias, body)
-        choice = choose(  # `Forwarder.choose`, inlined: one frame less on every passthrough call
+        # `Forwarder.choose`, inlined: one frame less on every passthrough call; its arguments
+        # by position: a call with keywords cost 0.4k instructions more
+        choice = choose(
             route,
-            version=routing.version,
-            alias=routing.alias,
-            key=routing.key,
-            headers=routing.headers,
-            draw=self.forwarder.draws,
+            routing.version,
+            routing.alias,
+            routing.key,
+            routing.headers,
+            self.forwarder.draws,
         )
         return table, route, choice, b"/" + call.api.encode(), passthrough_headers(raw)
 

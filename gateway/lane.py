@@ -112,11 +112,12 @@ class Lane:
             data = encode_request(_POST, path, pool.head_middle, headers, body)
         except BadRequest:
             return False  # the coroutine path says so, with its metrics
-        conn = pool.warm()
+        loop = self._loop or self._running_loop()
+        now = loop.time()
+        conn = pool.warm(now)
         if conn is None:
             return False
-        loop = self._loop or self._running_loop()
-        deadline = loop.time() + timeout_s
+        deadline = now + timeout_s
         resilient.inflight += 1
         flight = _Flight(
             self,

@@ -49,7 +49,6 @@ class VariantStats:
         "errors",
         "requests",
         "samples",
-        "seen",
         "sum_s",
         "w_agreed",
         "w_compared",
@@ -61,9 +60,29 @@ class VariantStats:
         self.requests = self.errors = 0
         self.sum_s = 0.0
         self.buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)
-        self.w_requests = self.w_errors = self.seen = 0
+        self.w_requests = self.w_errors = 0  # (`w_requests`: also the reservoir's count seen)
         self.w_compared = self.w_agreed = 0
         self.samples: list[float] = []
+
+    def record(self, seconds: float, error: bool) -> None:
+        """One request's latency and outcome (`GatewayMetrics.observe`, once its cell is
+        found: a caller that keeps the cell skips the lookup)."""
+        self.requests += 1
+        self.sum_s += seconds
+        self.buckets[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
+        self.w_requests += 1
+        if error:
+            self.errors += 1
+            self.w_errors += 1
+        if len(self.samples) < WINDOW_SAMPLES:
+            self.samples.append(seconds * 1000.0)
+        else:  # reservoir sampling keeps a uniform sample of the window
+            # uniform in [0, seen) like randrange(seen) (seen: `w_requests`, the window's
+            # requests), at under half its cost: every request of a busy window gets here
+            # (the bias, seen / 2**53, is nil)
+            slot = int(random() * self.w_requests)
+            if slot < WINDOW_SAMPLES:
+                self.samples[slot] = seconds * 1000.0
 
 
 class ShadowStats:
@@ -89,26 +108,17 @@ class GatewayMetrics:
     def observe(
         self, model: str, version: str, variant: str, seconds: float, error: bool
     ) -> VariantStats:
+        stats = self.cell(model, version, variant)
+        stats.record(seconds, error)
+        return stats
+
+    def cell(self, model: str, version: str, variant: str) -> VariantStats:
+        """The counters of (model, version, variant), made on first use; never replaced, so a
+        caller may keep it."""
         key = (model, version, variant)
         stats = self.stats.get(key)
         if stats is None:
             stats = self.stats[key] = VariantStats()
-        stats.requests += 1
-        stats.sum_s += seconds
-        stats.buckets[bisect_left(LATENCY_BUCKETS_S, seconds)] += 1
-        stats.w_requests += 1
-        if error:
-            stats.errors += 1
-            stats.w_errors += 1
-        stats.seen += 1
-        if len(stats.samples) < WINDOW_SAMPLES:
-            stats.samples.append(seconds * 1000.0)
-        else:  # reservoir sampling keeps a uniform sample of the window
-            # uniform in [0, seen) like randrange(seen), at under half its cost: every request
-            # of a busy window gets here (the bias, seen / 2**53, is nil)
-            slot = int(random() * stats.seen)
-            if slot < WINDOW_SAMPLES:
-                stats.samples[slot] = seconds * 1000.0
         return stats
 
     def shadow_answer(self, model: str, version: str, seconds: float, agreed: bool | None) -> None:
@@ -160,7 +170,7 @@ class GatewayMetrics:
                         s.w_agreed,
                     )
                 )
-            s.w_requests = s.w_errors = s.seen = s.w_compared = s.w_agreed = 0
+            s.w_requests = s.w_errors = s.w_compared = s.w_agreed = 0
             s.samples = []
         return out
 

@@ -39,6 +39,7 @@ from gateway.request import is_oip
 from gateway.respond import Respond, in_task
 from gateway.server.handover import HandOver
 from gateway.server.limits import (
+    HEAD_ALLOWANCE,
     LINE_DONE,
     LINE_NEXT,
     MAX_HEAD_BYTES,
@@ -48,6 +49,7 @@ from gateway.server.limits import (
     Refused,
     answer_and_linger,
     head_too_large,
+    no_version,
     refusal,
     too_many_headers,
     uri_too_long,
@@ -61,23 +63,74 @@ _JSON: Final = (b"content-type", b"application/json")
 _STATUS_LINES: Final = {
     s.value: b"HTTP/1.1 %d %s\r\n" % (s.value, s.phrase.encode()) for s in http.HTTPStatus
 }
+_CR: Final = 13  # a read beginning with a byte above it begins with no empty line
+_REQUEST_LINE_SPACES: Final = 2  # `METHOD SP target SP HTTP/x.y`
+#: How a whole HTTP/1.1 request line ends (before its LF). The parser reaches a message's
+#: `on_headers_complete` only if its line was `METHOD SP target SP HTTP/x.y`, so a line seen
+#: to end so is HTTP/1.1: `get_http_version()` formats a new string each call (measured:
+#: 2.6k instructions, the check here 1.2k; loadtests/hotpath_profile.py --callgrind, routed).
+_HTTP11_END: Final = b" HTTP/1.1\r"
+#: `HeadBudget.left` once over `MAX_HEAD_BYTES` were fed in a head (from `HEAD_ALLOWANCE`)
+_LEFT_PAST_MAX_HEAD: Final = HEAD_ALLOWANCE - MAX_HEAD_BYTES
+_NOTED: Final = frozenset((b"host", b"expect"))  # headers `on_header` notes
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _INTERNAL: Final = (
     b'{"error_code":"INTERNAL","message":"the gateway failed to answer; see its log"}'
 )
 
 
-_default_heads: list[tuple[list[tuple[bytes, bytes]], bytes]] = [([], b"")]
+#: The end of a kept-alive answer's head by its body's size: its `content-length` line and
+#: the empty line. Bytes formatting (`%d`) costs more than a dict lookup, a model's answers
+#: come in few sizes, and each piece less to join counts (loadtests/hotpath_profile.py
+#: --callgrind, routed: 0.5k instructions a request less in all). Remembered
+#: up to this many sizes.
+_LENGTH_ENDS: dict[int, bytes] = {}
+_MAX_LENGTH_ENDS: Final = 4096
+_CLOSE: Final = b"connection: close\r\n\r\n"
+_KEPT_ALIVE: Final = b"connection: keep-alive\r\n\r\n"
 
 
-def _default_head(headers: list[tuple[bytes, bytes]]) -> bytes:
+def _length_end(size: int) -> bytes:
+    if len(_LENGTH_ENDS) >= _MAX_LENGTH_ENDS:
+        _LENGTH_ENDS.clear()
+    end = _LENGTH_ENDS[size] = b"content-length: %d\r\n\r\n" % size
+    return end
+
+
+#: Request targets -> their paths as text: `httptools.parse_url` builds a URL object, and
+#: clients of the gateway send the same few targets (loadtests/hotpath_profile.py
+#: --callgrind, routed: 2.5k instructions a request less). Up to this many targets of up
+#: to this many bytes (at most 1 MiB of keys, whatever clients send).
+_PATHS: dict[bytes, str] = {}
+_MAX_PATHS: Final = 4096
+_MAX_PATH_KEY: Final = 256
+
+
+def _path_of(url: bytes) -> str:
+    """The path of `url` (raises as `httptools.parse_url` does), remembered in `_PATHS`."""
+    path: str = httptools.parse_url(url).path.decode("latin-1")
+    if len(url) <= _MAX_PATH_KEY:
+        if len(_PATHS) >= _MAX_PATHS:
+            _PATHS.clear()
+        _PATHS[url] = path
+    return path
+
+
+_DefaultHead = tuple[list[tuple[bytes, bytes]], bytes, bytes]
+_OK: Final = 200
+_default_heads: list[_DefaultHead] = [([], b"", b"")]
+
+
+def _default_head(headers: list[tuple[bytes, bytes]]) -> _DefaultHead:
     """uvicorn's default headers (`date`, kept fresh by replacing the list every second) as
-    header lines, joined once per list rather than once per answer."""
+    header lines, joined once per list rather than once per answer; and after a 200's status
+    line, the usual answer's start in one piece (a piece less to join: 0.3k instructions)."""
     found = _default_heads[0]
     if found[0] is not headers:
-        found = (headers, b"".join(b"%b: %b\r\n" % pair for pair in headers))
+        lines = b"".join(b"%b: %b\r\n" % pair for pair in headers)
+        found = (headers, lines, _STATUS_LINES[_OK] + lines)
         _default_heads[0] = found
-    return found[1]
+    return found
 
 
 class FastHandler(Protocol):
@@ -160,7 +213,9 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
         self.chunked = False
         self.expect: bytes | None = None  # the `Expect` header's value
         self.http10 = False
+        self.http11 = False  # the message's request line was seen to say HTTP/1.1 (`_HTTP11_END`)
         self.budget = HeadBudget()
+        self.uncounted = False  # the message began in a read counted for the one before it
         # per connection
         self.queue: deque[_Request] = deque()
         self.current: _Request | None = None  # the request being answered (one at a time)
@@ -200,19 +255,33 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         budget = self.budget
         while data and not self.refused:
-            if budget.in_head and len(data) > budget.left:  # never more than the limit parsed
-                cut = max(budget.left, 0)
-                chunk, data = data[:cut], data[cut:]
-            else:
-                chunk, data = data, b""
+            size = len(data)
             if budget.in_head:  # `HeadBudget.fed`, inlined: once per request at least
-                budget.left -= len(chunk)
+                left = budget.left
+                if size > left:  # never more than the limit parsed
+                    size = max(left, 0)
+                    chunk, data = data[:size], data[size:]
+                else:
+                    chunk, data = data, b""
+                budget.left = left - size
                 if budget.line != LINE_DONE:
+                    # `HeadBudget.request_line`'s usual case inlined: a whole request line at
+                    # the read's start (the rest, as `request_line` does)
+                    line = budget.line == LINE_NEXT and size and chunk[0] > _CR
+                    end = chunk.find(b"\n") if line else -1
                     try:
-                        budget.request_line(chunk)
+                        if end < 0:
+                            budget.request_line(chunk)
+                        else:
+                            budget.line = LINE_DONE
+                            if chunk.count(b" ", 0, end) < _REQUEST_LINE_SPACES:
+                                raise no_version()
+                            self.http11 = chunk[end - len(_HTTP11_END) : end] == _HTTP11_END
                     except Refused as refused:
                         self._refuse(refused)
                         return
+            else:
+                chunk, data = data, b""
             try:
                 self.parser.feed_data(chunk)
             except httptools.HttpParserUpgrade as upgrade:  # the head went to uvicorn already
@@ -251,8 +320,9 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         budget = self.budget  # HeadBudget.begin, inlined
-        if budget.line == LINE_NEXT:
+        if budget.line == LINE_NEXT:  # begun inside a read already fed: after another message
             budget.line = LINE_DONE
+            self.uncounted = True  # (its head's bytes in that read are not in `budget.left`)
         self.url = b""
         self.headers = []
         self.body = []
@@ -270,24 +340,44 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # HeadBudget.header's checks, inlined: this runs for every header of every request
-        budget = self.budget
-        budget.count += 1
-        budget.size += len(name) + len(value)
-        if budget.count > MAX_HEADERS:
-            raise too_many_headers()
-        if budget.size > MAX_HEAD_BYTES:
-            raise head_too_large()
+        """Runs for every header of every request, so it only keeps the header: the number
+        and size limits (`HeadBudget.header`'s) are checked once, in `on_headers_complete`.
+        The list cannot grow without bound meanwhile: `data_received` feeds a head at most
+        `HeadBudget.left` bytes past one read. Measured (loadtests/hotpath_profile.py
+        --callgrind, routed): 4.2k instructions a request less than with the checks per
+        header."""
         lower = name.lower()
-        if lower == b"host":
-            budget.hosts += 1
-        elif lower == b"expect":  # noted here: no second pass over the headers for it
-            self.expect = value
+        if lower in _NOTED:  # one set lookup; the name's hash is kept for routing's lookups
+            if lower == b"host":
+                self.budget.hosts += 1
+            else:  # `expect`, noted here: no second pass over the headers for it
+                self.expect = value
         self.headers.append((lower, value))
 
+    def _head_limits(self) -> None:
+        """`HeadBudget.header`'s limits on the whole head: at most `MAX_HEADERS` headers, and
+        their names and values at most `MAX_HEAD_BYTES`. The sizes are added up only when the
+        head's bytes may be over that: more than that fed for it (`budget.left`), or some of
+        them in a read counted for the message before it (`uncounted`)."""
+        self.uncounted = False
+        headers = self.headers
+        if len(headers) > MAX_HEADERS:
+            raise too_many_headers()
+        size = 0
+        for name, value in headers:
+            size += len(name) + len(value)
+        if size > MAX_HEAD_BYTES:
+            raise head_too_large()
+
     def on_headers_complete(self) -> None:
+        if (
+            len(self.headers) > MAX_HEADERS
+            or self.budget.left < _LEFT_PAST_MAX_HEAD
+            or self.uncounted
+        ):
+            self._head_limits()  # (raises, or the head is within the limits)
         parser = self.parser
-        version = parser.get_http_version()
+        version = "1.1" if self.http11 else parser.get_http_version()
         budget = self.budget
         if version == "1.1" and budget.hosts == 1:  # `HeadBudget.complete`'s usual case
             budget.in_head = False
@@ -299,7 +389,8 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
             # request, and a call less
             handler = None
             if not parser.should_upgrade():
-                path = httptools.parse_url(self.url).path.decode("latin-1")
+                url = self.url
+                path = _PATHS.get(url) or _path_of(url)
                 if "%" not in path:  # percent-encoded: uvicorn decodes it; no gateway path needs it
                     self.path = path
                     self.method = method = parser.get_method().decode("ascii")
@@ -329,7 +420,12 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
                 self.body.append(body)
 
     def on_message_complete(self) -> None:
-        self.budget.reset()
+        budget = self.budget  # `HeadBudget.reset`, inlined (its `count` and `size`: not used here)
+        budget.in_head = True
+        budget.left = HEAD_ALLOWANCE
+        budget.url_size = budget.hosts = budget.spaces = 0
+        budget.line = LINE_NEXT
+        self.http11 = False  # (set again only where the next message's line is read whole)
         handler = self.handler
         if handler is None:
             if self.chunked:
@@ -394,19 +490,28 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
         if reply is None:
             reply, keep_alive = Reply(500, [_JSON], _INTERNAL), False
         status = reply.status  # the answer's bytes, joined for one `write`
-        line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
         defaults = self.server_state.default_headers
         found = _default_heads[0]  # `_default_head`, inlined
-        parts = [line, found[1] if found[0] is defaults else _default_head(defaults)]
-        for name, value in reply.headers:
-            parts += (name, b": ", value, b"\r\n")
+        if found[0] is not defaults:
+            found = _default_head(defaults)
+        if status == _OK:
+            parts = [found[2]]
+        else:
+            line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown\r\n" % status
+            parts = [line, found[1]]
+        headers = reply.headers
+        if reply.head_of is headers:
+            parts.append(reply.head)
+        else:
+            for name, value in headers:
+                parts += (name, b": ", value, b"\r\n")
         body = reply.body
-        parts.append(b"content-length: %d\r\n" % len(body))
-        if not keep_alive:
-            parts.append(b"connection: close\r\n")
-        elif request.http10:  # keep-alive is not HTTP/1.0's default: say it is kept
-            parts.append(b"connection: keep-alive\r\n")
-        parts += (b"\r\n", body)
+        size = len(body)
+        if keep_alive and not request.http10:  # the usual answer: the head ends at its length
+            parts += (_LENGTH_ENDS.get(size) or _length_end(size), body)
+        else:  # closed, or HTTP/1.0 kept alive (not its default: said so)
+            connection = _KEPT_ALIVE if keep_alive else _CLOSE
+            parts += (b"content-length: %d\r\n" % size, connection, body)
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.write(b"".join(parts))

@@ -28,6 +28,7 @@ MAX_HEAD_BYTES: Final = 64 * 1024  # names and values of all headers (h11: 64 Ki
 MAX_HEADERS: Final = 100
 HEAD_TIMEOUT_S: Final = 30.0  # a request's head must be complete this long after it began
 BODY_IDLE_S: Final = 30.0  # a request's body may not stall longer than this between reads
+HEAD_ALLOWANCE: Final = MAX_HEAD_BYTES + MAX_REQUEST_LINE + 1024  # the line, CRLFs, ": "
 LINGER_S: Final = 2.0  # after a refusal, what the client still sends is read and dropped
 
 
@@ -53,6 +54,10 @@ class Refused(Exception):
 
 def bad_request(message: str = "malformed HTTP request") -> Refused:
     return Refused(400, "BAD_REQUEST", message)
+
+
+def no_version() -> Refused:
+    return bad_request("the request line names no HTTP version (HTTP/0.9 is not served)")
 
 
 def head_too_large() -> Refused:
@@ -87,9 +92,10 @@ class HeadBudget:
         self.reset()
 
     def reset(self) -> None:
-        """The next message's head (called when a message ends, and at the start)."""
+        """The next message's head (called when a message ends, and at the start; inlined in
+        `FastHttpProtocol.on_message_complete`: a field added here is added there)."""
         self.in_head = True
-        self.left = MAX_HEAD_BYTES + MAX_REQUEST_LINE + 1024  # the line, CRLFs, ": "
+        self.left = HEAD_ALLOWANCE
         self.count = self.size = self.url_size = self.hosts = 0
         self.line = LINE_NEXT
         self.spaces = 0
@@ -119,7 +125,7 @@ class HeadBudget:
         if end >= 0:
             self.line = LINE_DONE
             if self.spaces < 2:  # `METHOD SP target SP HTTP/x.y`
-                raise bad_request("the request line names no HTTP version (HTTP/0.9 is not served)")
+                raise no_version()
 
     def url(self, size: int) -> None:
         self.url_size += size

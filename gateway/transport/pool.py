@@ -193,11 +193,12 @@ class UpstreamPool:
 
     # -- the callback lane's side (gateway.lane) ------------------------------------------------
 
-    def warm(self) -> Http1Connection | None:
+    def warm(self, now: float) -> Http1Connection | None:
         """A warm idle connection lent to the callback lane, or None (none idle, the oldest
-        expired, or never used yet: `request` deals with those)."""
-        idle, loop = self._idle, self._loop
-        if idle and loop is not None and loop.time() - idle[0].idle_since <= self._idle_timeout_s:
+        expired, or never used yet: `request` deals with those). `now`: the loop's time (the
+        lane's, read once for this and the deadline)."""
+        idle = self._idle
+        if idle and self._loop is not None and now - idle[0].idle_since <= self._idle_timeout_s:
             conn = idle.pop()
             conn.idle = False
             self._reused += 1

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import pytest
 import uvicorn
 
@@ -41,6 +42,12 @@ class Handler(CoroutineHandler):
             raise RuntimeError("handler bug")
         if path == "/fast/big":
             return Reply(200, [JSON], b"%08d" % len(self.calls) + b"x" * BIG)
+        if path.startswith("/fast/head"):  # an answer with its headers encoded already
+            own = [JSON, (b"x-own", b"1")]
+            reply = Reply(200, own, b"{}", b"content-type: application/json\r\nx-own: 1\r\n", own)
+            if path == "/fast/head/replaced":  # a copy with other headers: `head` is stale
+                return msgspec.structs.replace(reply, headers=[*own, (b"x-more", b"2")])
+            return reply
         tag = dict(headers).get(b"x-tag", b"")
         return Reply(
             200,
@@ -186,6 +193,21 @@ async def test_keep_alive_requests_are_answered_on_the_fast_path() -> None:
             assert a.headers[b"x-via"] == b"fast" and b"date" in a.headers
             assert a.headers[b"content-length"] == str(len(a.body)).encode()
         assert s.handler.calls == ["/fast/predict"] * 3
+
+
+async def test_an_encoded_head_is_written_only_for_the_headers_it_encodes() -> None:
+    """`Reply.head` stands for `headers` while `head_of` is that list: a copy of the reply
+    with other headers is written from its headers (no stale head, nothing lost)."""
+    async with serving() as s, connect(s.port) as c:
+        c.writer.write(post("/fast/head", b"{}"))
+        a = await c.answer()
+        assert a.status == 200 and a.body == b"{}"
+        assert a.headers[b"x-own"] == b"1" and a.headers[b"content-type"] == b"application/json"
+        assert b"x-more" not in a.headers and b"date" in a.headers
+        c.writer.write(post("/fast/head/replaced", b"{}"))
+        a = await c.answer()
+        assert a.headers[b"x-own"] == b"1" and a.headers[b"x-more"] == b"2"
+        assert a.headers[b"content-length"] == b"2"
 
 
 async def test_pipelined_requests_are_answered_in_order() -> None:

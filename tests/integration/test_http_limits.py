@@ -54,6 +54,32 @@ async def test_a_header_over_the_head_limit_gets_431(path: str) -> None:
 
 
 @pytest.mark.parametrize("path", [FAST, API])
+async def test_one_header_over_the_count_gets_431(path: str) -> None:
+    """A small head, complete, one header over the limit (Host and `MAX_HEADERS` more): the
+    fast protocol counts the headers once the head is complete, not as they come."""
+    async with serving() as s:
+        extra = [f"X-H{i}: v" for i in range(limits.MAX_HEADERS)]
+        status, body = await refused(s.port, get(path, *extra))
+        assert status == 431 and b"more than" in body
+
+
+async def test_a_pipelined_head_read_with_a_body_is_held_to_the_size_limit() -> None:
+    """The next request's head arrives in the read that ends the last one's body, so none
+    of its bytes went through the head budget's count: its size is still checked."""
+    async with serving() as s, connect(s.port) as c:
+        big = "X-Big: " + "a" * (limits.MAX_HEAD_BYTES + 1)
+        first = post(FAST, b"0123456789")
+        c.writer.write(first[:-10])  # the head alone: its body comes with the next request
+        await c.writer.drain()
+        await asyncio.sleep(0.1)
+        c.writer.write(b"0123456789" + get(FAST, big))
+        assert (await c.answer()).status == 200
+        a = await c.answer()
+        assert a.status == 431 and b"HEADERS_TOO_LARGE" in a.body
+        assert await c.closed()
+
+
+@pytest.mark.parametrize("path", [FAST, API])
 async def test_a_long_request_line_gets_414(path: str) -> None:
     async with serving() as s:
         long = path + "?" + "q" * (limits.MAX_REQUEST_LINE + 1)
@@ -172,6 +198,33 @@ async def test_an_http_1_0_keep_alive_answer_says_keep_alive() -> None:
             c.writer.write(get(FAST, "Connection: keep-alive", version="HTTP/1.0", host=False))
             a = await c.answer()
             assert a.status == 200 and a.headers[b"connection"] == b"keep-alive"
+
+
+async def test_each_request_on_a_connection_is_held_to_its_own_version() -> None:
+    """The fast protocol takes the version from a whole request line it read (HTTP/1.1)
+    or asks the parser: 1.1 then 1.0 alternate on one connection, in separate reads and
+    pipelined in one, and 1.0 is answered as 1.0 (kept alive only when asked) each time."""
+    http10 = get(FAST, "Connection: keep-alive", version="HTTP/1.0", host=False)
+    async with serving() as s, connect(s.port) as c:
+        for _ in range(2):
+            c.writer.write(get(FAST))
+            a = await c.answer()
+            assert a.status == 200 and b"connection" not in a.headers
+            c.writer.write(http10)
+            a = await c.answer()
+            assert a.status == 200 and a.headers[b"connection"] == b"keep-alive"
+        c.writer.write(get(FAST) + http10 + get(FAST) + get(FAST, version="HTTP/1.0", host=False))
+        answers = [await c.answer() for _ in range(4)]
+        assert [a.status for a in answers] == [200] * 4
+        assert [a.headers.get(b"connection") for a in answers] == [
+            None,
+            b"keep-alive",
+            None,
+            b"close",
+        ]
+        assert await c.closed()
+    async with serving() as s:  # HTTP/1.0 without Host is served; 1.1 without it is not
+        assert (await refused(s.port, get(FAST, host=False)))[0] == 400
 
 
 async def test_a_slow_body_on_a_handed_over_connection_is_timed_out(

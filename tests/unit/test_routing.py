@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Callable
 
 import msgspec
 import pytest
 
 from contract.routes import ModelRoute, VersionRoute
-from contract.traffic import BUCKETS, HeaderRule, Shadow, Split, StickyKey, TrafficPolicy
+from contract.traffic import (
+    BUCKETS,
+    HeaderRule,
+    Shadow,
+    Split,
+    StickyKey,
+    TrafficPolicy,
+    split_at,
+)
 from gateway.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
 from gateway.errors import NoHealthyUpstream, UnknownModel
 from gateway.routing import (
@@ -255,3 +264,35 @@ def test_buckets_are_blake2b_of_salt_nul_key_whatever_the_salt_or_key() -> None:
         for key in keys:
             assert bucket(salt, key) == reference(salt, key), (salt, key)
     assert bucket("s", "alice") == reference("s", "alice")  # again, from the salted state kept
+
+
+def _at(point: int) -> Callable[[str], int]:
+    """A draw that is always `point`."""
+    return lambda name: point
+
+
+@pytest.mark.parametrize(
+    ("splits", "stable"),
+    [
+        ([Split(version=2, weight=10.0)], 1),
+        ([Split(version=2, weight=12.5), Split(version=3, weight=33.3, variant="b")], 1),
+        ([Split(version=1, weight=40.0), Split(version=2, weight=25.0)], 1),  # stable listed
+        ([Split(version=2, weight=0.0), Split(version=3, weight=100.0)], 1),
+        ([Split(version=2, weight=50.0)], 2),  # the stable version's own split takes none
+    ],
+)
+def test_choose_splits_every_bucket_as_split_at_does(splits: list[Split], stable: int) -> None:
+    """`choose` reads the splits' bucket ranges worked out once per policy and stable
+    version; every bucket goes where `contract.traffic.split_at` sends it, and a new stable
+    version is not served from ranges worked out for the old one."""
+    versions = {v: VersionRoute(v, f"http://v{v}", "bentoml") for v in (1, 2, 3)}
+    policy = TrafficPolicy(splits=splits)
+    for production in (stable, 3 if stable != 3 else 1):
+        served = ModelRoute("m", production, versions, {}, policy)
+        for point in range(BUCKETS):
+            chosen = choose(served, draw=_at(point))
+            split = split_at(splits, point, production)
+            if split is None:
+                assert (chosen.version, chosen.variant) == (production, STABLE)
+            else:
+                assert (chosen.version, chosen.variant) == (split.version, split.variant or CANARY)
