@@ -29,7 +29,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
 from contract.routes import ApiSpec, ModelRoute, RouteTable, VersionRoute
 from contract.spans import SpanRecord
@@ -142,40 +142,34 @@ def _child_per_span(out: Path) -> float:
             fed.write_bytes(
                 b"".join(wire(records[at : at + 1024]) for at in range(0, batches * 1024, 1024))
             )
-            target = out / f"cg.child.{batches}"
             with fed.open("rb") as stdin:
-                subprocess.run(
-                    [
-                        VALGRIND,
-                        "--tool=callgrind",
-                        f"--callgrind-out-file={target}",
-                        sys.executable,
-                        "-m",
-                        "adapters.span_export",
-                        "otlp",
-                        "modelyard.gateway",
-                        "1024",
-                    ],
+                counts[batches] = _callgrind(
+                    ["adapters.span_export", "otlp", "modelyard.gateway", "1024"],
+                    out / f"cg.child.{batches}",
                     stdin=stdin,
-                    check=True,
-                    capture_output=True,
                     env={
-                        **os.environ,
-                        "PYTHONHASHSEED": "0",
                         "OTEL_EXPORTER_OTLP_ENDPOINT": url,
                         "MODELYARD_SPAN_RESOURCE": marshal.dumps({"service.name": "x"}).hex(),
                     },
                 )
-            summary = re.search(rb"^summary: (\d+)", target.read_bytes(), re.M)
-            assert summary is not None
-            counts[batches] = int(summary.group(1))
     few, many = CHILD_BATCHES
     return (counts[many] - counts[few]) / ((many - few) * 1024)
 
 
 def _instructions(mode: str, n: int, out: Path) -> int:
+    return _callgrind(["loadtests.tracing_instr", "--run", mode, str(n)], out / f"cg.{mode}.{n}")
+
+
+def _callgrind(
+    module_args: list[str],
+    target: Path,
+    *,
+    stdin: IO[bytes] | None = None,
+    env: dict[str, str] | None = None,
+) -> int:
+    """Instructions of `python -m <module_args>` under callgrind (its summary line), with
+    `PYTHONHASHSEED=0` and `env` added to the environment."""
     assert VALGRIND is not None
-    target = out / f"cg.{mode}.{n}"
     subprocess.run(
         [
             VALGRIND,
@@ -183,14 +177,12 @@ def _instructions(mode: str, n: int, out: Path) -> int:
             f"--callgrind-out-file={target}",
             sys.executable,
             "-m",
-            "loadtests.tracing_instr",
-            "--run",
-            mode,
-            str(n),
+            *module_args,
         ],
+        stdin=stdin,
         check=True,
         capture_output=True,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
+        env={**os.environ, "PYTHONHASHSEED": "0", **(env or {})},
     )
     summary = re.search(rb"^summary: (\d+)", target.read_bytes(), re.M)
     assert summary is not None

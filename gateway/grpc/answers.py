@@ -1,6 +1,7 @@
 """A BentoML model's answer as the serialized `ModelInferResponse`, written straight from its
 outputs (gateway.oip.outputs.answer_outputs) with every output's data in
-`raw_output_contents`. Pure.
+`raw_output_contents`. No IO; the only state is two bounded caches of encoded bytes (each
+model's head, each output's description), cleared whole when full.
 
 Why by hand: the gRPC call used to build the OIP JSON answer (as the HTTP front does), decode
 it again (gateway.grpc.tensors.infer_response), flatten and pack each output, build the
