@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 import httpx
+import msgspec
 
 from adapters.process_tree import descendants
-from loadtests import benchkit, time_split
+from loadtests import benchkit, resampled, time_split
 from loadtests.budget_check import Sample, stats
 from loadtests.yard_setup import Target
 
@@ -120,6 +121,14 @@ def breakdown(
     }
     over_cap = sum(s.name.endswith(OVER_CAP) for s in samples)
     out["comparison"] = time_split.compare(gateway, direct, over_cap)
+    if direct_samples:  # how sure the verdict is (loadtests/resampled.py)
+        found = resampled.spreads(
+            [s.ms for s in through],
+            [s.ms for s in direct_samples],
+            time_split.P50_ALLOWANCE_MS,
+            time_split.P99_FACTOR,
+        )
+        out["comparison"]["spread"] = [msgspec.to_builtins(s) for s in found]
     if direct is not None and direct.errors:
         out["notes"].append(f"{direct.errors} of the direct calls failed: their figure is suspect")
     if direct is None:

@@ -25,7 +25,9 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from loadtests import resampled
 from loadtests.budget_check import Stats
+from loadtests.resampled import Spread
 
 _LINE: Final = re.compile(
     r"^modelyard_gateway_request_duration_seconds_(sum|count)\{([^}]*)\}\s+(\S+)$", re.M
@@ -163,6 +165,9 @@ def comparison_lines(c: dict[str, Any]) -> list[str]:
             f" {'<=' if k['passed'] else '>'} {k['limit']:g} ms ({k['rule']},"
             f" direct {k['direct']:g} ms)"
         )
+    if c.get("spread"):
+        lines.append("  how sure (both paths' requests resampled, loadtests/resampled.py):")
+        lines += [resampled.spread_line(Spread(**s)) for s in c["spread"]]
     if c["over_cap"]:
         lines.append(f"  FAILED {c['over_cap']} arrivals not sent (cap on requests in flight)")
     return lines

@@ -1,5 +1,6 @@
-"""The load test's open-loop arrival process (loadtests/arrivals.py) and the gateway-vs-direct
-comparison (loadtests/time_split.compare): pure, with a seeded RNG and made-up stats."""
+"""The load test's open-loop arrival process (loadtests/arrivals.py), the gateway-vs-direct
+comparison (loadtests/time_split.compare) and its bootstrap spread (loadtests/resampled.py): pure,
+with seeded RNGs and made-up stats or samples."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import itertools
 import math
 import random
 
+import msgspec
 import pytest
 
-from loadtests import arrivals
+from loadtests import arrivals, resampled
 from loadtests.budget_check import Stats, parse_budgets
 from loadtests.time_split import compare, comparison_lines
 
@@ -98,3 +100,47 @@ def test_arrivals_over_the_cap_void_the_comparison_and_no_direct_calls_compare_n
     nothing = compare(st(p50=2.0, p99=10.0), None)
     assert nothing["passed"] is None and nothing["checks"] == []
     assert comparison_lines(nothing) == ["gateway vs direct: not compared (no direct calls)"]
+
+
+def test_the_spread_of_a_clear_verdict_holds_in_every_resample() -> None:
+    rng = random.Random(5)
+    direct = [rng.gauss(10.0, 1.0) for _ in range(1200)]
+    gateway = [rng.gauss(10.2, 1.0) for _ in range(2400)]
+    p50, p99 = resampled.spreads(gateway, direct, 1.0, 1.2)
+    assert (p50.metric, p50.statistic, p99.metric, p99.statistic) == (
+        "p50_ms",
+        "difference",
+        "p99_ms",
+        "ratio",
+    )
+    # +0.2 ms on 10 +- 1 ms: about +0.2 at the p50, inside +1 ms; the p99 ratio about 1.02
+    assert p50.low <= p50.value <= p50.high and p50.within_limit == 1.0
+    assert 0.95 < p99.low <= p99.value <= p99.high < 1.1 and p99.within_limit == 1.0
+    assert p99.resamples == resampled.RESAMPLES
+
+
+def test_a_ratio_on_the_limit_is_a_coin_toss_and_a_seed_repeats_it() -> None:
+    rng = random.Random(6)
+    direct = [rng.expovariate(1.0) for _ in range(1200)]
+    gateway = [1.2 * rng.expovariate(1.0) for _ in range(2400)]
+    p99 = resampled.spreads(gateway, direct, 1.0, 1.2)[1]
+    assert 0.2 < p99.within_limit < 0.8  # the true ratio is the limit: no sure verdict
+    assert p99.low < 1.2 < p99.high
+    assert resampled.spreads(gateway, direct, 1.0, 1.2)[1] == p99
+    assert resampled.spreads(gateway, direct, 1.0, 1.2, seed=1)[1] != p99
+    assert resampled.spreads(gateway, [], 1.0, 1.2) == []
+
+
+def test_the_printed_comparison_says_how_sure_it_is() -> None:
+    c = compare(st(p50=2.4, p99=7.8), st(p50=2.2, p99=7.2))
+    c["spread"] = [
+        msgspec.to_builtins(s)
+        for s in (
+            resampled.Spread("p50_ms", "difference", 0.2, 0.1, 0.3, 1.0, 2000),
+            resampled.Spread("p99_ms", "ratio", 1.083, 0.96, 1.25, 0.87, 2000),
+        )
+    ]
+    text = "\n".join(comparison_lines(c))
+    assert "p50_ms difference +0.20 ms, 90 % of resamples +0.10 to +0.30" in text
+    assert "p99_ms ratio 1.083, 90 % of resamples 0.960 to 1.250" in text
+    assert "within the limit in 87% of 2,000" in text
