@@ -33,6 +33,7 @@ Needs wrk and nginx (`apt-get install -y wrk nginx-light`); exit 2 when they are
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import statistics
 import tempfile
@@ -89,9 +90,13 @@ class Config:
 
 
 @contextmanager
-def sink() -> Iterator[tuple[str, list[int]]]:
+def sink(cpu: int | None = None) -> Iterator[tuple[str, list[int]]]:
     """A no-op OTLP/HTTP receiver: reads each export, answers 200 (an empty protobuf answer
-    is a valid ExportTraceServiceResponse). Yields its base URL and the bytes received."""
+    is a valid ExportTraceServiceResponse). Yields its base URL and the bytes received.
+
+    Its threads run on `cpu` (the client's, beside wrk): a collector is not on the gateway's
+    core where it is deployed, and reading a 100 % run's exports (several MB/s through
+    `http.server`) on the server CPU would be charged to tracing as lost gateway throughput."""
     received = [0, 0]  # exports, bytes
 
     class Handler(BaseHTTPRequestHandler):
@@ -113,7 +118,13 @@ def sink() -> Iterator[tuple[str, list[int]]]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+
+    def serve() -> None:
+        if cpu is not None:  # this thread, and the handler threads it starts (they inherit it)
+            os.sched_setaffinity(0, {cpu})
+        server.serve_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", received
@@ -225,7 +236,7 @@ def run(cfg: Config, tools: Tools, modes: Sequence[str] = MODES) -> dict[str, An
         ExitStack() as stack,
     ):
         work = Path(tmp)
-        otlp_url, received = stack.enter_context(sink())
+        otlp_url, received = stack.enter_context(sink(pin.client))
         upstream = stack.enter_context(
             nginx(tools, pin, work / "upstream", FIXED_LOCATION.format(body=FIXED_RESPONSE))
         )
