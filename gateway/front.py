@@ -47,7 +47,9 @@ from gateway.request import (
 )
 from gateway.respond import Respond, in_task
 from gateway.routing import Choice, choose
+from gateway.spans import TRACE_HEADERS
 from gateway.transport.base import Headers, UpstreamResponse
+from gateway.transport.http1 import HEAD_END, with_end
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -80,6 +82,12 @@ class Gateway:
         #: Answer one request whose whole body has been read (and held to `max_body`).
         self.handle: Handle = self._answer if hooks is None else self._observed
         self._hear = hooks.request if hooks is not None else _unheard
+        #: a new trace's decision made before, and what decides when it left it open (hooks
+        #: that are `FreshRoots`; without: `request` decides every request)
+        self._fresh: Callable[[], bytes | None] = getattr(hooks, "fresh", _undecided)
+        self._root: Callable[[str, str, Headers], RequestHooks | Headers | None] = getattr(
+            hooks, "root", self._hear
+        )
         self.metrics.breakers = forwarder.resilient.states
         self.lane = Lane.of(forwarder, self._forwarded)
 
@@ -106,12 +114,25 @@ class Gateway:
         """Answer one request through `respond` (called once, now or later): on the callback
         lane when it can be (gateway.lane), else by `handle`'s coroutine in one Task. The same
         answer either way."""
-        if self.hooks is not None:
-            heard = self._hear(method, path, headers)
-            if isinstance(heard, list):  # unsampled: only the trace context to pass on
+        end = HEAD_END
+        hooks = self.hooks
+        if hooks is not None:  # (a loop, `fresh` and a class test for an unsampled request)
+            heard: RequestHooks | Headers | bytes | None
+            for name, _ in headers:
+                if name in TRACE_HEADERS:  # the caller's trace context: `request` decides
+                    heard = self._hear(method, path, headers)
+                    break
+            else:  # a new root: decided in a block before
+                heard = self._fresh()
+                if heard is None:
+                    heard = self._root(method, path, headers)
+            if heard.__class__ is bytes:  # unsampled: its `traceparent` ends the head
+                end = heard  # (`__class__ is`: no isinstance call)
+            elif isinstance(heard, list):  # unsampled: other headers (the trace context)
                 headers = heard
             elif heard is not None:  # sampled: the hooks hear it all, on the coroutine path
-                in_task(self._heard(method, path, headers, body, heard), respond)
+                sampled: RequestHooks = heard  # type: ignore[assignment]
+                in_task(self._heard(method, path, headers, body, sampled), respond)
                 return
         try:
             call = parse(method, path)
@@ -119,6 +140,8 @@ class Gateway:
             respond(error_reply(exc, is_oip(path)))
             return
         if call.kind != INVOKE:
+            if end is not HEAD_END:
+                headers = with_end(headers, end)
             in_task(self._other(call, method, path, headers, body, None), respond)
             return
         try:
@@ -130,8 +153,10 @@ class Gateway:
         if (
             lane is None
             or route.policy.shadow is not None
-            or not lane.send(table, route, choice, upstream_path, forward, body, respond)
+            or not lane.send(table, route, choice, upstream_path, forward, body, respond, end)
         ):
+            if end is not HEAD_END:
+                forward = with_end(forward, end)
             answer = self._forwarded(table, route, choice, upstream_path, forward, body, None)
             in_task(answer, respond)
 
@@ -278,6 +303,10 @@ class Gateway:
         metrics.route_models = len(table.models) if table is not None else 0
         metrics.registry_up = self.follower.registry_up
         return Reply(200, [_METRICS_TYPE], metrics.render())
+
+
+def _undecided() -> None:
+    return None
 
 
 def _unheard(method: str, path: str, headers: Headers) -> None:

@@ -29,9 +29,10 @@ from gateway.front import Gateway
 from gateway.metrics import GatewayMetrics
 from gateway.resilience import Resilient
 from gateway.shadow import ShadowCopy, ShadowQueue
-from gateway.spans import NO_PARENT, below, parent, traceparent_block, traceparents
+from gateway.spans import NO_PARENT, VALUE, below, parent, traceparent_block, traceparents
 from gateway.traced import TracingHooks
 from gateway.transport import MockTransport, UpstreamRequest, UpstreamResponse
+from gateway.transport.http1 import with_end
 
 TARGET = VersionRoute(version=1, endpoint="http://127.0.0.1:9", protocol="bentoml")
 ROUTE = ModelRoute(name="iris", stable=1, versions={1: TARGET}, aliases={}, policy=TrafficPolicy())
@@ -234,12 +235,16 @@ def test_probes_and_scrapes_never_start_a_span(path: str) -> None:
 
 def test_a_block_of_traceparents_is_valid_and_random() -> None:
     block = traceparent_block(512)
-    values = traceparents(block)
-    assert len(values) == 512 and len(set(values)) == 512
-    for value in values:
+    rows = traceparents(block)
+    assert len(rows) == 512 and len(set(rows)) == 512
+    values = [row[VALUE] for row in rows]
+    for row, value in zip(rows, values, strict=True):
         trace_id, span_id, flags, state = parent(value, None)
         assert (flags, state) == (0, "") and trace_id and span_id
         assert value == b"00-%032x-%016x-00" % (trace_id, span_id)
+        # the end of an upstream request's head: the header line, then the empty line
+        assert row == b"traceparent: " + value + b"\r\n\r\n"
+        assert with_end([], row) == [(b"traceparent", value)]
     # every hex digit of the ids about as likely (a bias in the digits' making would show)
     digits = b"".join(v[3:35] + v[36:52] for v in values)
     counts = [digits.count(d) for d in b"0123456789abcdef"]
@@ -255,8 +260,8 @@ def test_below_finds_exactly_the_trace_ids_the_ratio_sampler_takes(ratio: float)
     assert bound is not None
     block = traceparent_block(4096)
     taken = set(below(block, b"%016x" % bound))
-    for at, value in enumerate(traceparents(block)):
-        sdk = sampler.should_sample(None, int(value[3:35], 16), "s", SpanKind.SERVER)
+    for at, row in enumerate(traceparents(block)):
+        sdk = sampler.should_sample(None, int(row[VALUE][3:35], 16), "s", SpanKind.SERVER)
         assert (at in taken) == sdk.decision.is_sampled()  # type: ignore[no-untyped-call]
 
 
