@@ -18,9 +18,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.trace.span import TraceState
 
 from contract.spans import SpanAttributes, SpanEvent, SpanLink, SpanRecord
-from gateway.transport.base import Headers
+from gateway.transport.base import TRACE_CONTEXT, Headers
 
-TRACE_HEADERS: Final = frozenset({b"traceparent", b"tracestate"})
+TRACE_HEADERS: Final = TRACE_CONTEXT
 SERVER: Final = SpanKind.SERVER.value
 CLIENT: Final = SpanKind.CLIENT.value
 ERROR: Final = StatusCode.ERROR.value
