@@ -120,31 +120,29 @@ class Gateway:
         lane when it can be (gateway.lane), else by `handle`'s coroutine in one Task. The same
         answer either way. `context`: whether `headers` may hold the caller's trace context
         (the fast HTTP server says False when it saw none: with tracing on, no loop over the
-        headers looking for it; tracing_instr, traced0: 0.9k instructions a request less)."""
+        headers looking for it; tracing_instr, traced0: 1.1k instructions a request less)."""
         end = HEAD_END
-        hooks = self.hooks
-        if hooks is not None:  # (`fresh` and a class test for an unsampled request)
-            heard: RequestHooks | Headers | bytes | None
+        if self.hooks is not None:
             if context:  # it may hold the caller's trace context: `request` decides if it does
                 for name, _ in headers:
                     if name in TRACE_CONTEXT:
                         break
                 else:
                     context = False
-            if context:
-                heard = self._hear(method, path, headers)
-            else:  # a new trace: decided in a block before
-                heard = self._fresh()
-                if heard is None:
-                    heard = self._root(method, path, headers)
-            if heard.__class__ is bytes:  # unsampled: its `traceparent` ends the head
-                end = heard  # (`__class__ is`: no isinstance call)
-            elif isinstance(heard, list):  # unsampled: other headers (the trace context)
-                headers = heard
-            elif heard is not None:  # sampled: the hooks hear it all, on the coroutine path
-                sampled: RequestHooks = heard  # type: ignore[assignment]
-                in_task(self._heard(method, path, headers, body, sampled), respond)
-                return
+            fresh = None if context else self._fresh()  # a new trace, decided in a block
+            if fresh is not None:  # unsampled (the common case): its `traceparent` ends the head
+                end = fresh
+            else:
+                heard = (
+                    self._hear(method, path, headers)
+                    if context
+                    else self._root(method, path, headers)
+                )
+                if isinstance(heard, list):  # unsampled: other headers (the trace context)
+                    headers = heard
+                elif heard is not None:  # sampled: the hooks hear it all, on the coroutine path
+                    in_task(self._heard(method, path, headers, body, heard), respond)
+                    return
         try:
             call = parse(method, path)
         except GatewayError as exc:
