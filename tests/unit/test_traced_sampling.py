@@ -21,7 +21,7 @@ from opentelemetry.trace import (
 )
 
 from adapters.telemetry import Tracing, setup_tracing
-from contract.routes import ModelRoute, RouteTable, VersionRoute
+from contract.routes import ApiSpec, ModelRoute, RouteTable, VersionRoute
 from contract.traffic import TrafficPolicy
 from gateway.follow import RouteFollower
 from gateway.forward import Forwarder
@@ -309,3 +309,42 @@ def test_each_kind_of_span_runs_its_own_copy_of_the_shared_methods() -> None:
     assert len(finishes) == 4  # (code objects compare by value: by identity here)
     assert _AttemptSpan.__init__.__code__ is not SpanBuilder.__init__.__code__
     assert _AttemptSpan.error.__defaults__ == ("",)
+
+
+OIP_BODY = b'{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[1,2]}]}'
+
+
+@pytest.mark.parametrize("context", [False, True])
+@pytest.mark.parametrize(("path", "body"), [(PATH, b"{}"), ("/v2/models/iris/infer", OIP_BODY)])
+async def test_start_forwards_an_unsampled_traceparent_on_every_kind_of_call(
+    path: str, body: bytes, context: bool
+) -> None:
+    """`Gateway.start` off the lane (a passthrough call on the coroutine path, an OIP
+    inference): the unsampled new trace's `traceparent` (made as the end of a head) is among
+    the headers sent, once, flag 00; whatever the server said of the caller's context."""
+    tracing, exporter = traced("0")
+    sent: list[UpstreamRequest] = []
+
+    def answer(request: UpstreamRequest) -> UpstreamResponse:
+        sent.append(request)
+        return UpstreamResponse(200, [(b"content-type", b"application/json")], b'{"y":[1]}')
+
+    target = VersionRoute(1, "http://127.0.0.1:9", "bentoml", [ApiSpec("classify", ["x"])])
+    route = ModelRoute("iris", 1, {1: target}, {}, TrafficPolicy())
+    transport = MockTransport(answer)
+    metrics = GatewayMetrics()
+    follower = RouteFollower(source=None)  # type: ignore[arg-type]  # never started here
+    follower.table = RouteTable(1, {"iris": route})
+    forwarder = Forwarder(Resilient(transport), metrics, ShadowQueue(transport, metrics))
+    gateway = Gateway(follower, forwarder, hooks=TracingHooks(tracing))
+    replies: asyncio.Queue[object] = asyncio.Queue()
+    headers = [(b"content-type", b"application/json")]
+    gateway.start("POST", path, headers, body, replies.put_nowait, context)
+    reply = await asyncio.wait_for(replies.get(), 5)
+    tracing.shutdown()
+    assert getattr(reply, "status", None) == 200, reply
+    (request,) = sent
+    (value,) = [v for k, v in request.headers if k == b"traceparent"]
+    trace_id, span_id, flags, _ = parent(value, None)
+    assert trace_id and span_id and flags == 0
+    assert exporter.get_finished_spans() == ()
