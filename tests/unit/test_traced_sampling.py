@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 
 import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -51,6 +52,19 @@ def traced(ratio: str) -> tuple[Tracing, InMemorySpanExporter]:
     return tracing, exporter
 
 
+def traced_gateway(
+    tracing: Tracing, route: ModelRoute, answer: Callable[[UpstreamRequest], UpstreamResponse]
+) -> Gateway:
+    """A gateway serving `route` as model iris over a MockTransport answering with `answer`,
+    traced by `tracing`."""
+    transport = MockTransport(answer)
+    metrics = GatewayMetrics()
+    follower = RouteFollower(source=None)  # type: ignore[arg-type]  # never started here
+    follower.table = RouteTable(1, {"iris": route})
+    forwarder = Forwarder(Resilient(transport), metrics, ShadowQueue(transport, metrics))
+    return Gateway(follower, forwarder, hooks=TracingHooks(tracing))
+
+
 def forwarded(tracing: Tracing, headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """What the upstream gets, through the gateway with these hooks, for a request with
     `headers` (a sampled one is traced; an unsampled one only gets other headers)."""
@@ -60,12 +74,7 @@ def forwarded(tracing: Tracing, headers: list[tuple[bytes, bytes]]) -> dict[str,
         sent.append(request)
         return UpstreamResponse(200, [], b"{}")
 
-    transport = MockTransport(answer)
-    metrics = GatewayMetrics()
-    follower = RouteFollower(source=None)  # type: ignore[arg-type]  # never started here
-    follower.table = RouteTable(1, {"iris": ROUTE})
-    forwarder = Forwarder(Resilient(transport), metrics, ShadowQueue(transport, metrics))
-    gateway = Gateway(follower, forwarder, hooks=TracingHooks(tracing))
+    gateway = traced_gateway(tracing, ROUTE, answer)
     reply = asyncio.run(gateway.handle("POST", PATH, headers, b"{}"))
     assert reply.status == 200
     (request,) = sent
@@ -331,12 +340,7 @@ async def test_start_forwards_an_unsampled_traceparent_on_every_kind_of_call(
 
     target = VersionRoute(1, "http://127.0.0.1:9", "bentoml", [ApiSpec("classify", ["x"])])
     route = ModelRoute("iris", 1, {1: target}, {}, TrafficPolicy())
-    transport = MockTransport(answer)
-    metrics = GatewayMetrics()
-    follower = RouteFollower(source=None)  # type: ignore[arg-type]  # never started here
-    follower.table = RouteTable(1, {"iris": route})
-    forwarder = Forwarder(Resilient(transport), metrics, ShadowQueue(transport, metrics))
-    gateway = Gateway(follower, forwarder, hooks=TracingHooks(tracing))
+    gateway = traced_gateway(tracing, route, answer)
     replies: asyncio.Queue[object] = asyncio.Queue()
     headers = [(b"content-type", b"application/json")]
     gateway.start("POST", path, headers, body, replies.put_nowait, context)
