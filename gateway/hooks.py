@@ -3,6 +3,7 @@
 call at all: each point is one `is not None` test.
 
     Hooks.request(method, path, headers) -> RequestHooks | Headers | None   request start
+    Hooks.fresh() -> bytes | None, Hooks.root(...)      the same, as the callback lane asks
         RequestHooks.attempt(route, target, request) -> AttemptHooks    each upstream attempt
             AttemptHooks.request                                        what to send instead
             AttemptHooks.end(answer, error, breaker state)
@@ -17,6 +18,7 @@ call at all: each point is one `is not None` test.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -68,3 +70,17 @@ class Hooks(Protocol):
         unsampled request's trace context for the upstream)."""
 
     def shadow(self, copy: ShadowCopy) -> ShadowHooks: ...
+
+
+class FreshRoots(Protocol):
+    """What hooks may offer besides `request` (`Gateway.start` asks them when they do): for
+    a request without its caller's trace context, `fresh()` first, then `root(...)` only if
+    that said None."""
+
+    #: The next new trace's decision, made beforehand: for an unsampled one, what ends the
+    #: upstream request's head (its `traceparent` line and the empty line, `encode_request`'s
+    #: `end`); None: `root` decides. (A C callable in gateway.traced: no Python frame.)
+    fresh: Callable[[], bytes | None]
+
+    def root(self, method: str, path: str, headers: Headers) -> RequestHooks | Headers | None:
+        """`request` for a new trace `fresh` said None to."""

@@ -38,7 +38,7 @@ from gateway.reply import Reply, error_reply
 from gateway.respond import Respond, in_task
 from gateway.routing import Choice
 from gateway.transport.base import Headers, UpstreamResponse
-from gateway.transport.http1 import Http1Connection, encode_request
+from gateway.transport.http1 import HEAD_END, Http1Connection, encode_request, with_end
 from gateway.transport.pool import Http1Transport, UpstreamPool
 
 log = logging.getLogger("modelyard.http")
@@ -93,9 +93,11 @@ class Lane:
         headers: Headers,
         body: bytes,
         respond: Respond,
+        end: bytes = HEAD_END,
     ) -> bool:
         """Start the request and True (`respond` is called when it ends), or False: not for the
-        lane, nothing done."""
+        lane, nothing done. `end`: what ends its head (`encode_request`'s: an unsampled
+        request's `traceparent` line, not in `headers`)."""
         resilient = self.resilient
         if resilient.inflight >= resilient.max_inflight:
             return False
@@ -109,7 +111,7 @@ class Lane:
             return False
         started = time.perf_counter()
         try:
-            data = encode_request(_POST, path, pool.head_middle, headers, body)
+            data = encode_request(_POST, path, pool.head_middle, headers, body, end)
         except BadRequest:
             return False  # the coroutine path says so, with its metrics
         loop = self._loop or self._running_loop()
@@ -127,6 +129,7 @@ class Lane:
             path,
             headers,
             body,
+            end,
             respond,
             breaker,
             pool,
@@ -158,6 +161,7 @@ class _Flight(msgspec.Struct, gc=False):
     path: bytes
     headers: Headers
     body: bytes
+    end: bytes  # what ends the head (`Lane.send`)
     respond: Respond
     breaker: Breaker
     pool: UpstreamPool
@@ -213,13 +217,14 @@ class _Flight(msgspec.Struct, gc=False):
         self.respond(reply)
 
     def _resume(self, underway: Coroutine[Any, Any, UpstreamResponse]) -> None:
-        """Hand the request, its first attempt `underway`, to the coroutine path."""
+        """Hand the request, its first attempt `underway`, to the coroutine path (with the header
+        lines of its head's `end` among its headers: a fallback encodes it again)."""
         answer = self.lane.forwarded(
             self.table,
             self.route,
             self.choice,
             self.path,
-            self.headers,
+            self.headers if self.end is HEAD_END else with_end(self.headers, self.end),
             self.body,
             None,
             underway,

@@ -16,7 +16,14 @@ counted is the gateway's own work.
 Legs (the same model `bench`, its stable version 1 and version 2 at the same upstream):
 - `pinned`: no traffic policy, every request to the stable version;
 - `routed`: a 10 % canary split to version 2 with a sticky key from the `x-user` header, each
-  request a different key (as loadtests/gateway_bench.py's `gateway_canary` leg sends).
+  request a different key (as loadtests/gateway_bench.py's `gateway_canary` leg sends);
+- `traced0`, `traced1`, `traced100`: `pinned` with tracing on (gateway.traced), the ratio
+  sampler at 0, 1 and 100 %, the finished spans' records handed to a sink that keeps nothing
+  (`OTEL_TRACES_EXPORTER=none`; `run`'s `emit` takes them instead). What the exporting child
+  does with them is loadtests/tracing_instr.py's. The random bytes of the traceparents and
+  span ids come from a generator seeded the same on every run, so the requests sampled at 1 %
+  are the same ones each time; 3,072 requests in all (the default `--requests` and
+  `--warmup`) are three whole blocks of traceparents (gateway.traced makes 1,024 at a time).
 
 `--callgrind` runs each leg under `valgrind --tool=callgrind --toggle-collect=uv_run` (only
 the event loop's work is counted: start-up and imports are not) and divides by the requests
@@ -30,8 +37,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import os
 import pstats
+import random
 import re
 import subprocess
 import sys
@@ -39,23 +48,32 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, cast
+from unittest import mock
 
 import uvloop
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
 from contract.routes import ModelRoute, RouteTable, VersionRoute
+from contract.spans import SpanRecord
 from contract.traffic import Split, StickyKey, TrafficPolicy
 from gateway.follow import RouteFollower
 from gateway.forward import Forwarder
 from gateway.front import Gateway
+from gateway.hooks import Hooks
 from gateway.metrics import GatewayMetrics
 from gateway.resilience import Resilient
 from gateway.server.fast_http import FastHandler, protocol_class
 from gateway.shadow import ShadowQueue
+from gateway.traced import TracingHooks
 from gateway.transport.pool import Http1Transport
 
-LEGS: Final = ("pinned", "routed")
+LEGS: Final = ("pinned", "routed", "traced0", "traced1", "traced100")
+#: The tracing legs' sampler ratio (`OTEL_TRACES_SAMPLER_ARG`).
+RATIOS: Final = {"traced0": "0", "traced1": "0.01", "traced100": "1"}
+SEED: Final = 23  # the tracing legs' random bytes
+WARMUP: Final = 100
+REQUESTS: Final = 3072 - WARMUP  # three blocks of traceparents in all (a tracing leg)
 UPSTREAM: Final = "http://127.0.0.1:9"  # never connected: the loop below fakes the socket
 STICKY_HEADER: Final = "x-user"
 BODY: Final = b'{"input_series":[[5.1,3.5,1.4,0.2]],"request_id":"bench-0001"}'
@@ -194,15 +212,55 @@ class _Paths:
         return self.handler
 
 
-async def drive(leg: str, requests: int, warmup: int, profile: cProfile.Profile | None) -> bytes:
-    """`warmup` requests, then `requests` measured ones (profiled with `profile`); the last
-    answer."""
+class _Drawn:
+    """`os.urandom`'s stand-in: `size` bytes drawn from a generator seeded with `SEED` before
+    the loop runs, handed out in turn. Like the real one (a `getrandom` system call, which
+    callgrind does not see), it costs a slice; `random.randbytes` in its place would add a
+    big integer's making and conversion (about 1,400 instructions a request)."""
+
+    def __init__(self, size: int) -> None:
+        self.data = random.Random(SEED).randbytes(size)
+        self.at = 0
+
+    def __call__(self, size: int) -> bytes:
+        at = self.at
+        self.at = end = at + size
+        if end > len(self.data):
+            raise RuntimeError("the harness drew too few random bytes")
+        return self.data[at:end]
+
+
+def tracing_hooks(leg: str, emit: Callable[[SpanRecord], None] | None = None) -> Hooks | None:
+    """The hooks of a tracing leg (None for the others): tracing set up as `modelyard serve`
+    does, at the leg's ratio, with no exporter (records dropped), or `emit` given each record."""
+    ratio = RATIOS.get(leg)
+    if ratio is None:
+        return None
+    from adapters.telemetry import setup_tracing
+
+    env = {"OTEL_TRACES_SAMPLER_ARG": ratio, "OTEL_TRACES_EXPORTER": "none"}
+    tracing = setup_tracing("gateway", env, "on")
+    assert tracing is not None
+    if emit is not None:
+        object.__setattr__(tracing, "emit", emit)
+    return TracingHooks(tracing)
+
+
+async def drive(
+    leg: str,
+    requests: int,
+    warmup: int,
+    profile: cProfile.Profile | None,
+    hooks: Hooks | None = None,
+) -> bytes:
+    """`warmup` requests, then `requests` measured ones (profiled with `profile`), through a
+    gateway with `hooks`; the last answer."""
     loop = asyncio.get_running_loop()
     transport = Http1Transport()
     metrics = GatewayMetrics()
     follower = cast(RouteFollower, _Follower(route_table(leg)))
     forwarder = Forwarder(Resilient(transport), metrics, ShadowQueue(transport, metrics))
-    gateway = Gateway(follower, forwarder)
+    gateway = Gateway(follower, forwarder, hooks=hooks)
     config = Config(app="never:loaded", access_log=False)  # the protocol reads its settings
     state = ServerState()
     cls = protocol_class(_Paths(gateway))
@@ -219,10 +277,24 @@ async def drive(leg: str, requests: int, warmup: int, profile: cProfile.Profile 
     return last
 
 
-def run(leg: str, requests: int, warmup: int, profile: cProfile.Profile | None = None) -> bytes:
+def run(
+    leg: str,
+    requests: int,
+    warmup: int,
+    profile: cProfile.Profile | None = None,
+    emit: Callable[[SpanRecord], None] | None = None,
+) -> bytes:
+    """Drive one leg (`drive`) on a `FakeNetLoop`; the last answer. Random bytes (the
+    traceparents' `os.urandom`, span and trace ids' `random`) come from generators seeded with
+    `SEED` meanwhile: the same requests sampled, the same work, on every run. Tracing is set
+    up before the loop runs (its imports are not counted)."""
+    hooks = tracing_hooks(leg, emit)
     loop = FakeNetLoop()
+    gc.freeze()  # as modelyard.app does once it is set up: a full collection skips all that
+    random.seed(SEED)
     try:
-        return loop.run_until_complete(drive(leg, requests, warmup, profile))
+        with mock.patch("os.urandom", _Drawn(64 * (requests + warmup + 2048))):
+            return loop.run_until_complete(drive(leg, requests, warmup, profile, hooks))
     finally:
         loop.close()
 
@@ -286,17 +358,20 @@ def command(
     parser = argparse.ArgumentParser(prog=f"python -m {module}")
     parser.add_argument("--leg", choices=legs, default=default)
     parser.add_argument("--requests", type=int, default=requests)
-    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=WARMUP)
     parser.add_argument("--profile", action="store_true", help=f"cProfile the measured {unit}s")
     parser.add_argument(
         "--callgrind", action="store_true", help=f"instructions per {unit} of every leg"
     )
+    parser.add_argument(
+        "--legs", nargs="+", choices=legs, default=legs, help="--callgrind's legs (all)"
+    )
     args = parser.parse_args(argv)
     if args.callgrind:
-        figures = per_request(legs, args.requests, args.warmup, module)
+        figures = per_request(args.legs, args.requests, args.warmup, module)
         for leg, figure in figures.items():
             print(f"{leg}: {figure:,.0f} instructions per {unit}")
-        first, last = legs[0], legs[-1]
+        first, last = args.legs[0], args.legs[-1]
         print(f"{last}/{first}: {figures[last] / figures[first]:.3f}")
         return 0
     if args.profile:
@@ -317,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         module="loadtests.hotpath_profile",
         legs=LEGS,
         default="routed",
-        requests=3000,
+        requests=REQUESTS,
         run=run,
     )
 

@@ -54,7 +54,7 @@ from gateway.server.limits import (
     too_many_headers,
     uri_too_long,
 )
-from gateway.transport.base import Headers
+from gateway.transport.base import TRACE_CONTEXT, Headers
 
 log = logging.getLogger("modelyard.http")
 
@@ -72,7 +72,7 @@ _REQUEST_LINE_SPACES: Final = 2  # `METHOD SP target SP HTTP/x.y`
 _HTTP11_END: Final = b" HTTP/1.1\r"
 #: `HeadBudget.left` once over `MAX_HEAD_BYTES` were fed in a head (from `HEAD_ALLOWANCE`)
 _LEFT_PAST_MAX_HEAD: Final = HEAD_ALLOWANCE - MAX_HEAD_BYTES
-_NOTED: Final = frozenset((b"host", b"expect"))  # headers `on_header` notes
+_NOTED: Final = frozenset((b"host", b"expect", *TRACE_CONTEXT))  # headers `on_header` notes
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _INTERNAL: Final = (
     b'{"error_code":"INTERNAL","message":"the gateway failed to answer; see its log"}'
@@ -137,9 +137,17 @@ class FastHandler(Protocol):
     max_body: int
 
     def start(
-        self, method: str, path: str, headers: Headers, body: bytes, respond: Respond
+        self,
+        method: str,
+        path: str,
+        headers: Headers,
+        body: bytes,
+        respond: Respond,
+        context: bool = True,
     ) -> None:
-        """Answer the request by calling `respond` once, now or later (None: a 500)."""
+        """Answer the request by calling `respond` once, now or later (None: a 500).
+        `context`: whether `headers` hold W3C trace context (`TRACE_CONTEXT`), as the parser
+        noted (True: they may, look)."""
 
 
 class CoroutineHandler:
@@ -152,7 +160,13 @@ class CoroutineHandler:
         raise NotImplementedError
 
     def start(
-        self, method: str, path: str, headers: Headers, body: bytes, respond: Respond
+        self,
+        method: str,
+        path: str,
+        headers: Headers,
+        body: bytes,
+        respond: Respond,
+        context: bool = True,
     ) -> None:
         in_task(self.handle(method, path, headers, body), respond)
 
@@ -212,6 +226,7 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
         self.too_large = False
         self.chunked = False
         self.expect: bytes | None = None  # the `Expect` header's value
+        self.context = False  # a W3C trace context header seen (`FastHandler.start`)
         self.http10 = False
         self.http11 = False  # the message's request line was seen to say HTTP/1.1 (`_HTTP11_END`)
         self.budget = HeadBudget()
@@ -331,6 +346,7 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
         self.too_large = False
         self.chunked = False
         self.expect = None
+        self.context = False
 
     def on_url(self, url: bytes) -> None:
         budget = self.budget  # HeadBudget.url, inlined
@@ -350,8 +366,10 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
         if lower in _NOTED:  # one set lookup; the name's hash is kept for routing's lookups
             if lower == b"host":
                 self.budget.hosts += 1
-            else:  # `expect`, noted here: no second pass over the headers for it
+            elif lower == b"expect":  # noted here: no second pass over the headers for it
                 self.expect = value
+            else:  # trace context: the gateway then reads it (no pass over the headers for it)
+                self.context = True
         self.headers.append((lower, value))
 
     def _head_limits(self) -> None:
@@ -454,7 +472,9 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
             self.busy = True
             self.current = request
             try:
-                handler.start(self.method, self.path, self.headers, request.body, self.respond)
+                handler.start(
+                    self.method, self.path, self.headers, request.body, self.respond, self.context
+                )
             except Exception:
                 log.exception("unhandled error answering %s %s", request.method, request.path)
                 if self.current is request:  # (not answered before it raised)
@@ -471,7 +491,7 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
             self._respond(error_reply(too_large, is_oip(request.path)))
             return
         try:
-            request.handler.start(
+            request.handler.start(  # (a pipelined request's trace context: looked for)
                 request.method, request.path, request.headers, request.body, self.respond
             )
         except Exception:

@@ -9,12 +9,14 @@ transport is `Http1Transport` (keep-alive HTTP/1.1 pools, gateway.transport.pool
 from __future__ import annotations
 
 from collections.abc import Coroutine
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import msgspec
 
 #: Header (name, value) pairs; names in lower case, as HTTP servers hand them over.
 Headers = list[tuple[bytes, bytes]]
+#: The W3C trace context headers' names.
+TRACE_CONTEXT: Final = frozenset((b"traceparent", b"tracestate"))
 
 
 class UpstreamRequest(msgspec.Struct, frozen=True, gc=False):

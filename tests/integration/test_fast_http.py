@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 
 from gateway.reply import Reply
+from gateway.respond import Respond
 from gateway.server.fast_http import CoroutineHandler, protocol_class
 from gateway.server.protocol import CoalescingHttpToolsProtocol
 from gateway.transport.base import Headers
@@ -33,6 +34,19 @@ class Handler(CoroutineHandler):
     max_body: int = MAX_BODY
     calls: list[str] = field(default_factory=list)
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    contexts: list[bool] = field(default_factory=list)  # what `start` was told of each
+
+    def start(
+        self,
+        method: str,
+        path: str,
+        headers: Headers,
+        body: bytes,
+        respond: Respond,
+        context: bool = True,
+    ) -> None:
+        self.contexts.append(context)
+        super().start(method, path, headers, body, respond, context)
 
     async def handle(self, method: str, path: str, headers: Headers, body: bytes) -> Reply:
         self.calls.append(path)
@@ -224,6 +238,22 @@ async def test_pipelined_requests_are_answered_in_order() -> None:
             b"POST /fast/a  2",
             b"POST /fast/b  3",
         ]
+
+
+async def test_the_handler_is_told_which_requests_carry_trace_context() -> None:
+    """A request with a `traceparent` or a `tracestate` (in any case) is said to carry trace
+    context, the others not; a pipelined one (queued, then started) may: looked for."""
+    parent = "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    extras = [(parent,), (), ("TraceState: k=v",), ("X-Tag: traceparent",), ("Traceparent: x",)]
+    async with serving() as s, connect(s.port) as c:
+        for extra in extras:
+            c.writer.write(post("/fast/a", b"1", *extra))
+            assert (await c.answer()).status == 200
+        c.writer.write(post("/fast/slow", b"1") + post("/fast/b", b"2"))
+        s.handler.release.set()
+        for _ in range(2):
+            assert (await c.answer()).status == 200
+    assert s.handler.contexts == [True, False, True, False, True, False, True]
 
 
 async def test_a_chunked_body_is_put_together() -> None:

@@ -16,6 +16,7 @@ import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
+from adapters.telemetry import setup_tracing
 from contract.routes import ModelRoute, RouteTable, VersionRoute
 from contract.traffic import Split, TrafficPolicy
 from gateway.breaker import Breaker
@@ -27,6 +28,7 @@ from gateway.reply import Reply
 from gateway.resilience import Resilient
 from gateway.server.fast_http import protocol_class
 from gateway.shadow import ShadowQueue
+from gateway.traced import TracingHooks
 from gateway.transport.base import Headers, UpstreamResponse
 from gateway.transport.mock import MockTransport
 from gateway.transport.pool import Http1Transport
@@ -234,8 +236,9 @@ async def test_a_stale_connection_is_resent_once_on_a_fresh_one(env: Env) -> Non
         assert gw.forwarder.resilient.inflight == 0
 
 
-async def test_a_refused_resend_falls_back_to_stable(env: Env) -> None:
-    stable = await env.server(echo)
+async def refusing_canary(env: Env) -> RawServer:
+    """An upstream that answers once, then closes the connection on the second request and
+    stops listening: the lane's resend of it is refused."""
     holder: list[RawServer] = []
 
     async def close_and_stop_listening(peer: Peer) -> None:
@@ -247,6 +250,12 @@ async def test_a_refused_resend_falls_back_to_stable(env: Env) -> None:
 
     canary = await env.server(close_and_stop_listening)
     holder.append(canary)
+    return canary
+
+
+async def test_a_refused_resend_falls_back_to_stable(env: Env) -> None:
+    stable = await env.server(echo)
+    canary = await refusing_canary(env)
     splits = [Split(version=2, weight=100.0)]
     async with closing(gateway_for({1: stable.url, 2: canary.url}, splits=splits)) as gw:
         first, _ = await started(gw, "/models/m/predict")
@@ -433,3 +442,66 @@ async def test_start_answers_what_it_can_at_once_and_the_rest_in_a_task(env: Env
         assert [r.status for r in replies if r is not None] == [404, 404]  # no await needed
         metrics, on_lane = await started(gw, "/metrics")
         assert not on_lane and metrics.status == 200
+
+
+def unsampled_hooks() -> TracingHooks:
+    """Tracing on, sampling nothing (no exporter)."""
+    env = {"OTEL_TRACES_SAMPLER_ARG": "0", "OTEL_TRACES_EXPORTER": "none"}
+    tracing = setup_tracing("gateway", env, "on")
+    assert tracing is not None
+    return TracingHooks(tracing)
+
+
+def traceparents(headers: Headers) -> list[bytes]:
+    return [value for name, value in headers if name == b"traceparent"]
+
+
+def traceparent_of(headers: Headers) -> tuple[bytes, bytes, bytes]:
+    """The trace id, span id and flags of the one `traceparent` in `headers`."""
+    (value,) = [value for name, value in headers if name == b"traceparent"]
+    version, trace, span, flags = value.split(b"-")
+    assert (version, len(trace), len(span)) == (b"00", 32, 16)
+    return trace, span, flags
+
+
+async def test_an_unsampled_request_forwards_one_traceparent_cold_and_on_the_lane(
+    env: Env,
+) -> None:
+    """Cold (the coroutine path) and on the lane, a new trace or the caller's: one
+    `traceparent` of flag 00 to the upstream, the caller's trace id under a span id of ours."""
+    server = await env.server(echo)
+    async with closing(gateway_for({1: server.url}, hooks=unsampled_hooks())) as gw:
+        assert not (await started(gw, "/models/m/predict"))[1]
+        assert (await started(gw, "/models/m/predict"))[1]
+        caller = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+        reply, on_lane = await started(
+            gw, "/models/m/predict", [*HEADERS, (b"traceparent", caller)]
+        )
+        assert on_lane and reply.status == 200
+    cold, lane, continued = (traceparent_of(r.headers) for _, r in server.requests)
+    assert cold[2] == lane[2] == continued[2] == b"00"
+    assert cold[0] != lane[0]  # two new traces
+    assert continued[0] == caller.split(b"-")[1] and continued[1] != caller.split(b"-")[2]
+    for _, request in server.requests:
+        assert (b"content-type", b"application/json") in request.headers
+
+
+async def test_an_unsampled_request_keeps_its_traceparent_through_resend_and_fallback(
+    env: Env,
+) -> None:
+    """Started on the lane, resent after a stale connection (refused) and fallen back to
+    stable: the same `traceparent` on every attempt of the request."""
+    stable = await env.server(echo)
+    canary = await refusing_canary(env)
+    splits = [Split(version=2, weight=100.0)]
+    hooks = unsampled_hooks()
+    urls = {1: stable.url, 2: canary.url}
+    async with closing(gateway_for(urls, splits=splits, hooks=hooks)) as gw:
+        assert (await started(gw, "/models/m/predict"))[0].body == b"canary"
+        reply, on_lane = await started(gw, "/models/m/predict")
+        assert on_lane and reply.body == b"/predict " + BODY  # stable's answer
+    (_, first), (_, second) = canary.requests
+    ((_, fallen_back),) = stable.requests
+    assert traceparent_of(second.headers) == traceparent_of(fallen_back.headers)
+    assert traceparent_of(first.headers)[0] != traceparent_of(second.headers)[0]
+    assert traceparent_of(fallen_back.headers)[2] == b"00"

@@ -10,6 +10,8 @@ from gateway.transport import http1
 from gateway.transport.http1 import encode_request, head_middle
 
 MIDDLE = head_middle("up:80")
+TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+END = b"traceparent: " + TRACEPARENT + b"\r\n\r\n"  # an unsampled request's (gateway.spans)
 
 
 @pytest.mark.parametrize(
@@ -25,11 +27,23 @@ MIDDLE = head_middle("up:80")
         (b"POST", b"/a", [(b"x-a\r", b"1")]),
     ],
 )
+@pytest.mark.parametrize("end", [http1.HEAD_END, END])
 def test_a_smuggled_space_cr_or_lf_is_refused(
-    method: bytes, path: bytes, headers: list[tuple[bytes, bytes]]
+    method: bytes, path: bytes, headers: list[tuple[bytes, bytes]], end: bytes
 ) -> None:
     with pytest.raises(BadRequest):
-        encode_request(method, path, MIDDLE, headers, b"{}")
+        encode_request(method, path, MIDDLE, headers, b"{}", end)
+
+
+def test_the_gateways_own_end_of_the_head_goes_last_and_reads_back_as_headers() -> None:
+    headers = [(b"content-type", b"a/b")]
+    for body in (b"", b"{}", b"a\r\nb\r\n"):  # (the body's bytes are never counted)
+        data = encode_request(b"POST", b"/p", MIDDLE, headers, body, END)
+        assert data == (
+            b"POST /p HTTP/1.1\r\nhost: up:80\r\ncontent-length: %d\r\n"
+            b"content-type: a/b\r\n%b%b" % (len(body), END, body)
+        )
+    assert http1.with_end(headers, END) == [*headers, (b"traceparent", TRACEPARENT)]
 
 
 def test_the_request_is_encoded_with_its_length() -> None:

@@ -36,3 +36,34 @@ def test_the_split_is_read_from_metrics_whatever_the_label_order() -> None:
             metrics.observe(canary_leg.MODEL, version, variant, 0.001, False)
     metrics.observe("bench", "1", "stable", 0.001, False)
     assert canary_leg.parse_split(metrics.render().decode()) == {"1": 9, "2": 1}
+
+
+@pytest.mark.parametrize(("leg", "flags"), [("traced0", b"00"), ("traced100", b"01")])
+def test_the_tracing_legs_forward_a_traceparent_and_record_what_they_sample(
+    leg: str, flags: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[bytes] = []
+    write = hotpath_profile._UpstreamSocket.write
+
+    def kept(self: hotpath_profile._UpstreamSocket, data: bytes) -> None:
+        sent.append(data)
+        write(self, data)
+
+    monkeypatch.setattr(hotpath_profile._UpstreamSocket, "write", kept)
+    records: list[object] = []
+    hotpath_profile.run(leg, requests=30, warmup=2, emit=records.append)
+    assert len(sent) == 32
+    for data in sent:
+        head = data.partition(b"\r\n\r\n")[0]
+        assert head.count(b"\r\ntraceparent: 00-") == 1
+        assert head.endswith(b"-" + flags)
+    assert len(records) == (64 if flags == b"01" else 0)  # a SERVER and a CLIENT span each
+
+
+def test_the_one_percent_leg_samples_the_same_requests_every_run() -> None:
+    runs = []
+    for _ in range(2):
+        records: list[tuple[object, ...]] = []
+        hotpath_profile.run("traced1", requests=1000, warmup=0, emit=records.append)
+        runs.append([record[2] for record in records])  # the trace ids
+    assert runs[0] == runs[1] and 0 < len(runs[0]) < 60

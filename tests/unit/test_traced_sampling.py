@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 
 import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -21,7 +22,7 @@ from opentelemetry.trace import (
 )
 
 from adapters.telemetry import Tracing, setup_tracing
-from contract.routes import ModelRoute, RouteTable, VersionRoute
+from contract.routes import ApiSpec, ModelRoute, RouteTable, VersionRoute
 from contract.traffic import TrafficPolicy
 from gateway.follow import RouteFollower
 from gateway.forward import Forwarder
@@ -29,9 +30,10 @@ from gateway.front import Gateway
 from gateway.metrics import GatewayMetrics
 from gateway.resilience import Resilient
 from gateway.shadow import ShadowCopy, ShadowQueue
-from gateway.spans import NO_PARENT, below, parent, traceparent_block, traceparents
+from gateway.spans import NO_PARENT, VALUE, below, parent, traceparent_block, traceparents
 from gateway.traced import TracingHooks
 from gateway.transport import MockTransport, UpstreamRequest, UpstreamResponse
+from gateway.transport.http1 import with_end
 
 TARGET = VersionRoute(version=1, endpoint="http://127.0.0.1:9", protocol="bentoml")
 ROUTE = ModelRoute(name="iris", stable=1, versions={1: TARGET}, aliases={}, policy=TrafficPolicy())
@@ -50,6 +52,19 @@ def traced(ratio: str) -> tuple[Tracing, InMemorySpanExporter]:
     return tracing, exporter
 
 
+def traced_gateway(
+    tracing: Tracing, route: ModelRoute, answer: Callable[[UpstreamRequest], UpstreamResponse]
+) -> Gateway:
+    """A gateway serving `route` as model iris over a MockTransport answering with `answer`,
+    traced by `tracing`."""
+    transport = MockTransport(answer)
+    metrics = GatewayMetrics()
+    follower = RouteFollower(source=None)  # type: ignore[arg-type]  # never started here
+    follower.table = RouteTable(1, {"iris": route})
+    forwarder = Forwarder(Resilient(transport), metrics, ShadowQueue(transport, metrics))
+    return Gateway(follower, forwarder, hooks=TracingHooks(tracing))
+
+
 def forwarded(tracing: Tracing, headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """What the upstream gets, through the gateway with these hooks, for a request with
     `headers` (a sampled one is traced; an unsampled one only gets other headers)."""
@@ -59,12 +74,7 @@ def forwarded(tracing: Tracing, headers: list[tuple[bytes, bytes]]) -> dict[str,
         sent.append(request)
         return UpstreamResponse(200, [], b"{}")
 
-    transport = MockTransport(answer)
-    metrics = GatewayMetrics()
-    follower = RouteFollower(source=None)  # type: ignore[arg-type]  # never started here
-    follower.table = RouteTable(1, {"iris": ROUTE})
-    forwarder = Forwarder(Resilient(transport), metrics, ShadowQueue(transport, metrics))
-    gateway = Gateway(follower, forwarder, hooks=TracingHooks(tracing))
+    gateway = traced_gateway(tracing, ROUTE, answer)
     reply = asyncio.run(gateway.handle("POST", PATH, headers, b"{}"))
     assert reply.status == 200
     (request,) = sent
@@ -234,12 +244,16 @@ def test_probes_and_scrapes_never_start_a_span(path: str) -> None:
 
 def test_a_block_of_traceparents_is_valid_and_random() -> None:
     block = traceparent_block(512)
-    values = traceparents(block)
-    assert len(values) == 512 and len(set(values)) == 512
-    for value in values:
+    rows = traceparents(block)
+    assert len(rows) == 512 and len(set(rows)) == 512
+    values = [row[VALUE] for row in rows]
+    for row, value in zip(rows, values, strict=True):
         trace_id, span_id, flags, state = parent(value, None)
         assert (flags, state) == (0, "") and trace_id and span_id
         assert value == b"00-%032x-%016x-00" % (trace_id, span_id)
+        # the end of an upstream request's head: the header line, then the empty line
+        assert row == b"traceparent: " + value + b"\r\n\r\n"
+        assert with_end([], row) == [(b"traceparent", value)]
     # every hex digit of the ids about as likely (a bias in the digits' making would show)
     digits = b"".join(v[3:35] + v[36:52] for v in values)
     counts = [digits.count(d) for d in b"0123456789abcdef"]
@@ -255,8 +269,8 @@ def test_below_finds_exactly_the_trace_ids_the_ratio_sampler_takes(ratio: float)
     assert bound is not None
     block = traceparent_block(4096)
     taken = set(below(block, b"%016x" % bound))
-    for at, value in enumerate(traceparents(block)):
-        sdk = sampler.should_sample(None, int(value[3:35], 16), "s", SpanKind.SERVER)
+    for at, row in enumerate(traceparents(block)):
+        sdk = sampler.should_sample(None, int(row[VALUE][3:35], 16), "s", SpanKind.SERVER)
         assert (at in taken) == sdk.decision.is_sampled()  # type: ignore[no-untyped-call]
 
 
@@ -304,3 +318,37 @@ def test_each_kind_of_span_runs_its_own_copy_of_the_shared_methods() -> None:
     assert len(finishes) == 4  # (code objects compare by value: by identity here)
     assert _AttemptSpan.__init__.__code__ is not SpanBuilder.__init__.__code__
     assert _AttemptSpan.error.__defaults__ == ("",)
+
+
+OIP_BODY = b'{"inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[1,2]}]}'
+
+
+@pytest.mark.parametrize("context", [False, True])
+@pytest.mark.parametrize(("path", "body"), [(PATH, b"{}"), ("/v2/models/iris/infer", OIP_BODY)])
+async def test_start_forwards_an_unsampled_traceparent_on_every_kind_of_call(
+    path: str, body: bytes, context: bool
+) -> None:
+    """`Gateway.start` off the lane (a passthrough call on the coroutine path, an OIP
+    inference): the unsampled new trace's `traceparent` (made as the end of a head) is among
+    the headers sent, once, flag 00; whatever the server said of the caller's context."""
+    tracing, exporter = traced("0")
+    sent: list[UpstreamRequest] = []
+
+    def answer(request: UpstreamRequest) -> UpstreamResponse:
+        sent.append(request)
+        return UpstreamResponse(200, [(b"content-type", b"application/json")], b'{"y":[1]}')
+
+    target = VersionRoute(1, "http://127.0.0.1:9", "bentoml", [ApiSpec("classify", ["x"])])
+    route = ModelRoute("iris", 1, {1: target}, {}, TrafficPolicy())
+    gateway = traced_gateway(tracing, route, answer)
+    replies: asyncio.Queue[object] = asyncio.Queue()
+    headers = [(b"content-type", b"application/json")]
+    gateway.start("POST", path, headers, body, replies.put_nowait, context)
+    reply = await asyncio.wait_for(replies.get(), 5)
+    tracing.shutdown()
+    assert getattr(reply, "status", None) == 200, reply
+    (request,) = sent
+    (value,) = [v for k, v in request.headers if k == b"traceparent"]
+    trace_id, span_id, flags, _ = parent(value, None)
+    assert trace_id and span_id and flags == 0
+    assert exporter.get_finished_spans() == ()
