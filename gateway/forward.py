@@ -12,6 +12,7 @@ from typing import Final
 
 from contract.routes import ModelRoute, RouteTable
 from contract.traffic import BUCKETS
+from gateway.buckets import StickyBuckets
 from gateway.draws import Draws
 from gateway.errors import GatewayError, Overloaded
 from gateway.hooks import RequestHooks
@@ -41,7 +42,7 @@ _Own = tuple[Headers, bytes]  # the headers, and as header lines (`Reply.head`)
 
 
 class Forwarder:
-    __slots__ = ("_cells", "_own", "draws", "metrics", "resilient", "shadow")
+    __slots__ = ("_cells", "_own", "buckets", "draws", "metrics", "resilient", "shadow")
 
     def __init__(
         self,
@@ -49,11 +50,13 @@ class Forwarder:
         metrics: GatewayMetrics,
         shadow: ShadowQueue,
         draws: Draws | None = None,
+        buckets: StickyBuckets | None = None,
     ) -> None:
         self.resilient = resilient
         self.metrics = metrics
         self.shadow = shadow
         self.draws = draws if draws is not None else Draws()
+        self.buckets = buckets if buckets is not None else StickyBuckets()  # (remembered)
         self._own: dict[_OwnKey, _Own] = {}
         self._cells: dict[tuple[str, int, str], VariantStats] = {}  # metrics.cell's, kept
 
@@ -65,6 +68,7 @@ class Forwarder:
             key=routing.key,
             headers=routing.headers,
             draw=self.draws,
+            buckets=self.buckets,
         )
 
     async def send(

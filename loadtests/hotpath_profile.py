@@ -19,7 +19,10 @@ Legs (the same model `bench`, its stable version 1 and version 2 at the same ups
   keys cycling through 1,000 users (`user-0` ... `user-999`, loadtests/canary_leg.py's `KEYS`),
   as loadtests/gateway_bench.py's `gateway_canary` leg sends them;
 - `routed-fresh`: the same split, but a key never seen before on every request (`fresh-<n>`,
-  n counting over the warm-up and the measured requests): a client whose keys never repeat.
+  n counting over the warm-up and the measured requests): a client whose keys never repeat,
+  in its steady state: the gateway's memo of buckets (gateway/buckets.py) made small enough
+  (`FRESH_MEMO`) to be full from the warm-up on, so every new key replaces one, as it does
+  once a real gateway's 65,536 are taken.
 
 `--callgrind` runs each leg under `valgrind --tool=callgrind --toggle-collect=uv_run` (only
 the event loop's work is counted: start-up and imports are not) twice, with the warm-up alone
@@ -55,6 +58,7 @@ from uvicorn.server import ServerState
 
 from contract.routes import ModelRoute, RouteTable, VersionRoute
 from contract.traffic import Split, StickyKey, TrafficPolicy
+from gateway.buckets import StickyBuckets
 from gateway.follow import RouteFollower
 from gateway.forward import Forwarder
 from gateway.front import Gateway
@@ -67,6 +71,7 @@ from loadtests.canary_leg import KEYS
 
 LEGS: Final = ("pinned", "routed", "routed-fresh")
 ROUTED: Final = ("routed", "routed-fresh")
+FRESH_MEMO: Final = 500  # `routed-fresh`'s memo of buckets: full after half the warm-up
 UPSTREAM: Final = "http://127.0.0.1:9"  # never connected: the loop below fakes the socket
 STICKY_HEADER: Final = "x-user"
 BODY: Final = b'{"input_series":[[5.1,3.5,1.4,0.2]],"request_id":"bench-0001"}'
@@ -217,7 +222,11 @@ async def drive(leg: str, rounds: Sequence[list[bytes]], profile: cProfile.Profi
     transport = Http1Transport()
     metrics = GatewayMetrics()
     follower = cast(RouteFollower, _Follower(route_table(leg)))
-    forwarder = Forwarder(Resilient(transport), metrics, ShadowQueue(transport, metrics))
+    # `routed-fresh` in the steady state of keys that never repeat: the gateway's memo of
+    # buckets full from the warm-up on, every new key replacing one
+    buckets = StickyBuckets(capacity=FRESH_MEMO) if leg == "routed-fresh" else None
+    shadow = ShadowQueue(transport, metrics)
+    forwarder = Forwarder(Resilient(transport), metrics, shadow, buckets=buckets)
     gateway = Gateway(follower, forwarder)
     config = Config(app="never:loaded", access_log=False)  # the protocol reads its settings
     state = ServerState()
