@@ -4,7 +4,8 @@ server/       the fast HTTP/1.1 server (the gateway's paths; the rest handed to 
 front.py      the HTTP front: a request in, a `Reply` out; the BentoML JSON passthrough
 oip/          the Open Inference Protocol: its calls (front.py) and its pure codecs
 request.py    reading a request: its call, pins, sticky key (pure)
-routing.py    the routing decision (pure); draws.py, its per-model draw sequence
+routing.py    the routing decision (pure); draws.py, its per-model draw sequence;
+              buckets.py, the sticky keys' buckets remembered
 forward.py    choose, send, measure, name the version in the answer, offer the shadow copy
 resilience.py load shedding, breakers (breaker.py), fallback to stable, around a Transport
 transport/    the Transport Protocol, the keep-alive HTTP/1.1 pools, a MockTransport

@@ -12,6 +12,7 @@ from typing import Final
 
 from contract.routes import ModelRoute, RouteTable
 from contract.traffic import BUCKETS
+from gateway.buckets import StickyBuckets
 from gateway.draws import Draws
 from gateway.errors import GatewayError, Overloaded
 from gateway.hooks import RequestHooks
@@ -41,7 +42,7 @@ _Own = tuple[Headers, bytes]  # the headers, and as header lines (`Reply.head`)
 
 
 class Forwarder:
-    __slots__ = ("_cells", "_own", "draws", "metrics", "resilient", "shadow")
+    __slots__ = ("_cells", "_own", "buckets", "draws", "metrics", "resilient", "shadow")
 
     def __init__(
         self,
@@ -49,22 +50,26 @@ class Forwarder:
         metrics: GatewayMetrics,
         shadow: ShadowQueue,
         draws: Draws | None = None,
+        buckets: StickyBuckets | None = None,
     ) -> None:
         self.resilient = resilient
         self.metrics = metrics
         self.shadow = shadow
         self.draws = draws if draws is not None else Draws()
+        self.buckets = buckets if buckets is not None else StickyBuckets()  # (remembered)
         self._own: dict[_OwnKey, _Own] = {}
         self._cells: dict[tuple[str, int, str], VariantStats] = {}  # metrics.cell's, kept
 
     def choose(self, route: ModelRoute, routing: Routing) -> Choice:
+        # by position: keywords cost more (OIP calls, loadtests/oip_hotpath.py --callgrind)
         return choose(
             route,
-            version=routing.version,
-            alias=routing.alias,
-            key=routing.key,
-            headers=routing.headers,
-            draw=self.draws,
+            routing.version,
+            routing.alias,
+            routing.key,
+            routing.headers,
+            self.draws,
+            self.buckets,
         )
 
     async def send(

@@ -29,6 +29,7 @@ from contract.traffic import (
     TrafficPolicy,
     bucket,
 )
+from gateway.buckets import StickyBuckets
 from gateway.errors import NoHealthyUpstream, UnknownModel
 
 __all__ = [
@@ -104,10 +105,12 @@ def choose(
     key: str | None = None,
     headers: Mapping[str, str] | None = None,
     draw: Draw | None = None,
+    buckets: StickyBuckets | None = None,
 ) -> Choice:
     """`draw` is called (once) only when the splits decide a request without a sticky key, so
     pinned, ruled and keyed requests leave the model's sequence unbroken; `headers` has
-    lower-case names (HTTP header names are case-insensitive)."""
+    lower-case names (HTTP header names are case-insensitive); `buckets` remembers sticky
+    keys' buckets (None: each key is hashed; the same buckets either way)."""
     if alias is not None:
         pinned = route.aliases.get(alias)
         if pinned is None:
@@ -122,7 +125,10 @@ def choose(
                 return Choice(rule.version, RULE, route.versions[rule.version])
     if policy.splits:
         if key is not None:
-            point = bucket(policy.salt or route.name, key)
+            if buckets is not None and len(key) <= buckets.longest:
+                point = buckets.of(policy.salt or route.name, key)
+            else:
+                point = bucket(policy.salt or route.name, key)
         else:
             point = draw(route.name) if draw is not None else 0
         ranges = _RANGES.get(id(policy))  # `split_at`, from bucket ranges worked out once

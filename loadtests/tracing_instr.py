@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         per = {
             mode: hp.callgrind_per_request(
-                MODES[mode], hp.REQUESTS, hp.WARMUP, out / f"cg.{MODES[mode]}"
+                MODES[mode], hp.REQUESTS, hp.WARMUP, out / f"cg.{MODES[mode]}", steady=True
             )
             for mode in args.modes
             if mode != CHILD

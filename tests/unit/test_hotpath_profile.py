@@ -20,13 +20,23 @@ def test_the_harness_answers_through_the_whole_gateway(leg: str) -> None:
     assert body == b'{"predictions":[0]}'
 
 
-def test_the_routed_leg_sends_every_request_its_own_key_and_a_tenth_reach_the_canary() -> None:
+def test_the_routed_leg_cycles_the_benchs_users_and_a_tenth_reach_the_canary() -> None:
     route = hotpath_profile.route_table("routed").models["bench"]
     canary = 0
     for n in range(2000):
-        assert b"\r\nx-user: user-%d\r\n" % n in hotpath_profile.request_bytes("routed", n)
-        canary += choose(route, key=f"user-{n}").version == 2
+        user = b"\r\nx-user: user-%d\r\n" % (n % canary_leg.KEYS)
+        assert user in hotpath_profile.request_bytes("routed", n)
+        canary += choose(route, key=f"user-{n % canary_leg.KEYS}").version == 2
     assert 100 < canary < 300, canary  # 10 % of the buckets
+    assert hotpath_profile.request_bytes("routed", 7) == hotpath_profile.request_bytes(
+        "routed", 7 + canary_leg.KEYS
+    )
+
+
+def test_the_fresh_leg_never_repeats_a_key() -> None:
+    sent = {hotpath_profile.request_bytes("routed-fresh", n) for n in range(5000)}
+    assert len(sent) == 5000
+    assert b"\r\nx-user: fresh-4999\r\n" in hotpath_profile.request_bytes("routed-fresh", 4999)
 
 
 def test_the_split_is_read_from_metrics_whatever_the_label_order() -> None:

@@ -162,6 +162,24 @@ def test_sticky_keys(sticky: StickyKey, body: bytes | None, key: str | None) -> 
     assert routing_of(route(policy), HEADERS, None, None, body).key == key
 
 
+@pytest.mark.parametrize(
+    "policy",
+    [
+        TrafficPolicy(),
+        TrafficPolicy(splits=[Split(version=2, weight=10)], sticky=StickyKey(header="X-User")),
+        TrafficPolicy(rules=[HeaderRule(header="content-type", value="x", version=3)]),
+    ],
+)
+def test_routing_gives_what_a_passthrough_forwards_when_asked_and_reads_the_same(
+    policy: TrafficPolicy,
+) -> None:
+    forward: list[tuple[bytes, bytes]] = []
+    routing = routing_of(route(policy), HEADERS, None, None, None, forward)
+    assert routing == routing_of(route(policy), HEADERS, None, None, None)
+    assert forward == passthrough_headers(HEADERS)
+    assert forward[0] is HEADERS[0]  # the pairs themselves, as `passthrough_headers` gives
+
+
 def test_what_is_forwarded() -> None:
     assert passthrough_headers(HEADERS) == [
         (b"content-type", b"application/json"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from contract.traffic import (
     split_at,
 )
 from gateway.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
+from gateway.buckets import StickyBuckets
 from gateway.errors import NoHealthyUpstream, UnknownModel
 from gateway.routing import (
     CANARY,
@@ -250,20 +252,61 @@ def test_rule_header_names_match_in_any_case() -> None:
     assert choose(route(policy), headers={"x-tester": "yes"})[:2] == (3, RULE)
 
 
+def _blake2b_bucket(salt: str, key: str) -> int:
+    digest = hashlib.blake2b(f"{salt}\x00{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % 10_000
+
+
 def test_buckets_are_blake2b_of_salt_nul_key_whatever_the_salt_or_key() -> None:
     """The sticky buckets are a contract between gateways and the registry's experiments:
     however `bucket` computes them, they are the first 8 bytes of BLAKE2b(salt NUL key)."""
-    import hashlib
-
-    def reference(salt: str, key: str) -> int:
-        digest = hashlib.blake2b(f"{salt}\x00{key}".encode(), digest_size=8).digest()
-        return int.from_bytes(digest, "big") % 10_000
+    reference = _blake2b_bucket
 
     keys = ["", "alice", "ü-user", "x" * 300, "a\x00b", "user-17"]
     for salt in ("", "s", "ß", "bench", "y" * 64):
         for key in keys:
             assert bucket(salt, key) == reference(salt, key), (salt, key)
     assert bucket("s", "alice") == reference("s", "alice")  # again, from the salted state kept
+
+
+def test_remembered_buckets_are_blake2bs_for_each_salt_and_stay_bounded() -> None:
+    buckets = StickyBuckets(capacity=50)
+    keys = [f"user-{n}" for n in range(200)] + ["", "ü-user", "a\x00b", "x" * 300]
+    for _ in range(2):
+        for salt in ("", "s", "bench"):
+            for key in keys:
+                assert buckets.of(salt, key) == bucket(salt, key), (salt, key)
+                assert buckets.of(salt, key) == _blake2b_bucket(salt, key), (salt, key)
+                assert len(buckets) <= 50
+    assert len(buckets) == 50
+
+
+def test_remembered_buckets_forget_the_least_recently_used_first() -> None:
+    buckets = StickyBuckets(capacity=3)
+    for key in ("a", "b", "a", "c"):  # a, b, c remembered: "a" hashed once
+        buckets.of("s", key)
+    assert buckets.of.cache_info()[:2] == (1, 3)  # hits, misses
+    buckets.of("t", "a")  # another salt is another pair; ("s", "b"), used least lately, goes
+    buckets.of("s", "a")
+    buckets.of("s", "c")
+    assert buckets.of.cache_info()[:2] == (3, 4)
+    buckets.of("s", "b")
+    assert buckets.of.cache_info()[:2] == (3, 5)
+    assert len(buckets) == 3
+
+
+def test_choose_takes_its_buckets_from_the_memo_it_is_given_but_for_long_keys() -> None:
+    r = route(canary(10))
+    buckets = StickyBuckets(longest=8)
+    for n in range(500):
+        key = f"user-{n}"
+        assert choose(r, key=key, buckets=buckets) == choose(r, key=key)
+    assert len(buckets) == 500
+    for _ in range(2):
+        assert choose(r, key="user-1", buckets=buckets) == choose(r, key="user-1")
+    assert buckets.of.cache_info()[:2] == (2, 500)
+    assert choose(r, key="x" * 9, buckets=buckets) == choose(r, key="x" * 9)
+    assert len(buckets) == 500  # longer than `longest`: hashed, not remembered
 
 
 def _at(point: int) -> Callable[[str], int]:
