@@ -40,8 +40,8 @@ neighbours do (no lock needed; `PYTHONHASHSEED=0`). The requests' bytes are made
 loop runs, so they are not counted. (Until 2026-12-07 the figure was one run's count over
 warm-up and requests together, 100 + 3,000, the requests' formatting counted, and a fresh key
 a request on `routed`: on the same code pinned 125,880 / routed 139,962 there, 121,832 /
-135,022 here with 1,000 + 3,000.) `--profile` prints cProfile's top functions by own time, and the calls per
-request.
+135,022 here with 1,000 + 3,000.) `--profile` prints cProfile's top functions by own time,
+and the calls per request.
 """
 
 from __future__ import annotations
