@@ -275,6 +275,21 @@ class Encoder:
         return b"".join(out)
 
     def message(self, spans: list[bytes]) -> bytes:
-        """The request for spans encoded by `span`."""
-        scope_spans = _field(2, self.scope + b"".join(spans) + self.scope_tail)
-        return _field(1, self.resource + scope_spans + self.resource_tail)
+        """The request for spans encoded by `span` (or frames of them, by `frame`), in one
+        join: the spans' bytes copied once, not once for each message around them (a batch's
+        few hundred kB were copied seven times: 1,300 instructions a span in the exporting
+        child)."""
+        size = len(self.scope) + sum(map(len, spans)) + len(self.scope_tail)
+        scope_head = b"\x12" + _varint(size)
+        size += len(scope_head) + len(self.resource) + len(self.resource_tail)
+        return b"".join(
+            [
+                b"\x0a" + _varint(size),
+                self.resource,
+                scope_head,
+                self.scope,
+                *spans,
+                self.scope_tail,
+                self.resource_tail,
+            ]
+        )

@@ -180,3 +180,16 @@ def test_a_frame_is_its_spans_one_by_one(records: list[SpanRecord]) -> None:
     theirs = encode_spans([readable(r, RESOURCE, SCOPE) for r in records]).SerializeToString()
     if records:
         assert encoder.message([encoder.frame(records)]) == theirs
+
+
+def test_schema_urls_and_a_long_message_are_the_sdks_bytes() -> None:
+    """The message around the spans (written in one join): with the resource's and the scope's
+    schema URLs, and a batch whose lengths take three bytes."""
+    resource = Resource({"service.name": "x"}, schema_url="https://opentelemetry.io/schemas/1")
+    scope = InstrumentationScope("modelyard.gateway", "1.0", "https://example.com/s")
+    records = [ROOT, CHILD_NO_STATE, CHILD_OF_REMOTE] * 400
+    encoder = Encoder(resource, scope)
+    theirs = encode_spans([readable(r, resource, scope) for r in records]).SerializeToString()
+    assert len(theirs) > 1 << 17
+    assert encoder.message([encoder.frame(records[:500]), encoder.frame(records[500:])]) == theirs
+    assert encoder.encode(records) == theirs
