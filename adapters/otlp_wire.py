@@ -108,9 +108,10 @@ _attribute_sets: dict[tuple[tuple[tuple[str, object], ...], tuple[type, ...]], b
 _UNSET: Final = b"\x7a\x00"  # field 15, an empty Status: no code, no description
 
 _K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
-def _keep(cache: dict[_K, bytes], ident: _K, encoded: bytes) -> bytes:
+def _keep(cache: dict[_K, _V], ident: _K, encoded: _V) -> _V:
     if len(cache) >= _CACHE_MAX:
         cache.clear()
     cache[ident] = encoded
@@ -169,6 +170,33 @@ def span(record: SpanRecord) -> bytes:
     return b"".join(parts)
 
 
+_be_ids = struct.Struct(">16sHQHQ").pack  # trace id, span id, parent span id (fields 1, 2, 4)
+_be_root = struct.Struct(">16sHQ").pack  # trace id, span id: a root span (fields 1, 2)
+_le_times = struct.Struct("<QBQ").pack  # start (after its tag, in `mid`), end (fields 7, 8)
+#: a span's constant parts, by its shape (see `frame`): its field's head up to the trace id's
+#: tag, the name and kind up to the start's tag, and the attributes, status and flags
+_shapes: dict[tuple[object, ...], tuple[bytes, bytes, bytes]] = {}
+
+
+def _shape(record: SpanRecord) -> tuple[bytes, bytes, bytes]:
+    """The constant parts of `record`'s span (no trace state, events or links): everything but
+    its ids and times, cut around them, with the `ScopeSpans` field's tag and length."""
+    (name, kind, _trace, _span, parent_id, remote, _flags, _state, _start, _end, attributes) = (
+        record[:11]
+    )
+    code, description = record[11:13]
+    ids = 38 if parent_id else 28  # trace id, span id (and parent id), with their tags
+    mid = _field(5, name.encode()) + b"\x30" + _varint(kind + 1) + b"\x39"
+    status = _field(
+        15,
+        (_field(2, description.encode()) if description else b"")
+        + (b"\x18" + _varint(code) if code else b""),
+    )
+    tail = _attributes(9, attributes) + status + _FLAGS[1 if parent_id and remote else 0]
+    size = ids + len(mid) + 17 + len(tail)  # 17: the times, less the start's tag
+    return b"\x12" + _varint(size) + b"\x0a\x10", mid, tail
+
+
 class Encoder:
     """ExportTraceServiceRequest bytes for records of one resource and one scope."""
 
@@ -191,7 +219,84 @@ class Encoder:
         size = len(encoded)
         return b"\x12" + (_SHORT[size] if size < 0x4000 else _varint(size)) + encoded
 
+    @staticmethod
+    def frame(records: Iterable[SpanRecord]) -> bytes:
+        """Records' spans as `span` encodes them, joined (one part for `message`). A span with
+        no trace state, events or links is its shape's constant parts (looked up by its name,
+        kind, status, parent's presence and remoteness, and its attributes' keys, values and
+        values' types: `True` is not `1`) around one big-endian pack of its ids and one
+        little-endian pack of its times; any other goes through `span`. Paid for by the
+        exporting child's cost: 35,838 instructions a span became 27,312 (`python -m
+        loadtests.tracing_instr --modes child`), the bytes the same. Shapes are looked up in
+        the frame's own dict first: its keys hold this frame's objects, and `marshal` loads a
+        value the gateway shared between records (model, version, server address) as one
+        object, so comparing a key is mostly by identity: 24,766 became 23,416."""
+        out: list[bytes] = []
+        shapes = _shapes
+        local: dict[tuple[object, ...], tuple[bytes, bytes, bytes]] = {}
+        for record in records:
+            (
+                name,
+                kind,
+                trace_id,
+                span_id,
+                parent_id,
+                remote,
+                _flags,
+                state,
+                start,
+                end,
+                attributes,
+                code,
+                description,
+                events,
+                links,
+            ) = record
+            if state or events or links:
+                out.append(Encoder.span(record))
+                continue
+            values = attributes.values()
+            key = (
+                name,
+                kind,
+                code,
+                description,
+                not parent_id,
+                remote,
+                *attributes,
+                *values,
+                *map(type, values),
+            )
+            shape = local.get(key)
+            if shape is None:
+                shape = shapes.get(key)
+                if shape is None:
+                    shape = _keep(shapes, key, _shape(record))
+                local[key] = shape
+            head, mid, tail = shape
+            if parent_id:
+                ids = _be_ids(trace_id.to_bytes(16, "big"), 0x1208, span_id, 0x2208, parent_id)
+            else:
+                ids = _be_root(trace_id.to_bytes(16, "big"), 0x1208, span_id)
+            out += (head, ids, mid, _le_times(start, 0x41, end), tail)
+        return b"".join(out)
+
     def message(self, spans: list[bytes]) -> bytes:
-        """The request for spans encoded by `span`."""
-        scope_spans = _field(2, self.scope + b"".join(spans) + self.scope_tail)
-        return _field(1, self.resource + scope_spans + self.resource_tail)
+        """The request for spans encoded by `span` (or frames of them, by `frame`), in one
+        join: the spans' bytes copied once, not once for each message around them (a batch's
+        few hundred kB were copied seven times: 1,300 instructions a span in the exporting
+        child)."""
+        size = len(self.scope) + sum(map(len, spans)) + len(self.scope_tail)
+        scope_head = b"\x12" + _varint(size)
+        size += len(scope_head) + len(self.resource) + len(self.resource_tail)
+        return b"".join(
+            [
+                b"\x0a" + _varint(size),
+                self.resource,
+                scope_head,
+                self.scope,
+                *spans,
+                self.scope_tail,
+                self.resource_tail,
+            ]
+        )

@@ -1,13 +1,19 @@
 """The gateway's span export queue (adapters.span_export.ExportPipe) with its real child
 process: what was queued is exported there, what found the queue full is dropped and
-counted."""
+counted; its `requests` session reads the environment once (`settle_environment`): each
+export then carries what `requests` would have read from the environment at every post."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
+import requests
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 
-from adapters.span_export import FRAME, ExportPipe
+from adapters.span_export import FRAME, ExportPipe, settle_environment
 from contract.spans import SpanRecord
 
 
@@ -54,3 +60,58 @@ def test_batches_cross_in_frames_and_every_span_is_exported(
     out = capfd.readouterr().out
     assert pipe.dropped == 0
     assert [out.count(f'"span-{i}"') for i in range(count)] == [1] * count
+
+
+URL = "http://collector.example:4318/v1/traces"
+
+
+def effective(exporter: OTLPSpanExporter) -> tuple[object, ...]:
+    """What a post of this exporter's session would use: proxies, verify, auth header."""
+    session = exporter._client._transport._session  # type: ignore[attr-defined]
+    settings = session.merge_environment_settings(URL, {}, None, None, None)
+    prepared = session.prepare_request(requests.Request("POST", URL, data=b"x"))
+    return settings["proxies"], settings["verify"], prepared.headers.get("Authorization")
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"HTTP_PROXY": "http://proxy.example:3128", "REQUESTS_CA_BUNDLE": "/etc/ca.pem"},
+        {"HTTP_PROXY": "http://proxy.example:3128", "NO_PROXY": "collector.example"},
+        {"CURL_CA_BUNDLE": "/etc/curl.pem", "ALL_PROXY": "socks5://proxy.example:1080"},
+        {"NETRC": "netrc"},
+    ],
+)
+def test_the_same_settings_as_reading_the_environment_each_post(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE"):
+        for variant in (name, name.lower()):
+            monkeypatch.delenv(variant, raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "none"))
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine collector.example login user password secret\n")
+    netrc.chmod(0o600)
+    for name, value in env.items():
+        monkeypatch.setenv(name, str(netrc) if name == "NETRC" else value)
+    reading = OTLPSpanExporter(endpoint=URL)
+    settled = OTLPSpanExporter(endpoint=URL)
+    settle_environment(settled, os.environ)
+    assert settled._client._transport._session.trust_env is False  # type: ignore[attr-defined]
+    assert effective(settled) == effective(reading)
+    if "HTTP_PROXY" in env and "NO_PROXY" not in env:
+        assert effective(settled)[0] == {"http": env["HTTP_PROXY"]}
+    if "NETRC" in env:
+        assert effective(settled)[2] is not None  # the netrc's login, read once
+
+
+def test_a_session_with_trust_env_off_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    exporter = OTLPSpanExporter(endpoint=URL)
+    session = exporter._client._transport._session  # type: ignore[attr-defined]
+    session.trust_env = False
+    settle_environment(exporter, {"REQUESTS_CA_BUNDLE": "/etc/ca.pem"})
+    assert session.proxies == {}
+    assert session.verify is True

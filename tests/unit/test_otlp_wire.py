@@ -128,3 +128,68 @@ def test_the_child_posts_one_message_per_batch_with_every_span() -> None:
         encoder.encode([ROOT, CHILD_OF_REMOTE, ERROR_NO_TEXT]),
         encoder.encode([ROOT] * 4),
     ]
+
+
+def test_our_bytes_are_the_sdks_bytes() -> None:
+    """Not only the same message: the same bytes (field order, lengths), what the exporting
+    child posted before its fast path and posts now."""
+    records = [ROOT, CHILD_OF_REMOTE, ERROR_NO_TEXT, CHILD_NO_STATE]
+    encoder = Encoder(RESOURCE, SCOPE)
+    theirs = encode_spans([readable(r, RESOURCE, SCOPE) for r in records]).SerializeToString()
+    assert encoder.encode(records) == theirs
+    assert encoder.message([encoder.frame(records)]) == theirs
+
+
+REMOTE_NO_STATE: SpanRecord = (*ROOT[:4], 0xEF01, True, *ROOT[6:])
+BIG_IDS: SpanRecord = ((1 << 128) - 1, (1 << 64) - 1, (1 << 64) - 1)  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize(
+    "records",
+    [
+        [ROOT, ROOT, CHILD_NO_STATE, CHILD_NO_STATE, REMOTE_NO_STATE, ERROR_NO_TEXT],
+        [CHILD_OF_REMOTE, ROOT, CHILD_OF_REMOTE],  # state, events, links: the general way
+        [
+            (*ROOT[:2], *BIG_IDS, *ROOT[5:]),  # every id's bit set, each byte in place
+            (*ROOT[:2], 1, 2, 3, *ROOT[5:]),
+            (*ROOT[:8], 1, (1 << 64) - 1, *ROOT[10:]),
+        ],
+        [(*ROOT[:10], {"x": True}, *ROOT[11:]), (*ROOT[:10], {"x": 1}, *ROOT[11:])],
+        [(*ROOT[:10], {"x": 1}, *ROOT[11:]), (*ROOT[:10], {"x": 1.0}, *ROOT[11:])],
+        [(*ROOT[:10], {"x": "y"}, *ROOT[11:]), (*ROOT[:10], {"y": "x"}, *ROOT[11:])],
+        [
+            (*ROOT[:10], {"a": "b", "c": "d"}, *ROOT[11:]),
+            (*ROOT[:10], {"c": "d", "a": "b"}, *ROOT[11:]),
+        ],
+        [(*ROOT[:10], {}, *ROOT[11:]), (*CHILD_NO_STATE[:10], {}, 2, "", (), ())],
+        [(*ROOT[:10], {"big": "x" * 20_000}, *ROOT[11:])],  # a span's length of three bytes
+        [(*ROOT[:10], ROOT[10], 2, "down", (), ()), (*ROOT[:10], ROOT[10], 2, "up", (), ())],
+        [(*ROOT[:1], 3, *ROOT[2:]), (*ROOT[:1], 4, *ROOT[2:]), ("other", *ROOT[1:])],
+        [],
+    ],
+)
+def test_a_frame_is_its_spans_one_by_one(records: list[SpanRecord]) -> None:
+    """`frame` (the exporting child's way, with a span's constant parts kept by its shape)
+    writes the bytes of `span` for each record, joined; shapes that differ only in a value's
+    type, the attributes' order, the name, kind or status stay apart; the same twice is the
+    same bytes."""
+    encoder = Encoder(RESOURCE, SCOPE)
+    expected = b"".join(map(encoder.span, records))
+    assert encoder.frame(records) == expected
+    assert encoder.frame(records) == expected  # the shapes kept: the same bytes again
+    theirs = encode_spans([readable(r, RESOURCE, SCOPE) for r in records]).SerializeToString()
+    if records:
+        assert encoder.message([encoder.frame(records)]) == theirs
+
+
+def test_schema_urls_and_a_long_message_are_the_sdks_bytes() -> None:
+    """The message around the spans (written in one join): with the resource's and the scope's
+    schema URLs, and a batch whose lengths take three bytes."""
+    resource = Resource({"service.name": "x"}, schema_url="https://opentelemetry.io/schemas/1")
+    scope = InstrumentationScope("modelyard.gateway", "1.0", "https://example.com/s")
+    records = [ROOT, CHILD_NO_STATE, CHILD_OF_REMOTE] * 400
+    encoder = Encoder(resource, scope)
+    theirs = encode_spans([readable(r, resource, scope) for r in records]).SerializeToString()
+    assert len(theirs) > 1 << 17
+    assert encoder.message([encoder.frame(records[:500]), encoder.frame(records[500:])]) == theirs
+    assert encoder.encode(records) == theirs
