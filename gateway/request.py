@@ -30,7 +30,7 @@ from contract.routes import ModelRoute, RouteTable
 from contract.traffic import ALIAS_HEADER, VERSION_HEADER, TrafficPolicy
 from gateway.errors import BadRequest, NoRouteTable, UnknownModel
 from gateway.reply import JSON
-from gateway.transport.base import Headers
+from gateway.transport.base import TRACE_CONTEXT, Headers
 
 # --- calls ----------------------------------------------------------------------------------------
 
@@ -289,8 +289,7 @@ def sticky_key(policy: TrafficPolicy, headers: dict[str, str], body: bytes | Non
 
 # --- what is forwarded ----------------------------------------------------------------------------
 
-_TRACE: Final = frozenset({b"traceparent", b"tracestate"})
-_PASSED_ON: Final = frozenset({b"content-type", b"accept", *_TRACE})
+_PASSED_ON: Final = frozenset({b"content-type", b"accept", *TRACE_CONTEXT})
 
 
 def passthrough_headers(raw: Headers) -> Headers:
@@ -310,7 +309,7 @@ _MAX_HEADER_LENGTH_DIGITS: Final = 12
 def oip_headers(raw: Headers, header_length: int | None = None) -> Headers:
     """What an inference call forwards: its trace context, and a JSON body (`header_length`:
     the JSON's length, when binary tensor data follows it; the type is then binary)."""
-    forward = [(k, v) for k, v in raw if k in _TRACE]
+    forward = [(k, v) for k, v in raw if k in TRACE_CONTEXT]
     if header_length is None:
         forward.append(JSON)
     else:

@@ -20,7 +20,6 @@ from opentelemetry.trace.span import TraceState
 from contract.spans import SpanAttributes, SpanEvent, SpanLink, SpanRecord
 from gateway.transport.base import TRACE_CONTEXT, Headers
 
-TRACE_HEADERS: Final = TRACE_CONTEXT
 SERVER: Final = SpanKind.SERVER.value
 CLIENT: Final = SpanKind.CLIENT.value
 ERROR: Final = StatusCode.ERROR.value
@@ -140,7 +139,7 @@ def inject(headers: Headers, trace_id: int, span_id: int, flags: int, state: str
     """`headers` with the caller's trace headers replaced by this span's. The same bytes as
     `TraceContextTextMapPropagator.inject` (a unit test checks), formatted directly: it runs
     on every request, sampled or not, and the propagator's context and dict cost 3x more."""
-    out = [h for h in headers if h[0] not in TRACE_HEADERS]
+    out = [h for h in headers if h[0] not in TRACE_CONTEXT]
     out.append((b"traceparent", b"00-%032x-%016x-%02x" % (trace_id, span_id, flags)))
     if state:
         out.append((b"tracestate", state.encode("latin-1")))

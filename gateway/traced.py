@@ -46,7 +46,6 @@ from gateway.spans import (
     NO_PARENT,
     SAMPLED,
     SERVER,
-    TRACE_HEADERS,
     VALUE,
     SpanBuilder,
     Tracing,
@@ -58,7 +57,7 @@ from gateway.spans import (
     traceparent_block,
     traceparents,
 )
-from gateway.transport.base import Headers, UpstreamRequest, UpstreamResponse
+from gateway.transport.base import TRACE_CONTEXT, Headers, UpstreamRequest, UpstreamResponse
 
 TRACER_NAME: Final = "modelyard.gateway"
 _UNTRACED: Final = "/v2/health/"
@@ -131,7 +130,7 @@ class TracingHooks:
         loop over the headers, `fresh` and a test: it runs on every request tracing is on for
         but the callback lane's (which calls `fresh` and `root` itself)."""
         for name, _ in headers:
-            if name in TRACE_HEADERS:
+            if name in TRACE_CONTEXT:
                 return self._continued(method, path, headers)
         end = self.fresh()
         if end is not None:
@@ -154,13 +153,13 @@ class TracingHooks:
             return None
         traceparent = tracestate = None
         for name, value in headers:
-            if name in TRACE_HEADERS:
+            if name in TRACE_CONTEXT:
                 if name == b"traceparent":
                     traceparent = value
                 else:
                     tracestate = value
         if traceparent is None and self.bound is not None:  # only a tracestate: a new root
-            headers = [h for h in headers if h[0] not in TRACE_HEADERS]
+            headers = [h for h in headers if h[0] not in TRACE_CONTEXT]
             return self.request(method, path, headers)
         trace_id, parent_id, flags, state = NO_PARENT
         if traceparent is not None:
