@@ -28,7 +28,7 @@ ADMIN = "console-e2e-admin-token-0123456789"
 CHROMIUM = os.environ.get("MODELYARD_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 SCREENSHOT = ARTIFACTS / "console-rollout.png"
-PLAN = {"steps": "10 50 100", "interval_s": "1", "min_sample_per_arm": "20"}
+PLAN = {"steps": "10 50 100", "interval_s": "2", "min_sample_per_arm": "20"}
 
 
 def api(server: ModelyardProcess, token: str = ADMIN) -> httpx.Client:
@@ -90,33 +90,45 @@ def log_in(page: Page, server: ModelyardProcess, secret: str) -> None:
 
 
 class Traffic:
-    """Posts a gateway's windows (stable v1, canary v2) every 0.25 s, as the REST test does."""
+    """Posts a gateway's windows (stable v1, canary v2), as the REST test does: one batch on
+    `post_once`, then a batch every 0.25 s once `flow` is called. Held, the rollout cannot move
+    past its current step (its looks find too little traffic), so what the page shows is not a
+    race against a rollout that might already be over."""
 
     def __init__(self, server: ModelyardProcess) -> None:
         self.server = server
+        self.rng = random.Random(7)
+        self.flowing = threading.Event()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.failures: list[str] = []
 
-    def _run(self) -> None:
-        rng = random.Random(7)
+    def post_once(self) -> None:
+        """One batch: 30 requests an arm, enough for one look (min_sample_per_arm 20)."""
+        windows = [
+            {
+                "model": "iris",
+                "version": version,
+                "variant": variant,
+                "requests": 30,
+                "errors": 0,
+                "latencies_ms": [20 * self.rng.lognormvariate(0, 0.3) for _ in range(30)],
+            }
+            for version, variant in ((1, "stable"), (2, "canary"))
+        ]
         with api(self.server) as c:
-            while not self.stop.is_set():
-                windows = [
-                    {
-                        "model": "iris",
-                        "version": version,
-                        "variant": variant,
-                        "requests": 30,
-                        "errors": 0,
-                        "latencies_ms": [20 * rng.lognormvariate(0, 0.3) for _ in range(30)],
-                    }
-                    for version, variant in ((1, "stable"), (2, "canary"))
-                ]
-                r = c.post("/api/v1/windows", json={"source": "console-e2e", "windows": windows})
-                if r.status_code != 204:
-                    self.failures.append(r.text)
-                self.stop.wait(0.25)
+            r = c.post("/api/v1/windows", json={"source": "console-e2e", "windows": windows})
+        if r.status_code != 204:
+            self.failures.append(r.text)
+
+    def flow(self) -> None:
+        self.flowing.set()
+
+    def _run(self) -> None:
+        self.flowing.wait()
+        while not self.stop.is_set():
+            self.post_once()
+            self.stop.wait(0.25)
 
     def __enter__(self) -> Traffic:
         self.thread.start()
@@ -124,6 +136,7 @@ class Traffic:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop.set()
+        self.flowing.set()
         self.thread.join(10)
 
 
@@ -172,8 +185,11 @@ def test_log_in_promote_start_a_rollout_and_watch_it(
     page.evaluate("window.__sameDocument = true")  # gone if the page were reloaded
 
     with Traffic(server) as traffic:
+        traffic.post_once()  # enough for the look at 10 %: then the rollout waits at 50 %
         wait_for(lambda: points(page) > 0, "the first look on the chart")
+        expect(page.locator("#rollout-status")).to_have_attribute("data-weight", "50.0")
         first = page.locator("tr.look").count()
+        traffic.flow()
         wait_for(lambda: page.locator("tr.look").count() > first, "more verdicts")
         expect(page.locator("#rollout-status")).to_have_attribute(
             "data-phase", "Succeeded", timeout=30_000
@@ -181,7 +197,9 @@ def test_log_in_promote_start_a_rollout_and_watch_it(
     assert not traffic.failures, traffic.failures
     expect(page.locator("#steer-form")).to_be_hidden()  # nothing left to steer
     assert page.evaluate("window.__sameDocument") is True
-    assert points(page) >= 4 * page.locator("tr.look").count() - 4  # four lines, each look
+    passed = page.locator('tr.look[data-outcome="pass"]').count()
+    assert passed >= 2  # at 10 % and at 50 %
+    assert points(page) >= 4 * passed  # four lines for each look that had its sample
     markers = int(page.locator("#latency-chart svg").get_attribute("data-markers") or 0)
     assert markers >= 3  # 10 %, 50 %, 100 %
     expect(page.locator("tr.look").first).to_have_attribute("data-outcome", "pass")
