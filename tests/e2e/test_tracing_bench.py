@@ -40,9 +40,16 @@ def test_quick_run_measures_every_mode_and_exports_spans(tmp_path: Path) -> None
             assert len(cell["rounds"]) == 2 and all(r > 0 for r in cell["rounds"]), (level, mode)
             assert cell["rps_min"] <= cell["rps_median"] <= cell["rps_max"]
             assert cell["ratio_to_off"] > 0
+            paired = cell["paired"]  # the rounds' own ratios to off, and how sure their median is
+            assert len(paired["ratios"]) == 2
+            assert paired["low"] <= paired["median"] <= paired["high"]
             # CPU per request: the gateway's whole process tree over each round
             assert len(cell["cpu_rounds"]) == 2 and all(c > 0 for c in cell["cpu_rounds"])
             assert cell["cpu_us_min"] <= cell["cpu_us_median"] <= cell["cpu_us_max"]
         assert modes["off"]["ratio_to_off"] == 1.0 and modes["off"]["cpu_vs_off"] == 1.0
+        assert modes["off"]["paired"]["ratios"] == [1.0, 1.0]
+    targets = {m: report["results"]["c16"][m]["paired"]["at_least"] for m in MODES}
+    assert targets == {"off": None, "1%": 0.95, "100%": 0.6}  # the issue's, judged at c16
+    assert "c16 1% vs off: " in done.stdout and ">= 0.95: M" in done.stdout
     assert report["exported"]["requests"] > 0 and report["exported"]["bytes"] > 0
     assert "| c16 | 100% |" in done.stdout
