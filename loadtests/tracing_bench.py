@@ -28,6 +28,13 @@ targets (1 % >= 0.95, 100 % >= 0.6 of off, `TARGETS`) on that median and says in
 the resamples each holds. `ratio_to_off` is still there: median over median. And the spans
 each gateway dropped (`modelyard_gateway_spans_dropped_total`: its export queue full).
 
+Then `together`: the same rounds at c16 with every mode at once, each by its own wrk, so the
+gateways share the server CPU in the same seconds. On a machine whose speed moves within a
+round (seen here: 0 % and 1 % at 0.64-1.18 of off from one 3 s round to the next, rounds one
+after the other) that cancels what in-turn rounds cannot: each mode's throughput is its share
+of the same CPU, and its ratio to off's is the ratio of their costs a request, upstream
+included, as the in-turn ratio is.
+
 It also gives each mode's CPU per request: the user + system time of the gateway's whole
 process tree (every thread, and the span exporting child) over a round, from /proc, divided
 by the requests wrk counted; and `cpu_vs_off`, off's CPU per request over the mode's. On a
@@ -45,6 +52,7 @@ import statistics
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -81,6 +89,7 @@ DEFAULT_OUT: Final = Path(__file__).parent / "results" / "tracing-bench.json"
 MODES: Final = ("off", "1%", "100%")  # the default; `--modes` takes any "<ratio>%"
 #: The least throughput a mode keeps of off's (issue 23): judged on the paired rounds' median.
 TARGETS: Final = {"c16": {"1%": 0.95, "100%": 0.6}}
+TOGETHER_AT: Final = 16  # the concurrency of the modes run at the same time (`together`)
 
 
 @dataclass(frozen=True)
@@ -211,6 +220,42 @@ def tree_cpu(pid: int) -> dict[int, float]:
     return cpu_seconds([pid, *descendants(pid)])
 
 
+def together(
+    cfg: Config,
+    tools: Tools,
+    pin: Pinning,
+    targets: dict[str, str],
+    pids: dict[str, int],
+    script: Path,
+) -> dict[str, Any]:
+    """Every mode at the same time, each driven by its own wrk at c`TOGETHER_AT` (all on the
+    client CPU), for `cfg.rounds` rounds: the gateways share the server CPU, turn by turn at
+    the scheduler's pace, so whatever slows that CPU for a moment (a neighbour, the
+    hypervisor) slows every mode alike, where rounds one after the other can see the machine
+    change between two modes. Each mode's throughput (and CPU per request) is its share of
+    the same seconds; `paired` is its ratio to off's in the same round."""
+    rps: dict[str, list[float]] = {mode: [] for mode in targets}
+    cpu: dict[str, list[float]] = {mode: [] for mode in targets}
+    with ThreadPoolExecutor(len(targets)) as pool:
+        for round_ in range(cfg.rounds):
+            before = {mode: tree_cpu(pids[mode]) for mode in targets}
+            runs = {
+                mode: pool.submit(wrk, tools, pin, url, script, TOGETHER_AT, cfg.duration_s, 1)
+                for mode, url in targets.items()
+            }
+            results = {mode: run.result() for mode, run in runs.items()}
+            for mode, result in results.items():
+                used = cpu_used(before[mode], tree_cpu(pids[mode]))
+                rps[mode].append(result.rps)
+                cpu[mode].append(used / result.requests * 1e6)
+            say(
+                f"[together] c{TOGETHER_AT} round {round_ + 1}: "
+                + ", ".join(f"{mode} {rps[mode][-1]:,.0f} req/s" for mode in targets)
+                + f" (load {load_average()})"
+            )
+    return summarize(rps, cpu, TARGETS.get(f"c{TOGETHER_AT}", {}))
+
+
 def in_turn(modes: Sequence[str], round_: int) -> list[str]:
     """The modes in round `round_`'s order: rotated by one each round, so that no mode always
     runs first, or always right after off."""
@@ -294,6 +339,8 @@ def run(cfg: Config, tools: Tools, modes: Sequence[str] = MODES) -> dict[str, An
                     )
             level = f"c{connections}"
             report["results"][level] = summarize(rps, cpu, TARGETS.get(level, {}))
+        level = f"c{TOGETHER_AT}"
+        report["together"] = {level: together(cfg, tools, pin, targets, pids, script)}
         report["exported"] = {"requests": received[0], "bytes": received[1]}
         report["load_average"] = load_average()
         # spans the gateways' bounded export queues dropped (a fast 100 % that dropped most
@@ -302,13 +349,13 @@ def run(cfg: Config, tools: Tools, modes: Sequence[str] = MODES) -> dict[str, An
     return report
 
 
-def table(report: dict[str, Any]) -> str:
+def table(results: dict[str, Any]) -> str:
     lines = [
         "| concurrency | tracing | req/s (median) | min-max | vs off (rounds' median) |"
         " 90 % of resamples | CPU us a request (median) | min-max | off's CPU / this |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for level, modes in report["results"].items():
+    for level, modes in results.items():
         for mode, r in modes.items():
             paired = r["paired"]
             lines.append(
@@ -321,10 +368,10 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def verdicts(report: dict[str, Any]) -> list[str]:
+def verdicts(results: dict[str, Any]) -> list[str]:
     """Each mode's paired ratio to off, with its target where it has one."""
     lines = []
-    for level, modes in report["results"].items():
+    for level, modes in results.items():
         for mode, r in modes.items():
             if mode != "off":
                 paired = msgspec.convert(r["paired"], PairedRatio)
@@ -357,9 +404,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"FAILED: {exc}")
         return 1
     benchkit.write_report(args.out, report)
-    print(table(report))
+    print(table(report["results"]))
     print("\nthe rounds' ratios to off (each round ran every mode in turn):")
-    print("\n".join(verdicts(report)))
+    print("\n".join(verdicts(report["results"])))
+    print(f"\nall modes at the same time, each by its own wrk at c{TOGETHER_AT}:")
+    print(table(report["together"]))
+    print("\n".join(verdicts(report["together"])))
     print(
         f"\nspans exported: {report['exported']['requests']} requests,"
         f" {report['exported']['bytes']:,} bytes; dropped (queue full):"

@@ -48,6 +48,12 @@ def test_quick_run_measures_every_mode_and_exports_spans(tmp_path: Path) -> None
             assert cell["cpu_us_min"] <= cell["cpu_us_median"] <= cell["cpu_us_max"]
         assert modes["off"]["ratio_to_off"] == 1.0 and modes["off"]["cpu_vs_off"] == 1.0
         assert modes["off"]["paired"]["ratios"] == [1.0, 1.0]
+    # every mode at once, each by its own wrk: the same rounds, the same figures
+    together = report["together"]["c16"]
+    assert set(together) == MODES
+    assert all(len(together[m]["paired"]["ratios"]) == 2 for m in MODES)
+    assert all(r > 0 for m in MODES for r in together[m]["rounds"] + together[m]["cpu_rounds"])
+    assert "all modes at the same time" in done.stdout
     targets = {m: report["results"]["c16"][m]["paired"]["at_least"] for m in MODES}
     assert targets == {"off": None, "1%": 0.95, "100%": 0.6}  # the issue's, judged at c16
     assert "c16 1% vs off: " in done.stdout and ">= 0.95: M" in done.stdout
