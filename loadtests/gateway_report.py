@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
+import msgspec
+
 from loadtests.benchkit import num
+from loadtests.resampled import PairedRatio, paired_line, paired_ratio
 
 #: What the run is judged on: a named figure, compared with `op` to `limit`.
 TARGETS: Final[dict[str, dict[str, Any]]] = {
@@ -90,6 +93,12 @@ def cell(runs: dict[str, Any], path: str, conc: str, key: str) -> float | None:
     return None if found is None else float(found[key])
 
 
+def cell_rounds(runs: dict[str, Any], path: str, conc: str) -> list[float]:
+    """Each round's req/s of one leg at one concurrency (empty: not run, or failed)."""
+    found = (runs.get(path) or {}).get(conc) or {}
+    return list(found.get("rounds_rps", []))
+
+
 def ratios(runs: dict[str, Any], concurrencies: Sequence[int]) -> dict[str, Any]:
     def share(over: str, leg: str = "gateway") -> dict[str, float | None]:
         out: dict[str, float | None] = {}
@@ -106,7 +115,17 @@ def ratios(runs: dict[str, Any], concurrencies: Sequence[int]) -> dict[str, Any]
     for c in concurrencies:
         gw, more = cell(runs, "gateway", f"c{c}", "rps"), cell(runs, "gateway_10k", f"c{c}", "rps")
         many[f"c{c}"] = None if more is None or not gw else round(more / gw, 4)
+
+    def paired(leg: str, over: str, at_least: float) -> dict[str, Any] | None:
+        """`leg` over `over` at c16 round by round (loadtests/resampled.paired_ratio)."""
+        these, base = cell_rounds(runs, leg, "c16"), cell_rounds(runs, over, "c16")
+        if not these or len(these) != len(base):
+            return None
+        found: dict[str, Any] = msgspec.to_builtins(paired_ratio(these, base, at_least=at_least))
+        return found
+
     return {
+        "canary_over_nginx_paired_c16": paired("gateway_canary", "nginx", 0.6),
         "throughput_gateway_over_direct": share("direct"),
         "throughput_gateway_over_nginx": share("nginx"),
         "throughput_10k_models_over_1": many,
@@ -250,6 +269,10 @@ def table(report: dict[str, Any]) -> str:
         shares = r.get(name, {})
         text = "  ".join(f"{c} {num(v, '.3f')}" for c, v in shares.items())
         lines.append(f"{label:<22}{text}")
+    paired = r.get("canary_over_nginx_paired_c16")
+    if paired:
+        ratio = msgspec.convert(paired, PairedRatio)
+        lines.append(paired_line("canary/nginx c16, the rounds' own ratios", ratio))
     split = report.get("canary_split")
     if split:
         total = sum(split.values())

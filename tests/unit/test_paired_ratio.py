@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from loadtests import gateway_report
 from loadtests.resampled import paired_line, paired_ratio
 
 
@@ -44,3 +47,23 @@ def test_rounds_must_pair() -> None:
         paired_ratio([1.0, 2.0], [1.0])
     with pytest.raises(ValueError, match="same rounds"):
         paired_ratio([], [])
+
+
+def test_the_gateway_bench_pairs_the_canary_with_nginx_round_by_round() -> None:
+    def leg(rounds: list[float]) -> dict[str, Any]:
+        return {
+            "c16": {"rps": sorted(rounds)[1], "p50_ms": 1.0, "p99_ms": 2.0, "rounds_rps": rounds}
+        }
+
+    runs = {
+        "nginx": leg([20_000.0, 10_000.0, 15_000.0]),
+        "gateway_canary": leg([8_000, 4_100, 6_000]),
+    }
+    paired = gateway_report.ratios(runs, [16])["canary_over_nginx_paired_c16"]
+    assert paired["ratios"] == [0.4, 0.41, 0.4] and paired["median"] == 0.4
+    assert paired["at_least"] == 0.6 and paired["share_at_least"] == 0.0
+    # a leg that did not run (or failed) has no rounds: nothing to pair
+    assert (
+        gateway_report.ratios({"nginx": runs["nginx"]}, [16])["canary_over_nginx_paired_c16"]
+        is None
+    )
