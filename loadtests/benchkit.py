@@ -407,6 +407,15 @@ def _wrk_once(
         raise BenchError(f"POST {url}, {connections} connections: {exc}") from exc
 
 
+def in_turn(legs: Sequence[str], round_: int) -> list[str]:
+    """The legs in round `round_`'s order: rotated by one each round, so that no leg always
+    runs first, or always right after the same other one."""
+    if not legs:
+        return []
+    at = round_ % len(legs)
+    return [*legs[at:], *legs[:at]]
+
+
 def interleaved(
     legs: Sequence[str],
     run: Callable[[str, int, int], WrkResult],
@@ -419,8 +428,9 @@ def interleaved(
     """Warm every leg up, then for each concurrency measure every leg in turn (`run(leg,
     connections, seconds)`), `rounds` times over, so that noise hits them alike: a burst
     of a neighbour's work lands in one round of every leg rather than in all of one leg's
-    seconds. A leg's figure is the median of its rounds (`median_summary`). A leg that fails
-    gets {"error": ...} and is not measured again; the others go on."""
+    seconds; the order rotates by one each round (`in_turn`). A leg's figure is the median
+    of its rounds (`median_summary`). A leg that fails gets {"error": ...} and is not
+    measured again; the others go on."""
     runs: dict[str, dict[str, Any]] = {leg: {} for leg in legs}
     live = list(legs)
 
@@ -439,7 +449,7 @@ def interleaved(
     for connections in concurrencies:
         measured: dict[str, list[WrkResult]] = {leg: [] for leg in legs}
         for round_ in range(rounds):
-            for leg in list(live):
+            for leg in in_turn(live, round_):
                 result = one(leg, connections, seconds)
                 if result is None:
                     continue

@@ -75,6 +75,7 @@ from loadtests.benchkit import (
     cpu_seconds,
     cpu_used,
     find_tools,
+    in_turn,
     lua_script,
     nginx,
     say,
@@ -254,13 +255,6 @@ def together(
                 + f" (load {load_average()})"
             )
     return summarize(rps, cpu, TARGETS.get(f"c{TOGETHER_AT}", {}))
-
-
-def in_turn(modes: Sequence[str], round_: int) -> list[str]:
-    """The modes in round `round_`'s order: rotated by one each round, so that no mode always
-    runs first, or always right after off."""
-    at = round_ % len(modes)
-    return [*modes[at:], *modes[:at]]
 
 
 def summarize(
