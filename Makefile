@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 export BENTOML_DO_NOT_TRACK := true
+#: The suite's worker processes (pytest-xdist), each test file on one worker: most of the
+#: suite's time is waiting on the processes it starts (31 min in one process on a 2-core
+#: machine, 18 min in two). TEST_WORKERS=1 runs it in one process.
+TEST_WORKERS ?= 2
+PARALLEL := $(if $(filter 1,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadfile)
 
 .DEFAULT_GOAL := help
 .PHONY: help run test test-unit test-integration test-e2e system-deps lint format bench bench-gateway bench-scale loadtest example demo judge-sim experiment-sim helm-lint
@@ -28,16 +33,16 @@ run: $(VENV)/.installed ## start `modelyard serve` on 127.0.0.1:8000 (SQLite and
 # The suite needs PostgreSQL (127.0.0.1:5432), chromium, wrk and nginx: a missing one is a failure,
 # never a skip. `make system-deps` installs them (as root) or prints the command to run.
 test: $(VENV)/.installed-dev system-deps ## run the whole suite: unit, integration (SQLite + PostgreSQL), e2e
-	MODELYARD_REQUIRE_POSTGRES=1 $(BIN)/python -m pytest
+	MODELYARD_REQUIRE_POSTGRES=1 $(BIN)/python -m pytest $(PARALLEL)
 
 test-unit: $(VENV)/.installed-dev ## run the pure unit tests only (fast, no IO)
 	$(BIN)/python -m pytest tests/unit
 
 test-integration: $(VENV)/.installed-dev system-deps ## run the integration tier (real stores, S3, sockets)
-	MODELYARD_REQUIRE_POSTGRES=1 $(BIN)/python -m pytest tests/integration
+	MODELYARD_REQUIRE_POSTGRES=1 $(BIN)/python -m pytest $(PARALLEL) tests/integration
 
 test-e2e: $(VENV)/.installed-dev system-deps ## run the end-to-end tier (real processes, BentoML, chromium)
-	MODELYARD_REQUIRE_POSTGRES=1 $(BIN)/python -m pytest tests/e2e
+	MODELYARD_REQUIRE_POSTGRES=1 $(BIN)/python -m pytest $(PARALLEL) tests/e2e
 
 system-deps: ## install what the suite needs beyond Python (chromium, wrk, nginx; starts PostgreSQL)
 	bash scripts/system-deps.sh
