@@ -116,16 +116,20 @@ def ratios(runs: dict[str, Any], concurrencies: Sequence[int]) -> dict[str, Any]
         gw, more = cell(runs, "gateway", f"c{c}", "rps"), cell(runs, "gateway_10k", f"c{c}", "rps")
         many[f"c{c}"] = None if more is None or not gw else round(more / gw, 4)
 
-    def paired(leg: str, over: str, at_least: float) -> dict[str, Any] | None:
-        """`leg` over `over` at c16 round by round (loadtests/resampled.paired_ratio)."""
+    def paired(leg: str, over: str, target: str) -> dict[str, Any] | None:
+        """`leg` over `over` at c16 round by round (loadtests/resampled.paired_ratio), with
+        `target`'s limit (TARGETS)."""
         these, base = cell_rounds(runs, leg, "c16"), cell_rounds(runs, over, "c16")
         if not these or len(these) != len(base):
             return None
-        found: dict[str, Any] = msgspec.to_builtins(paired_ratio(these, base, at_least=at_least))
+        limit = TARGETS[target]["limit"]
+        found: dict[str, Any] = msgspec.to_builtins(paired_ratio(these, base, at_least=limit))
         return found
 
     return {
-        "canary_over_nginx_paired_c16": paired("gateway_canary", "nginx", 0.6),
+        "canary_over_nginx_paired_c16": paired(
+            "gateway_canary", "nginx", "canary_over_nginx_rps_c16"
+        ),
         "throughput_gateway_over_direct": share("direct"),
         "throughput_gateway_over_nginx": share("nginx"),
         "throughput_10k_models_over_1": many,

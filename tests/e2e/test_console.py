@@ -105,6 +105,10 @@ class Traffic:
 
     def post_once(self) -> None:
         """One batch: 30 requests an arm, enough for one look (min_sample_per_arm 20)."""
+        with api(self.server) as c:
+            self._post(c)
+
+    def _post(self, c: httpx.Client) -> None:
         windows = [
             {
                 "model": "iris",
@@ -116,8 +120,7 @@ class Traffic:
             }
             for version, variant in ((1, "stable"), (2, "canary"))
         ]
-        with api(self.server) as c:
-            r = c.post("/api/v1/windows", json={"source": "console-e2e", "windows": windows})
+        r = c.post("/api/v1/windows", json={"source": "console-e2e", "windows": windows})
         if r.status_code != 204:
             self.failures.append(r.text)
 
@@ -126,9 +129,10 @@ class Traffic:
 
     def _run(self) -> None:
         self.flowing.wait()
-        while not self.stop.is_set():
-            self.post_once()
-            self.stop.wait(0.25)
+        with api(self.server) as c:  # one connection for the whole flow
+            while not self.stop.is_set():
+                self._post(c)
+                self.stop.wait(0.25)
 
     def __enter__(self) -> Traffic:
         self.thread.start()
