@@ -26,7 +26,7 @@ import http
 import logging
 from collections import deque
 from collections.abc import Coroutine
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 import httptools
 import msgspec
@@ -192,12 +192,26 @@ class _Request(msgspec.Struct, frozen=True, gc=False):
 
 
 def protocol_class(paths: FastPaths) -> type[asyncio.Protocol]:
-    """The protocol class to give uvicorn (`http=`), bound to `paths`."""
-    return type("BoundFastHttpProtocol", (FastHttpProtocol,), {"paths": paths})
+    """What to give uvicorn as its protocol class (`http=`): a factory of `FastHttpProtocol`
+    bound to `paths`. Not a subclass made at run time: the compiled build (mypyc, see
+    `modelyard/compiled.py`) cannot be subclassed by interpreted code, and uvicorn only calls
+    what it is given."""
+
+    def bound(
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> FastHttpProtocol:
+        protocol = FastHttpProtocol(config, server_state, app_state, _loop)
+        protocol.paths = paths
+        return protocol
+
+    return cast(type[asyncio.Protocol], bound)
 
 
 class FastHttpProtocol(HandOver, asyncio.Protocol):
-    paths: FastPaths  # set by protocol_class
+    paths: FastPaths  # set by protocol_class's factory
 
     def __init__(
         self,
@@ -212,7 +226,7 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
         self.loop = _loop or asyncio.get_event_loop()
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
-        self.keep_alive_s: float = config.timeout_keep_alive
+        self.keep_alive_s = float(config.timeout_keep_alive)
         self.access_log = config.access_log and logging.getLogger("uvicorn.access").hasHandlers()
         self.client = ""
         # per message
@@ -353,7 +367,7 @@ class FastHttpProtocol(HandOver, asyncio.Protocol):
         budget.url_size += len(url)
         if budget.url_size > MAX_REQUEST_LINE:
             raise uri_too_long()
-        self.url += url
+        self.url = self.url + url  # (not `+=`: mypyc 2.4 fails to compile it)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         """Runs for every header of every request, so it only keeps the header: the number

@@ -188,7 +188,7 @@ class UpstreamPool:
                 if error is exc:
                     raise
                 raise error from None
-            self._release(conn)
+            self.release(conn)
             return response
 
     # -- the callback lane's side (gateway.lane) ------------------------------------------------
@@ -286,7 +286,7 @@ class UpstreamPool:
                 if handed is None:
                     self._free_slot()
                 else:
-                    self._release(handed)
+                    self.release(handed)
             raise
         if handed is None:
             return await self._connect()
@@ -335,9 +335,9 @@ class UpstreamPool:
         self._conns.add(conn)
         return conn
 
-    def _release(self, conn: Http1Connection) -> None:
+    def release(self, conn: Http1Connection) -> None:
         """Return a connection after a complete answer: to a waiter, the idle stack, or closed.
-        Also `release`: the callback lane's, for a connection `warm` lent it."""
+        Also the callback lane's, for a connection `warm` lent it."""
         if not conn.finish() or self._closed:
             self._drop(conn, graceful=True)
             return
@@ -350,8 +350,6 @@ class UpstreamPool:
         conn.idle = True
         conn.idle_since = (self._loop or self._running_loop()).time()
         self._idle.append(conn)
-
-    release = _release
 
     def _drop(
         self, conn: Http1Connection, *, keep_slot: bool = False, graceful: bool = False
