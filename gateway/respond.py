@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
 from gateway.reply import Reply
+from gateway.transport.base import Headers
 
 log = logging.getLogger("modelyard.http")
 
@@ -37,3 +38,26 @@ async def _answered(answer: Coroutine[Any, Any, Reply], respond: Respond) -> Non
         respond(None)
         return
     respond(reply)
+
+
+class CoroutineHandler:
+    """A fast HTTP handler's `start` (gateway.server.fast_http.FastHandler) for a handler that
+    answers with a coroutine (`handle`): it runs in a Task of its own. Here, not beside the
+    server: that module is compiled (mypyc), and a compiled class cannot be subclassed by
+    interpreted code."""
+
+    def handle(
+        self, method: str, path: str, headers: Headers, body: bytes
+    ) -> Coroutine[Any, Any, Reply]:
+        raise NotImplementedError
+
+    def start(
+        self,
+        method: str,
+        path: str,
+        headers: Headers,
+        body: bytes,
+        respond: Respond,
+        context: bool = True,
+    ) -> None:
+        in_task(self.handle(method, path, headers, body), respond)

@@ -7,6 +7,11 @@ Run it from the repository root (or with `make bench-gateway`):
     python -m loadtests.gateway_bench --out /tmp/gateway-bench.json
     python -m loadtests.gateway_bench --quick --only fixed   # direct, nginx, pinned, routed
     python -m loadtests.gateway_bench --quick --only oip     # the OIP legs alone (and direct)
+    python -m loadtests.gateway_bench --build python         # this tree's Python, not compiled
+
+The gateway runs as shipped: its hot path compiled by mypyc, as the Docker image builds it
+(loadtests/compiled.py makes that build of this tree, ~30 s the first time); `--build python`
+measures the tree's own Python.
 
 It needs `wrk`, `nginx` and `h2load` from Debian (`apt-get install -y wrk nginx-light
 nghttp2-client`) and installs nothing itself. Everything runs on loopback, wrk (and h2load)
@@ -72,6 +77,7 @@ from adapters.net import free_port
 from loadtests import (
     benchkit,
     canary_leg,
+    compiled,
     gateway_e2e,
     gateway_report,
     loadreport,
@@ -124,6 +130,9 @@ class Config:
     e2e_concurrencies: tuple[int, ...]
     e2e_rounds: int  # measured rounds per path and concurrency, after one warm-up round each
     only: str = "all"  # "fixed": only the FIXED_ONLY legs; "oip": the OIP legs (and direct)
+    #: the gateway's build: "compiled", as shipped (loadtests/compiled.py, mypyc), or "python"
+    #: (this tree as it is, the editable install's)
+    build: str = "compiled"
 
     @classmethod
     def full(cls) -> Config:
@@ -304,10 +313,17 @@ def run(cfg: Config, tools: Tools, h2load: str) -> dict[str, Any]:
         targets = {"direct": upstream.url + UPSTREAM_PATH, "nginx": proxy.url + UPSTREAM_PATH}
         yard: ModelyardProcess | None = None
         many: ModelyardProcess | None = None
+        checkout: Path | None = None
         try:
-            say("[gateway] starting modelyard serve")
+            if cfg.build == "compiled":
+                say("[gateway] the compiled build (mypyc): python -m loadtests.compiled")
+                checkout = compiled.build()
+            report["build"] = {"gateway": cfg.build, "checkout": str(checkout or Path.cwd())}
+            say(f"[gateway] starting modelyard serve ({cfg.build})")
             grpc_port = free_port() if h2load else 0
-            yard = stack.enter_context(gateway(work / "yard", pin, upstream, grpc_port=grpc_port))
+            yard = stack.enter_context(
+                gateway(work / "yard", pin, upstream, checkout=checkout, grpc_port=grpc_port)
+            )
             targets["gateway"] = yard.url + GATEWAY_PATH
         except Exception as exc:  # reported verbatim; direct and nginx are still measured
             say(f"[gateway] FAILED:\n{traceback.format_exc()}")
@@ -329,7 +345,7 @@ def run(cfg: Config, tools: Tools, h2load: str) -> dict[str, Any]:
             try:
                 say(f"[gateway_10k] starting modelyard serve with {MANY_MODELS:,} more models")
                 many = stack.enter_context(
-                    gateway(work / "many", pin, upstream, models=MANY_MODELS)
+                    gateway(work / "many", pin, upstream, checkout=checkout, models=MANY_MODELS)
                 )
                 targets["gateway_10k"] = many.url + GATEWAY_PATH
             except Exception as exc:
@@ -400,6 +416,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="fixed: only direct, nginx, gateway and gateway_canary (while iterating);"
         " oip: the OIP legs alone (HTTP JSON, binary, gRPC), with direct for their added p50",
     )
+    parser.add_argument(
+        "--build",
+        choices=("compiled", "python"),
+        default="compiled",
+        help="the gateway as shipped, its hot path compiled by mypyc (loadtests/compiled.py,"
+        " built on first use, ~30 s), or this tree's Python as it is",
+    )
     return parser.parse_args(argv)
 
 
@@ -421,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     cfg = Config.quick() if args.quick else Config.full()
-    report = run(dataclasses.replace(cfg, only=args.only), tools, h2load)
+    report = run(dataclasses.replace(cfg, only=args.only, build=args.build), tools, h2load)
     report.update(loadreport.bench_fields(report))  # the load tests' report shape too
     benchkit.write_report(args.out, report)
     print(gateway_report.table(report))

@@ -243,6 +243,9 @@ def _run_lines(
     return lines
 
 
+_BUILDS: Final = {"compiled": "compiled (mypyc), as shipped", "python": "as Python"}
+
+
 def table(report: dict[str, Any]) -> str:
     cfg, m = report["config"], report["machine"]
     pinning = (
@@ -253,7 +256,8 @@ def table(report: dict[str, Any]) -> str:
     head = f"{'path':<15}{'conc':>5}{'req/s':>12}{'p50 ms':>10}{'p99 ms':>10}"
     lines = [
         f"{m['cpus']} CPUs, load {m['loadavg_1m_at_start']}, {pinning};"
-        f" {_rounds(cfg)}, {cfg['body_bytes']}-byte POST",
+        f" {_rounds(cfg)}, {cfg['body_bytes']}-byte POST;"
+        f" the gateway {_BUILDS.get(cfg.get('build', 'python'), '?')}",
     ]
     if "error" in report:
         return "\n".join([*lines, f"ERROR: {_first_line(report['error'])}"])

@@ -169,7 +169,10 @@ class InferenceService:
                     said.append((name, value))
                     if name == VERSION_HEADER:
                         served_by = value.decode()
-            if reply.headers[0] is WRITTEN:  # a BentoML model's: the message itself
+            # a BentoML model's: the message itself. The marker's value by identity (no
+            # upstream's header is that object); not the pair's: compiled code (mypyc) makes
+            # new tuples of the same two objects
+            if reply.headers[0][1] is WRITTEN[1]:
                 answer = reply.body
             else:  # an OIP upstream's JSON
                 answer = infer_response(reply.body, served_by).SerializeToString()

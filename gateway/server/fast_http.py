@@ -25,7 +25,6 @@ import asyncio
 import http
 import logging
 from collections import deque
-from collections.abc import Coroutine
 from typing import Any, Final, Protocol, cast
 
 import httptools
@@ -36,7 +35,7 @@ from uvicorn.server import ServerState
 from gateway.errors import PayloadTooLarge
 from gateway.reply import Reply, error_reply
 from gateway.request import is_oip
-from gateway.respond import Respond, in_task
+from gateway.respond import Respond
 from gateway.server.handover import HandOver
 from gateway.server.limits import (
     HEAD_ALLOWANCE,
@@ -148,27 +147,6 @@ class FastHandler(Protocol):
         """Answer the request by calling `respond` once, now or later (None: a 500).
         `context`: whether `headers` hold W3C trace context (`TRACE_CONTEXT`), as the parser
         noted (True: they may, look)."""
-
-
-class CoroutineHandler:
-    """A `FastHandler`'s `start` for a handler that answers with a coroutine (`handle`): it
-    runs in a Task of its own."""
-
-    def handle(
-        self, method: str, path: str, headers: Headers, body: bytes
-    ) -> Coroutine[Any, Any, Reply]:
-        raise NotImplementedError
-
-    def start(
-        self,
-        method: str,
-        path: str,
-        headers: Headers,
-        body: bytes,
-        respond: Respond,
-        context: bool = True,
-    ) -> None:
-        in_task(self.handle(method, path, headers, body), respond)
 
 
 class FastPaths(Protocol):

@@ -77,12 +77,14 @@ def test_dockerfile_runs_the_cli_as_the_charts_non_root_user() -> None:
     assert cmd == "serve"  # `docker run IMAGE` is `make run`: the chart's default shape
     assert build_parser().parse_args([cmd]).command == cmd
     bases = re.findall(r"^FROM (\S+)", text, flags=re.MULTILINE)
-    assert bases and all(b.endswith("-slim") for b in bases) and ":latest" not in text
+    # the runtime image is slim; the build stage is the same Python with a C compiler (mypyc)
+    assert len(bases) == 2 and bases[1].endswith("-slim") and ":latest" not in text
+    assert bases[0] == bases[1].removesuffix("-slim")
     assert "MODELYARD_DEPLOYER" not in text  # the chart says which deployer each shape runs
 
 
 def test_the_build_copies_every_package_and_dockerignore_lets_exactly_those_in() -> None:
-    wanted = _packages() | {"pyproject.toml", "README.md"}
+    wanted = _packages() | {"pyproject.toml", "setup.py", "README.md"}
     kept = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line[:1] != "#"]
     assert kept[0] == "**"  # everything is ignored but what the build copies
     assert {line.lstrip("!").rstrip("/") for line in kept if line.startswith("!")} == wanted
@@ -98,7 +100,7 @@ def _build_context(into: Path) -> None:
     """The files .dockerignore lets into the build (no caches, no bytecode)."""
     for name in _packages():
         shutil.copytree(ROOT / name, into / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, into / name)
 
 
@@ -119,7 +121,7 @@ def _wheelhouse() -> Path:
             "--quiet",
             "--dest",
             str(WHEELHOUSE),
-            ".[serving]",
+            ".[serving,compile]",
             *build_requires,
         ],
         cwd=ROOT,
@@ -138,7 +140,8 @@ def test_the_install_step_makes_a_virtualenv_that_runs_both_shapes(tmp_path: Pat
     env_line = dict(_instructions(stage))["ENV"]
     env = dict(pair.split("=", 1) for pair in env_line.split())
     (run,) = [rest for word, rest in _instructions(stage) if word == "RUN"]
-    assert "/opt/modelyard" in run and '".[serving]"' in run  # BentoML goes into the image
+    assert "/opt/modelyard" in run and '".[serving,compile]"' in run  # BentoML goes in
+    assert "MODELYARD_COMPILE=1" in run  # and the gateway's hot path is compiled
     prefix = tmp_path / "opt" / "modelyard"
     context = tmp_path / "src"
     context.mkdir()
@@ -168,7 +171,13 @@ def test_the_install_step_makes_a_virtualenv_that_runs_both_shapes(tmp_path: Pat
             check=False,
         )
         assert shown.returncode == 0, shown.stderr
-    probe = "import bentoml, sklearn, modelyard.cli.version_server, contract.routes; print('ok')"
+    assert not list(prefix.glob("lib/python*/site-packages/mypy/"))  # the compiler stays out
+    compiled = prefix.glob("lib/python*/site-packages/gateway/transport/http1.*.so")
+    assert list(compiled), "the gateway's hot path is not compiled"
+    probe = (
+        "import bentoml, sklearn, modelyard.cli.version_server, contract.routes, gateway.front;"
+        " assert gateway.front.__file__.endswith('.so'), gateway.front.__file__; print('ok')"
+    )
     shown = subprocess.run(
         [str(bin_dir / "python"), "-c", probe],
         capture_output=True,
@@ -176,5 +185,6 @@ def test_the_install_step_makes_a_virtualenv_that_runs_both_shapes(tmp_path: Pat
         timeout=120,
         check=False,
         env={"BENTOML_DO_NOT_TRACK": "true", "HOME": str(tmp_path)},
+        cwd=tmp_path,  # (not this checkout: `-c` puts the working directory first on the path)
     )
     assert shown.stdout.strip().endswith("ok"), shown.stderr[-3000:]

@@ -16,8 +16,8 @@ import pytest
 import uvicorn
 
 from gateway.reply import Reply
-from gateway.respond import Respond
-from gateway.server.fast_http import CoroutineHandler, protocol_class
+from gateway.respond import CoroutineHandler, Respond
+from gateway.server.fast_http import protocol_class
 from gateway.server.protocol import CoalescingHttpToolsProtocol
 from gateway.transport.base import Headers
 

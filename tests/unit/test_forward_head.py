@@ -35,7 +35,8 @@ def test_the_head_is_the_headers_encoded() -> None:
     upstream = [(b"server", b"x"), kept, (b"date", b"d")]
     for choice in (Choice(1, "stable", VERSIONS[1]), Choice(2, "canary", VERSIONS[2])):
         reply = forwarder.reply(TABLE, ROUTE, choice, 200, b"ok", upstream, None)
-        assert reply.headers[0] is kept
+        # the upstream's own name and value (a compiled build may pack them in a new tuple)
+        assert reply.headers[0] == kept and reply.headers[0][1] is kept[1]
         assert reply.headers[1:] == [
             (b"x-modelyard-model", b"m"),
             (b"x-modelyard-version", str(choice.version).encode()),
@@ -49,7 +50,7 @@ def test_no_content_type_is_json_and_several_are_left_to_the_server() -> None:
     forwarder = _forwarder()
     stable = Choice(1, "stable", VERSIONS[1])
     reply = forwarder.reply(TABLE, ROUTE, stable, 200, b"{}", [], None)
-    assert reply.headers[0] is JSON and reply.head == _lines(reply.headers)
+    assert reply.headers[0] == JSON and reply.head == _lines(reply.headers)
     two = [(b"content-type", b"a/b"), (b"content-type", b"c/d")]
     reply = forwarder.reply(TABLE, ROUTE, stable, 200, b"{}", two, None)
     assert reply.headers[:2] == two and len(reply.headers) == 6
