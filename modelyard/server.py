@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import logging
+from importlib.machinery import EXTENSION_SUFFIXES
 from typing import Any
 
 import uvicorn
 
 from adapters.json_logs import configure_logging
 from gateway.runtime import Dispatch
+from gateway.server import fast_http
 from gateway.server.fast_http import protocol_class
 from gateway.server.protocol import CoalescingHttpToolsProtocol
 from modelyard.app import Role, create_app
 from modelyard.settings import Settings
 
 KEEP_ALIVE_S = 75
+log = logging.getLogger("modelyard")
+
+
+def gateway_build() -> str:
+    """How the gateway's hot path runs: "compiled" (mypyc, as the Docker image builds it;
+    setup.py) or "python" (an editable install, `make run`)."""
+    file = fast_http.__file__ or ""
+    return "compiled" if file.endswith(tuple(EXTENSION_SUFFIXES)) else "python"
 
 
 def run(settings: Settings, role: Role) -> None:
@@ -24,6 +35,8 @@ def run(settings: Settings, role: Role) -> None:
     app = create_app(settings, role)
     # With a gateway, its paths are answered by our own HTTP/1.1 protocol, the rest by uvicorn's.
     protocol = protocol_class(app) if isinstance(app, Dispatch) else CoalescingHttpToolsProtocol
+    if isinstance(app, Dispatch):
+        log.info("the gateway's hot path runs %s", gateway_build())
     uvicorn.run(
         app,
         host=settings.host,

@@ -57,6 +57,13 @@ def test_the_hot_path_is_loaded_compiled_from_the_build(build: Path) -> None:
     for module, file in zip(modules, files, strict=True):
         assert file.startswith(str(build)), (module, file)
         assert file.endswith(".so"), f"{module} is not compiled: {file}"
+    # what `modelyard serve` says at start-up, in the build and in this tree
+    said = "from modelyard.server import gateway_build; print(gateway_build())"
+    for cwd, build_kind in ((build, "compiled"), (compiled.ROOT, "python")):
+        shown = subprocess.run(
+            [sys.executable, "-c", said], cwd=cwd, capture_output=True, text=True, timeout=120
+        )
+        assert shown.stdout.strip() == build_kind, shown.stderr[-2000:]
     # the tree's own modules stay Python: an edit takes effect without a build
     assert compiled.ROOT.joinpath("gateway", "front.py").exists()
     assert not list(compiled.ROOT.joinpath("gateway").glob("*.so"))
