@@ -46,6 +46,7 @@ Needs wrk and nginx (`apt-get install -y wrk nginx-light`); exit 2 when they are
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import secrets
 import statistics
@@ -64,7 +65,7 @@ import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.process_tree import descendants
-from loadtests import benchkit
+from loadtests import benchkit, compiled
 from loadtests.benchkit import (
     FIXED_LOCATION,
     PACKAGES,
@@ -99,6 +100,7 @@ class Config:
     duration_s: int
     warmup_s: int
     concurrencies: tuple[int, ...]
+    build: str = "compiled"  # the gateway as shipped (loadtests/compiled.py) or "python"
 
     @classmethod
     def full(cls) -> Config:
@@ -183,11 +185,17 @@ def mode_env(mode: str, otlp_url: str) -> dict[str, str]:
 
 @contextmanager
 def gateway(
-    workdir: Path, pin: Pinning, upstream: Server, env: dict[str, str]
+    workdir: Path,
+    pin: Pinning,
+    upstream: Server,
+    env: dict[str, str],
+    checkout: Path | None = None,
 ) -> Iterator[ModelyardProcess]:
+    """`modelyard serve` in one tracing mode; `checkout`: run that tree's code (the compiled
+    build), as loadtests.gateway_bench.gateway does."""
     token = "bench-" + secrets.token_urlsafe(24)
     proc = ModelyardProcess(
-        "serve", workdir, token, extra_env={"MODELYARD_DEPLOYER": "none", **env}
+        "serve", workdir, token, extra_env={"MODELYARD_DEPLOYER": "none", **env}, cwd=checkout
     )
     try:
         try:
@@ -304,10 +312,11 @@ def run(cfg: Config, tools: Tools, modes: Sequence[str] = MODES) -> dict[str, An
         targets: dict[str, str] = {}
         yards: dict[str, str] = {}
         pids: dict[str, int] = {}
+        checkout = compiled.build() if cfg.build == "compiled" else None
         for i, mode in enumerate(modes):
-            say(f"[{mode}] starting modelyard serve")
+            say(f"[{mode}] starting modelyard serve ({cfg.build})")
             yard = stack.enter_context(
-                gateway(work / f"yard{i}", pin, upstream, mode_env(mode, otlp_url))
+                gateway(work / f"yard{i}", pin, upstream, mode_env(mode, otlp_url), checkout)
             )
             targets[mode] = yard.url + GATEWAY_PATH
             yards[mode] = yard.url
@@ -384,6 +393,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=list(MODES),
         help='"off" and sampling ratios such as "1%%" (default: off 1%% 100%%)',
     )
+    parser.add_argument(
+        "--build",
+        choices=("compiled", "python"),
+        default="compiled",
+        help="the gateway as shipped, its hot path compiled (loadtests/compiled.py), or this"
+        " tree's Python",
+    )
     args = parser.parse_args(argv)
     if "off" not in args.modes:
         parser.error("--modes needs off (the ratios are to it)")
@@ -393,11 +409,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"missing: {', '.join(tools)}. Install with: apt-get install -y {packages}")
         return 2
     try:
-        report = run(Config.quick() if args.quick else Config.full(), tools, args.modes)
+        cfg = Config.quick() if args.quick else Config.full()
+        report = run(dataclasses.replace(cfg, build=args.build), tools, args.modes)
     except BenchError as exc:
         say(f"FAILED: {exc}")
         return 1
     benchkit.write_report(args.out, report)
+    print(f"the gateway: {args.build}")
     print(table(report["results"]))
     print("\nthe rounds' ratios to off (each round ran every mode in turn):")
     print("\n".join(verdicts(report["results"])))
