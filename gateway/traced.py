@@ -107,6 +107,10 @@ class TracingHooks:
 
     __slots__ = ("_bound_hex", "bound", "fresh", "tracing")  # (a slot is read faster)
 
+    #: A sampled request's hooks are `LaneRequestHooks`: the gateway's callback lane carries
+    #: it (gateway.lane) with the same spans, calling them where the coroutine path would.
+    lane: Final = True
+
     def __init__(self, tracing: Tracing) -> None:
         self.tracing = tracing
         self.bound = bound = tracing.bound
@@ -258,29 +262,51 @@ def _client_name(path: bytes) -> str:
 class _RequestSpan(SpanBuilder):
     """A sampled request: its SERVER span, and the count of its upstream attempts."""
 
-    __slots__ = ("attempts",)
+    __slots__ = ("_lane_attempt", "attempts")
 
     attempts: int  # (set by `TracingHooks._sampled`: no `__init__` of its own, a call less)
+    _lane_attempt: _AttemptSpan  # the attempt `lane_head` made
 
     def attempt(
         self, route: ModelRoute, target: VersionRoute, request: UpstreamRequest
     ) -> _AttemptSpan:
-        retry = self.attempts > 0
-        self.attempts += 1
-        name = _CLIENT_NAMES.get(request.path) or _client_name(request.path)
+        span = self._attempt(route, target, request.path)
+        self._count(span)
+        headers = inject(request.headers, self.trace_id, span.span_id, SAMPLED, self.state)
+        span.request = replace(request, headers=headers)
+        return span
+
+    def lane_head(self, route: ModelRoute, target: VersionRoute, path: bytes) -> bytes:
+        """The end of the lane's attempt's head: its trace context, as `inject` writes it."""
+        span = self._lane_attempt = self._attempt(route, target, path)
+        traceparent = b"traceparent: 00-%032x-%016x-01\r\n" % (self.trace_id, span.span_id)
+        if self.state:
+            return b"%btracestate: %b\r\n\r\n" % (traceparent, self.state.encode("latin-1"))
+        return traceparent + b"\r\n"
+
+    def lane_attempt(self) -> _AttemptSpan:
+        """The attempt `lane_head` made, as the lane sends it."""
+        span = self._lane_attempt
+        self._count(span)
+        return span
+
+    def _attempt(self, route: ModelRoute, target: VersionRoute, path: bytes) -> _AttemptSpan:
+        name = _CLIENT_NAMES.get(path) or _client_name(path)
         attrs: SpanAttributes = {
             MODEL: route.name,
             VERSION: str(target.version),
             "server.address": target.endpoint,
             "http.request.method": "POST",
-            RETRY: retry,
+            RETRY: False,
         }
-        span = _AttemptSpan(
+        return _AttemptSpan(
             self.tracing, name, CLIENT, self.trace_id, self.span_id, False, self.state, attrs
         )
-        headers = inject(request.headers, self.trace_id, span.span_id, SAMPLED, self.state)
-        span.request = replace(request, headers=headers)
-        return span
+
+    def _count(self, span: _AttemptSpan) -> None:
+        if self.attempts:
+            span.attrs[RETRY] = True
+        self.attempts += 1
 
     def fallback(self, route: ModelRoute, before: Choice, after: Choice, why: str) -> None:
         self.attrs[FALLBACK] = why
