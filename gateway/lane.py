@@ -9,18 +9,17 @@ server's parser callback (`Gateway.start`) on a warm pooled connection
 (`Http1Connection.start`), and the connection's parser callback answers it (`_Flight.answered`):
 loadtests/hotpath_profile.py --callgrind counted the figures in docs/performance.md.
 
-The lane is taken only when nothing on the coroutine path would do more than send, wait and
-answer: no shadow, no hooks but tracing's (a sampled request's spans are synchronous calls: its
-first attempt's span made as it is sent, `LaneRequestHooks`, ended as it is answered, the
-request's when it is replied to: no Task, futures nor coroutine frames for a sampled request
-either, compiled traced100 149.6k -> 115.0k instructions a request), the in-flight limit not
-reached, the chosen upstream's
-breaker closed and a warm idle connection in its pool (`Lane.send` says False otherwise, having
-done nothing, and the coroutine path runs). Its outcomes go through the same functions as the
-coroutine path's (`UpstreamPool.failed`, `Resilient.answered`/`failed`, `Forwarder.measured`
-and `reply`), so answers, headers, metrics, breaker effects and errors are the same. Where the
-coroutine path would go on (a stale keep-alive connection: resent on a fresh one, then the
-fallback to stable if that is refused), the request is handed to it, `underway`.
+The lane is taken only when nothing on the coroutine path would do more than send, wait and answer:
+no shadow, no hooks but tracing's (a sampled request's spans are synchronous calls: its first
+attempt's span made as it is sent, `LaneRequestHooks`, ended as it is answered, the request's when
+it is replied to: no Task, futures nor coroutine frames for a sampled request either, compiled
+traced100 149.6k -> 115.0k instructions a request), the in-flight limit not reached, the chosen
+upstream's breaker closed and a warm idle connection in its pool (`Lane.send` says False otherwise,
+having done nothing, and the coroutine path runs). Its outcomes go through the same functions as the
+coroutine path's (`UpstreamPool.failed`, `Resilient.answered`/`failed`, `Forwarder.measured` and
+`reply`), so answers, headers, metrics, breaker effects and errors are the same. Where the coroutine
+path would go on (a stale keep-alive connection: resent on a fresh one, then the fallback to stable
+if that is refused), the request is handed to it, `underway`.
 """
 
 from __future__ import annotations
