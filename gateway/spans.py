@@ -26,6 +26,11 @@ from opentelemetry.trace.span import TraceState
 from contract.spans import SpanAttributes, SpanEvent, SpanLink, SpanRecord
 from gateway.transport.base import TRACE_CONTEXT, Headers
 
+#: `time.time_ns`, held (compiled: a C static, where `time.time_ns` looked it up in the module
+#: on each of a sampled request's 4 calls, about 270 instructions each; with `_SPAN_NAMES` by
+#: method then path, compiled traced100 99.4k -> 98.5k instructions a request, interpreted
+#: 159.8k -> 159.5k)
+time_ns: Final = time.time_ns
 SERVER: Final = SpanKind.SERVER.value
 CLIENT: Final = SpanKind.CLIENT.value
 ERROR: Final = StatusCode.ERROR.value
@@ -235,7 +240,7 @@ class SpanBuilder:
         self.parent_id = parent_id
         self.remote = remote
         self.state = state
-        self.start = time.time_ns()
+        self.start = time_ns()
         self.attrs = attrs
         self.events: tuple[SpanEvent, ...] = ()  # tuples: see contract.spans
         self.links: tuple[SpanLink, ...] = ()
@@ -276,7 +281,7 @@ class SpanBuilder:
                 SAMPLED,
                 self.state,
                 self.start,
-                time.time_ns(),
+                time_ns(),
                 self.attrs,
                 self.code,
                 self.description,
