@@ -15,7 +15,7 @@ from contract.traffic import BUCKETS
 from gateway.buckets import StickyBuckets
 from gateway.draws import Draws
 from gateway.errors import GatewayError, Overloaded
-from gateway.hooks import RequestHooks
+from gateway.hooks import AttemptEnd, RequestHooks
 from gateway.metrics import GatewayMetrics, VariantStats
 from gateway.reply import JSON, Reply
 from gateway.request import Routing
@@ -82,15 +82,17 @@ class Forwarder:
         hooks: RequestHooks | None,
         underway: Awaitable[UpstreamResponse] | None = None,
         started: float = 0.0,
+        underway_attempt: AttemptEnd | None = None,
     ) -> tuple[UpstreamResponse, Choice]:
         """The answer and the version that gave it; measured under that version's variant
-        (a shed request is not: it never reached an upstream). `underway` and `started`: a
-        request the callback lane started (gateway.lane), continued here."""
+        (a shed request is not: it never reached an upstream). `underway`, `started` and
+        `underway_attempt` (a sampled one's first attempt): a request the callback lane
+        started (gateway.lane), continued here."""
         forward = Forward(route, choice, path, headers, body, hooks)
         if underway is None:
             started = time.perf_counter()
         try:
-            answer = await self.resilient.send(forward, underway)
+            answer = await self.resilient.send(forward, underway, underway_attempt)
         except Overloaded:
             raise
         except GatewayError:

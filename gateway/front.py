@@ -15,7 +15,7 @@ With hooks (tracing on) `handle` tells them when a request starts and how it end
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from contract.health import Readiness
 from contract.routes import ModelRoute, RouteTable
@@ -24,8 +24,8 @@ from gateway.errors import GatewayError, PayloadTooLarge, UnknownModel
 from gateway.follow import RouteFollower
 from gateway.forward import Forwarder
 from gateway.health import UpstreamChecks
-from gateway.hooks import Hooks, RequestHooks
-from gateway.lane import Lane
+from gateway.hooks import AttemptEnd, Hooks, LaneRequestHooks, RequestHooks
+from gateway.lane import Lane, ended
 from gateway.metrics import GatewayMetrics
 from gateway.oip.front import OipFront
 from gateway.reply import Reply, error_reply
@@ -86,6 +86,8 @@ class Gateway:
         self._root: Callable[[str, str, Headers], RequestHooks | Headers | None] = getattr(
             hooks, "root", self._hear
         )
+        #: whether a sampled request's hooks are `LaneRequestHooks` (the lane can carry it)
+        self._lane_hooks: bool = getattr(hooks, "lane", False) is True
         self.metrics.breakers = forwarder.resilient.states
         self.lane = Lane.of(forwarder, self._forwarded)
 
@@ -121,6 +123,7 @@ class Gateway:
         (the fast HTTP server says False when it saw none: with tracing on, no loop over the
         headers looking for it; tracing_instr, traced0: 1.1k instructions a request less)."""
         end = HEAD_END
+        sampled: LaneRequestHooks | None = None
         if self.hooks is not None:
             if context:  # it may hold the caller's trace context: `request` decides if it does
                 for name, _ in headers:
@@ -139,34 +142,48 @@ class Gateway:
                 )
                 if isinstance(heard, list):  # unsampled: other headers (the trace context)
                     headers = heard
-                elif heard is not None:  # sampled: the hooks hear it all, on the coroutine path
-                    in_task(self._heard(method, path, headers, body, heard), respond)
-                    return
+                elif heard is not None:  # sampled: the hooks hear it all
+                    if not self._lane_hooks:  # on the coroutine path
+                        in_task(self._heard(method, path, headers, body, heard), respond)
+                        return
+                    sampled = cast(LaneRequestHooks, heard)
         try:
             call = parse(method, path)
         except GatewayError as exc:
-            respond(error_reply(exc, is_oip(path)))
+            self._refused(error_reply(exc, is_oip(path)), respond, sampled)
             return
         if call.kind != INVOKE:
             if end is not HEAD_END:
                 headers = with_end(headers, end)
-            in_task(self._other(call, method, path, headers, body, None), respond)
+            other = self._other(call, method, path, headers, body, sampled)
+            in_task(other if sampled is None else ended(other, sampled), respond)
             return
         try:
             table, route, choice, upstream_path, forward = self._routed(call, headers, body)
         except GatewayError as exc:
-            respond(error_reply(exc, False))  # /models/...: not an OIP path
+            self._refused(error_reply(exc, False), respond, sampled)  # /models/...: not OIP
             return
+        if sampled is not None and context:  # the caller's trace context: the attempt's instead
+            forward = [h for h in forward if h[0] not in TRACE_CONTEXT]
         lane = self.lane
         if (
             lane is None
             or route.policy.shadow is not None
-            or not lane.send(table, route, choice, upstream_path, forward, body, respond, end)
+            or not lane.send(
+                table, route, choice, upstream_path, forward, body, respond, end, sampled
+            )
         ):
             if end is not HEAD_END:
                 forward = with_end(forward, end)
-            answer = self._forwarded(table, route, choice, upstream_path, forward, body, None)
-            in_task(answer, respond)
+            answer = self._forwarded(table, route, choice, upstream_path, forward, body, sampled)
+            in_task(answer if sampled is None else ended(answer, sampled), respond)
+
+    @staticmethod
+    def _refused(reply: Reply, respond: Respond, hooks: RequestHooks | None) -> None:
+        """A request answered with an error before it was routed."""
+        if hooks is not None:
+            hooks.end(reply.status, None)
+        respond(reply)
 
     def _observed(
         self, method: str, path: str, headers: Headers, body: bytes
@@ -290,13 +307,15 @@ class Gateway:
         hooks: RequestHooks | None,
         underway: Awaitable[UpstreamResponse] | None = None,
         started: float = 0.0,
+        underway_attempt: AttemptEnd | None = None,
     ) -> Reply:
         """A passthrough call from its routing decision on: send, answer, offer the shadow.
-        `underway`, `started`: a request the callback lane hands over (gateway.lane)."""
+        `underway`, `started`, `underway_attempt`: a request the callback lane hands over
+        (gateway.lane)."""
         forwarder = self.forwarder
         try:
             answer, choice = await forwarder.send(
-                route, choice, path, forward, body, hooks, underway, started
+                route, choice, path, forward, body, hooks, underway, started, underway_attempt
             )
             reply = forwarder.reply(
                 table, route, choice, answer.status, answer.body, answer.headers, hooks

@@ -4,6 +4,8 @@ call at all: each point is one `is not None` test.
 
     Hooks.request(method, path, headers) -> RequestHooks | Headers | None   request start
     Hooks.fresh() -> bytes | None, Hooks.root(...)      the same, as the callback lane asks
+    Hooks.lane (True): a sampled request may take the callback lane: its RequestHooks are
+        LaneRequestHooks (lane_head(route, target, path), lane_attempt() -> AttemptEnd)
         RequestHooks.attempt(route, target, request) -> AttemptHooks    each upstream attempt
             AttemptHooks.request                                        what to send instead
             AttemptHooks.end(answer, error, breaker state)
@@ -28,15 +30,17 @@ if TYPE_CHECKING:
     from gateway.transport.base import Headers, UpstreamRequest, UpstreamResponse
 
 
-class AttemptHooks(Protocol):
-    #: The request to send: the one given to `RequestHooks.attempt`, or a copy of it (with the
-    #: attempt's trace context in its headers).
-    request: UpstreamRequest
-
+class AttemptEnd(Protocol):
     def end(
         self, answer: UpstreamResponse | None, error: BaseException | None, breaker: str
     ) -> None:
         """The attempt's answer (any status) or error, and its upstream's breaker after it."""
+
+
+class AttemptHooks(AttemptEnd, Protocol):
+    #: The request to send: the one given to `RequestHooks.attempt`, or a copy of it (with the
+    #: attempt's trace context in its headers).
+    request: UpstreamRequest
 
 
 class RequestHooks(Protocol):
@@ -54,6 +58,18 @@ class RequestHooks(Protocol):
 
     def end(self, status: int, error: BaseException | None) -> None:
         """The reply's status, or (status 0) the error that escaped the gateway."""
+
+
+class LaneRequestHooks(RequestHooks, Protocol):
+    """What a sampled request's hooks offer when their hooks say `lane` (True): the callback
+    lane (gateway.lane) can carry the request, its first attempt sent with no
+    `UpstreamRequest`: `lane_head` gives what ends the upstream request's head (the trace
+    context lines of an attempt on `target` and the empty line, `encode_request`'s `end`),
+    and `lane_attempt`, called only if the lane sends it, that attempt."""
+
+    def lane_head(self, route: ModelRoute, target: VersionRoute, path: bytes) -> bytes: ...
+
+    def lane_attempt(self) -> AttemptEnd: ...
 
 
 class ShadowHooks(Protocol):

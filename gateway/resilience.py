@@ -35,7 +35,7 @@ from gateway.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from gateway.hooks import RequestHooks
+from gateway.hooks import AttemptEnd, RequestHooks
 from gateway.routing import STABLE, Choice
 from gateway.transport.base import Headers, Transport, UpstreamRequest, UpstreamResponse
 
@@ -82,14 +82,18 @@ class Resilient:
         return {endpoint: b.state(now) for endpoint, b in self.breakers.items()}
 
     async def send(
-        self, forward: Forward, underway: Awaitable[UpstreamResponse] | None = None
+        self,
+        forward: Forward,
+        underway: Awaitable[UpstreamResponse] | None = None,
+        underway_attempt: AttemptEnd | None = None,
     ) -> UpstreamResponse:
         """Send `forward` to its chosen version, or to the stable one (see the module's
         docstring); the answer whatever its status, or a `GatewayError`.
 
         `underway`: the callback lane's first attempt on the chosen version, already counted
         in flight and past its breaker (the stale retry, gateway.lane), to be awaited instead
-        of sending; what follows it is this coroutine's as for any request."""
+        of sending; what follows it is this coroutine's as for any request. `underway_attempt`:
+        its hooks (a sampled request's first attempt), told how it ended."""
         if underway is None:
             if self.inflight >= self.max_inflight:
                 raise Overloaded(f"over {self.max_inflight} requests in flight; retry shortly")
@@ -107,9 +111,9 @@ class Resilient:
                 target = self._fallback(forward, "its upstream is ejected")
                 breaker = self._breaker(target.endpoint)
             retried = False
+            attempt: AttemptEnd | None = underway_attempt
             while True:  # at most twice: the retry of a refused connection on the stable version
-                attempt = None
-                if underway is None:  # (the lane's attempt has no hooks: none, or unsampled)
+                if underway is None:
                     request = UpstreamRequest(
                         target.endpoint,
                         _POST,
@@ -118,9 +122,10 @@ class Resilient:
                         forward.body,
                         route.policy.deadline_ms / 1000,
                     )
-                    attempt = hooks.attempt(route, target, request) if hooks is not None else None
-                    if attempt is not None:
-                        request = attempt.request
+                    attempt = None
+                    if hooks is not None:
+                        hooked = hooks.attempt(route, target, request)
+                        attempt, request = hooked, hooked.request
                 try:
                     if underway is None:
                         answer = await self.transport.handle(request)

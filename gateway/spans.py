@@ -1,6 +1,10 @@
 """A sampled span as the gateway records it: plain fields, one tuple (contract.spans) handed
 to `Tracing.emit` when it ends, no SDK object on the request path; and the W3C `traceparent`
-the upstream gets. Used by gateway.traced."""
+the upstream gets. Used by gateway.traced.
+
+Compiled with mypyc, as gateway.traced is (pyproject.toml): `SpanBuilder` and its subclasses
+are native classes, their fields C struct members (compiled traced100 115.0k -> 104.5k
+instructions a request, loadtests/hotpath_profile.py --callgrind)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ import re
 import struct
 import time
 import traceback
+from collections.abc import Callable
+from itertools import chain, repeat
 from types import FunctionType
 from typing import Final, Protocol
 
@@ -20,6 +26,11 @@ from opentelemetry.trace.span import TraceState
 from contract.spans import SpanAttributes, SpanEvent, SpanLink, SpanRecord
 from gateway.transport.base import TRACE_CONTEXT, Headers
 
+#: `time.time_ns`, held (compiled: a C static, where `time.time_ns` looked it up in the module
+#: on each of a sampled request's 4 calls, about 270 instructions each; with `_SPAN_NAMES` by
+#: method then path, compiled traced100 99.4k -> 98.5k instructions a request, interpreted
+#: 159.8k -> 159.5k)
+time_ns: Final = time.time_ns
 SERVER: Final = SpanKind.SERVER.value
 CLIENT: Final = SpanKind.CLIENT.value
 ERROR: Final = StatusCode.ERROR.value
@@ -62,16 +73,48 @@ def new_id(bits: int) -> int:
             return value
 
 
+_IDS: Final = 256  # ids made at a time
+_SPAN_IDS: Final = struct.Struct(f">{_IDS}Q")
+_TRACE_IDS: Final = struct.Struct("16s" * _IDS)
+
+
+def _span_id_block(_: None) -> tuple[int, ...]:
+    return _SPAN_IDS.unpack(os.urandom(8 * _IDS))
+
+
+def _trace_id_block(_: None) -> map[int]:
+    return map(int.from_bytes, _TRACE_IDS.unpack(os.urandom(16 * _IDS)))
+
+
+#: The next random 64-bit span id (0, once in 2**64: `span_id` makes it 1) and 128-bit trace
+#: id: `os.urandom`'s bytes unpacked a block at a time and handed out by C iterators (no Python
+#: frame a call). `random.getrandbits` cost 500 instructions an id compiled (its lookup, a
+#: call, a long made from bytes), and a new root's trace id scaled to the ratio's bound 4.4k;
+#: with these, `lane_head`'s hexed ids and `Tracing.emit` read once by the hooks, compiled
+#: traced100 104.5k -> 99.4k instructions a request (loadtests/hotpath_profile.py
+#: --callgrind; interpreted 162.1k -> 159.8k).
+next_span_id: Final[Callable[[], int]] = chain.from_iterable(
+    map(_span_id_block, repeat(None))
+).__next__
+next_trace_id: Final[Callable[[], int]] = chain.from_iterable(
+    map(_trace_id_block, repeat(None))
+).__next__
+
+
 #: A new unsampled root's `traceparent` as the end of an upstream request's head: the header
 #: line and the empty line, `encode_request`'s `end` (no header pair, no check per request).
 _ROW: Final = b"traceparent: 00-" + b"x" * 32 + b"-" + b"x" * 16 + b"-00\r\n\r\n"
 _WIDTH: Final = len(_ROW)  # 72
-VALUE: Final = slice(len(b"traceparent: "), len(_ROW) - 4)  # the header's value in a row
+VALUE_START: Final = len(b"traceparent: ")  # where the header's value is in a row
+VALUE_STOP: Final = len(_ROW) - 4
+#: the same as a slice (compiled, mypyc takes `row[VALUE]` for an index: slice it as
+#: `row[VALUE_START:VALUE_STOP]`)
+VALUE: Final = slice(VALUE_START, VALUE_STOP)
 #: a random byte's hex digit: its low 4 bits (256 is a multiple of 16, so each digit is as likely)
 _HEX_DIGIT: Final = bytes(b"0123456789abcdef"[i & 15] for i in range(256))
 #: the characters of a row that are not its ids' digits, by position
 _FIXED: Final = tuple((at, _ROW[at : at + 1]) for at in range(_WIDTH) if _ROW[at] != ord("x"))
-_LOW_HALF: Final = VALUE.start + 19  # where a trace id's low 16 hex digits start in a row
+_LOW_HALF: Final = VALUE_START + 19  # where a trace id's low 16 hex digits start in a row
 _UNPACKERS: dict[int, struct.Struct] = {}
 
 
@@ -165,6 +208,7 @@ class SpanBuilder:
         "attrs",
         "code",
         "description",
+        "emit",
         "events",
         "kind",
         "links",
@@ -175,12 +219,11 @@ class SpanBuilder:
         "start",
         "state",
         "trace_id",
-        "tracing",
     )
 
     def __init__(
         self,
-        tracing: Tracing,
+        emit: Callable[[SpanRecord], None],
         name: str,
         kind: int,
         trace_id: int,
@@ -189,15 +232,15 @@ class SpanBuilder:
         state: str,
         attrs: SpanAttributes,
     ) -> None:
-        self.tracing = tracing
+        self.emit = emit  # `Tracing.emit`, read once by the hooks (an attribute lookup a span less)
         self.name = name
         self.kind = kind
         self.trace_id = trace_id
-        self.span_id = random.getrandbits(64) or 1  # (new_id's loop, without its call)
+        self.span_id = next_span_id() or 1  # (new_id's loop, without its call)
         self.parent_id = parent_id
         self.remote = remote
         self.state = state
-        self.start = time.time_ns()
+        self.start = time_ns()
         self.attrs = attrs
         self.events: tuple[SpanEvent, ...] = ()  # tuples: see contract.spans
         self.links: tuple[SpanLink, ...] = ()
@@ -209,11 +252,14 @@ class SpanBuilder:
         specializes an attribute access in a code object for one type, and `__init__` and
         `finish` shared by the request's and the attempt's spans took the generic path on
         every other call (callgrind: generic attribute lookups about 5,000 instructions a
-        sampled request)."""
+        sampled request). Compiled (mypyc: native classes, their methods C functions that read
+        the fields as struct members), there is nothing to specialize, nor any code to copy."""
         super().__init_subclass__()
         for name in ("__init__", "finish", "error"):
-            if name not in cls.__dict__:
-                shared = SpanBuilder.__dict__[name]
+            shared = vars(SpanBuilder)[name]
+            if not isinstance(shared, FunctionType):
+                return  # compiled
+            if name not in vars(cls):
                 own = FunctionType(shared.__code__.replace(), shared.__globals__, name)
                 own.__defaults__ = shared.__defaults__
                 own.__qualname__ = f"{cls.__qualname__}.{name}"
@@ -224,7 +270,7 @@ class SpanBuilder:
         self.description = description
 
     def finish(self) -> None:
-        self.tracing.emit(
+        self.emit(
             (
                 self.name,
                 self.kind,
@@ -235,7 +281,7 @@ class SpanBuilder:
                 SAMPLED,
                 self.state,
                 self.start,
-                time.time_ns(),
+                time_ns(),
                 self.attrs,
                 self.code,
                 self.description,

@@ -1,7 +1,8 @@
 """The callback lane (gateway/lane.py) against real loopback upstreams: the same answers,
 headers, metrics, breaker effects and errors as the coroutine path (`Gateway.handle`), the
 stale keep-alive retry, the fallback to stable, pipelined requests through the fast HTTP
-protocol in order, and hooks (sampled: the coroutine path, traced; unsampled: the lane).
+protocol in order, and hooks (unsampled: the lane; sampled: the coroutine path, traced, but for
+tracing's own hooks, whose spans the lane records the same).
 
 A request took the lane when `Gateway.start` made no Task: the coroutine path runs in one."""
 
@@ -18,6 +19,7 @@ from uvicorn.server import ServerState
 
 from adapters.telemetry import setup_tracing
 from contract.routes import ModelRoute, RouteTable, VersionRoute
+from contract.spans import SpanRecord
 from contract.traffic import Split, TrafficPolicy
 from gateway.breaker import Breaker
 from gateway.follow import RouteFollower
@@ -505,3 +507,176 @@ async def test_an_unsampled_request_keeps_its_traceparent_through_resend_and_fal
     assert traceparent_of(second.headers) == traceparent_of(fallen_back.headers)
     assert traceparent_of(first.headers)[0] != traceparent_of(second.headers)[0]
     assert traceparent_of(fallen_back.headers)[2] == b"00"
+
+
+class Recorded:
+    """Tracing (gateway.spans.Tracing) that samples every trace and keeps the records."""
+
+    def __init__(self) -> None:
+        self.records: list[SpanRecord] = []
+        self.bound = 1 << 64
+        self.dropped = 0
+        self.propagator: Any = None
+
+    def sample(self, trace_id: int, parent_span_id: int, parent_flags: int, name: str) -> bool:
+        return True
+
+    def emit(self, record: SpanRecord) -> None:
+        self.records.append(record)
+
+
+def shape(records: list[SpanRecord], url: str = "") -> list[tuple[Any, ...]]:
+    """What two requests' spans share: all but ids, times, the exception's text (and the
+    upstream's `url`)."""
+
+    def same(value: Any) -> Any:
+        return value.replace(url, "<url>") if url and isinstance(value, str) else value
+
+    return [
+        (
+            r[0],
+            r[1],
+            r[5],
+            r[6],
+            r[7],
+            {k: same(v) for k, v in r[10].items()},
+            r[11],
+            same(r[12]),
+            [(e[0], sorted(e[2])) for e in r[13]],
+        )
+        for r in records
+    ]
+
+
+def spans_of_one(records: list[SpanRecord], caller_span: int = 0) -> tuple[Any, ...]:
+    """The SERVER span last, its CLIENT spans its children, all of one trace."""
+    *clients, server = records
+    assert server[1] == 1 and server[4] == caller_span  # SERVER
+    for client in clients:
+        assert client[1] == 2 and client[2] == server[2] and client[4] == server[3]
+    return server, clients
+
+
+async def test_a_sampled_request_takes_the_lane_with_the_spans_of_the_coroutine_path(
+    env: Env,
+) -> None:
+    """Its SERVER and CLIENT spans as the coroutine path records them, and the CLIENT span's
+    trace context the one `traceparent` the upstream gets."""
+    server = await env.server(echo)
+    tracing = Recorded()
+    async with closing(gateway_for({1: server.url}, hooks=TracingHooks(tracing))) as gw:
+        cold, on_lane = await started(gw, "/models/m/predict")
+        assert not on_lane and cold.status == 200
+        coroutine = tracing.records[:]
+        tracing.records.clear()
+        lane, on_lane = await started(gw, "/models/m/predict")
+        assert on_lane and lane == cold
+        handled_reply = await handled(gw, "/models/m/predict")
+        assert handled_reply == cold
+        on_the_lane, by_handle = tracing.records[:2], tracing.records[2:]
+    assert shape(on_the_lane) == shape(coroutine) == shape(by_handle)
+    for records, (_, request) in zip(
+        (coroutine, on_the_lane, by_handle), server.requests, strict=True
+    ):
+        server_span, (client,) = spans_of_one(records)
+        assert traceparent_of(request.headers) == (
+            b"%032x" % client[2],
+            b"%016x" % client[3],
+            b"01",
+        )
+        assert client[10]["modelyard.retry"] is False
+        assert server_span[10]["http.response.status_code"] == 200
+        assert server_span[10]["modelyard.upstream.attempts"] == 1
+        assert server_span[10]["model.version"] == "1"
+    (_, cold_sent), (_, lane_sent), _ = server.requests
+    assert [h for h in lane_sent.headers if h[0] != b"traceparent"] == [
+        h for h in cold_sent.headers if h[0] != b"traceparent"
+    ]
+
+
+async def test_a_sampled_request_on_the_lane_continues_its_callers_trace(env: Env) -> None:
+    server = await env.server(echo)
+    tracing = Recorded()
+    caller = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    headers = [*HEADERS, (b"traceparent", caller), (b"tracestate", b"k=v")]
+    async with closing(gateway_for({1: server.url}, hooks=TracingHooks(tracing))) as gw:
+        await started(gw, "/models/m/predict", headers)
+        tracing.records.clear()
+        reply, on_lane = await started(gw, "/models/m/predict", headers)
+        assert on_lane and reply.status == 200
+    server_span, (client,) = spans_of_one(tracing.records, 0xB7AD6B7169203331)
+    assert server_span[2] == 0x0AF7651916CD43DD8448EB211C80319C and server_span[5] is True
+    assert server_span[7] == client[7] == "k=v"
+    (_, cold), (_, request) = server.requests
+    trace, span, flags = traceparent_of(request.headers)
+    assert (trace, span, flags) == (b"%032x" % client[2], b"%016x" % client[3], b"01")
+    assert [v for n, v in request.headers if n == b"tracestate"] == [b"k=v"]
+    assert [h for h in request.headers if h[0] != b"traceparent"] == [
+        h for h in cold.headers if h[0] != b"traceparent"
+    ]
+
+
+async def test_a_sampled_request_keeps_its_spans_through_resend_and_fallback(env: Env) -> None:
+    """Started on the lane, resent on a fresh connection (refused) and fallen back to
+    stable: the first attempt's span (the resend's error), the fallback's event, the second
+    attempt's span (a retry), as on the coroutine path."""
+    stable = await env.server(echo)
+    canary = await refusing_canary(env)
+    tracing = Recorded()
+    splits = [Split(version=2, weight=100.0)]
+    urls = {1: stable.url, 2: canary.url}
+    async with closing(gateway_for(urls, splits=splits, hooks=TracingHooks(tracing))) as gw:
+        assert (await started(gw, "/models/m/predict"))[0].body == b"canary"
+        tracing.records.clear()
+        reply, on_lane = await started(gw, "/models/m/predict")
+        assert on_lane and reply.body == b"/predict " + BODY
+    server_span, (first, second) = spans_of_one(tracing.records)
+    assert first[10]["model.version"] == "2" and first[10]["modelyard.retry"] is False
+    assert first[11] == 2 and first[10]["error.type"] == "UPSTREAM_UNREACHABLE"
+    assert second[10]["model.version"] == "1" and second[10]["modelyard.retry"] is True
+    assert second[10]["http.response.status_code"] == 200
+    assert server_span[10]["modelyard.upstream.attempts"] == 2
+    assert server_span[10]["model.version"] == "1"
+    assert [e[0] for e in server_span[13]] == ["fallback"]
+    (_, _), (_, resent) = canary.requests
+    ((_, fallen_back),) = stable.requests
+    assert traceparent_of(resent.headers)[1] == b"%016x" % first[3]
+    assert traceparent_of(fallen_back.headers)[1] == b"%016x" % second[3]
+
+
+@pytest.mark.parametrize("how", ["silent", "garbage"])
+async def test_a_sampled_request_failing_on_the_lane_has_the_spans_of_the_coroutine_path(
+    env: Env, how: str
+) -> None:
+    def failing_second(peer_answers: int) -> Handler:
+        async def handler(peer: Peer) -> None:
+            for _ in range(peer_answers):
+                await peer.read_request()
+                await peer.send(answer(b"ok"))
+            await peer.read_request()
+            if how == "garbage":
+                await peer.send(b"NOT HTTP AT ALL\r\n\r\n")
+            await peer.wait_eof()
+
+        return handler
+
+    shapes = []
+    for lane in (True, False):
+        server = await env.server(failing_second(1))
+        tracing = Recorded()
+        hooks = TracingHooks(tracing)
+        async with closing(gateway_for({1: server.url}, deadline_ms=200, hooks=hooks)) as gw:
+            assert (await started(gw, "/models/m/predict"))[0].status == 200
+            tracing.records.clear()
+            if lane:
+                reply, on_lane = await started(gw, "/models/m/predict")
+                assert on_lane
+            else:
+                reply = await handled(gw, "/models/m/predict")
+            assert reply.status == {"silent": 504, "garbage": 502}[how]
+            assert gw.forwarder.resilient.inflight == 0
+        server_span, (client,) = spans_of_one(tracing.records)
+        assert server_span[11] == client[11] == 2  # errors
+        assert server_span[10]["http.response.status_code"] == reply.status
+        shapes.append(shape(tracing.records, server.url))
+    assert shapes[0] == shapes[1]
