@@ -234,6 +234,7 @@ class Encoder:
         out: list[bytes] = []
         shapes = _shapes
         local: dict[tuple[object, ...], tuple[bytes, bytes, bytes]] = {}
+        last_trace = trace = None
         for record in records:
             (
                 name,
@@ -274,10 +275,13 @@ class Encoder:
                     shape = _keep(shapes, key, _shape(record))
                 local[key] = shape
             head, mid, tail = shape
+            if trace_id is not last_trace:
+                last_trace = trace_id
+                trace = trace_id.to_bytes(16, "big")
             if parent_id:
-                ids = _be_ids(trace_id.to_bytes(16, "big"), 0x1208, span_id, 0x2208, parent_id)
+                ids = _be_ids(trace, 0x1208, span_id, 0x2208, parent_id)
             else:
-                ids = _be_root(trace_id.to_bytes(16, "big"), 0x1208, span_id)
+                ids = _be_root(trace, 0x1208, span_id)
             out += (head, ids, mid, _le_times(start, 0x41, end), tail)
         return b"".join(out)
 
