@@ -272,29 +272,33 @@ async def test_a_refused_resend_falls_back_to_stable(env: Env) -> None:
         assert gw.forwarder.resilient.inflight == 0
 
 
+def failing_second(peer_answers: int, how: str) -> Handler:
+    """A peer that answers `peer_answers` requests, then fails the next one: `half` (an answer
+    cut short), `garbage` (no HTTP), else silent until the gateway gives up."""
+
+    async def handler(peer: Peer) -> None:
+        for _ in range(peer_answers):
+            await peer.read_request()
+            await peer.send(answer(b"ok"))
+        await peer.read_request()
+        if how == "half":
+            await peer.send(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")
+            await peer.close()
+        elif how == "garbage":
+            await peer.send(b"NOT HTTP AT ALL\r\n\r\n")
+        await peer.wait_eof()
+
+    return handler
+
+
 @pytest.mark.parametrize("how", ["silent", "half", "garbage"])
 async def test_failures_on_the_lane_map_as_on_the_coroutine_path(env: Env, how: str) -> None:
     """A deadline (504), an answer cut short or invalid (502): the same error, breaker and
     metrics for a request on the lane as for one on the coroutine path."""
 
-    def failing_second(peer_answers: int) -> Handler:
-        async def handler(peer: Peer) -> None:
-            for _ in range(peer_answers):
-                await peer.read_request()
-                await peer.send(answer(b"ok"))
-            await peer.read_request()
-            if how == "half":
-                await peer.send(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")
-                await peer.close()
-            elif how == "garbage":
-                await peer.send(b"NOT HTTP AT ALL\r\n\r\n")
-            await peer.wait_eof()
-
-        return handler
-
     results: list[tuple[int, bytes, int, tuple[int, int]]] = []
     for lane in (True, False):
-        server = await env.server(failing_second(1))
+        server = await env.server(failing_second(1, how))
         async with closing(gateway_for({1: server.url}, deadline_ms=200)) as gw:
             assert (await started(gw, "/models/m/predict"))[0].status == 200
             if lane:
@@ -648,21 +652,9 @@ async def test_a_sampled_request_keeps_its_spans_through_resend_and_fallback(env
 async def test_a_sampled_request_failing_on_the_lane_has_the_spans_of_the_coroutine_path(
     env: Env, how: str
 ) -> None:
-    def failing_second(peer_answers: int) -> Handler:
-        async def handler(peer: Peer) -> None:
-            for _ in range(peer_answers):
-                await peer.read_request()
-                await peer.send(answer(b"ok"))
-            await peer.read_request()
-            if how == "garbage":
-                await peer.send(b"NOT HTTP AT ALL\r\n\r\n")
-            await peer.wait_eof()
-
-        return handler
-
     shapes = []
     for lane in (True, False):
-        server = await env.server(failing_second(1))
+        server = await env.server(failing_second(1, how))
         tracing = Recorded()
         hooks = TracingHooks(tracing)
         async with closing(gateway_for({1: server.url}, deadline_ms=200, hooks=hooks)) as gw:
