@@ -23,7 +23,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
@@ -312,86 +312,12 @@ def settle_environment(exporter: SpanExporter, env: Mapping[str, str]) -> None:
     session.trust_env = False
 
 
-class PreparedPosts:
-    """The OTLP/HTTP exporter's transport with its request prepared once, each export's body
-    (and its Content-Length) put in it and sent by the session (`Session.send`: its adapters,
-    hooks, cookie jar, settings as `Session.request` merges them): what `Session.request`
-    built again at every post (a `Request`, `prepare_request`'s URL parsing, header, cookie,
-    auth and hook merges, `merge_environment_settings`) is done once. About 860,000
-    instructions a post of 300 kB less (callgrind), the exporting child 23,141 -> 22,311
-    instructions a span (`loadtests.tracing_instr --modes child`). Used only where that is
-    the same request: a plain `requests.Session` that no longer reads the environment
-    (`settle_environment`), with no auth or a login pair (a header, not a per-request hook);
-    once the collector sets a cookie every post goes the transport's own way again."""
-
-    def __init__(self, transport: Any, session: Any) -> None:
-        self.transport = transport
-        self.session = session
-        #: (url, headers) -> the prepared request and the settings `Session.request` merges
-        self.prepared: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[Any, Any]] = {}
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: dict[str, str] | None = None,
-        timeout: float | None = None,
-        data: bytes | None = None,
-    ) -> Any:
-        session = self.session
-        if method != "POST" or not data or session.cookies:
-            return self.transport.request(method, url, headers=headers, timeout=timeout, data=data)
-        key = (url, tuple(headers.items()) if headers else ())
-        found = self.prepared.get(key)
-        if found is None:
-            import requests
-
-            prepared = session.prepare_request(requests.Request("POST", url, headers, data=b"x"))
-            settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
-            found = self.prepared[key] = (prepared, settings)
-        prepared, settings = found
-        prepared.body = data
-        prepared.headers["Content-Length"] = str(len(data))
-        from opentelemetry.exporter.http.transport._requests import RequestsHTTPResult
-
-        try:
-            response = session.send(prepared, timeout=timeout, allow_redirects=False, **settings)
-        except Exception as error:  # (as the transport's own `request` answers)
-            return RequestsHTTPResult(error=error)
-        return RequestsHTTPResult(
-            status_code=response.status_code, reason=response.reason, response=response
-        )
-
-    def is_connection_error(self, exception: Exception | None) -> bool:
-        return bool(self.transport.is_connection_error(exception))
-
-    def close(self) -> None:
-        self.transport.close()
-
-
-def prepare_posts(exporter: SpanExporter) -> None:
-    """The OTLP/HTTP exporter's transport given `PreparedPosts` where that is the same request
-    (see there); anything else is left as it is."""
-    import requests
-
-    client = getattr(exporter, "_client", None)
-    transport = getattr(client, "_transport", None)
-    session = getattr(transport, "_session", None)
-    if type(session) is not requests.Session or session.trust_env:
-        return
-    if session.auth is not None and not isinstance(session.auth, tuple):
-        return
-    client._transport = PreparedPosts(transport, session)  # type: ignore[union-attr]
-
-
 def _child(exporter_name: str, scope_name: str, max_batch: int, env: Mapping[str, str]) -> int:
     # marshal data only ever comes from the parent that started this process (env, stdin)
     attrs = marshal.loads(bytes.fromhex(env.get("MODELYARD_SPAN_RESOURCE", "")))  # noqa: S302
     resource = Resource(attrs)  # already merged by the parent: not Resource.create again
     exporter = make_exporter(exporter_name)
     settle_environment(exporter, env)
-    prepare_posts(exporter)
     batches = _batches(exporter, resource, InstrumentationScope(scope_name), max_batch)
     source = sys.stdin.buffer
     try:

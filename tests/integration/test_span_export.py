@@ -6,17 +6,14 @@ export then carries what `requests` would have read from the environment at ever
 from __future__ import annotations
 
 import os
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 
-from adapters.span_export import FRAME, ExportPipe, PreparedPosts, prepare_posts, settle_environment
+from adapters.span_export import FRAME, ExportPipe, settle_environment
 from contract.spans import SpanRecord
 
 
@@ -118,72 +115,3 @@ def test_a_session_with_trust_env_off_is_left_alone(monkeypatch: pytest.MonkeyPa
     settle_environment(exporter, {"REQUESTS_CA_BUNDLE": "/etc/ca.pem"})
     assert session.proxies == {}
     assert session.verify is True
-
-
-def _capture() -> tuple[Any, list[tuple[str, dict[str, str], bytes]]]:
-    """A local OTLP/HTTP receiver keeping each request (path, headers, body); the first
-    answer sets a cookie when the path ends in /cookie."""
-    seen: list[tuple[str, dict[str, str], bytes]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            host, port = self.server.server_address[:2]
-            assert headers.pop("host") == f"{host!s}:{port}"
-            seen.append((self.path, headers, body))
-            self.send_response(200)
-            if self.path.endswith("/cookie") and len(seen) == 1:
-                self.send_header("set-cookie", "sticky=a1; Path=/")
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
-    return server, seen
-
-
-@pytest.mark.parametrize("path", ["/v1/traces", "/v1/cookie"])
-def test_prepared_posts_send_what_the_transport_sends(path: str) -> None:
-    """`prepare_posts`: the same requests (path, headers, body) as the exporter's own
-    transport, post after post; a cookie the collector sets is sent back, as `requests`
-    does."""
-    bodies = [b"first", b"a longer second body", b"3"]
-    requests_seen = []
-    for prepared in (False, True):
-        server, seen = _capture()
-        try:
-            url = f"http://127.0.0.1:{server.server_address[1]}{path}"
-            exporter = OTLPSpanExporter(endpoint=url, headers={"x-tenant": "t1"})
-            settle_environment(exporter, {})
-            if prepared:
-                prepare_posts(exporter)
-                assert isinstance(exporter._client._transport, PreparedPosts)  # type: ignore[attr-defined]
-            for body in bodies:
-                assert exporter._client.export(body).success  # type: ignore[attr-defined]
-        finally:
-            server.shutdown()
-            server.server_close()
-        requests_seen.append(seen)
-    assert requests_seen[0] == requests_seen[1]
-    assert [body for _, _, body in requests_seen[1]] == bodies
-    assert all(headers["x-tenant"] == "t1" for _, headers, _ in requests_seen[1])
-    if path.endswith("/cookie"):
-        assert [h.get("cookie") for _, h, _ in requests_seen[1]] == [None, "sticky=a1", "sticky=a1"]
-
-
-def test_prepared_posts_leave_other_sessions_alone() -> None:
-    """Not for a session that still reads the environment, nor one with an auth hook."""
-    reading = OTLPSpanExporter(endpoint=URL)
-    prepare_posts(reading)
-    assert not isinstance(reading._client._transport, PreparedPosts)  # type: ignore[attr-defined]
-    hooked = OTLPSpanExporter(endpoint=URL)
-    settle_environment(hooked, {})
-    hooked._client._transport._session.auth = requests.auth.HTTPDigestAuth("u", "p")  # type: ignore[attr-defined]
-    prepare_posts(hooked)
-    assert not isinstance(hooked._client._transport, PreparedPosts)  # type: ignore[attr-defined]
