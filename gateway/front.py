@@ -87,7 +87,7 @@ class Gateway:
             hooks, "root", self._hear
         )
         #: whether a sampled request's hooks are `LaneRequestHooks` (the lane can carry it)
-        self._lane_hooks: bool = getattr(hooks, "lane", False) is True
+        self._lane_hooks = hooks is not None and hooks.lane
         self.metrics.breakers = forwarder.resilient.states
         self.lane = Lane.of(forwarder, self._forwarded)
 

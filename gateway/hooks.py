@@ -80,6 +80,11 @@ class ShadowHooks(Protocol):
 
 
 class Hooks(Protocol):
+    @property
+    def lane(self) -> bool:
+        """True: a sampled request's `RequestHooks` are `LaneRequestHooks`, so the callback
+        lane may carry it; False: sampled requests take the coroutine path."""
+
     def request(self, method: str, path: str, headers: Headers) -> RequestHooks | Headers | None:
         """A request starts. None: nothing to observe on this one (probes, scrapes); a header
         list: nothing to observe either, but answer it as if it came with these headers (an

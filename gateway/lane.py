@@ -113,6 +113,10 @@ class Lane:
         timeout_s = route.policy.deadline_ms / 1000
         if pool is None or timeout_s <= 0:
             return False
+        loop = self._loop or self._running_loop()
+        now = loop.time()
+        if not pool.lendable(now):
+            return False
         started = time.perf_counter()
         if hooks is not None:
             end = hooks.lane_head(route, choice.route, path)
@@ -120,11 +124,7 @@ class Lane:
             data = encode_request(_POST, path, pool.head_middle, headers, body, end)
         except BadRequest:
             return False  # the coroutine path says so, with its metrics
-        loop = self._loop or self._running_loop()
-        now = loop.time()
-        conn = pool.warm(now)
-        if conn is None:
-            return False
+        conn = pool.lend()  # (taken only once the head is made: nothing to give back)
         deadline = now + timeout_s
         resilient.inflight += 1
         flight = _Flight()  # (no `__init__`: see `_Flight`)

@@ -193,17 +193,25 @@ class UpstreamPool:
 
     # -- the callback lane's side (gateway.lane) ------------------------------------------------
 
-    def warm(self, now: float) -> Http1Connection | None:
-        """A warm idle connection lent to the callback lane, or None (none idle, the oldest
-        expired, or never used yet: `request` deals with those). `now`: the loop's time (the
-        lane's, read once for this and the deadline)."""
+    def lendable(self, now: float) -> bool:
+        """Whether a warm idle connection is there for the callback lane (`lend`): False when
+        none is idle, the oldest has expired, or the pool was never used yet (`request` deals
+        with those). `now`: the loop's time (the lane's, read once for this and the
+        deadline). Asked before the lane does any work for the request (its head, a sampled
+        request's span), so none is done for a request the lane leaves to `request`."""
         idle = self._idle
-        if idle and self._loop is not None and now - idle[0].idle_since <= self._idle_timeout_s:
-            conn = idle.pop()
-            conn.idle = False
-            self._reused += 1
-            return conn
-        return None
+        return (
+            len(idle) > 0
+            and self._loop is not None
+            and now - idle[0].idle_since <= self._idle_timeout_s
+        )
+
+    def lend(self) -> Http1Connection:
+        """The warm connection `lendable` has just found (nothing may run in between)."""
+        conn = self._idle.pop()
+        conn.idle = False
+        self._reused += 1
+        return conn
 
     def failed(
         self, conn: Http1Connection, exc: BaseException, timeout_s: float

@@ -72,12 +72,14 @@ class Hooks:
     """Samples requests whose path ends in `/traced`; the others are unsampled (a header list
     with a trace context added)."""
 
+    lane = False  # sampled requests take the coroutine path
+
     def __init__(self) -> None:
         self.events: list[str] = []
 
     def request(self, method: str, path: str, headers: Headers) -> Any:
         if path.endswith("/traced"):
-            return RequestHooks(self.events)
+            return LaneRequestHooks(self.events) if self.lane else RequestHooks(self.events)
         return [*headers, (b"traceparent", b"00-unsampled")]
 
     def shadow(self, copy: Any) -> Any:
@@ -112,6 +114,28 @@ class RequestHooks:
 
     def end(self, status: int, error: BaseException | None) -> None:
         self.events.append(f"end {status}")
+
+
+TRACED = b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01"  # the lane's head in LaneRequestHooks
+
+
+class LaneHooks(Hooks):
+    lane = True  # the lane may carry a sampled request
+
+
+class LaneRequestHooks(RequestHooks):
+    def lane_head(self, route: Any, target: VersionRoute, path: bytes) -> bytes:
+        self.events.append(f"lane head v{target.version}")
+        return b"traceparent: " + TRACED + b"\r\n\r\n"
+
+    def lane_attempt(self) -> Any:
+        events = self.events
+
+        class Attempt:
+            def end(self, answer: Any, error: Any, breaker: str) -> None:
+                events.append(f"lane attempt end {answer.status if answer else error!r}")
+
+        return Attempt()
 
 
 def gateway_for(
@@ -340,6 +364,36 @@ async def test_hooks_trace_a_sampled_request_and_leave_the_others_on_the_lane(en
         traced, on_lane = await started(gw, "/models/m/traced")
         assert not on_lane and traced.status == 200
         assert hooks.events == ["attempt v1", "attempt end 200", "chosen v1", "end 200"]
+
+
+async def test_the_lane_makes_a_sampled_requests_head_only_when_it_has_a_warm_connection(
+    env: Env,
+) -> None:
+    """Two sampled requests at once on a pool with one idle connection: the first takes it
+    on the lane (the lane's head, then its attempt); the second finds none and the coroutine
+    path makes its one attempt, the lane having made nothing for it (no head, no span)."""
+    server = await env.server(echo)
+    hooks = LaneHooks()
+    async with closing(gateway_for({1: server.url}, hooks=hooks)) as gw:
+        await started(gw, "/models/m/predict")  # one connection, idle now
+        loop = asyncio.get_running_loop()
+        first: asyncio.Future[Reply | None] = loop.create_future()
+        second: asyncio.Future[Reply | None] = loop.create_future()
+        tasks = len(asyncio.all_tasks())
+        gw.start("POST", "/models/m/traced", HEADERS, BODY, first.set_result)
+        assert len(asyncio.all_tasks()) == tasks  # on the lane
+        assert hooks.events == ["lane head v1"]
+        gw.start("POST", "/models/m/traced", HEADERS, BODY, second.set_result)
+        assert len(asyncio.all_tasks()) == tasks + 1  # the coroutine path's task
+        async with asyncio.timeout(EVENT_WAIT_S):
+            replies = await asyncio.gather(first, second)
+    assert [r.status if r else None for r in replies] == [200, 200]
+    assert hooks.events.count("lane head v1") == 1
+    assert hooks.events.count("attempt v1") == 1
+    assert hooks.events.count("lane attempt end 200") == hooks.events.count("attempt end 200")
+    assert hooks.events.count("end 200") == 2
+    lane_sent = [r for _, r in server.requests if (b"traceparent", TRACED) in r.headers]
+    assert len(lane_sent) == 1
 
 
 class _Client:

@@ -156,6 +156,8 @@ async def test_a_sampled_copy_goes_to_the_shadow_version_after_the_answer() -> N
 
 
 class Heard:
+    lane = False  # a sampled request on the coroutine path
+
     def __init__(self) -> None:
         self.events: list[str] = []
 
