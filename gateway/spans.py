@@ -14,6 +14,7 @@ import re
 import struct
 import time
 import traceback
+from binascii import hexlify
 from collections.abc import Callable
 from itertools import chain, repeat
 from types import FunctionType
@@ -110,29 +111,29 @@ VALUE_STOP: Final = len(_ROW) - 4
 #: the same as a slice (compiled, mypyc takes `row[VALUE]` for an index: slice it as
 #: `row[VALUE_START:VALUE_STOP]`)
 VALUE: Final = slice(VALUE_START, VALUE_STOP)
-#: a random byte's hex digit: its low 4 bits (256 is a multiple of 16, so each digit is as likely)
-_HEX_DIGIT: Final = bytes(b"0123456789abcdef"[i & 15] for i in range(256))
 #: the characters of a row that are not its ids' digits, by position
 _FIXED: Final = tuple((at, _ROW[at : at + 1]) for at in range(_WIDTH) if _ROW[at] != ord("x"))
 _LOW_HALF: Final = VALUE_START + 19  # where a trace id's low 16 hex digits start in a row
 _UNPACKERS: dict[int, struct.Struct] = {}
+_ZEROS: Final = b"0" * 16  # in every all-zero (invalid) trace or span id
 
 
 def traceparent_block(count: int) -> bytes:
     """`count` new unsampled W3C traceparents (`00-<trace id>-<span id>-00`), each as the end
     of an upstream request's head (`traceparent: <value>\\r\\n\\r\\n`, 72 bytes), side by
-    side: one random byte per hex digit turned into its digit by `translate`, then the 24
-    fixed characters written in 24 strided copies (C loops over the whole block, about 250
-    instructions a traceparent for the 55 bytes of the value alone against 1,600 for hexing
-    half as many bytes and moving each of the 48 digits into place in 48 strided copies, and
-    6,500 for `getrandbits` and `%x` formatting per request; callgrind). The bytes come from
-    `os.urandom`, one `getrandom` call a block."""
+    side: random bytes hexed, two digits a byte and a row's width at a time, then the 24
+    fixed characters written over their places in 24 strided copies (C loops over the whole
+    block, not 6,500 instructions of `getrandbits` and `%x` formatting per request). The
+    bytes come from `os.urandom`, one `getrandom` call a block. The kernel's generator is
+    most of the cost (about 1.6 ns a byte here, which callgrind does not see), so a byte
+    makes two digits: one a byte (a `translate` table over a row's width of random bytes)
+    took 170 ns a traceparent, this 100 (timeit)."""
     while True:
-        made = bytearray(os.urandom(_WIDTH * count)).translate(_HEX_DIGIT)
+        made = bytearray(hexlify(os.urandom(_WIDTH // 2 * count)))
         for at, char in _FIXED:
             made[at::_WIDTH] = char * count
-        if b"-0000000000000000-" not in made and b"-" + b"0" * 32 + b"-" not in made:
-            return bytes(made)  # (an all-zero id is invalid: never in practice)
+        if _ZEROS not in made:  # (an all-zero id is invalid: never in practice)
+            return bytes(made)
 
 
 def traceparents(block: bytes) -> tuple[bytes, ...]:

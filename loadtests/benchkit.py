@@ -162,6 +162,18 @@ def cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
     return found
 
 
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """User + system CPU time so far of each thread of `pid` (by thread id: the main
+    thread's is `pid`), from /proc/<pid>/task/<tid>/stat; {} once the process is gone."""
+    found: dict[int, float] = {}
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                found[int(task.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return found
+
+
 def rss_mb(pid: int) -> float:
     """The process's resident memory now, in MiB (VmRSS in /proc/<pid>/status)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -80,6 +80,7 @@ from loadtests.benchkit import (
     lua_script,
     nginx,
     say,
+    thread_cpu_seconds,
     wrk,
 )
 from loadtests.gateway_bench import FIXED_RESPONSE, GATEWAY_PATH, MODEL, make_body
@@ -229,6 +230,34 @@ def tree_cpu(pid: int) -> dict[int, float]:
     return cpu_seconds([pid, *descendants(pid)])
 
 
+#: Where a request's CPU goes, in `cpu_parts`' order.
+PARTS: Final = ("event loop", "other threads", "exporting child", "upstream")
+
+
+def cpu_parts(pid: int, upstream: int) -> tuple[float, float, float, float]:
+    """CPU seconds so far, by `PARTS`: the gateway's main thread (its event loop: every
+    request, and the spans of the sampled ones), its other threads (the span export thread
+    among them: `marshal` and the pipe), its descendants (the exporting child: OTLP encoding
+    and the HTTP export) and the upstream's processes (nginx: one more header to read on
+    every request tracing is on for). Read around an in-turn round, when one mode has the
+    upstream to itself."""
+    threads = thread_cpu_seconds(pid)
+    main = threads.pop(pid, 0.0)
+    child = sum(cpu_seconds(descendants(pid)).values())
+    nginx_cpu = sum(cpu_seconds([upstream, *descendants(upstream)]).values())
+    return main, sum(threads.values()), child, nginx_cpu
+
+
+def medians(rounds: list[list[float]]) -> dict[str, float]:
+    """Each part's median over the rounds (each round's `parts_used`)."""
+    return {part: statistics.median(r[at] for r in rounds) for at, part in enumerate(PARTS)}
+
+
+def parts_used(before: tuple[float, ...], after: tuple[float, ...], requests: int) -> list[float]:
+    """Each part's CPU microseconds a request between two `cpu_parts` readings."""
+    return [(b - a) / requests * 1e6 for a, b in zip(before, after, strict=True)]
+
+
 def together(
     cfg: Config,
     tools: Tools,
@@ -299,6 +328,7 @@ def run(cfg: Config, tools: Tools, modes: Sequence[str] = MODES) -> dict[str, An
         "machine": {**benchkit.machine(), "client_cpu": pin.client, "server_cpu": pin.server},
         "config": asdict(cfg),
         "results": {},
+        "cpu_parts": {},  # level -> mode -> part -> median CPU us a request (in turn)
     }
     with (
         tempfile.TemporaryDirectory(prefix="modelyard-tracing-bench-") as tmp,
@@ -328,20 +358,25 @@ def run(cfg: Config, tools: Tools, modes: Sequence[str] = MODES) -> dict[str, An
         for connections in cfg.concurrencies:
             rps: dict[str, list[float]] = {mode: [] for mode in modes}
             cpu: dict[str, list[float]] = {mode: [] for mode in modes}
+            parts: dict[str, list[list[float]]] = {mode: [] for mode in modes}
             for round_ in range(cfg.rounds):
                 for mode in in_turn(modes, round_):
                     url = targets[mode]
                     before = tree_cpu(pids[mode])
+                    parts_before = cpu_parts(pids[mode], upstream.pid)
                     result = wrk(tools, pin, url, script, connections, cfg.duration_s, 1)
                     used = cpu_used(before, tree_cpu(pids[mode]))
+                    parts_after = cpu_parts(pids[mode], upstream.pid)
                     rps[mode].append(result.rps)
                     cpu[mode].append(used / result.requests * 1e6)
+                    parts[mode].append(parts_used(parts_before, parts_after, result.requests))
                     say(
                         f"[{mode}] c{connections} round {round_ + 1}: {result.rps:,.0f} req/s,"
                         f" {cpu[mode][-1]:.1f} us CPU a request (load {load_average()})"
                     )
             level = f"c{connections}"
             report["results"][level] = summarize(rps, cpu, TARGETS.get(level, {}))
+            report["cpu_parts"][level] = {mode: medians(rounds) for mode, rounds in parts.items()}
         level = f"c{TOGETHER_AT}"
         report["together"] = {level: together(cfg, tools, pin, targets, pids, script)}
         report["exported"] = {"requests": received[0], "bytes": received[1]}
@@ -368,6 +403,26 @@ def table(results: dict[str, Any]) -> str:
                 f" {r['cpu_us_median']:.1f} | {r['cpu_us_min']:.1f}-{r['cpu_us_max']:.1f} |"
                 f" {r['cpu_vs_off']:.2f} |"
             )
+    return "\n".join(lines)
+
+
+def parts_table(cpu_parts: dict[str, Any]) -> str:
+    """Where each mode's CPU a request goes (in-turn rounds' medians), and its increase over
+    off's, part by part."""
+    lines = [
+        "| concurrency | tracing | " + " | ".join(PARTS) + " | all |",
+        "|---|---|" + "---|" * (len(PARTS) + 1),
+    ]
+    for level, modes in cpu_parts.items():
+        off = modes["off"]
+        for mode, parts in modes.items():
+            cells = [
+                f"{parts[p]:.2f}" + ("" if mode == "off" else f" ({parts[p] - off[p]:+.2f})")
+                for p in PARTS
+            ]
+            total = sum(parts.values())
+            added = "" if mode == "off" else f" ({total - sum(off.values()):+.2f})"
+            lines.append(f"| {level} | {mode} | " + " | ".join(cells) + f" | {total:.2f}{added} |")
     return "\n".join(lines)
 
 
@@ -417,6 +472,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     benchkit.write_report(args.out, report)
     print(f"the gateway: {args.build}")
     print(table(report["results"]))
+    print("\nwhere the CPU goes, in us a request (in turn; medians; against off):")
+    print(parts_table(report["cpu_parts"]))
     print("\nthe rounds' ratios to off (each round ran every mode in turn):")
     print("\n".join(verdicts(report["results"])))
     print(f"\nall modes at the same time, each by its own wrk at c{TOGETHER_AT}:")

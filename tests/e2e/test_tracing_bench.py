@@ -48,6 +48,18 @@ def test_quick_run_measures_every_mode_and_exports_spans(tmp_path: Path) -> None
             assert cell["cpu_us_min"] <= cell["cpu_us_median"] <= cell["cpu_us_max"]
         assert modes["off"]["ratio_to_off"] == 1.0 and modes["off"]["cpu_vs_off"] == 1.0
         assert modes["off"]["paired"]["ratios"] == [1.0, 1.0]
+    # where each mode's CPU a request goes, in turn: the event loop, the other threads, the
+    # exporting child (none with tracing off; busy at 100 %, which exports every span) and
+    # the upstream
+    parts = report["cpu_parts"]
+    assert set(parts) == {"c1", "c16"} and all(set(parts[level]) == MODES for level in parts)
+    for level, modes in parts.items():
+        for mode, cell in modes.items():
+            assert list(cell) == ["event loop", "other threads", "exporting child", "upstream"]
+            assert cell["event loop"] > 0 and cell["upstream"] > 0, (level, mode)
+        assert modes["off"]["exporting child"] == 0
+    assert parts["c16"]["100%"]["exporting child"] > 0
+    assert "where the CPU goes" in done.stdout
     # every mode at once, each by its own wrk: the same rounds, the same figures
     together = report["together"]["c16"]
     assert set(together) == MODES
