@@ -102,9 +102,12 @@ next_trace_id: Final[Callable[[], int]] = chain.from_iterable(
 ).__next__
 
 
+#: A `traceparent` line up to its trace id (version 00), as the upstream's head carries it.
+TRACEPARENT_LINE_START: Final = b"traceparent: 00-"
+_LAST: Final = b"00\r\n\r\n"  # a row's flags (00: unsampled) and the head's end
 #: A new unsampled root's `traceparent` as the end of an upstream request's head: the header
 #: line and the empty line, `encode_request`'s `end` (no header pair, no check per request).
-_ROW: Final = b"traceparent: 00-" + b"x" * 32 + b"-" + b"x" * 16 + b"-00\r\n\r\n"
+_ROW: Final = TRACEPARENT_LINE_START + b"x" * 32 + b"-" + b"x" * 16 + b"-" + _LAST
 _WIDTH: Final = len(_ROW)  # 72
 VALUE_START: Final = len(b"traceparent: ")  # where the header's value is in a row
 VALUE_STOP: Final = len(_ROW) - 4
@@ -121,10 +124,8 @@ _ZEROS: Final = b"0" * 16  # in every all-zero (invalid) trace or span id
 _DRAWN: Final = 25
 _MARK: Final = b"|"
 _STRIDE: Final = 2 * _DRAWN + len(_MARK)
-_DASHES: Final = (32, 49)
-_FIRST: Final = b"traceparent: 00-"
-_BETWEEN: Final = b"00\r\n\r\n" + _FIRST
-_LAST: Final = b"00\r\n\r\n"
+_DASHES: Final = (32, 32 + 1 + 16)  # after the trace id's digits, after the span id's
+_BETWEEN: Final = _LAST + TRACEPARENT_LINE_START
 
 
 def traceparent_block(count: int) -> bytes:
@@ -145,7 +146,7 @@ def traceparent_block(count: int) -> bytes:
         dashes = b"-" * count
         for at in _DASHES:
             made[at::_STRIDE] = dashes
-        block = b"".join((_FIRST, made.replace(_MARK, _BETWEEN), _LAST))
+        block = b"".join((TRACEPARENT_LINE_START, made.replace(_MARK, _BETWEEN), _LAST))
         if _ZEROS not in block:  # (an all-zero id is invalid: never in practice)
             return block
 

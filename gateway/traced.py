@@ -52,6 +52,7 @@ from gateway.spans import (
     NO_PARENT,
     SAMPLED,
     SERVER,
+    TRACEPARENT_LINE_START,
     VALUE_START,
     VALUE_STOP,
     SpanBuilder,
@@ -73,7 +74,6 @@ _LOW: Final = (1 << 64) - 1  # the ratio sampler looks at a trace id's low 64 bi
 _BLOCK: Final = 1024  # traceparents made at a time
 _TRACEPARENT: Final = b"traceparent"
 # pieces of `lane_head`'s lines
-_TP: Final = b"traceparent: 00-"
 _DASH: Final = b"-"
 _SAMPLED_LINE: Final = b"-01\r\n"
 _SAMPLED_END: Final = b"-01\r\n\r\n"
@@ -308,9 +308,18 @@ class _RequestSpan(SpanBuilder):
         span_hex = hexlify(span.span_id.to_bytes(8, "big"))
         if self.state:
             state = self.state.encode("latin-1")
-            parts = (_TP, trace_hex, _DASH, span_hex, _SAMPLED_LINE, _TS, state, _CRLF2)
+            parts = (
+                TRACEPARENT_LINE_START,
+                trace_hex,
+                _DASH,
+                span_hex,
+                _SAMPLED_LINE,
+                _TS,
+                state,
+                _CRLF2,
+            )
             return b"".join(parts)
-        return b"".join((_TP, trace_hex, _DASH, span_hex, _SAMPLED_END))
+        return b"".join((TRACEPARENT_LINE_START, trace_hex, _DASH, span_hex, _SAMPLED_END))
 
     def lane_attempt(self) -> _AttemptSpan:
         """The attempt `lane_head` made, as the lane sends it."""

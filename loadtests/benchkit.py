@@ -157,9 +157,14 @@ def cpu_seconds(pids: Iterable[int]) -> dict[int, float]:
     found: dict[int, float] = {}
     for pid in pids:
         with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            found[pid] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+            found[pid] = _stat_cpu(Path(f"/proc/{pid}/stat"))
     return found
+
+
+def _stat_cpu(stat: Path) -> float:
+    """utime + stime, in seconds, from a /proc `stat` file (a process's or a thread's)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def thread_cpu_seconds(pid: int) -> dict[int, float]:
@@ -169,8 +174,7 @@ def thread_cpu_seconds(pid: int) -> dict[int, float]:
     with contextlib.suppress(OSError):
         for task in Path(f"/proc/{pid}/task").iterdir():
             with contextlib.suppress(OSError, ValueError, IndexError):
-                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-                found[int(task.name)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+                found[int(task.name)] = _stat_cpu(task / "stat")
     return found
 
 

@@ -362,14 +362,12 @@ def run(cfg: Config, tools: Tools, modes: Sequence[str] = MODES) -> dict[str, An
             for round_ in range(cfg.rounds):
                 for mode in in_turn(modes, round_):
                     url = targets[mode]
-                    before = tree_cpu(pids[mode])
-                    parts_before = cpu_parts(pids[mode], upstream.pid)
+                    before = cpu_parts(pids[mode], upstream.pid)
                     result = wrk(tools, pin, url, script, connections, cfg.duration_s, 1)
-                    used = cpu_used(before, tree_cpu(pids[mode]))
-                    parts_after = cpu_parts(pids[mode], upstream.pid)
+                    used = parts_used(before, cpu_parts(pids[mode], upstream.pid), result.requests)
                     rps[mode].append(result.rps)
-                    cpu[mode].append(used / result.requests * 1e6)
-                    parts[mode].append(parts_used(parts_before, parts_after, result.requests))
+                    cpu[mode].append(sum(used[:3]))  # the gateway's tree: all but the upstream
+                    parts[mode].append(used)
                     say(
                         f"[{mode}] c{connections} round {round_ + 1}: {result.rps:,.0f} req/s,"
                         f" {cpu[mode][-1]:.1f} us CPU a request (load {load_average()})"
