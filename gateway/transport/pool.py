@@ -16,10 +16,10 @@ wire work sits in `gateway.transport.http1`; this module owns the connections:
   once warm), the connection's re-armed timer while awaiting the answer (measured cheaper than a
   timeout per request). On timeout, cancellation or error the connection is aborted, not reused.
 
-The gateway's callback lane (gateway.lane) uses the same pool without a coroutine: `warm` lends
-it a warm idle connection, `Http1Connection.start` sends, `release` or `failed` end the
-request, and a stale connection's retry continues as the coroutine `resend`. What a failure
-means (`failed`) is the one mapping both paths use.
+The gateway's callback lane (gateway.lane) uses the same pool without a coroutine: `lendable`
+says whether a warm idle connection is there, `lend` lends it, `Http1Connection.start` sends,
+`release` or `failed` end the request, and a stale connection's retry continues as the
+coroutine `resend`. What a failure means (`failed`) is the one mapping both paths use.
 """
 
 from __future__ import annotations
@@ -345,7 +345,7 @@ class UpstreamPool:
 
     def release(self, conn: Http1Connection) -> None:
         """Return a connection after a complete answer: to a waiter, the idle stack, or closed.
-        Also the callback lane's, for a connection `warm` lent it."""
+        Also the callback lane's, for a connection `lend` lent it."""
         if not conn.finish() or self._closed:
             self._drop(conn, graceful=True)
             return
