@@ -136,7 +136,7 @@ async def test_changes_are_delivered_signed_in_mlflow_format(
         {"name": "iris", "tags": {"a": "b"}, "description": None}
     ]
     # posted concurrently (docs/mlflow.md): the two versions' events may arrive in either order
-    created = sorted(by_kind["model_version.created"], key=lambda d: str(d["version"]))
+    created = sorted(by_kind["model_version.created"], key=lambda d: d["version"])
     assert created == [
         {
             "name": "iris",
